@@ -1,0 +1,308 @@
+"""The ``outboxd`` command: check-config, migrate, enqueue, stats, retry, cancel, run.
+
+Errors are one line on stderr and a sysexits-style code, never a traceback
+(set ``OUTBOXD_DEBUG=1`` to see one).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Callable, Sequence
+from datetime import datetime, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+from daemon import __version__
+from daemon.config import EX_CONFIG, ConfigError, load_config
+from daemon.report import config_summary, stats_json, stats_rows, stats_table
+from daemon.settings import Settings
+from daemon.store import (
+    LATEST,
+    SchemaMismatch,
+    Store,
+    StoreError,
+    StoreUnavailable,
+    current_version,
+    migrate,
+    open_database,
+)
+from daemon.store.migrations import require_current
+from daemon.store.models import STATUSES, utcnow
+from daemon.store.types import InvalidMessage, MessageFilter, NewMessage, OperatorResult
+from daemon.units import parse_duration
+
+EX_USAGE = 64
+EX_DATAERR = 65
+EX_NOINPUT = 66
+EX_UNAVAILABLE = 69
+EX_SOFTWARE = 70
+ROLES = ("poller", "dispatcher", "scheduler", "control")
+DEFAULT_KINDS = {"mllp": "hl7", "http": "json", "bpjs_antrean": "bpjs"}
+
+
+class CliError(Exception):
+    def __init__(self, message: str, code: int) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+# --- helpers ------------------------------------------------------------------------
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    return load_config(args.config)
+
+
+def _open_store(settings: Settings) -> Store:
+    db = open_database(settings.database)
+    try:
+        require_current(db)
+    except SchemaMismatch:
+        db.close()
+        raise
+    return Store(db)
+
+
+def _parse_time(text: str, tz: ZoneInfo) -> datetime:
+    """``2026-11-23T08:00`` (in the configured zone unless it has an offset), or a
+    duration meaning that long ago (``2h``)."""
+    try:
+        return utcnow() - timedelta(seconds=parse_duration(text))
+    except ValueError:
+        pass
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        raise CliError(
+            f"invalid time {text!r}: use ISO 8601 (2026-11-23T08:00) or an age such as 2h",
+            EX_USAGE,
+        ) from None
+    return value.replace(tzinfo=tz) if value.tzinfo is None else value
+
+
+def _selector(args: argparse.Namespace, settings: Settings) -> MessageFilter:
+    tz = ZoneInfo(settings.timezone)
+    ids = tuple(int(i) for group in args.id or [] for i in group.split(",") if i)
+    selector = MessageFilter(
+        ids=ids,
+        channel=args.channel,
+        statuses=tuple(args.status or ()),
+        since=_parse_time(args.since, tz) if args.since else None,
+        until=_parse_time(args.until, tz) if args.until else None,
+    )
+    if selector.empty:
+        raise CliError("select messages with --id, or --channel/--status/--since/--until", EX_USAGE)
+    return selector
+
+
+def _read_payload(source: str) -> bytes:
+    if source == "-":
+        return sys.stdin.buffer.read()
+    try:
+        return Path(source).read_bytes()
+    except OSError as exc:
+        raise CliError(f"cannot read payload {source}: {exc.strerror}", EX_NOINPUT) from None
+
+
+def _report_operation(verb: str, result: OperatorResult) -> int:
+    print(f"{verb} {len(result.changed)} message(s)")
+    if result.changed and len(result.changed) <= 50:
+        print("ids: " + ", ".join(map(str, result.changed)))
+    if result.skipped:
+        parts = ", ".join(f"{n} {status}" for status, n in sorted(result.skipped.items()))
+        print(f"left as they are: {parts}")
+    if result.missing:
+        print("not found: " + ", ".join(map(str, result.missing)), file=sys.stderr)
+        return EX_DATAERR
+    return 0
+
+
+# --- commands -----------------------------------------------------------------------
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    source = str(args.config or os.environ.get("OUTBOXD_CONFIG"))
+    print("\n".join(config_summary(settings, source)))
+    return 0
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    db = open_database(settings.database)
+    try:
+        before = current_version(db)
+        applied = migrate(db)
+    finally:
+        db.close()
+    if applied:
+        for m in applied:
+            print(f"applied migration {m.version}: {m.description}")
+        print(f"schema upgraded from version {before} to {LATEST}")
+    else:
+        print(f"schema is up to date (version {LATEST})")
+    return 0
+
+
+def cmd_enqueue(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    channel = settings.channels.get(args.channel)
+    if channel is None:
+        known = ", ".join(sorted(settings.channels)) or "none configured"
+        raise CliError(f"unknown channel {args.channel!r} (channels: {known})", EX_USAGE)
+    payload = _read_payload(args.payload)
+    if not payload.strip():
+        raise CliError("the payload is empty", EX_DATAERR)
+    message = NewMessage(
+        channel=args.channel,
+        key=args.key,
+        payload=payload,
+        kind=args.kind or DEFAULT_KINDS[channel.kind],
+        after_key=args.after,
+    )
+    store = _open_store(settings)
+    try:
+        result = store.enqueue(message, actor="cli")
+    finally:
+        store.close()
+    if args.json:
+        print(json.dumps({"id": result.id, "created": result.created, "status": result.status}))
+    elif result.created:
+        print(f"{result.id} new")
+    else:
+        print(f"{result.id} exists (status {result.status}); not enqueued again")
+    return 0
+
+
+def cmd_stats(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    window = parse_duration(args.window)
+    store = _open_store(settings)
+    try:
+        now = utcnow()
+        rows = stats_rows(store.stats(now=now, window=window), list(settings.channels))
+    finally:
+        store.close()
+    if args.json:
+        print(json.dumps(stats_json(rows, window, now.isoformat()), indent=2))
+    else:
+        print("\n".join(stats_table(rows, window)))
+    return 0
+
+
+def _operator_command(
+    verb: str, operation: Callable[[Store], Callable[..., OperatorResult]]
+) -> Callable[[argparse.Namespace], int]:
+    def command(args: argparse.Namespace) -> int:
+        settings = _settings(args)
+        selector = _selector(args, settings)
+        store = _open_store(settings)
+        try:
+            result = operation(store)(selector, actor=f"cli:{os.environ.get('USER', 'operator')}")
+        finally:
+            store.close()
+        return _report_operation(verb, result)
+
+    return command
+
+
+cmd_retry = _operator_command("retried", lambda store: store.retry)
+cmd_cancel = _operator_command("cancelled", lambda store: store.cancel)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    _settings(args)
+    raise CliError(
+        f"the {args.role} role is not built yet in outboxd {__version__}", EX_UNAVAILABLE
+    )
+
+
+# --- parser -------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "-c",
+        "--config",
+        metavar="FILE",
+        default=argparse.SUPPRESS,
+        help="the YAML file (default: $OUTBOXD_CONFIG)",
+    )
+    parser = argparse.ArgumentParser(
+        prog="outboxd", description="Reliable outbox delivery.", parents=[common]
+    )
+    parser.add_argument("--version", action="version", version=f"outboxd {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(
+        name: str, func: Callable[[argparse.Namespace], int], help_text: str
+    ) -> argparse.ArgumentParser:
+        cmd = sub.add_parser(name, parents=[common], help=help_text, description=help_text)
+        cmd.set_defaults(func=func)
+        return cmd
+
+    add("check-config", cmd_check_config, "validate the YAML file and summarise it")
+    add("migrate", cmd_migrate, "create or upgrade the database schema")
+
+    enqueue = add("enqueue", cmd_enqueue, "store one message for delivery")
+    enqueue.add_argument("--channel", required=True)
+    enqueue.add_argument("--key", required=True, help="idempotency key, unique per channel")
+    enqueue.add_argument("--after", metavar="KEY", help="a message of the channel to send first")
+    enqueue.add_argument("--kind", help="payload kind (default from the channel)")
+    enqueue.add_argument("--json", action="store_true", help="print the result as JSON")
+    enqueue.add_argument("payload", nargs="?", default="-", metavar="FILE|-")
+
+    stats = add("stats", cmd_stats, "counts per channel and status, oldest pending age")
+    stats.add_argument("--json", action="store_true")
+    stats.add_argument("--window", default="1h", help="success-rate window (default 1h)")
+
+    for name, func, text in (
+        ("retry", cmd_retry, "make messages due again with attempts reset"),
+        ("cancel", cmd_cancel, "cancel pending or failed messages"),
+    ):
+        op = add(name, func, text)
+        op.add_argument("--id", action="append", metavar="ID[,ID…]")
+        op.add_argument("--channel")
+        op.add_argument("--status", action="append", choices=STATUSES)
+        op.add_argument("--since", metavar="TIME|AGE", help="created at or after")
+        op.add_argument("--until", metavar="TIME|AGE", help="created before")
+
+    run = add("run", cmd_run, "run a role's loop (poller, dispatcher, scheduler, control)")
+    run.add_argument("role", choices=ROLES)
+    run.add_argument("--process-num", type=int, default=0)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not hasattr(args, "config"):
+        args.config = None
+    try:
+        return args.func(args)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return EX_CONFIG
+    except CliError as exc:
+        print(f"outboxd: {exc}", file=sys.stderr)
+        return exc.code
+    except InvalidMessage as exc:
+        print(f"outboxd: {exc}", file=sys.stderr)
+        return EX_DATAERR
+    except SchemaMismatch as exc:
+        print(f"outboxd: {exc}", file=sys.stderr)
+        return EX_CONFIG
+    except (StoreUnavailable, StoreError) as exc:
+        print(f"outboxd: {exc}", file=sys.stderr)
+        return EX_UNAVAILABLE
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:
+        if os.environ.get("OUTBOXD_DEBUG"):
+            raise
+        print(f"outboxd: internal error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return EX_SOFTWARE

@@ -1,0 +1,296 @@
+"""Load the YAML file: parse, interpolate ``${VAR}``, validate, cross-check.
+
+Every problem is reported with its dotted path in the file
+(``channels.malaffi.rate: …``); all of them at once, not the first only.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from daemon.interpolation import InterpolationError, interpolate
+from daemon.settings import Settings
+
+EX_CONFIG = 78  # sysexits.h: configuration error
+CONFIG_ENV = "OUTBOXD_CONFIG"
+
+
+@dataclass(frozen=True)
+class ConfigIssue:
+    path: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.message}" if self.path else self.message
+
+
+class ConfigError(Exception):
+    """The file could not be turned into settings; ``issues`` lists every reason."""
+
+    def __init__(self, source: str, issues: list[ConfigIssue]) -> None:
+        self.source = source
+        self.issues = issues
+        super().__init__(str(self))
+
+    def __str__(self) -> str:
+        if len(self.issues) == 1:
+            return f"{self.source}: {self.issues[0]}"
+        lines = [f"{self.source}: {len(self.issues)} errors"]
+        lines += [f"  {issue}" for issue in self.issues]
+        return "\n".join(lines)
+
+
+def config_path(explicit: str | os.PathLike[str] | None, environ: Mapping[str, str]) -> Path:
+    """The file named by ``-c`` or else by ``$OUTBOXD_CONFIG``."""
+    chosen = explicit or environ.get(CONFIG_ENV)
+    if not chosen:
+        raise ConfigError(
+            "outboxd", [ConfigIssue("", f"no config file: pass -c FILE or set {CONFIG_ENV}")]
+        )
+    return Path(chosen)
+
+
+def load_config(
+    path: str | os.PathLike[str] | None = None, environ: Mapping[str, str] | None = None
+) -> Settings:
+    env = os.environ if environ is None else environ
+    file = config_path(path, env)
+    try:
+        text = file.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(str(file), [ConfigIssue("", f"cannot read: {exc}")]) from None
+    return parse_config(text, source=str(file), environ=env)
+
+
+def parse_config(
+    text: str, *, source: str = "<config>", environ: Mapping[str, str] | None = None
+) -> Settings:
+    env = os.environ if environ is None else environ
+    raw = _load_yaml(text, source)
+    issues: list[ConfigIssue] = []
+    data = _interpolate_tree(raw, env, (), issues)
+    failed = {issue.path for issue in issues}
+    settings = None
+    try:
+        settings = Settings.model_validate(data)
+    except ValidationError as exc:
+        for error in exc.errors():
+            issue = _issue_from_pydantic(error, data)
+            if issue.path not in failed:
+                issues.append(issue)
+    issues += cross_check(data)
+    if issues or settings is None:
+        raise ConfigError(source, issues)
+    return settings
+
+
+# --- YAML ---------------------------------------------------------------------
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """SafeLoader that refuses a key given twice in one mapping."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            line = key_node.start_mark.line + 1
+            if isinstance(key, typing.Hashable) and key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None,
+                    None,
+                    f"duplicate key {key!r} (first given at line {seen[key]})",
+                    key_node.start_mark,
+                )
+            if isinstance(key, typing.Hashable):
+                seen[key] = line
+        return super().construct_mapping(node, deep=deep)
+
+
+def _load_yaml(text: str, source: str) -> dict[str, Any]:
+    try:
+        data = yaml.load(text, Loader=_StrictLoader)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(source, [ConfigIssue("", f"invalid YAML: {where}{problem}")]) from None
+    if data is None:
+        raise ConfigError(source, [ConfigIssue("", "the file is empty")])
+    if not isinstance(data, dict):
+        raise ConfigError(
+            source, [ConfigIssue("", f"expected a mapping at the top, got {type(data).__name__}")]
+        )
+    return data
+
+
+# --- interpolation ------------------------------------------------------------
+
+
+def _interpolate_tree(
+    node: Any, environ: Mapping[str, str], path: tuple[Any, ...], issues: list[ConfigIssue]
+) -> Any:
+    if isinstance(node, str):
+        try:
+            return interpolate(node, environ)
+        except InterpolationError as exc:
+            issues.append(ConfigIssue(format_path(path), str(exc)))
+            return node
+    if isinstance(node, dict):
+        return {k: _interpolate_tree(v, environ, (*path, k), issues) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_interpolate_tree(v, environ, (*path, i), issues) for i, v in enumerate(node)]
+    return node
+
+
+# --- pydantic errors → dotted paths ---------------------------------------------
+
+
+def format_path(parts: tuple[Any, ...] | list[Any]) -> str:
+    out = ""
+    for part in parts:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out
+
+
+def _present(node: Any, part: Any) -> bool:
+    if isinstance(node, dict):
+        return part in node
+    return isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node)
+
+
+def _real_path(loc: tuple[Any, ...], data: Any) -> list[Any]:
+    """The parts of a pydantic location that are in the file: union tags and
+    validator names are dropped; a missing last key is kept."""
+    parts: list[Any] = []
+    node = data
+    for index, part in enumerate(loc):
+        if _present(node, part):
+            parts.append(part)
+            node = node[part]
+        elif index == len(loc) - 1 and part != "[key]":
+            parts.append(part)
+    return parts
+
+
+def _issue_from_pydantic(error: Any, data: Any) -> ConfigIssue:
+    loc = tuple(error["loc"])
+    parts = _real_path(loc, data)
+    kind = error["type"]
+    message = error["msg"]
+    if kind == "extra_forbidden":
+        allowed = _allowed_keys(parts[:-1], data)
+        message = "unknown key"
+        close = difflib.get_close_matches(str(parts[-1]), allowed, n=1)
+        if close:
+            message += f" (did you mean {close[0]!r}?)"
+        elif allowed:
+            message += f" (expected one of: {', '.join(sorted(allowed))})"
+    elif kind == "missing":
+        message = "required key is missing"
+    elif kind in ("union_tag_invalid", "union_tag_not_found"):
+        parts.append("kind")
+        tags = error.get("ctx", {}).get("expected_tags", "")
+        message = (
+            f"unknown kind {error['ctx'].get('tag')!r}; expected one of {tags}"
+            if kind == "union_tag_invalid"
+            else f"required key is missing (one of {tags})"
+        )
+    elif loc and loc[-1] == "[key]":
+        message = (
+            f"invalid name {loc[-2]!r}: use letters, digits, '_', '-', '.', starting with a letter"
+        )
+    elif message.startswith("Value error, "):
+        message = message[len("Value error, ") :]
+    elif kind == "model_type" or kind == "dict_type":
+        message = f"expected a mapping, got {type(error.get('input')).__name__}"
+    return ConfigIssue(format_path(parts), message)
+
+
+def _unwrap(annotation: Any) -> list[Any]:
+    """The model classes an annotation can hold (through Optional, Annotated, dict)."""
+    origin = typing.get_origin(annotation)
+    if origin is typing.Annotated:
+        return _unwrap(typing.get_args(annotation)[0])
+    if origin in (typing.Union, types.UnionType):
+        return [m for arg in typing.get_args(annotation) for m in _unwrap(arg)]
+    if origin is dict:
+        return [("dict", typing.get_args(annotation)[1])]
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation]
+    return []
+
+
+def _allowed_keys(parts: list[Any], data: Any) -> list[str]:
+    """The keys the settings accept at ``parts``, found by walking the models."""
+    candidates: list[Any] = [Settings]
+    node = data
+    for part in parts:
+        node = node.get(part) if isinstance(node, dict) else None
+        nxt: list[Any] = []
+        for cand in candidates:
+            if isinstance(cand, tuple):  # a dict: every key holds the value type
+                nxt += _unwrap(cand[1])
+            elif part in cand.model_fields:
+                nxt += _unwrap(cand.model_fields[part].annotation)
+        candidates = nxt
+    models = [c for c in candidates if not isinstance(c, tuple)]
+    kind = node.get("kind") if isinstance(node, dict) else None
+    tagged = [m for m in models if _kind_of(m) == kind]
+    return list((tagged or models)[0].model_fields) if (tagged or models) else []
+
+
+def _kind_of(model: type[BaseModel]) -> str | None:
+    field = model.model_fields.get("kind")
+    args = typing.get_args(field.annotation) if field else ()
+    return args[0] if args else None
+
+
+# --- cross-references -----------------------------------------------------------
+
+
+def _section(data: Mapping[str, Any], key: str) -> dict[str, Any]:
+    value = data.get(key)
+    return value if isinstance(value, dict) else {}
+
+
+def cross_check(data: Mapping[str, Any]) -> list[ConfigIssue]:
+    """Checks between sections, on the interpolated document (so they run even
+    when a section has errors of its own, and every problem is told at once)."""
+    issues: list[ConfigIssue] = []
+    channels = _section(data, "channels")
+    for name, source in _section(data, "sources").items():
+        channel = source.get("channel") if isinstance(source, dict) else None
+        if isinstance(channel, str) and channel not in channels:
+            known = ", ".join(sorted(map(str, channels))) or "none defined"
+            issues.append(
+                ConfigIssue(
+                    f"sources.{name}.channel", f"no channel named {channel!r} (channels: {known})"
+                )
+            )
+    defaults = Settings.model_fields["roles"].default
+    control_port = _section(data, "control").get("port", 8080)
+    ports: dict[Any, str] = {control_port: "control.port"}
+    roles = _section(data, "roles")
+    for role in type(defaults).model_fields:
+        given = roles.get(role)
+        port = given.get("base_port") if isinstance(given, dict) else None
+        port = port if port is not None else getattr(defaults, role).base_port
+        path = f"roles.{role}.base_port"
+        if port in ports:
+            issues.append(ConfigIssue(path, f"port {port} is already used by {ports[port]}"))
+        ports.setdefault(port, path)
+    return issues

@@ -1,0 +1,104 @@
+"""Human-readable text for the CLI: the config summary and the stats table.
+Never prints a secret."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from daemon.settings import BpjsAntreanChannel, HttpChannel, MllpChannel, Settings
+from daemon.store.db import redact_url
+from daemon.store.models import STATUSES
+from daemon.store.types import ChannelStats
+from daemon.units import format_duration
+
+
+def _channel_line(name: str, channel: MllpChannel | HttpChannel | BpjsAntreanChannel) -> str:
+    if isinstance(channel, MllpChannel):
+        target = f"{channel.host}:{channel.port}"
+    elif isinstance(channel, HttpChannel):
+        target = f"{channel.method} {redact_url(channel.url)}"
+    else:
+        target = redact_url(channel.base_url)
+    rate = f"rate {channel.rate}" if channel.rate else "no rate limit"
+    retry = channel.retry
+    return (
+        f"  {name}: {channel.kind} → {target}, {rate}, up to {retry.max_attempts} attempts "
+        f"within {format_duration(retry.max_age)}"
+    )
+
+
+def config_summary(settings: Settings, source: str) -> list[str]:
+    lines = [
+        f"{source}: OK",
+        f"database: {redact_url(settings.database.url.get_secret_value())}",
+        f"timezone: {settings.timezone}",
+        f"channels: {len(settings.channels)}",
+    ]
+    lines += [_channel_line(n, c) for n, c in sorted(settings.channels.items())]
+    lines.append(f"sources: {len(settings.sources)}")
+    lines += [
+        f"  {n}: {s.kind} → channel {s.channel}, every {format_duration(s.interval)}"
+        for n, s in sorted(settings.sources.items())
+    ]
+    lines.append(f"schedules: {len(settings.schedules)}")
+    lines += [
+        f"  {n}: {s.job} at '{s.cron}' ({s.timezone or settings.timezone})"
+        + ("" if s.enabled else ", disabled")
+        for n, s in sorted(settings.schedules.items())
+    ]
+    lines.append(f"control: {settings.control.host}:{settings.control.port}")
+    roles = settings.roles
+    lines.append(
+        "health/metrics base ports: "
+        + ", ".join(f"{role} {getattr(roles, role).base_port}" for role in type(roles).model_fields)
+    )
+    return lines
+
+
+def stats_rows(stats: Sequence[ChannelStats], configured: Sequence[str]) -> list[ChannelStats]:
+    """The store's figures plus a zero row for each configured channel with no messages."""
+    seen = {s.channel for s in stats}
+    empty = [ChannelStats(c, {}, 0, None, 0, 0) for c in configured if c not in seen]
+    return sorted([*stats, *empty], key=lambda s: s.channel)
+
+
+def stats_json(stats: Sequence[ChannelStats], window: float, at: str) -> dict[str, Any]:
+    return {
+        "at": at,
+        "window_seconds": window,
+        "channels": [
+            {
+                "channel": s.channel,
+                "counts": {status: s.counts.get(status, 0) for status in STATUSES},
+                "due": s.due,
+                "oldest_pending_age_seconds": s.oldest_pending_age,
+                "sent_in_window": s.sent_in_window,
+                "failed_in_window": s.failed_in_window,
+                "success_rate": s.success_rate,
+            }
+            for s in stats
+        ],
+    }
+
+
+def stats_table(stats: Sequence[ChannelStats], window: float) -> list[str]:
+    if not stats:
+        return ["no channels configured and no messages stored"]
+    window_label = format_duration(window)
+    header = ["channel", *STATUSES, "due", "oldest pending", f"success ({window_label})"]
+    rows = [header]
+    for s in stats:
+        age = format_duration(s.oldest_pending_age) if s.oldest_pending_age is not None else "-"
+        rate = f"{s.success_rate:.1%}" if s.success_rate is not None else "-"
+        rows.append(
+            [s.channel, *(str(s.counts.get(x, 0)) for x in STATUSES), str(s.due), age, rate]
+        )
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+    return [
+        "  ".join(
+            cell.ljust(w) if i == 0 else cell.rjust(w)
+            for i, (cell, w) in enumerate(zip(row, widths, strict=True))
+        ).rstrip()
+        for row in rows
+    ]

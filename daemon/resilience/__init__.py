@@ -1,0 +1,1 @@
+"""Small pure policies with injected time: backoff (and, later, rate limit and breaker)."""

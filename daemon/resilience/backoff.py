@@ -1,0 +1,82 @@
+"""Retry policy: exponential backoff with full jitter, a cap, and limits on
+attempts and on age. Pure: time and randomness come in as arguments."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from daemon.settings import RetrySettings
+from daemon.units import format_duration
+
+_MAX_EXPONENT = 62
+
+
+def backoff_ceiling(attempt: int, base: float, cap: float) -> float:
+    """The upper bound of the wait after the ``attempt``-th failure (1-based)."""
+    exponent = min(max(attempt - 1, 0), _MAX_EXPONENT)
+    return min(cap, base * (2.0**exponent))
+
+
+def backoff_delay(
+    attempt: int, base: float, cap: float, rand: Callable[[], float] = random.random
+) -> float:
+    """Full jitter: a wait drawn uniformly from ``[0, backoff_ceiling]``."""
+    return backoff_ceiling(attempt, base, cap) * rand()
+
+
+@dataclass(frozen=True)
+class RetryDecision:
+    """``retry_at`` is when to try again, or None to give up (``reason`` says why)."""
+
+    retry_at: datetime | None
+    reason: str
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    max_attempts: int = 12
+    backoff: float = 30.0
+    max_backoff: float = 3600.0
+    max_age: float = 86400.0
+
+    @classmethod
+    def from_settings(cls, settings: RetrySettings) -> RetryPolicy:
+        return cls(
+            max_attempts=settings.max_attempts,
+            backoff=settings.backoff,
+            max_backoff=settings.max_backoff,
+            max_age=settings.max_age,
+        )
+
+    def decide(
+        self,
+        attempts: int,
+        created_at: datetime,
+        now: datetime,
+        requested_delay: float | None = None,
+        rand: Callable[[], float] = random.random,
+    ) -> RetryDecision:
+        """After the ``attempts``-th failed attempt: when to retry, or give up.
+
+        A delay the peer asked for (``Retry-After``) is used as given instead of
+        the backoff. A retry never goes past ``created_at + max_age``: the last
+        one is placed at that deadline, and a failure after it gives up.
+        """
+        if attempts >= self.max_attempts:
+            return RetryDecision(None, f"gave up after {attempts} attempt(s)")
+        deadline = created_at + timedelta(seconds=self.max_age)
+        if now >= deadline:
+            return RetryDecision(
+                None, f"gave up: older than max_age {format_duration(self.max_age)}"
+            )
+        if requested_delay is not None:
+            delay = max(0.0, requested_delay)
+            why = f"peer asked to wait {format_duration(delay)}"
+        else:
+            delay = backoff_delay(attempts, self.backoff, self.max_backoff, rand)
+            why = f"backoff {format_duration(delay)} after attempt {attempts}"
+        retry_at = min(now + timedelta(seconds=delay), deadline)
+        return RetryDecision(retry_at, why)

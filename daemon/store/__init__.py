@@ -1,0 +1,26 @@
+"""The store: the only code that writes SQL. Roles call its named operations."""
+
+from __future__ import annotations
+
+from daemon.store.db import StoreError, StoreUnavailable, open_database, redact_url
+from daemon.store.migrations import LATEST, SchemaMismatch, current_version, migrate
+from daemon.store.operator import OperatorOps
+from daemon.store.outbox import OutboxOps
+
+
+class Store(OutboxOps, OperatorOps):
+    """Outbox and operator operations on one database. Each method is one unit
+    of work in one transaction; call them from one thread (see ``StoreThread``)."""
+
+
+__all__ = [
+    "LATEST",
+    "SchemaMismatch",
+    "Store",
+    "StoreError",
+    "StoreUnavailable",
+    "current_version",
+    "migrate",
+    "open_database",
+    "redact_url",
+]

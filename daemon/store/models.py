@@ -1,0 +1,160 @@
+"""Peewee models of the outbox. Tables are created by migrations, not by
+``create_tables``: the models describe the newest schema for queries."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+import peewee as pw
+
+database_proxy = pw.DatabaseProxy()
+
+# Message statuses.
+PENDING = "pending"
+SENDING = "sending"
+SENT = "sent"
+FAILED = "failed"
+CANCELLED = "cancelled"
+CONFIRMED = "confirmed"
+REJECTED = "rejected"
+STATUSES = (PENDING, SENDING, SENT, FAILED, CANCELLED, CONFIRMED, REJECTED)
+DELIVERED_STATUSES = (SENT, CONFIRMED)  # a prerequisite in one of these is met
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def as_utc(value: datetime) -> datetime:
+    """An aware UTC datetime; a naive one is taken to be UTC already."""
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def db_timestamp(value: datetime) -> str:
+    """The stored form: naive UTC, always with microseconds, so text order is time order."""
+    return as_utc(value).replace(tzinfo=None).isoformat(sep=" ", timespec="microseconds")
+
+
+class UtcDateTimeField(pw.Field):
+    """A UTC instant: stored as a naive UTC timestamp, read as an aware datetime."""
+
+    field_type = "DATETIME"
+
+    def db_value(self, value: Any) -> Any:
+        if isinstance(value, datetime):
+            return db_timestamp(value)
+        return value
+
+    def python_value(self, value: Any) -> datetime | None:
+        if value is None:
+            return None
+        if isinstance(value, str):
+            value = datetime.fromisoformat(value)
+        return as_utc(value)
+
+
+class JSONTextField(pw.TextField):
+    """JSON kept as text, the same on every backend."""
+
+    def db_value(self, value: Any) -> str | None:
+        return None if value is None else json.dumps(value, sort_keys=True, default=str)
+
+    def python_value(self, value: Any) -> Any:
+        return None if value is None else json.loads(value)
+
+
+class BaseModel(pw.Model):
+    class Meta:
+        database = database_proxy
+        legacy_table_names = False
+
+
+class Message(BaseModel):
+    id = pw.BigAutoField()
+    channel = pw.CharField(max_length=64)
+    kind = pw.CharField(max_length=64)
+    key = pw.CharField(max_length=255)
+    payload = pw.BlobField()
+    status = pw.CharField(max_length=16, default=PENDING)
+    attempts = pw.IntegerField(default=0)
+    next_attempt_at = UtcDateTimeField()
+    lease_owner = pw.CharField(max_length=128, null=True)
+    lease_expires_at = UtcDateTimeField(null=True)
+    last_error = pw.TextField(null=True)
+    response = pw.TextField(null=True)
+    after = pw.ForeignKeyField("self", null=True, column_name="after_id", on_delete="SET NULL")
+    created_at = UtcDateTimeField()
+    updated_at = UtcDateTimeField()
+    sent_at = UtcDateTimeField(null=True)
+
+    class Meta:
+        table_name = "outboxd_message"
+
+
+class StatusEvent(BaseModel):
+    id = pw.BigAutoField()
+    message = pw.ForeignKeyField(Message, column_name="message_id", on_delete="CASCADE")
+    from_status = pw.CharField(max_length=16, null=True)
+    to_status = pw.CharField(max_length=16)
+    actor = pw.CharField(max_length=128)
+    details = JSONTextField(null=True)
+    at = UtcDateTimeField()
+
+    class Meta:
+        table_name = "outboxd_status_event"
+
+
+class Visit(BaseModel):
+    id = pw.BigAutoField()
+    kodebooking = pw.CharField(max_length=64, unique=True)
+    source = pw.CharField(max_length=64)
+    task_progress = JSONTextField(default=dict)
+    created_at = UtcDateTimeField()
+    updated_at = UtcDateTimeField()
+
+    class Meta:
+        table_name = "outboxd_visit"
+
+
+class PollCursor(BaseModel):
+    source = pw.CharField(max_length=64, primary_key=True)
+    value = pw.TextField()
+    updated_at = UtcDateTimeField()
+
+    class Meta:
+        table_name = "outboxd_poll_cursor"
+
+
+class Schedule(BaseModel):
+    id = pw.BigAutoField()
+    name = pw.CharField(max_length=64, unique=True)
+    cron = pw.CharField(max_length=128)
+    timezone = pw.CharField(max_length=64)
+    job = pw.CharField(max_length=64)
+    options = JSONTextField(default=dict)
+    enabled = pw.BooleanField(default=True)
+    created_at = UtcDateTimeField()
+    updated_at = UtcDateTimeField()
+
+    class Meta:
+        table_name = "outboxd_schedule"
+
+
+class JobRun(BaseModel):
+    id = pw.BigAutoField()
+    schedule = pw.ForeignKeyField(Schedule, column_name="schedule_id", on_delete="CASCADE")
+    trigger = pw.CharField(max_length=16)
+    fire_time = UtcDateTimeField()
+    status = pw.CharField(max_length=16)
+    started_at = UtcDateTimeField()
+    finished_at = UtcDateTimeField(null=True)
+    error = pw.TextField(null=True)
+    output = pw.TextField(null=True)
+
+    class Meta:
+        table_name = "outboxd_job_run"
+
+
+MODELS: tuple[type[BaseModel], ...] = (Message, StatusEvent, Visit, PollCursor, Schedule, JobRun)

@@ -1,0 +1,122 @@
+"""Plain values that cross the store's boundary: what goes in, what comes out.
+No peewee objects leave the store."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+
+class InvalidMessage(ValueError):
+    """A message that cannot be stored as given; the text says why."""
+
+
+class UnknownPrerequisite(InvalidMessage):
+    """``after`` names a message that does not exist."""
+
+
+@dataclass(frozen=True)
+class NewMessage:
+    channel: str
+    key: str
+    payload: bytes
+    kind: str = "raw"
+    after_key: str | None = None  # prerequisite in the same channel, by key
+    after_id: int | None = None  # prerequisite in any channel, by id
+    not_before: datetime | None = None
+
+
+@dataclass(frozen=True)
+class EnqueueResult:
+    id: int
+    created: bool
+    status: str
+
+
+@dataclass(frozen=True)
+class ClaimedMessage:
+    id: int
+    channel: str
+    kind: str
+    key: str
+    payload: bytes
+    attempts: int  # attempts made before this one
+    created_at: datetime
+    lease_expires_at: datetime
+    after_id: int | None = None
+
+
+# --- outcomes of a delivery attempt, as recorded by ``Store.record`` ---------------
+
+
+@dataclass(frozen=True)
+class Delivered:
+    id: int
+    response: str | None = None
+
+
+@dataclass(frozen=True)
+class RetryLater:
+    id: int
+    error: str
+    response: str | None = None
+    delay: float | None = None  # seconds the peer asked for; None → backoff
+
+
+@dataclass(frozen=True)
+class Failed:
+    id: int
+    error: str
+    response: str | None = None
+
+
+@dataclass(frozen=True)
+class Released:
+    id: int
+
+
+Outcome = Delivered | RetryLater | Failed | Released
+
+
+@dataclass(frozen=True)
+class RecordResult:
+    """``recorded`` maps id → the status written; ``lost`` lists ids whose lease
+    this owner no longer held (expired and maybe claimed again), left untouched."""
+
+    recorded: dict[int, str] = field(default_factory=dict)
+    lost: list[int] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class MessageFilter:
+    ids: tuple[int, ...] = ()
+    channel: str | None = None
+    statuses: tuple[str, ...] = ()
+    since: datetime | None = None
+    until: datetime | None = None
+
+    @property
+    def empty(self) -> bool:
+        return not (self.ids or self.channel or self.statuses or self.since or self.until)
+
+
+@dataclass(frozen=True)
+class OperatorResult:
+    changed: list[int] = field(default_factory=list)
+    skipped: dict[str, int] = field(default_factory=dict)  # matched, but in this status
+    missing: list[int] = field(default_factory=list)  # asked for by id, not found
+
+
+@dataclass(frozen=True)
+class ChannelStats:
+    channel: str
+    counts: dict[str, int]
+    due: int
+    oldest_pending_age: float | None  # seconds
+    sent_in_window: int
+    failed_in_window: int
+
+    @property
+    def success_rate(self) -> float | None:
+        done = self.sent_in_window + self.failed_in_window
+        return None if done == 0 else self.sent_in_window / done

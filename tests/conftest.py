@@ -1,0 +1,58 @@
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from daemon.settings import DatabaseSettings
+from daemon.store import Store, migrate, open_database
+from daemon.store.models import MODELS
+from tests.services import pg_admin_connect, pg_schema_url
+
+BACKENDS = ("sqlite", "postgres")
+
+
+@pytest.fixture(scope="session")
+def pg_url() -> Iterator[str]:
+    """A PostgreSQL URL whose search_path is a schema of this test session's own."""
+    schema = f"outboxd_test_{os.getpid()}"
+    with pg_admin_connect() as conn:
+        conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+        conn.execute(f"CREATE SCHEMA {schema}")
+    url = pg_schema_url(schema)
+    db = open_database(DatabaseSettings(url=url))
+    migrate(db)
+    db.close()
+    yield url
+    with pg_admin_connect() as conn:
+        conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+
+
+def _truncate_pg(url: str) -> None:
+    db = open_database(DatabaseSettings(url=url))
+    tables = ", ".join(m._meta.table_name for m in MODELS)
+    db.execute_sql(f"TRUNCATE {tables} RESTART IDENTITY CASCADE")
+    db.close()
+
+
+@pytest.fixture(params=BACKENDS)
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A migrated, empty store URL on each backend."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path}/outbox.db"
+        db = open_database(DatabaseSettings(url=url))
+        migrate(db)
+        db.close()
+        return url
+    url = request.getfixturevalue("pg_url")
+    _truncate_pg(url)
+    return url
+
+
+@pytest.fixture
+def store(db_url: str) -> Iterator[Store]:
+    s = Store(open_database(DatabaseSettings(url=db_url)))
+    yield s
+    s.close()

@@ -1,0 +1,229 @@
+"""The ``outboxd`` command as a user runs it: a real process, a real database."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+SAMPLES = ROOT.parent / "shared" / "reference" / "hl7-samples"
+
+CONFIG = """
+database: {url}
+timezone: Asia/Jakarta
+channels:
+  hie:
+    kind: mllp
+    host: 127.0.0.1
+    port: 2575
+    rate: 1/s
+  webhook:
+    kind: http
+    url: http://127.0.0.1:8081/hook
+"""
+
+
+def outboxd(*args: str, cwd: Path, stdin: bytes | None = None, env: dict[str, str] | None = None):
+    environ = {k: v for k, v in os.environ.items() if k != "OUTBOXD_CONFIG"}
+    environ.update(env or {})
+    return subprocess.run(
+        [sys.executable, "-m", "daemon", *args],
+        cwd=cwd,
+        input=stdin,
+        capture_output=True,
+        env={**environ, "PYTHONPATH": str(ROOT)},
+        timeout=60,
+    )
+
+
+@pytest.fixture
+def workdir(tmp_path: Path, db_url: str) -> Path:
+    (tmp_path / "outboxd.yaml").write_text(CONFIG.format(url=db_url))
+    return tmp_path
+
+
+def run_ok(workdir: Path, *args: str, stdin: bytes | None = None) -> str:
+    result = outboxd(*args, "-c", "outboxd.yaml", cwd=workdir, stdin=stdin)
+    assert result.returncode == 0, result.stderr.decode()
+    return result.stdout.decode()
+
+
+def test_check_config_summarises(workdir: Path):
+    out = run_ok(workdir, "check-config")
+    assert "outboxd.yaml: OK" in out
+    assert "hie: mllp → 127.0.0.1:2575, rate 1/s" in out
+    assert "timezone: Asia/Jakarta" in out
+
+
+def test_check_config_reports_every_error_with_exit_78(tmp_path: Path):
+    (tmp_path / "bad.yaml").write_text(
+        "database: sqlite:///x.db\n"
+        "channels:\n"
+        "  malaffi: {kind: mllp, host: h, port: 2575, rate: 1/s, rte: 2}\n"
+        "  hook: {kind: http, url: '${HOOK_URL:?set HOOK_URL}', timeout: forever}\n"
+    )
+    result = outboxd("check-config", "-c", "bad.yaml", cwd=tmp_path)
+    assert result.returncode == 78
+    err = result.stderr.decode()
+    assert "channels.malaffi.rte: unknown key (did you mean 'rate'?)" in err
+    assert "channels.hook.url: environment variable HOOK_URL: set HOOK_URL" in err
+    assert "channels.hook.timeout: invalid duration 'forever'" in err
+    assert "Traceback" not in err
+    assert result.stdout == b""
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("database: [oops\n", "invalid YAML: line 2"),
+        ("database: sqlite:///x.db\nwat: 1\n", "wat: unknown key"),
+        ("database: sqlite:///x.db\ntimezone: 7\n", "timezone: Input should be a valid string"),
+    ],
+)
+def test_bad_configs_exit_78(tmp_path: Path, text: str, expected: str):
+    (tmp_path / "bad.yaml").write_text(text)
+    result = outboxd("stats", "-c", "bad.yaml", cwd=tmp_path)
+    assert result.returncode == 78
+    assert expected in result.stderr.decode()
+
+
+def test_config_from_environment_and_missing_config(tmp_path: Path):
+    (tmp_path / "o.yaml").write_text("database: sqlite:///x.db\n")
+    ok = outboxd("check-config", cwd=tmp_path, env={"OUTBOXD_CONFIG": "o.yaml"})
+    assert ok.returncode == 0
+    missing = outboxd("check-config", cwd=tmp_path)
+    assert missing.returncode == 78
+    assert "no config file: pass -c FILE or set OUTBOXD_CONFIG" in missing.stderr.decode()
+    absent = outboxd("check-config", "-c", "absent.yaml", cwd=tmp_path)
+    assert absent.returncode == 78 and "cannot read" in absent.stderr.decode()
+
+
+def test_commands_refuse_an_unmigrated_database(tmp_path: Path):
+    (tmp_path / "o.yaml").write_text("database: sqlite:///fresh.db\n")
+    result = outboxd("stats", "-c", "o.yaml", cwd=tmp_path)
+    assert result.returncode == 78
+    assert "schema is at version 0" in result.stderr.decode()
+    assert "run `outboxd migrate`" in result.stderr.decode()
+    first = outboxd("migrate", "-c", "o.yaml", cwd=tmp_path)
+    assert first.returncode == 0 and "upgraded from version 0" in first.stdout.decode()
+    again = outboxd("migrate", "-c", "o.yaml", cwd=tmp_path)
+    assert again.returncode == 0 and "up to date" in again.stdout.decode()
+
+
+def test_enqueue_from_file_and_stdin_and_duplicates(workdir: Path):
+    (workdir / "msg.hl7").write_bytes(b"MSH|^~\\&|A|B\rPID|1\r")
+    first = json.loads(
+        run_ok(workdir, "enqueue", "--channel", "hie", "--key", "k1", "msg.hl7", "--json")
+    )
+    assert first == {"id": first["id"], "created": True, "status": "pending"}
+    again = run_ok(workdir, "enqueue", "--channel", "hie", "--key", "k1", "-", stdin=b"other")
+    assert again.strip() == f"{first['id']} exists (status pending); not enqueued again"
+    second = run_ok(
+        workdir, "enqueue", "--channel", "hie", "--key", "k2", "--after", "k1", stdin=b"x"
+    )
+    assert second.strip().endswith(" new")
+    stats = json.loads(run_ok(workdir, "stats", "--json"))
+    hie = next(c for c in stats["channels"] if c["channel"] == "hie")
+    assert hie["counts"]["pending"] == 2
+    webhook = next(c for c in stats["channels"] if c["channel"] == "webhook")
+    assert webhook["counts"]["pending"] == 0
+
+
+def test_every_sample_message_is_accepted(workdir: Path):
+    samples = sorted(SAMPLES.glob("*.hl7"))
+    if not samples:
+        pytest.skip(f"no HL7 samples at {SAMPLES}")
+    for i, sample in enumerate(samples):
+        out = run_ok(workdir, "enqueue", "--channel", "hie", "--key", f"s{i}", str(sample))
+        assert out.strip().endswith(" new")
+    stats = json.loads(run_ok(workdir, "stats", "--json"))
+    hie = next(c for c in stats["channels"] if c["channel"] == "hie")
+    assert hie["counts"]["pending"] == len(samples)
+
+
+@pytest.mark.parametrize(
+    ("args", "stdin", "code", "message"),
+    [
+        (
+            ["--channel", "nope", "--key", "k"],
+            b"x",
+            64,
+            "unknown channel 'nope' (channels: hie, webhook)",
+        ),
+        (["--channel", "hie", "--key", "k"], b"  \n", 65, "the payload is empty"),
+        (["--channel", "hie", "--key", "k", "--after", "ghost"], b"x", 65, "prerequisite 'ghost'"),
+        (
+            ["--channel", "hie", "--key", "k", "missing.hl7"],
+            None,
+            66,
+            "cannot read payload missing.hl7",
+        ),
+        (["--channel", "hie", "--key", "k" * 300], b"x", 65, "key is longer than 255"),
+    ],
+)
+def test_enqueue_errors(workdir: Path, args, stdin, code, message):
+    result = outboxd("enqueue", *args, "-c", "outboxd.yaml", cwd=workdir, stdin=stdin)
+    assert result.returncode == code
+    err = result.stderr.decode()
+    assert message in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_retry_and_cancel(workdir: Path):
+    for key in ("a", "b", "c"):
+        run_ok(workdir, "enqueue", "--channel", "hie", "--key", key, stdin=b"x")
+    out = run_ok(workdir, "cancel", "--channel", "hie")
+    assert out.startswith("cancelled 3 message(s)")
+    out = run_ok(workdir, "retry", "--id", "1,2", "--id", "3")
+    assert out.startswith("retried 3 message(s)")
+    out = run_ok(workdir, "cancel", "--id", "1", "--status", "pending", "--since", "1h")
+    assert out.startswith("cancelled 1 message(s)")
+    missing = outboxd("retry", "--id", "1,99", "-c", "outboxd.yaml", cwd=workdir)
+    assert missing.returncode == 65
+    assert "retried 1 message(s)" in missing.stdout.decode()
+    assert "not found: 99" in missing.stderr.decode()
+    none = outboxd("retry", "-c", "outboxd.yaml", cwd=workdir)
+    assert none.returncode == 64 and "select messages with --id" in none.stderr.decode()
+    bad_time = outboxd("retry", "--since", "yesterday", "-c", "outboxd.yaml", cwd=workdir)
+    assert bad_time.returncode == 64 and "invalid time 'yesterday'" in bad_time.stderr.decode()
+
+
+def test_stats_table(workdir: Path):
+    run_ok(workdir, "enqueue", "--channel", "hie", "--key", "a", stdin=b"x")
+    lines = run_ok(workdir, "stats").splitlines()
+    assert lines[0].split()[:4] == ["channel", "pending", "sending", "sent"]
+    assert lines[1].split()[:2] == ["hie", "1"]
+    assert lines[2].split()[:2] == ["webhook", "0"]
+
+
+def test_run_is_not_built_yet(workdir: Path):
+    result = outboxd("run", "dispatcher", "-c", "outboxd.yaml", cwd=workdir)
+    assert result.returncode == 69
+    assert "dispatcher role is not built yet" in result.stderr.decode()
+
+
+def test_unreachable_database_is_one_line(tmp_path: Path):
+    (tmp_path / "o.yaml").write_text(
+        "database: postgresql://postgres@127.0.0.1:1/x?connect_timeout=1\n"
+    )
+    result = outboxd("stats", "-c", "o.yaml", cwd=tmp_path)
+    assert result.returncode == 69
+    err = result.stderr.decode()
+    assert err.startswith("outboxd: ") and "Traceback" not in err
+
+
+def test_console_script_matches_module(workdir: Path):
+    script = shutil.which("outboxd", path=str(Path(sys.executable).parent))
+    if script is None:
+        pytest.skip("the outboxd console script is not installed in this environment")
+    result = subprocess.run(
+        [script, "check-config", "-c", "outboxd.yaml"], cwd=workdir, capture_output=True, timeout=60
+    )
+    assert result.returncode == 0
+    assert result.stdout == run_ok(workdir, "check-config").encode()

@@ -1,0 +1,403 @@
+"""The store contract, run on SQLite and on PostgreSQL alike."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from daemon.resilience.backoff import RetryPolicy
+from daemon.store import Store
+from daemon.store.models import Message, StatusEvent
+from daemon.store.thread import StoreThread
+from daemon.store.types import (
+    Delivered,
+    Failed,
+    InvalidMessage,
+    MessageFilter,
+    NewMessage,
+    Released,
+    RetryLater,
+    UnknownPrerequisite,
+)
+
+T0 = datetime(2026, 11, 23, 1, 0, tzinfo=UTC)
+
+
+def msg(key: str, channel: str = "hie", **kw) -> NewMessage:
+    return NewMessage(channel=channel, key=key, payload=f"payload {key}".encode(), **kw)
+
+
+def status_of(message_id: int) -> str:
+    return Message.get_by_id(message_id).status
+
+
+def history(message_id: int) -> list[tuple[str | None, str, str]]:
+    events = StatusEvent.select().where(StatusEvent.message == message_id).order_by(StatusEvent.id)
+    return [(e.from_status, e.to_status, e.actor) for e in events]
+
+
+def at(seconds: float) -> datetime:
+    return T0 + timedelta(seconds=seconds)
+
+
+# --- enqueue ---------------------------------------------------------------------------
+
+
+def test_enqueue_stores_message_and_creation_event(store: Store):
+    result = store.enqueue(msg("a"), actor="test", now=T0)
+    assert result.created and result.status == "pending"
+    row = Message.get_by_id(result.id)
+    assert (row.channel, row.key, bytes(row.payload), row.attempts) == ("hie", "a", b"payload a", 0)
+    assert row.created_at == T0 and row.next_attempt_at == T0
+    assert history(result.id) == [(None, "pending", "test")]
+
+
+def test_duplicate_key_returns_existing_row(store: Store):
+    first = store.enqueue(msg("a"), now=T0)
+    again = store.enqueue(NewMessage("hie", "a", b"other payload"), now=at(5))
+    assert again.id == first.id and not again.created
+    assert Message.select().count() == 1
+    assert bytes(Message.get_by_id(first.id).payload) == b"payload a"
+    assert len(history(first.id)) == 1
+    # the same key on another channel is another message
+    other = store.enqueue(msg("a", channel="webhook"))
+    assert other.created and other.id != first.id
+
+
+def test_duplicate_reports_current_status(store: Store):
+    first = store.enqueue(msg("a"), now=T0)
+    claimed = store.claim(["hie"], "w1", 10, 60, now=T0)
+    store.record("w1", [Delivered(claimed[0].id, "AA")], now=T0)
+    assert store.enqueue(msg("a")).status == "sent"
+    assert store.enqueue(msg("a")).id == first.id
+
+
+def test_enqueue_many_keeps_order_and_dedupes_within_batch(store: Store):
+    results = store.enqueue_many([msg("a"), msg("b"), msg("a"), msg("c")], now=T0)
+    assert [r.created for r in results] == [True, True, False, True]
+    assert results[0].id == results[2].id
+    assert Message.select().count() == 3
+
+
+def test_payload_bytes_round_trip(store: Store):
+    raw = bytes(range(256)) + "é\r\n".encode("latin-1")
+    result = store.enqueue(NewMessage("hie", "bin", raw))
+    claimed = store.claim(["hie"], "w", 1, 60)
+    assert claimed[0].id == result.id and claimed[0].payload == raw
+
+
+@pytest.mark.parametrize(
+    ("message", "reason"),
+    [
+        (NewMessage("", "k", b"x"), "channel must be a non-empty string"),
+        (NewMessage("hie", "", b"x"), "key must be a non-empty string"),
+        (NewMessage("hie", "k" * 256, b"x"), "key is longer than 255"),
+        (NewMessage("c" * 65, "k", b"x"), "channel is longer than 64"),
+        (NewMessage("hie", "k", "text"), "payload must be bytes"),  # type: ignore[arg-type]
+        (NewMessage("hie", "k", b"x", after_key="k"), "cannot be its own prerequisite"),
+    ],
+)
+def test_invalid_messages_are_refused(store: Store, message, reason):
+    with pytest.raises(InvalidMessage, match=reason):
+        store.enqueue(message)
+    assert Message.select().count() == 0
+
+
+def test_unknown_prerequisite_refuses_the_whole_batch(store: Store):
+    with pytest.raises(UnknownPrerequisite, match="'nope'"):
+        store.enqueue_many([msg("a"), msg("b", after_key="nope")])
+    assert Message.select().count() == 0
+    assert StatusEvent.select().count() == 0
+    with pytest.raises(UnknownPrerequisite, match="id 999"):
+        store.enqueue(msg("c", after_id=999))
+
+
+def test_prerequisite_within_batch_and_before(store: Store):
+    first = store.enqueue(msg("add"))
+    r = store.enqueue_many([msg("task3", after_key="add"), msg("task4", after_key="task3")])
+    assert Message.get_by_id(r[0].id).after_id == first.id
+    assert Message.get_by_id(r[1].id).after_id == r[0].id
+    # a prerequisite later in the same batch is also found
+    r2 = store.enqueue_many([msg("x2", after_key="x1"), msg("x1")])
+    assert Message.get_by_id(r2[0].id).after_id == r2[1].id
+
+
+# --- claim -----------------------------------------------------------------------------
+
+
+def test_claim_oldest_due_first_with_limit(store: Store):
+    ids = [store.enqueue(msg(f"m{i}"), now=at(i)).id for i in range(5)]
+    first = store.claim(["hie"], "w1", 2, 60, now=at(10))
+    assert [m.id for m in first] == ids[:2]
+    second = store.claim(["hie"], "w2", 10, 60, now=at(10))
+    assert [m.id for m in second] == ids[2:]
+    assert store.claim(["hie"], "w3", 10, 60, now=at(10)) == []
+    assert history(ids[0]) == [(None, "pending", "enqueue"), ("pending", "sending", "w1")]
+    row = Message.get_by_id(ids[0])
+    assert row.lease_owner == "w1" and row.lease_expires_at == at(70)
+
+
+def test_claim_only_due_messages_of_the_given_channels(store: Store):
+    later = store.enqueue(msg("later", not_before=at(100)), now=T0)
+    store.enqueue(msg("other", channel="webhook"), now=T0)
+    now_due = store.enqueue(msg("now"), now=T0)
+    assert [m.id for m in store.claim(["hie"], "w", 10, 60, now=at(1))] == [now_due.id]
+    assert [m.id for m in store.claim(["hie"], "w", 10, 60, now=at(100))] == [later.id]
+
+
+def test_claim_fills_channels_in_order(store: Store):
+    for i in range(3):
+        store.enqueue(msg(f"h{i}"), now=T0)
+        store.enqueue(msg(f"w{i}", channel="webhook"), now=T0)
+    claimed = store.claim(["webhook", "hie"], "w", 4, 60, now=T0)
+    assert [m.channel for m in claimed] == ["webhook"] * 3 + ["hie"]
+
+
+def test_claim_waits_for_prerequisite_to_be_sent(store: Store):
+    add = store.enqueue(msg("add"), now=T0)
+    task = store.enqueue(msg("task", after_key="add"), now=T0)
+    claimed = store.claim(["hie"], "w", 10, 60, now=T0)
+    assert [m.id for m in claimed] == [add.id]
+    store.record("w", [RetryLater(add.id, "down", delay=0)], now=T0)
+    # the prerequisite is pending again, not sent: its dependent still waits
+    assert [m.id for m in store.claim(["hie"], "w", 10, 60, now=at(1))] == [add.id]
+    store.record("w", [Delivered(add.id, "ok")], now=at(1))
+    claimed = store.claim(["hie"], "w", 10, 60, now=at(2))
+    assert [(m.id, m.after_id) for m in claimed] == [(task.id, add.id)]
+
+
+def test_failed_prerequisite_blocks_until_retried(store: Store):
+    add = store.enqueue(msg("add"), now=T0)
+    task = store.enqueue(msg("task", after_key="add"), now=T0)
+    store.claim(["hie"], "w", 1, 60, now=T0)
+    store.record("w", [Failed(add.id, "rejected")], now=T0)
+    assert store.claim(["hie"], "w", 10, 60, now=at(1)) == []
+    store.retry(MessageFilter(ids=(add.id,)), now=at(2))
+    assert [m.id for m in store.claim(["hie"], "w", 10, 60, now=at(3))] == [add.id]
+    store.record("w", [Delivered(add.id)], now=at(3))
+    assert [m.id for m in store.claim(["hie"], "w", 10, 60, now=at(4))] == [task.id]
+
+
+# --- outcomes --------------------------------------------------------------------------
+
+
+def test_record_delivered(store: Store):
+    m = store.enqueue(msg("a"), now=T0)
+    store.claim(["hie"], "w", 1, 60, now=T0)
+    result = store.record("w", [Delivered(m.id, "MSA|AA|1")], now=at(1))
+    assert result.recorded == {m.id: "sent"} and result.lost == []
+    row = Message.get_by_id(m.id)
+    assert (row.status, row.response, row.sent_at, row.attempts) == ("sent", "MSA|AA|1", at(1), 1)
+    assert row.lease_owner is None and row.lease_expires_at is None
+    assert history(m.id)[-1] == ("sending", "sent", "w")
+
+
+def test_record_retry_backs_off_with_jitter_and_counts_attempts(store: Store):
+    m = store.enqueue(msg("a"), now=T0)
+    policy = {"hie": RetryPolicy(max_attempts=3, backoff=10, max_backoff=100, max_age=3600)}
+    store.claim(["hie"], "w", 1, 60, now=T0)
+    store.record("w", [RetryLater(m.id, "timeout")], policy, now=T0, rand=lambda: 0.5)
+    row = Message.get_by_id(m.id)
+    assert (row.status, row.attempts, row.last_error) == ("pending", 1, "timeout")
+    assert row.next_attempt_at == at(5)  # full jitter: 0.5 x 10 s
+    assert store.claim(["hie"], "w", 1, 60, now=at(4)) == []
+    store.claim(["hie"], "w", 1, 60, now=at(5))
+    store.record("w", [RetryLater(m.id, "timeout")], policy, now=at(5), rand=lambda: 0.5)
+    assert Message.get_by_id(m.id).next_attempt_at == at(15)  # 0.5 x 20 s
+    store.claim(["hie"], "w", 1, 60, now=at(15))
+    store.record("w", [RetryLater(m.id, "timeout")], policy, now=at(15))
+    row = Message.get_by_id(m.id)
+    assert (row.status, row.attempts) == ("failed", 3)
+    assert row.last_error == "timeout (gave up after 3 attempt(s))"
+    events = StatusEvent.select().where(StatusEvent.message == m.id).order_by(StatusEvent.id)
+    assert [
+        e.details and e.details.get("attempt") for e in events if e.from_status == "sending"
+    ] == [
+        1,
+        2,
+        3,
+    ]
+
+
+def test_record_retry_honours_requested_delay(store: Store):
+    m = store.enqueue(msg("a"), now=T0)
+    store.claim(["hie"], "w", 1, 60, now=T0)
+    store.record("w", [RetryLater(m.id, "429", response="busy", delay=120)], now=T0)
+    row = Message.get_by_id(m.id)
+    assert row.next_attempt_at == at(120) and row.response == "busy"
+
+
+def test_record_failed_and_released(store: Store):
+    a = store.enqueue(msg("a"), now=T0)
+    b = store.enqueue(msg("b"), now=T0)
+    store.claim(["hie"], "w", 2, 60, now=T0)
+    result = store.record("w", [Failed(a.id, "AR: unknown patient", "MSA|AR"), Released(b.id)])
+    assert result.recorded == {a.id: "failed", b.id: "pending"}
+    row_a, row_b = Message.get_by_id(a.id), Message.get_by_id(b.id)
+    assert (row_a.status, row_a.last_error, row_a.response) == (
+        "failed",
+        "AR: unknown patient",
+        "MSA|AR",
+    )
+    assert (row_b.status, row_b.attempts, row_b.lease_owner) == ("pending", 0, None)
+    assert history(b.id)[-1] == ("sending", "pending", "w")
+
+
+def test_outcome_of_a_lost_lease_is_not_recorded(store: Store):
+    m = store.enqueue(msg("a"), now=T0)
+    store.claim(["hie"], "slow", 1, 10, now=T0)
+    assert store.expire_leases(now=at(11)) == [m.id]
+    store.claim(["hie"], "fast", 1, 10, now=at(12))
+    result = store.record("slow", [Delivered(m.id, "late")], now=at(13))
+    assert result.recorded == {} and result.lost == [m.id]
+    row = Message.get_by_id(m.id)
+    assert (row.status, row.lease_owner) == ("sending", "fast")
+    assert store.record("slow", [RetryLater(m.id, "x")]).lost == [m.id]
+    assert store.record("fast", [Delivered(m.id, "ok")]).recorded == {m.id: "sent"}
+
+
+def test_outcome_for_a_message_never_claimed_is_lost(store: Store):
+    m = store.enqueue(msg("a"))
+    assert store.record("w", [Delivered(m.id)]).lost == [m.id]
+    assert status_of(m.id) == "pending"
+
+
+# --- leases ----------------------------------------------------------------------------
+
+
+def test_renew_only_own_leases(store: Store):
+    a = store.enqueue(msg("a"), now=T0)
+    b = store.enqueue(msg("b"), now=T0)
+    store.claim(["hie"], "w1", 1, 30, now=T0)
+    store.claim(["hie"], "w2", 1, 30, now=T0)
+    assert store.renew_leases("w1", [a.id, b.id], 60, now=at(20)) == [a.id]
+    assert Message.get_by_id(a.id).lease_expires_at == at(80)
+    assert Message.get_by_id(b.id).lease_expires_at == at(30)
+
+
+def test_expired_leases_return_to_pending(store: Store):
+    a = store.enqueue(msg("a"), now=T0)
+    b = store.enqueue(msg("b"), now=T0)
+    store.claim(["hie"], "dead", 1, 30, now=T0)
+    store.claim(["hie"], "alive", 1, 60, now=T0)
+    assert store.expire_leases(now=at(30)) == []  # not yet past expiry
+    assert store.expire_leases(now=at(31)) == [a.id]
+    row = Message.get_by_id(a.id)
+    assert (row.status, row.attempts, row.lease_owner) == ("pending", 0, None)
+    assert history(a.id)[-1] == ("sending", "pending", "lease-expiry")
+    event = (
+        StatusEvent.select()
+        .where(StatusEvent.message == a.id)
+        .order_by(StatusEvent.id.desc())
+        .get()
+    )
+    assert event.details["owner"] == "dead"
+    assert status_of(b.id) == "sending"
+    assert [m.id for m in store.claim(["hie"], "alive", 10, 60, now=at(32))] == [a.id]
+
+
+# --- operator actions ------------------------------------------------------------------
+
+
+def _fail(store: Store, key: str, now: datetime) -> int:
+    m = store.enqueue(msg(key), now=now)
+    store.claim(["hie"], "w", 1, 60, now=now)
+    store.record("w", [Failed(m.id, "boom")], now=now)
+    return m.id
+
+
+def test_retry_by_filter_resets_attempts(store: Store):
+    old = _fail(store, "old", T0)
+    new = _fail(store, "new", at(3600))
+    sent = store.enqueue(msg("sent"), now=at(3600)).id
+    store.claim(["hie"], "w", 1, 60, now=at(3600))
+    store.record("w", [Delivered(sent)], now=at(3600))
+    result = store.retry(MessageFilter(channel="hie", since=at(1800)), actor="ops", now=at(7200))
+    assert result.changed == [new]
+    assert result.skipped == {"sent": 1}
+    row = Message.get_by_id(new)
+    assert (row.status, row.attempts, row.next_attempt_at) == ("pending", 0, at(7200))
+    assert history(new)[-1] == ("failed", "pending", "ops")
+    assert status_of(old) == "failed"
+
+
+def test_retry_by_id_and_missing_ids(store: Store):
+    failed = _fail(store, "f", T0)
+    cancelled = store.enqueue(msg("c")).id
+    store.cancel(MessageFilter(ids=(cancelled,)))
+    result = store.retry(MessageFilter(ids=(failed, cancelled, 424242)))
+    assert result.changed == [failed, cancelled]
+    assert result.missing == [424242]
+
+
+def test_sending_messages_are_never_retried_or_cancelled(store: Store):
+    m = store.enqueue(msg("a"))
+    store.claim(["hie"], "w", 1, 60)
+    assert store.retry(MessageFilter(ids=(m.id,))).skipped == {"sending": 1}
+    assert store.cancel(MessageFilter(ids=(m.id,))).skipped == {"sending": 1}
+    assert status_of(m.id) == "sending"
+
+
+def test_cancel_by_filter_takes_pending_only_by_default(store: Store):
+    failed = _fail(store, "f", T0)
+    pending = store.enqueue(msg("p"), now=T0).id
+    result = store.cancel(MessageFilter(channel="hie"))
+    assert result.changed == [pending] and result.skipped == {"failed": 1}
+    result = store.cancel(MessageFilter(channel="hie", statuses=("failed",)))
+    assert result.changed == [failed]
+    assert history(failed)[-1][1:] == ("cancelled", "operator")
+    assert store.claim(["hie"], "w", 10, 60) == []
+
+
+def test_operator_needs_a_selector(store: Store):
+    with pytest.raises(ValueError, match="select messages"):
+        store.retry(MessageFilter())
+
+
+# --- stats -----------------------------------------------------------------------------
+
+
+def test_stats(store: Store):
+    for i in range(3):
+        store.enqueue(msg(f"p{i}"), now=at(i))
+    store.enqueue(msg("later", not_before=at(10_000)), now=at(5))
+    sent = store.enqueue(msg("s", channel="webhook"), now=T0).id
+    failed = store.enqueue(msg("f", channel="webhook"), now=T0).id
+    store.claim(["webhook"], "w", 10, 60, now=at(10))
+    store.record("w", [Delivered(sent), Failed(failed, "no")], now=at(10))
+    stats = {s.channel: s for s in store.stats(now=at(100), window=3600)}
+    hie, hook = stats["hie"], stats["webhook"]
+    assert hie.counts == {"pending": 4}
+    assert hie.due == 3
+    assert hie.oldest_pending_age == 100.0
+    assert hie.success_rate is None
+    assert hook.counts == {"failed": 1, "sent": 1}
+    assert (hook.sent_in_window, hook.failed_in_window, hook.success_rate) == (1, 1, 0.5)
+    assert hook.oldest_pending_age is None
+    later = {s.channel: s for s in store.stats(now=at(10 + 3601), window=3600)}
+    assert later["webhook"].success_rate is None
+
+
+# --- the store thread --------------------------------------------------------------------
+
+
+def test_store_thread_runs_units_of_work_off_the_loop(store: Store):
+    async def scenario() -> tuple[int, str]:
+        thread = StoreThread(store)
+        try:
+            result = await thread.run(store.enqueue, msg("a"))
+            claimed = await thread.run(store.claim, ["hie"], "w", 10, 60)
+            # a cancelled await does not abort the unit of work on the thread
+            task = asyncio.ensure_future(thread.run(store.record, "w", [Delivered(claimed[0].id)]))
+            await asyncio.sleep(0)
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            status = await thread.run(status_of, result.id)
+            return result.id, status
+        finally:
+            await thread.aclose()
+
+    _, status = asyncio.run(scenario())
+    assert status == "sent"

@@ -1,0 +1,381 @@
+import textwrap
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from daemon.config import ConfigError, load_config, parse_config
+from daemon.settings import BpjsAntreanChannel, MllpChannel
+
+MINIMAL = "database: sqlite:///var/outboxd.db\n"
+
+FULL = """
+database: postgresql://outboxd:${DB_PASSWORD}@127.0.0.1/outboxd
+timezone: Asia/Jakarta
+channels:
+  malaffi:
+    kind: mllp
+    host: 127.0.0.1
+    port: 2575
+    rate: 1/s
+    retry: {max_attempts: 12, backoff: 30s, max_backoff: 1h, max_age: 24h}
+  bpjs:
+    kind: bpjs_antrean
+    base_url: https://apijkn.example/antreanrs
+    cons_id: "1234"
+    secret: ${BPJS_SECRET:?set BPJS_SECRET}
+    user_key: ${BPJS_USER_KEY}
+    rate: 10/s
+  hook:
+    kind: http
+    url: https://hooks.example/outboxd
+    headers: {X-Source: outboxd}
+sources:
+  khanza:
+    kind: khanza
+    dsn: mysql://khanza:${KHANZA_PASSWORD:-}@127.0.0.1/sik
+    channel: bpjs
+    interval: 15s
+schedules:
+  purge-old:
+    cron: "0 3 * * 0"
+    job: purge
+    options: {older_than: 30d}
+control:
+  port: 8088
+  token: ${CONTROL_TOKEN:-changeme}
+"""
+ENV = {
+    "DB_PASSWORD": "pw-secret",
+    "BPJS_SECRET": "bpjs-secret",
+    "BPJS_USER_KEY": "user-key-secret",
+    "CONTROL_TOKEN": "token-secret",
+}
+
+
+def parse(text: str, env: dict[str, str] | None = None):
+    return parse_config(textwrap.dedent(text), source="test.yaml", environ=env or {})
+
+
+def errors(text: str, env: dict[str, str] | None = None) -> list[str]:
+    with pytest.raises(ConfigError) as info:
+        parse(text, env)
+    return [str(issue) for issue in info.value.issues]
+
+
+def test_minimal_file_gets_defaults():
+    settings = parse(MINIMAL)
+    assert settings.timezone == "UTC"
+    assert settings.channels == {}
+    assert settings.roles.dispatcher.base_port == 9110
+    assert settings.database.busy_timeout == 10.0
+
+
+def test_full_file():
+    settings = parse(FULL, ENV)
+    malaffi = settings.channels["malaffi"]
+    assert isinstance(malaffi, MllpChannel)
+    assert malaffi.rate is not None and malaffi.rate.per_second == 1.0
+    assert malaffi.retry.max_backoff == 3600.0
+    assert malaffi.retry.max_age == 86400.0
+    bpjs = settings.channels["bpjs"]
+    assert isinstance(bpjs, BpjsAntreanChannel)
+    assert bpjs.secret.get_secret_value() == "bpjs-secret"
+    assert settings.sources["khanza"].interval == 15.0
+    assert settings.sources["khanza"].dsn.get_secret_value() == "mysql://khanza:@127.0.0.1/sik"
+    assert settings.schedules["purge-old"].cron == "0 3 * * 0"
+    assert settings.control.token is not None
+
+
+def test_secrets_never_in_repr():
+    settings = parse(FULL, ENV)
+    shown = repr(settings) + str(settings)
+    for secret in ENV.values():
+        assert secret not in shown
+
+
+def test_settings_are_frozen():
+    settings = parse(MINIMAL)
+    with pytest.raises(ValueError):
+        settings.timezone = "Asia/Jakarta"  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            """
+            database: sqlite:///x.db
+            channels:
+              malaffi: {kind: mllp, host: h, port: 1, rte: 1/s}
+            """,
+            "channels.malaffi.rte: unknown key (did you mean 'rate'?)",
+        ),
+        (
+            """
+            database: sqlite:///x.db
+            channels:
+              malaffi: {kind: mllp, host: h, port: 1, retry: {max_attempt: 3}}
+            """,
+            "channels.malaffi.retry.max_attempt: unknown key (did you mean 'max_attempts'?)",
+        ),
+        (
+            """
+            database: sqlite:///x.db
+            databse: x
+            """,
+            "databse: unknown key (did you mean 'database'?)",
+        ),
+        (
+            """
+            database: sqlite:///x.db
+            channels:
+              malaffi: {kind: mllp, host: h, port: many}
+            """,
+            "channels.malaffi.port: Input should be a valid integer",
+        ),
+        (
+            """
+            database: sqlite:///x.db
+            channels:
+              malaffi: {kind: mllp, host: h, port: 70000}
+            """,
+            "channels.malaffi.port: Input should be less than or equal to 65535",
+        ),
+        (
+            """
+            database: sqlite:///x.db
+            channels:
+              malaffi: {kind: mllp, port: 1}
+            """,
+            "channels.malaffi.host: required key is missing",
+        ),
+        (
+            """
+            database: sqlite:///x.db
+            channels:
+              malaffi: {kind: carrier-pigeon}
+            """,
+            "channels.malaffi.kind: unknown kind 'carrier-pigeon'",
+        ),
+        (
+            """
+            database: sqlite:///x.db
+            channels:
+              malaffi: {host: h}
+            """,
+            "channels.malaffi.kind: required key is missing",
+        ),
+        (
+            """
+            database: sqlite:///x.db
+            channels:
+              malaffi: {kind: mllp, host: h, port: 1, rate: fast}
+            """,
+            "channels.malaffi.rate: invalid rate 'fast'",
+        ),
+        (
+            """
+            database: sqlite:///x.db
+            channels:
+              malaffi: {kind: mllp, host: h, port: 1, retry: {backoff: 1h, max_backoff: 1m}}
+            """,
+            "channels.malaffi.retry: max_backoff must not be smaller than backoff",
+        ),
+        (
+            """
+            database: sqlite:///x.db
+            channels:
+              malaffi: {kind: mllp, host: h, port: 1, lease: soon}
+            """,
+            "channels.malaffi.lease: invalid duration 'soon'",
+        ),
+        (
+            """
+            database: sqlite:///x.db
+            channels:
+              hook: {kind: http, url: ftp://x}
+            """,
+            "channels.hook.url: expected an http:// or https:// URL",
+        ),
+        (
+            """
+            database: sqlite:///x.db
+            channels:
+              "bad name": {kind: http, url: http://x}
+            """,
+            "channels.bad name: invalid name 'bad name'",
+        ),
+        (
+            """
+            database: mysql://root@127.0.0.1/x
+            """,
+            "database.url: unsupported database scheme 'mysql'",
+        ),
+        (
+            """
+            database: sqlite:///x.db
+            timezone: Asia/Jakartaa
+            """,
+            "timezone: unknown time zone 'Asia/Jakartaa'",
+        ),
+        (
+            """
+            database: sqlite:///x.db
+            schedules:
+              nightly: {cron: "0 2 * *", job: purge}
+            """,
+            "schedules.nightly.cron: invalid cron expression '0 2 * *': expected 5 fields",
+        ),
+        (
+            """
+            database: sqlite:///x.db
+            schedules:
+              nightly: {cron: "0 2 * * *", job: defrag}
+            """,
+            "schedules.nightly.job: Input should be 'purge', 'export', 'report' or 'status_sweep'",
+        ),
+        (
+            """
+            database: sqlite:///x.db
+            channels:
+              c: {kind: http, url: "http://x"}
+            sources:
+              k: {kind: khanza, dsn: "mysql://x", channel: bpjs}
+            """,
+            "sources.k.channel: no channel named 'bpjs' (channels: c)",
+        ),
+        (
+            """
+            database: sqlite:///x.db
+            roles:
+              dispatcher: {base_port: 8080}
+            """,
+            "roles.dispatcher.base_port: port 8080 is already used by control.port",
+        ),
+        (
+            """
+            channels: {}
+            """,
+            "database: required key is missing",
+        ),
+    ],
+)
+def test_error_names_its_path(text, expected):
+    assert any(e.startswith(expected) for e in errors(text)), errors(text)
+
+
+def test_every_error_is_reported_at_once():
+    found = errors(
+        """
+        database: sqlite:///x.db
+        timezone: Nowhere/City
+        channels:
+          a: {kind: mllp, host: h, port: 0}
+          b: {kind: http, url: "${HOOK_URL:?set HOOK_URL}"}
+        schedules:
+          s: {cron: "* * *", job: purge}
+        sources:
+          k: {kind: khanza, dsn: "x", channel: nope}
+        """
+    )
+    paths = [e.split(":")[0] for e in found]
+    assert paths == [
+        "channels.b.url",
+        "timezone",
+        "channels.a.port",
+        "schedules.s.cron",
+        "sources.k.channel",
+    ]
+
+
+def test_unset_required_variable_names_path_and_message():
+    found = errors(FULL, {k: v for k, v in ENV.items() if k != "BPJS_SECRET"})
+    assert found == ["channels.bpjs.secret: environment variable BPJS_SECRET: set BPJS_SECRET"]
+
+
+def test_unset_plain_variable_is_an_error():
+    found = errors(FULL, {k: v for k, v in ENV.items() if k != "BPJS_USER_KEY"})
+    assert found[0].startswith(
+        "channels.bpjs.user_key: environment variable BPJS_USER_KEY is not set"
+    )
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("database: [unclosed", "invalid YAML: line 1"),
+        ("database: x\n  bad: indent\n", "invalid YAML: line 2"),
+        ("database: a\ndatabase: b\n", "duplicate key 'database' (first given at line 1)"),
+        ("", "the file is empty"),
+        ("- a\n- b\n", "expected a mapping at the top, got list"),
+    ],
+)
+def test_malformed_yaml(text, expected):
+    found = errors(text)
+    assert len(found) == 1
+    assert expected in found[0]
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_config(tmp_path / "nope.yaml", {})
+
+
+def test_config_from_environment_variable(tmp_path):
+    path = tmp_path / "o.yaml"
+    path.write_text(MINIMAL)
+    assert load_config(None, {"OUTBOXD_CONFIG": str(path)}).database.url.get_secret_value()
+    with pytest.raises(ConfigError, match="no config file"):
+        load_config(None, {})
+
+
+# Values that would change the document's shape if substituted into the YAML text.
+yamlish = st.one_of(
+    st.text(max_size=40),
+    st.sampled_from(
+        ["a: b", "- x\n- y", "{kind: http}", "'quoted'", "\n  nested: 1", "${X}", "$$"]
+    ),
+)
+
+
+@given(yamlish)
+def test_interpolated_value_never_changes_structure(value):
+    text = """
+    database: sqlite:///x.db
+    channels:
+      hook:
+        kind: http
+        url: http://127.0.0.1/hook
+        headers: {X-Token: "${TOKEN}"}
+    """
+    settings = parse(text, {"TOKEN": value})
+    assert settings.channels["hook"].headers == {"X-Token": value}  # type: ignore[union-attr]
+    assert list(settings.channels) == ["hook"]
+
+
+CONFIG_DIR = Path(__file__).resolve().parents[2] / "config"
+
+
+def test_shipped_demo_config_is_valid():
+    settings = load_config(CONFIG_DIR / "outboxd.yaml", {})
+    assert settings.database.url.get_secret_value() == "sqlite:///var/outboxd.db"
+    assert set(settings.channels) == {"hie", "webhook"}
+
+
+def test_shipped_production_example_is_valid_and_needs_its_secrets():
+    env = {
+        "OUTBOXD_DB_PASSWORD": "p",
+        "HIE_HOST": "hie.example",
+        "BPJS_CONS_ID": "1",
+        "BPJS_SECRET": "s",
+        "BPJS_USER_KEY": "u",
+        "KHANZA_DB_PASSWORD": "k",
+        "OUTBOXD_CONTROL_TOKEN": "t",
+    }
+    settings = load_config(CONFIG_DIR / "production.example.yaml", env)
+    assert settings.sources["khanza"].channel == "bpjs"
+    with pytest.raises(ConfigError) as info:
+        load_config(CONFIG_DIR / "production.example.yaml", {})
+    assert len(info.value.issues) == len(env)
