@@ -1,4 +1,4 @@
-# make run   — set up .venv, migrate the demo SQLite store, enqueue demo traffic, show stats
+# make run   — set up .venv and run the demo suite under supervisord (SQLite + simulators)
 # make test  — set up .venv and run the checks and the test suite
 PYTHON ?= python3
 VENV ?= .venv
@@ -24,11 +24,15 @@ lint: $(BIN)/.installed
 run: $(BIN)/.installed
 	$(BIN)/outboxd check-config -c $(CONFIG)
 	$(BIN)/outboxd migrate -c $(CONFIG)
-	$(BIN)/outboxd enqueue -c $(CONFIG) --channel hie --key demo-$$(date +%s) config/demo/adt-a04.hl7
-	$(BIN)/outboxd stats -c $(CONFIG)
+	mkdir -p var/log
+	@echo "outboxd: the suite runs in the foreground; Ctrl-C stops it."
+	@echo "outboxd: in another shell: $(BIN)/supervisorctl -c supervisord.conf status"
+	@echo "outboxd:                   $(BIN)/outboxd stats -c $(CONFIG)"
+	$(BIN)/supervisord -c supervisord.conf
 
 bench: $(BIN)/.installed
 	$(BIN)/python ops/bench/outbox.py
+	$(BIN)/python ops/bench/dispatch.py
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .ruff_cache .hypothesis

@@ -16,6 +16,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from daemon import __version__
+from daemon.channels.registry import InvalidPayload, prepare_payload
 from daemon.config import EX_CONFIG, ConfigError, load_config
 from daemon.report import config_summary, stats_json, stats_rows, stats_table
 from daemon.settings import Settings
@@ -156,12 +157,17 @@ def cmd_enqueue(args: argparse.Namespace) -> int:
     payload = _read_payload(args.payload)
     if not payload.strip():
         raise CliError("the payload is empty", EX_DATAERR)
+    try:
+        payload = prepare_payload(channel, payload)
+    except InvalidPayload as exc:
+        raise CliError(str(exc), EX_DATAERR) from None
     message = NewMessage(
         channel=args.channel,
         key=args.key,
         payload=payload,
         kind=args.kind or DEFAULT_KINDS[channel.kind],
         after_key=args.after,
+        group_key=args.group,
     )
     store = _open_store(settings)
     try:
@@ -214,6 +220,11 @@ cmd_cancel = _operator_command("cancelled", lambda store: store.cancel)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    if args.role == "dispatcher":
+        from daemon.roles.dispatcher import Dispatcher
+        from daemon.runtime import run_role
+
+        return run_role(args.role, args.process_num, args.config, Dispatcher)
     _settings(args)
     raise CliError(
         f"the {args.role} role is not built yet in outboxd {__version__}", EX_UNAVAILABLE
@@ -253,6 +264,7 @@ def build_parser() -> argparse.ArgumentParser:
     enqueue.add_argument("--key", required=True, help="idempotency key, unique per channel")
     enqueue.add_argument("--after", metavar="KEY", help="a message of the channel to send first")
     enqueue.add_argument("--kind", help="payload kind (default from the channel)")
+    enqueue.add_argument("--group", help="ordering key: on an ordered channel, one at a time")
     enqueue.add_argument("--json", action="store_true", help="print the result as JSON")
     enqueue.add_argument("payload", nargs="?", default="-", metavar="FILE|-")
 

@@ -111,30 +111,76 @@ class RetrySettings(Model):
         return self
 
 
+class BreakerSettings(Model):
+    failures: Annotated[int, Field(ge=1)] = 5  # consecutive transport failures that open it
+    cooldown: PositiveDuration = 30.0  # open this long, then one probe (half-open)
+
+
 class ChannelBase(Model):
     rate: RateValue | None = None
     burst: Annotated[int, Field(ge=1)] | None = None
     concurrency: Annotated[int, Field(ge=1, le=1000)] = 4
     batch_size: Annotated[int, Field(ge=1, le=10000)] = 100
     lease: PositiveDuration = 60.0
+    ordered: bool = False  # one message in flight per ordering key, oldest first
     retry: RetrySettings = RetrySettings()
+    breaker: BreakerSettings = BreakerSettings()
+
+
+class TlsSettings(Model):
+    ca_file: str | None = None  # trust these CAs instead of the system's
+    cert_file: str | None = None  # client certificate (mutual TLS)
+    key_file: str | None = None
+    verify: bool = True  # check the peer's certificate and host name
+    server_hostname: str | None = None  # name to check, when it differs from host
 
 
 class MllpChannel(ChannelBase):
     kind: Literal["mllp"]
     host: str
     port: Port
+    tls: TlsSettings | None = None
     connect_timeout: PositiveDuration = 10.0
     response_timeout: PositiveDuration = 30.0
     encoding: Encoding = "utf-8"
+    on_application_error: Literal["reject", "retry"] = "reject"  # what AE/CE means
+
+
+def _check_headers(headers: dict[str, str]) -> dict[str, str]:
+    for name, value in headers.items():
+        if any(c in name + value for c in "\r\n\0") or not name.strip() or ":" in name:
+            raise ValueError(f"header {name!r} has a character HTTP headers cannot carry")
+    return headers
+
+
+HttpHeaders = Annotated[dict[str, str], AfterValidator(_check_headers)]
+
+
+class BearerAuth(Model):
+    type: Literal["bearer"]
+    token: SecretStr
+
+
+class BasicAuth(Model):
+    type: Literal["basic"]
+    username: Annotated[str, Field(pattern=r"^[^:\r\n]*$")]
+    password: SecretStr
+
+
+class HmacSettings(Model):
+    secret: SecretStr
+    header: str = "X-Outboxd-Signature"  # value: sha256=<hex of HMAC-SHA256(body)>
 
 
 class HttpChannel(ChannelBase):
     kind: Literal["http"]
     url: HttpUrl
     method: Literal["POST", "PUT", "PATCH"] = "POST"
-    headers: dict[str, str] = {}
+    headers: HttpHeaders = {}
+    auth: Annotated[BearerAuth | BasicAuth, Field(discriminator="type")] | None = None
+    hmac: HmacSettings | None = None
     timeout: PositiveDuration = 30.0
+    connect_timeout: PositiveDuration = 10.0
 
 
 class BpjsAntreanChannel(ChannelBase):

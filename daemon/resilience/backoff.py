@@ -73,7 +73,7 @@ class RetryPolicy:
                 None, f"gave up: older than max_age {format_duration(self.max_age)}"
             )
         if requested_delay is not None:
-            delay = max(0.0, requested_delay)
+            delay = min(max(0.0, requested_delay), self.max_age)  # the deadline caps it anyway
             why = f"peer asked to wait {format_duration(delay)}"
         else:
             delay = backoff_delay(attempts, self.backoff, self.max_backoff, rand)

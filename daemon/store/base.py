@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from typing import Any, TypeVar
@@ -9,9 +10,11 @@ from typing import Any, TypeVar
 import peewee as pw
 
 from daemon.store.db import StoreUnavailable, is_postgres, unavailable_on_error
-from daemon.store.models import StatusEvent, as_utc, database_proxy, utcnow
+from daemon.store.models import as_utc, database_proxy, db_timestamp, utcnow
+from daemon.store.sql import Statements
 
 T = TypeVar("T")
+NOTIFY_CHANNEL = "outboxd"  # PostgreSQL NOTIFY channel; the payload is the outbox channel
 CHUNK = 500  # rows per statement: well inside SQLite's and PostgreSQL's parameter limits
 
 
@@ -38,7 +41,7 @@ class EventRow:
         from_status: str | None,
         to_status: str,
         actor: str,
-        details: dict[str, Any] | None = None,
+        details: dict[str, Any] | str | None = None,  # a str is JSON already
     ) -> None:
         self.message_id = message_id
         self.from_status = from_status
@@ -53,6 +56,7 @@ class StoreBase:
     def __init__(self, db: pw.Database) -> None:
         self.db = db
         self.postgres = is_postgres(db)
+        self.sql = Statements(self.postgres)
         database_proxy.initialize(db)
 
     @staticmethod
@@ -85,35 +89,46 @@ class StoreBase:
         except Exception:
             self.db._state.reset()
 
+    def ping(self) -> bool:
+        """Does the database answer? (For health checks.)"""
+        return self._read(lambda: self.db.execute_sql("SELECT 1").fetchone()[0] == 1)
+
+    def _notify(self, channels: Iterable[str]) -> None:
+        """Wake PostgreSQL listeners (dispatchers) when the transaction commits."""
+        if self.postgres:
+            for channel in sorted(set(channels)):
+                self.db.execute_sql("SELECT pg_notify(%s, %s)", (NOTIFY_CHANNEL, channel))
+
     def close(self) -> None:
         if not self.db.is_closed():
             self.db.close()
 
     def _add_events(self, events: Sequence[EventRow], now: datetime) -> None:
-        for chunk in chunked(events):
-            StatusEvent.insert_many(
-                [
-                    {
-                        "message": e.message_id,
-                        "from_status": e.from_status,
-                        "to_status": e.to_status,
-                        "actor": e.actor,
-                        "details": e.details,
-                        "at": now,
-                    }
-                    for e in chunk
-                ]
-            ).as_rowcount().execute()
+        if not events:
+            return
+        at = db_timestamp(now)
+        rows = [
+            (
+                e.message_id,
+                e.from_status,
+                e.to_status,
+                e.actor,
+                e.details
+                if e.details is None or isinstance(e.details, str)
+                else json.dumps(e.details, sort_keys=True),
+                at,
+            )
+            for e in events
+        ]
+        self._executemany(self.sql.insert_event, rows)
 
-    def _values(self, rows: Sequence[Sequence[Any]], casts: Sequence[str]) -> tuple[str, list[Any]]:
-        """``(VALUES (...), ...)`` with parameters; typed on PostgreSQL by casting
-        the first row (SQLite needs no casts and would misread some)."""
-        param = self.db.param
-        first = ", ".join(f"CAST({param} AS {cast})" if self.postgres else param for cast in casts)
-        rest = ", ".join([param] * len(casts))
-        sql = (
-            "(VALUES "
-            + ", ".join(f"({first})" if i == 0 else f"({rest})" for i in range(len(rows)))
-            + ") AS v"
-        )
-        return sql, [value for row in rows for value in row]
+    def _executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        with pw.__exception_wrapper__:
+            cursor = self.db.cursor()
+            try:
+                cursor.executemany(sql, rows)
+            finally:
+                cursor.close()
+
+    def _execute(self, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
+        return list(self.db.execute_sql(sql, params).fetchall())

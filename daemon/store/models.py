@@ -37,6 +37,11 @@ def db_timestamp(value: datetime) -> str:
     return as_utc(value).replace(tzinfo=None).isoformat(sep=" ", timespec="microseconds")
 
 
+def read_timestamp(value: str | datetime) -> datetime:
+    """A stored timestamp (text on SQLite, naive datetime on PostgreSQL) as aware UTC."""
+    return as_utc(datetime.fromisoformat(value) if isinstance(value, str) else value)
+
+
 class UtcDateTimeField(pw.Field):
     """A UTC instant: stored as a naive UTC timestamp, read as an aware datetime."""
 
@@ -48,11 +53,7 @@ class UtcDateTimeField(pw.Field):
         return value
 
     def python_value(self, value: Any) -> datetime | None:
-        if value is None:
-            return None
-        if isinstance(value, str):
-            value = datetime.fromisoformat(value)
-        return as_utc(value)
+        return None if value is None else read_timestamp(value)
 
 
 class JSONTextField(pw.TextField):
@@ -85,6 +86,7 @@ class Message(BaseModel):
     last_error = pw.TextField(null=True)
     response = pw.TextField(null=True)
     after = pw.ForeignKeyField("self", null=True, column_name="after_id", on_delete="SET NULL")
+    group_key = pw.CharField(max_length=255, null=True)  # ordered channels: one in flight per key
     created_at = UtcDateTimeField()
     updated_at = UtcDateTimeField()
     sent_at = UtcDateTimeField(null=True)
@@ -104,6 +106,17 @@ class StatusEvent(BaseModel):
 
     class Meta:
         table_name = "outboxd_status_event"
+
+
+class RateBucket(BaseModel):
+    """A channel's token bucket, shared by every dispatcher process."""
+
+    channel = pw.CharField(max_length=64, primary_key=True)
+    tokens = pw.DoubleField()
+    updated_at = UtcDateTimeField()
+
+    class Meta:
+        table_name = "outboxd_rate_bucket"
 
 
 class Visit(BaseModel):
@@ -157,4 +170,12 @@ class JobRun(BaseModel):
         table_name = "outboxd_job_run"
 
 
-MODELS: tuple[type[BaseModel], ...] = (Message, StatusEvent, Visit, PollCursor, Schedule, JobRun)
+MODELS: tuple[type[BaseModel], ...] = (
+    Message,
+    StatusEvent,
+    RateBucket,
+    Visit,
+    PollCursor,
+    Schedule,
+    JobRun,
+)

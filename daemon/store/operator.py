@@ -8,7 +8,7 @@ from typing import Any
 
 import peewee as pw
 
-from daemon.store.base import EventRow, StoreBase, chunked, literal
+from daemon.store.base import CHUNK, EventRow, StoreBase, chunked, literal
 from daemon.store.models import (
     CANCELLED,
     FAILED,
@@ -79,6 +79,14 @@ class OperatorOps(StoreBase):
                     lease_owner=None, lease_expires_at=None, updated_at=now, **changes
                 ).where(Message.id.in_(list(chunk))).execute()
             self._add_events([EventRow(i, s, target, actor) for i, s in rows], now)
+            if target == PENDING and rows:
+                self._notify(
+                    r[0]
+                    for r in Message.select(Message.channel)
+                    .where(Message.id.in_([i for i, _ in rows[:CHUNK]]))
+                    .distinct()
+                    .tuples()
+                )
             missing: list[int] = []
             if selector.ids:
                 found = {

@@ -2,23 +2,24 @@
 
 from __future__ import annotations
 
+import json
 import random
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-import peewee as pw
-
 from daemon.resilience.backoff import RetryPolicy
+from daemon.resilience.ratelimit import Bucket
 from daemon.store.base import EventRow, StoreBase, chunked, literal
 from daemon.store.models import (
-    DELIVERED_STATUSES,
     FAILED,
     PENDING,
     SENDING,
     SENT,
     Message,
+    RateBucket,
     db_timestamp,
+    read_timestamp,
 )
 from daemon.store.types import (
     ClaimedMessage,
@@ -45,6 +46,8 @@ def _check(message: NewMessage) -> NewMessage:
             raise InvalidMessage(f"{name} must be a non-empty string")
         if len(value) > limit:
             raise InvalidMessage(f"{name} is longer than {limit} characters")
+    if message.group_key is not None and not 0 < len(message.group_key) <= 255:
+        raise InvalidMessage("group_key must be 1 to 255 characters")
     if isinstance(message.payload, str):
         raise InvalidMessage("payload must be bytes (encode text first)")
     if message.after_key is not None and message.after_key == message.key:
@@ -67,8 +70,7 @@ class OutboxOps(StoreBase):
         already exists is not stored again: its existing row is returned with
         ``created=False``. A prerequisite may be an earlier message of the batch."""
         batch = [_check(m) for m in messages]
-        when = self._now(now)
-        return self._write(lambda: self._enqueue(batch, actor, when)) if batch else []
+        return self._write(lambda: self._enqueue(batch, actor, self._now(now))) if batch else []
 
     def _enqueue(self, batch: list[NewMessage], actor: str, now: datetime) -> list[EnqueueResult]:
         ids: dict[tuple[str, str], int] = self._ids_by_key(
@@ -76,37 +78,28 @@ class OutboxOps(StoreBase):
         )
         self._check_ids_exist({m.after_id for m in batch if m.after_id is not None})
         created: dict[tuple[str, str], int] = {}
+        stamp = db_timestamp(now)
         for chunk in chunked(batch):
-            rows = [
-                {
-                    "channel": m.channel,
-                    "kind": m.kind,
-                    "key": m.key,
-                    "payload": m.payload,
-                    "status": PENDING,
-                    "attempts": 0,
-                    "next_attempt_at": max(m.not_before or now, now),
-                    "after": m.after_id
-                    if m.after_id is not None
-                    else ids.get((m.channel, m.after_key or "")),
-                    "created_at": now,
-                    "updated_at": now,
-                }
-                for m in chunk
-            ]
-            query = (
-                Message.insert_many(rows)
-                .on_conflict(conflict_target=[Message.channel, Message.key], action="IGNORE")
-                .returning(Message.id, Message.channel, Message.key)
-            )
-            for row in query.tuples().execute():
-                created[(row[1], row[2])] = row[0]
+            params: list[Any] = []
+            for m in chunk:
+                after = m.after_id
+                if after is None and m.after_key:
+                    after = ids.get((m.channel, m.after_key))
+                due = db_timestamp(max(m.not_before, now)) if m.not_before else stamp
+                params += [m.channel, m.kind, m.key, m.payload, PENDING, 0, due, after]
+                params += [m.group_key, stamp, stamp]
+            if self.postgres:
+                params += [actor, stamp]  # the creation events, written by the same statement
+            rows = self._execute(self.sql.insert_messages(len(chunk)), params)
+            for id_, channel, key in rows:
+                created[(channel, key)] = id_
+            if not self.postgres:
+                self._add_events([EventRow(r[0], None, PENDING, actor) for r in rows], now)
         ids.update(created)
         self._link_batch_prerequisites(batch, created, ids)
         existing = self._rows_by_key(
             {(m.channel, m.key) for m in batch if (m.channel, m.key) not in created}
         )
-        self._add_events([EventRow(i, None, PENDING, actor) for i in sorted(created.values())], now)
         results = []
         reported: set[tuple[str, str]] = set()
         for m in batch:
@@ -180,87 +173,66 @@ class OutboxOps(StoreBase):
         limit: int,
         lease: float,
         now: datetime | None = None,
+        ordered: Collection[str] = (),
     ) -> list[ClaimedMessage]:
         """Lease up to ``limit`` due messages of ``channels`` to ``owner`` for
         ``lease`` seconds: oldest due first, prerequisites sent, each message
-        held by one owner at a time. Channels are filled in the order given."""
-        when = self._now(now)
-        until = when + timedelta(seconds=lease)
+        held by one owner at a time. Channels are filled in the order given.
+        On an ``ordered`` channel a message with a group key waits while an
+        older message of its group is pending or being sent."""
 
         def work() -> list[ClaimedMessage]:
+            # read the clock once the write lock is held, so waiting for it
+            # does not shorten the lease
+            when = self._now(now)
+            until = when + timedelta(seconds=lease)
             claimed: list[ClaimedMessage] = []
             for channel in channels:
                 room = limit - len(claimed)
                 if room <= 0:
                     break
-                claimed += self._claim_channel(channel, owner, room, when, until)
-            self._add_events(
-                [
-                    EventRow(m.id, PENDING, SENDING, owner, {"attempt": m.attempts + 1})
-                    for m in claimed
-                ],
-                when,
-            )
+                in_order = channel in ordered
+                claimed += self._claim_channel(channel, owner, room, when, until, in_order)
+            if not self.postgres:  # PostgreSQL wrote them in the claim statement
+                self._add_events(
+                    [
+                        EventRow(m.id, PENDING, SENDING, owner, f'{{"attempt": {m.attempts + 1}}}')
+                        for m in claimed
+                    ],
+                    when,
+                )
             return claimed
 
         return self._write(work) if limit > 0 else []
 
     def _claim_channel(
-        self, channel: str, owner: str, limit: int, now: datetime, until: datetime
+        self,
+        channel: str,
+        owner: str,
+        limit: int,
+        now: datetime,
+        until: datetime,
+        ordered: bool,
     ) -> list[ClaimedMessage]:
-        prereq = Message.alias("prereq")
-        met = pw.fn.EXISTS(
-            prereq.select(pw.SQL("1")).where(
-                (prereq.id == Message.after) & prereq.status.in_(DELIVERED_STATUSES)
-            )
-        )
-        due = (
-            Message.select(Message.id)
-            .where(
-                (Message.channel == channel)
-                & (Message.status == literal(PENDING))
-                & (Message.next_attempt_at <= now)
-                & (Message.after.is_null() | met)
-            )
-            .order_by(Message.next_attempt_at, Message.id)
-            .limit(limit)
-        )
+        stamp = db_timestamp(now)
+        params: list[Any] = [channel, stamp, limit, owner, db_timestamp(until), stamp]
         if self.postgres:
-            due = due.for_update(skip_locked=True)
-        # Materialized, so the chosen rows are picked once: as an IN (subquery),
-        # PostgreSQL may rescan the subquery per row and lease past the limit.
-        chosen = due.cte("due", materialized=True)
-        query = (
-            Message.update(
-                status=SENDING, lease_owner=owner, lease_expires_at=until, updated_at=now
-            )
-            .with_cte(chosen)
-            .from_(chosen)
-            .where((Message.id == chosen.c.id) & (Message.status == PENDING))
-            .returning(
-                Message.id,
-                Message.channel,
-                Message.kind,
-                Message.key,
-                Message.payload,
-                Message.attempts,
-                Message.created_at,
-                Message.after,
-            )
-        )
+            params += [owner, stamp]
+        rows = self._execute(self.sql.claim(ordered), params)
         claimed = [
             ClaimedMessage(
-                id=row.id,
-                channel=row.channel,
-                kind=row.kind,
-                key=row.key,
-                payload=bytes(row.payload),
-                attempts=row.attempts,
-                created_at=row.created_at,
+                id=row[0],
+                channel=row[1],
+                kind=row[2],
+                key=row[3],
+                payload=bytes(row[4]),
+                attempts=row[5],
+                created_at=read_timestamp(row[6]),
                 lease_expires_at=until,
-                after_id=row.after_id,
+                after_id=row[7],
+                group_key=row[8],
             )
-            for row in query.execute()
+            for row in rows
         ]
         claimed.sort(key=lambda m: m.id)
         return claimed
@@ -278,8 +250,9 @@ class OutboxOps(StoreBase):
         """Write the outcomes of attempts ``owner`` made, with their status events,
         in one transaction. Only messages ``owner`` still holds are changed; a
         retry gives up (→ failed) when the channel's policy says so."""
-        when = self._now(now)
-        return self._write(lambda: self._record(owner, outcomes, policies or {}, when, rand))
+        return self._write(
+            lambda: self._record(owner, outcomes, policies or {}, self._now(now), rand)
+        )
 
     def _record(
         self,
@@ -325,10 +298,12 @@ class OutboxOps(StoreBase):
                     details[outcome.id]["retry_at"] = decision.retry_at.isoformat()
         recorded: dict[int, str] = {}
         for chunk in chunked(rows):
-            recorded.update(self._apply(owner, chunk, now))
-        self._add_events(
-            [EventRow(i, SENDING, s, owner, details[i]) for i, s in sorted(recorded.items())], now
-        )
+            recorded.update(self._apply(owner, chunk, details, now))
+        if not self.postgres:  # PostgreSQL wrote them in the update statement
+            self._add_events(
+                [EventRow(i, SENDING, s, owner, details[i]) for i, s in sorted(recorded.items())],
+                now,
+            )
         lost = sorted({o.id for o in outcomes} - set(recorded))
         return RecordResult(recorded=recorded, lost=lost)
 
@@ -346,30 +321,64 @@ class OutboxOps(StoreBase):
                 held[row.id] = (row.channel, row.attempts, row.created_at)
         return held
 
-    def _apply(self, owner: str, rows: Sequence[tuple[Any, ...]], now: datetime) -> dict[int, str]:
-        """One UPDATE … FROM (VALUES …) for a chunk of outcomes; returns id → status."""
-        prepared = [
-            (i, s, n, db_timestamp(at) if at else None, e, r, db_timestamp(sent) if sent else None)
-            for i, s, n, at, e, r, sent in rows
-        ]
-        values, params = self._values(
-            prepared, ("BIGINT", "VARCHAR(16)", "INTEGER", "TIMESTAMP", "TEXT", "TEXT", "TIMESTAMP")
-        )
-        p = self.db.param
-        table = Message._meta.table_name
-        sql = (
-            f"UPDATE {table} SET status = v.column2, attempts = {table}.attempts + v.column3, "
-            f"next_attempt_at = COALESCE(v.column4, {table}.next_attempt_at), "
-            f"last_error = COALESCE(v.column5, {table}.last_error), "
-            f"response = COALESCE(v.column6, {table}.response), "
-            f"sent_at = COALESCE(v.column7, {table}.sent_at), "
-            f"lease_owner = NULL, lease_expires_at = NULL, updated_at = {p} "
-            f"FROM {values} WHERE {table}.id = v.column1 "
-            f"AND {table}.status = '{SENDING}' AND {table}.lease_owner = {p} "
-            f"RETURNING {table}.id, {table}.status"
-        )
-        cursor = self.db.execute_sql(sql, [db_timestamp(now), *params, owner])
-        return {int(i): s for i, s in cursor.fetchall()}
+    def _apply(
+        self,
+        owner: str,
+        rows: Sequence[tuple[Any, ...]],
+        details: Mapping[int, dict[str, Any] | None],
+        now: datetime,
+    ) -> dict[int, str]:
+        """One statement for a chunk of outcomes; returns id → status written."""
+        params: list[Any] = []
+        for i, status, inc, retry_at, error, response, sent_at in rows:
+            extra = details[i]
+            params += [
+                i,
+                status,
+                inc,
+                db_timestamp(retry_at) if retry_at else None,
+                error,
+                response,
+                db_timestamp(sent_at) if sent_at else None,
+                None if extra is None else json.dumps(extra, sort_keys=True),
+            ]
+        stamp = db_timestamp(now)
+        if self.postgres:  # WITH v AS (VALUES …) UPDATE … SET updated_at … owner; events
+            params += [stamp, owner, owner, stamp]
+        else:  # UPDATE … SET updated_at … FROM (VALUES …) … owner
+            params = [stamp, *params, owner]
+        result = self._execute(self.sql.apply_outcomes(len(rows)), params)
+        return {int(i): s for i, s in result}
+
+    # --- rate limits ------------------------------------------------------------
+
+    def take_tokens(
+        self, channel: str, wanted: int, bucket: Bucket, now: datetime | None = None
+    ) -> tuple[int, float]:
+        """Take up to ``wanted`` tokens from the channel's shared bucket:
+        (granted, seconds to wait before asking again when none was granted)."""
+
+        def work() -> tuple[int, float]:
+            when = self._now(now)
+            row = self._locked_bucket(channel)
+            if row is None:
+                RateBucket.insert(
+                    channel=channel, tokens=bucket.capacity, updated_at=when
+                ).on_conflict(conflict_target=[RateBucket.channel], action="IGNORE").execute()
+                row = self._locked_bucket(channel)
+            elapsed = (when - row.updated_at).total_seconds()
+            tokens = bucket.refill(row.tokens, elapsed)
+            granted, left, wait = bucket.take(tokens, wanted)
+            RateBucket.update(tokens=left, updated_at=max(when, row.updated_at)).where(
+                RateBucket.channel == channel
+            ).execute()
+            return granted, wait
+
+        return self._write(work)
+
+    def _locked_bucket(self, channel: str) -> RateBucket | None:
+        query = RateBucket.select().where(RateBucket.channel == channel)
+        return (query.for_update() if self.postgres else query).first()
 
     # --- leases -------------------------------------------------------------------
 
@@ -377,10 +386,10 @@ class OutboxOps(StoreBase):
         self, owner: str, ids: Sequence[int], lease: float, now: datetime | None = None
     ) -> list[int]:
         """Extend the leases ``owner`` still holds; returns the ids renewed."""
-        when = self._now(now)
-        until = when + timedelta(seconds=lease)
 
         def work() -> list[int]:
+            when = self._now(now)
+            until = when + timedelta(seconds=lease)
             renewed: list[int] = []
             for chunk in chunked(list(ids)):
                 query = (
@@ -400,9 +409,9 @@ class OutboxOps(StoreBase):
     def expire_leases(self, now: datetime | None = None, limit: int = 1000) -> list[int]:
         """Put messages whose lease ran out back to pending (the holder is presumed
         dead). The attempt is not counted: it may never have reached the peer."""
-        when = self._now(now)
 
         def work() -> list[int]:
+            when = self._now(now)
             stale = (
                 Message.select(Message.id, Message.lease_owner, Message.lease_expires_at)
                 .where((Message.status == literal(SENDING)) & (Message.lease_expires_at < when))

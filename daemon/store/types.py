@@ -24,6 +24,7 @@ class NewMessage:
     after_key: str | None = None  # prerequisite in the same channel, by key
     after_id: int | None = None  # prerequisite in any channel, by id
     not_before: datetime | None = None
+    group_key: str | None = None  # ordered channels deliver one message per group at a time
 
 
 @dataclass(frozen=True)
@@ -44,6 +45,7 @@ class ClaimedMessage:
     created_at: datetime
     lease_expires_at: datetime
     after_id: int | None = None
+    group_key: str | None = None
 
 
 # --- outcomes of a delivery attempt, as recorded by ``Store.record`` ---------------

@@ -13,6 +13,12 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLES = ROOT.parent / "shared" / "reference" / "hl7-samples"
+HL7 = (ROOT / "config" / "demo" / "adt-a04.hl7").read_bytes()
+
+
+def hl7(control_id: str) -> bytes:
+    return HL7.replace(b"DEMO-0001", control_id.encode())
+
 
 CONFIG = """
 database: {url}
@@ -117,15 +123,15 @@ def test_commands_refuse_an_unmigrated_database(tmp_path: Path):
 
 
 def test_enqueue_from_file_and_stdin_and_duplicates(workdir: Path):
-    (workdir / "msg.hl7").write_bytes(b"MSH|^~\\&|A|B\rPID|1\r")
+    (workdir / "msg.hl7").write_bytes(hl7("C1"))
     first = json.loads(
         run_ok(workdir, "enqueue", "--channel", "hie", "--key", "k1", "msg.hl7", "--json")
     )
     assert first == {"id": first["id"], "created": True, "status": "pending"}
-    again = run_ok(workdir, "enqueue", "--channel", "hie", "--key", "k1", "-", stdin=b"other")
+    again = run_ok(workdir, "enqueue", "--channel", "hie", "--key", "k1", "-", stdin=hl7("C9"))
     assert again.strip() == f"{first['id']} exists (status pending); not enqueued again"
     second = run_ok(
-        workdir, "enqueue", "--channel", "hie", "--key", "k2", "--after", "k1", stdin=b"x"
+        workdir, "enqueue", "--channel", "hie", "--key", "k2", "--after", "k1", stdin=hl7("C2")
     )
     assert second.strip().endswith(" new")
     stats = json.loads(run_ok(workdir, "stats", "--json"))
@@ -157,14 +163,27 @@ def test_every_sample_message_is_accepted(workdir: Path):
             "unknown channel 'nope' (channels: hie, webhook)",
         ),
         (["--channel", "hie", "--key", "k"], b"  \n", 65, "the payload is empty"),
-        (["--channel", "hie", "--key", "k", "--after", "ghost"], b"x", 65, "prerequisite 'ghost'"),
+        (["--channel", "hie", "--key", "k", "--after", "ghost"], HL7, 65, "prerequisite 'ghost'"),
+        (
+            ["--channel", "hie", "--key", "k"],
+            b"PID|1||MRN\r",
+            65,
+            "not a valid HL7 v2 message: ",
+        ),
+        (
+            ["--channel", "hie", "--key", "k"],
+            HL7.replace(b"|DEMO-0001|", b"||"),
+            65,
+            "not a valid HL7 v2 message: ",
+        ),
+        (["--channel", "webhook", "--key", "k"], b"{not json", 65, "not valid JSON: "),
         (
             ["--channel", "hie", "--key", "k", "missing.hl7"],
             None,
             66,
             "cannot read payload missing.hl7",
         ),
-        (["--channel", "hie", "--key", "k" * 300], b"x", 65, "key is longer than 255"),
+        (["--channel", "hie", "--key", "k" * 300], HL7, 65, "key is longer than 255"),
     ],
 )
 def test_enqueue_errors(workdir: Path, args, stdin, code, message):
@@ -177,7 +196,7 @@ def test_enqueue_errors(workdir: Path, args, stdin, code, message):
 
 def test_retry_and_cancel(workdir: Path):
     for key in ("a", "b", "c"):
-        run_ok(workdir, "enqueue", "--channel", "hie", "--key", key, stdin=b"x")
+        run_ok(workdir, "enqueue", "--channel", "hie", "--key", key, stdin=hl7(key))
     out = run_ok(workdir, "cancel", "--channel", "hie")
     assert out.startswith("cancelled 3 message(s)")
     out = run_ok(workdir, "retry", "--id", "1,2", "--id", "3")
@@ -195,7 +214,7 @@ def test_retry_and_cancel(workdir: Path):
 
 
 def test_stats_table(workdir: Path):
-    run_ok(workdir, "enqueue", "--channel", "hie", "--key", "a", stdin=b"x")
+    run_ok(workdir, "enqueue", "--channel", "hie", "--key", "a", stdin=HL7)
     lines = run_ok(workdir, "stats").splitlines()
     assert lines[0].split()[:4] == ["channel", "pending", "sending", "sent"]
     assert lines[1].split()[:2] == ["hie", "1"]
@@ -203,9 +222,9 @@ def test_stats_table(workdir: Path):
 
 
 def test_run_is_not_built_yet(workdir: Path):
-    result = outboxd("run", "dispatcher", "-c", "outboxd.yaml", cwd=workdir)
+    result = outboxd("run", "poller", "-c", "outboxd.yaml", cwd=workdir)
     assert result.returncode == 69
-    assert "dispatcher role is not built yet" in result.stderr.decode()
+    assert "poller role is not built yet" in result.stderr.decode()
 
 
 def test_unreachable_database_is_one_line(tmp_path: Path):

@@ -148,14 +148,14 @@ def test_unreachable_postgres_is_unavailable():
 def test_store_reconnects_after_the_server_drops_the_connection(pg_url):
     db = open_url(pg_url)
     store = Store(db)
-    store.enqueue(NewMessage("c", "before", b"x"))
+    store.enqueue(NewMessage("reconnect", "before", b"x"))
     pid = db.execute_sql("SELECT pg_backend_pid()").fetchone()[0]
     with pg_admin_connect() as admin:
-        admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+        admin.execute("SELECT pg_terminate_backend(%s, 5000)", (pid,))  # waits for it to end
     with pytest.raises(StoreUnavailable):
-        store.enqueue(NewMessage("c", "lost", b"x"))
+        store.enqueue(NewMessage("reconnect", "lost", b"x"))
     # the next unit of work opens a new connection; the failed one left nothing behind
-    assert store.enqueue(NewMessage("c", "after", b"x")).created
-    keys = [s.counts for s in store.stats()]
-    assert keys == [{"pending": 2}]
+    assert store.enqueue(NewMessage("reconnect", "after", b"x")).created
+    counts = [s.counts for s in store.stats() if s.channel == "reconnect"]
+    assert counts == [{"pending": 2}]
     store.close()

@@ -401,3 +401,48 @@ def test_store_thread_runs_units_of_work_off_the_loop(store: Store):
 
     _, status = asyncio.run(scenario())
     assert status == "sent"
+
+
+# --- ordered channels ------------------------------------------------------------------
+
+
+def test_ordered_claims_one_message_per_group_oldest_first(store: Store):
+    a1 = store.enqueue(msg("a1", group_key="patient-a"), now=T0).id
+    a2 = store.enqueue(msg("a2", group_key="patient-a"), now=T0).id
+    b1 = store.enqueue(msg("b1", group_key="patient-b"), now=T0).id
+    free = store.enqueue(msg("free"), now=T0).id
+    claimed = store.claim(["hie"], "w", 10, 60, now=T0, ordered=("hie",))
+    assert [m.id for m in claimed] == [a1, b1, free]
+    assert claimed[0].group_key == "patient-a"
+    # a2 waits while a1 is being sent, and while a1 waits for a retry
+    assert store.claim(["hie"], "w", 10, 60, now=T0, ordered=("hie",)) == []
+    store.record("w", [RetryLater(a1, "down", delay=30)], now=T0)
+    assert store.claim(["hie"], "w", 10, 60, now=at(1), ordered=("hie",)) == []
+    claimed = store.claim(["hie"], "w", 10, 60, now=at(30), ordered=("hie",))
+    assert [m.id for m in claimed] == [a1]
+    store.record("w", [Delivered(a1)], now=at(30))
+    assert [m.id for m in store.claim(["hie"], "w", 10, 60, now=at(31), ordered=("hie",))] == [a2]
+
+
+def test_unordered_channel_ignores_groups(store: Store):
+    store.enqueue(msg("a1", group_key="g"), now=T0)
+    store.enqueue(msg("a2", group_key="g"), now=T0)
+    assert len(store.claim(["hie"], "w", 10, 60, now=T0)) == 2
+
+
+# --- the shared rate limit ---------------------------------------------------------------
+
+
+def test_take_tokens_shares_one_bucket(store: Store):
+    from daemon.resilience.ratelimit import Bucket
+
+    bucket = Bucket(rate=10, capacity=3)
+    assert store.take_tokens("hie", 2, bucket, now=T0) == (2, 0.0)
+    assert store.take_tokens("hie", 5, bucket, now=T0) == (1, 0.0)
+    granted, wait = store.take_tokens("hie", 1, bucket, now=T0)
+    assert granted == 0 and wait == pytest.approx(0.1)
+    assert store.take_tokens("hie", 5, bucket, now=at(0.25))[0] == 2
+    # another channel has a bucket of its own
+    assert store.take_tokens("webhook", 3, bucket, now=T0) == (3, 0.0)
+    # a long pause refills only up to the burst
+    assert store.take_tokens("hie", 10, bucket, now=at(3600))[0] == 3

@@ -1,5 +1,4 @@
 import textwrap
-from pathlib import Path
 
 import pytest
 from hypothesis import given
@@ -344,38 +343,12 @@ yamlish = st.one_of(
 def test_interpolated_value_never_changes_structure(value):
     text = """
     database: sqlite:///x.db
-    channels:
-      hook:
-        kind: http
-        url: http://127.0.0.1/hook
-        headers: {X-Token: "${TOKEN}"}
+    schedules:
+      nightly:
+        cron: "0 2 * * *"
+        job: report
+        options: {note: "${NOTE}"}
     """
-    settings = parse(text, {"TOKEN": value})
-    assert settings.channels["hook"].headers == {"X-Token": value}  # type: ignore[union-attr]
-    assert list(settings.channels) == ["hook"]
-
-
-CONFIG_DIR = Path(__file__).resolve().parents[2] / "config"
-
-
-def test_shipped_demo_config_is_valid():
-    settings = load_config(CONFIG_DIR / "outboxd.yaml", {})
-    assert settings.database.url.get_secret_value() == "sqlite:///var/outboxd.db"
-    assert set(settings.channels) == {"hie", "webhook"}
-
-
-def test_shipped_production_example_is_valid_and_needs_its_secrets():
-    env = {
-        "OUTBOXD_DB_PASSWORD": "p",
-        "HIE_HOST": "hie.example",
-        "BPJS_CONS_ID": "1",
-        "BPJS_SECRET": "s",
-        "BPJS_USER_KEY": "u",
-        "KHANZA_DB_PASSWORD": "k",
-        "OUTBOXD_CONTROL_TOKEN": "t",
-    }
-    settings = load_config(CONFIG_DIR / "production.example.yaml", env)
-    assert settings.sources["khanza"].channel == "bpjs"
-    with pytest.raises(ConfigError) as info:
-        load_config(CONFIG_DIR / "production.example.yaml", {})
-    assert len(info.value.issues) == len(env)
+    settings = parse(text, {"NOTE": value})
+    assert settings.schedules["nightly"].options == {"note": value}
+    assert list(settings.schedules) == ["nightly"]

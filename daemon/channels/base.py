@@ -1,0 +1,59 @@
+"""What a channel promises the dispatcher."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from typing import Protocol
+
+
+class Verdict(enum.Enum):
+    DELIVERED = "delivered"  # the peer accepted it
+    RETRY = "retry"  # transient: try again later (maybe after ``retry_after``)
+    REJECTED = "rejected"  # permanent: the peer refused it; retrying will not help
+
+
+@dataclass(frozen=True)
+class Outcome:
+    verdict: Verdict
+    detail: str = ""  # for the operator: why, in one line
+    response: str | None = None  # what the peer answered, as text
+    retry_after: float | None = None  # seconds the peer asked to wait
+    transport_error: bool = False  # the peer could not be reached (counts for the breaker)
+
+    @classmethod
+    def delivered(cls, response: str | None = None, detail: str = "") -> Outcome:
+        return cls(Verdict.DELIVERED, detail, response)
+
+    @classmethod
+    def retry(
+        cls,
+        detail: str,
+        response: str | None = None,
+        retry_after: float | None = None,
+        transport_error: bool = False,
+    ) -> Outcome:
+        return cls(Verdict.RETRY, detail, response, retry_after, transport_error)
+
+    @classmethod
+    def rejected(cls, detail: str, response: str | None = None) -> Outcome:
+        return cls(Verdict.REJECTED, detail, response)
+
+
+@dataclass(frozen=True)
+class Envelope:
+    """What a sender gets to send: the stored payload and its identity."""
+
+    id: int
+    key: str
+    kind: str
+    payload: bytes
+    attempt: int  # 1 for the first attempt
+
+
+class Sender(Protocol):
+    """One worker's connection to the peer. Not shared between tasks."""
+
+    async def send(self, envelope: Envelope) -> Outcome: ...
+
+    async def close(self) -> None: ...

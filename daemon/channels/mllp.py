@@ -1,0 +1,265 @@
+"""HL7 v2 over MLLP: one persistent connection per worker, one message in
+flight on it, the ACK read back and judged.
+
+What each answer becomes:
+
+- ACK AA or CA: delivered, with the ACK as the response.
+- ACK AR or CR: rejected. AE or CE: rejected, or retried when the channel
+  says ``on_application_error: retry``. The connection is kept.
+- An ACK whose MSA-2 is not the MSH-10 just sent: the stream is out of step,
+  so the connection is dropped and the message retried (``transport_error``:
+  a peer that does this every time should open the breaker).
+- No ACK within ``response_timeout``, a garbled answer (bad framing, not an
+  ACK, larger than ``MAX_ACK_BYTES``), a refused, reset or closed connection,
+  a failed TLS handshake: retry with ``transport_error`` and drop the
+  connection; the next send connects afresh. Dropping is what keeps a late
+  ACK of a timed-out message from being read as the answer to the next one.
+- A payload with no MSH-10, or holding an MLLP framing byte (0x0B, 0x1C):
+  rejected without connecting; sending it cannot succeed.
+
+A connection the peer closed while idle is noticed before the next send and
+replaced without a failed attempt. ``connect_timeout`` bounds the TCP connect
+and the TLS handshake together; ``response_timeout`` bounds writing the message
+and reading its whole ACK.
+
+Whitespace between frames is skipped (logged once per connection); any other
+byte outside a frame counts as a garbled answer. A retry sends the very same
+bytes, so the peer sees the same MSH-10 and can discard the repeat: this
+module never rewrites a payload.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import ssl
+import weakref
+
+from daemon.channels.base import Envelope, Outcome
+from daemon.hl7 import (
+    ACCEPTED,
+    REJECTED,
+    Ack,
+    FrameDecoder,
+    FramingError,
+    InvalidHL7,
+    ascii_compatible,
+    control_id,
+    frame,
+    read_ack,
+)
+from daemon.settings import MllpChannel as MllpSettings
+from daemon.settings import TlsSettings
+
+log = logging.getLogger("outboxd.channels.mllp")
+
+MAX_ACK_BYTES = 1 << 20  # a bigger answer is treated as garbage
+READ_CHUNK = 1 << 16
+CLOSE_TIMEOUT = 1.0
+
+
+class _Garbled(Exception):
+    """The peer answered something that is not an MLLP-framed ACK."""
+
+
+class _Closed(Exception):
+    """The peer closed the connection before the whole ACK arrived."""
+
+
+def client_ssl_context(tls: TlsSettings) -> ssl.SSLContext:
+    """A client TLS context from the channel's ``tls`` settings."""
+    context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=tls.ca_file)
+    if tls.cert_file:
+        context.load_cert_chain(tls.cert_file, tls.key_file)
+    if not tls.verify:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return f"TLS certificate not accepted: {exc.verify_message or exc}"
+    if isinstance(exc, ssl.SSLError):
+        return f"TLS failure: {exc.reason or exc}"
+    if isinstance(exc, OSError) and exc.errno:
+        return os.strerror(exc.errno)  # asyncio's own text repeats the address
+    return str(exc) or type(exc).__name__
+
+
+class MllpChannel:
+    """An MLLP channel from its settings; hands out one sender per worker."""
+
+    def __init__(self, settings: MllpSettings) -> None:
+        if not ascii_compatible(settings.encoding):
+            raise ValueError(
+                f"encoding {settings.encoding!r} is not ASCII-compatible; MLLP needs one"
+            )
+        self.settings = settings
+        self.target = f"{settings.host}:{settings.port}"
+        self._ssl = client_ssl_context(settings.tls) if settings.tls else None
+        self._senders: weakref.WeakSet[MllpSender] = weakref.WeakSet()
+
+    def sender(self) -> MllpSender:
+        sender = MllpSender(self.settings, self._ssl)
+        self._senders.add(sender)
+        return sender
+
+    async def close(self) -> None:
+        for sender in list(self._senders):
+            await sender.close()
+
+
+class MllpSender:
+    """One connection, connected lazily and again after any failure. Not shared
+    between tasks."""
+
+    def __init__(self, settings: MllpSettings, ssl_context: ssl.SSLContext | None = None) -> None:
+        self.settings = settings
+        self.target = f"{settings.host}:{settings.port}"
+        self._ssl = ssl_context
+        self._encoding = settings.encoding
+        self._reader: asyncio.StreamReader | None = None
+        self._writer: asyncio.StreamWriter | None = None
+        self._decoder = FrameDecoder(MAX_ACK_BYTES)
+        self._warned = False  # whitespace between frames is logged once per connection
+
+    @property
+    def connected(self) -> bool:
+        return self._writer is not None
+
+    async def send(self, envelope: Envelope) -> Outcome:
+        payload = envelope.payload
+        try:
+            sent_id = control_id(payload, self._encoding)
+        except InvalidHL7 as exc:
+            return Outcome.rejected(f"payload is not an HL7 v2 message: {exc}")
+        if b"\x0b" in payload or b"\x1c" in payload:
+            return Outcome.rejected("payload contains an MLLP framing byte (0x0B or 0x1C)")
+        if self._writer is not None and self._stale():
+            self._drop("the peer closed the idle connection")
+        if self._writer is None:
+            failure = await self._connect()
+            if failure is not None:
+                return failure
+        try:
+            async with asyncio.timeout(self.settings.response_timeout):
+                body = await self._exchange(payload)
+        except TimeoutError:
+            self._drop("no ACK in time")
+            return Outcome.retry(
+                f"no ACK from {self.target} within {self.settings.response_timeout:g}s",
+                transport_error=True,
+            )
+        except _Garbled as exc:
+            self._drop("garbled answer")
+            return Outcome.retry(f"garbled answer from {self.target}: {exc}", transport_error=True)
+        except (_Closed, OSError) as exc:
+            self._drop("connection lost")
+            return Outcome.retry(
+                f"connection to {self.target} lost: {_describe(exc)}", transport_error=True
+            )
+        except BaseException:  # cancelled mid-exchange: the stream is in an unknown state
+            self._drop("send interrupted")
+            raise
+        try:
+            ack = read_ack(body, self._encoding)
+        except InvalidHL7 as exc:
+            self._drop("answer is not an ACK")
+            return Outcome.retry(
+                f"garbled answer from {self.target}: {exc}",
+                response=body.decode(self._encoding, "replace"),
+                transport_error=True,
+            )
+        return self._judge(ack, sent_id)
+
+    def _judge(self, ack: Ack, sent_id: str) -> Outcome:
+        if ack.control_id != sent_id:
+            self._drop("ACK for another message")
+            return Outcome.retry(
+                f"ACK from {self.target} acknowledges {ack.control_id!r}, not the message "
+                f"sent ({sent_id!r}); connection reset to resynchronise",
+                response=ack.message,
+                transport_error=True,
+            )
+        if ack.code in ACCEPTED:
+            return Outcome.delivered(ack.message)
+        detail = f"{self.target} answered {ack.summary}"
+        if ack.code in REJECTED or self.settings.on_application_error == "reject":
+            return Outcome.rejected(detail, ack.message)
+        return Outcome.retry(detail, response=ack.message)
+
+    async def _exchange(self, payload: bytes) -> bytes:
+        assert self._reader is not None and self._writer is not None
+        self._writer.write(frame(payload))
+        await self._writer.drain()
+        decoder = self._decoder
+        while True:
+            try:
+                body = decoder.next_frame()
+            except FramingError as exc:
+                raise _Garbled(str(exc)) from None
+            if body is not None:
+                return body
+            data = await self._reader.read(READ_CHUNK)
+            if not data:
+                if decoder.pending:
+                    raise _Closed(f"closed by the peer mid-ACK ({decoder.pending} bytes received)")
+                raise _Closed("closed by the peer before it sent an ACK")
+            decoder.feed(data)
+            if decoder.skipped and not self._warned:
+                self._warned = True
+                log.warning(
+                    "peer sent whitespace outside MLLP frames; skipping it",
+                    extra={"target": self.target, "bytes": decoder.skipped},
+                )
+
+    def _stale(self) -> bool:
+        assert self._reader is not None and self._writer is not None
+        return self._writer.transport.is_closing() or self._reader.at_eof()
+
+    async def _connect(self) -> Outcome | None:
+        settings = self.settings
+        extra = {}
+        if self._ssl is not None:
+            extra = {"ssl": self._ssl, "server_hostname": self._server_hostname()}
+        try:
+            async with asyncio.timeout(settings.connect_timeout):
+                reader, writer = await asyncio.open_connection(
+                    settings.host, settings.port, limit=MAX_ACK_BYTES, **extra
+                )
+        except TimeoutError:
+            return Outcome.retry(
+                f"cannot connect to {self.target}: no answer within {settings.connect_timeout:g}s",
+                transport_error=True,
+            )
+        except OSError as exc:  # includes ssl.SSLError
+            return Outcome.retry(
+                f"cannot connect to {self.target}: {_describe(exc)}", transport_error=True
+            )
+        self._reader, self._writer = reader, writer
+        self._decoder = FrameDecoder(MAX_ACK_BYTES)
+        self._warned = False
+        log.info("connected", extra={"target": self.target, "tls": self._ssl is not None})
+        return None
+
+    def _server_hostname(self) -> str:
+        tls = self.settings.tls
+        return (tls.server_hostname if tls else None) or self.settings.host
+
+    def _drop(self, why: str) -> None:
+        """Abort the connection at once; the next send reconnects."""
+        writer, self._reader, self._writer = self._writer, None, None
+        if writer is not None:
+            writer.transport.abort()
+            log.info("connection dropped", extra={"target": self.target, "reason": why})
+
+    async def close(self) -> None:
+        writer, self._reader, self._writer = self._writer, None, None
+        if writer is None:
+            return
+        writer.close()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(writer.wait_closed(), CLOSE_TIMEOUT)

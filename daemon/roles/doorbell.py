@@ -1,0 +1,39 @@
+"""Wake-ups for idle dispatchers: PostgreSQL LISTEN/NOTIFY.
+
+The store sends ``NOTIFY outboxd, '<channel>'`` when it commits messages that
+are due now; a listener wakes that channel's loop at once. On SQLite there is
+no such signal and the loops poll (briefly after activity, at most every
+``IDLE_POLL`` seconds when idle).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+
+import psycopg
+
+from daemon.store.base import NOTIFY_CHANNEL
+
+log = logging.getLogger("outboxd.doorbell")
+
+
+async def listen(conninfo: dict[str, object], ring: Callable[[str], None]) -> None:
+    """Call ``ring(channel)`` for every notification, reconnecting forever."""
+    delay = 0.5
+    while True:
+        try:
+            async with await psycopg.AsyncConnection.connect(autocommit=True, **conninfo) as conn:
+                await conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
+                log.info("listening for notifications")
+                delay = 0.5
+                async for note in conn.notifies():
+                    ring(note.payload)
+        except (psycopg.Error, OSError) as exc:
+            log.warning(
+                "notification listener lost; polling until it is back",
+                extra={"error": str(exc).splitlines()[0] if str(exc) else type(exc).__name__},
+            )
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 30.0)

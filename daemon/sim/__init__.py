@@ -1,0 +1,1 @@
+"""Simulated peers for the demo and the tests: stand-ins for the outside services."""

@@ -1,0 +1,274 @@
+"""An HTTP sink: a webhook receiver for the tests and the demo that records every
+request and answers as told, faults included.
+
+In a test::
+
+    async with HttpSink(Faults(status=503, headers={"Retry-After": "2"})) as sink:
+        ...  # send to sink.url("/hook"); inspect sink.requests; change sink.faults
+
+As a process (the demo's ``sim-http``)::
+
+    python -m daemon.sim.http --host 127.0.0.1 --port 8081 [--fail-first 2] ...
+
+``GET /_sink/requests`` lists what it kept, as JSON. Exits 0 on SIGTERM or SIGINT.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hmac
+import json
+import logging
+import os
+import signal
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any
+
+from aiohttp import web
+from multidict import CIMultiDict
+
+from daemon.channels.http_rules import basic_credentials, signature_matches
+from daemon.logs import setup_logging
+
+log = logging.getLogger(__name__)
+
+REQUESTS_PATH = "/_sink/requests"
+
+
+@dataclass
+class Faults:
+    """How the sink answers; change the fields between requests to change its mind.
+
+    Order per request: record it, wait ``delay``, drop the connection if ``drop``,
+    check credentials (401), fail the first ``fail_first`` requests with
+    ``fail_status``, else answer ``status`` with ``body`` and ``headers``.
+    """
+
+    status: int = 200
+    body: bytes = b'{"ok": true}'
+    headers: dict[str, str] = field(default_factory=dict)  # on every answer (Retry-After…)
+    delay: float = 0.0  # seconds before answering
+    fail_first: int = 0  # this many requests get fail_status before the others succeed
+    fail_status: int = 503
+    drop: bool = False  # close the connection, after reading the request, without answering
+    bearer_token: str | None = None  # require Authorization: Bearer <token>
+    basic: tuple[str, str] | None = None  # require Authorization: Basic (username, password)
+    hmac_secret: str | None = None  # require a valid sha256= signature of the body
+    hmac_header: str = "X-Outboxd-Signature"
+
+
+@dataclass(frozen=True)
+class ReceivedRequest:
+    method: str
+    path: str  # with the query string
+    headers: CIMultiDict[str]
+    body: bytes
+    peer: str = ""  # the client's host:port: one value per connection
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "method": self.method,
+            "path": self.path,
+            "headers": dict(self.headers),
+            "body": self.body.decode("utf-8", errors="replace"),
+            "peer": self.peer,
+        }
+
+
+class HttpSink:
+    """An aiohttp server on a loopback port that records requests and injects faults."""
+
+    def __init__(self, faults: Faults | None = None, *, keep: int | None = None) -> None:
+        self.faults = faults or Faults()
+        self.keep = keep  # keep only the latest ``keep`` requests (None: all)
+        self.requests: list[ReceivedRequest] = []
+        self.failed = 0  # requests answered with fail_status so far
+        self.host = "127.0.0.1"
+        self._port: int | None = None
+        self._runner: web.AppRunner | None = None
+
+    @property
+    def port(self) -> int:
+        if self._port is None:
+            raise RuntimeError("the sink is not started")
+        return self._port
+
+    def url(self, path: str = "/") -> str:
+        return f"http://{self.host}:{self.port}{path}"
+
+    async def start(self, host: str = "127.0.0.1", port: int = 0) -> None:
+        app = web.Application()
+        app.router.add_get(REQUESTS_PATH, self._list)
+        app.router.add_route("*", "/{tail:.*}", self._receive)
+        # handler_cancellation: a client that gives up cancels a delayed answer, so
+        # stop() does not wait for it.
+        runner = web.AppRunner(
+            app, access_log=None, handler_cancellation=True, shutdown_timeout=1.0
+        )
+        await runner.setup()
+        site = web.TCPSite(runner, host, port)
+        try:
+            await site.start()
+        except BaseException:
+            await runner.cleanup()
+            raise
+        self._runner = runner
+        self.host = host
+        self._port = runner.addresses[0][1]
+
+    async def stop(self) -> None:
+        runner, self._runner = self._runner, None
+        if runner is not None:
+            await runner.cleanup()
+
+    async def __aenter__(self) -> HttpSink:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+    # --- handlers -----------------------------------------------------------------
+
+    async def _receive(self, request: web.Request) -> web.StreamResponse:
+        body = await request.read()
+        received = ReceivedRequest(
+            request.method, request.path_qs, CIMultiDict(request.headers), body, _peer(request)
+        )
+        self._record(received)
+        faults = self.faults
+        if faults.delay > 0:
+            await asyncio.sleep(faults.delay)
+        if faults.drop and request.transport is not None:
+            request.transport.close()
+            return web.Response()  # never reaches the client
+        refusal = _refusal(faults, received)
+        if refusal is not None:
+            return _answer(401, refusal.encode(), {"WWW-Authenticate": "Bearer, Basic"})
+        if self.failed < faults.fail_first:
+            self.failed += 1
+            return _answer(faults.fail_status, b'{"error": "injected failure"}', faults.headers)
+        return _answer(faults.status, faults.body, faults.headers)
+
+    async def _list(self, request: web.Request) -> web.Response:
+        return web.json_response([r.as_dict() for r in self.requests])
+
+    def _record(self, received: ReceivedRequest) -> None:
+        self.requests.append(received)
+        if self.keep is not None and len(self.requests) > self.keep:
+            del self.requests[: len(self.requests) - self.keep]
+        log.info(
+            "received",
+            extra={"method": received.method, "path": received.path, "bytes": len(received.body)},
+        )
+
+
+def _refusal(faults: Faults, received: ReceivedRequest) -> str | None:
+    """Why the credentials are wrong, or None when they are right (or not required)."""
+    authorization = received.headers.get("Authorization", "")
+    if faults.bearer_token is not None and not _same(
+        authorization, f"Bearer {faults.bearer_token}"
+    ):
+        return "bad or missing bearer token"
+    if faults.basic is not None and not _same(authorization, basic_credentials(*faults.basic)):
+        return "bad or missing basic credentials"
+    if faults.hmac_secret is not None and not signature_matches(
+        faults.hmac_secret.encode(), received.body, received.headers.get(faults.hmac_header)
+    ):
+        return f"bad or missing {faults.hmac_header}"
+    return None
+
+
+def _peer(request: web.Request) -> str:
+    peername = request.transport.get_extra_info("peername") if request.transport else None
+    return f"{peername[0]}:{peername[1]}" if peername else ""
+
+
+def _same(given: str, expected: str) -> bool:
+    return hmac.compare_digest(given.encode(), expected.encode())
+
+
+def _answer(status: int, body: bytes, headers: Mapping[str, str]) -> web.Response:
+    content_type = None if "Content-Type" in CIMultiDict(headers) else "application/json"
+    if status in (204, 304):
+        body = b""
+    return web.Response(status=status, body=body, headers=headers, content_type=content_type)
+
+
+# --- as a process -------------------------------------------------------------------
+
+
+def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m daemon.sim.http", description="HTTP sink for the outboxd demo"
+    )
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8081)
+    parser.add_argument("--status", type=int, default=200, help="answer with this status")
+    parser.add_argument("--retry-after", help="send this Retry-After on every answer")
+    parser.add_argument("--delay", type=float, default=0.0, help="seconds before answering")
+    parser.add_argument("--fail-first", type=int, default=0, help="fail this many requests")
+    parser.add_argument("--fail-status", type=int, default=503)
+    parser.add_argument("--drop", action="store_true", help="drop every connection")
+    parser.add_argument(
+        "--bearer-token",
+        default=os.environ.get("OUTBOXD_SIM_BEARER_TOKEN"),
+        help="require this bearer token (default: $OUTBOXD_SIM_BEARER_TOKEN)",
+    )
+    parser.add_argument(
+        "--hmac-secret",
+        default=os.environ.get("OUTBOXD_SIM_HMAC_SECRET"),
+        help="require a valid body signature (default: $OUTBOXD_SIM_HMAC_SECRET)",
+    )
+    parser.add_argument("--hmac-header", default="X-Outboxd-Signature")
+    parser.add_argument("--keep", type=int, default=1000, help="requests kept for inspection")
+    return parser.parse_args(argv)
+
+
+async def _serve(args: argparse.Namespace) -> int:
+    faults = Faults(
+        status=args.status,
+        headers={"Retry-After": args.retry_after} if args.retry_after else {},
+        delay=args.delay,
+        fail_first=args.fail_first,
+        fail_status=args.fail_status,
+        drop=args.drop,
+        bearer_token=args.bearer_token,
+        hmac_secret=args.hmac_secret,
+        hmac_header=args.hmac_header,
+    )
+    sink = HttpSink(faults, keep=args.keep)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    await sink.start(args.host, args.port)
+    log.info("listening", extra={"host": args.host, "port": sink.port})
+    try:
+        await stop.wait()
+    finally:
+        await sink.stop()
+    log.info("stopped")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parse_args(argv)
+    setup_logging("INFO", "text", "sim-http")
+    return asyncio.run(_serve(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

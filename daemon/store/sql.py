@@ -1,0 +1,140 @@
+"""The hot-path statements, written out once per dialect.
+
+Claiming, recording outcomes, inserting messages and status events run
+thousands of times a second; building them through peewee's expression
+layer cost more than running them. Here they are plain SQL, built once
+(or once per row count), with the status event written in the same
+statement on PostgreSQL (a data-modifying CTE: one round trip) and with
+``executemany`` on SQLite (in-process, no round trips).
+"""
+
+from __future__ import annotations
+
+import functools
+
+MESSAGE = "outboxd_message"
+EVENT = "outboxd_status_event"
+_EVENT_COLUMNS = "message_id, from_status, to_status, actor, details, at"
+_MESSAGE_COLUMNS = (
+    'channel, kind, "key", payload, status, attempts, next_attempt_at, after_id, '
+    "group_key, created_at, updated_at"
+)
+MESSAGE_WIDTH = 11
+# (id, status, attempts added, next attempt, error, response, sent at, event details)
+OUTCOME_WIDTH = 8
+_OUTCOME_TYPES = (
+    "BIGINT",
+    "VARCHAR(16)",
+    "INTEGER",
+    "TIMESTAMP",
+    "TEXT",
+    "TEXT",
+    "TIMESTAMP",
+    "TEXT",
+)
+
+
+class Statements:
+    def __init__(self, postgres: bool) -> None:
+        self.postgres = postgres
+        self.p = "%s" if postgres else "?"
+
+    def _row(self, width: int) -> str:
+        return "(" + ", ".join([self.p] * width) + ")"
+
+    @functools.cached_property
+    def insert_event(self) -> str:
+        """One status event; for ``executemany``."""
+        return f"INSERT INTO {EVENT} ({_EVENT_COLUMNS}) VALUES {self._row(6)}"
+
+    @functools.lru_cache(maxsize=64)  # noqa: B019 - one instance per store, a few sizes
+    def insert_messages(self, rows: int) -> str:
+        """Insert ``rows`` messages, skipping (channel, key) pairs already stored;
+        returns (id, channel, key) of those inserted. On PostgreSQL the creation
+        events are inserted too; params end with (actor, at)."""
+        values = ", ".join([self._row(MESSAGE_WIDTH)] * rows)
+        insert = (
+            f"INSERT INTO {MESSAGE} ({_MESSAGE_COLUMNS}) VALUES {values} "
+            f'ON CONFLICT (channel, "key") DO NOTHING RETURNING id, channel, "key"'
+        )
+        if not self.postgres:
+            return insert
+        return (
+            f"WITH ins AS ({insert}), ev AS (INSERT INTO {EVENT} ({_EVENT_COLUMNS}) "
+            f"SELECT id, NULL, 'pending', {self.p}, NULL, {self.p} FROM ins) "
+            'SELECT id, channel, "key" FROM ins'
+        )
+
+    @functools.lru_cache(maxsize=4)  # noqa: B019
+    def claim(self, ordered: bool) -> str:
+        """Lease due messages of one channel. Params: channel, now, limit, owner,
+        lease expiry, now; on PostgreSQL then owner, now (for the events)."""
+        p = self.p
+        in_order = (
+            " AND (m.group_key IS NULL OR NOT EXISTS (SELECT 1 FROM outboxd_message o"
+            " WHERE o.channel = m.channel AND o.group_key = m.group_key AND o.id < m.id"
+            " AND o.status IN ('pending', 'sending')))"
+            if ordered
+            else ""
+        )
+        lock = " FOR UPDATE SKIP LOCKED" if self.postgres else ""
+        # Materialized, so the rows are chosen once: as IN (subquery), PostgreSQL
+        # may rescan it per row and lease far past the limit.
+        due = (
+            f"SELECT m.id FROM {MESSAGE} m WHERE m.channel = {p} AND m.status = 'pending'"
+            f" AND m.next_attempt_at <= {p} AND (m.after_id IS NULL OR EXISTS (SELECT 1"
+            f" FROM {MESSAGE} a WHERE a.id = m.after_id AND a.status IN ('sent', 'confirmed')))"
+            f"{in_order} ORDER BY m.next_attempt_at, m.id LIMIT {p}{lock}"
+        )
+        t = MESSAGE
+        update = (
+            f"UPDATE {t} SET status = 'sending', lease_owner = {p}, lease_expires_at = {p},"
+            f" updated_at = {p} FROM due WHERE {t}.id = due.id AND {t}.status = 'pending'"
+            f' RETURNING {t}.id, {t}.channel, {t}.kind, {t}."key", {t}.payload, {t}.attempts,'
+            f" {t}.created_at, {t}.after_id, {t}.group_key"
+        )
+        if not self.postgres:
+            return f"WITH due AS MATERIALIZED ({due}) {update}"
+        details = "'{\"attempt\": ' || (attempts + 1) || '}'"
+        return (
+            f"WITH due AS MATERIALIZED ({due}), claimed AS ({update}),"
+            f" ev AS (INSERT INTO {EVENT} ({_EVENT_COLUMNS}) SELECT id, 'pending', 'sending',"
+            f" {p}, {details}, {p} FROM claimed) SELECT * FROM claimed"
+        )
+
+    @functools.lru_cache(maxsize=64)  # noqa: B019
+    def apply_outcomes(self, rows: int) -> str:
+        """Write ``rows`` outcomes to messages still leased by the owner; returns
+        (id, new status). Params on SQLite: updated_at, the rows (``OUTCOME_WIDTH``
+        each), owner; on PostgreSQL: the rows, updated_at, owner, then actor and
+        at for the events it inserts too."""
+        p, t = self.p, MESSAGE
+        if self.postgres:
+            first = "(" + ", ".join(f"CAST({p} AS {c})" for c in _OUTCOME_TYPES) + ")"
+            values = ", ".join([first] + [self._row(OUTCOME_WIDTH)] * (rows - 1))
+            source, col = "v", lambda i: "v." + _OUTCOME_NAMES[i]
+            head = f"WITH v ({', '.join(_OUTCOME_NAMES)}) AS (VALUES {values}), upd AS ("
+        else:
+            values = ", ".join([self._row(OUTCOME_WIDTH)] * rows)
+            source, col = f"(VALUES {values}) AS v", lambda i: f"v.column{i + 1}"
+            head = ""
+        update = (
+            f"UPDATE {t} SET status = {col(1)}, attempts = {t}.attempts + {col(2)},"
+            f" next_attempt_at = COALESCE({col(3)}, {t}.next_attempt_at),"
+            f" last_error = COALESCE({col(4)}, {t}.last_error),"
+            f" response = COALESCE({col(5)}, {t}.response),"
+            f" sent_at = COALESCE({col(6)}, {t}.sent_at),"
+            f" lease_owner = NULL, lease_expires_at = NULL, updated_at = {p}"
+            f" FROM {source} WHERE {t}.id = {col(0)} AND {t}.status = 'sending'"
+            f" AND {t}.lease_owner = {p} RETURNING {t}.id, {t}.status"
+        )
+        if not self.postgres:
+            return update
+        return (
+            f"{head}{update}), ev AS (INSERT INTO {EVENT} ({_EVENT_COLUMNS})"
+            f" SELECT upd.id, 'sending', upd.status, {p}, v.details, {p}"
+            " FROM upd JOIN v ON v.id = upd.id) SELECT id, status FROM upd"
+        )
+
+
+_OUTCOME_NAMES = ("id", "status", "inc", "next_at", "error", "response", "sent_at", "details")

@@ -1,0 +1,117 @@
+"""Run ``outboxd run ROLE`` as a real process for tests, and talk to it."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import socket
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class DaemonProcess:
+    """One role process; ``await start()`` returns once /healthz answers."""
+
+    def __init__(self, workdir: Path, config: Path, role: str = "dispatcher", num: int = 0):
+        self.workdir = workdir
+        self.config = config
+        self.role = role
+        self.num = num
+        self.log = workdir / f"{role}-{num}.log"
+        self.proc: asyncio.subprocess.Process | None = None
+        self.health_port: int | None = None
+
+    async def start(self, health_port: int, timeout: float = 20.0) -> None:
+        self.health_port = health_port
+        self._logfile = self.log.open("ab")
+        self.proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "daemon",
+            "run",
+            self.role,
+            "-c",
+            str(self.config),
+            "--process-num",
+            str(self.num),
+            cwd=self.workdir,
+            stdout=self._logfile,
+            stderr=self._logfile,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.returncode is not None:
+                raise AssertionError(f"{self.role} exited {self.proc.returncode}:\n{self.output()}")
+            try:
+                status, _ = await self.health()
+                if status in (200, 503):
+                    return
+            except aiohttp.ClientError:
+                pass
+            await asyncio.sleep(0.1)
+        raise AssertionError(f"{self.role} did not answer /healthz:\n{self.output()}")
+
+    async def get(self, path: str) -> tuple[int, str]:
+        async with (
+            aiohttp.ClientSession() as session,
+            session.get(
+                f"http://127.0.0.1:{self.health_port}{path}", timeout=aiohttp.ClientTimeout(total=5)
+            ) as response,
+        ):
+            return response.status, await response.text()
+
+    async def health(self) -> tuple[int, dict[str, Any]]:
+        status, text = await self.get("/healthz")
+        return status, json.loads(text)
+
+    async def metric(self, name: str, **labels: str) -> float:
+        """The value of one sample of /metrics (0 when absent)."""
+        _, text = await self.get("/metrics")
+        want = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
+        for line in text.splitlines():
+            if line.startswith("#"):
+                continue
+            sample, _, value = line.rpartition(" ")
+            metric, _, rest = sample.partition("{")
+            got = ",".join(sorted(rest.rstrip("}").split(","))) if rest else ""
+            if metric == name and got == want:
+                return float(value)
+        return 0.0
+
+    def signal(self, sig: signal.Signals) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(sig)
+
+    async def stop(self, timeout: float = 30.0) -> int:
+        """SIGTERM and wait; returns the exit code."""
+        assert self.proc is not None
+        if self.proc.returncode is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            return await asyncio.wait_for(self.proc.wait(), timeout)
+        finally:
+            self.kill()
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.returncode is None:
+            self.proc.kill()
+        if hasattr(self, "_logfile"):
+            self._logfile.close()
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")[-4000:] if self.log.exists() else ""

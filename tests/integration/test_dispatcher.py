@@ -1,0 +1,270 @@
+"""The dispatcher as a real process: delivery, retries, drain, reload, health."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from daemon.settings import DatabaseSettings
+from daemon.sim.http import Faults, HttpSink
+from daemon.store import Store, open_database
+from daemon.store.models import Message
+from daemon.store.types import NewMessage
+from tests.integration.daemon_process import ROOT, DaemonProcess, free_port
+
+pytestmark = pytest.mark.slow
+
+CONFIG = """
+database: {db_url}
+channels:
+  hook:
+    kind: http
+    url: http://127.0.0.1:{sink_port}/hook
+    concurrency: {concurrency}
+    lease: 10s
+    retry: {{max_attempts: 3, backoff: 0.2s, max_backoff: 0.5s}}
+    breaker: {{failures: 3, cooldown: 60s}}
+roles:
+  dispatcher: {{base_port: {health_port}, drain_timeout: {drain}}}
+control: {{port: {control_port}}}
+"""
+
+
+def write_config(path: Path, **values: object) -> Path:
+    defaults: dict[str, object] = {"concurrency": 4, "drain": "10s", "control_port": free_port()}
+    path.write_text(CONFIG.format(**{**defaults, **values}))
+    return path
+
+
+@pytest.fixture
+def store(db_url: str):
+    s = Store(open_database(DatabaseSettings(url=db_url)))
+    yield s
+    s.close()
+
+
+def statuses(store: Store) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for row in Message.select(Message.status):
+        counts[row.status] = counts.get(row.status, 0) + 1
+    return counts
+
+
+async def eventually(check: Callable[[], bool], timeout: float = 20.0, what: str = "") -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if await asyncio.to_thread(check):
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what or check}")
+
+
+def enqueue(store: Store, count: int, prefix: str = "m") -> list[int]:
+    messages = [
+        NewMessage("hook", f"{prefix}{i}", f'{{"n": {i}}}'.encode(), "json") for i in range(count)
+    ]
+    return [r.id for r in store.enqueue_many(messages)]
+
+
+async def test_delivers_everything_then_exits_zero_on_sigterm(tmp_path, db_url, store):
+    async with HttpSink() as sink:
+        health = free_port()
+        config = write_config(
+            tmp_path / "o.yaml", db_url=db_url, sink_port=sink.port, health_port=health
+        )
+        enqueue(store, 40)
+        proc = DaemonProcess(tmp_path, config)
+        try:
+            await proc.start(health)
+            await eventually(lambda: statuses(store) == {"sent": 40}, what="40 sent")
+            keys = [r.headers["Idempotency-Key"] for r in sink.requests]
+            assert sorted(keys) == sorted(f"m{i}" for i in range(40))
+            status, body = await proc.health()
+            assert status == 200 and body["status"] == "ok"
+            delivered = await proc.metric(
+                "outboxd_deliveries_total", channel="hook", result="delivered"
+            )
+            assert delivered == 40
+            # idle, then new work is picked up again
+            enqueue(store, 5, prefix="late")
+            await eventually(lambda: statuses(store) == {"sent": 45}, what="45 sent")
+            assert await proc.stop() == 0
+        finally:
+            proc.kill()
+        assert "stopped" in proc.output()
+
+
+async def test_retries_with_backoff_then_fails_when_attempts_run_out(tmp_path, db_url, store):
+    async with HttpSink(Faults(status=503, headers={"Retry-After": "0"})) as sink:
+        health = free_port()
+        config = write_config(
+            tmp_path / "o.yaml", db_url=db_url, sink_port=sink.port, health_port=health
+        )
+        [message_id] = enqueue(store, 1)
+        proc = DaemonProcess(tmp_path, config)
+        try:
+            await proc.start(health)
+            await eventually(lambda: statuses(store) == {"failed": 1}, what="failed")
+            row = Message.get_by_id(message_id)
+            assert row.attempts == 3
+            assert "HTTP 503" in row.last_error and "gave up after 3 attempt(s)" in row.last_error
+            assert len(sink.requests) == 3
+            assert {r.headers["Idempotency-Key"] for r in sink.requests} == {"m0"}
+            assert (
+                await proc.metric("outboxd_deliveries_total", channel="hook", result="retried") == 2
+            )
+            assert (
+                await proc.metric("outboxd_deliveries_total", channel="hook", result="failed") == 1
+            )
+        finally:
+            assert await proc.stop() == 0
+
+
+async def test_rejected_message_fails_with_the_peer_answer(tmp_path, db_url, store):
+    async with HttpSink(Faults(status=422, body=b'{"error": "bad visit"}')) as sink:
+        health = free_port()
+        config = write_config(
+            tmp_path / "o.yaml", db_url=db_url, sink_port=sink.port, health_port=health
+        )
+        [message_id] = enqueue(store, 1)
+        proc = DaemonProcess(tmp_path, config)
+        try:
+            await proc.start(health)
+            await eventually(lambda: statuses(store) == {"failed": 1}, what="failed")
+            row = Message.get_by_id(message_id)
+            assert row.attempts == 1 and "bad visit" in row.response
+            assert len(sink.requests) == 1
+        finally:
+            assert await proc.stop() == 0
+
+
+async def test_drain_finishes_in_flight_and_releases_the_rest(tmp_path, db_url, store):
+    async with HttpSink(Faults(delay=1.5)) as sink:
+        health = free_port()
+        config = write_config(
+            tmp_path / "o.yaml",
+            db_url=db_url,
+            sink_port=sink.port,
+            health_port=health,
+            concurrency=2,
+        )
+        enqueue(store, 10)
+        proc = DaemonProcess(tmp_path, config)
+        try:
+            await proc.start(health)
+            await eventually(lambda: len(sink.requests) == 2, what="two sends in flight")
+            started = time.monotonic()
+            assert await proc.stop() == 0
+            assert time.monotonic() - started < 10
+        finally:
+            proc.kill()
+        counts = await asyncio.to_thread(statuses, store)
+        assert counts == {"sent": 2, "pending": 8}, proc.output()
+        leased = Message.select().where(Message.lease_owner.is_null(False)).count()
+        assert leased == 0
+        assert {r.attempts for r in Message.select().where(Message.status == "pending")} == {0}
+
+
+async def test_drain_deadline_releases_sends_still_in_flight(tmp_path, db_url, store):
+    async with HttpSink(Faults(delay=30)) as sink:
+        health = free_port()
+        config = write_config(
+            tmp_path / "o.yaml", db_url=db_url, sink_port=sink.port, health_port=health, drain="1s"
+        )
+        enqueue(store, 3)
+        proc = DaemonProcess(tmp_path, config)
+        try:
+            await proc.start(health)
+            await eventually(lambda: len(sink.requests) == 3, what="three sends in flight")
+            started = time.monotonic()
+            assert await proc.stop() == 0
+            assert time.monotonic() - started < 8
+        finally:
+            proc.kill()
+    assert await asyncio.to_thread(statuses, store) == {"pending": 3}
+
+
+async def test_unreachable_peer_opens_the_breaker_and_health_says_so(tmp_path, db_url, store):
+    health = free_port()
+    config = write_config(
+        tmp_path / "o.yaml", db_url=db_url, sink_port=free_port(), health_port=health
+    )
+    enqueue(store, 10)
+    proc = DaemonProcess(tmp_path, config)
+    try:
+        await proc.start(health)
+
+        async def breaker_open() -> bool:
+            return await proc.metric("outboxd_circuit_breaker_state", channel="hook") == 2
+
+        deadline = time.monotonic() + 20
+        while not await breaker_open():
+            assert time.monotonic() < deadline, proc.output()
+            await asyncio.sleep(0.1)
+        status, body = await proc.health()
+        assert status == 503
+        assert any("circuit breaker open" in p for p in body["problems"])
+        # the breaker stopped the attempts: nothing failed, nothing is held
+        await asyncio.sleep(0.5)
+        counts = await asyncio.to_thread(statuses, store)
+        assert counts.get("failed", 0) == 0 and counts.get("sending", 0) == 0
+        attempts = sum(r.attempts for r in Message.select())
+        # three failures open it; sends already started by the other workers may fail too
+        assert 3 <= attempts <= 3 + 4 - 1
+        await asyncio.sleep(0.5)
+        assert sum(r.attempts for r in Message.select()) == attempts
+    finally:
+        assert await proc.stop() == 0
+
+
+async def test_reload_keeps_running_on_a_bad_file_and_applies_a_good_one(tmp_path, db_url, store):
+    async with HttpSink() as first, HttpSink() as second:
+        health = free_port()
+        config = write_config(
+            tmp_path / "o.yaml", db_url=db_url, sink_port=first.port, health_port=health
+        )
+        good = config.read_text()
+        proc = DaemonProcess(tmp_path, config)
+        try:
+            await proc.start(health)
+            config.write_text(good + "bogus_key: 1\n")
+            proc.signal(signal.SIGHUP)
+            await eventually(lambda: "reload refused" in proc.output(), what="reload refused")
+            assert "bogus_key: unknown key" in proc.output()
+            enqueue(store, 3, prefix="a")
+            await eventually(lambda: len(first.requests) == 3, what="sent to the first sink")
+            config.write_text(good.replace(f":{first.port}/", f":{second.port}/"))
+            proc.signal(signal.SIGHUP)
+            await eventually(lambda: "channel reloaded" in proc.output(), what="channel reloaded")
+            enqueue(store, 2, prefix="b")
+            await eventually(lambda: len(second.requests) == 2, what="sent to the second sink")
+            assert len(first.requests) == 3
+        finally:
+            assert await proc.stop() == 0
+
+
+async def test_bad_config_at_start_exits_78(tmp_path):
+    config = tmp_path / "bad.yaml"
+    config.write_text("database: sqlite:///x.db\nchannels: {hook: {kind: http}}\n")
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "daemon",
+        "run",
+        "dispatcher",
+        "-c",
+        str(config),
+        cwd=tmp_path,
+        stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    _, err = await proc.communicate()
+    assert proc.returncode == 78
+    assert b"channels.hook.url: required key is missing" in err
