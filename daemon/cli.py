@@ -18,7 +18,7 @@ from zoneinfo import ZoneInfo
 from daemon import __version__
 from daemon.channels.registry import InvalidPayload, prepare_payload
 from daemon.config import EX_CONFIG, ConfigError, load_config
-from daemon.report import config_summary, stats_json, stats_rows, stats_table
+from daemon.report import config_summary, stats_json, stats_rows, stats_table, visit_lines
 from daemon.settings import Settings
 from daemon.store import (
     LATEST,
@@ -41,7 +41,7 @@ EX_NOINPUT = 66
 EX_UNAVAILABLE = 69
 EX_SOFTWARE = 70
 ROLES = ("poller", "dispatcher", "scheduler", "control")
-DEFAULT_KINDS = {"mllp": "hl7", "http": "json", "bpjs_antrean": "bpjs"}
+DEFAULT_KINDS = {"mllp": "hl7", "http": "json"}  # BPJS: --kind names the call
 
 
 class CliError(Exception):
@@ -154,18 +154,23 @@ def cmd_enqueue(args: argparse.Namespace) -> int:
     if channel is None:
         known = ", ".join(sorted(settings.channels)) or "none configured"
         raise CliError(f"unknown channel {args.channel!r} (channels: {known})", EX_USAGE)
+    kind = args.kind or DEFAULT_KINDS.get(channel.kind)
+    if kind is None:
+        raise CliError(
+            "a BPJS message needs --kind: bpjs.add, bpjs.updatewaktu or bpjs.batal", EX_USAGE
+        )
     payload = _read_payload(args.payload)
     if not payload.strip():
         raise CliError("the payload is empty", EX_DATAERR)
     try:
-        payload = prepare_payload(channel, payload)
+        payload = prepare_payload(channel, payload, kind)
     except InvalidPayload as exc:
         raise CliError(str(exc), EX_DATAERR) from None
     message = NewMessage(
         channel=args.channel,
         key=args.key,
         payload=payload,
-        kind=args.kind or DEFAULT_KINDS[channel.kind],
+        kind=kind,
         after_key=args.after,
         group_key=args.group,
     )
@@ -215,6 +220,33 @@ def _operator_command(
     return command
 
 
+def cmd_visit(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    store = _open_store(settings)
+    try:
+        visit = store.get_visit(args.kodebooking)
+    finally:
+        store.close()
+    if visit is None:
+        raise CliError(f"no visit with kodebooking {args.kodebooking!r}", EX_DATAERR)
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "kodebooking": visit.kodebooking,
+                    "source": visit.source,
+                    "task_progress": visit.task_progress,
+                    "created_at": visit.created_at.isoformat(),
+                    "updated_at": visit.updated_at.isoformat(),
+                },
+                indent=2,
+            )
+        )
+    else:
+        print("\n".join(visit_lines(visit, ZoneInfo(settings.timezone))))
+    return 0
+
+
 cmd_retry = _operator_command("retried", lambda store: store.retry)
 cmd_cancel = _operator_command("cancelled", lambda store: store.cancel)
 
@@ -225,6 +257,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         from daemon.runtime import run_role
 
         return run_role(args.role, args.process_num, args.config, Dispatcher)
+    if args.role == "poller":
+        from daemon.roles.poller import Poller
+        from daemon.runtime import run_role
+
+        return run_role(args.role, args.process_num, args.config, Poller)
     _settings(args)
     raise CliError(
         f"the {args.role} role is not built yet in outboxd {__version__}", EX_UNAVAILABLE
@@ -282,6 +319,10 @@ def build_parser() -> argparse.ArgumentParser:
         op.add_argument("--status", action="append", choices=STATUSES)
         op.add_argument("--since", metavar="TIME|AGE", help="created at or after")
         op.add_argument("--until", metavar="TIME|AGE", help="created before")
+
+    visit = add("visit", cmd_visit, "a visit's BPJS task progress")
+    visit.add_argument("kodebooking")
+    visit.add_argument("--json", action="store_true")
 
     run = add("run", cmd_run, "run a role's loop (poller, dispatcher, scheduler, control)")
     run.add_argument("role", choices=ROLES)

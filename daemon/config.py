@@ -281,6 +281,16 @@ def cross_check(data: Mapping[str, Any]) -> list[ConfigIssue]:
                     f"sources.{name}.channel", f"no channel named {channel!r} (channels: {known})"
                 )
             )
+        elif isinstance(channel, str) and source.get("kind") == "khanza":
+            target = channels[channel]
+            kind = target.get("kind") if isinstance(target, dict) else None
+            if kind != "bpjs_antrean":
+                issues.append(
+                    ConfigIssue(
+                        f"sources.{name}.channel",
+                        f"a khanza source sends to a bpjs_antrean channel; {channel!r} is {kind!r}",
+                    )
+                )
     defaults = Settings.model_fields["roles"].default
     control_port = _section(data, "control").get("port", 8080)
     ports: dict[Any, str] = {control_port: "control.port"}

@@ -79,3 +79,49 @@ class Metrics:
             registry=r,
         )
         self.up = Gauge("outboxd_up", "1 while the role's loops are running.", ["role"], registry=r)
+
+
+class PollerMetrics:
+    """The poller's metrics (labelled by source name), registered by the poller role
+    on its process's registry: ``PollerMetrics(context.metrics.registry)``."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        r = registry
+        self.runs = Counter(
+            "outboxd_poll_runs",
+            "Polls by result: ok, source_error (the source database down, refusing or a "
+            "query failing), timeout (the source too slow), store_error, error (a bug).",
+            ["source", "result"],
+            registry=r,
+        )
+        self.duration = Histogram(
+            "outboxd_poll_duration_seconds",
+            "Time one poll took: reading the source, planning, storing the batch.",
+            ["source"],
+            buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120),
+            registry=r,
+        )
+        self.source_errors = Counter(
+            "outboxd_source_errors",
+            "Polls whose source could not be read (down, refusing, too slow, a bad query).",
+            ["source"],
+            registry=r,
+        )
+        self.enqueued = Counter(
+            "outboxd_poll_messages",
+            "Messages a poll stored that were not stored before.",
+            ["source"],
+            registry=r,
+        )
+        self.held = Gauge(
+            "outboxd_poll_held_steps",
+            "Visit steps held back (a time out of order, a code not mapped) after the last poll.",
+            ["source"],
+            registry=r,
+        )
+        self.last_success = Gauge(
+            "outboxd_poll_last_success_timestamp_seconds",
+            "When the last poll that stored its batch ended (Unix time).",
+            ["source"],
+            registry=r,
+        )

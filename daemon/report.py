@@ -4,12 +4,14 @@ Never prints a secret."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import UTC, datetime, tzinfo
 from typing import Any
 
 from daemon.settings import BpjsAntreanChannel, HttpChannel, MllpChannel, Settings
 from daemon.store.db import redact_url
 from daemon.store.models import STATUSES
 from daemon.store.types import ChannelStats
+from daemon.store.visits import VisitView
 from daemon.units import format_duration
 
 
@@ -102,3 +104,33 @@ def stats_table(stats: Sequence[ChannelStats], window: float) -> list[str]:
         ).rstrip()
         for row in rows
     ]
+
+
+_STEP_ORDER = {"add": -1, "99": 100}
+
+
+def _step_key(step: str) -> int:
+    return _STEP_ORDER.get(step, int(step) if step.isdigit() else 50)
+
+
+def visit_lines(visit: VisitView, tz: tzinfo) -> list[str]:
+    """A visit's progress, one step a line, times in the configured zone."""
+    lines = [
+        f"kodebooking {visit.kodebooking} (source {visit.source}), "
+        f"updated {visit.updated_at.astimezone(tz):%Y-%m-%d %H:%M:%S %Z}"
+    ]
+    for step in sorted(visit.task_progress, key=_step_key):
+        entry = visit.task_progress[step]
+        name = "add" if step == "add" else f"task {step}"
+        parts = [f"  {name:<8} {entry.get('status', '?')}"]
+        if "waktu" in entry:
+            at = datetime.fromtimestamp(entry["waktu"] / 1000, UTC).astimezone(tz)
+            parts.append(f"waktu {at:%H:%M:%S}")
+        for field in ("sent_at", "next_attempt_at"):
+            if field in entry:
+                at = datetime.fromisoformat(entry[field]).astimezone(tz)
+                parts.append(f"{field.replace('_', ' ')} {at:%H:%M:%S}")
+        if "reason" in entry:
+            parts.append(f"— {entry['reason']}")
+        lines.append(" ".join(parts))
+    return lines

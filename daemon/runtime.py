@@ -25,7 +25,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from daemon.config import ConfigError, load_config
 from daemon.metrics import Metrics
 from daemon.settings import RoleSettings, Settings
-from daemon.store import Store, open_database
+from daemon.store import Store, StoreUnavailable, open_database
 from daemon.store.migrations import require_current
 from daemon.store.thread import StoreThread
 
@@ -97,7 +97,8 @@ class Runtime:
         store = Store(open_database(self.settings.database))
         thread = StoreThread(store)
         try:
-            await thread.run(require_current, store.db)
+            if not await self._wait_for_database(thread):
+                return 0
             context = Context(
                 self.role_name,
                 self.process_num,
@@ -111,6 +112,24 @@ class Runtime:
             return await self._serve(role, thread)
         finally:
             await thread.aclose()
+
+    async def _wait_for_database(self, thread: StoreThread) -> bool:
+        """Check the schema, waiting for a database that does not answer yet
+        (False when told to stop first). A schema mismatch is raised."""
+        delay = 1.0
+        while True:
+            try:
+                await thread.run(require_current, thread.store.db)
+                return True
+            except StoreUnavailable as exc:
+                log.warning(
+                    "waiting for the database", extra={"error": str(exc), "retry_in": delay}
+                )
+            try:
+                await asyncio.wait_for(self.stopping.wait(), delay)
+                return False
+            except TimeoutError:
+                delay = min(delay * 2, 30.0)
 
     async def _serve(self, role: Role, thread: StoreThread) -> int:
         server = await self._start_health_server(role, thread)

@@ -22,10 +22,19 @@ class InvalidPayload(ValueError):
     """A payload the channel could never deliver; the text says why and where."""
 
 
-def prepare_payload(settings: ChannelSettings, payload: bytes) -> bytes:
+def prepare_payload(settings: ChannelSettings, payload: bytes, kind: str = "") -> bytes:
     """Check a payload for the channel at enqueue time and return what to store:
     HL7 in normal form (segments ended by \\r) for MLLP, JSON checked for HTTP
-    when its content type is JSON. A bad payload raises ``InvalidPayload``."""
+    when its content type is JSON, the call's body checked for BPJS (``kind``
+    names the call). A bad payload raises ``InvalidPayload``."""
+    if isinstance(settings, BpjsAntreanChannel):
+        from daemon.channels.bpjs import check_payload
+
+        try:
+            check_payload(kind, payload)
+        except ValueError as exc:
+            raise InvalidPayload(f"not a valid BPJS {kind or 'call'}: {exc}") from None
+        return payload
     if isinstance(settings, MllpChannel):
         from daemon.hl7 import InvalidHL7, validate
 
@@ -55,4 +64,6 @@ def build_channel(settings: ChannelSettings) -> Channel:
         from daemon.channels.http import HttpChannel as Http
 
         return Http(settings)
-    raise ValueError(f"channel kind {settings.kind!r} cannot deliver yet")
+    from daemon.channels.bpjs import BpjsAntreanChannel as Bpjs
+
+    return Bpjs(settings)

@@ -72,6 +72,7 @@ class ChannelLoop:
         self.owner = owner
         self.idle_poll = NOTIFIED_IDLE_POLL if notified else IDLE_POLL
         self.policy = {name: RetryPolicy.from_settings(settings.retry)}
+        self.track_visits = settings.kind == "bpjs_antrean"  # outcomes update the visits
         self.bucket = Bucket.for_rate(settings.rate, settings.burst) if settings.rate else None
         self.breaker = CircuitBreaker(settings.breaker.failures, settings.breaker.cooldown)
         self.queue: asyncio.Queue[ClaimedMessage | None] = asyncio.Queue()
@@ -319,7 +320,9 @@ class ChannelLoop:
         if not batch:
             return True
         try:
-            result = await self.thread.run(self.store.record, self.owner, batch, self.policy)
+            result = await self.thread.run(
+                self.store.record, self.owner, batch, self.policy, track_visits=self.track_visits
+            )
         except StoreUnavailable as exc:
             self.metrics.loop_errors.labels("record").inc()
             log.warning(

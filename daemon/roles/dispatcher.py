@@ -14,7 +14,7 @@ from daemon.settings import Settings
 from daemon.store import StoreUnavailable
 
 log = logging.getLogger("outboxd.dispatcher")
-DELIVERABLE = ("mllp", "http")
+DELIVERABLE = ("mllp", "http", "bpjs_antrean")
 
 
 class Dispatcher:

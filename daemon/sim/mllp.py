@@ -133,8 +133,10 @@ class MllpSimulator:
         encoding: str = "utf-8",
         ssl_context: ssl.SSLContext | None = None,
         keep: int | None = None,
+        log_received: bool = False,
     ) -> None:
         self.rules: list[Rule] = list(rules)
+        self.log_received = log_received  # one log line per message: what a test of a process reads
         self.canned = canned
         self.encoding = encoding
         self.received: deque[Received] = deque(maxlen=keep)
@@ -250,6 +252,10 @@ class MllpSimulator:
         except InvalidHL7:
             cid_text = None
         self.received.append(Received(message, cid_text, number, time.monotonic()))
+        if self.log_received:
+            log.info(
+                "received control_id=%s connection=%d bytes=%d", cid_text, number, len(message)
+            )
         rule = next((r for r in self.rules if r.take(message)), DEFAULT_RULE)
         if rule.delay:
             await asyncio.sleep(rule.delay)
@@ -306,6 +312,9 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--tls-key", help="the certificate's private key (PEM)")
     parser.add_argument("--keep", type=int, default=1000, help="messages kept in memory")
     parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING"])
+    parser.add_argument(
+        "--log-received", action="store_true", help="log each message's MSH-10 and connection"
+    )
     args = parser.parse_args(argv)
     if bool(args.tls_cert) != bool(args.tls_key):
         parser.error("--tls-cert and --tls-key go together")
@@ -334,6 +343,7 @@ async def _serve(args: argparse.Namespace) -> int:
         encoding=args.encoding,
         ssl_context=context,
         keep=args.keep,
+        log_received=args.log_received,
     )
     try:
         port = await sim.start(args.host, args.port)

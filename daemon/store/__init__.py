@@ -6,9 +6,10 @@ from daemon.store.db import StoreError, StoreUnavailable, open_database, redact_
 from daemon.store.migrations import LATEST, SchemaMismatch, current_version, migrate
 from daemon.store.operator import OperatorOps
 from daemon.store.outbox import OutboxOps
+from daemon.store.visits import VisitOps
 
 
-class Store(OutboxOps, OperatorOps):
+class Store(OutboxOps, OperatorOps, VisitOps):
     """Outbox and operator operations on one database. Each method is one unit
     of work in one transaction; call them from one thread (see ``StoreThread``)."""
 

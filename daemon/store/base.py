@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, TypeVar
 
@@ -98,6 +98,12 @@ class StoreBase:
         if self.postgres:
             for channel in sorted(set(channels)):
                 self.db.execute_sql("SELECT pg_notify(%s, %s)", (NOTIFY_CHANNEL, channel))
+
+    def _track_outcomes(
+        self, recorded: Mapping[int, str], errors: Mapping[int, str], now: datetime
+    ) -> None:
+        """Update the visits of tracked messages (implemented by the visit operations)."""
+        raise NotImplementedError
 
     def close(self) -> None:
         if not self.db.is_closed():

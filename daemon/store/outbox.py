@@ -246,13 +246,22 @@ class OutboxOps(StoreBase):
         policies: Mapping[str, RetryPolicy] | None = None,
         now: datetime | None = None,
         rand: Callable[[], float] = random.random,
+        track_visits: bool = False,
     ) -> RecordResult:
         """Write the outcomes of attempts ``owner`` made, with their status events,
         in one transaction. Only messages ``owner`` still holds are changed; a
-        retry gives up (→ failed) when the channel's policy says so."""
-        return self._write(
-            lambda: self._record(owner, outcomes, policies or {}, self._now(now), rand)
-        )
+        retry gives up (→ failed) when the channel's policy says so. With
+        ``track_visits``, the visits of BPJS messages are updated in the same
+        transaction."""
+
+        def work() -> RecordResult:
+            when = self._now(now)
+            result, errors = self._record(owner, outcomes, policies or {}, when, rand)
+            if track_visits and result.recorded:
+                self._track_outcomes(result.recorded, errors, when)
+            return result
+
+        return self._write(work)
 
     def _record(
         self,
@@ -261,7 +270,7 @@ class OutboxOps(StoreBase):
         policies: Mapping[str, RetryPolicy],
         now: datetime,
         rand: Callable[[], float],
-    ) -> RecordResult:
+    ) -> tuple[RecordResult, dict[int, str]]:
         held = self._held(owner, [o.id for o in outcomes if isinstance(o, RetryLater)])
         # (id, status, attempts added, next attempt, error, response, sent at)
         rows: list[tuple[Any, ...]] = []
@@ -305,7 +314,8 @@ class OutboxOps(StoreBase):
                 now,
             )
         lost = sorted({o.id for o in outcomes} - set(recorded))
-        return RecordResult(recorded=recorded, lost=lost)
+        errors = {row[0]: row[4] for row in rows if row[4]}
+        return RecordResult(recorded=recorded, lost=lost), errors
 
     def _held(self, owner: str, ids: list[int]) -> dict[int, tuple[str, int, datetime]]:
         held: dict[int, tuple[str, int, datetime]] = {}

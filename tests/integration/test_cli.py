@@ -222,9 +222,9 @@ def test_stats_table(workdir: Path):
 
 
 def test_run_is_not_built_yet(workdir: Path):
-    result = outboxd("run", "poller", "-c", "outboxd.yaml", cwd=workdir)
+    result = outboxd("run", "scheduler", "-c", "outboxd.yaml", cwd=workdir)
     assert result.returncode == 69
-    assert "poller role is not built yet" in result.stderr.decode()
+    assert "scheduler role is not built yet" in result.stderr.decode()
 
 
 def test_unreachable_database_is_one_line(tmp_path: Path):
@@ -246,3 +246,40 @@ def test_console_script_matches_module(workdir: Path):
     )
     assert result.returncode == 0
     assert result.stdout == run_ok(workdir, "check-config").encode()
+
+
+def test_visit_shows_task_progress(workdir: Path, db_url: str):
+    from daemon.settings import DatabaseSettings
+    from daemon.store import Store, open_database
+
+    store = Store(open_database(DatabaseSettings(url=db_url)))
+    store.sync_visits(
+        "khanza",
+        {
+            "KB-1": {
+                "add": {"status": "sent", "sent_at": "2026-11-23T01:00:00+00:00"},
+                "3": {
+                    "status": "sent",
+                    "sent_at": "2026-11-23T01:05:00+00:00",
+                    "waktu": 1795395900000,
+                },
+                "4": {
+                    "status": "held",
+                    "reason": "task 4 at 08:01 is earlier than task 3 at 08:05",
+                },
+            }
+        },
+        [],
+    )
+    store.close()
+    lines = run_ok(workdir, "visit", "KB-1").splitlines()
+    assert lines[0].startswith("kodebooking KB-1 (source khanza)")
+    assert lines[1].split()[:2] == ["add", "sent"]
+    assert "task 3" in lines[2] and "waktu 08:05:00" in lines[2]  # Asia/Jakarta
+    assert "held" in lines[3] and "earlier than task 3" in lines[3]
+    data = json.loads(run_ok(workdir, "visit", "KB-1", "--json"))
+    assert data["task_progress"]["3"]["waktu"] == 1795395900000
+    missing = outboxd("visit", "KB-404", "-c", "outboxd.yaml", cwd=workdir)
+    assert (
+        missing.returncode == 65 and "no visit with kodebooking 'KB-404'" in missing.stderr.decode()
+    )

@@ -268,3 +268,26 @@ async def test_bad_config_at_start_exits_78(tmp_path):
     _, err = await proc.communicate()
     assert proc.returncode == 78
     assert b"channels.hook.url: required key is missing" in err
+
+
+async def test_waits_for_a_database_that_does_not_answer_yet(tmp_path):
+    config = write_config(
+        tmp_path / "o.yaml",
+        db_url="postgresql://postgres@127.0.0.1:1/none?connect_timeout=1",
+        sink_port=free_port(),
+        health_port=free_port(),
+    )
+    log = tmp_path / "d.log"
+    with log.open("wb") as out:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "daemon", "run", "dispatcher", "-c", str(config),
+            cwd=tmp_path, stdout=out, stderr=out, env={**os.environ, "PYTHONPATH": str(ROOT)},
+        )  # fmt: skip
+        try:
+            await eventually(lambda: "waiting for the database" in log.read_text(), what="waiting")
+            assert proc.returncode is None
+            proc.send_signal(signal.SIGTERM)
+            assert await asyncio.wait_for(proc.wait(), 20) == 0
+        finally:
+            if proc.returncode is None:
+                proc.kill()

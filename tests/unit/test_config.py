@@ -352,3 +352,18 @@ def test_interpolated_value_never_changes_structure(value):
     settings = parse(text, {"NOTE": value})
     assert settings.schedules["nightly"].options == {"note": value}
     assert list(settings.schedules) == ["nightly"]
+
+
+def test_khanza_source_must_feed_a_bpjs_channel():
+    found = errors(
+        """
+        database: sqlite:///x.db
+        channels:
+          hook: {kind: http, url: "http://x"}
+        sources:
+          k: {kind: khanza, dsn: "mysql://x", channel: hook}
+        """
+    )
+    assert found == [
+        "sources.k.channel: a khanza source sends to a bpjs_antrean channel; 'hook' is 'http'"
+    ]

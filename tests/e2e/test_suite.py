@@ -1,0 +1,580 @@
+"""The suite as a user runs it: the repo's own supervisord.conf and
+config/outboxd.yaml, started with ``supervisord -c`` and driven with
+``supervisorctl -c``.
+
+Each test copies supervisord.conf, config/outboxd.yaml and config/demo into a
+temporary directory (``%(here)s`` then points there: its own var/, socket, logs
+and SQLite database), links ``.venv`` to the virtualenv running the tests, and
+moves every port with the OUTBOXD_*_PORT variables, so the repo's var/ and the
+demo's ports are never touched. A test that needs a variant (a slow simulator,
+a short lease) edits its copy and says so.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import os
+import re
+import shutil
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from daemon.settings import DatabaseSettings
+from daemon.sim.mllp import MllpSimulator, Rule
+from daemon.store import Store, open_database
+from daemon.store.types import NewMessage
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
+
+REPO = Path(__file__).resolve().parents[2]
+VENV = Path(sys.executable).parent.parent  # not resolved: a venv's python is a symlink
+PROGRAMS = {
+    "demo:demo-traffic",
+    "demo:sim-http",
+    "demo:sim-mllp",
+    "outboxd:dispatcher-0",
+    "outboxd:dispatcher-1",
+}
+STOPWAITSECS = 45  # supervisord.conf, [program:dispatcher]
+MAX_SOCKET_PATH = 100  # AF_UNIX paths are limited to 107 bytes on Linux
+
+
+# --- environment checks -------------------------------------------------------------
+
+
+def _venv_problem() -> str | None:
+    """Why the venv running the tests cannot serve as the suite's ``.venv``."""
+    for tool in ("outboxd", "supervisord", "supervisorctl", "python"):
+        if not (VENV / "bin" / tool).exists():
+            return f"{VENV}/bin/{tool} does not exist (the tests' venv must have outboxd installed)"
+    try:
+        found = subprocess.run(
+            [str(VENV / "bin" / "python"), "-c", "import daemon; print(daemon.__file__)"],
+            cwd=tempfile.gettempdir(),
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=True,
+        ).stdout.strip()
+    except (subprocess.SubprocessError, OSError) as exc:
+        return f"{VENV}/bin/python cannot import daemon outside the repo: {exc}"
+    if not Path(found).resolve().is_relative_to(REPO):
+        return f"{VENV} imports daemon from {found}, not from this checkout ({REPO})"
+    return None
+
+
+@pytest.fixture(scope="module")
+def venv() -> Path:
+    problem = _venv_problem()
+    if problem:
+        pytest.skip(problem)
+    return VENV
+
+
+# --- helpers ------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def free_port_pair() -> int:
+    """A port p with p and p + 1 free (dispatcher-0 and dispatcher-1's /healthz)."""
+    for _ in range(100):
+        base = free_port()
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", base + 1))
+            except OSError:
+                continue
+        return base
+    raise RuntimeError("no two consecutive free ports")
+
+
+def hl7(control_id: str, mrn: str) -> bytes:
+    """An ADT^A04 like config/demo/adt-a04.hl7, with its own MSH-10 and PID-3."""
+    stamp = datetime.now(UTC).strftime("%Y%m%d%H%M%S")
+    segments = [
+        f"MSH|^~\\&|OUTBOXD-E2E|CLINIC|HIE|HIE|{stamp}||ADT^A04^ADT_A01|{control_id}|P|2.5.1",
+        f"EVN|A04|{stamp}",
+        f"PID|1||{mrn}^^^CLINIC^MR||Santoso^Budi||19800101|M",
+        "PV1|1|O|POLI-UMUM^^^CLINIC",
+    ]
+    return ("\r".join(segments) + "\r").encode()
+
+
+def pid3(payload: bytes) -> str:
+    """PID-3's ID: names a message whatever its MSH-10 says."""
+    match = re.search(rb"\rPID\|[^|]*\|[^|]*\|([^|^]*)", payload)
+    assert match, payload
+    return match.group(1).decode()
+
+
+async def eventually(
+    check: Callable[[], Awaitable[bool]], timeout: float, what: str, why: Callable[[], str]
+) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if await check():
+            return
+        await asyncio.sleep(0.2)
+    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}\n{why()}")
+
+
+try:  # loaded here, not in the forked child
+    _LIBC: ctypes.CDLL | None = ctypes.CDLL("libc.so.6", use_errno=True)
+except OSError:
+    _LIBC = None
+PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child
+    """SIGTERM supervisord if the test process dies, so no suite is left behind."""
+    if _LIBC is not None:
+        _LIBC.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+# --- the suite ----------------------------------------------------------------------
+
+
+@dataclass
+class Suite:
+    """A copy of the repo's suite in ``root``, run by one supervisord."""
+
+    root: Path
+    venv: Path
+    mllp_port: int = field(default_factory=free_port)
+    http_port: int = field(default_factory=free_port)
+    dispatcher_port: int = field(default_factory=free_port_pair)
+    control_port: int = field(default_factory=free_port)
+    proc: asyncio.subprocess.Process | None = None
+    child_pids: set[int] = field(default_factory=set)
+
+    def __post_init__(self) -> None:
+        (self.root / "config").mkdir(parents=True)
+        shutil.copy(REPO / "supervisord.conf", self.conf)
+        shutil.copy(REPO / "config" / "outboxd.yaml", self.yaml)
+        shutil.copytree(REPO / "config" / "demo", self.root / "config" / "demo")
+        (self.root / ".venv").symlink_to(self.venv)
+        # supervisord will not create its log directory (`make run` does: mkdir -p var/log)
+        (self.root / "var" / "log").mkdir(parents=True)
+
+    # paths
+    @property
+    def conf(self) -> Path:
+        return self.root / "supervisord.conf"
+
+    @property
+    def yaml(self) -> Path:
+        return self.root / "config" / "outboxd.yaml"
+
+    @property
+    def db(self) -> Path:
+        return self.root / "var" / "outboxd.db"  # database: sqlite:///var/outboxd.db
+
+    @property
+    def logdir(self) -> Path:
+        return self.root / "var" / "log"
+
+    @property
+    def env(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("OUTBOXD_")}
+        return env | {
+            "OUTBOXD_SIM_MLLP_PORT": str(self.mllp_port),
+            "OUTBOXD_SIM_HTTP_PORT": str(self.http_port),
+            "OUTBOXD_DISPATCHER_PORT": str(self.dispatcher_port),
+            "OUTBOXD_CONTROL_PORT": str(self.control_port),
+        }
+
+    def log(self, name: str = "supervisord", tail: int = 3000) -> str:
+        path = self.logdir / f"{name}.log"
+        return path.read_text(errors="replace")[-tail:] if path.exists() else f"({path}: none)"
+
+    def logs(self) -> str:
+        names = ["supervisord", "dispatcher-0", "dispatcher-1", "sim-mllp"]
+        out = self.root / "supervisord.out"
+        head = out.read_text(errors="replace")[-2000:] if out.exists() else ""
+        return head + "".join(f"\n--- {n}.log ---\n{self.log(n, 1500)}" for n in names)
+
+    # variants
+    def edit_program(self, program: str, append: str) -> None:
+        """Append arguments to ``[program:NAME]``'s command in the copied conf."""
+        text = self.conf.read_text()
+        pattern = re.compile(rf"(\[program:{re.escape(program)}\][^\[]*?\ncommand=[^\n]*)")
+        text, n = pattern.subn(lambda m: m.group(1) + " " + append, text)
+        assert n == 1, f"no command line for [program:{program}] in supervisord.conf"
+        self.conf.write_text(text)
+
+    def edit_yaml(self, old: str, new: str) -> None:
+        text = self.yaml.read_text()
+        assert text.count(old) == 1, f"{old!r} is not in config/outboxd.yaml exactly once"
+        self.yaml.write_text(text.replace(old, new))
+
+    # running
+    async def run(self, *argv: str, timeout: float = 30.0) -> tuple[int, str]:
+        proc = await asyncio.create_subprocess_exec(
+            *argv,
+            cwd=self.root,
+            env=self.env,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+        )
+        try:
+            out, _ = await asyncio.wait_for(proc.communicate(), timeout)
+        except TimeoutError:
+            proc.kill()
+            await proc.wait()
+            raise AssertionError(f"{' '.join(argv)} did not finish in {timeout}s") from None
+        assert proc.returncode is not None
+        return proc.returncode, out.decode(errors="replace")
+
+    async def ctl(self, *args: str, timeout: float = 30.0) -> str:
+        """``supervisorctl -c <copy> ARGS``; its output (exit codes vary by command)."""
+        _, out = await self.run(
+            str(self.root / ".venv" / "bin" / "supervisorctl"), "-c", str(self.conf), *args,
+            timeout=timeout,
+        )  # fmt: skip
+        return out
+
+    async def start(self, timeout: float = 30.0) -> None:
+        """Migrate, as `make run` does, then start supervisord and wait for RUNNING."""
+        code, out = await self.run(
+            str(self.root / ".venv" / "bin" / "outboxd"), "migrate", "-c", str(self.yaml)
+        )
+        assert code == 0, out
+        with (self.root / "supervisord.out").open("wb") as output:
+            self.proc = await asyncio.create_subprocess_exec(
+                str(self.root / ".venv" / "bin" / "supervisord"),
+                "-c",
+                str(self.conf),
+                cwd=self.root,
+                env=self.env,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=output,
+                stderr=subprocess.STDOUT,
+                preexec_fn=_die_with_parent,
+            )
+        await self.wait_running(PROGRAMS, timeout)
+        await self.wait_healthy(timeout)
+
+    async def wait_healthy(self, timeout: float = 30.0) -> None:
+        """Both dispatchers answer /healthz. RUNNING only means "up for startsecs
+        (2 s)"; on a loaded machine a dispatcher can take longer to listen."""
+
+        async def healthy() -> bool:
+            for num in (0, 1):
+                try:
+                    status, _ = await healthz(self.dispatcher_port + num)
+                except (aiohttp.ClientError, TimeoutError):
+                    return False
+                if status != 200:
+                    return False
+            return True
+
+        await eventually(healthy, timeout, "dispatchers' /healthz", self.logs)
+
+    async def status(self) -> dict[str, tuple[str, str]]:
+        """``supervisorctl status`` as {name: (STATE, the rest of the line)}."""
+        out = await self.ctl("status")
+        table = {}
+        for line in out.splitlines():
+            parts = line.split(None, 2)
+            if len(parts) >= 2 and parts[1].isupper():
+                table[parts[0]] = (parts[1], parts[2] if len(parts) > 2 else "")
+        return table
+
+    async def wait_running(self, names: set[str], timeout: float = 30.0) -> None:
+        async def running() -> bool:
+            assert self.proc is not None
+            if self.proc.returncode is not None:
+                raise AssertionError(f"supervisord exited {self.proc.returncode}\n{self.logs()}")
+            table = await self.status()
+            self.child_pids |= {
+                int(m.group(1))
+                for _, rest in table.values()
+                if (m := re.search(r"pid (\d+)", rest))
+            }
+            return all(table.get(n, ("",))[0] == "RUNNING" for n in names)
+
+        await eventually(running, timeout, f"{sorted(names)} RUNNING", self.logs)
+
+    async def pid(self, name: str) -> int:
+        out = (await self.ctl("pid", name)).strip()
+        assert out.isdigit() and int(out) > 0, f"supervisorctl pid {name}: {out!r}"
+        self.child_pids.add(int(out))
+        return int(out)
+
+    async def shutdown(self) -> None:
+        """``supervisorctl shutdown``, then wait; kill what is left, by pid."""
+        if self.proc is None:
+            return
+        try:
+            if self.proc.returncode is None:
+                with contextlib.suppress(AssertionError):
+                    await self.ctl("shutdown", timeout=15)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.proc.wait(), STOPWAITSECS + 15)
+        finally:
+            if self.proc.returncode is None:
+                self.proc.kill()
+                await self.proc.wait()
+            for pid in self.child_pids:  # only if still one of this suite's programs
+                with contextlib.suppress(OSError):
+                    cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+                    if str(self.root).encode() in cmdline:
+                        os.kill(pid, signal.SIGKILL)
+
+    # the database
+    def query(self, sql: str, *params: object) -> list[tuple]:
+        with contextlib.closing(sqlite3.connect(self.db, timeout=10)) as conn:
+            return conn.execute(sql, params).fetchall()
+
+    async def aquery(self, sql: str, *params: object) -> list[tuple]:
+        return await asyncio.to_thread(self.query, sql, *params)
+
+    async def counts(self, channel: str | None = None) -> dict[str, int]:
+        where, params = ("WHERE channel = ?", (channel,)) if channel else ("", ())
+        rows = await self.aquery(
+            f"SELECT status, count(*) FROM outboxd_message {where} GROUP BY status", *params
+        )
+        return dict(rows)
+
+    async def held_by(self, pid: int) -> dict[int, str]:
+        """{id: key} of the messages a process holds (status sending, its lease)."""
+        rows = await self.aquery(
+            "SELECT id, key FROM outboxd_message WHERE status = 'sending' AND lease_owner LIKE ?",
+            f"%:{pid}:dispatcher.%",
+        )
+        return dict(rows)
+
+    def enqueue(self, messages: list[NewMessage]) -> None:
+        store = Store(open_database(DatabaseSettings(url=f"sqlite:///{self.db}")))
+        try:
+            results = store.enqueue_many(messages, actor="e2e-test")
+        finally:
+            store.close()
+        assert all(r.created for r in results)
+
+    async def wait_all_sent(self, timeout: float) -> dict[str, int]:
+        counts: dict[str, int] = {}
+
+        async def all_sent() -> bool:
+            nonlocal counts
+            counts = await self.counts()
+            return set(counts) <= {"sent"}
+
+        await eventually(
+            all_sent, timeout, "every message sent", lambda: f"{counts}\n{self.logs()}"
+        )
+        return counts
+
+
+def _root(tmp_path: Path) -> Path:
+    """tmp_path, unless the socket path inside it would be too long for AF_UNIX."""
+    if len(str(tmp_path / "suite" / "var" / "supervisor.sock")) <= MAX_SOCKET_PATH:
+        return tmp_path / "suite"
+    return Path(tempfile.mkdtemp(prefix="outboxd-e2e-")) / "suite"
+
+
+@pytest.fixture
+async def suite(venv: Path, tmp_path: Path) -> AsyncIterator[Suite]:
+    root = _root(tmp_path)
+    s = Suite(root, venv)
+    try:
+        yield s
+    finally:
+        await s.shutdown()
+        if not root.is_relative_to(tmp_path):
+            shutil.rmtree(root.parent, ignore_errors=True)
+
+
+async def healthz(port: int) -> tuple[int, dict]:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(
+            f"http://127.0.0.1:{port}/healthz", timeout=aiohttp.ClientTimeout(total=5)
+        ) as response,
+    ):
+        return response.status, await response.json()
+
+
+# --- the tests ----------------------------------------------------------------------
+
+
+async def test_suite_runs_and_demo_traffic_flows(suite: Suite):
+    await suite.start()
+    table = await suite.status()
+    assert set(table) == PROGRAMS, table
+    assert {name: state for name, (state, _) in table.items()} == dict.fromkeys(PROGRAMS, "RUNNING")
+
+    async def both_channels_sent() -> bool:
+        hie, webhook = await suite.counts("hie"), await suite.counts("webhook")
+        return hie.get("sent", 0) >= 2 and webhook.get("sent", 0) >= 2
+
+    await eventually(both_channels_sent, 30, "demo traffic sent on hie and webhook", suite.logs)
+    counts = await suite.counts()
+    assert set(counts) <= {"pending", "sending", "sent"}, counts
+
+    for num in (0, 1):
+        status, body = await healthz(suite.dispatcher_port + num)
+        assert status == 200, body
+        assert body == {"status": "ok", "role": "dispatcher", "process": num, "problems": []}
+
+
+async def test_stop_while_busy_drains_exits_zero_and_loses_nothing(suite: Suite):
+    # Variant: the MLLP simulator answers after 0.3 s, so the dispatchers are busy
+    # (4 sends in flight at most, ~13/s) with a backlog when they are stopped.
+    suite.edit_program("sim-mllp", "--delay 0.3")
+    await suite.start()
+    await suite.ctl("stop", "demo:demo-traffic")
+    suite.enqueue(
+        [NewMessage("hie", f"e2e-{i}", hl7(f"E2E{i:06d}", f"E2E-{i}"), "hl7") for i in range(200)]
+    )
+    total = sum((await suite.counts()).values())
+
+    for num in (0, 1):
+        name = f"dispatcher-{num}"
+        pid = await suite.pid(f"outboxd:{name}")
+
+        async def busy(pid: int = pid) -> bool:
+            # sending, with more claimed than in flight (concurrency 2): a local backlog
+            counts = await suite.counts("hie")
+            return counts.get("sent", 0) > 0 and len(await suite.held_by(pid)) > 2
+
+        await eventually(busy, 20, f"{name} busy with a backlog", suite.logs)
+        started = time.monotonic()
+        out = await suite.ctl("stop", f"outboxd:{name}", timeout=STOPWAITSECS + 15)
+        took = time.monotonic() - started
+        assert f"outboxd:{name}: stopped" in out, out
+        assert took < STOPWAITSECS, f"stop took {took:.1f}s\n{suite.logs()}"
+        assert (await suite.status())[f"outboxd:{name}"][0] == "STOPPED"
+        # supervisord says how it ended: "exit status 0", not "terminated by SIGKILL"
+        log = suite.log()
+        assert f"stopped: {name} (exit status 0)" in log, log
+        # the dispatcher drained with the configured deadline and exited 0 on its own
+        assert "draining deadline_seconds=30.0" in suite.log(name), suite.log(name)
+        assert "stopped exit_code=0" in suite.log(name), suite.log(name)
+        assert await suite.held_by(pid) == {}, "a stopped dispatcher still holds messages"
+
+    counts = await suite.counts()
+    assert set(counts) <= {"sent", "pending"}, counts
+    assert sum(counts.values()) == total
+    assert counts.get("pending", 0) > 0, f"nothing left to release: {counts}"
+    assert (
+        await suite.aquery("SELECT id, status FROM outboxd_message WHERE lease_owner IS NOT NULL")
+        == []
+    )
+    # released, not retried: no attempt was counted against a pending message
+    assert (
+        await suite.aquery(
+            "SELECT id, attempts FROM outboxd_message WHERE status = 'pending' AND attempts > 0"
+        )
+        == []
+    )
+
+    await suite.ctl("start", "outboxd:*")
+    await suite.wait_running({"outboxd:dispatcher-0", "outboxd:dispatcher-1"})
+    assert await suite.wait_all_sent(60) == {"sent": total}
+
+
+async def test_sigkill_under_load_loses_nothing_and_repeats_the_same_control_id(suite: Suite):
+    # Variant: the hie channel's lease is the default 60 s in the real config; a
+    # killed dispatcher's messages wait that long to be taken again. 3 s keeps the
+    # test short, and the lease logic is the same.
+    suite.edit_yaml("    concurrency: 2\n", "    concurrency: 2\n    lease: 3s\n")
+    await suite.start()
+    await suite.ctl("stop", "demo:demo-traffic")
+    await suite.wait_all_sent(30)  # the demo's own messages, before the peer changes
+    # The peer is the test's own simulator on the port the config names, so what it
+    # received (MSH-10 included) can be inspected: the sim-mllp process does not report it.
+    await suite.ctl("stop", "demo:sim-mllp")
+    delay = 0.25
+    sim = MllpSimulator([Rule(delay=delay)])
+    await sim.start("127.0.0.1", suite.mllp_port)
+    try:
+        count = 150
+        control = {f"E2E-{i}": f"E2E{i:06d}" for i in range(count)}  # PID-3 → MSH-10
+        suite.enqueue(
+            [NewMessage("hie", f"e2e-{i}", hl7(control[f"E2E-{i}"], f"E2E-{i}"), "hl7")
+             for i in range(count)]
+        )  # fmt: skip
+        total = sum((await suite.counts()).values())
+        pid = await suite.pid("outboxd:dispatcher-0")
+        await sim.wait_for(20, timeout=30)
+
+        # Kill while the peer holds a message from dispatcher-0 it has not answered
+        # yet: that message reached the peer and cannot have been recorded as sent.
+        victim: int | None = None
+        deadline = time.monotonic() + 20
+        while victim is None:
+            assert time.monotonic() < deadline, f"no send of dispatcher-0 caught\n{suite.logs()}"
+            await asyncio.sleep(0.01)
+            fresh = {r.control_id: r.at for r in list(sim.received)[-8:]}
+            if not any(time.monotonic() - at < delay / 3 for at in fresh.values()):
+                continue
+            held = await suite.held_by(pid)
+            for message_id, key in held.items():
+                at = fresh.get(f"E2E{int(key.removeprefix('e2e-')):06d}")
+                if at is not None and time.monotonic() - at < delay * 0.6:
+                    os.kill(pid, signal.SIGKILL)
+                    victim = message_id
+                    break
+        orphaned = await suite.held_by(pid)  # the dead process's leases
+        assert victim in orphaned
+
+        # supervisord restarts it: an unexpected exit under autorestart=true
+        async def restarted() -> bool:
+            state, rest = (await suite.status()).get("outboxd:dispatcher-0", ("", ""))
+            return state == "RUNNING" and f"pid {pid}," not in rest
+
+        await eventually(restarted, 30, "dispatcher-0 restarted", suite.logs)
+        assert "exited: dispatcher-0 (terminated by SIGKILL; not expected)" in suite.log()
+        await suite.pid("outboxd:dispatcher-0")  # remember the new pid for the teardown
+
+        assert await suite.wait_all_sent(60) == {"sent": total}
+    finally:
+        await sim.stop()
+
+    # nothing lost: the peer saw every message, each time with the MSH-10 it was stored with
+    seen: dict[str, list[bytes]] = defaultdict(list)
+    for received in sim.received:
+        seen[pid3(received.payload)].append(received.payload)
+    rows = await suite.aquery(
+        "SELECT id, payload FROM outboxd_message WHERE channel = 'hie' AND key LIKE 'e2e-%'"
+    )
+    stored = {pid3(bytes(p)): (i, bytes(p)) for i, p in rows}
+    assert set(seen) == set(stored) == set(control)
+    for mrn, copies in seen.items():
+        assert set(copies) == {stored[mrn][1]}, mrn
+    ids = {r.control_id for r in sim.received}
+    assert ids == set(control.values())
+    repeated = {mrn: len(c) for mrn, c in seen.items() if len(c) > 1}
+    by_id = {i: mrn for mrn, (i, _) in stored.items()}
+    assert by_id[victim] in repeated, (
+        f"the message in flight at the kill was not sent again: {repeated}"
+    )
+    # the dead process's leases expired (they were not taken over while it held them)
+    expired = {
+        i
+        for (i,) in await suite.aquery(
+            "SELECT DISTINCT message_id FROM outboxd_status_event WHERE actor = 'lease-expiry'"
+        )
+    }
+    assert set(orphaned) <= expired, set(orphaned) - expired

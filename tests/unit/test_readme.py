@@ -1,0 +1,21 @@
+"""The YAML examples in README.md are valid configurations."""
+
+import re
+from pathlib import Path
+
+import pytest
+
+from daemon.config import parse_config
+
+README = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+BLOCKS = re.findall(r"```yaml\n(.*?)```", README, re.S)
+
+
+def test_readme_has_yaml_examples():
+    assert len(BLOCKS) >= 2
+
+
+@pytest.mark.parametrize("block", BLOCKS, ids=[f"block{i}" for i in range(len(BLOCKS))])
+def test_readme_yaml_example_is_valid(block):
+    names = set(re.findall(r"\$\{([A-Za-z_][A-Za-z0-9_]*)", block))
+    parse_config(block, source="README.md", environ=dict.fromkeys(names, "x"))
