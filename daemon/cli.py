@@ -18,6 +18,7 @@ from zoneinfo import ZoneInfo
 from daemon import __version__
 from daemon.channels.registry import InvalidPayload, prepare_payload
 from daemon.config import EX_CONFIG, ConfigError, load_config
+from daemon.errors import StartupError
 from daemon.report import config_summary, stats_json, stats_rows, stats_table, visit_lines
 from daemon.settings import Settings
 from daemon.store import (
@@ -349,6 +350,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SchemaMismatch as exc:
         print(f"outboxd: {exc}", file=sys.stderr)
         return EX_CONFIG
+    except StartupError as exc:
+        print(f"outboxd: {exc}", file=sys.stderr)
+        return EX_UNAVAILABLE
     except (StoreUnavailable, StoreError) as exc:
         print(f"outboxd: {exc}", file=sys.stderr)
         return EX_UNAVAILABLE

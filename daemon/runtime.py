@@ -23,6 +23,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from daemon.config import ConfigError, load_config
+from daemon.errors import StartupError
 from daemon.metrics import Metrics
 from daemon.settings import RoleSettings, Settings
 from daemon.store import Store, StoreUnavailable, open_database
@@ -224,7 +225,14 @@ class Runtime:
         await runner.setup()
         host = self.role_settings.host
         port = self.role_settings.base_port + self.process_num
-        await web.TCPSite(runner, host, port).start()
+        try:
+            await web.TCPSite(runner, host, port).start()
+        except OSError as exc:
+            await runner.cleanup()
+            raise StartupError(
+                f"cannot serve /healthz on {host}:{port}: {exc.strerror or exc} "
+                f"(roles.{self.role_name}.base_port + process number {self.process_num})"
+            ) from None
         log.info("health and metrics", extra={"listen": f"http://{host}:{port}"})
         return runner
 

@@ -41,6 +41,7 @@ BUSY_POLL = 0.005  # seconds between claims right after activity
 IDLE_POLL = 0.05  # the longest wait between claims when nothing is due (no NOTIFY)
 NOTIFIED_IDLE_POLL = 1.0  # the same when PostgreSQL NOTIFY wakes the loop
 STORE_RETRY = 1.0  # first wait after the database failed a unit of work
+RECORD_GATHER = 0.005  # seconds to gather outcomes when only a few are waiting
 _STOP = None
 
 
@@ -307,6 +308,9 @@ class ChannelLoop:
         delay = STORE_RETRY
         while True:
             await self.outcomes_ready.wait()
+            if len(self.pending_outcomes) < self.settings.batch_size // 4 and not self.stopping:
+                # let a few more outcomes arrive: one write for many is much cheaper
+                await asyncio.sleep(RECORD_GATHER)
             self.outcomes_ready.clear()
             if not await self._flush():
                 await asyncio.sleep(delay)

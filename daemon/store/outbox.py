@@ -97,6 +97,7 @@ class OutboxOps(StoreBase):
                 self._add_events([EventRow(r[0], None, PENDING, actor) for r in rows], now)
         ids.update(created)
         self._link_batch_prerequisites(batch, created, ids)
+        self._notify(m.channel for m in batch if (m.channel, m.key) in created and not m.not_before)
         existing = self._rows_by_key(
             {(m.channel, m.key) for m in batch if (m.channel, m.key) not in created}
         )

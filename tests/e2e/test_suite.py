@@ -49,6 +49,7 @@ PROGRAMS = {
     "demo:sim-mllp",
     "outboxd:dispatcher-0",
     "outboxd:dispatcher-1",
+    "outboxd:poller-0",
 }
 STOPWAITSECS = 45  # supervisord.conf, [program:dispatcher]
 MAX_SOCKET_PATH = 100  # AF_UNIX paths are limited to 107 bytes on Linux
@@ -164,6 +165,7 @@ class Suite:
     http_port: int = field(default_factory=free_port)
     dispatcher_port: int = field(default_factory=free_port_pair)
     control_port: int = field(default_factory=free_port)
+    poller_port: int = field(default_factory=free_port)
     proc: asyncio.subprocess.Process | None = None
     child_pids: set[int] = field(default_factory=set)
 
@@ -201,6 +203,7 @@ class Suite:
             "OUTBOXD_SIM_HTTP_PORT": str(self.http_port),
             "OUTBOXD_DISPATCHER_PORT": str(self.dispatcher_port),
             "OUTBOXD_CONTROL_PORT": str(self.control_port),
+            "OUTBOXD_POLLER_PORT": str(self.poller_port),
         }
 
     def log(self, name: str = "supervisord", tail: int = 3000) -> str:
@@ -436,6 +439,9 @@ async def test_suite_runs_and_demo_traffic_flows(suite: Suite):
         status, body = await healthz(suite.dispatcher_port + num)
         assert status == 200, body
         assert body == {"status": "ok", "role": "dispatcher", "process": num, "problems": []}
+    status, body = await healthz(suite.poller_port)
+    assert status == 200, body
+    assert body["role"] == "poller" and body["status"] == "ok"
 
 
 async def test_stop_while_busy_drains_exits_zero_and_loses_nothing(suite: Suite):

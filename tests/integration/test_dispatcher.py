@@ -291,3 +291,23 @@ async def test_waits_for_a_database_that_does_not_answer_yet(tmp_path):
         finally:
             if proc.returncode is None:
                 proc.kill()
+
+
+async def test_a_health_port_in_use_is_a_clear_error(tmp_path, db_url):
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        config = write_config(
+            tmp_path / "o.yaml", db_url=db_url, sink_port=free_port(), health_port=port
+        )
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "daemon", "run", "dispatcher", "-c", str(config),
+            cwd=tmp_path, stderr=asyncio.subprocess.PIPE,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+        )  # fmt: skip
+        _, err = await asyncio.wait_for(proc.communicate(), 30)
+    assert proc.returncode == 69
+    assert f"cannot serve /healthz on 127.0.0.1:{port}" in err.decode()

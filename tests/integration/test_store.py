@@ -446,3 +446,20 @@ def test_take_tokens_shares_one_bucket(store: Store):
     assert store.take_tokens("webhook", 3, bucket, now=T0) == (3, 0.0)
     # a long pause refills only up to the burst
     assert store.take_tokens("hie", 10, bucket, now=at(3600))[0] == 3
+
+
+def test_enqueue_notifies_postgres_listeners(pg_url):
+    import psycopg
+
+    from daemon.settings import DatabaseSettings
+    from daemon.store import open_database
+
+    store = Store(open_database(DatabaseSettings(url=pg_url)))
+    with psycopg.connect(pg_url.split("?")[0], autocommit=True) as listener:
+        listener.execute("LISTEN outboxd")
+        store.enqueue(msg("notify-a", channel="notify"))
+        store.enqueue(msg("notify-b", channel="notify", not_before=T0 + timedelta(days=3650)))
+        store.enqueue(msg("notify-a", channel="notify"))  # a duplicate: nothing new
+        notes = [n.payload for n in listener.notifies(timeout=1.0)]
+    store.close()
+    assert notes == ["notify"]
