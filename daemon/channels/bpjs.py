@@ -43,6 +43,7 @@ from daemon.bpjs import payloads, signing
 from daemon.bpjs.results import Classification, Result, classify_answer, wrong_service_date
 from daemon.channels.base import Envelope, Outcome
 from daemon.channels.http_rules import RESPONSE_LIMIT, decode_body, parse_retry_after
+from daemon.channels.session import SessionChannel
 from daemon.settings import BpjsAntreanChannel as BpjsSettings
 
 log = logging.getLogger(__name__)
@@ -74,7 +75,7 @@ def check_payload(kind: str, payload: bytes) -> payloads.Payload:
         raise ValueError(f"{call} body: {exc}") from None
 
 
-class BpjsAntreanChannel:
+class BpjsAntreanChannel(SessionChannel):
     """One configured BPJS Antrean channel: its settings, its session, its senders."""
 
     def __init__(self, settings: BpjsSettings, clock: Callable[[], float] = time.time) -> None:
@@ -84,23 +85,7 @@ class BpjsAntreanChannel:
         self._secret = settings.secret.get_secret_value()
         self._user_key = settings.user_key.get_secret_value()
         self._content_type = CONTENT_TYPES[settings.content_type]
-        self._session: aiohttp.ClientSession | None = None
-        self._closed = False
-
-    def sender(self) -> BpjsAntreanSender:
-        return BpjsAntreanSender(self)
-
-    @property
-    def session(self) -> aiohttp.ClientSession | None:
-        """The shared session, once the first send has created it."""
-        return self._session
-
-    async def close(self) -> None:
-        """Close the session and its connections; later sends answer retry."""
-        self._closed = True
-        session, self._session = self._session, None
-        if session is not None:
-            await session.close()
+        super().__init__()
 
     async def send(self, envelope: Envelope) -> Outcome:
         """Deliver one message; never raises except ``asyncio.CancelledError``."""
@@ -194,31 +179,6 @@ class BpjsAntreanChannel:
         headers["Accept"] = "application/json"
         headers["User-Agent"] = f"outboxd/{__version__}"
         return headers
-
-    def _open_session(self) -> aiohttp.ClientSession:
-        if self._session is None:
-            self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=self.settings.concurrency),
-                timeout=aiohttp.ClientTimeout(
-                    total=self.settings.timeout, sock_connect=self.settings.connect_timeout
-                ),
-                cookie_jar=aiohttp.DummyCookieJar(),
-                trust_env=False,
-            )
-        return self._session
-
-
-class BpjsAntreanSender:
-    """A worker's handle on the channel; every sender shares the channel's session."""
-
-    def __init__(self, channel: BpjsAntreanChannel) -> None:
-        self.channel = channel
-
-    async def send(self, envelope: Envelope) -> Outcome:
-        return await self.channel.send(envelope)
-
-    async def close(self) -> None:
-        """Nothing to release: the session belongs to the channel."""
 
 
 def _unreachable(detail: str) -> Outcome:

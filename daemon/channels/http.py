@@ -43,6 +43,7 @@ from daemon.channels.http_rules import (
     judge_response,
     signature,
 )
+from daemon.channels.session import SessionChannel
 from daemon.settings import BasicAuth as BasicAuthSettings
 from daemon.settings import HttpChannel as HttpSettings
 
@@ -52,7 +53,7 @@ _REDACTED = "***"
 _MIN_REDACTABLE = 4  # shorter configured values are not worth hiding (and would mangle text)
 
 
-class HttpChannel:
+class HttpChannel(SessionChannel):
     """One configured HTTP channel: its settings, its session, its senders."""
 
     def __init__(self, settings: HttpSettings) -> None:
@@ -61,23 +62,7 @@ class HttpChannel:
         self._headers = _fixed_headers(settings)
         self._secret = settings.hmac.secret.get_secret_value().encode() if settings.hmac else None
         self._secrets = _secrets_of(settings)
-        self._session: aiohttp.ClientSession | None = None
-        self._closed = False
-
-    def sender(self) -> HttpSender:
-        return HttpSender(self)
-
-    @property
-    def session(self) -> aiohttp.ClientSession | None:
-        """The shared session, once the first send has created it."""
-        return self._session
-
-    async def close(self) -> None:
-        """Close the session and its connections; later sends answer retry."""
-        self._closed = True
-        session, self._session = self._session, None
-        if session is not None:
-            await session.close()
+        super().__init__()
 
     async def send(self, envelope: Envelope) -> Outcome:
         """Deliver one message; never raises except ``asyncio.CancelledError``."""
@@ -139,37 +124,12 @@ class HttpChannel:
             text = text.replace(secret, _REDACTED)
         return text
 
-    def _open_session(self) -> aiohttp.ClientSession:
-        if self._session is None:
-            self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=self.settings.concurrency),
-                timeout=aiohttp.ClientTimeout(
-                    total=self.settings.timeout, sock_connect=self.settings.connect_timeout
-                ),
-                cookie_jar=aiohttp.DummyCookieJar(),
-                trust_env=False,
-            )
-        return self._session
-
     def _request_headers(self, envelope: Envelope) -> CIMultiDict[str]:
         headers = self._headers.copy()
         headers[IDEMPOTENCY_HEADER] = idempotency_value(envelope.key)
         if self._secret is not None and self.settings.hmac is not None:
             headers[self.settings.hmac.header] = signature(self._secret, envelope.payload)
         return headers
-
-
-class HttpSender:
-    """A worker's handle on the channel; every sender shares the channel's session."""
-
-    def __init__(self, channel: HttpChannel) -> None:
-        self.channel = channel
-
-    async def send(self, envelope: Envelope) -> Outcome:
-        return await self.channel.send(envelope)
-
-    async def close(self) -> None:
-        """Nothing to release: the session belongs to the channel (``HttpChannel.close``)."""
 
 
 def _fixed_headers(settings: HttpSettings) -> CIMultiDict[str]:
