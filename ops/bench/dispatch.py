@@ -65,13 +65,16 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from zoneinfo import ZoneInfo
 
 import peewee
 import psycopg
 
+from daemon.bpjs.payloads import AddAntrean, UpdateWaktu
 from daemon.hl7 import validate
 from daemon.resilience.ratelimit import Bucket
 from daemon.settings import DatabaseSettings
+from daemon.sim.bpjs import BpjsSimulator
 from daemon.sim.mllp import MllpSimulator
 from daemon.store import Store, migrate, open_database, redact_url
 from daemon.store.base import NOTIFY_CHANNEL
@@ -83,9 +86,11 @@ from daemon.units import parse_rate
 ROOT = Path(__file__).resolve().parents[2]
 T = TypeVar("T")
 CHANNEL = "bench"
+BPJS_CONS_ID, BPJS_SECRET, BPJS_USER_KEY = "1234", "bench-secret", "bench-user-key"
+BPJS_ZONE = "Asia/Jakarta"
 PG_SCHEMA = "outboxd_bench_dispatch"
 DEFAULT_PG = "postgresql://postgres@127.0.0.1:5432/test"
-SECTIONS = ("throughput", "rate", "latency")
+SECTIONS = ("throughput", "rate", "latency", "bpjs")
 CONCURRENCY = 4  # MLLP connections per dispatcher process
 ENQUEUE_BATCH = 500
 RATE_BATCH = 100  # the channel's batch_size in the rate runs (the default)
@@ -559,8 +564,9 @@ def write_config(
     batch_size: int = 100,
     concurrency: int = CONCURRENCY,
     rate: str | None = None,
+    bpjs_url: str | None = None,
 ) -> Path:
-    channel = {
+    channel: dict[str, Any] = {
         "kind": "mllp",
         "host": "127.0.0.1",
         "port": peer_port,
@@ -568,6 +574,16 @@ def write_config(
         "batch_size": batch_size,
         "response_timeout": "10s",
     }
+    if bpjs_url:  # the BPJS Antrean channel against the simulator instead
+        channel = {
+            "kind": "bpjs_antrean",
+            "base_url": bpjs_url,
+            "cons_id": BPJS_CONS_ID,
+            "secret": BPJS_SECRET,
+            "user_key": BPJS_USER_KEY,
+            "concurrency": concurrency,
+            "batch_size": batch_size,
+        }
     if rate:
         channel["rate"] = rate
     config = {
@@ -876,6 +892,71 @@ async def throughput_figure(
         join(f"{sizes.count:,} msgs", middle.note),
         rates,
     )
+
+
+# --- 4. BPJS Antrean ---------------------------------------------------------------------------
+
+
+def bpjs_messages(bookings: int) -> list[NewMessage]:
+    """Per booking: antrean/add, then tasks 3, 4, 5 (a returning patient), each after
+    the one before, times a second apart today in the simulator's zone."""
+    zone = ZoneInfo(BPJS_ZONE)
+    now = datetime.now(zone)
+    start_ms = int(now.timestamp() * 1000)
+    batch: list[NewMessage] = []
+    for i in range(bookings):
+        kb = f"BENCH{i:07d}"
+        add = AddAntrean(
+            kodebooking=kb, jenispasien="JKN", nomorkartu="0001234567890", nik="3171000000000001",
+            nohp="081200000000", kodepoli="INT", namapoli="Penyakit Dalam", pasienbaru=0,
+            norm=f"{i:06d}", tanggalperiksa=now.date().isoformat(), kodedokter=12345,
+            namadokter="dr. Bench", jampraktek="00:00-23:59", jeniskunjungan=1,
+            nomorreferensi=f"REF{i:07d}", nomorantrean=f"A-{i}", angkaantrean=i + 1,
+            estimasidilayani=start_ms, sisakuotajkn=10, kuotajkn=30, sisakuotanonjkn=10,
+            kuotanonjkn=30, keterangan="bench",
+        )  # fmt: skip
+        batch.append(NewMessage(CHANNEL, f"{kb}:add", add.to_json(), "bpjs.add", group_key=kb))
+        previous = f"{kb}:add"
+        for step, task in enumerate((3, 4, 5), start=1):
+            body = UpdateWaktu(kodebooking=kb, taskid=task, waktu=start_ms + step * 1000)
+            key = f"{kb}:task:{task}"
+            batch.append(
+                NewMessage(
+                    CHANNEL, key, body.to_json(), "bpjs.updatewaktu", after_key=previous,
+                    group_key=kb,
+                )
+            )  # fmt: skip
+            previous = key
+    return batch
+
+
+async def bench_bpjs(backend: Backend, workdir: Path, sizes: Sizes) -> list[Figure]:
+    """Calls/s from one dispatcher to the BPJS simulator (in this process), limits off."""
+    bookings = max(25, sizes.count // 8)
+    count = bookings * 4
+    label = f"1 proc x {sizes.concurrency} conn, calls (add + tasks 3-5)"
+    log(f"{backend.name}: bpjs, {label}, {count:,} calls")
+    sim = BpjsSimulator(BPJS_CONS_ID, BPJS_SECRET, BPJS_USER_KEY, timezone=BPJS_ZONE)
+    await sim.start("127.0.0.1", 0)
+    try:
+        async with fresh_run(backend, workdir) as run:
+            await run.preload(bpjs_messages(bookings))
+            await run.start_dispatchers(
+                1, 0, bpjs_url=sim.url(), concurrency=sizes.concurrency, batch_size=500
+            )
+            await wait_drained(run, count)
+            stats = await run.thread.run(delivery_stats, run.store)
+    finally:
+        await sim.stop()
+    if stats.sent != count:
+        raise RuntimeError(f"{stats.sent} of {count} BPJS calls were sent")
+    recorded = sum(len(sim.tasks(f"BENCH{i:07d}")) for i in range(bookings))
+    if recorded != bookings * 3:
+        raise RuntimeError(f"the simulator recorded {recorded} task times, not {bookings * 3}")
+    seconds = (stats.last_sent - stats.first_claim).total_seconds()
+    value = count / seconds
+    note = join(f"{bookings:,} bookings", f"{seconds:.2f} s", "every task recorded once, in order")
+    return [Figure("bpjs", backend.name, label, value, "call/s", "-", "", note, [value])]
 
 
 # --- 2. rate-limit accuracy ------------------------------------------------------------------
@@ -1198,6 +1279,8 @@ async def bench(
                 elif section == "rate":
                     for rate in sizes.rates:
                         figures += await bench_rate(backend, tmp, sizes, rate, gate)
+                elif section == "bpjs":
+                    figures += await bench_bpjs(backend, tmp, sizes)
                 else:
                     figures += await bench_latency(backend, tmp, sizes)
             except Exception as exc:  # reported, and the other parts still run
