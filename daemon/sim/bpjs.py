@@ -45,7 +45,6 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from types import TracebackType
 from typing import Any
 from urllib.parse import parse_qsl
 from zoneinfo import ZoneInfo
@@ -56,6 +55,7 @@ from multidict import CIMultiDict
 from daemon.bpjs import crypto, payloads, signing
 from daemon.bpjs.payloads import AddAntrean, BatalAntrean, GetListTask, PayloadError, UpdateWaktu
 from daemon.logs import setup_logging
+from daemon.sim.server import SimulatorServer
 
 log = logging.getLogger(__name__)
 
@@ -159,8 +159,11 @@ class _Answer:
     status: int = 200
 
 
-class BpjsSimulator:
+class BpjsSimulator(SimulatorServer):
     """An aiohttp server on a loopback port playing BPJS Antrean RS."""
+
+    inspect_path = BOOKINGS_PATH
+    default_path = ""
 
     def __init__(
         self,
@@ -176,6 +179,7 @@ class BpjsSimulator:
         seed: int | None = None,
         keep: int | None = None,
     ) -> None:
+        super().__init__()
         self.cons_id = cons_id
         self.secret = secret
         self.user_key = user_key
@@ -186,11 +190,8 @@ class BpjsSimulator:
         self.bookings: dict[str, Booking] = {}
         self.calls: list[Call] = []
         self.keep = keep  # keep only the latest ``keep`` calls (None: all)
-        self.host = "127.0.0.1"
         self._clock = clock
         self._random = random.Random(seed)
-        self._port: int | None = None
-        self._runner: web.AppRunner | None = None
 
     # --- what tests use ---------------------------------------------------------------
 
@@ -204,50 +205,6 @@ class BpjsSimulator:
         self.faults.fault = fault
         self.faults.next_calls = next_calls
         self.faults.fraction = fraction
-
-    @property
-    def port(self) -> int:
-        if self._port is None:
-            raise RuntimeError("the simulator is not started")
-        return self._port
-
-    def url(self, path: str = "") -> str:
-        return f"http://{self.host}:{self.port}{path}"
-
-    async def start(self, host: str = "127.0.0.1", port: int = 0) -> None:
-        app = web.Application()
-        app.router.add_get(BOOKINGS_PATH, self._list)
-        app.router.add_route("*", "/{tail:.*}", self._receive)
-        runner = web.AppRunner(
-            app, access_log=None, handler_cancellation=True, shutdown_timeout=1.0
-        )
-        await runner.setup()
-        site = web.TCPSite(runner, host, port)
-        try:
-            await site.start()
-        except BaseException:
-            await runner.cleanup()
-            raise
-        self._runner = runner
-        self.host = host
-        self._port = runner.addresses[0][1]
-
-    async def stop(self) -> None:
-        runner, self._runner = self._runner, None
-        if runner is not None:
-            await runner.cleanup()
-
-    async def __aenter__(self) -> BpjsSimulator:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()
 
     # --- the HTTP side ----------------------------------------------------------------
 

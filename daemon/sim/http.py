@@ -25,7 +25,6 @@ import signal
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from types import TracebackType
 from typing import Any
 
 from aiohttp import web
@@ -33,6 +32,7 @@ from multidict import CIMultiDict
 
 from daemon.channels.http_rules import basic_credentials, signature_matches
 from daemon.logs import setup_logging
+from daemon.sim.server import SimulatorServer
 
 log = logging.getLogger(__name__)
 
@@ -82,63 +82,18 @@ class ReceivedRequest:
         }
 
 
-class HttpSink:
+class HttpSink(SimulatorServer):
     """An aiohttp server on a loopback port that records requests and injects faults."""
 
+    inspect_path = REQUESTS_PATH
+    default_path = "/"
+
     def __init__(self, faults: Faults | None = None, *, keep: int | None = None) -> None:
+        super().__init__()
         self.faults = faults or Faults()
         self.keep = keep  # keep only the latest ``keep`` requests (None: all)
         self.requests: list[ReceivedRequest] = []
         self.failed = 0  # requests answered with fail_status so far
-        self.host = "127.0.0.1"
-        self._port: int | None = None
-        self._runner: web.AppRunner | None = None
-
-    @property
-    def port(self) -> int:
-        if self._port is None:
-            raise RuntimeError("the sink is not started")
-        return self._port
-
-    def url(self, path: str = "/") -> str:
-        return f"http://{self.host}:{self.port}{path}"
-
-    async def start(self, host: str = "127.0.0.1", port: int = 0) -> None:
-        app = web.Application()
-        app.router.add_get(REQUESTS_PATH, self._list)
-        app.router.add_route("*", "/{tail:.*}", self._receive)
-        # handler_cancellation: a client that gives up cancels a delayed answer, so
-        # stop() does not wait for it.
-        runner = web.AppRunner(
-            app, access_log=None, handler_cancellation=True, shutdown_timeout=1.0
-        )
-        await runner.setup()
-        site = web.TCPSite(runner, host, port)
-        try:
-            await site.start()
-        except BaseException:
-            await runner.cleanup()
-            raise
-        self._runner = runner
-        self.host = host
-        self._port = runner.addresses[0][1]
-
-    async def stop(self) -> None:
-        runner, self._runner = self._runner, None
-        if runner is not None:
-            await runner.cleanup()
-
-    async def __aenter__(self) -> HttpSink:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()
 
     # --- handlers -----------------------------------------------------------------
 
