@@ -214,7 +214,8 @@ class KhanzaSource(Model):
 
     kind: Literal["khanza"]
     # mysql://USER:PASSWORD@HOST[:PORT]/DATABASE[?charset=utf8mb4] (a read-only user is
-    # enough; the poller only reads). Checked when the poller connects.
+    # enough; the poller only reads), or sqlite:///PATH for a Khanza-like SQLite file
+    # (the demo's). Checked when the poller connects.
     dsn: SecretStr
     channel: str  # a bpjs_antrean channel: the messages go there
     interval: PositiveDuration = 30.0  # between the end of one poll and the next

@@ -1,28 +1,46 @@
-"""Start a simulator where a channel of the YAML file expects its peer:
-``python -m daemon.sim.run mllp|http -c FILE --channel NAME [simulator options]``.
-The address comes from the config, so the demo's ports are set in one place."""
+"""Start a simulator where the YAML file expects its peer:
+``python -m daemon.sim.run mllp|http|bpjs -c FILE --channel NAME [options]`` for a
+channel's peer, ``python -m daemon.sim.run khanza -c FILE --source NAME [options]``
+for a Khanza source's hospital. Addresses, credentials, files and time zones come
+from the config, so the demo sets each in one place."""
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from urllib.parse import urlsplit
 
 from daemon.config import EX_CONFIG, ConfigError, load_config
-from daemon.settings import HttpChannel, MllpChannel
+from daemon.settings import BpjsAntreanChannel, HttpChannel, KhanzaSource, MllpChannel, Settings
+from daemon.sources import SourceError
+from daemon.sources.khanza import connect_args
+
+CHANNEL_KINDS = ("mllp", "http", "bpjs")
+SOURCE_KINDS = ("khanza",)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m daemon.sim.run")
-    parser.add_argument("kind", choices=("mllp", "http"))
+    parser.add_argument("kind", choices=CHANNEL_KINDS + SOURCE_KINDS)
     parser.add_argument("-c", "--config", required=True)
-    parser.add_argument("--channel", required=True)
+    parser.add_argument("--channel", help="the channel whose peer this is (mllp, http, bpjs)")
+    parser.add_argument("--source", help="the source whose database this is (khanza)")
     args, rest = parser.parse_known_args(argv)
+    wanted = "--channel" if args.kind in CHANNEL_KINDS else "--source"
+    if getattr(args, wanted.lstrip("-")) is None:
+        parser.error(f"{args.kind} needs {wanted} NAME")
     try:
         settings = load_config(args.config)
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         return EX_CONFIG
+    if args.kind in SOURCE_KINDS:
+        return _source(args, settings, rest)
+    return _channel(args, settings, rest)
+
+
+def _channel(args: argparse.Namespace, settings: Settings, rest: list[str]) -> int:
     channel = settings.channels.get(args.channel)
     if args.kind == "mllp" and isinstance(channel, MllpChannel):
         from daemon.sim import mllp
@@ -35,8 +53,56 @@ def main(argv: list[str] | None = None) -> int:
         return http.main(
             ["--host", url.hostname or "127.0.0.1", "--port", str(url.port or 80), *rest]
         )
+    if args.kind == "bpjs" and isinstance(channel, BpjsAntreanChannel):
+        from daemon.sim import bpjs
+
+        url = urlsplit(str(channel.base_url))
+        # the credentials by environment, not argv: `ps` shows a command line
+        os.environ["OUTBOXD_SIM_BPJS_SECRET"] = channel.secret.get_secret_value()
+        os.environ["OUTBOXD_SIM_BPJS_USER_KEY"] = channel.user_key.get_secret_value()
+        zone = _channel_zone(settings, args.channel)
+        return bpjs.main(
+            [
+                "--host", url.hostname or "127.0.0.1",
+                "--port", str(url.port or (443 if url.scheme == "https" else 80)),
+                "--cons-id", channel.cons_id,
+                "--timezone", zone,
+                *rest,
+            ]
+        )  # fmt: skip
     print(f"no {args.kind} channel named {args.channel!r} in {args.config}", file=sys.stderr)
     return EX_CONFIG
+
+
+def _channel_zone(settings: Settings, channel: str) -> str:
+    """The zone of the hospital feeding ``channel``: its source's, else the file's."""
+    for source in settings.sources.values():
+        if isinstance(source, KhanzaSource) and source.channel == channel and source.timezone:
+            return str(source.timezone)
+    return str(settings.timezone)
+
+
+def _source(args: argparse.Namespace, settings: Settings, rest: list[str]) -> int:
+    source = settings.sources.get(args.source)
+    if not isinstance(source, KhanzaSource):
+        print(f"no khanza source named {args.source!r} in {args.config}", file=sys.stderr)
+        return EX_CONFIG
+    try:
+        where = connect_args(source.dsn.get_secret_value())
+    except SourceError as exc:
+        print(f"sources.{args.source}.{exc}", file=sys.stderr)
+        return EX_CONFIG
+    if "path" not in where:
+        print(
+            f"sources.{args.source}.dsn: the hospital simulator writes a SQLite file"
+            " (sqlite:///PATH); it never touches a real Khanza server",
+            file=sys.stderr,
+        )
+        return EX_CONFIG
+    from daemon.sim import khanza
+
+    zone = str(source.timezone or settings.timezone)
+    return khanza.main(["--db", where["path"], "--timezone", zone, *rest])
 
 
 if __name__ == "__main__":

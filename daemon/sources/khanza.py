@@ -48,7 +48,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 import pymysql
 
 from daemon.settings import KhanzaSource as KhanzaSettings
-from daemon.sources import SourceError
+from daemon.sources import SourceError, khanza_sqlite
 from daemon.sources.bpjs_plan import Booking, epoch_ms
 
 log = logging.getLogger("outboxd.sources.khanza")
@@ -83,6 +83,21 @@ WHERE b.tanggalperiksa BETWEEN %(first)s AND %(last)s AND b.status <> 'Gagal'
 ORDER BY b.tanggalperiksa, b.nobooking
 """
 
+
+def _shift(column: str) -> str:
+    """``column`` of the doctor's shift at that poli on the visit's weekday: the
+    first one still open at registration (``jam_reg``), else the day's first.
+    (Two subqueries, not ``ORDER BY jam_selesai < r.jam_reg``: SQLite, the demo's
+    Khanza, cannot see an outer column in a subquery's ORDER BY.)"""
+    day = f"""j.kd_dokter = r.kd_dokter AND j.kd_poli = r.kd_poli
+            AND j.hari_kerja = ELT(DAYOFWEEK(r.tgl_registrasi), {WEEKDAYS})"""
+    return f"""COALESCE(
+         (SELECT {column} FROM jadwal j WHERE {day}
+            AND (j.jam_selesai IS NULL OR j.jam_selesai >= r.jam_reg)
+          ORDER BY j.jam_mulai LIMIT 1),
+         (SELECT {column} FROM jadwal j WHERE {day} ORDER BY j.jam_mulai LIMIT 1))"""
+
+
 ONSITE_VISITS = f"""
 SELECT r.no_rawat, r.no_reg, r.tgl_registrasi, r.jam_reg, r.kd_dokter, r.kd_poli, r.stts,
        r.stts_daftar, r.kd_pj, r.no_rkm_medis, p.no_ktp, p.no_tlp, p.no_peserta,
@@ -91,14 +106,8 @@ SELECT r.no_rawat, r.no_reg, r.tgl_registrasi, r.jam_reg, r.kd_dokter, r.kd_poli
         WHERE md.kd_dokter = r.kd_dokter) AS kd_dokter_bpjs,
        COALESCE(d.nm_dokter, (SELECT MAX(md.nm_dokter_bpjs) FROM maping_dokter_dpjpvclaim md
                               WHERE md.kd_dokter = r.kd_dokter), '') AS namadokter,
-       (SELECT CONCAT(LEFT(j.jam_mulai, 5), '-', LEFT(j.jam_selesai, 5)) FROM jadwal j
-        WHERE j.kd_dokter = r.kd_dokter AND j.kd_poli = r.kd_poli
-          AND j.hari_kerja = ELT(DAYOFWEEK(r.tgl_registrasi), {WEEKDAYS})
-        ORDER BY j.jam_selesai < r.jam_reg, j.jam_mulai LIMIT 1) AS jampraktek,
-       (SELECT j.kuota FROM jadwal j
-        WHERE j.kd_dokter = r.kd_dokter AND j.kd_poli = r.kd_poli
-          AND j.hari_kerja = ELT(DAYOFWEEK(r.tgl_registrasi), {WEEKDAYS})
-        ORDER BY j.jam_selesai < r.jam_reg, j.jam_mulai LIMIT 1) AS kuota,
+       {_shift("CONCAT(LEFT(j.jam_mulai, 5), '-', LEFT(j.jam_selesai, 5))")} AS jampraktek,
+       {_shift("j.kuota")} AS kuota,
        (SELECT COUNT(*) FROM reg_periksa r2
         WHERE r2.kd_dokter = r.kd_dokter AND r2.kd_poli = r.kd_poli
           AND r2.tgl_registrasi = r.tgl_registrasi AND r2.stts <> 'Batal') AS terdaftar
@@ -269,17 +278,24 @@ def _leading_integer(value: Any) -> Any:
 
 
 def connect_args(dsn: str) -> dict[str, Any]:
-    """PyMySQL connect arguments from ``mysql://user:pass@host:port/db?charset=…``;
-    ``SourceError`` for a DSN it cannot use (the password never shown)."""
+    """PyMySQL connect arguments from ``mysql://user:pass@host:port/db?charset=…``,
+    or ``{"path": …}`` for a Khanza-like SQLite file (``sqlite:///relative/path``,
+    ``sqlite:////absolute/path``: the demo's); ``SourceError`` for a DSN it cannot use
+    (the password never shown)."""
     try:
         parts = urlsplit(dsn)
         port = parts.port
     except ValueError as exc:
         raise SourceError(f"dsn: cannot read it ({exc})") from None
+    if parts.scheme == khanza_sqlite.SCHEME:
+        path = unquote(parts.path[1:] if parts.path.startswith("/") else parts.path)
+        if parts.netloc or not path or parts.query:
+            raise SourceError("dsn: expected sqlite:///PATH (a Khanza-like SQLite file)")
+        return {"path": path}
     if parts.scheme not in DSN_SCHEMES:
         raise SourceError(
-            f"dsn: expected mysql://USER:PASSWORD@HOST:PORT/DATABASE, got scheme "
-            f"{parts.scheme or '(none)'!r}"
+            f"dsn: expected mysql://USER:PASSWORD@HOST:PORT/DATABASE (or sqlite:///PATH), "
+            f"got scheme {parts.scheme or '(none)'!r}"
         )
     database = unquote(parts.path.lstrip("/"))
     if not database:
@@ -301,6 +317,8 @@ def connect_args(dsn: str) -> dict[str, Any]:
 
 def describe(args: Mapping[str, Any]) -> str:
     """Where a connection goes, without the password."""
+    if "path" in args:
+        return f"sqlite:{args['path']}"
     where = args.get("unix_socket") or f"{args['host']}:{args['port']}"
     return f"{args['user']}@{where}/{args['database']}"
 
@@ -325,14 +343,16 @@ Connect = Callable[..., Any]
 
 
 class KhanzaSource:
-    """Reads one Khanza database; one ``read`` is one connection, one snapshot."""
+    """Reads one Khanza database; one ``read`` is one connection, one snapshot.
+    ``connect`` replaces the driver's connect function (by default PyMySQL's, or
+    ``khanza_sqlite.connect`` for a ``sqlite:`` DSN)."""
 
     def __init__(
         self,
         name: str,
         settings: KhanzaSettings,
         zone: tzinfo,
-        connect: Connect = pymysql.connect,
+        connect: Connect | None = None,
     ) -> None:
         self.name = name
         self.settings = settings
@@ -355,8 +375,9 @@ class KhanzaSource:
         self._stop = stop or threading.Event()
         args = connect_args(self.settings.dsn.get_secret_value())
         where = describe(args)
+        connect = self._connect or (khanza_sqlite.connect if "path" in args else pymysql.connect)
         try:
-            conn = self._connect(
+            conn = connect(
                 **args,
                 connect_timeout=self.settings.connect_timeout,
                 read_timeout=self.settings.read_timeout,

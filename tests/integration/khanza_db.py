@@ -1,16 +1,21 @@
-"""A SIMRS Khanza database of a test's own on the MariaDB test server: the
-reference schema (``khanza_schema.sql``) and helpers to seed a day of visits."""
+"""A SIMRS Khanza database of a test's own on the MariaDB test server (the
+reference schema, ``khanza_schema.sql``) or in a SQLite file (the demo's
+Khanza-like tables), and helpers to seed a day of visits."""
 
 from __future__ import annotations
 
 import os
 import re
+import sqlite3
+from collections.abc import Sequence
 from datetime import date, datetime, time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from daemon.sim import khanza as khanza_sim
+from daemon.sources.khanza_sqlite import sqlite_params, sqlite_sql
 from tests.services import mariadb_connect, mariadb_url
 
 _SHARED = Path(__file__).resolve().parents[3] / "shared" / "reference" / "khanza_schema.sql"
@@ -67,6 +72,10 @@ class KhanzaDb:
     def execute(self, sql: str, params: Any = None) -> None:
         with self.conn.cursor() as cursor:
             cursor.execute(sql, params)
+
+    def upsert(self, key: str, columns: Sequence[str]) -> str:
+        """The clause that makes an INSERT update ``columns`` of a row already there."""
+        return " ON DUPLICATE KEY UPDATE " + ", ".join(f"{c} = VALUES({c})" for c in columns)
 
     def insert(self, table: str, **values: Any) -> None:
         columns = ", ".join(f"`{c}`" for c in values)
@@ -233,7 +242,7 @@ class KhanzaDb:
         self.execute(
             "INSERT INTO mutasi_berkas (no_rawat, status, dikirim, diterima, kembali, tidakada,"
             " ranap) VALUES (%s, 'Sudah Dikirim', %s, %s, %s, %s, %s)"
-            " ON DUPLICATE KEY UPDATE dikirim = VALUES(dikirim), diterima = VALUES(diterima)",
+            + self.upsert("no_rawat", ("dikirim", "diterima")),
             [no_rawat, dikirim, diterima, ZERO_DATETIME, ZERO_DATETIME, ZERO_DATETIME],
         )
 
@@ -268,8 +277,7 @@ class KhanzaDb:
             "INSERT INTO resep_obat (no_resep, tgl_perawatan, jam, no_rawat, kd_dokter,"
             " tgl_peresepan, jam_peresepan, status, tgl_penyerahan, jam_penyerahan)"
             " VALUES (%s, %s, %s, %s, %s, %s, %s, 'ralan', %s, %s)"
-            " ON DUPLICATE KEY UPDATE tgl_perawatan = VALUES(tgl_perawatan), jam = VALUES(jam),"
-            " tgl_peresepan = VALUES(tgl_peresepan), jam_peresepan = VALUES(jam_peresepan)",
+            + self.upsert("no_resep", ("tgl_perawatan", "jam", "tgl_peresepan", "jam_peresepan")),
             [
                 no_resep,
                 ready[0],
@@ -308,3 +316,41 @@ def at(day: date, clock: str) -> datetime:
 
 def no_rawat(day: date, n: int) -> str:
     return f"{day:%Y/%m/%d}/{n:06d}"
+
+
+class SqliteKhanzaDb(KhanzaDb):
+    """The same helpers on a Khanza-like SQLite file (the demo's tables,
+    ``daemon.sim.khanza.SCHEMA``), read by the source through ``sqlite:`` DSNs."""
+
+    def __init__(self, path: Path) -> None:
+        self.name = path.stem
+        self.path = path
+        self.url = f"sqlite:///{path}"
+        self.conn: Any = None
+
+    def create(self) -> SqliteKhanzaDb:
+        self.path.unlink(missing_ok=True)
+        self.conn = sqlite3.connect(self.path, isolation_level=None)
+        self.conn.execute("PRAGMA journal_mode = WAL")
+        for statement in khanza_sim.SCHEMA:
+            self.conn.execute(statement)
+        return self
+
+    def drop(self) -> None:
+        if self.conn is not None:
+            self.conn.close()
+            self.conn = None
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{self.path}{suffix}").unlink(missing_ok=True)
+
+    def execute(self, sql: str, params: Any = None) -> None:
+        named = None if params is None else isinstance(params, dict)
+        self.conn.execute(sqlite_sql(sql, named), sqlite_params(params))
+
+    def insert(self, table: str, **values: Any) -> None:
+        known = {row[1] for row in self.conn.execute(f"PRAGMA table_info({table})")}
+        super().insert(table, **{k: v for k, v in values.items() if k in known})
+
+    def upsert(self, key: str, columns: Sequence[str]) -> str:
+        sets = ", ".join(f"{c} = excluded.{c}" for c in columns)
+        return f" ON CONFLICT ({key}) DO UPDATE SET {sets}"

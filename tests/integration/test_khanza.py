@@ -1,6 +1,8 @@
-"""The Khanza source against a real MariaDB: a database of its own with the
-reference schema and a day of visits (new and returning patients, prescriptions,
-cancellations, zero dates); overrides; a server down, refusing or slow."""
+"""The Khanza source against a real MariaDB (a database of its own with the
+reference schema) and against a Khanza-like SQLite file (the demo's), each with
+the same day of visits (new and returning patients, prescriptions,
+cancellations, zero dates); overrides; a server down, refusing or slow; a file
+missing or a query too slow."""
 
 from __future__ import annotations
 
@@ -20,7 +22,14 @@ from daemon.settings import KhanzaSource as KhanzaSettings
 from daemon.sources import SourceError
 from daemon.sources.bpjs_plan import Booking, epoch_ms, plan_visit
 from daemon.sources.khanza import KhanzaSource
-from tests.integration.khanza_db import ZERO_DATE, ZERO_DATETIME, ZERO_TIME, KhanzaDb, at
+from tests.integration.khanza_db import (
+    ZERO_DATE,
+    ZERO_DATETIME,
+    ZERO_TIME,
+    KhanzaDb,
+    SqliteKhanzaDb,
+    at,
+)
 from tests.integration.khanza_db import no_rawat as rawat
 
 pytestmark = pytest.mark.timeout(60)
@@ -98,9 +107,18 @@ def seed(db: KhanzaDb) -> None:
     )
 
 
-@pytest.fixture(scope="module")
-def khanza() -> Iterator[KhanzaDb]:
-    db = KhanzaDb(f"outboxd_khanza_{os.getpid()}").create()
+MARIADB_ONLY = pytest.mark.parametrize("khanza", ["mariadb"], indirect=True)
+SQLITE_ONLY = pytest.mark.parametrize("khanza", ["sqlite"], indirect=True)
+
+
+@pytest.fixture(scope="module", params=["mariadb", "sqlite"])
+def khanza(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[KhanzaDb]:
+    if request.param == "mariadb":
+        db = KhanzaDb(f"outboxd_khanza_{os.getpid()}").create()
+    else:
+        db = SqliteKhanzaDb(tmp_path_factory.mktemp("khanza") / "sik.db").create()
     try:
         seed(db)
         yield db
@@ -224,7 +242,8 @@ def test_a_broken_override_names_the_query(khanza):
     source = KhanzaSource("rs", settings(khanza.url, queries={"4": "SELECT nope FROM x"}), JAKARTA)
     with pytest.raises(SourceError) as info:
         source.read(DAY, DAY)
-    assert "queries.4 failed" in str(info.value) and "1146" in str(info.value)
+    assert "queries.4 failed" in str(info.value)
+    assert "1146" in str(info.value) or "no such table: x" in str(info.value)
 
 
 # --- trouble ---------------------------------------------------------------------------
@@ -247,6 +266,7 @@ def test_a_server_that_is_down(closed_port):
     assert "2003" in str(info.value)
 
 
+@MARIADB_ONLY
 def test_a_refused_login_never_shows_the_password(khanza):
     url = khanza.url.replace("mysql://", "mysql://nobody:hunter2secret@", 1).replace("root@", "", 1)
     source = KhanzaSource("rs", settings(url), JAKARTA)
@@ -255,6 +275,7 @@ def test_a_refused_login_never_shows_the_password(khanza):
     assert "Access denied" in str(info.value) and "hunter2secret" not in str(info.value)
 
 
+@MARIADB_ONLY
 def test_a_slow_server_is_given_up_on_after_the_read_timeout(khanza):
     slow = {"3": "SELECT SLEEP(5), NULL FROM DUAL WHERE %(no_rawat)s IS NOT NULL"}
     source = KhanzaSource("rs", settings(khanza.url, queries=slow, read_timeout="0.5s"), JAKARTA)
@@ -273,3 +294,44 @@ def test_a_read_given_up_on_starts_no_further_query(khanza):
     with pytest.raises(SourceError) as info:
         source.read(DAY, DAY, stop=stop)
     assert str(info.value).endswith("the read was abandoned")
+
+
+# --- the SQLite file (the demo's Khanza) -----------------------------------------------------
+
+
+@SQLITE_ONLY
+def test_a_slow_sqlite_query_is_interrupted_after_the_read_timeout(khanza):
+    endless = (
+        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n)"
+        " SELECT max(i), NULL FROM n WHERE %(no_rawat)s IS NOT NULL"
+    )
+    source = KhanzaSource(
+        "rs", settings(khanza.url, queries={"3": endless}, read_timeout="0.5s"), JAKARTA
+    )
+    started = time.monotonic()
+    with pytest.raises(SourceError) as info:
+        source.read(DAY, DAY)
+    assert time.monotonic() - started < 3
+    assert "queries.3 failed" in str(info.value) and "read_timeout (0.5s)" in str(info.value)
+    assert read(khanza)["B1"].times[3] == local("08:00")  # the next read is fine
+
+
+def test_a_missing_sqlite_file_is_an_error_not_an_empty_hospital(tmp_path):
+    missing = tmp_path / "nowhere.db"
+    source = KhanzaSource("rs", settings(f"sqlite:///{missing}"), JAKARTA)
+    with pytest.raises(SourceError) as info:
+        source.read(DAY, DAY)
+    assert str(info.value) == f"cannot connect to sqlite:{missing}: OperationalError 0: " + (
+        f"SQLite: no database file at {missing}"
+    )
+    assert not missing.exists()
+
+
+@SQLITE_ONLY
+def test_the_sqlite_source_only_reads(khanza):
+    write = {"3": "DELETE FROM mutasi_berkas WHERE no_rawat = %(no_rawat)s"}
+    source = KhanzaSource("rs", settings(khanza.url, queries=write), JAKARTA)
+    with pytest.raises(SourceError) as info:
+        source.read(DAY, DAY)
+    assert "queries.3 failed" in str(info.value) and "readonly" in str(info.value)
+    assert read(khanza)["B1"].times[3] == local("08:00")
