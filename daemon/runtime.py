@@ -25,7 +25,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from daemon.config import ConfigError, load_config
 from daemon.errors import StartupError
 from daemon.metrics import Metrics
-from daemon.settings import RoleSettings, Settings
+from daemon.settings import RoleSettings, RolesSettings, Settings
 from daemon.store import Store, StoreUnavailable, open_database
 from daemon.store.migrations import require_current
 from daemon.store.thread import StoreThread
@@ -136,7 +136,8 @@ class Runtime:
         server = await self._start_health_server(role, thread)
         tasks = await role.start()
         self.metrics.up.labels(self.role_name).set(1)
-        log.info("started", extra={"role": self.role_name, "tasks": len(tasks)})
+        loop = type(asyncio.get_running_loop()).__module__.split(".", 1)[0]
+        log.info("started", extra={"role": self.role_name, "tasks": len(tasks), "loop": loop})
         code = 0
         try:
             while not self.stopping.is_set():
@@ -245,4 +246,19 @@ def run_role(role: str, process_num: int, config_path: str | None, factory: Role
     settings = load_config(config_path)
     setup_logging(settings.logging.level, settings.logging.format, f"{role}.{process_num}")
     runtime = Runtime(role, process_num, config_path, settings)
-    return asyncio.run(runtime.run(factory))
+    with asyncio.Runner(loop_factory=loop_factory(settings.roles, role)) as runner:
+        return runner.run(runtime.run(factory))
+
+
+def loop_factory(roles: RolesSettings, role: str) -> Callable[[], asyncio.AbstractEventLoop]:
+    """The event loop ``roles.ROLE.event_loop`` asks for; the standard one, with a
+    warning, when uvloop is asked for and not installed."""
+    wanted = getattr(roles, role).event_loop if hasattr(roles, role) else "asyncio"
+    if wanted == "uvloop":
+        try:
+            import uvloop
+        except ImportError:
+            log.warning("uvloop is not installed; using the standard asyncio event loop")
+        else:
+            return uvloop.new_event_loop
+    return asyncio.new_event_loop

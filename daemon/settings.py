@@ -315,6 +315,10 @@ class RoleSettings(Model):
     host: str = "127.0.0.1"
     base_port: Port
     drain_timeout: PositiveDuration = 30.0
+    # The asyncio event loop implementation: "uvloop" (libuv; less CPU per message,
+    # the default where it is installed, i.e. not on Windows) or "asyncio" (the
+    # standard library's).
+    event_loop: Literal["uvloop", "asyncio"] = "uvloop"
 
 
 class RolesSettings(Model):

@@ -92,6 +92,7 @@ PG_SCHEMA = "outboxd_bench_dispatch"
 DEFAULT_PG = "postgresql://postgres@127.0.0.1:5432/test"
 SECTIONS = ("throughput", "rate", "latency", "bpjs")
 CONCURRENCY = 4  # MLLP connections per dispatcher process
+EVENT_LOOP = {"name": "uvloop"}  # roles.dispatcher.event_loop of the runs (--event-loop)
 ENQUEUE_BATCH = 500
 RATE_BATCH = 100  # the channel's batch_size in the rate runs (the default)
 POLL = 0.05  # seconds between the bench's progress polls
@@ -589,7 +590,13 @@ def write_config(
     config = {
         "database": backend.url,
         "channels": {CHANNEL: channel},
-        "roles": {"dispatcher": {"base_port": base_port, "drain_timeout": f"{DRAIN_TIMEOUT:g}s"}},
+        "roles": {
+            "dispatcher": {
+                "base_port": base_port,
+                "drain_timeout": f"{DRAIN_TIMEOUT:g}s",
+                "event_loop": EVENT_LOOP["name"],
+            }
+        },
         "logging": {"level": "INFO"},
     }
     path.write_text(json.dumps(config, indent=2))  # JSON is YAML
@@ -1250,8 +1257,15 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--repeat", type=int, help="throughput runs per figure, median printed (default 3)"
     )
+    parser.add_argument(
+        "--event-loop",
+        choices=("uvloop", "asyncio"),
+        default="uvloop",
+        help="the dispatchers' roles.dispatcher.event_loop (default uvloop, as the config's)",
+    )
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
     args = parser.parse_args(argv)
+    EVENT_LOOP["name"] = args.event_loop
     unknown = set(args.backends.split(",")) - {"sqlite", "postgres"}
     if unknown:
         parser.error(f"unknown backends: {', '.join(sorted(unknown))}")
@@ -1303,7 +1317,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         setup = {
             "payload": f"HL7 ADT^A04, {check_payload()} bytes, unique MSH-10",
             "dispatchers": f"{sys.executable} -m daemon run dispatcher; "
-            f"{sizes.concurrency} connections each (channel concurrency)",
+            f"{sizes.concurrency} connections each (channel concurrency); "
+            f"event loop {EVENT_LOOP['name']}",
             "repeat": f"{sizes.repeat} per throughput figure (the median); rate and latency: one "
             "run each (aggregates of many messages)",
             "peer": "throughput: the canned-ACK simulator, own process; rate and latency: "

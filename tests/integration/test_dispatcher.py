@@ -99,6 +99,29 @@ async def test_delivers_everything_then_exits_zero_on_sigterm(tmp_path, db_url, 
         finally:
             proc.kill()
         assert "stopped" in proc.output()
+        assert "loop=uvloop" in proc.output()  # roles.dispatcher.event_loop's default
+
+
+async def test_the_standard_event_loop_when_configured(tmp_path, db_url, store):
+    async with HttpSink() as sink:
+        health = free_port()
+        config = write_config(
+            tmp_path / "o.yaml", db_url=db_url, sink_port=sink.port, health_port=health
+        )
+        config.write_text(
+            config.read_text().replace(
+                "drain_timeout: 10s}", "drain_timeout: 10s, event_loop: asyncio}"
+            )
+        )
+        enqueue(store, 5)
+        proc = DaemonProcess(tmp_path, config)
+        try:
+            await proc.start(health)
+            await eventually(lambda: statuses(store) == {"sent": 5}, what="5 sent")
+            assert await proc.stop() == 0
+        finally:
+            proc.kill()
+        assert "loop=asyncio" in proc.output() and "loop=uvloop" not in proc.output()
 
 
 async def test_retries_with_backoff_then_fails_when_attempts_run_out(tmp_path, db_url, store):

@@ -367,3 +367,12 @@ def test_khanza_source_must_feed_a_bpjs_channel():
     assert found == [
         "sources.k.channel: a khanza source sends to a bpjs_antrean channel; 'hook' is 'http'"
     ]
+
+
+def test_an_unknown_event_loop_is_refused():
+    with pytest.raises(ConfigError) as info:
+        parse_config(
+            "database: sqlite:///x.db\nroles:\n  dispatcher: {base_port: 9110, event_loop: trio}\n"
+        )
+    assert "roles.dispatcher.event_loop" in str(info.value)
+    assert parse_config("database: sqlite:///x.db").roles.dispatcher.event_loop == "uvloop"
