@@ -253,8 +253,7 @@ def run_role(role: str, process_num: int, config_path: str | None, factory: Role
 def loop_factory(roles: RolesSettings, role: str) -> Callable[[], asyncio.AbstractEventLoop]:
     """The event loop ``roles.ROLE.event_loop`` asks for; the standard one, with a
     warning, when uvloop is asked for and not installed."""
-    wanted = getattr(roles, role).event_loop if hasattr(roles, role) else "asyncio"
-    if wanted == "uvloop":
+    if getattr(roles, role).event_loop == "uvloop":
         try:
             import uvloop
         except ImportError:

@@ -190,7 +190,6 @@ def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
 @dataclass
 class Visit:
     nobooking: str
-    day: date
     no_rawat: str | None
     norm: str
     kd_poli: str
@@ -245,13 +244,12 @@ class Hospital:
 
     def _open(self, day: date) -> list[Visit]:
         rows = self.conn.execute(
-            "SELECT nobooking, day, no_rawat, norm, kd_poli, kd_dokter, steps, last_at"
+            "SELECT nobooking, no_rawat, norm, kd_poli, kd_dokter, steps, last_at"
             " FROM outboxd_sim_visit WHERE done = 0 AND day = ? ORDER BY nobooking",
             (day.isoformat(),),
         ).fetchall()
         return [
-            Visit(r[0], date.fromisoformat(r[1]), r[2], r[3], r[4], r[5], r[6].split(","),
-                  datetime.fromisoformat(r[7]))
+            Visit(r[0], r[1], r[2], r[3], r[4], r[5].split(","), datetime.fromisoformat(r[6]))
             for r in rows
         ]  # fmt: skip
 

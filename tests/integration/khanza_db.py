@@ -20,9 +20,11 @@ from tests.services import mariadb_connect, mariadb_url
 
 _SHARED = Path(__file__).resolve().parents[3] / "shared" / "reference" / "khanza_schema.sql"
 SCHEMA = Path(os.environ.get("OUTBOXD_KHANZA_SCHEMA", str(_SHARED)))
-ZERO_DATETIME = "0000-00-00 00:00:00"
-ZERO_DATE = "0000-00-00"
-ZERO_TIME = "00:00:00"
+ZERO_DATETIME, ZERO_DATE, ZERO_TIME = (
+    khanza_sim.ZERO_DATETIME,
+    khanza_sim.ZERO_DATE,
+    khanza_sim.ZERO_TIME,
+)
 
 
 def schema_statements(text: str) -> list[str]:
