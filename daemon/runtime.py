@@ -22,10 +22,11 @@ from typing import Protocol
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from daemon import eventloop
 from daemon.config import ConfigError, load_config
 from daemon.errors import StartupError
 from daemon.metrics import Metrics
-from daemon.settings import RoleSettings, RolesSettings, Settings
+from daemon.settings import RoleSettings, Settings
 from daemon.store import Store, StoreUnavailable, open_database
 from daemon.store.migrations import require_current
 from daemon.store.thread import StoreThread
@@ -246,18 +247,4 @@ def run_role(role: str, process_num: int, config_path: str | None, factory: Role
     settings = load_config(config_path)
     setup_logging(settings.logging.level, settings.logging.format, f"{role}.{process_num}")
     runtime = Runtime(role, process_num, config_path, settings)
-    with asyncio.Runner(loop_factory=loop_factory(settings.roles, role)) as runner:
-        return runner.run(runtime.run(factory))
-
-
-def loop_factory(roles: RolesSettings, role: str) -> Callable[[], asyncio.AbstractEventLoop]:
-    """The event loop ``roles.ROLE.event_loop`` asks for; the standard one, with a
-    warning, when uvloop is asked for and not installed."""
-    if getattr(roles, role).event_loop == "uvloop":
-        try:
-            import uvloop
-        except ImportError:
-            log.warning("uvloop is not installed; using the standard asyncio event loop")
-        else:
-            return uvloop.new_event_loop
-    return asyncio.new_event_loop
+    return eventloop.run(runtime.run(factory), getattr(settings.roles, role).event_loop)

@@ -1,7 +1,8 @@
 from __future__ import annotations
 
+import asyncio
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,24 @@ from daemon.store.models import MODELS
 from tests.services import pg_admin_connect, pg_schema_url
 
 BACKENDS = ("sqlite", "postgres")
+
+
+def pytest_asyncio_loop_factories(
+    config: pytest.Config, item: pytest.Item
+) -> Mapping[str, Callable[[], asyncio.AbstractEventLoop]]:
+    """Tests marked ``both_loops`` run on asyncio's event loop and on uvloop (the
+    dispatcher's default, whose transports close and fail differently); the
+    rest on asyncio's."""
+    factories: dict[str, Callable[[], asyncio.AbstractEventLoop]] = {
+        "asyncio": asyncio.new_event_loop
+    }
+    if item.get_closest_marker("both_loops") is not None:
+        try:
+            import uvloop
+        except ImportError:  # the asyncio run still happens
+            return factories
+        factories["uvloop"] = uvloop.new_event_loop
+    return factories
 
 
 @pytest.fixture(scope="session")

@@ -13,7 +13,7 @@ class Verdict(enum.Enum):
     REJECTED = "rejected"  # permanent: the peer refused it; retrying will not help
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)  # read-only by convention: frozen costs per message
 class Outcome:
     verdict: Verdict
     detail: str = ""  # for the operator: why, in one line
@@ -40,7 +40,7 @@ class Outcome:
         return cls(Verdict.REJECTED, detail, response)
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)  # read-only by convention: frozen costs per message
 class Envelope:
     """What a sender gets to send: the stored payload and its identity."""
 

@@ -36,6 +36,7 @@ import logging
 import os
 import ssl
 import weakref
+from typing import cast
 
 from daemon.channels.base import Envelope, Outcome
 from daemon.hl7 import (
@@ -46,8 +47,9 @@ from daemon.hl7 import (
     FramingError,
     InvalidHL7,
     ascii_compatible,
-    control_id,
     frame,
+    plain_accept,
+    raw_control_id,
     read_ack,
 )
 from daemon.settings import MllpChannel as MllpSettings
@@ -56,7 +58,6 @@ from daemon.settings import TlsSettings
 log = logging.getLogger("outboxd.channels.mllp")
 
 MAX_ACK_BYTES = 1 << 20  # a bigger answer is treated as garbage
-READ_CHUNK = 1 << 16
 CLOSE_TIMEOUT = 1.0
 
 
@@ -112,6 +113,82 @@ class MllpChannel:
             await sender.close()
 
 
+class _Connection(asyncio.Protocol):
+    """The client end of one connection: bytes in, frames out to the one send
+    waiting for its ACK. Frames that arrive while no send waits stay buffered,
+    so the next send reads them first (and a stale ACK shows as a mismatch)."""
+
+    def __init__(self, target: str) -> None:
+        self.target = target
+        self.transport: asyncio.Transport | None = None
+        self.decoder = FrameDecoder(MAX_ACK_BYTES)
+        self.waiter: asyncio.Future[bytes] | None = None
+        self.closed = False  # the peer closed, or the connection broke
+        self.gone: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._warned = False  # whitespace between frames is logged once per connection
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
+
+    def data_received(self, data: bytes) -> None:
+        waiter = self.waiter
+        if waiter is not None and not waiter.done():
+            body = self.decoder.whole(data)  # the usual case: the ACK in one piece
+            if body is not None:
+                waiter.set_result(body)
+                return
+            self.decoder.feed(data)
+            self.deliver(waiter)
+            return
+        self.decoder.feed(data)
+        if self.decoder.pending > 2 * MAX_ACK_BYTES and self.transport is not None:
+            self.transport.abort()  # a peer talking while nobody asked: not an ACK stream
+
+    def deliver(self, waiter: asyncio.Future[bytes]) -> None:
+        """Hand the next whole frame (or the framing error) to ``waiter``."""
+        try:
+            body = self.decoder.next_frame()
+        except FramingError as exc:
+            waiter.set_exception(_Garbled(str(exc)))
+            return
+        if self.decoder.skipped and not self._warned:
+            self._warned = True
+            log.warning(
+                "peer sent whitespace outside MLLP frames; skipping it",
+                extra={"target": self.target, "bytes": self.decoder.skipped},
+            )
+        if body is not None:
+            waiter.set_result(body)
+
+    def eof_received(self) -> bool:
+        self._lost(None)
+        return False  # close our side too
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._lost(exc)
+        if not self.gone.done():
+            self.gone.set_result(None)
+
+    def _lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        waiter = self.waiter
+        if waiter is None or waiter.done():
+            return
+        if isinstance(exc, OSError):
+            waiter.set_exception(exc)
+        elif self.decoder.pending:
+            waiter.set_exception(
+                _Closed(f"closed by the peer mid-ACK ({self.decoder.pending} bytes received)")
+            )
+        else:
+            waiter.set_exception(_Closed("closed by the peer before it sent an ACK"))
+
+
+def _expire(waiter: asyncio.Future[bytes]) -> None:
+    if not waiter.done():
+        waiter.set_exception(TimeoutError())
+
+
 class MllpSender:
     """One connection, connected lazily and again after any failure. Not shared
     between tasks."""
@@ -121,32 +198,32 @@ class MllpSender:
         self.target = f"{settings.host}:{settings.port}"
         self._ssl = ssl_context
         self._encoding = settings.encoding
-        self._reader: asyncio.StreamReader | None = None
-        self._writer: asyncio.StreamWriter | None = None
-        self._decoder = FrameDecoder(MAX_ACK_BYTES)
-        self._warned = False  # whitespace between frames is logged once per connection
+        self._conn: _Connection | None = None
 
     @property
     def connected(self) -> bool:
-        return self._writer is not None
+        return self._conn is not None
 
     async def send(self, envelope: Envelope) -> Outcome:
         payload = envelope.payload
         try:
-            sent_id = control_id(payload, self._encoding)
+            sent_id = raw_control_id(payload)
         except InvalidHL7 as exc:
             return Outcome.rejected(f"payload is not an HL7 v2 message: {exc}")
         if b"\x0b" in payload or b"\x1c" in payload:
             return Outcome.rejected("payload contains an MLLP framing byte (0x0B or 0x1C)")
-        if self._writer is not None and self._stale():
+        conn = self._conn
+        if conn is not None and conn.closed:
             self._drop("the peer closed the idle connection")
-        if self._writer is None:
+            conn = None
+        if conn is None:
             failure = await self._connect()
             if failure is not None:
                 return failure
+            conn = self._conn
+            assert conn is not None
         try:
-            async with asyncio.timeout(self.settings.response_timeout):
-                body = await self._exchange(payload)
+            body = await self._exchange(conn, payload)
         except TimeoutError:
             self._drop("no ACK in time")
             return Outcome.retry(
@@ -164,6 +241,9 @@ class MllpSender:
         except BaseException:  # cancelled mid-exchange: the stream is in an unknown state
             self._drop("send interrupted")
             raise
+        accepted = plain_accept(body, sent_id, self._encoding)
+        if accepted is not None:
+            return Outcome.delivered(accepted)
         try:
             ack = read_ack(body, self._encoding)
         except InvalidHL7 as exc:
@@ -173,7 +253,7 @@ class MllpSender:
                 response=body.decode(self._encoding, "replace"),
                 transport_error=True,
             )
-        return self._judge(ack, sent_id)
+        return self._judge(ack, sent_id.decode(self._encoding, "replace"))
 
     def _judge(self, ack: Ack, sent_id: str) -> Outcome:
         if ack.control_id != sent_id:
@@ -191,44 +271,33 @@ class MllpSender:
             return Outcome.rejected(detail, ack.message)
         return Outcome.retry(detail, response=ack.message)
 
-    async def _exchange(self, payload: bytes) -> bytes:
-        assert self._reader is not None and self._writer is not None
-        self._writer.write(frame(payload))
-        await self._writer.drain()
-        decoder = self._decoder
-        while True:
-            try:
-                body = decoder.next_frame()
-            except FramingError as exc:
-                raise _Garbled(str(exc)) from None
-            if body is not None:
-                return body
-            data = await self._reader.read(READ_CHUNK)
-            if not data:
-                if decoder.pending:
-                    raise _Closed(f"closed by the peer mid-ACK ({decoder.pending} bytes received)")
-                raise _Closed("closed by the peer before it sent an ACK")
-            decoder.feed(data)
-            if decoder.skipped and not self._warned:
-                self._warned = True
-                log.warning(
-                    "peer sent whitespace outside MLLP frames; skipping it",
-                    extra={"target": self.target, "bytes": decoder.skipped},
-                )
-
-    def _stale(self) -> bool:
-        assert self._reader is not None and self._writer is not None
-        return self._writer.transport.is_closing() or self._reader.at_eof()
+    async def _exchange(self, conn: _Connection, payload: bytes) -> bytes:
+        """Write the frame and wait for the next frame back, within
+        ``response_timeout`` (one timer per send, no task or context manager)."""
+        assert conn.transport is not None
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[bytes] = loop.create_future()
+        conn.waiter = waiter
+        timer = loop.call_later(self.settings.response_timeout, _expire, waiter)
+        try:
+            conn.transport.write(frame(payload))
+            if conn.decoder.pending:  # an answer already buffered (early or stale)
+                conn.deliver(waiter)
+            return await waiter
+        finally:
+            timer.cancel()
+            conn.waiter = None
 
     async def _connect(self) -> Outcome | None:
         settings = self.settings
         extra = {}
         if self._ssl is not None:
             extra = {"ssl": self._ssl, "server_hostname": self._server_hostname()}
+        loop = asyncio.get_running_loop()
         try:
             async with asyncio.timeout(settings.connect_timeout):
-                reader, writer = await asyncio.open_connection(
-                    settings.host, settings.port, limit=MAX_ACK_BYTES, **extra
+                _, conn = await loop.create_connection(
+                    lambda: _Connection(self.target), settings.host, settings.port, **extra
                 )
         except TimeoutError:
             return Outcome.retry(
@@ -239,9 +308,7 @@ class MllpSender:
             return Outcome.retry(
                 f"cannot connect to {self.target}: {_describe(exc)}", transport_error=True
             )
-        self._reader, self._writer = reader, writer
-        self._decoder = FrameDecoder(MAX_ACK_BYTES)
-        self._warned = False
+        self._conn = conn
         log.info("connected", extra={"target": self.target, "tls": self._ssl is not None})
         return None
 
@@ -251,15 +318,15 @@ class MllpSender:
 
     def _drop(self, why: str) -> None:
         """Abort the connection at once; the next send reconnects."""
-        writer, self._reader, self._writer = self._writer, None, None
-        if writer is not None:
-            writer.transport.abort()
+        conn, self._conn = self._conn, None
+        if conn is not None and conn.transport is not None:
+            conn.transport.abort()
             log.info("connection dropped", extra={"target": self.target, "reason": why})
 
     async def close(self) -> None:
-        writer, self._reader, self._writer = self._writer, None, None
-        if writer is None:
+        conn, self._conn = self._conn, None
+        if conn is None or conn.transport is None:
             return
-        writer.close()
+        conn.transport.close()
         with contextlib.suppress(Exception):
-            await asyncio.wait_for(writer.wait_closed(), CLOSE_TIMEOUT)
+            await asyncio.wait_for(asyncio.shield(conn.gone), CLOSE_TIMEOUT)

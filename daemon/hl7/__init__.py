@@ -1,7 +1,16 @@
 """HL7 v2: message checks and normal form, the fast control-id read, ACKs and
 MLLP framing. No I/O and nothing of the database."""
 
-from daemon.hl7.ack import ACCEPTED, ACK_CODES, ERRORED, REJECTED, Ack, build_ack, read_ack
+from daemon.hl7.ack import (
+    ACCEPTED,
+    ACK_CODES,
+    ERRORED,
+    REJECTED,
+    Ack,
+    build_ack,
+    plain_accept,
+    read_ack,
+)
 from daemon.hl7.delimiters import Delimiters, read_delimiters
 from daemon.hl7.errors import InvalidHL7
 from daemon.hl7.escape import escape_problem, escape_text, unescape_text
@@ -33,6 +42,7 @@ __all__ = [
     "escape_text",
     "frame",
     "normalize",
+    "plain_accept",
     "raw_control_id",
     "read_ack",
     "read_delimiters",

@@ -73,14 +73,43 @@ def _describe_err(fields: list[str], d: Delimiters) -> str:
     return "; ".join(seen)
 
 
+def _ack_text(raw: bytes, encoding: str) -> str:
+    text = raw.decode(encoding, "replace").strip()
+    if "\n" in text:
+        text = text.replace("\r\n", "\r").replace("\n", "\r")
+    return text
+
+
+def plain_accept(raw: bytes, sent_id: bytes, encoding: str = "utf-8") -> str | None:
+    """The ACK's text when ``raw`` is a plain AA or CA of the message whose MSH-10
+    is ``sent_id`` (bytes as sent); None when it is anything else, to be read
+    by ``read_ack``. The common answer, judged on bytes without building an
+    ``Ack``: when this returns text, ``read_ack`` would accept the same ACK for
+    the same control id."""
+    if not raw.startswith(b"MSH") or len(raw) < 4:
+        return None
+    sep = raw[3:4]
+    if sep.isalnum() or sep.isspace():
+        return None
+    at = raw.find(b"\rMSA" + sep)
+    if at == -1 or raw.find(b"\rMSA\r", 0, at + 1) != -1:  # a bare MSA first: read_ack's error
+        return None
+    end = raw.find(b"\r", at + 1)
+    fields = raw[at + 1 : end if end != -1 else len(raw)].split(sep, 3)
+    if len(fields) < 3 or fields[1] not in _PLAIN_ACCEPT or fields[2] != sent_id:
+        return None
+    return _ack_text(raw, encoding)
+
+
+_PLAIN_ACCEPT = (b"AA", b"CA")
+
+
 def read_ack(raw: bytes, encoding: str = "utf-8") -> Ack:
     """The acknowledgment in ``raw`` (one MLLP frame's content).
 
     Raises ``InvalidHL7`` when it is not an ACK: no MSH first, no MSA, or an
     MSA-1 that is not in HL7 table 0008."""
-    text = raw.decode(encoding, "replace").strip()
-    if "\n" in text:
-        text = text.replace("\r\n", "\r").replace("\n", "\r")
+    text = _ack_text(raw, encoding)
     if not text.startswith("MSH") or len(text) < 4:
         raise InvalidHL7(f"ACK: no MSH segment at the start, got {text[:20]!r}")
     sep = text[3]

@@ -41,6 +41,22 @@ class FrameDecoder:
     def feed(self, data: bytes) -> None:
         self._buffer += data
 
+    def whole(self, data: bytes) -> bytes | None:
+        """The content of ``data`` when nothing is buffered and ``data`` is exactly
+        one clean frame (the usual shape of an answer); else None, and ``data``
+        is left for ``feed``. Checks what ``next_frame`` would check."""
+        if (
+            self._buffer
+            or self._in_frame
+            or data[:1] != START
+            or not data.endswith(END)
+            or len(data) - 3 > self.max_size
+        ):
+            return None
+        if data.find(b"\x1c", 1) != len(data) - 2 or data.find(b"\x0b", 1) != -1:
+            return None
+        return data[1:-2]
+
     def next_frame(self) -> bytes | None:
         """The next whole frame's content, or None until more bytes are fed."""
         buffer = self._buffer

@@ -86,12 +86,13 @@ class ChannelLoop:
         self.tasks: list[asyncio.Task[None]] = []
         self.workers: list[asyncio.Task[None]] = []
         self.current: dict[asyncio.Task[None], ClaimedMessage] = {}
+        self.sending = 0  # sends in progress (the in-flight gauge reads it at scrape time)
         self.last_error: str | None = None
         self._labels()
 
     def _labels(self) -> None:
         m, n = self.metrics, self.name
-        self.m_in_flight = m.in_flight.labels(n)
+        m.in_flight.labels(n).set_function(lambda: self.sending)
         self.m_send_seconds = m.send_seconds.labels(n)
         self.m_claimed = m.claimed.labels(n)
         self.m_lost = m.leases_lost.labels(n)
@@ -246,7 +247,7 @@ class ChannelLoop:
         envelope = Envelope(
             message.id, message.key, message.kind, message.payload, message.attempts + 1
         )
-        self.m_in_flight.inc()
+        self.sending += 1
         started = time.perf_counter()
         try:
             outcome = await sender.send(envelope)
@@ -258,7 +259,7 @@ class ChannelLoop:
             )
             outcome = Outcome.retry(f"internal channel error: {exc!r}", transport_error=True)
         finally:
-            self.m_in_flight.dec()
+            self.sending -= 1
             self.m_send_seconds.observe(time.perf_counter() - started)
         self._judge(outcome)
         self._add_outcome(to_store_outcome(message.id, outcome))
@@ -350,18 +351,22 @@ class ChannelLoop:
         return True
 
     def _count(self, batch: Sequence[StoreOutcome], recorded: dict[int, str]) -> None:
+        counts = dict.fromkeys(self.m_results, 0)
         for outcome in batch:
             status = recorded.get(outcome.id)
             if status is None or isinstance(outcome, Released):
                 continue
             if isinstance(outcome, Delivered):
-                self.m_results["delivered"].inc()
+                counts["delivered"] += 1
             elif isinstance(outcome, Failed):
-                self.m_results["rejected"].inc()
+                counts["rejected"] += 1
             elif status == "failed":
-                self.m_results["failed"].inc()
+                counts["failed"] += 1
             else:
-                self.m_results["retried"].inc()
+                counts["retried"] += 1
+        for result, count in counts.items():
+            if count:
+                self.m_results[result].inc(count)
 
     async def _flush_final(self) -> None:
         """Write the last outcomes; a database that is down gets a few tries,

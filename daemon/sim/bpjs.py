@@ -52,8 +52,10 @@ from zoneinfo import ZoneInfo
 from aiohttp import web
 from multidict import CIMultiDict
 
+from daemon import eventloop
 from daemon.bpjs import crypto, payloads, signing
 from daemon.bpjs.payloads import AddAntrean, BatalAntrean, GetListTask, PayloadError, UpdateWaktu
+from daemon.eventloop import EVENT_LOOPS
 from daemon.logs import setup_logging
 from daemon.sim.server import SimulatorServer
 
@@ -404,6 +406,9 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m daemon.sim.bpjs", description="BPJS Antrean simulator for outboxd"
     )
+    parser.add_argument(
+        "--event-loop", choices=EVENT_LOOPS, default="uvloop", help="default: uvloop"
+    )
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8082)
     parser.add_argument("--cons-id", required=True)
@@ -467,7 +472,7 @@ async def _serve(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parse_args(argv)
     setup_logging("INFO", "text", "sim-bpjs")
-    return asyncio.run(_serve(args))
+    return eventloop.run(_serve(args), args.event_loop)
 
 
 if __name__ == "__main__":

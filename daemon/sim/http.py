@@ -30,7 +30,9 @@ from typing import Any
 from aiohttp import web
 from multidict import CIMultiDict
 
+from daemon import eventloop
 from daemon.channels.http_rules import basic_credentials, signature_matches
+from daemon.eventloop import EVENT_LOOPS
 from daemon.logs import setup_logging
 from daemon.sim.server import SimulatorServer
 
@@ -169,6 +171,9 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m daemon.sim.http", description="HTTP sink for the outboxd demo"
     )
+    parser.add_argument(
+        "--event-loop", choices=EVENT_LOOPS, default="uvloop", help="default: uvloop"
+    )
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8081)
     parser.add_argument("--status", type=int, default=200, help="answer with this status")
@@ -222,7 +227,7 @@ async def _serve(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parse_args(argv)
     setup_logging("INFO", "text", "sim-http")
-    return asyncio.run(_serve(args))
+    return eventloop.run(_serve(args), args.event_loop)
 
 
 if __name__ == "__main__":

@@ -35,6 +35,8 @@ from datetime import UTC, datetime
 from types import TracebackType
 from typing import Literal
 
+from daemon import eventloop
+from daemon.eventloop import EVENT_LOOPS
 from daemon.hl7 import (
     ACK_CODES,
     FrameDecoder,
@@ -297,6 +299,9 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m daemon.sim.mllp", description="An MLLP receiver that ACKs what it gets."
     )
+    parser.add_argument(
+        "--event-loop", choices=EVENT_LOOPS, default="uvloop", help="default: uvloop"
+    )
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=2575, help="0 picks a free port")
     parser.add_argument("--canned", action="store_true", help="benchmark mode: AA to everything")
@@ -366,7 +371,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parse_args(argv)
     setup_logging(args.log_level, "text", "sim-mllp")
     with contextlib.suppress(KeyboardInterrupt):
-        return asyncio.run(_serve(args))
+        return eventloop.run(_serve(args), args.event_loop)
     return 0
 
 

@@ -49,6 +49,13 @@ class EventRow:
         self.actor = actor
         self.details = details
 
+    def values(self) -> tuple[int, str | None, str, str, str | None]:
+        """(message, from, to, actor, details as JSON text)."""
+        details = self.details
+        if details is not None and not isinstance(details, str):
+            details = json.dumps(details, sort_keys=True)
+        return self.message_id, self.from_status, self.to_status, self.actor, details
+
 
 class StoreBase:
     """Holds the database; every operation runs through ``_write`` or ``_read``."""
@@ -113,19 +120,11 @@ class StoreBase:
         if not events:
             return
         at = db_timestamp(now)
-        rows = [
-            (
-                e.message_id,
-                e.from_status,
-                e.to_status,
-                e.actor,
-                e.details
-                if e.details is None or isinstance(e.details, str)
-                else json.dumps(e.details, sort_keys=True),
-                at,
-            )
-            for e in events
-        ]
+        if not self.postgres:  # one statement: one step, not one per row
+            table = json.dumps([e.values() for e in events])
+            self._execute(self.sql.insert_events_json, [at, table])
+            return
+        rows = [(*e.values(), at) for e in events]
         self._executemany(self.sql.insert_event, rows)
 
     def _executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:

@@ -340,6 +340,7 @@ class OutboxOps(StoreBase):
         now: datetime,
     ) -> dict[int, str]:
         """One statement for a chunk of outcomes; returns id → status written."""
+        stamp = db_timestamp(now)
         params: list[Any] = []
         for i, status, inc, retry_at, error, response, sent_at in rows:
             extra = details[i]
@@ -350,10 +351,10 @@ class OutboxOps(StoreBase):
                 db_timestamp(retry_at) if retry_at else None,
                 error,
                 response,
-                db_timestamp(sent_at) if sent_at else None,
+                # sent now, as a rule: one conversion per chunk, not per row
+                (stamp if sent_at is now else db_timestamp(sent_at)) if sent_at else None,
                 None if extra is None else json.dumps(extra, sort_keys=True),
             ]
-        stamp = db_timestamp(now)
         if self.postgres:  # WITH v AS (VALUES …) UPDATE … SET updated_at … owner; events
             params += [stamp, owner, owner, stamp]
         else:  # UPDATE … SET updated_at … FROM (VALUES …) … owner

@@ -34,7 +34,7 @@ class EnqueueResult:
     status: str
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)  # read-only by convention: frozen costs per message
 class ClaimedMessage:
     id: int
     channel: str
@@ -51,13 +51,13 @@ class ClaimedMessage:
 # --- outcomes of a delivery attempt, as recorded by ``Store.record`` ---------------
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)  # read-only by convention: frozen costs per message
 class Delivered:
     id: int
     response: str | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)  # read-only by convention: frozen costs per message
 class RetryLater:
     id: int
     error: str
@@ -65,14 +65,14 @@ class RetryLater:
     delay: float | None = None  # seconds the peer asked for; None → backoff
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)  # read-only by convention: frozen costs per message
 class Failed:
     id: int
     error: str
     response: str | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)  # read-only by convention: frozen costs per message
 class Released:
     id: int
 

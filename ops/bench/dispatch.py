@@ -808,6 +808,40 @@ async def throughput_run(
     return Throughput(count / seconds, seconds, join(*notes))
 
 
+BARE_LOOP = ROOT / "ops" / "bench" / "bare_loop.py"
+
+
+async def bare_run(backend: Backend, workdir: Path, sizes: Sizes, batch_size: int) -> float:
+    """msg/s of ``bare_loop.py`` (as many processes as the dispatcher figure uses) on
+    the same tables, peer and message count: the reference the figure is a fraction of."""
+    count = sizes.count
+    async with fresh_run(backend, workdir) as run:
+        peer = await run.start_peer()
+        await run.preload(messages("b", count))
+        argv = [sys.executable, str(BARE_LOOP), "--db", backend.url, "--port", str(peer.port)]
+        argv += ["--channel", CHANNEL, "--batch", str(batch_size)]
+        argv += ["--concurrency", str(sizes.concurrency), "--event-loop", EVENT_LOOP["name"]]
+        procs = [
+            await asyncio.create_subprocess_exec(
+                *argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+            )
+            for _ in range(backend.throughput_processes)
+        ]
+        outputs = await asyncio.wait_for(
+            asyncio.gather(*(p.communicate() for p in procs)), 60 + count / 200
+        )
+    results = []
+    for proc, (out, err) in zip(procs, outputs, strict=True):
+        if proc.returncode != 0:
+            raise RuntimeError(f"bare_loop.py exited {proc.returncode}: {err.decode()[-2000:]}")
+        results.append(json.loads(out))
+    sent = sum(r["sent"] for r in results)
+    if sent != count:
+        raise RuntimeError(f"the bare loop sent {sent} of {count} messages")
+    first = min(r["first"] for r in results if r["sent"])
+    return count / (max(r["last"] for r in results) - first)
+
+
 def remaining(store: Store) -> int:
     query = Message.select().where(
         (Message.channel == CHANNEL) & Message.status.in_([PENDING, SENDING])
@@ -879,24 +913,35 @@ async def throughput_figure(
     procs = backend.throughput_processes
     label = f"{procs} proc x {sizes.concurrency} conn, batch {batch_size}"
     log(f"{backend.name}: throughput, {label}, {sizes.count:,} messages x {sizes.repeat}")
-    results = []
-    for i in range(sizes.repeat):
+    results, bare = [], []
+    for i in range(sizes.repeat):  # interleaved with the bare loop: the same machine weather
         run = functools.partial(throughput_run, backend, workdir, gate, sizes, batch_size)
         result = await retry_startup(f"run {i + 1}", run)
         log(f"  run {i + 1}: {result.rate:,.0f} msg/s ({result.note})")
         results.append(result)
+        reference = functools.partial(bare_run, backend, workdir, sizes, batch_size)
+        bare.append(await retry_startup(f"bare loop {i + 1}", reference))
+        log(f"  bare loop {i + 1}: {bare[-1]:,.0f} msg/s")
     rates = [r.rate for r in results]
     middle = sorted(results, key=lambda r: r.rate)[len(results) // 2]
     value = statistics.median(rates)
+    reference_rate = statistics.median(bare)
+    ratio = value / reference_rate
     return Figure(
         "throughput",
         backend.name,
         label,
         value,
         "msg/s",
-        f">= {backend.target:,.0f}",
-        verdict(value >= backend.target),
-        join(f"{sizes.count:,} msgs", middle.note),
+        f">= {backend.target:,.0f}; >= 0.5 x bare",
+        verdict(value >= backend.target) + f"; {ratio:.2f} x bare",
+        join(
+            f"{sizes.count:,} msgs",
+            f"bare loop {reference_rate:,.0f} msg/s (median of "
+            + " ".join(f"{b:,.0f}" for b in bare)
+            + ")",
+            middle.note,
+        ),
         rates,
     )
 

@@ -474,9 +474,7 @@ async def test_suite_runs_and_demo_traffic_flows(suite: Suite):
         tasks_reached_bpjs, 60, "the demo hospital's tasks at BPJS",
         lambda: f"{held}\n{suite.log('poller-0')}\n{suite.log('sim-khanza')}",
     )  # fmt: skip
-    progress = dict(
-        await suite.aquery("SELECT kodebooking, task_progress FROM outboxd_visit")
-    )
+    progress = dict(await suite.aquery("SELECT kodebooking, task_progress FROM outboxd_visit"))
     for booking in held:
         order = [t["taskid"] for t in booking["tasks"] if t["taskid"] != 99]
         expected = [1, 2, 3, 4, 5, 6, 7] if booking["pasienbaru"] else [3, 4, 5, 6, 7]

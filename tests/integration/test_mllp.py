@@ -26,7 +26,7 @@ from daemon.settings import MllpChannel as MllpSettings
 from daemon.settings import TlsSettings
 from daemon.sim.mllp import MllpSimulator, Rule
 
-pytestmark = pytest.mark.timeout(30)
+pytestmark = [pytest.mark.timeout(30), pytest.mark.both_loops]
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLES = ROOT.parent / "shared" / "reference" / "hl7-samples"

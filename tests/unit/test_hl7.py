@@ -22,6 +22,7 @@ from daemon.hl7 import (
     escape_text,
     frame,
     normalize,
+    plain_accept,
     read_ack,
     unescape_text,
     validate,
@@ -289,6 +290,60 @@ def test_read_ack_rejects_garbage(raw: bytes, reason: str) -> None:
         read_ack(raw)
 
 
+def test_plain_accept_reads_the_usual_answer() -> None:
+    raw = ACK_HEAD + b"MSA|AA|CTRL-1\r"
+    assert plain_accept(raw, b"CTRL-1") == read_ack(raw).message
+    assert plain_accept(ACK_HEAD + b"MSA|CA|CTRL-1|fine\r", b"CTRL-1") is not None
+    assert plain_accept(ACK_HEAD + b"MSA|AA|CTRL-1", b"CTRL-1") is not None  # no final CR
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        ACK_HEAD + b"MSA|AE|CTRL-1\r",  # not an accept: read_ack judges it
+        ACK_HEAD + b"MSA|AR|CTRL-1\r",
+        ACK_HEAD + b"MSA|AA|CTRL-2\r",  # another message's ACK
+        ACK_HEAD + b"MSA| AA|CTRL-1\r",  # padded: read_ack strips it
+        ACK_HEAD + b"MSA\rMSA|AA|CTRL-1\r",  # a bare MSA first: read_ack refuses it
+        ACK_HEAD.replace(b"\r", b"\n") + b"MSA|AA|CTRL-1\n",  # newlines: read_ack's job
+        b" " + ACK_HEAD + b"MSA|AA|CTRL-1\r",
+        b"MSHA^~\\&AA\rMSAA|AA|CTRL-1",
+        b"MSH",
+        b"",
+    ],
+)
+def test_plain_accept_leaves_everything_else_to_read_ack(raw: bytes) -> None:
+    assert plain_accept(raw, b"CTRL-1") is None
+
+
+def _ack_like(sep: bytes, code: bytes, cid: bytes, eol: bytes, extra: list[bytes]) -> bytes:
+    head = b"MSH" + sep + b"^~\\&" + sep * 7 + b"ACK" + sep + b"A1" + sep + b"P" + sep + b"2.5"
+    msa = sep.join([b"MSA", code, cid])
+    return eol.join([head, *extra[:1], msa, *extra[1:]])
+
+
+_ACK_LIKE = st.builds(
+    _ack_like,
+    st.sampled_from([b"|", b"#", b"A", b" "]),
+    st.sampled_from([b"AA", b"CA", b"AE", b"AR", b" AA", b"aa", b""]),
+    st.sampled_from([b"CTRL-1", b"CTRL-2", b"", b"CTRL-1 ", b"CTRL-\xff"]),
+    st.sampled_from([b"\r", b"\n", b"\r\n"]),
+    st.lists(st.sampled_from([b"MSA", b"ERR|x", b"MSA|AR|CTRL-1", b"", b"\xff"]), max_size=3),
+)
+
+
+@given(_ACK_LIKE)
+def test_plain_accept_agrees_with_read_ack(raw: bytes) -> None:
+    text = plain_accept(raw, b"CTRL-1")
+    try:
+        ack = read_ack(raw)
+    except InvalidHL7:
+        assert text is None
+        return
+    if text is not None:
+        assert ack.accepted and ack.control_id == "CTRL-1" and text == ack.message
+
+
 # --- build_ack ------------------------------------------------------------------
 
 
@@ -350,6 +405,37 @@ def test_frame_decoder_reassembles_frames_split_anywhere() -> None:
         assert got == [b"one", b"two\rlines", b""], cut
         assert decoder.pending == 0
         assert decoder.skipped == 2
+
+
+def test_frame_decoder_whole_takes_one_clean_frame_only() -> None:
+    decoder = FrameDecoder(1024)
+    assert decoder.whole(frame(b"MSH|ack")) == b"MSH|ack"
+    assert decoder.whole(frame(b"")) == b""
+    for data in (
+        frame(b"a") + frame(b"b"),  # two frames: next_frame's job
+        b"\r" + frame(b"a"),  # whitespace first
+        frame(b"a\x1cb"),  # a stray end byte inside
+        frame(b"a\x0bb"),  # a start byte inside
+        frame(b"A" * 1025),  # too big: next_frame raises
+        b"\x0bhalf",
+        b"",
+    ):
+        assert decoder.whole(data) is None, data
+    decoder.feed(b"\x0bhal")
+    assert decoder.whole(b"f\x1c\r") is None  # something is buffered already
+    decoder.feed(b"f\x1c\r")
+    assert frames(decoder) == [b"half"]
+
+
+@given(st.lists(st.sampled_from([b"\x0b", b"\x1c", b"\r", b"\n", b"MSH", b"|"]), max_size=12))
+def test_frame_decoder_whole_agrees_with_next_frame(pieces: list[bytes]) -> None:
+    data = b"".join(pieces)
+    body = FrameDecoder(1024).whole(data)
+    if body is None:
+        return
+    decoder = FrameDecoder(1024)
+    decoder.feed(data)
+    assert frames(decoder) == [body] and decoder.pending == 0
 
 
 @pytest.mark.parametrize(
