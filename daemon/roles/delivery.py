@@ -81,6 +81,7 @@ class ChannelLoop:
         self.pending_outcomes: list[StoreOutcome] = []
         self.wake = asyncio.Event()  # something may be due: claim now
         self.space = asyncio.Event()  # room for more claims
+        self.low_water = settings.batch_size // 2  # queued below this: claim more
         self.outcomes_ready = asyncio.Event()
         self.stopping = False
         self.tasks: list[asyncio.Task[None]] = []
@@ -167,7 +168,7 @@ class ChannelLoop:
             if self.breaker.state is BreakerState.OPEN and self.breaker.retry_in(now) > 0:
                 await self._sleep(self.breaker.retry_in(now))
                 continue
-            room = self.capacity - len(self.held)
+            room = self._room()
             if self.breaker.state is not BreakerState.CLOSED:
                 room = min(room, 1) if not self.held else 0  # one probe at a time
             if room <= 0 or (self.held and room < self.settings.batch_size // 2):
@@ -186,6 +187,13 @@ class ChannelLoop:
                 continue
             await self._wait_for_wake(poll)
             poll = min(poll * 2, self.idle_poll)
+
+    def _room(self) -> int:
+        """How many more to claim: up to ``capacity`` waiting to be sent or being
+        sent, so the next batch is claimed while outcomes of the last are still
+        being written; and never more than twice that held (claimed, not recorded)."""
+        unsent = self.queue.qsize() + len(self.current)
+        return min(self.capacity - unsent, 2 * self.capacity - len(self.held))
 
     async def _claim(self, room: int) -> list[ClaimedMessage] | None:
         try:
@@ -222,6 +230,8 @@ class ChannelLoop:
                 message = await self.queue.get()
                 if message is None:
                     return
+                if self.queue.qsize() < self.low_water:
+                    self.space.set()  # the feeder may claim the next batch now
                 if message.id not in self.held:
                     continue  # its lease was lost while it waited
                 if self.stopping:

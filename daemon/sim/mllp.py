@@ -33,7 +33,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from types import TracebackType
-from typing import Literal
+from typing import Literal, cast
 
 from daemon import eventloop
 from daemon.eventloop import EVENT_LOOPS
@@ -126,6 +126,50 @@ def _with_wrong_id(ack: bytes) -> bytes:
     return b"\r".join([header, sep.join(fields), *rest])
 
 
+class _CannedAnswers(asyncio.Protocol):
+    """The benchmark mode's connection: frames in, the canned AA out, straight from
+    the transport's callbacks (no stream, no task per connection)."""
+
+    def __init__(self, sim: MllpSimulator) -> None:
+        self.sim = sim
+        self.decoder = FrameDecoder(MAX_MESSAGE_BYTES)
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)
+        self.sim.connections += 1
+        self.sim._transports.add(self.transport)
+
+    def data_received(self, data: bytes) -> None:
+        assert self.transport is not None
+        body = self.decoder.whole(data)
+        if body is not None:
+            self._answer(body)
+            return
+        self.decoder.feed(data)
+        try:
+            while (message := self.decoder.next_frame()) is not None:
+                self._answer(message)
+        except FramingError as exc:
+            log.warning("canned connection: %s; closing it", exc)
+            self.transport.close()
+
+    def _answer(self, message: bytes) -> None:
+        assert self.transport is not None
+        sim = self.sim
+        sim.received_count += 1
+        sim._arrived.set()
+        try:
+            cid = raw_control_id(message)
+        except InvalidHL7:
+            cid = b""
+        self.transport.write(sim._canned_head + cid + sim._canned_tail)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.transport is not None:
+            self.sim._transports.discard(self.transport)
+
+
 class MllpSimulator:
     def __init__(
         self,
@@ -150,6 +194,7 @@ class MllpSimulator:
         self._server: asyncio.Server | None = None
         self._handlers: set[asyncio.Task[None]] = set()
         self._writers: set[asyncio.StreamWriter] = set()
+        self._transports: set[asyncio.Transport] = set()  # canned connections
         self._arrived = asyncio.Event()
         self._canned_head, self._canned_tail = _canned_parts(encoding)
 
@@ -165,9 +210,15 @@ class MllpSimulator:
 
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> int:
         """Listen on ``host:port`` (0: any free port); returns the bound port."""
-        self._server = await asyncio.start_server(
-            self._serve, host, port, ssl=self._ssl, limit=MAX_MESSAGE_BYTES
-        )
+        if self.canned:
+            loop = asyncio.get_running_loop()
+            self._server = await loop.create_server(
+                lambda: _CannedAnswers(self), host, port, ssl=self._ssl
+            )
+        else:
+            self._server = await asyncio.start_server(
+                self._serve, host, port, ssl=self._ssl, limit=MAX_MESSAGE_BYTES
+            )
         self.host = host
         self._port = self._server.sockets[0].getsockname()[1]
         return self._port
@@ -180,6 +231,8 @@ class MllpSimulator:
         server.close()
         for writer in list(self._writers):
             writer.transport.abort()
+        for transport in list(self._transports):
+            transport.abort()
         for task in list(self._handlers):
             task.cancel()
         await asyncio.gather(*self._handlers, return_exceptions=True)
@@ -240,15 +293,6 @@ class MllpSimulator:
         """Answer one message; False when the connection is to be closed."""
         self.received_count += 1
         self._arrived.set()
-        if self.canned:
-            try:
-                cid = raw_control_id(message)
-            except InvalidHL7:
-                cid = b""
-            writer.write(self._canned_head + cid + self._canned_tail)
-            if writer.transport.get_write_buffer_size() > READ_CHUNK:
-                await writer.drain()
-            return True
         try:
             cid_text: str | None = raw_control_id(message).decode(self.encoding, "replace")
         except InvalidHL7:

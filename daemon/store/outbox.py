@@ -193,15 +193,8 @@ class OutboxOps(StoreBase):
                 if room <= 0:
                     break
                 in_order = channel in ordered
-                claimed += self._claim_channel(channel, owner, room, when, until, in_order)
-            if not self.postgres:  # PostgreSQL wrote them in the claim statement
-                self._add_events(
-                    [
-                        EventRow(m.id, PENDING, SENDING, owner, f'{{"attempt": {m.attempts + 1}}}')
-                        for m in claimed
-                    ],
-                    when,
-                )
+                claim = self._claim_channel if self.postgres else self._claim_channel_sqlite
+                claimed += claim(channel, owner, room, when, until, in_order)
             return claimed
 
         return self._write(work) if limit > 0 else []
@@ -235,6 +228,36 @@ class OutboxOps(StoreBase):
             )
             for row in rows
         ]
+        claimed.sort(key=lambda m: m.id)
+        return claimed
+
+    def _claim_channel_sqlite(
+        self,
+        channel: str,
+        owner: str,
+        limit: int,
+        now: datetime,
+        until: datetime,
+        ordered: bool,
+    ) -> list[ClaimedMessage]:
+        """The claim in four statements of one row each (see ``Statements``)."""
+        stamp = db_timestamp(now)
+        ids = self._execute(self.sql.due_ids(ordered), [channel, stamp, limit])[0][0]
+        if ids == "[]":
+            return []
+        self._execute(self.sql.lease, [owner, db_timestamp(until), stamp, ids])
+        table, payloads = self._execute(self.sql.leased, [ids, owner])[0]
+        self._execute(self.sql.lease_events, [owner, stamp, ids])
+        claimed = []
+        at = 0
+        for id_, channel_, kind, key, attempts, created, after, group, size in json.loads(table):
+            claimed.append(
+                ClaimedMessage(
+                    id_, channel_, kind, key, bytes(payloads[at : at + size]), attempts,
+                    read_timestamp(created), until, after, group,
+                )
+            )  # fmt: skip
+            at += size
         claimed.sort(key=lambda m: m.id)
         return claimed
 
@@ -357,10 +380,15 @@ class OutboxOps(StoreBase):
             ]
         if self.postgres:  # WITH v AS (VALUES …) UPDATE … SET updated_at … owner; events
             params += [stamp, owner, owner, stamp]
-        else:  # UPDATE … SET updated_at … FROM (VALUES …) … owner
-            params = [stamp, *params, owner]
-        result = self._execute(self.sql.apply_outcomes(len(rows)), params)
-        return {int(i): s for i, s in result}
+            result = self._execute(self.sql.apply_outcomes(len(rows)), params)
+            return {int(i): s for i, s in result}
+        # SQLite: which rows are still held, then UPDATE … SET updated_at … FROM
+        # (VALUES …) … owner; the write lock is held from BEGIN, so nothing changes between
+        ids = json.dumps([row[0] for row in rows])
+        held = set(json.loads(self._execute(self.sql.held_ids, [ids, owner])[0][0]))
+        if held:
+            self._execute(self.sql.apply_outcomes(len(rows)), [stamp, *params, owner])
+        return {row[0]: row[1] for row in rows if row[0] in held}
 
     # --- rate limits ------------------------------------------------------------
 

@@ -73,10 +73,9 @@ class Statements:
             'SELECT id, channel, "key" FROM ins'
         )
 
-    @functools.lru_cache(maxsize=4)  # noqa: B019
-    def claim(self, ordered: bool) -> str:
-        """Lease due messages of one channel. Params: channel, now, limit, owner,
-        lease expiry, now; on PostgreSQL then owner, now (for the events)."""
+    def _due(self, ordered: bool) -> str:
+        """The ids of one channel's due messages, oldest due first. Params:
+        channel, now, limit."""
         p = self.p
         in_order = (
             " AND (m.group_key IS NULL OR NOT EXISTS (SELECT 1 FROM outboxd_message o"
@@ -86,36 +85,91 @@ class Statements:
             else ""
         )
         lock = " FOR UPDATE SKIP LOCKED" if self.postgres else ""
-        # Materialized, so the rows are chosen once: as IN (subquery), PostgreSQL
-        # may rescan it per row and lease far past the limit.
-        due = (
+        return (
             f"SELECT m.id FROM {MESSAGE} m WHERE m.channel = {p} AND m.status = 'pending'"
             f" AND m.next_attempt_at <= {p} AND (m.after_id IS NULL OR EXISTS (SELECT 1"
             f" FROM {MESSAGE} a WHERE a.id = m.after_id AND a.status IN ('sent', 'confirmed')))"
             f"{in_order} ORDER BY m.next_attempt_at, m.id LIMIT {p}{lock}"
         )
-        t = MESSAGE
+
+    @functools.lru_cache(maxsize=4)  # noqa: B019
+    def claim(self, ordered: bool) -> str:
+        """PostgreSQL: lease due messages of one channel and write their events in
+        one statement. Params: channel, now, limit, owner, lease expiry, now,
+        owner, now."""
+        p, t = self.p, MESSAGE
+        # Materialized, so the rows are chosen once: as IN (subquery), PostgreSQL
+        # may rescan it per row and lease far past the limit.
         update = (
             f"UPDATE {t} SET status = 'sending', lease_owner = {p}, lease_expires_at = {p},"
             f" updated_at = {p} FROM due WHERE {t}.id = due.id AND {t}.status = 'pending'"
             f' RETURNING {t}.id, {t}.channel, {t}.kind, {t}."key", {t}.payload, {t}.attempts,'
             f" {t}.created_at, {t}.after_id, {t}.group_key"
         )
-        if not self.postgres:
-            return f"WITH due AS MATERIALIZED ({due}) {update}"
         details = "'{\"attempt\": ' || (attempts + 1) || '}'"
         return (
-            f"WITH due AS MATERIALIZED ({due}), claimed AS ({update}),"
+            f"WITH due AS MATERIALIZED ({self._due(ordered)}), claimed AS ({update}),"
             f" ev AS (INSERT INTO {EVENT} ({_EVENT_COLUMNS}) SELECT id, 'pending', 'sending',"
             f" {p}, {details}, {p} FROM claimed) SELECT * FROM claimed"
         )
 
+    # SQLite: every statement below answers in one row, however many messages it
+    # covers. Python's sqlite3 lets go of the interpreter lock for each row it
+    # steps to; a claim returning 100 rows would wait for the event loop's thread
+    # 100 times. Ids travel as JSON arrays (json_each).
+
+    @functools.lru_cache(maxsize=4)  # noqa: B019
+    def due_ids(self, ordered: bool) -> str:
+        """SQLite: the due ids as one JSON array. Params: channel, now, limit."""
+        return f"SELECT json_group_array(id) FROM ({self._due(ordered)})"
+
+    @functools.cached_property
+    def lease(self) -> str:
+        """SQLite: lease the messages of a JSON array of ids that are still pending.
+        Params: owner, lease expiry, now, ids."""
+        return (
+            f"UPDATE {MESSAGE} SET status = 'sending', lease_owner = ?, lease_expires_at = ?,"
+            " updated_at = ? WHERE id IN (SELECT value FROM json_each(?)) AND status = 'pending'"
+        )
+
+    @functools.cached_property
+    def leased(self) -> str:
+        """SQLite: the messages of a JSON array of ids leased by an owner, in one row:
+        a JSON array of [id, channel, kind, key, attempts, created_at, after_id,
+        group_key, payload length], and their payloads joined in the same order.
+        Params: ids, owner."""
+        return (
+            'SELECT json_group_array(json_array(id, channel, kind, "key", attempts,'
+            " created_at, after_id, group_key, length(payload))),"
+            f" CAST(group_concat(payload, '') AS BLOB) FROM {MESSAGE}"
+            " WHERE id IN (SELECT value FROM json_each(?)) AND status = 'sending'"
+            " AND lease_owner = ?"
+        )
+
+    @functools.cached_property
+    def lease_events(self) -> str:
+        """SQLite: the 'sending' events of a claim. Params: owner, at, ids."""
+        return (
+            f"INSERT INTO {EVENT} ({_EVENT_COLUMNS}) SELECT id, 'pending', 'sending', ?,"
+            " '{\"attempt\": ' || (attempts + 1) || '}', ? FROM "
+            f"{MESSAGE} WHERE id IN (SELECT value FROM json_each(?)) ORDER BY id"
+        )
+
+    @functools.cached_property
+    def held_ids(self) -> str:
+        """SQLite: which of a JSON array of ids an owner holds, as one JSON array.
+        Params: ids, owner."""
+        return (
+            f"SELECT json_group_array(id) FROM {MESSAGE} WHERE id IN"
+            " (SELECT value FROM json_each(?)) AND status = 'sending' AND lease_owner = ?"
+        )
+
     @functools.lru_cache(maxsize=64)  # noqa: B019
     def apply_outcomes(self, rows: int) -> str:
-        """Write ``rows`` outcomes to messages still leased by the owner; returns
-        (id, new status). Params on SQLite: updated_at, the rows (``OUTCOME_WIDTH``
-        each), owner; on PostgreSQL: the rows, updated_at, owner, then actor and
-        at for the events it inserts too."""
+        """Write ``rows`` outcomes to messages still leased by the owner; on
+        PostgreSQL returns (id, new status). Params on SQLite: updated_at, the
+        rows (``OUTCOME_WIDTH`` each), owner; on PostgreSQL: the rows, updated_at,
+        owner, then actor and at for the events it inserts too."""
         p, t = self.p, MESSAGE
         if self.postgres:
             first = "(" + ", ".join(f"CAST({p} AS {c})" for c in _OUTCOME_TYPES) + ")"
@@ -134,12 +188,13 @@ class Statements:
             f" sent_at = COALESCE({col(6)}, {t}.sent_at),"
             f" lease_owner = NULL, lease_expires_at = NULL, updated_at = {p}"
             f" FROM {source} WHERE {t}.id = {col(0)} AND {t}.status = 'sending'"
-            f" AND {t}.lease_owner = {p} RETURNING {t}.id, {t}.status"
+            f" AND {t}.lease_owner = {p}"
         )
-        if not self.postgres:
+        if not self.postgres:  # which rows it changes is read first, in one row (held_ids)
             return update
         return (
-            f"{head}{update}), ev AS (INSERT INTO {EVENT} ({_EVENT_COLUMNS})"
+            f"{head}{update} RETURNING {t}.id, {t}.status),"
+            f" ev AS (INSERT INTO {EVENT} ({_EVENT_COLUMNS})"
             f" SELECT upd.id, 'sending', upd.status, {p}, v.details, {p}"
             " FROM upd JOIN v ON v.id = upd.id) SELECT id, status FROM upd"
         )

@@ -506,6 +506,26 @@ async def test_canned_simulator(make_channel: Callable[..., MllpChannel]) -> Non
         assert list(sim.received) == []  # nothing kept but the count
 
 
+async def test_canned_simulator_frames_split_pipelined_and_broken() -> None:
+    async with MllpSimulator(canned=True) as sim:
+        reader, writer = await asyncio.open_connection("127.0.0.1", sim.port)
+        stream = b"".join(frame(message(f"C-{n}")) for n in range(4))
+        writer.write(stream[:-20])  # three whole frames and most of the fourth
+        await writer.drain()
+        await asyncio.sleep(0.05)
+        writer.write(stream[-20:])
+        acks = [read_ack((await reader.readuntil(b"\x1c\r"))[1:-2]) for _ in range(4)]
+        assert [(a.code, a.control_id) for a in acks] == [("AA", f"C-{n}") for n in range(4)]
+        writer.write(b"not MLLP at all")  # bytes outside a frame: the connection is closed
+        assert await asyncio.wait_for(reader.read(), 5) == b""
+        writer.close()
+        idle_reader, idle_writer = await asyncio.open_connection("127.0.0.1", sim.port)
+        await asyncio.sleep(0.05)
+        assert sim.connections == 2
+    assert await asyncio.wait_for(idle_reader.read(), 5) == b""  # stop() closed it
+    idle_writer.close()
+
+
 def test_rule_checks_its_arguments() -> None:
     with pytest.raises(ValueError, match="unknown action"):
         Rule(action="explode")  # type: ignore[arg-type]

@@ -88,6 +88,25 @@ def test_payload_bytes_round_trip(store: Store):
     assert claimed[0].id == result.id and claimed[0].payload == raw
 
 
+def test_a_batch_claim_keeps_every_payload_apart(store: Store):
+    # many at once, sizes 1 to 5000 bytes, NULs, bytes that are not UTF-8, one a
+    # megabyte: each claimed message gets exactly its own payload back
+    payloads = [bytes([i % 256]) * (1 + (i * 389) % 5000) + b"\x00\xff" for i in range(120)]
+    payloads[7] = b"\x00"
+    payloads[50] = bytes(range(256)) * 4096
+    results = store.enqueue_many(
+        [NewMessage("hie", f"b{i}", raw) for i, raw in enumerate(payloads)]
+    )
+    claimed = store.claim(["hie"], "w", 200, 60)
+    assert [m.id for m in claimed] == [r.id for r in results]
+    assert [m.payload for m in claimed] == payloads
+    assert [m.key for m in claimed] == [f"b{i}" for i in range(120)]
+    assert {m.attempts for m in claimed} == {0}
+    events = StatusEvent.select().where(StatusEvent.to_status == "sending")
+    assert sorted(e.message_id for e in events) == [r.id for r in results]
+    assert {e.details["attempt"] for e in events} == {1}
+
+
 @pytest.mark.parametrize(
     ("message", "reason"),
     [
