@@ -127,6 +127,11 @@ class _Connection(asyncio.Protocol):
         self.gone: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._warned = False  # whitespace between frames is logged once per connection
 
+    @property
+    def stale(self) -> bool:
+        """Closed by the peer, broken, or closing (``connection_lost`` still to come)."""
+        return self.closed or self.transport is None or self.transport.is_closing()
+
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
 
@@ -213,7 +218,7 @@ class MllpSender:
         if b"\x0b" in payload or b"\x1c" in payload:
             return Outcome.rejected("payload contains an MLLP framing byte (0x0B or 0x1C)")
         conn = self._conn
-        if conn is not None and conn.closed:
+        if conn is not None and conn.stale:
             self._drop("the peer closed the idle connection")
             conn = None
         if conn is None:

@@ -86,16 +86,18 @@ def plain_accept(raw: bytes, sent_id: bytes, encoding: str = "utf-8") -> str | N
     by ``read_ack``. The common answer, judged on bytes without building an
     ``Ack``: when this returns text, ``read_ack`` would accept the same ACK for
     the same control id."""
-    if not raw.startswith(b"MSH") or len(raw) < 4:
+    if not raw.startswith(b"MSH") or len(raw) < 4 or b"\n" in raw:  # LF: read_ack normalises
         return None
     sep = raw[3:4]
-    if sep.isalnum() or sep.isspace():
+    if not 0x21 <= sep[0] <= 0x7E or sep.isalnum():  # printable ASCII punctuation only
         return None
     at = raw.find(b"\rMSA" + sep)
     if at == -1 or raw.find(b"\rMSA\r", 0, at + 1) != -1:  # a bare MSA first: read_ack's error
         return None
     end = raw.find(b"\r", at + 1)
-    fields = raw[at + 1 : end if end != -1 else len(raw)].split(sep, 3)
+    if end == -1:  # the last segment: read_ack strips its end, which may touch MSA-2
+        return None
+    fields = raw[at + 1 : end].split(sep, 3)
     if len(fields) < 3 or fields[1] not in _PLAIN_ACCEPT or fields[2] != sent_id:
         return None
     return _ack_text(raw, encoding)

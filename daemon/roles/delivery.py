@@ -146,6 +146,7 @@ class ChannelLoop:
         await asyncio.gather(*self.tasks[:3], return_exceptions=True)
         await self._flush_final()
         await self.channel.close()
+        self.metrics.in_flight.remove(self.name)  # its function holds this loop
 
     def _release_queued(self) -> None:
         while not self.queue.empty():
@@ -232,8 +233,8 @@ class ChannelLoop:
                     return
                 if self.queue.qsize() < self.low_water:
                     self.space.set()  # the feeder may claim the next batch now
-                if message.id not in self.held:
-                    continue  # its lease was lost while it waited
+                if self.held.get(message.id) is not message:
+                    continue  # its lease was lost while it waited (and maybe claimed again)
                 if self.stopping:
                     self._add_outcome(Released(message.id))
                     continue

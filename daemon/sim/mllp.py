@@ -165,6 +165,14 @@ class _CannedAnswers(asyncio.Protocol):
             cid = b""
         self.transport.write(sim._canned_head + cid + sim._canned_tail)
 
+    def pause_writing(self) -> None:  # a client sending without reading: stop reading too
+        if self.transport is not None:
+            self.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        if self.transport is not None:
+            self.transport.resume_reading()
+
     def connection_lost(self, exc: Exception | None) -> None:
         if self.transport is not None:
             self.sim._transports.discard(self.transport)

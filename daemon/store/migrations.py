@@ -6,6 +6,7 @@ migration keeps creating exactly what it created when it was written.
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -217,7 +218,16 @@ def _migrate(db: pw.Database) -> list[Migration]:
 
 
 def require_current(db: pw.Database) -> int:
-    """Raise a clear error unless the schema is exactly the one this code expects."""
+    """Raise a clear error unless the schema is exactly the one this code expects
+    (and, on SQLite, the JSON functions the hot path uses are there)."""
+    if not is_postgres(db):
+        try:
+            db.execute_sql("SELECT json_each.value FROM json_each('[1]')").fetchall()
+        except pw.OperationalError as exc:
+            raise SchemaMismatch(
+                f"this SQLite ({sqlite3.sqlite_version}) has no JSON functions ({exc}): "
+                "outboxd needs SQLite 3.38 or newer, or one built with JSON1"
+            ) from None
     version = current_version(db)
     if version < LATEST:
         raise SchemaMismatch(

@@ -8,9 +8,12 @@ from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
+import peewee as pw
+
 from daemon.resilience.backoff import RetryPolicy
 from daemon.resilience.ratelimit import Bucket
 from daemon.store.base import EventRow, StoreBase, chunked, literal
+from daemon.store.db import StoreError
 from daemon.store.models import (
     FAILED,
     PENDING,
@@ -240,24 +243,33 @@ class OutboxOps(StoreBase):
         until: datetime,
         ordered: bool,
     ) -> list[ClaimedMessage]:
-        """The claim in four statements of one row each (see ``Statements``)."""
+        """The claim in four statements of one row each (see ``Statements``); the
+        payloads come joined in one value, or row by row when that would be too big."""
         stamp = db_timestamp(now)
         ids = self._execute(self.sql.due_ids(ordered), [channel, stamp, limit])[0][0]
         if ids == "[]":
             return []
         self._execute(self.sql.lease, [owner, db_timestamp(until), stamp, ids])
-        table, payloads = self._execute(self.sql.leased, [ids, owner])[0]
         self._execute(self.sql.lease_events, [owner, stamp, ids])
-        claimed = []
-        at = 0
-        for id_, channel_, kind, key, attempts, created, after, group, size in json.loads(table):
-            claimed.append(
-                ClaimedMessage(
-                    id_, channel_, kind, key, bytes(payloads[at : at + size]), attempts,
-                    read_timestamp(created), until, after, group,
-                )
-            )  # fmt: skip
-            at += size
+        try:
+            table, joined = self._execute(self.sql.leased, [ids, owner])[0]
+        except pw.DataError:  # "string or blob too big": the payloads one by one
+            rows = self._execute(self.sql.leased_rows, [ids, owner])
+        else:
+            rows = []
+            at = 0
+            for *fields, size in json.loads(table):
+                rows.append((*fields, joined[at : at + size]))
+                at += size
+            if at != len(joined):
+                raise StoreError(f"claimed payloads do not add up ({at} of {len(joined)} bytes)")
+        claimed = [
+            ClaimedMessage(
+                id_, channel_, kind, key, bytes(payload), attempts, read_timestamp(created),
+                until, after, group,
+            )
+            for id_, channel_, kind, key, attempts, created, after, group, payload in rows
+        ]  # fmt: skip
         claimed.sort(key=lambda m: m.id)
         return claimed
 

@@ -140,10 +140,20 @@ class Statements:
         Params: ids, owner."""
         return (
             'SELECT json_group_array(json_array(id, channel, kind, "key", attempts,'
-            " created_at, after_id, group_key, length(payload))),"
+            " created_at, after_id, group_key, length(CAST(payload AS BLOB)))),"
             f" CAST(group_concat(payload, '') AS BLOB) FROM {MESSAGE}"
             " WHERE id IN (SELECT value FROM json_each(?)) AND status = 'sending'"
             " AND lease_owner = ?"
+        )
+
+    @functools.cached_property
+    def leased_rows(self) -> str:
+        """SQLite: the same, a row per message (when the joined payloads would be
+        bigger than SQLite allows in one value). Params: ids, owner."""
+        return (
+            'SELECT id, channel, kind, "key", attempts, created_at, after_id, group_key,'
+            f" payload FROM {MESSAGE} WHERE id IN (SELECT value FROM json_each(?))"
+            " AND status = 'sending' AND lease_owner = ?"
         )
 
     @functools.cached_property

@@ -136,6 +136,52 @@ async def test_ack_for_another_message_drops_the_connection(
     assert sim.connections == 2
 
 
+async def test_an_ack_that_arrives_while_idle_is_read_first_and_resynchronises(
+    sim: MllpSimulator, sender: MllpSender
+) -> None:
+    # the peer answers C-1 twice: the second ACK waits in the connection until the
+    # next send, which reads it first, sees another message's ACK and reconnects
+    first = message("C-1")
+    twice = frame(build_ack(first)) + frame(build_ack(first))
+    sim.rules = [Rule(action="garbage", garbage=twice, times=1)]
+    assert (await sender.send(envelope(first))).verdict is Verdict.DELIVERED
+    await asyncio.sleep(0.1)  # the duplicate has arrived by now, with no send waiting
+    outcome = await sender.send(envelope(message("C-2")))
+    assert_retry(outcome, r"acknowledges 'C-1', not the message sent \('C-2'\)")
+    assert not sender.connected
+    assert (await sender.send(envelope(message("C-2")))).verdict is Verdict.DELIVERED
+    assert sim.connections == 2
+
+
+async def test_an_ack_in_pieces_is_put_together() -> None:
+    async def answer_slowly(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:
+            try:
+                data = await reader.readuntil(b"\x1c\r")
+            except (asyncio.IncompleteReadError, ConnectionError):
+                break
+            ack = frame(build_ack(data[1:-2]))
+            for start in range(0, len(ack), 7):  # seven bytes at a time
+                writer.write(ack[start : start + 7])
+                await writer.drain()
+                await asyncio.sleep(0.002)
+        writer.close()
+
+    server = await asyncio.start_server(answer_slowly, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    settings = {"kind": "mllp", "host": "127.0.0.1", "port": port}
+    sender = MllpChannel(MllpSettings.model_validate(settings)).sender()
+    try:
+        for n in range(3):
+            outcome = await sender.send(envelope(message(f"P-{n}")))
+            assert outcome.verdict is Verdict.DELIVERED, outcome
+            assert read_ack(outcome.response.encode()).control_id == f"P-{n}"
+    finally:
+        await sender.close()
+        server.close()
+        await server.wait_closed()
+
+
 async def test_no_ack_times_out_and_the_same_bytes_are_resent(
     sim: MllpSimulator, make_channel: Callable[..., MllpChannel]
 ) -> None:

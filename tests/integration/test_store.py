@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -105,6 +106,18 @@ def test_a_batch_claim_keeps_every_payload_apart(store: Store):
     events = StatusEvent.select().where(StatusEvent.to_status == "sending")
     assert sorted(e.message_id for e in events) == [r.id for r in results]
     assert {e.details["attempt"] for e in events} == {1}
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)  # SQLite joins the payloads
+def test_a_claim_too_big_to_join_reads_the_payloads_one_by_one(store: Store):
+    payloads = [bytes([65 + i]) * 3000 + b"\x00" for i in range(6)]
+    results = store.enqueue_many([NewMessage("hie", f"j{i}", p) for i, p in enumerate(payloads)])
+    # a length limit below the six payloads together (18 KB), above each one
+    store.db.connection().setlimit(sqlite3.SQLITE_LIMIT_LENGTH, 10_000)
+    claimed = store.claim(["hie"], "w", 10, 60)
+    assert [m.id for m in claimed] == [r.id for r in results]
+    assert [m.payload for m in claimed] == payloads
+    assert Message.select().where(Message.status == "sending").count() == 6
 
 
 @pytest.mark.parametrize(

@@ -294,7 +294,7 @@ def test_plain_accept_reads_the_usual_answer() -> None:
     raw = ACK_HEAD + b"MSA|AA|CTRL-1\r"
     assert plain_accept(raw, b"CTRL-1") == read_ack(raw).message
     assert plain_accept(ACK_HEAD + b"MSA|CA|CTRL-1|fine\r", b"CTRL-1") is not None
-    assert plain_accept(ACK_HEAD + b"MSA|AA|CTRL-1", b"CTRL-1") is not None  # no final CR
+    assert plain_accept(ACK_HEAD + b"MSA|AA|CTRL-1\rERR|x", b"CTRL-1") is not None
 
 
 @pytest.mark.parametrize(
@@ -306,6 +306,9 @@ def test_plain_accept_reads_the_usual_answer() -> None:
         ACK_HEAD + b"MSA| AA|CTRL-1\r",  # padded: read_ack strips it
         ACK_HEAD + b"MSA\rMSA|AA|CTRL-1\r",  # a bare MSA first: read_ack refuses it
         ACK_HEAD.replace(b"\r", b"\n") + b"MSA|AA|CTRL-1\n",  # newlines: read_ack's job
+        ACK_HEAD[:-1] + b"\nMSA|AR|CTRL-1\rMSA|AA|CTRL-1\r",  # LF: the AR is the first MSA
+        ACK_HEAD.replace(b"|", b"\x1d") + b"MSA\x1dAA\x1dCTRL-1\r",  # not a separator
+        ACK_HEAD + b"MSA|AA|CTRL-1",  # the last segment, unterminated: read_ack strips it
         b" " + ACK_HEAD + b"MSA|AA|CTRL-1\r",
         b"MSHA^~\\&AA\rMSAA|AA|CTRL-1",
         b"MSH",
@@ -316,32 +319,40 @@ def test_plain_accept_leaves_everything_else_to_read_ack(raw: bytes) -> None:
     assert plain_accept(raw, b"CTRL-1") is None
 
 
-def _ack_like(sep: bytes, code: bytes, cid: bytes, eol: bytes, extra: list[bytes]) -> bytes:
+def _ack_like(sep: bytes, code: bytes, cid: bytes, eols: list[bytes], extra: list[bytes]) -> bytes:
     head = b"MSH" + sep + b"^~\\&" + sep * 7 + b"ACK" + sep + b"A1" + sep + b"P" + sep + b"2.5"
-    msa = sep.join([b"MSA", code, cid])
-    return eol.join([head, *extra[:1], msa, *extra[1:]])
+    segments = [head, *extra[:1], sep.join([b"MSA", code, cid]), *extra[1:]]
+    out = segments[0]
+    for i, segment in enumerate(segments[1:]):  # each segment ends its own way
+        out += eols[i % len(eols)] + segment
+    return out + eols[-1]
 
 
 _ACK_LIKE = st.builds(
     _ack_like,
-    st.sampled_from([b"|", b"#", b"A", b" "]),
+    st.sampled_from([b"|", b"#", b"A", b" ", b"\x1d", b"\x1f", b"\xa0", b"\xaa", b"~"]),
     st.sampled_from([b"AA", b"CA", b"AE", b"AR", b" AA", b"aa", b""]),
-    st.sampled_from([b"CTRL-1", b"CTRL-2", b"", b"CTRL-1 ", b"CTRL-\xff"]),
-    st.sampled_from([b"\r", b"\n", b"\r\n"]),
-    st.lists(st.sampled_from([b"MSA", b"ERR|x", b"MSA|AR|CTRL-1", b"", b"\xff"]), max_size=3),
+    st.sampled_from([b"CTRL-1", b"CTRL-2", b"", b"CTRL-1 ", b" CTRL-1", b"CTRL-\xff"]),
+    st.lists(st.sampled_from([b"\r", b"\n", b"\r\n", b"", b" "]), min_size=1, max_size=4),
+    st.lists(
+        st.sampled_from([b"MSA", b"ERR|x", b"MSA|AR|CTRL-1", b"MSA|AA|CTRL-1", b"", b"\xff"]),
+        max_size=3,
+    ),
 )
 
 
-@given(_ACK_LIKE)
-def test_plain_accept_agrees_with_read_ack(raw: bytes) -> None:
-    text = plain_accept(raw, b"CTRL-1")
+@given(_ACK_LIKE, st.sampled_from([b"CTRL-1", b"CTRL-1 ", b"CTRL-\xff", b""]))
+@pytest.mark.parametrize("encoding", ["utf-8", "latin-1"])
+def test_plain_accept_agrees_with_read_ack(encoding: str, raw: bytes, sent: bytes) -> None:
+    text = plain_accept(raw, sent, encoding)
     try:
-        ack = read_ack(raw)
+        ack = read_ack(raw, encoding)
     except InvalidHL7:
         assert text is None
         return
     if text is not None:
-        assert ack.accepted and ack.control_id == "CTRL-1" and text == ack.message
+        assert ack.accepted and ack.control_id == sent.decode(encoding, "replace")
+        assert text == ack.message
 
 
 # --- build_ack ------------------------------------------------------------------
