@@ -36,7 +36,7 @@ class Db:
 
     def __init__(self, url: str, channel: str, owner: str) -> None:
         self.channel, self.owner = channel, owner
-        self.postgres = url.startswith("postgresql")
+        self.postgres = url.startswith(("postgresql:", "postgres:"))
         if self.postgres:
             import psycopg
 

@@ -934,7 +934,7 @@ async def throughput_figure(
         value,
         "msg/s",
         f">= {backend.target:,.0f}; >= 0.5 x bare",
-        verdict(value >= backend.target) + f"; {ratio:.2f} x bare",
+        f"{verdict(value >= backend.target)}; {verdict(ratio >= 0.5)} ({ratio:.2f} x bare)",
         join(
             f"{sizes.count:,} msgs",
             f"bare loop {reference_rate:,.0f} msg/s (median of "
