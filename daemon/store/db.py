@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sqlite3
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -60,6 +62,25 @@ def open_database(settings: DatabaseSettings) -> pw.Database:
     raise StoreError(f"unsupported database scheme {parts.scheme!r}")
 
 
+class _SqliteDatabase(pw.SqliteDatabase):
+    """SQLite whose connection set-up waits out a lock: switching a new file to
+    WAL takes a lock SQLite's busy handler does not wait for, so processes
+    opening a fresh database at once could fail with "database is locked"."""
+
+    def _set_pragmas(self, conn: sqlite3.Connection) -> None:
+        deadline = time.monotonic() + max(1.0, float(self._timeout or 0))
+        delay = 0.005
+        while True:
+            try:
+                super()._set_pragmas(conn)
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() >= deadline:
+                    raise
+            time.sleep(delay)
+            delay = min(delay * 2, 0.2)
+
+
 def _sqlite(raw_path: str, settings: DatabaseSettings) -> pw.SqliteDatabase:
     # sqlite:///var/x.db is relative to the working directory; sqlite:////abs/x.db absolute.
     path = unquote(raw_path[1:] if raw_path.startswith("/") else raw_path)
@@ -69,7 +90,7 @@ def _sqlite(raw_path: str, settings: DatabaseSettings) -> pw.SqliteDatabase:
             "other processes; give a file path such as sqlite:///var/outboxd.db"
         )
     Path(path).parent.mkdir(parents=True, exist_ok=True)
-    return pw.SqliteDatabase(
+    return _SqliteDatabase(
         path,
         pragmas={
             "journal_mode": "wal",
