@@ -68,24 +68,31 @@ def test_migrations_create_what_the_models_describe(empty_url):
     db.close()
 
 
-def test_concurrent_migrations_apply_once(empty_url):
-    errors: list[BaseException] = []
+def migrate_at_once(url: str, threads: int) -> tuple[list[int], list[BaseException]]:
+    """``migrate`` from ``threads`` threads at once, each with its own connection:
+    (versions applied, errors raised)."""
     applied: list[int] = []
+    errors: list[BaseException] = []
 
     def run() -> None:
-        db = open_url(empty_url)
+        db = open_url(url)
         try:
             applied.extend(m.version for m in migrate(db))
-        except BaseException as exc:  # collected and asserted below
+        except BaseException as exc:  # collected and asserted by the caller
             errors.append(exc)
         finally:
             db.close()
 
-    threads = [threading.Thread(target=run) for _ in range(4)]
-    for t in threads:
+    started = [threading.Thread(target=run) for _ in range(threads)]
+    for t in started:
         t.start()
-    for t in threads:
+    for t in started:
         t.join(timeout=60)
+    return applied, errors
+
+
+def test_concurrent_migrations_apply_once(empty_url):
+    applied, errors = migrate_at_once(empty_url, 4)
     assert errors == []
     assert sorted(applied) == list(range(1, LATEST + 1))
 
@@ -94,25 +101,9 @@ def test_a_fresh_sqlite_file_opened_by_many_at_once(tmp_path):
     # switching a new file to WAL takes a lock SQLite's busy handler does not wait
     # for: without waiting it out, about 1 round in 100 failed "database is locked"
     for round_ in range(40):
-        url = f"sqlite:///{tmp_path}/fresh-{round_}.db"
-        errors: list[BaseException] = []
-
-        def run(url: str = url, errors: list[BaseException] = errors) -> None:
-            db = open_url(url)
-            try:
-                migrate(db)
-                db.execute_sql("SELECT 1")
-            except BaseException as exc:  # collected and asserted below
-                errors.append(exc)
-            finally:
-                db.close()
-
-        threads = [threading.Thread(target=run) for _ in range(6)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(timeout=60)
+        applied, errors = migrate_at_once(f"sqlite:///{tmp_path}/fresh-{round_}.db", 6)
         assert errors == [], round_
+        assert sorted(applied) == list(range(1, LATEST + 1)), round_
 
 
 def test_newer_schema_is_refused(empty_url):
