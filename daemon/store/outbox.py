@@ -196,8 +196,7 @@ class OutboxOps(StoreBase):
                 if room <= 0:
                     break
                 in_order = channel in ordered
-                claim = self._claim_channel if self.postgres else self._claim_channel_sqlite
-                claimed += claim(channel, owner, room, when, until, in_order)
+                claimed += self._claim_channel(channel, owner, room, when, until, in_order)
             return claimed
 
         return self._write(work) if limit > 0 else []
@@ -211,67 +210,46 @@ class OutboxOps(StoreBase):
         until: datetime,
         ordered: bool,
     ) -> list[ClaimedMessage]:
-        stamp = db_timestamp(now)
-        params: list[Any] = [channel, stamp, limit, owner, db_timestamp(until), stamp]
-        if self.postgres:
-            params += [owner, stamp]
-        rows = self._execute(self.sql.claim(ordered), params)
-        claimed = [
-            ClaimedMessage(
-                id=row[0],
-                channel=row[1],
-                kind=row[2],
-                key=row[3],
-                payload=bytes(row[4]),
-                attempts=row[5],
-                created_at=read_timestamp(row[6]),
-                lease_expires_at=until,
-                after_id=row[7],
-                group_key=row[8],
-            )
-            for row in rows
-        ]
-        claimed.sort(key=lambda m: m.id)
-        return claimed
-
-    def _claim_channel_sqlite(
-        self,
-        channel: str,
-        owner: str,
-        limit: int,
-        now: datetime,
-        until: datetime,
-        ordered: bool,
-    ) -> list[ClaimedMessage]:
-        """The claim in four statements of one row each (see ``Statements``); the
-        payloads come joined in one value, or row by row when that would be too big."""
-        stamp = db_timestamp(now)
-        ids = self._execute(self.sql.due_ids(ordered), [channel, stamp, limit])[0][0]
-        if ids == "[]":
-            return []
-        self._execute(self.sql.lease, [owner, db_timestamp(until), stamp, ids])
-        self._execute(self.sql.lease_events, [owner, stamp, ids])
-        try:
-            table, joined = self._execute(self.sql.leased, [ids, owner])[0]
-        except pw.DataError:  # "string or blob too big": the payloads one by one
-            rows = self._execute(self.sql.leased_rows, [ids, owner])
+        stamp, expiry = db_timestamp(now), db_timestamp(until)
+        if self.postgres:  # one statement, the events included
+            params = [channel, stamp, limit, owner, expiry, stamp, owner, stamp]
+            rows: list[Sequence[Any]] = self._execute(self.sql.claim(ordered), params)
         else:
-            rows = []
-            at = 0
-            for *fields, size in json.loads(table):
-                rows.append((*fields, joined[at : at + size]))
-                at += size
-            if at != len(joined):
-                raise StoreError(f"claimed payloads do not add up ({at} of {len(joined)} bytes)")
+            rows = self._lease_sqlite(channel, owner, limit, stamp, expiry, ordered)
+        # rows: (id, channel, kind, key, payload, attempts, created_at, after_id, group_key)
         claimed = [
             ClaimedMessage(
                 id_, channel_, kind, key, bytes(payload), attempts, read_timestamp(created),
                 until, after, group,
             )
-            for id_, channel_, kind, key, attempts, created, after, group, payload in rows
+            for id_, channel_, kind, key, payload, attempts, created, after, group in rows
         ]  # fmt: skip
         claimed.sort(key=lambda m: m.id)
         return claimed
+
+    def _lease_sqlite(
+        self, channel: str, owner: str, limit: int, stamp: str, expiry: str, ordered: bool
+    ) -> list[Sequence[Any]]:
+        """The SQLite claim in four statements of one row each (see ``Statements``);
+        the payloads come joined in one value, or row by row when that would be
+        too big for one."""
+        ids = self._execute(self.sql.due_ids(ordered), [channel, stamp, limit])[0][0]
+        if ids == "[]":
+            return []
+        self._execute(self.sql.lease, [owner, expiry, stamp, ids])
+        self._execute(self.sql.lease_events, [owner, stamp, ids])
+        try:
+            table, joined = self._execute(self.sql.leased, [ids, owner])[0]
+        except pw.DataError:  # "string or blob too big": the payloads one by one
+            return self._execute(self.sql.leased_rows, [ids, owner])
+        rows: list[Sequence[Any]] = []
+        at = 0
+        for id_, channel_, kind, key, size, *rest in json.loads(table):
+            rows.append((id_, channel_, kind, key, joined[at : at + size], *rest))
+            at += size
+        if at != len(joined):
+            raise StoreError(f"claimed payloads do not add up ({at} of {len(joined)} bytes)")
+        return rows
 
     # --- outcomes -----------------------------------------------------------------
 

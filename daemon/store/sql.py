@@ -4,8 +4,9 @@ Claiming, recording outcomes, inserting messages and status events run
 thousands of times a second; building them through peewee's expression
 layer cost more than running them. Here they are plain SQL, built once
 (or once per row count), with the status event written in the same
-statement on PostgreSQL (a data-modifying CTE: one round trip) and with
-``executemany`` on SQLite (in-process, no round trips).
+statement on PostgreSQL (a data-modifying CTE: one round trip); on SQLite
+as statements that each answer in one row, whatever the batch size (see
+below why), with ids passed as JSON arrays.
 """
 
 from __future__ import annotations
@@ -135,12 +136,12 @@ class Statements:
     @functools.cached_property
     def leased(self) -> str:
         """SQLite: the messages of a JSON array of ids leased by an owner, in one row:
-        a JSON array of [id, channel, kind, key, attempts, created_at, after_id,
-        group_key, payload length], and their payloads joined in the same order.
+        a JSON array of [id, channel, kind, key, payload length, attempts,
+        created_at, after_id, group_key], and their payloads joined in the same order.
         Params: ids, owner."""
         return (
-            'SELECT json_group_array(json_array(id, channel, kind, "key", attempts,'
-            " created_at, after_id, group_key, length(CAST(payload AS BLOB)))),"
+            'SELECT json_group_array(json_array(id, channel, kind, "key",'
+            " length(CAST(payload AS BLOB)), attempts, created_at, after_id, group_key)),"
             f" CAST(group_concat(payload, '') AS BLOB) FROM {MESSAGE}"
             " WHERE id IN (SELECT value FROM json_each(?)) AND status = 'sending'"
             " AND lease_owner = ?"
@@ -151,8 +152,8 @@ class Statements:
         """SQLite: the same, a row per message (when the joined payloads would be
         bigger than SQLite allows in one value). Params: ids, owner."""
         return (
-            'SELECT id, channel, kind, "key", attempts, created_at, after_id, group_key,'
-            f" payload FROM {MESSAGE} WHERE id IN (SELECT value FROM json_each(?))"
+            'SELECT id, channel, kind, "key", payload, attempts, created_at, after_id,'
+            f" group_key FROM {MESSAGE} WHERE id IN (SELECT value FROM json_each(?))"
             " AND status = 'sending' AND lease_owner = ?"
         )
 
