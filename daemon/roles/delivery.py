@@ -146,7 +146,8 @@ class ChannelLoop:
         await asyncio.gather(*self.tasks[:3], return_exceptions=True)
         await self._flush_final()
         await self.channel.close()
-        self.metrics.in_flight.remove(self.name)  # its function holds this loop
+        with contextlib.suppress(KeyError):  # its function holds this loop
+            self.metrics.in_flight.remove(self.name)
 
     def _release_queued(self) -> None:
         while not self.queue.empty():
