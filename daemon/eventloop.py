@@ -3,6 +3,7 @@ message) where it is installed, else the standard library's."""
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import logging
 from collections.abc import Callable, Coroutine
@@ -32,3 +33,10 @@ def run(main: Coroutine[Any, Any, T], name: EventLoopName = "uvloop") -> T:
     """``asyncio.run(main)`` on the event loop called ``name``."""
     with asyncio.Runner(loop_factory=loop_factory(name)) as runner:
         return runner.run(main)
+
+
+def add_argument(parser: argparse.ArgumentParser) -> None:
+    """``--event-loop uvloop|asyncio`` (default uvloop), as the simulators take it."""
+    parser.add_argument(
+        "--event-loop", choices=EVENT_LOOPS, default="uvloop", help="default: uvloop"
+    )

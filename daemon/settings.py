@@ -25,6 +25,7 @@ from pydantic import (
 )
 
 from daemon.cron import crontab_trigger
+from daemon.eventloop import EventLoopName
 from daemon.units import Rate, parse_duration, parse_rate
 
 
@@ -318,7 +319,7 @@ class RoleSettings(Model):
     # The asyncio event loop implementation: "uvloop" (libuv; less CPU per message,
     # the default where it is installed, i.e. not on Windows) or "asyncio" (the
     # standard library's).
-    event_loop: Literal["uvloop", "asyncio"] = "uvloop"
+    event_loop: EventLoopName = "uvloop"
 
 
 class RolesSettings(Model):

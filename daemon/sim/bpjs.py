@@ -55,7 +55,6 @@ from multidict import CIMultiDict
 from daemon import eventloop
 from daemon.bpjs import crypto, payloads, signing
 from daemon.bpjs.payloads import AddAntrean, BatalAntrean, GetListTask, PayloadError, UpdateWaktu
-from daemon.eventloop import EVENT_LOOPS
 from daemon.logs import setup_logging
 from daemon.sim.server import SimulatorServer
 
@@ -406,9 +405,7 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m daemon.sim.bpjs", description="BPJS Antrean simulator for outboxd"
     )
-    parser.add_argument(
-        "--event-loop", choices=EVENT_LOOPS, default="uvloop", help="default: uvloop"
-    )
+    eventloop.add_argument(parser)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8082)
     parser.add_argument("--cons-id", required=True)

@@ -32,7 +32,6 @@ from multidict import CIMultiDict
 
 from daemon import eventloop
 from daemon.channels.http_rules import basic_credentials, signature_matches
-from daemon.eventloop import EVENT_LOOPS
 from daemon.logs import setup_logging
 from daemon.sim.server import SimulatorServer
 
@@ -171,9 +170,7 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m daemon.sim.http", description="HTTP sink for the outboxd demo"
     )
-    parser.add_argument(
-        "--event-loop", choices=EVENT_LOOPS, default="uvloop", help="default: uvloop"
-    )
+    eventloop.add_argument(parser)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8081)
     parser.add_argument("--status", type=int, default=200, help="answer with this status")

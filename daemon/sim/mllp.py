@@ -36,7 +36,6 @@ from types import TracebackType
 from typing import Literal, cast
 
 from daemon import eventloop
-from daemon.eventloop import EVENT_LOOPS
 from daemon.hl7 import (
     ACK_CODES,
     FrameDecoder,
@@ -351,9 +350,7 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m daemon.sim.mllp", description="An MLLP receiver that ACKs what it gets."
     )
-    parser.add_argument(
-        "--event-loop", choices=EVENT_LOOPS, default="uvloop", help="default: uvloop"
-    )
+    eventloop.add_argument(parser)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=2575, help="0 picks a free port")
     parser.add_argument("--canned", action="store_true", help="benchmark mode: AA to everything")

@@ -25,7 +25,7 @@ from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from daemon.eventloop import EVENT_LOOPS, run
+from daemon.eventloop import add_argument, run
 from daemon.store.models import db_timestamp
 
 END = b"\x1c\r"
@@ -126,7 +126,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--channel", default="bench")
     parser.add_argument("--batch", type=int, default=100)
     parser.add_argument("--concurrency", type=int, default=4)
-    parser.add_argument("--event-loop", choices=EVENT_LOOPS, default="uvloop")
+    add_argument(parser)
     return parser.parse_args(argv)
 
 

@@ -827,9 +827,15 @@ async def bare_run(backend: Backend, workdir: Path, sizes: Sizes, batch_size: in
             )
             for _ in range(backend.throughput_processes)
         ]
-        outputs = await asyncio.wait_for(
-            asyncio.gather(*(p.communicate() for p in procs)), 60 + count / 200
-        )
+        try:
+            outputs = await asyncio.wait_for(
+                asyncio.gather(*(p.communicate() for p in procs)), 60 + count / 200
+            )
+        finally:  # none left running, however this ends
+            for proc in procs:
+                if proc.returncode is None:
+                    proc.kill()
+                    await proc.wait()
     results = []
     for proc, (out, err) in zip(procs, outputs, strict=True):
         if proc.returncode != 0:
