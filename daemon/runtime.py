@@ -28,8 +28,8 @@ from daemon.errors import StartupError
 from daemon.metrics import Metrics
 from daemon.settings import RoleSettings, Settings
 from daemon.store import Store, StoreUnavailable, open_database
-from daemon.store.migrations import require_current
-from daemon.store.thread import StoreThread
+from daemon.store.process import StoreProcess
+from daemon.store.thread import StoreRunner, StoreThread
 
 log = logging.getLogger("outboxd.runtime")
 HEALTH_TIMEOUT = 2.0
@@ -64,7 +64,7 @@ class Context:
     owner: str  # unique per process: host, pid, role and number
     settings: Settings
     store: Store
-    thread: StoreThread
+    thread: StoreRunner
     metrics: Metrics
 
 
@@ -97,7 +97,7 @@ class Runtime:
             loop.add_signal_handler(sig, self.stopping.set)
         loop.add_signal_handler(signal.SIGHUP, self.reload_requested.set)
         store = Store(open_database(self.settings.database))
-        thread = StoreThread(store)
+        thread = self._store_runner(store)
         try:
             if not await self._wait_for_database(thread):
                 return 0
@@ -115,13 +115,25 @@ class Runtime:
         finally:
             await thread.aclose()
 
-    async def _wait_for_database(self, thread: StoreThread) -> bool:
+    def _store_runner(self, store: Store) -> StoreRunner:
+        if not getattr(self.role_settings, "store_process", False):
+            return StoreThread(store)
+        logging_settings = self.settings.logging
+        return StoreProcess(
+            store,
+            self.settings.database,
+            logging_settings.level,
+            logging_settings.format,
+            f"{self.role_name}.{self.process_num}",
+        )
+
+    async def _wait_for_database(self, thread: StoreRunner) -> bool:
         """Check the schema, waiting for a database that does not answer yet
         (False when told to stop first). A schema mismatch is raised."""
         delay = 1.0
         while True:
             try:
-                await thread.run(require_current, thread.store.db)
+                await thread.run(thread.store.check_schema)
                 return True
             except StoreUnavailable as exc:
                 log.warning(
@@ -133,12 +145,16 @@ class Runtime:
             except TimeoutError:
                 delay = min(delay * 2, 30.0)
 
-    async def _serve(self, role: Role, thread: StoreThread) -> int:
+    async def _serve(self, role: Role, thread: StoreRunner) -> int:
         server = await self._start_health_server(role, thread)
         tasks = await role.start()
         self.metrics.up.labels(self.role_name).set(1)
         loop = type(asyncio.get_running_loop()).__module__.split(".", 1)[0]
-        log.info("started", extra={"role": self.role_name, "tasks": len(tasks), "loop": loop})
+        store = "process" if isinstance(thread, StoreProcess) else "thread"
+        log.info(
+            "started",
+            extra={"role": self.role_name, "tasks": len(tasks), "loop": loop, "store": store},
+        )
         code = 0
         try:
             while not self.stopping.is_set():
@@ -195,7 +211,7 @@ class Runtime:
         await role.reload(settings)
         log.info("reloaded", extra={"config": self.config_path})
 
-    async def _start_health_server(self, role: Role, thread: StoreThread) -> web.AppRunner:
+    async def _start_health_server(self, role: Role, thread: StoreRunner) -> web.AppRunner:
         async def healthz(_: web.Request) -> web.Response:
             problems = list(role.problems())
             try:

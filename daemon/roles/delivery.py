@@ -23,7 +23,7 @@ from daemon.resilience.backoff import RetryPolicy
 from daemon.resilience.breaker import BreakerState, CircuitBreaker
 from daemon.resilience.ratelimit import Bucket
 from daemon.store import StoreUnavailable
-from daemon.store.thread import StoreThread
+from daemon.store.thread import StoreRunner
 from daemon.store.types import (
     ClaimedMessage,
     Delivered,
@@ -59,7 +59,7 @@ class ChannelLoop:
         name: str,
         settings: ChannelSettings,
         channel: Channel,
-        thread: StoreThread,
+        thread: StoreRunner,
         metrics: Metrics,
         owner: str,
         notified: bool = False,
@@ -81,7 +81,7 @@ class ChannelLoop:
         self.pending_outcomes: list[StoreOutcome] = []
         self.wake = asyncio.Event()  # something may be due: claim now
         self.space = asyncio.Event()  # room for more claims
-        self.low_water = settings.batch_size // 2  # queued below this: claim more
+        self.low_water = settings.batch_size  # queued below this: room for a batch
         self.outcomes_ready = asyncio.Event()
         self.stopping = False
         self.tasks: list[asyncio.Task[None]] = []
@@ -107,7 +107,9 @@ class ChannelLoop:
 
     @property
     def capacity(self) -> int:
-        return self.settings.batch_size + self.settings.concurrency
+        """Messages waiting or being sent, at most: two batches and one per worker,
+        so a whole batch is claimed while the one before is still being sent."""
+        return 2 * self.settings.batch_size + self.settings.concurrency
 
     # --- lifecycle ----------------------------------------------------------------
 
@@ -173,7 +175,7 @@ class ChannelLoop:
             room = self._room()
             if self.breaker.state is not BreakerState.CLOSED:
                 room = min(room, 1) if not self.held else 0  # one probe at a time
-            if room <= 0 or (self.held and room < self.settings.batch_size // 2):
+            if room <= 0 or (self.held and room < self.settings.batch_size):
                 self.space.clear()
                 await self.space.wait()
                 continue
@@ -192,8 +194,8 @@ class ChannelLoop:
 
     def _room(self) -> int:
         """How many more to claim: up to ``capacity`` waiting to be sent or being
-        sent, so the next batch is claimed while outcomes of the last are still
-        being written; and never more than twice that held (claimed, not recorded)."""
+        sent, and never more than twice that held (claimed, outcome not yet
+        written), so claims go on while the outcomes of the last are written."""
         unsent = self.queue.qsize() + len(self.current)
         return min(self.capacity - unsent, 2 * self.capacity - len(self.held))
 

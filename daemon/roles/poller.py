@@ -44,8 +44,8 @@ from daemon.settings import Settings
 from daemon.sources import SourceError
 from daemon.sources.bpjs_plan import Booking, Plan, plan_visits
 from daemon.sources.khanza import KhanzaSource
-from daemon.store import Store, StoreError
-from daemon.store.thread import StoreThread
+from daemon.store import StoreError
+from daemon.store.thread import StoreRunner
 from daemon.store.types import InvalidMessage, NewMessage
 from daemon.store.visits import step_of
 
@@ -131,16 +131,6 @@ def settled_steps(
     return out
 
 
-def _progress_of(store: Store, kodebookings: Sequence[str]) -> dict[str, dict[str, Any]]:
-    """The task progress of the visits already known (on the store thread)."""
-    found: dict[str, dict[str, Any]] = {}
-    for kb in kodebookings:
-        visit = store.get_visit(kb)
-        if visit is not None:
-            found[kb] = visit.task_progress
-    return found
-
-
 def _one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split()) or type(exc).__name__
 
@@ -157,7 +147,7 @@ class SourceLoop:
         settings: KhanzaSettings,
         zone: ZoneInfo,
         source: SourceReader,
-        thread: StoreThread,
+        thread: StoreRunner,
         metrics: PollerMetrics,
         owner: str,
         rand: Callable[[], float] = random.random,
@@ -257,7 +247,7 @@ class SourceLoop:
         first, last = poll_window(now, self.zone, self.settings.lookback_days, cursor)
         bookings = await self._read(first, last)
         kodebookings = [b.kodebooking for b in bookings]
-        progress = await self.thread.run(_progress_of, self.store, kodebookings)
+        progress = await self.thread.run(self.store.task_progress, kodebookings)
         plan = plan_visits(bookings, progress, self.zone, self.settings.channel)
         self.writing = True
         try:

@@ -3,7 +3,13 @@
 from __future__ import annotations
 
 from daemon.store.db import StoreError, StoreUnavailable, open_database, redact_url
-from daemon.store.migrations import LATEST, SchemaMismatch, current_version, migrate
+from daemon.store.migrations import (
+    LATEST,
+    SchemaMismatch,
+    current_version,
+    migrate,
+    require_current,
+)
 from daemon.store.operator import OperatorOps
 from daemon.store.outbox import OutboxOps
 from daemon.store.visits import VisitOps
@@ -12,6 +18,10 @@ from daemon.store.visits import VisitOps
 class Store(OutboxOps, OperatorOps, VisitOps):
     """Outbox and operator operations on one database. Each method is one unit
     of work in one transaction; call them from one thread (see ``StoreThread``)."""
+
+    def check_schema(self) -> int:
+        """The schema version, when it is the one this code expects (else raises)."""
+        return require_current(self.db)
 
 
 __all__ = [

@@ -12,12 +12,26 @@ import asyncio
 import functools
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import ParamSpec, TypeVar
+from typing import ParamSpec, Protocol, TypeVar
 
 from daemon.store import Store
 
 P = ParamSpec("P")
 T = TypeVar("T")
+
+
+class StoreRunner(Protocol):
+    """Runs store operations for the event loop: on a thread (``StoreThread``) or
+    in a worker process (``daemon.store.process.StoreProcess``)."""
+
+    store: Store
+
+    async def run(self, operation: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
+        """Await ``operation(*args, **kwargs)``, one unit of work, run to its end
+        even when the await is cancelled."""
+        ...
+
+    async def aclose(self) -> None: ...
 
 
 class StoreThread:

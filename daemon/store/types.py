@@ -3,8 +3,28 @@ No peewee objects leave the store."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import operator
+from collections.abc import Callable
+from dataclasses import dataclass, field, fields
 from datetime import datetime
+from typing import Any, TypeVar
+
+C = TypeVar("C")
+
+
+def positional_pickle(cls: type[C]) -> type[C]:
+    """Pickle instances of a slotted dataclass as one call of the class with its
+    fields in order: a third of the cost of setting slot by slot, for the values
+    that cross to and from the store's worker process by the thousand."""
+    names = [f.name for f in fields(cls)]  # type: ignore[arg-type]
+    get = operator.attrgetter(*names)
+    values: Callable[[Any], tuple[Any, ...]] = get if len(names) > 1 else lambda o: (get(o),)
+
+    def __reduce__(self: Any) -> tuple[type[C], tuple[Any, ...]]:
+        return cls, values(self)
+
+    cls.__reduce__ = __reduce__  # type: ignore[method-assign,assignment]
+    return cls
 
 
 class InvalidMessage(ValueError):
@@ -34,6 +54,7 @@ class EnqueueResult:
     status: str
 
 
+@positional_pickle
 @dataclass(slots=True)  # read-only by convention: frozen costs per message
 class ClaimedMessage:
     id: int
@@ -51,12 +72,14 @@ class ClaimedMessage:
 # --- outcomes of a delivery attempt, as recorded by ``Store.record`` ---------------
 
 
+@positional_pickle
 @dataclass(slots=True)  # read-only by convention: frozen costs per message
 class Delivered:
     id: int
     response: str | None = None
 
 
+@positional_pickle
 @dataclass(slots=True)  # read-only by convention: frozen costs per message
 class RetryLater:
     id: int
@@ -65,6 +88,7 @@ class RetryLater:
     delay: float | None = None  # seconds the peer asked for; None → backoff
 
 
+@positional_pickle
 @dataclass(slots=True)  # read-only by convention: frozen costs per message
 class Failed:
     id: int
@@ -72,6 +96,7 @@ class Failed:
     response: str | None = None
 
 
+@positional_pickle
 @dataclass(slots=True)  # read-only by convention: frozen costs per message
 class Released:
     id: int

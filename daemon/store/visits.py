@@ -52,6 +52,21 @@ class VisitOps(StoreBase):
 
         return self._read(work)
 
+    def task_progress(self, kodebookings: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """The task progress of those visits that are known, by kodebooking."""
+
+        def work() -> dict[str, dict[str, Any]]:
+            found: dict[str, dict[str, Any]] = {}
+            for chunk in chunked(sorted(set(kodebookings))):
+                query = Visit.select(Visit.kodebooking, Visit.task_progress).where(
+                    Visit.kodebooking.in_(list(chunk))
+                )
+                for row in query:
+                    found[row.kodebooking] = row.task_progress
+            return found
+
+        return self._read(work)
+
     def visits(self, since: datetime | None = None, limit: int = 500) -> list[VisitView]:
         """The most recently updated visits first (for the control API)."""
 

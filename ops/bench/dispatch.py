@@ -376,6 +376,16 @@ class CpuWatch:
 
 # --- processes ---------------------------------------------------------------------------
 
+
+def children(pid: int) -> list[int]:
+    """The child processes of ``pid`` (a dispatcher's store worker)."""
+    tasks = Path(f"/proc/{pid}/task")
+    try:
+        return [int(c) for task in tasks.iterdir() for c in (task / "children").read_text().split()]
+    except OSError:
+        return []
+
+
 _LIVE: set[subprocess.Popen[bytes]] = set()
 
 
@@ -699,6 +709,9 @@ class Run:
         groups = {
             "dispatchers": [proc / str(pid) / "stat" for pid in pids],
             LOOPS: [proc / str(pid) / "task" / str(pid) / "stat" for pid in pids],
+            "store workers": [
+                proc / str(child) / "stat" for pid in pids for child in children(pid)
+            ],
         }
         if peer is not None:
             groups["sim"] = [proc / str(peer.pid) / "stat"]

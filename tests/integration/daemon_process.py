@@ -33,6 +33,15 @@ def free_port() -> int:
             return port
 
 
+def gone(pid: int) -> bool:
+    """Exited (a zombie counts: its parent may not have reaped it yet)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return True
+    return state in ("Z", "X")
+
+
 class DaemonProcess:
     """One role process; ``await start()`` returns once /healthz answers."""
 
@@ -75,6 +84,14 @@ class DaemonProcess:
                 pass
             await asyncio.sleep(0.1)
         raise AssertionError(f"{self.role} did not answer /healthz:\n{self.output()}")
+
+    def children(self) -> list[int]:
+        """The process ids of its child processes."""
+        assert self.proc is not None
+        tasks = Path(f"/proc/{self.proc.pid}/task")
+        return [
+            int(pid) for task in tasks.iterdir() for pid in (task / "children").read_text().split()
+        ]
 
     async def get(self, path: str) -> tuple[int, str]:
         async with (

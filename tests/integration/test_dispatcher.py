@@ -17,7 +17,7 @@ from daemon.sim.http import Faults, HttpSink
 from daemon.store import Store, open_database
 from daemon.store.models import Message
 from daemon.store.types import NewMessage
-from tests.integration.daemon_process import ROOT, DaemonProcess, free_port
+from tests.integration.daemon_process import ROOT, DaemonProcess, free_port, gone
 
 pytestmark = pytest.mark.slow
 
@@ -92,6 +92,8 @@ async def test_delivers_everything_then_exits_zero_on_sigterm(tmp_path, db_url, 
                 "outboxd_deliveries_total", channel="hook", result="delivered"
             )
             assert delivered == 40
+            [worker] = proc.children()  # the store's worker process
+            assert "daemon.store.worker" in Path(f"/proc/{worker}/cmdline").read_text()
             # idle, then new work is picked up again
             enqueue(store, 5, prefix="late")
             await eventually(lambda: statuses(store) == {"sent": 45}, what="45 sent")
@@ -100,9 +102,11 @@ async def test_delivers_everything_then_exits_zero_on_sigterm(tmp_path, db_url, 
             proc.kill()
         assert "stopped" in proc.output()
         assert "loop=uvloop" in proc.output()  # roles.dispatcher.event_loop's default
+        assert "store=process" in proc.output()  # roles.dispatcher.store_process's default
+        assert gone(worker)  # the worker stops with its dispatcher
 
 
-async def test_the_standard_event_loop_when_configured(tmp_path, db_url, store):
+async def test_the_standard_event_loop_and_a_store_thread_when_configured(tmp_path, db_url, store):
     async with HttpSink() as sink:
         health = free_port()
         config = write_config(
@@ -110,7 +114,8 @@ async def test_the_standard_event_loop_when_configured(tmp_path, db_url, store):
         )
         config.write_text(
             config.read_text().replace(
-                "drain_timeout: 10s}", "drain_timeout: 10s, event_loop: asyncio}"
+                "drain_timeout: 10s}",
+                "drain_timeout: 10s, event_loop: asyncio, store_process: false}",
             )
         )
         enqueue(store, 5)
@@ -118,10 +123,12 @@ async def test_the_standard_event_loop_when_configured(tmp_path, db_url, store):
         try:
             await proc.start(health)
             await eventually(lambda: statuses(store) == {"sent": 5}, what="5 sent")
+            assert proc.children() == []
             assert await proc.stop() == 0
         finally:
             proc.kill()
         assert "loop=asyncio" in proc.output() and "loop=uvloop" not in proc.output()
+        assert "store=thread" in proc.output()
 
 
 async def test_retries_with_backoff_then_fails_when_attempts_run_out(tmp_path, db_url, store):

@@ -49,6 +49,16 @@ def test_sync_enqueues_records_progress_and_moves_the_cursor(store: Store):
     assert store.get_cursor("khanza") == "2026-11-23T2"
 
 
+def test_task_progress_of_the_known_visits_only(store: Store):
+    progress = {f"KB{i}": {"add": {"status": "queued"}} for i in range(3)}
+    store.sync_visits("khanza", progress, [add(kb) for kb in progress], cursor="c", now=T0)
+    found = store.task_progress(["KB0", "KB2", "KB9", "KB0"])
+    assert found == {"KB0": {"add": {"status": "queued"}}, "KB2": {"add": {"status": "queued"}}}
+    assert store.task_progress([]) == {}
+    many = [f"KB{i}" for i in range(1200)]  # more than one statement's worth
+    assert set(store.task_progress(many)) == {"KB0", "KB1", "KB2"}
+
+
 def test_a_failed_sync_moves_nothing(store: Store):
     with pytest.raises(UnknownPrerequisite):
         store.sync_visits(

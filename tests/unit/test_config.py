@@ -376,3 +376,23 @@ def test_an_unknown_event_loop_is_refused():
         )
     assert "roles.dispatcher.event_loop" in str(info.value)
     assert parse_config("database: sqlite:///x.db").roles.dispatcher.event_loop == "uvloop"
+
+
+def test_the_dispatcher_runs_its_store_in_a_process_unless_told_not_to():
+    def dispatcher(roles: str):
+        return parse_config(f"database: sqlite:///x.db\nroles:\n{roles}").roles.dispatcher
+
+    assert parse_config("database: sqlite:///x.db").roles.dispatcher.store_process is True
+    # a mapping that leaves it out keeps the dispatcher's default
+    assert dispatcher("  dispatcher: {base_port: 9200}\n").store_process is True
+    assert (
+        dispatcher("  dispatcher: {base_port: 9200, store_process: false}\n").store_process is False
+    )
+    with pytest.raises(ConfigError) as info:
+        dispatcher("  dispatcher: {base_port: 9200, store_process: sometimes}\n")
+    assert "roles.dispatcher.store_process" in str(info.value)
+    with pytest.raises(ConfigError) as info:  # only the dispatcher has the choice
+        parse_config(
+            "database: sqlite:///x.db\nroles:\n  poller: {base_port: 9100, store_process: true}\n"
+        )
+    assert "roles.poller.store_process" in str(info.value)

@@ -1,0 +1,220 @@
+"""The store run in a worker process: answers, errors, cancellation, the worker's
+death and its parent's, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import pickle
+import signal
+import sqlite3
+import sys
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from daemon.settings import DatabaseSettings
+from daemon.store import Store, StoreUnavailable, open_database
+from daemon.store.process import StoreProcess
+from daemon.store.types import Delivered, InvalidMessage, NewMessage
+from tests.integration.daemon_process import ROOT, gone
+
+
+async def wait_gone(pid: int, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not gone(pid):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"process {pid} still runs")
+        await asyncio.sleep(0.05)
+
+
+@pytest.fixture
+async def runner(db_url: str) -> AsyncIterator[StoreProcess]:
+    settings = DatabaseSettings(url=db_url, busy_timeout=20)
+    process = StoreProcess(Store(open_database(settings)), settings, process="test.0")
+    yield process
+    await process.aclose()
+
+
+async def counts(runner: StoreProcess) -> dict[str, int]:
+    """The channel's messages by status, read through the worker."""
+    stats = await runner.run(runner.store.stats)
+    return {k: v for s in stats if s.channel == "hie" for k, v in s.counts.items() if v}
+
+
+def msg(key: str, payload: bytes | None = None) -> NewMessage:
+    return NewMessage("hie", key, payload or f"MSH|{key}".encode(), "hl7")
+
+
+async def test_operations_run_in_another_process_and_answer_in_order(runner: StoreProcess):
+    store = runner.store
+    assert runner.pid is None  # started by the first call
+    results = await asyncio.gather(*(runner.run(store.enqueue, msg(f"k{i}")) for i in range(20)))
+    assert runner.pid not in (None, os.getpid())
+    assert [r.id for r in results] == sorted(r.id for r in results)
+    assert all(r.created for r in results)
+    claimed = await runner.run(store.claim, ["hie"], "w", 50, 60)
+    assert [m.key for m in claimed] == [f"k{i}" for i in range(20)]
+    outcome = await runner.run(store.record, "w", [Delivered(m.id, "AA") for m in claimed])
+    assert set(outcome.recorded.values()) == {"sent"} and outcome.lost == []
+    assert await counts(runner) == {"sent": 20}
+
+
+async def test_a_large_payload_crosses_in_pieces(runner: StoreProcess):
+    payload = b"MSH|" + os.urandom(3_000_000).hex().encode()  # 6 MB: many socket reads
+    await runner.run(runner.store.enqueue, msg("big", payload))
+    [claimed] = await runner.run(runner.store.claim, ["hie"], "w", 1, 60)
+    assert claimed.payload == payload
+
+
+async def test_errors_arrive_as_raised_and_the_worker_goes_on(runner: StoreProcess):
+    store = runner.store
+    with pytest.raises(InvalidMessage, match="key must be a non-empty string"):
+        await runner.run(store.enqueue, NewMessage("hie", "", b"MSH|"))
+    pid = runner.pid
+    assert (await runner.run(store.enqueue, msg("after"))).created
+    assert runner.pid == pid
+
+
+async def test_only_the_stores_own_operations_with_arguments_that_can_be_passed(
+    runner: StoreProcess,
+):
+    with pytest.raises(TypeError, match="not an operation of this store"):
+        await runner.run(print, "x")
+    with pytest.raises(TypeError, match="cannot be passed"):
+        await runner.run(runner.store.enqueue, lambda: None)
+    assert (await runner.run(runner.store.enqueue, msg("fine"))).created
+
+
+async def test_a_cancelled_call_still_runs_to_its_commit(runner: StoreProcess):
+    store = runner.store
+    await runner.run(store.enqueue, msg("a"))
+    task = asyncio.ensure_future(runner.run(store.claim, ["hie"], "w", 10, 60))
+    await asyncio.sleep(0)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    # the claim happened all the same: nothing is left to claim
+    assert await runner.run(store.claim, ["hie"], "other", 10, 60) == []
+    assert await counts(runner) == {"sending": 1}
+
+
+async def test_sigterm_to_the_process_group_does_not_stop_the_worker(runner: StoreProcess):
+    await runner.run(runner.store.ping)
+    pid = runner.pid
+    assert pid is not None
+    os.kill(pid, signal.SIGTERM)  # what supervisord's stopasgroup sends
+    os.kill(pid, signal.SIGINT)
+    await asyncio.sleep(0.2)
+    assert await runner.run(runner.store.ping)
+    assert runner.pid == pid
+
+
+async def test_a_dead_worker_fails_the_waiting_call_and_the_next_call_starts_another(
+    tmp_path: Path,
+):
+    url = f"sqlite:///{tmp_path}/outbox.db"
+    settings = DatabaseSettings(url=url, busy_timeout=30)
+    from daemon.store import migrate
+
+    migrate(open_database(settings))
+    runner = StoreProcess(Store(open_database(settings)), settings)
+    try:
+        store = runner.store
+        await runner.run(store.enqueue, msg("a"))
+        first = runner.pid
+        assert first is not None
+        blocker = sqlite3.connect(f"{tmp_path}/outbox.db", isolation_level=None)
+        blocker.execute("BEGIN IMMEDIATE")  # the worker's claim waits for this lock
+        waiting = asyncio.ensure_future(runner.run(store.claim, ["hie"], "w", 10, 60))
+        await asyncio.sleep(0.3)
+        assert not waiting.done()
+        os.kill(first, signal.SIGKILL)
+        with pytest.raises(StoreUnavailable, match="stopped before it answered"):
+            await asyncio.wait_for(waiting, 10)
+        blocker.execute("ROLLBACK")
+        blocker.close()
+        [claimed] = await runner.run(store.claim, ["hie"], "w", 10, 60)  # a new worker
+        assert claimed.key == "a"
+        assert runner.pid not in (None, first)
+    finally:
+        await runner.aclose()
+
+
+async def test_close_lets_the_worker_answer_what_it_was_sent_then_it_exits(tmp_path: Path):
+    url = f"sqlite:///{tmp_path}/outbox.db"
+    settings = DatabaseSettings(url=url, busy_timeout=30)
+    from daemon.store import migrate
+
+    migrate(open_database(settings))
+    runner = StoreProcess(Store(open_database(settings)), settings)
+    await runner.run(runner.store.enqueue, msg("a"))
+    pid = runner.pid
+    assert pid is not None
+    blocker = sqlite3.connect(f"{tmp_path}/outbox.db", isolation_level=None)
+    blocker.execute("BEGIN IMMEDIATE")
+    claim = asyncio.ensure_future(runner.run(runner.store.claim, ["hie"], "w", 10, 60))
+    await asyncio.sleep(0.1)
+    closing = asyncio.ensure_future(runner.aclose())
+    await asyncio.sleep(0.3)
+    assert not closing.done()  # the worker is still inside the claim
+    blocker.execute("ROLLBACK")
+    blocker.close()
+    await asyncio.wait_for(closing, 15)
+    assert [m.key for m in claim.result()] == ["a"]
+    assert gone(pid) and runner.pid is None
+
+
+PARENT = """
+import asyncio, sys
+from daemon.settings import DatabaseSettings
+from daemon.store import Store, open_database
+from daemon.store.process import StoreProcess
+
+async def main():
+    settings = DatabaseSettings(url=sys.argv[1])
+    runner = StoreProcess(Store(open_database(settings)), settings)
+    await runner.run(runner.store.ping)
+    print(runner.pid, flush=True)
+    await asyncio.sleep(60)
+
+asyncio.run(main())
+"""
+
+
+async def test_the_worker_exits_when_its_parent_is_killed(db_url: str):
+    parent = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", PARENT, db_url,
+        stdout=asyncio.subprocess.PIPE, env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )  # fmt: skip
+    try:
+        assert parent.stdout is not None
+        line = await asyncio.wait_for(parent.stdout.readline(), 20)
+        worker = int(line)
+        assert not gone(worker)
+        parent.kill()
+        await parent.wait()
+        await wait_gone(worker)
+    finally:
+        if parent.returncode is None:
+            parent.kill()
+
+
+class _Odd(Exception):
+    def __init__(self, code: int, why: str) -> None:  # pickles, but does not unpickle
+        super().__init__(f"{code}: {why}")
+
+
+def test_an_error_that_cannot_cross_arrives_as_a_store_error_naming_it():
+    from daemon.store import StoreError
+    from daemon.store.worker import HEADER, answer
+
+    frame = answer(5, False, _Odd(7, "odd"))
+    seq, ok, value = pickle.loads(frame[HEADER.size :])
+    assert (seq, ok) == (5, False)
+    assert isinstance(value, StoreError)
+    assert "could not be passed: _Odd: 7: odd" in str(value)
+    seq, ok, value = pickle.loads(answer(6, True, lambda: None)[HEADER.size :])
+    assert (seq, ok) == (6, False) and "could not be passed" in str(value)
