@@ -74,7 +74,13 @@ def _describe_err(fields: list[str], d: Delimiters) -> str:
 
 
 def _ack_text(raw: bytes, encoding: str) -> str:
-    text = raw.decode(encoding, "replace").strip()
+    text = raw.decode(encoding, "replace").lstrip()
+    body = text.rstrip()
+    tail = text[len(body) :]
+    # spaces before the last segment's terminator are its data (e.g. the end of
+    # MSA-2); what follows the terminator, or an unterminated end, is not
+    ends = [i for i in (tail.find("\r"), tail.find("\n")) if i != -1]
+    text = body + tail[: min(ends)] if ends else body
     if "\n" in text:
         text = text.replace("\r\n", "\r").replace("\n", "\r")
     return text

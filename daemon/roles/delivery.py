@@ -22,6 +22,7 @@ from daemon.metrics import Metrics
 from daemon.resilience.backoff import RetryPolicy
 from daemon.resilience.breaker import BreakerState, CircuitBreaker
 from daemon.resilience.ratelimit import Bucket
+from daemon.roles.prefetch import Prefetch
 from daemon.store import StoreUnavailable
 from daemon.store.thread import StoreRunner
 from daemon.store.types import (
@@ -81,7 +82,8 @@ class ChannelLoop:
         self.pending_outcomes: list[StoreOutcome] = []
         self.wake = asyncio.Event()  # something may be due: claim now
         self.space = asyncio.Event()  # room for more claims
-        self.low_water = settings.batch_size  # queued below this: room for a batch
+        self.prefetch = Prefetch(settings.batch_size)
+        self.started = 0  # sends started, a running count (the prefetch learns the pace)
         self.outcomes_ready = asyncio.Event()
         self.stopping = False
         self.tasks: list[asyncio.Task[None]] = []
@@ -107,9 +109,10 @@ class ChannelLoop:
 
     @property
     def capacity(self) -> int:
-        """Messages waiting or being sent, at most: two batches and one per worker,
-        so a whole batch is claimed while the one before is still being sent."""
-        return 2 * self.settings.batch_size + self.settings.concurrency
+        """Messages waiting or being sent, at most: a batch, the prefetch reserve
+        (what the connections send while a claim runs) and one per worker, so a
+        whole batch is claimed while the reserve is still being sent."""
+        return self.settings.batch_size + self.prefetch.reserve + self.settings.concurrency
 
     # --- lifecycle ----------------------------------------------------------------
 
@@ -179,7 +182,10 @@ class ChannelLoop:
                 self.space.clear()
                 await self.space.wait()
                 continue
-            claimed = await self._claim(room)
+            began = time.monotonic()
+            claimed = await self._claim(min(room, self.settings.batch_size))
+            ended = time.monotonic()
+            self.prefetch.claimed(ended, self.started, ended - began)
             if claimed is None:
                 continue
             if claimed:
@@ -234,8 +240,9 @@ class ChannelLoop:
                 message = await self.queue.get()
                 if message is None:
                     return
-                if self.queue.qsize() < self.low_water:
-                    self.space.set()  # the feeder may claim the next batch now
+                self.started += 1
+                if self.queue.qsize() <= self.prefetch.reserve:
+                    self.space.set()  # room for a batch: the feeder may claim it now
                 if self.held.get(message.id) is not message:
                     continue  # its lease was lost while it waited (and maybe claimed again)
                 if self.stopping:

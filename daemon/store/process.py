@@ -1,12 +1,12 @@
 """Run store operations from asyncio in a worker process (see ``daemon.store.worker``).
 
 The same interface as ``StoreThread``: ``await run(store.operation, *args)``.
-Requests go over a socket pair as length-prefixed pickles and are answered in
-order; the event loop reads the answers itself, so no thread of this process
-waits for the interpreter lock. A cancelled await does not cancel the unit of
-work: the worker runs it to its commit or rollback. When the worker dies, the
-calls waiting on it fail with ``StoreUnavailable`` and the next call starts a
-new one.
+Requests go over a socket pair and are answered in order; the event loop reads
+the answers itself, so no thread of this process waits for the interpreter
+lock. A cancelled await does not cancel the unit of work: the worker runs it to
+its commit or rollback. When the worker dies, the calls waiting on it fail with
+``StoreUnavailable`` (the loops retry, as for a database that is down) and the
+next call starts a new one.
 """
 
 from __future__ import annotations
@@ -19,17 +19,20 @@ import pickle
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from typing import Any, ParamSpec, TypeVar, cast
 
 from daemon.settings import DatabaseSettings
-from daemon.store import Store, StoreUnavailable
+from daemon.store import Store, StoreError, StoreUnavailable
 from daemon.store.worker import HEADER, encode
 
 P = ParamSpec("P")
 T = TypeVar("T")
 log = logging.getLogger("outboxd.store")
-STOP_TIMEOUT = 10.0  # seconds the worker gets to finish its last unit after the socket closes
+WORKER = "daemon.store.worker"
+START_TIMEOUT = 60.0  # seconds for a new worker to import and open the database
+STOP_TIMEOUT = 5.0  # seconds a closing worker gets to finish its unit before it is killed
 
 
 class _Answers(asyncio.Protocol):
@@ -42,22 +45,29 @@ class _Answers(asyncio.Protocol):
         self.closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = cast(asyncio.Transport, transport)
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
+
+    @property
+    def open(self) -> bool:
+        return self.transport is not None and not self.transport.is_closing()
 
     def data_received(self, data: bytes) -> None:
         buffer = self.buffer
         buffer += data
         at, end = 0, len(buffer)
         while end - at >= HEADER.size:
-            (size,) = HEADER.unpack_from(buffer, at)
+            size, seq = HEADER.unpack_from(buffer, at)
             if end - at - HEADER.size < size:
                 break
             body = buffer[at + HEADER.size : at + HEADER.size + size]
             at += HEADER.size + size
-            seq, ok, value = pickle.loads(body)
             waiter = self.pending.pop(seq, None)
             if waiter is None or waiter.done():
                 continue  # its caller stopped waiting; the work was done all the same
+            try:
+                ok, value = pickle.loads(body)
+            except Exception as exc:
+                ok, value = False, StoreError(f"store answer could not be read: {exc!r}")
             if ok:
                 waiter.set_result(value)
             else:
@@ -86,10 +96,11 @@ class StoreProcess:
     ) -> None:
         self.store = store  # names the operations; its own connection is not used
         self._hello = (database, log_level, log_format, process)
-        self._seq = itertools.count()
+        self._seq = itertools.count(1)  # 0 is the hello
         self._answers: _Answers | None = None
         self._proc: asyncio.subprocess.Process | None = None
         self._starting = asyncio.Lock()
+        self._closed = False
 
     @property
     def pid(self) -> int | None:
@@ -100,60 +111,96 @@ class StoreProcess:
         """Await ``operation(*args, **kwargs)`` (a method of ``store``) run in the worker."""
         if getattr(operation, "__self__", None) is not self.store:
             raise TypeError(f"{operation!r} is not an operation of this store")
-        answers = self._live() or await self._start()
+        if self._closed:
+            raise StoreUnavailable("the store process is closed")
+        name = operation.__name__
+        try:
+            request = pickle.dumps((name, args, kwargs), protocol=pickle.HIGHEST_PROTOCOL)
+        except Exception as exc:
+            raise TypeError(f"arguments of {name} cannot be passed: {exc}") from exc
+        answers = self._answers
+        if answers is None or not answers.open:
+            answers = await self._start()
         seq = next(self._seq)
         waiter: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        try:
-            request = encode((seq, operation.__name__, args, kwargs))
-        except (pickle.PicklingError, TypeError, AttributeError) as exc:
-            raise TypeError(f"arguments of {operation.__name__} cannot be passed: {exc}") from exc
         answers.pending[seq] = waiter
         assert answers.transport is not None
-        answers.transport.write(request)
+        answers.transport.write(HEADER.pack(len(request), seq) + request)
         return await asyncio.shield(waiter)
-
-    def _live(self) -> _Answers | None:
-        answers = self._answers
-        if answers is None or answers.transport is None or answers.transport.is_closing():
-            return None
-        return answers
 
     async def _start(self) -> _Answers:
         async with self._starting:
-            live = self._live()  # started by another call while this one waited
-            if live is not None:
-                return live
-            await self._reap()
-            ours, theirs = socket.socketpair()
+            if self._closed:
+                raise StoreUnavailable("the store process is closed")
+            if self._answers is not None and self._answers.open:
+                return self._answers  # started by another call while this one waited
+            await self._stop_worker()
+            self._answers = await self._spawn()
+            return self._answers
+
+    async def _spawn(self) -> _Answers:
+        ours, theirs = socket.socketpair()
+        try:
             try:
                 self._proc = await asyncio.create_subprocess_exec(
-                    sys.executable,
-                    "-m",
-                    "daemon.store.worker",
-                    str(theirs.fileno()),
-                    pass_fds=(theirs.fileno(),),
-                    stdin=subprocess.DEVNULL,
-                )
-            except OSError as exc:
-                ours.close()
-                raise StoreUnavailable(f"could not start the store process: {exc}") from exc
+                    sys.executable, "-m", WORKER, str(theirs.fileno()),
+                    pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL,
+                    start_new_session=True,  # signals to the daemon's group are not for it
+                )  # fmt: skip
             finally:
                 theirs.close()
             loop = asyncio.get_running_loop()
             _, answers = await loop.create_unix_connection(_Answers, sock=ours)
-            assert answers.transport is not None
-            answers.transport.write(encode(self._hello))
-            self._answers = answers
-            log.debug("store process started", extra={"pid": self._proc.pid})
-            return answers
+        except OSError as exc:
+            ours.close()
+            raise StoreUnavailable(f"could not start the store process: {exc}") from exc
+        except BaseException:
+            ours.close()
+            raise
+        ready: asyncio.Future[None] = loop.create_future()
+        answers.pending[0] = ready
+        assert answers.transport is not None
+        answers.transport.write(encode(0, self._hello))
+        try:
+            await asyncio.wait_for(asyncio.shield(ready), START_TIMEOUT)
+        except TimeoutError:
+            answers.transport.close()
+            await self._stop_worker()
+            raise StoreUnavailable(
+                f"the store process was not ready within {START_TIMEOUT:g}s"
+            ) from None
+        except StoreUnavailable:
+            code = await self._exit_code()
+            raise StoreUnavailable(
+                f"the store process exited (code {code}) before it was ready; its log says why"
+            ) from None
+        except BaseException:  # timed out, cancelled, or it refused the settings
+            answers.transport.close()
+            await self._stop_worker()
+            raise
+        log.debug("store process started", extra={"pid": self.pid})
+        return answers
 
-    async def _reap(self) -> None:
+    async def _exit_code(self) -> int | None:
+        proc = self._proc
+        if proc is None:
+            return None
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(proc.wait(), STOP_TIMEOUT)
+        return proc.returncode
+
+    async def _stop_worker(self, deadline: float | None = None) -> None:
+        """Wait for the worker to exit (its socket is closed or closing); kill it
+        when it has not by the deadline."""
         proc, self._proc = self._proc, None
         if proc is None:
             return
+        if deadline is None:
+            deadline = time.monotonic() + STOP_TIMEOUT
         try:
-            await asyncio.wait_for(proc.wait(), STOP_TIMEOUT)
+            await asyncio.wait_for(proc.wait(), max(0.0, deadline - time.monotonic()))
         except TimeoutError:
+            log.warning("store process did not stop in time; killing it", extra={"pid": proc.pid})
             proc.kill()
             await proc.wait()
         if proc.returncode:
@@ -161,13 +208,17 @@ class StoreProcess:
 
     async def aclose(self) -> None:
         """Shut the socket for writing: the worker answers what it was sent, sees the
-        end and exits; wait for that (then close and reap it)."""
-        answers, self._answers = self._answers, None
-        if answers is not None and answers.transport is not None:
-            transport = answers.transport
-            if not transport.is_closing():
-                transport.write_eof()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(asyncio.shield(answers.closed), STOP_TIMEOUT)
-            transport.close()
-        await self._reap()
+        end and exits; wait for that (killing it after ``STOP_TIMEOUT``). Calls
+        after this fail with ``StoreUnavailable``."""
+        async with self._starting:
+            self._closed = True
+            deadline = time.monotonic() + STOP_TIMEOUT
+            answers, self._answers = self._answers, None
+            if answers is not None and answers.transport is not None:
+                if answers.open:
+                    answers.transport.write_eof()
+                with contextlib.suppress(TimeoutError):
+                    remaining = max(0.0, deadline - time.monotonic())
+                    await asyncio.wait_for(asyncio.shield(answers.closed), remaining)
+                answers.transport.close()
+            await self._stop_worker(deadline)

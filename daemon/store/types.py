@@ -4,6 +4,7 @@ No peewee objects leave the store."""
 from __future__ import annotations
 
 import operator
+import pickle
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from datetime import datetime
@@ -16,11 +17,16 @@ def positional_pickle(cls: type[C]) -> type[C]:
     """Pickle instances of a slotted dataclass as one call of the class with its
     fields in order: a third of the cost of setting slot by slot, for the values
     that cross to and from the store's worker process by the thousand."""
-    names = [f.name for f in fields(cls)]  # type: ignore[arg-type]
+    found = fields(cls)  # type: ignore[arg-type]
+    if any(not f.init or f.kw_only for f in found):
+        raise TypeError(f"{cls.__name__}: every field must be a positional __init__ argument")
+    names = [f.name for f in found]
     get = operator.attrgetter(*names)
     values: Callable[[Any], tuple[Any, ...]] = get if len(names) > 1 else lambda o: (get(o),)
 
     def __reduce__(self: Any) -> tuple[type[C], tuple[Any, ...]]:
+        if type(self) is not cls:  # a subclass may have more fields: the usual way
+            return object.__reduce_ex__(self, pickle.HIGHEST_PROTOCOL)  # type: ignore[return-value]
         return cls, values(self)
 
     cls.__reduce__ = __reduce__  # type: ignore[method-assign,assignment]

@@ -71,6 +71,7 @@ class DaemonProcess:
             stdout=self._logfile,
             stderr=self._logfile,
             env={**os.environ, "PYTHONPATH": str(ROOT)},
+            start_new_session=True,  # a process group of its own, as under supervisord
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -124,11 +125,15 @@ class DaemonProcess:
         assert self.proc is not None
         self.proc.send_signal(sig)
 
-    async def stop(self, timeout: float = 30.0) -> int:
-        """SIGTERM and wait; returns the exit code."""
+    async def stop(self, timeout: float = 30.0, group: bool = False) -> int:
+        """SIGTERM (to its whole process group with ``group``, as supervisord's
+        stopasgroup does) and wait; returns the exit code."""
         assert self.proc is not None
         if self.proc.returncode is None:
-            self.proc.send_signal(signal.SIGTERM)
+            if group:
+                os.killpg(self.proc.pid, signal.SIGTERM)
+            else:
+                self.proc.send_signal(signal.SIGTERM)
         try:
             return await asyncio.wait_for(self.proc.wait(), timeout)
         finally:

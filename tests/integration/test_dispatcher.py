@@ -190,9 +190,11 @@ async def test_drain_finishes_in_flight_and_releases_the_rest(tmp_path, db_url, 
         try:
             await proc.start(health)
             await eventually(lambda: len(sink.requests) == 2, what="two sends in flight")
+            [worker] = proc.children()
             started = time.monotonic()
-            assert await proc.stop() == 0
+            assert await proc.stop(group=True) == 0  # as supervisord stops it
             assert time.monotonic() - started < 10
+            assert gone(worker)
         finally:
             proc.kill()
         counts = await asyncio.to_thread(statuses, store)

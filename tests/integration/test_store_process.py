@@ -21,6 +21,8 @@ from daemon.store.process import StoreProcess
 from daemon.store.types import Delivered, InvalidMessage, NewMessage
 from tests.integration.daemon_process import ROOT, gone
 
+pytestmark = pytest.mark.both_loops  # uvloop is the dispatcher's default
+
 
 async def wait_gone(pid: int, timeout: float = 10.0) -> None:
     deadline = time.monotonic() + timeout
@@ -212,9 +214,84 @@ def test_an_error_that_cannot_cross_arrives_as_a_store_error_naming_it():
     from daemon.store.worker import HEADER, answer
 
     frame = answer(5, False, _Odd(7, "odd"))
-    seq, ok, value = pickle.loads(frame[HEADER.size :])
-    assert (seq, ok) == (5, False)
+    size, seq = HEADER.unpack_from(frame)
+    ok, value = pickle.loads(frame[HEADER.size :])
+    assert (size, seq, ok) == (len(frame) - HEADER.size, 5, False)
     assert isinstance(value, StoreError)
     assert "could not be passed: _Odd: 7: odd" in str(value)
-    seq, ok, value = pickle.loads(answer(6, True, lambda: None)[HEADER.size :])
-    assert (seq, ok) == (6, False) and "could not be passed" in str(value)
+    frame = answer(6, True, lambda: None)
+    ok, value = pickle.loads(frame[HEADER.size :])
+    assert (HEADER.unpack_from(frame)[1], ok) == (6, False)
+    assert "could not be passed" in str(value)
+
+
+class _Unreadable:
+    """Pickles here; fails to unpickle (int("not a number")) on the other side."""
+
+    def __reduce__(self):
+        return int, ("not a number",)
+
+
+async def test_an_argument_the_worker_cannot_read_is_refused_and_it_goes_on(
+    runner: StoreProcess,
+):
+    await runner.run(runner.store.ping)
+    pid = runner.pid
+    with pytest.raises(TypeError, match="request could not be read"):
+        await runner.run(runner.store.enqueue, _Unreadable())
+    assert await runner.run(runner.store.ping) and runner.pid == pid
+
+
+async def test_answers_in_pieces_and_an_answer_that_cannot_be_read():
+    from daemon.store import StoreError
+    from daemon.store.process import _Answers
+    from daemon.store.worker import HEADER, encode
+
+    loop = asyncio.get_running_loop()
+    answers = _Answers()
+    first, second, third = (loop.create_future() for _ in range(3))
+    answers.pending.update({1: first, 2: second, 3: third})
+    bad = b"not a pickle"
+    stream = encode(1, (True, "one")) + HEADER.pack(len(bad), 2) + bad + encode(3, (True, 3))
+    for i in range(len(stream)):  # a byte at a time
+        answers.data_received(stream[i : i + 1])
+    assert first.result() == "one" and third.result() == 3
+    with pytest.raises(StoreError, match="store answer could not be read"):
+        second.result()
+    assert answers.pending == {} and answers.buffer == bytearray()
+
+
+async def test_calls_after_close_are_refused(runner: StoreProcess):
+    await runner.run(runner.store.ping)
+    await runner.aclose()
+    with pytest.raises(StoreUnavailable, match="closed"):
+        await runner.run(runner.store.ping)
+    assert runner.pid is None
+
+
+async def test_a_worker_that_cannot_start_says_so(db_url: str, monkeypatch):
+    import daemon.store.process as process
+
+    settings = DatabaseSettings(url=db_url)
+    monkeypatch.setattr(process, "WORKER", "daemon.store.no_such_worker")
+    runner = StoreProcess(Store(open_database(settings)), settings)
+    try:
+        with pytest.raises(StoreUnavailable, match=r"exited \(code 1\) before it was ready"):
+            await runner.run(runner.store.ping)
+    finally:
+        await runner.aclose()
+
+
+async def test_settings_the_worker_refuses_are_raised_as_its_error(db_url: str):
+    from daemon.store import StoreError
+
+    runner = StoreProcess(
+        Store(open_database(DatabaseSettings(url=db_url))),
+        DatabaseSettings(url="sqlite:///:memory:"),  # fine to describe, not to share
+    )
+    try:
+        with pytest.raises(StoreError, match="in-memory SQLite database cannot be shared"):
+            await runner.run(runner.store.ping)
+        assert runner.pid is None
+    finally:
+        await runner.aclose()

@@ -464,3 +464,17 @@ def test_frame_decoder_refuses_broken_streams(stream: bytes, reason: str) -> Non
     decoder.feed(stream)
     with pytest.raises(FramingError, match=re.escape(reason)):
         frames(decoder)
+
+
+def test_spaces_that_end_the_last_segment_are_data_not_padding() -> None:
+    # an MSH-10 that ends in a space, echoed in MSA-2 of the last segment
+    head = b"MSH|^~\\&|HIE|X|CLINIC|Y|20261127||ACK|A1|P|2.5\r"
+    for tail in (b"\r", b"\r\n", b"\r  \n"):
+        raw = head + b"MSA|AA|CTRL-1 " + tail
+        assert read_ack(raw).control_id == "CTRL-1 "
+        fast = plain_accept(raw, b"CTRL-1 ")  # None with an LF: read_ack's to judge
+        assert fast == read_ack(raw).message if tail == b"\r" else fast is None
+        assert plain_accept(raw, b"CTRL-1") is None
+    # unterminated, the end is trimmed as before (and plain_accept leaves it to read_ack)
+    assert read_ack(head + b"MSA|AA|CTRL-1  ").control_id == "CTRL-1"
+    assert read_ack(b"  \r\n" + head + b"MSA|AA|X\r").control_id == "X"
