@@ -184,10 +184,10 @@ class ChannelLoop:
                 continue
             began = time.monotonic()
             claimed = await self._claim(min(room, self.settings.batch_size))
+            if claimed is None:  # the database failed it (and _claim waited): no sample
+                continue
             ended = time.monotonic()
             self.prefetch.claimed(ended, self.started, ended - began)
-            if claimed is None:
-                continue
             if claimed:
                 poll = BUSY_POLL
                 self.m_claimed.inc(len(claimed))
