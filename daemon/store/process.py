@@ -113,19 +113,18 @@ class StoreProcess:
             raise TypeError(f"{operation!r} is not an operation of this store")
         if self._closed:
             raise StoreUnavailable("the store process is closed")
-        name = operation.__name__
+        name, seq = operation.__name__, next(self._seq)
         try:
-            request = pickle.dumps((name, args, kwargs), protocol=pickle.HIGHEST_PROTOCOL)
+            request = encode(seq, (name, args, kwargs))
         except Exception as exc:
             raise TypeError(f"arguments of {name} cannot be passed: {exc}") from exc
         answers = self._answers
         if answers is None or not answers.open:
             answers = await self._start()
-        seq = next(self._seq)
         waiter: asyncio.Future[T] = asyncio.get_running_loop().create_future()
         answers.pending[seq] = waiter
         assert answers.transport is not None
-        answers.transport.write(HEADER.pack(len(request), seq) + request)
+        answers.transport.write(request)
         return await asyncio.shield(waiter)
 
     async def _start(self) -> _Answers:
@@ -169,25 +168,19 @@ class StoreProcess:
             raise StoreUnavailable(
                 f"the store process was not ready within {START_TIMEOUT:g}s"
             ) from None
-        except StoreUnavailable:
-            code = await self._exit_code()
+        except StoreUnavailable:  # it closed the socket: it exited
+            proc = self._proc
+            await self._stop_worker()
+            code = proc.returncode if proc is not None else None
             raise StoreUnavailable(
                 f"the store process exited (code {code}) before it was ready; its log says why"
             ) from None
-        except BaseException:  # timed out, cancelled, or it refused the settings
+        except BaseException:  # cancelled, or it refused the settings (its error)
             answers.transport.close()
             await self._stop_worker()
             raise
         log.debug("store process started", extra={"pid": self.pid})
         return answers
-
-    async def _exit_code(self) -> int | None:
-        proc = self._proc
-        if proc is None:
-            return None
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(proc.wait(), STOP_TIMEOUT)
-        return proc.returncode
 
     async def _stop_worker(self, deadline: float | None = None) -> None:
         """Wait for the worker to exit (its socket is closed or closing); kill it
