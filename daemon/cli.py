@@ -16,10 +16,11 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from daemon import __version__
-from daemon.channels.registry import InvalidPayload, prepare_payload
+from daemon.channels.registry import InvalidPayload, message_kind, prepare_payload
 from daemon.config import EX_CONFIG, ConfigError, load_config
 from daemon.errors import StartupError
 from daemon.report import config_summary, stats_json, stats_rows, stats_table, visit_lines
+from daemon.roles import ROLES
 from daemon.settings import Settings
 from daemon.store import (
     LATEST,
@@ -34,6 +35,7 @@ from daemon.store import (
 from daemon.store.migrations import require_current
 from daemon.store.models import STATUSES, utcnow
 from daemon.store.types import InvalidMessage, MessageFilter, NewMessage, OperatorResult
+from daemon.store.visits import VisitView
 from daemon.units import parse_duration
 
 EX_USAGE = 64
@@ -41,8 +43,6 @@ EX_DATAERR = 65
 EX_NOINPUT = 66
 EX_UNAVAILABLE = 69
 EX_SOFTWARE = 70
-ROLES = ("poller", "dispatcher", "scheduler", "control")
-DEFAULT_KINDS = {"mllp": "hl7", "http": "json"}  # BPJS: --kind names the call
 
 
 class CliError(Exception):
@@ -155,11 +155,10 @@ def cmd_enqueue(args: argparse.Namespace) -> int:
     if channel is None:
         known = ", ".join(sorted(settings.channels)) or "none configured"
         raise CliError(f"unknown channel {args.channel!r} (channels: {known})", EX_USAGE)
-    kind = args.kind or DEFAULT_KINDS.get(channel.kind)
-    if kind is None:
-        raise CliError(
-            "a BPJS message needs --kind: bpjs.add, bpjs.updatewaktu or bpjs.batal", EX_USAGE
-        )
+    try:
+        kind = message_kind(channel, args.kind)
+    except InvalidPayload as exc:
+        raise CliError(str(exc), EX_USAGE) from None
     payload = _read_payload(args.payload)
     if not payload.strip():
         raise CliError("the payload is empty", EX_DATAERR)
@@ -225,27 +224,39 @@ def cmd_visit(args: argparse.Namespace) -> int:
     settings = _settings(args)
     store = _open_store(settings)
     try:
-        visit = store.get_visit(args.kodebooking)
+        visits = store.find_visits(args.kodebooking, args.source)
     finally:
         store.close()
-    if visit is None:
-        raise CliError(f"no visit with kodebooking {args.kodebooking!r}", EX_DATAERR)
+    if not visits:
+        where = f" from source {args.source!r}" if args.source else ""
+        raise CliError(f"no visit with kodebooking {args.kodebooking!r}{where}", EX_DATAERR)
+    if len(visits) > 1 and not args.json:
+        sources = ", ".join(v.source for v in visits)
+        raise CliError(
+            f"kodebooking {args.kodebooking!r} is a visit of several sources ({sources}): "
+            "name one with --source",
+            EX_USAGE,
+        )
     if args.json:
         print(
             json.dumps(
-                {
-                    "kodebooking": visit.kodebooking,
-                    "source": visit.source,
-                    "task_progress": visit.task_progress,
-                    "created_at": visit.created_at.isoformat(),
-                    "updated_at": visit.updated_at.isoformat(),
-                },
+                [_visit_json(v) for v in visits] if len(visits) > 1 else _visit_json(visits[0]),
                 indent=2,
             )
         )
     else:
-        print("\n".join(visit_lines(visit, ZoneInfo(settings.timezone))))
+        print("\n".join(visit_lines(visits[0], ZoneInfo(settings.timezone))))
     return 0
+
+
+def _visit_json(visit: VisitView) -> dict[str, object]:
+    return {
+        "kodebooking": visit.kodebooking,
+        "source": visit.source,
+        "task_progress": visit.task_progress,
+        "created_at": visit.created_at.isoformat(),
+        "updated_at": visit.updated_at.isoformat(),
+    }
 
 
 cmd_retry = _operator_command("retried", lambda store: store.retry)
@@ -253,20 +264,10 @@ cmd_cancel = _operator_command("cancelled", lambda store: store.cancel)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    if args.role == "dispatcher":
-        from daemon.roles.dispatcher import Dispatcher
-        from daemon.runtime import run_role
+    from daemon.roles import role_factory
+    from daemon.roles.frame import run_role
 
-        return run_role(args.role, args.process_num, args.config, Dispatcher)
-    if args.role == "poller":
-        from daemon.roles.poller import Poller
-        from daemon.runtime import run_role
-
-        return run_role(args.role, args.process_num, args.config, Poller)
-    _settings(args)
-    raise CliError(
-        f"the {args.role} role is not built yet in outboxd {__version__}", EX_UNAVAILABLE
-    )
+    return run_role(args.role, args.process_num, args.config, role_factory(args.role))
 
 
 # --- parser -------------------------------------------------------------------------
@@ -323,10 +324,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     visit = add("visit", cmd_visit, "a visit's BPJS task progress")
     visit.add_argument("kodebooking")
+    visit.add_argument("--source", help="the source, when several have this kodebooking")
     visit.add_argument("--json", action="store_true")
 
-    run = add("run", cmd_run, "run a role's loop (poller, dispatcher, scheduler, control)")
-    run.add_argument("role", choices=ROLES)
+    run = add("run", cmd_run, f"run a role until SIGTERM ({', '.join(ROLES)})")
+    run.add_argument("role", choices=list(ROLES))
     run.add_argument("--process-num", type=int, default=0)
     return parser
 

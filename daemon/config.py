@@ -20,6 +20,7 @@ from pydantic import BaseModel, ValidationError
 
 from daemon.interpolation import InterpolationError, interpolate
 from daemon.settings import Settings
+from daemon.sources.registry import SOURCE_KINDS
 
 EX_CONFIG = 78  # sysexits.h: configuration error
 CONFIG_ENV = "OUTBOXD_CONFIG"
@@ -281,14 +282,20 @@ def cross_check(data: Mapping[str, Any]) -> list[ConfigIssue]:
                     f"sources.{name}.channel", f"no channel named {channel!r} (channels: {known})"
                 )
             )
-        elif isinstance(channel, str) and source.get("kind") == "khanza":
+        elif (
+            isinstance(channel, str)
+            and isinstance(source.get("kind"), str)
+            and (source["kind"] in SOURCE_KINDS)
+        ):
+            wanted = SOURCE_KINDS[source["kind"]].channel_kinds
             target = channels[channel]
             kind = target.get("kind") if isinstance(target, dict) else None
-            if kind != "bpjs_antrean":
+            if kind not in wanted:
                 issues.append(
                     ConfigIssue(
                         f"sources.{name}.channel",
-                        f"a khanza source sends to a bpjs_antrean channel; {channel!r} is {kind!r}",
+                        f"a {source['kind']} source sends to a {' or '.join(wanted)} channel; "
+                        f"{channel!r} is {kind!r}",
                     )
                 )
     defaults = Settings.model_fields["roles"].default

@@ -7,21 +7,18 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, tzinfo
 from typing import Any
 
-from daemon.settings import BpjsAntreanChannel, HttpChannel, MllpChannel, Settings
-from daemon.store.db import redact_url
+from daemon.channels.kind import ChannelSettings
+from daemon.channels.registry import kind_of
+from daemon.fields import redact_url
+from daemon.settings import Settings
 from daemon.store.models import STATUSES
 from daemon.store.types import ChannelStats
 from daemon.store.visits import VisitView
 from daemon.units import format_duration
 
 
-def _channel_line(name: str, channel: MllpChannel | HttpChannel | BpjsAntreanChannel) -> str:
-    if isinstance(channel, MllpChannel):
-        target = f"{channel.host}:{channel.port}"
-    elif isinstance(channel, HttpChannel):
-        target = f"{channel.method} {redact_url(channel.url)}"
-    else:
-        target = redact_url(channel.base_url)
+def _channel_line(name: str, channel: ChannelSettings) -> str:
+    target = kind_of(channel).describe(channel)
     rate = f"rate {channel.rate}" if channel.rate else "no rate limit"
     retry = channel.retry
     return (
@@ -114,7 +111,8 @@ def _step_key(step: str) -> int:
 
 
 def visit_lines(visit: VisitView, tz: tzinfo) -> list[str]:
-    """A visit's progress, one step a line, times in the configured zone."""
+    """A visit's progress, one step a line, times in the configured zone:
+    ``task 5   sent     waktu 09:12:30, sent 09:12:31``."""
     lines = [
         f"kodebooking {visit.kodebooking} (source {visit.source}), "
         f"updated {visit.updated_at.astimezone(tz):%Y-%m-%d %H:%M:%S %Z}"
@@ -122,15 +120,22 @@ def visit_lines(visit: VisitView, tz: tzinfo) -> list[str]:
     for step in sorted(visit.task_progress, key=_step_key):
         entry = visit.task_progress[step]
         name = "add" if step == "add" else f"task {step}"
-        parts = [f"  {name:<8} {entry.get('status', '?')}"]
+        status = str(entry.get("status", "?"))
+        times = []
         if "waktu" in entry:
             at = datetime.fromtimestamp(entry["waktu"] / 1000, UTC).astimezone(tz)
-            parts.append(f"waktu {at:%H:%M:%S}")
-        for field in ("sent_at", "next_attempt_at"):
+            times.append(f"waktu {at:%H:%M:%S}")
+        for field, label in (("sent_at", "at"), ("next_attempt_at", "next attempt")):
             if field in entry:
                 at = datetime.fromisoformat(entry[field]).astimezone(tz)
-                parts.append(f"{field.replace('_', ' ')} {at:%H:%M:%S}")
+                times.append(f"{label} {at:%H:%M:%S}")
+        line = f"  {name:<8} {status:<8}"
+        if times:
+            line += " " + ", ".join(times)
+        facts = entry.get("source")
+        if isinstance(facts, dict) and facts.get("time") == "observed":
+            line += " (time observed by the poller: the source has none)"
         if "reason" in entry:
-            parts.append(f"— {entry['reason']}")
-        lines.append(" ".join(parts))
+            line += f" — {entry['reason']}"
+        lines.append(line.rstrip())
     return lines

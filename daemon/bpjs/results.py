@@ -11,7 +11,8 @@ spacing, because BPJS's wording drifts.
 | code 200 (1 on ``ref/*``)                                   | DELIVERED            |
 | 208 "Terdapat duplikasi Kode Booking", "TaskId=N sudah ada" | DUPLICATE            |
 | 201 "TaskId=N tidak valid", "TaskId sebelumnya belum        | WAIT_FOR_PREDECESSOR |
-|     terkirim", "TaskId=N belum ada"                         |                      |
+|     terkirim", "TaskId=N belum ada", "Kode Booking tidak    |                      |
+|     ditemukan" (the add is the missing predecessor)         |                      |
 | 201 "Tanggal pelayanan … adalah (YYYY-MM-DD)"               | REJECTED (wrong date)|
 | any other 201                                               | REJECTED             |
 | 404 "… Gagal dicoba kembali …"                              | RETRY                |
@@ -41,6 +42,7 @@ _PREDECESSOR = re.compile(
     rf"{_TASK}\s*sebelumnya\s*belum\s*terkirim"
     rf"|{_TASK}\s*=?\s*[0-9]+\s*tidak\s*valid"
     rf"|{_TASK}\s*=?\s*[0-9]+\s*belum\s*ada"
+    r"|kode\s*booking\s*(?:tersebut\s*)?tidak\s*ditemukan"
 )
 _WRONG_DATE = re.compile(r"tanggal\s*pelayanan")
 _TRY_AGAIN = re.compile(r"gagal.{0,100}?coba\s*kembali")  # bounded: no quadratic scan

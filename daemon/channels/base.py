@@ -1,4 +1,4 @@
-"""What a channel promises the dispatcher."""
+"""What a channel promises the dispatcher: a sender per worker, and one verdict type."""
 
 from __future__ import annotations
 
@@ -20,6 +20,10 @@ class Outcome:
     response: str | None = None  # what the peer answered, as text
     retry_after: float | None = None  # seconds the peer asked to wait
     transport_error: bool = False  # the peer could not be reached (counts for the breaker)
+    # The peer has no record of an earlier message this one needs (BPJS: the add or
+    # the task before). Waiting for it does not count as an attempt; when the earlier
+    # ones are recorded delivered here, they are sent again first (once).
+    awaits_predecessor: bool = False
 
     @classmethod
     def delivered(cls, response: str | None = None, detail: str = "") -> Outcome:
@@ -32,8 +36,11 @@ class Outcome:
         response: str | None = None,
         retry_after: float | None = None,
         transport_error: bool = False,
+        awaits_predecessor: bool = False,
     ) -> Outcome:
-        return cls(Verdict.RETRY, detail, response, retry_after, transport_error)
+        return cls(
+            Verdict.RETRY, detail, response, retry_after, transport_error, awaits_predecessor
+        )
 
     @classmethod
     def rejected(cls, detail: str, response: str | None = None) -> Outcome:
@@ -55,5 +62,13 @@ class Sender(Protocol):
     """One worker's connection to the peer. Not shared between tasks."""
 
     async def send(self, envelope: Envelope) -> Outcome: ...
+
+    async def close(self) -> None: ...
+
+
+class Channel(Protocol):
+    """A configured channel: hands each worker a sender; closed at drain."""
+
+    def sender(self) -> Sender: ...
 
     async def close(self) -> None: ...

@@ -29,7 +29,6 @@ Details never carry the secret or the user key.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import os
 import time
@@ -39,46 +38,27 @@ import aiohttp
 from yarl import URL
 
 from daemon import __version__
-from daemon.bpjs import payloads, signing
+from daemon.bpjs import signing
+from daemon.bpjs.flow import CALLS, check_payload
 from daemon.bpjs.results import Classification, Result, classify_answer, wrong_service_date
 from daemon.channels.base import Envelope, Outcome
 from daemon.channels.http_rules import RESPONSE_LIMIT, decode_body, parse_retry_after
+from daemon.channels.kinds.bpjs_antrean import BpjsAntreanSettings
 from daemon.channels.session import SessionChannel
-from daemon.settings import BpjsAntreanChannel as BpjsSettings
 
 log = logging.getLogger(__name__)
 
-CALLS: dict[str, str] = {
-    "bpjs.add": payloads.ADD,
-    "bpjs.updatewaktu": payloads.UPDATE_WAKTU,
-    "bpjs.batal": payloads.BATAL,
-}
 CONTENT_TYPES = {"json": "application/json", "form": "application/x-www-form-urlencoded"}
 
 _REDACTED = "***"
 
 
-def check_payload(kind: str, payload: bytes) -> payloads.Payload:
-    """The checked body of a message of this kind; ``ValueError`` saying why not.
-    (For enqueue-time checks too: the same rule the channel applies before sending.)"""
-    call = CALLS.get(kind)
-    if call is None:
-        known = ", ".join(sorted(CALLS))
-        raise ValueError(f"unknown message kind {kind!r} for BPJS Antrean (expected {known})")
-    try:
-        body = json.loads(payload)
-    except (ValueError, RecursionError) as exc:
-        raise ValueError(f"{call} body is not JSON: {exc}") from None
-    try:
-        return payloads.parse(call, body)
-    except ValueError as exc:
-        raise ValueError(f"{call} body: {exc}") from None
-
-
 class BpjsAntreanChannel(SessionChannel):
     """One configured BPJS Antrean channel: its settings, its session, its senders."""
 
-    def __init__(self, settings: BpjsSettings, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self, settings: BpjsAntreanSettings, clock: Callable[[], float] = time.time
+    ) -> None:
         self.settings = settings
         self.base_url = URL(settings.base_url.rstrip("/") + "/")
         self._clock = clock  # the X-timestamp's source; tests inject one
@@ -150,6 +130,7 @@ class BpjsAntreanChannel(SessionChannel):
                 f"waiting {wait:g}s for the predecessor task ({why})",
                 response=body,
                 retry_after=wait,
+                awaits_predecessor=True,
             )
         if found.result is Result.RETRY:
             detail = why if retry_after is None else f"{why}; asked to retry after {retry_after:g}s"

@@ -43,9 +43,8 @@ from daemon.channels.http_rules import (
     judge_response,
     signature,
 )
+from daemon.channels.kinds.http import BasicAuthSettings, HttpSettings
 from daemon.channels.session import SessionChannel
-from daemon.settings import BasicAuth as BasicAuthSettings
-from daemon.settings import HttpChannel as HttpSettings
 
 log = logging.getLogger(__name__)
 

@@ -39,6 +39,7 @@ import weakref
 from typing import cast
 
 from daemon.channels.base import Envelope, Outcome
+from daemon.channels.kinds.mllp import MllpSettings, client_ssl_context
 from daemon.hl7 import (
     ACCEPTED,
     REJECTED,
@@ -46,14 +47,11 @@ from daemon.hl7 import (
     FrameDecoder,
     FramingError,
     InvalidHL7,
-    ascii_compatible,
     frame,
     plain_accept,
     raw_control_id,
     read_ack,
 )
-from daemon.settings import MllpChannel as MllpSettings
-from daemon.settings import TlsSettings
 
 log = logging.getLogger("outboxd.channels.mllp")
 
@@ -67,17 +65,6 @@ class _Garbled(Exception):
 
 class _Closed(Exception):
     """The peer closed the connection before the whole ACK arrived."""
-
-
-def client_ssl_context(tls: TlsSettings) -> ssl.SSLContext:
-    """A client TLS context from the channel's ``tls`` settings."""
-    context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=tls.ca_file)
-    if tls.cert_file:
-        context.load_cert_chain(tls.cert_file, tls.key_file)
-    if not tls.verify:
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
-    return context
 
 
 def _describe(exc: BaseException) -> str:
@@ -94,10 +81,6 @@ class MllpChannel:
     """An MLLP channel from its settings; hands out one sender per worker."""
 
     def __init__(self, settings: MllpSettings) -> None:
-        if not ascii_compatible(settings.encoding):
-            raise ValueError(
-                f"encoding {settings.encoding!r} is not ASCII-compatible; MLLP needs one"
-            )
         self.settings = settings
         self.target = f"{settings.host}:{settings.port}"
         self._ssl = client_ssl_context(settings.tls) if settings.tls else None

@@ -1,69 +1,64 @@
-"""Channel kinds by name: the one place that maps settings to protocol code."""
+"""The channel kinds by name: the one mapping from ``kind:`` in the YAML file to a
+kind's declaration (``kind.py``); a kind not in it cannot be configured or built."""
 
 from __future__ import annotations
 
-import json
-from typing import Protocol
+from collections.abc import Mapping
+from typing import Annotated, Any, Union
 
-from daemon.channels.base import Sender
-from daemon.settings import BpjsAntreanChannel, HttpChannel, MllpChannel
+from pydantic import Field
+
+from daemon.channels.base import Channel
+from daemon.channels.kind import ChannelKind, ChannelSettings, InvalidPayload
+from daemon.channels.kinds import bpjs_antrean, http, mllp
+
+CHANNEL_KINDS: Mapping[str, ChannelKind[Any]] = {
+    kind.name: kind for kind in (mllp.KIND, http.KIND, bpjs_antrean.KIND)
+}
+
+# The settings of any registered kind, told apart by ``kind``.
+AnyChannelSettings = Annotated[
+    Union[tuple(kind.settings for kind in CHANNEL_KINDS.values())],  # noqa: UP007
+    Field(discriminator="kind"),
+]
 
 
-class Channel(Protocol):
-    def sender(self) -> Sender: ...
-
-    async def close(self) -> None: ...
-
-
-ChannelSettings = MllpChannel | HttpChannel | BpjsAntreanChannel
-
-
-class InvalidPayload(ValueError):
-    """A payload the channel could never deliver; the text says why and where."""
-
-
-def prepare_payload(settings: ChannelSettings, payload: bytes, kind: str = "") -> bytes:
-    """Check a payload for the channel at enqueue time and return what to store:
-    HL7 in normal form (segments ended by \\r) for MLLP, JSON checked for HTTP
-    when its content type is JSON, the call's body checked for BPJS (``kind``
-    names the call). A bad payload raises ``InvalidPayload``."""
-    if isinstance(settings, BpjsAntreanChannel):
-        from daemon.channels.bpjs import check_payload
-
-        try:
-            check_payload(kind, payload)
-        except ValueError as exc:
-            raise InvalidPayload(f"not a valid BPJS {kind or 'call'}: {exc}") from None
-        return payload
-    if isinstance(settings, MllpChannel):
-        from daemon.hl7 import InvalidHL7, validate
-
-        try:
-            return validate(payload, settings.encoding).payload
-        except InvalidHL7 as exc:
-            raise InvalidPayload(f"not a valid HL7 v2 message: {exc}") from None
-    if isinstance(settings, HttpChannel):
-        content_type = next(
-            (v for k, v in settings.headers.items() if k.lower() == "content-type"),
-            "application/json",
-        )
-        if "json" in content_type.lower():
-            try:
-                json.loads(payload)
-            except ValueError as exc:
-                raise InvalidPayload(f"not valid JSON: {exc}") from None
-    return payload
+def kind_of(settings: ChannelSettings) -> ChannelKind[Any]:
+    kind = CHANNEL_KINDS.get(settings.kind)
+    if kind is None or not isinstance(settings, kind.settings):
+        raise ValueError(f"{settings.kind!r} is not a registered channel kind")
+    return kind
 
 
 def build_channel(settings: ChannelSettings) -> Channel:
-    if isinstance(settings, MllpChannel):
-        from daemon.channels.mllp import MllpChannel as Mllp
+    return kind_of(settings).build(settings)
 
-        return Mllp(settings)
-    if isinstance(settings, HttpChannel):
-        from daemon.channels.http import HttpChannel as Http
 
-        return Http(settings)
-    from daemon.channels.bpjs import BpjsAntreanChannel as Bpjs
+def prepare_payload(settings: ChannelSettings, payload: bytes, kind: str = "") -> bytes:
+    """Check a payload for the channel at enqueue and return what to store (HL7 in
+    normal form, JSON checked, a BPJS call's body checked); ``InvalidPayload``
+    says why not."""
+    return kind_of(settings).check_payload(settings, payload, kind)
 
-    return Bpjs(settings)
+
+def message_kind(settings: ChannelSettings, given: str | None) -> str:
+    """The message kind to store: the one given, or the channel kind's default;
+    ``InvalidPayload`` when the kind needs one named."""
+    if given:
+        return given
+    kind = kind_of(settings)
+    if kind.default_message_kind is None:
+        raise InvalidPayload(kind.message_kind_hint or f"a {kind.name} message needs a kind")
+    return kind.default_message_kind
+
+
+__all__ = [
+    "CHANNEL_KINDS",
+    "AnyChannelSettings",
+    "ChannelSettings",
+    "InvalidPayload",
+    "build_channel",
+    "kind_of",
+    "message_kind",
+    "prepare_payload",
+]

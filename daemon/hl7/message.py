@@ -49,12 +49,15 @@ def normalize(raw: bytes) -> bytes:
 
 @lru_cache(maxsize=32)
 def ascii_compatible(encoding: str) -> bool:
-    """Whether separators and framing bytes keep their ASCII byte values in ``encoding``."""
+    """Whether ``encoding`` is a text encoding in which separators and framing
+    bytes keep their ASCII byte values, and ASCII text of any length round-trips."""
     try:
-        codecs.lookup(encoding)
-        sample = "MSH|^~\\&\r\x0b\x1c"
-        return sample.encode(encoding) == sample.encode("ascii")
-    except (LookupError, UnicodeError):
+        if not codecs.lookup(encoding)._is_text_encoding:
+            return False
+        sample = "MSH|^~\\&\r\x0b\x1c" + "PID|1||" + "0123456789" * 12 + "\r"
+        encoded = sample.encode(encoding)
+        return encoded == sample.encode("ascii") and encoded.decode(encoding) == sample
+    except (LookupError, UnicodeError, ValueError):
         return False
 
 

@@ -1,1 +1,2 @@
-"""Small pure policies with injected time: backoff (and, later, rate limit and breaker)."""
+"""Small pure policies with injected time: retry backoff, the token bucket, the circuit
+breaker."""

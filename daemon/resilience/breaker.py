@@ -51,7 +51,3 @@ class CircuitBreaker:
             self.state = BreakerState.OPEN
             self.opened_at = now
         self._probing = False
-
-    def neutral(self) -> None:
-        """The peer answered, even if with a refusal: it is reachable."""
-        self.success()

@@ -1,2 +1,22 @@
-"""The roles' loops. They call named store operations and channel senders;
-they know nothing of SQL or of protocols."""
+"""The roles a process can run (``outboxd run NAME``), on the frame in ``frame.py``.
+
+``ROLES`` maps a role's name to where it is defined; it is imported only when run.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Mapping
+
+from daemon.roles.frame import RoleFactory
+
+ROLES: Mapping[str, str] = {
+    "dispatcher": "daemon.roles.dispatcher:Dispatcher",
+    "poller": "daemon.roles.poller:Poller",
+}
+
+
+def role_factory(name: str) -> RoleFactory:
+    module, _, attribute = ROLES[name].partition(":")
+    factory: RoleFactory = getattr(importlib.import_module(module), attribute)
+    return factory

@@ -4,8 +4,18 @@ A feeder claims batches of due messages into a local queue; ``concurrency``
 workers, each with its own sender (connection), take from the queue, wait for
 the channel's shared rate limit and its circuit breaker, and send; a recorder
 writes outcomes back in batches; a renewer keeps the leases of held messages
-alive. On drain: stop claiming, release what was not started, let sends in
-flight finish until the deadline, release the rest, flush the outcomes.
+alive. On drain: stop claiming, release what was not started (a send waiting
+for a rate-limit token included), let sends in flight finish until the
+deadline, release the rest, flush the outcomes.
+
+What an answer becomes is decided here, where the claimed message and the
+channel's retry policy are: delivered, failed (refused, or retries exhausted)
+or retried at a time; the store writes it, guarded by the lease. A peer that
+has no record of an earlier message this one needs (``awaits_predecessor``) is
+waited for without counting an attempt, and, once per message, the earlier
+messages of its group that are recorded delivered are sent again first. For a
+kind whose messages belong to a tracked item, the kind's progress rule turns
+each result into the item's progress entry, written with it.
 """
 
 from __future__ import annotations
@@ -15,25 +25,25 @@ import contextlib
 import logging
 import time
 from collections.abc import Sequence
+from datetime import UTC, datetime
 
-from daemon.channels.base import Envelope, Outcome, Sender, Verdict
-from daemon.channels.registry import Channel, ChannelSettings
+from daemon.channels.base import Channel, Envelope, Outcome, Sender, Verdict
+from daemon.channels.kind import ChannelSettings
+from daemon.channels.registry import kind_of
 from daemon.metrics import Metrics
-from daemon.resilience.backoff import RetryPolicy
+from daemon.resilience.backoff import Backoff, RetryPolicy
 from daemon.resilience.breaker import BreakerState, CircuitBreaker
 from daemon.resilience.ratelimit import Bucket
 from daemon.roles.prefetch import Prefetch
 from daemon.store import StoreUnavailable
-from daemon.store.thread import StoreRunner
+from daemon.store.aio import AsyncStore
 from daemon.store.types import (
+    AttemptResult,
     ClaimedMessage,
     Delivered,
     Failed,
     Released,
-    RetryLater,
-)
-from daemon.store.types import (
-    Outcome as StoreOutcome,
+    RetryAt,
 )
 
 log = logging.getLogger("outboxd.delivery")
@@ -46,21 +56,13 @@ RECORD_GATHER = 0.005  # seconds to gather outcomes when only a few are waiting
 _STOP = None
 
 
-def to_store_outcome(message_id: int, outcome: Outcome) -> StoreOutcome:
-    if outcome.verdict is Verdict.DELIVERED:
-        return Delivered(message_id, outcome.response)
-    if outcome.verdict is Verdict.RETRY:
-        return RetryLater(message_id, outcome.detail, outcome.response, outcome.retry_after)
-    return Failed(message_id, outcome.detail, outcome.response)
-
-
 class ChannelLoop:
     def __init__(
         self,
         name: str,
         settings: ChannelSettings,
         channel: Channel,
-        thread: StoreRunner,
+        store: AsyncStore,
         metrics: Metrics,
         owner: str,
         notified: bool = False,
@@ -68,25 +70,26 @@ class ChannelLoop:
         self.name = name
         self.settings = settings
         self.channel = channel
-        self.thread = thread
-        self.store = thread.store
+        self.store = store
         self.metrics = metrics
         self.owner = owner
         self.idle_poll = NOTIFIED_IDLE_POLL if notified else IDLE_POLL
-        self.policy = {name: RetryPolicy.from_settings(settings.retry)}
-        self.track_visits = settings.kind == "bpjs_antrean"  # outcomes update the visits
+        self.policy = RetryPolicy.from_settings(settings.retry)
+        self.progress_rule = kind_of(settings).progress  # the tracked items' progress, if any
         self.bucket = Bucket.for_rate(settings.rate, settings.burst) if settings.rate else None
         self.breaker = CircuitBreaker(settings.breaker.failures, settings.breaker.cooldown)
         self.queue: asyncio.Queue[ClaimedMessage | None] = asyncio.Queue()
         self.held: dict[int, ClaimedMessage] = {}  # claimed and not yet recorded
-        self.pending_outcomes: list[StoreOutcome] = []
+        self.pending_outcomes: list[AttemptResult] = []
         self.wake = asyncio.Event()  # something may be due: claim now
         self.space = asyncio.Event()  # room for more claims
         self.prefetch = Prefetch(settings.batch_size)
         self.started = 0  # sends started, a running count (the prefetch learns the pace)
         self.outcomes_ready = asyncio.Event()
-        self.stopping = False
-        self.tasks: list[asyncio.Task[None]] = []
+        self.stopping = asyncio.Event()
+        self.feeder: asyncio.Task[None] | None = None
+        self.recorder: asyncio.Task[None] | None = None
+        self.renewer: asyncio.Task[None] | None = None
         self.workers: list[asyncio.Task[None]] = []
         self.current: dict[asyncio.Task[None], ClaimedMessage] = {}
         self.sending = 0  # sends in progress (the in-flight gauge reads it at scrape time)
@@ -114,7 +117,7 @@ class ChannelLoop:
         whole batch is claimed while the reserve is still being sent."""
         return self.settings.batch_size + self.prefetch.reserve + self.settings.concurrency
 
-    # --- lifecycle ----------------------------------------------------------------
+    # --- the frame's child ----------------------------------------------------------
 
     def start(self) -> list[asyncio.Task[None]]:
         n = self.name
@@ -122,22 +125,20 @@ class ChannelLoop:
             asyncio.create_task(self._work(self.channel.sender()), name=f"{n}.worker.{i}")
             for i in range(self.settings.concurrency)
         ]
-        self.tasks = [
-            asyncio.create_task(self._feed(), name=f"{n}.feeder"),
-            asyncio.create_task(self._record_loop(), name=f"{n}.recorder"),
-            asyncio.create_task(self._renew_loop(), name=f"{n}.renewer"),
-            *self.workers,
-        ]
-        return self.tasks
+        self.feeder = asyncio.create_task(self._feed(), name=f"{n}.feeder")
+        self.recorder = asyncio.create_task(self._record_loop(), name=f"{n}.recorder")
+        self.renewer = asyncio.create_task(self._renew_loop(), name=f"{n}.renewer")
+        return [self.feeder, self.recorder, self.renewer, *self.workers]
 
     async def drain(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
-        self.stopping = True
+        self.stopping.set()
         self.wake.set()
         self.space.set()
-        feeder = self.tasks[0]
-        with contextlib.suppress(asyncio.TimeoutError, asyncio.CancelledError):
-            await asyncio.wait_for(asyncio.shield(feeder), max(0.0, deadline - time.monotonic()))
+        if self.feeder is not None:
+            with contextlib.suppress(asyncio.TimeoutError, asyncio.CancelledError):
+                remaining = max(0.0, deadline - time.monotonic())
+                await asyncio.wait_for(asyncio.shield(self.feeder), remaining)
         self._release_queued()
         for _ in self.workers:
             self.queue.put_nowait(_STOP)
@@ -146,9 +147,10 @@ class ChannelLoop:
         for worker in self.workers:
             worker.cancel()
         await asyncio.gather(*self.workers, return_exceptions=True)
-        for task in self.tasks[:3]:
+        side = [t for t in (self.feeder, self.recorder, self.renewer) if t is not None]
+        for task in side:
             task.cancel()
-        await asyncio.gather(*self.tasks[:3], return_exceptions=True)
+        await asyncio.gather(*side, return_exceptions=True)
         await self._flush_final()
         await self.channel.close()
         with contextlib.suppress(KeyError):  # its function holds this loop
@@ -170,7 +172,7 @@ class ChannelLoop:
 
     async def _feed(self) -> None:
         poll = BUSY_POLL
-        while not self.stopping:
+        while not self.stopping.is_set():
             now = time.monotonic()
             if self.breaker.state is BreakerState.OPEN and self.breaker.retry_in(now) > 0:
                 await self._sleep(self.breaker.retry_in(now))
@@ -207,8 +209,7 @@ class ChannelLoop:
 
     async def _claim(self, room: int) -> list[ClaimedMessage] | None:
         try:
-            return await self.thread.run(
-                self.store.claim,
+            return await self.store.claim(
                 [self.name],
                 self.owner,
                 room,
@@ -228,7 +229,8 @@ class ChannelLoop:
 
     async def _sleep(self, seconds: float) -> None:
         """Sleep, but wake early when draining starts."""
-        await self._wait_for_wake(seconds) if not self.stopping else None
+        if not self.stopping.is_set():
+            await self._wait_for_wake(seconds)
 
     # --- workers ------------------------------------------------------------------
 
@@ -245,7 +247,7 @@ class ChannelLoop:
                     self.space.set()  # room for a batch: the feeder may claim it now
                 if self.held.get(message.id) is not message:
                     continue  # its lease was lost while it waited (and maybe claimed again)
-                if self.stopping:
+                if self.stopping.is_set():
                     self._add_outcome(Released(message.id))
                     continue
                 self.current[me] = message
@@ -263,8 +265,9 @@ class ChannelLoop:
         if not self.breaker.allow(time.monotonic()):
             self._add_outcome(Released(message.id))
             return
-        if self.bucket is not None:
-            await self._take_token()
+        if self.bucket is not None and not await self._take_token():
+            self._add_outcome(Released(message.id))  # draining: not sent
+            return
         envelope = Envelope(
             message.id, message.key, message.kind, message.payload, message.attempts + 1
         )
@@ -283,7 +286,9 @@ class ChannelLoop:
             self.sending -= 1
             self.m_send_seconds.observe(time.perf_counter() - started)
         self._judge(outcome)
-        self._add_outcome(to_store_outcome(message.id, outcome))
+        if outcome.awaits_predecessor:
+            outcome = await self._resend_predecessors(message, outcome)
+        self._add_outcome(self._settle(message, outcome))
 
     def _judge(self, outcome: Outcome) -> None:
         before = self.breaker.state
@@ -300,55 +305,125 @@ class ChannelLoop:
             if after is BreakerState.OPEN:
                 self._release_queued()
 
-    async def _take_token(self) -> None:
+    async def _take_token(self) -> bool:
+        """Wait for a token of the channel's rate limit; False when draining starts first."""
         assert self.bucket is not None
         waited = 0.0
-        while True:
-            try:
-                granted, wait = await self.thread.run(
-                    self.store.take_tokens, self.name, 1, self.bucket
-                )
-            except StoreUnavailable:
-                self.metrics.loop_errors.labels("rate_limit").inc()
-                granted, wait = 0, STORE_RETRY
-            if granted:
-                break
-            if waited == 0.0:
-                self.m_waits.inc()
-            await asyncio.sleep(wait)
-            waited += wait
-        if waited:
-            self.m_wait_seconds.inc(waited)
+        try:
+            while not self.stopping.is_set():
+                try:
+                    granted, wait = await self.store.take_tokens(self.name, 1, self.bucket)
+                except StoreUnavailable:
+                    self.metrics.loop_errors.labels("rate_limit").inc()
+                    granted, wait = 0, STORE_RETRY
+                if granted:
+                    return True
+                if waited == 0.0:
+                    self.m_waits.inc()
+                began = time.monotonic()
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(self.stopping.wait(), wait)
+                waited += time.monotonic() - began
+            return False
+        finally:
+            if waited:
+                self.m_wait_seconds.inc(waited)
+
+    # --- what an answer becomes -----------------------------------------------------
+
+    def _settle(self, message: ClaimedMessage, outcome: Outcome) -> AttemptResult:
+        result: Delivered | Failed | RetryAt
+        if outcome.verdict is Verdict.DELIVERED:
+            result = Delivered(message.id, outcome.response)
+            if self.progress_rule is None:
+                return result
+            now = datetime.now(UTC)
+        elif outcome.verdict is Verdict.REJECTED:
+            now = datetime.now(UTC)
+            result = Failed(message.id, outcome.detail, outcome.response)
+        else:
+            now = datetime.now(UTC)
+            result = self._retry(message, outcome, now)
+        if self.progress_rule is not None:
+            result.progress = self.progress_rule(message, result, now)
+        return result
+
+    def _retry(self, message: ClaimedMessage, outcome: Outcome, now: datetime) -> Failed | RetryAt:
+        counted = not outcome.awaits_predecessor
+        attempt = message.attempts + 1
+        decision = self.policy.decide(
+            attempt if counted else message.attempts,
+            message.created_at,
+            now,
+            outcome.retry_after,
+            counted=counted,
+        )
+        details = {"error": outcome.detail, "attempt": attempt, "decision": decision.reason}
+        if not counted:
+            details["counted"] = False
+        if decision.retry_at is None:
+            error = f"{outcome.detail} ({decision.reason})"
+            return Failed(message.id, error, outcome.response, gave_up=True, details=details)
+        details["retry_at"] = decision.retry_at.isoformat()
+        return RetryAt(
+            message.id, decision.retry_at, outcome.detail, outcome.response, counted, details
+        )
+
+    async def _resend_predecessors(self, message: ClaimedMessage, outcome: Outcome) -> Outcome:
+        """The peer lacks an earlier message of this one's group: send the ones
+        recorded delivered again first (once per message); this one waits behind
+        them. Otherwise (done before, none, or the database down) it just waits."""
+        if message.group_key is None:
+            return outcome
+        reason = f"the peer had no record of them: {outcome.detail}"
+        try:
+            resent = await self.store.resend_predecessors(self.owner, message.id, reason)
+        except StoreUnavailable:
+            self.metrics.loop_errors.labels("resend").inc()
+            return outcome
+        if not resent:
+            return outcome
+        log.warning(
+            "the peer lost earlier messages of a group; sending them again first",
+            extra={"channel": self.name, "message": message.id, "resent": len(resent)},
+        )
+        keys = ", ".join(key for _, key in resent)
+        return Outcome.retry(
+            f"{outcome.detail}; sent again first: {keys}",
+            response=outcome.response,
+            retry_after=0.0,
+            awaits_predecessor=True,
+        )
 
     # --- recording outcomes -------------------------------------------------------
 
-    def _add_outcome(self, outcome: StoreOutcome) -> None:
+    def _add_outcome(self, outcome: AttemptResult) -> None:
         self.pending_outcomes.append(outcome)
         self.outcomes_ready.set()
 
     async def _record_loop(self) -> None:
-        delay = STORE_RETRY
+        backoff = Backoff(STORE_RETRY)
         while True:
             await self.outcomes_ready.wait()
-            if len(self.pending_outcomes) < self.settings.batch_size // 4 and not self.stopping:
+            if (
+                len(self.pending_outcomes) < self.settings.batch_size // 4
+                and not self.stopping.is_set()
+            ):
                 # let a few more outcomes arrive: one write for many is much cheaper
                 await asyncio.sleep(RECORD_GATHER)
             self.outcomes_ready.clear()
             if not await self._flush():
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 30.0)
+                await asyncio.sleep(backoff.next())
                 self.outcomes_ready.set()
             else:
-                delay = STORE_RETRY
+                backoff.reset()
 
     async def _flush(self) -> bool:
         batch, self.pending_outcomes = self.pending_outcomes, []
         if not batch:
             return True
         try:
-            result = await self.thread.run(
-                self.store.record, self.owner, batch, self.policy, track_visits=self.track_visits
-            )
+            result = await self.store.record(self.owner, batch)
         except StoreUnavailable as exc:
             self.metrics.loop_errors.labels("record").inc()
             log.warning(
@@ -371,18 +446,15 @@ class ChannelLoop:
             self.wake.set()  # a dependent may be due now
         return True
 
-    def _count(self, batch: Sequence[StoreOutcome], recorded: dict[int, str]) -> None:
+    def _count(self, batch: Sequence[AttemptResult], recorded: dict[int, str]) -> None:
         counts = dict.fromkeys(self.m_results, 0)
         for outcome in batch:
-            status = recorded.get(outcome.id)
-            if status is None or isinstance(outcome, Released):
+            if outcome.id not in recorded or isinstance(outcome, Released):
                 continue
             if isinstance(outcome, Delivered):
                 counts["delivered"] += 1
             elif isinstance(outcome, Failed):
-                counts["rejected"] += 1
-            elif status == "failed":
-                counts["failed"] += 1
+                counts["failed" if outcome.gave_up else "rejected"] += 1
             else:
                 counts["retried"] += 1
         for result, count in counts.items():
@@ -411,9 +483,7 @@ class ChannelLoop:
             if not ids:
                 continue
             try:
-                renewed = await self.thread.run(
-                    self.store.renew_leases, self.owner, ids, self.settings.lease
-                )
+                renewed = await self.store.renew_leases(self.owner, ids, self.settings.lease)
             except StoreUnavailable:
                 self.metrics.loop_errors.labels("renew").inc()
                 continue

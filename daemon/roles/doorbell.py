@@ -14,6 +14,7 @@ from collections.abc import Callable
 
 import psycopg
 
+from daemon.resilience.backoff import Backoff
 from daemon.store.base import NOTIFY_CHANNEL
 
 log = logging.getLogger("outboxd.doorbell")
@@ -21,19 +22,22 @@ log = logging.getLogger("outboxd.doorbell")
 
 async def listen(conninfo: dict[str, object], ring: Callable[[str], None]) -> None:
     """Call ``ring(channel)`` for every notification, reconnecting forever."""
-    delay = 0.5
+    backoff = Backoff(0.5)
     while True:
         try:
             async with await psycopg.AsyncConnection.connect(autocommit=True, **conninfo) as conn:
                 await conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
                 log.info("listening for notifications")
-                delay = 0.5
+                backoff.reset()
                 async for note in conn.notifies():
                     ring(note.payload)
         except (psycopg.Error, OSError) as exc:
+            delay = backoff.next()
             log.warning(
                 "notification listener lost; polling until it is back",
-                extra={"error": str(exc).splitlines()[0] if str(exc) else type(exc).__name__},
+                extra={
+                    "error": str(exc).splitlines()[0] if str(exc) else type(exc).__name__,
+                    "retry_in": delay,
+                },
             )
             await asyncio.sleep(delay)
-            delay = min(delay * 2, 30.0)

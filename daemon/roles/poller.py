@@ -1,17 +1,12 @@
-"""The poller role: one poll loop per source.
+"""The poller role: one poll loop per source, over the source contract
+(``daemon.sources.base``), on the common frame.
 
-Every ``interval`` (± ``jitter``) a loop reads its source on a worker thread of its
-own, under the source's ``timeout``; plans the visits' BPJS steps
-(``daemon.sources.bpjs_plan``); and stores the batch with ``Store.sync_visits``,
-which enqueues the messages, merges the visits' progress and moves the source's
-cursor in one transaction. A poll that fails anywhere stores nothing and moves
-nothing; the next poll reads again (keys make the repeat harmless).
-
-The cursor is ``{"date": "YYYY-MM-DD", "polled_at": "…"}``: the last service date
-fully polled. A poll covers today (in the source's zone) and ``lookback_days``
-before it; when the cursor is older (the date changed since, or the poller was
-down over midnight) the poll starts at the cursor's date, at most
-``MAX_CATCHUP_DAYS`` back, so the end of a day is read once more.
+Every ``interval`` (± ``jitter``) a loop reads its source on a worker thread of
+its own, under the source's ``timeout``; looks up the progress of the items the
+read covers; lets the source plan what to store; and stores the batch with
+``sync_visits``, which merges the progress, enqueues the messages and moves the
+source's cursor in one transaction. A poll that fails anywhere stores nothing
+and moves nothing; the next poll reads again (keys make the repeat harmless).
 
 Errors never end a loop: a source down, refusing, too slow or with a bad query,
 and a store that does not answer, are logged, counted
@@ -25,77 +20,31 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import json
 import logging
 import random
 import threading
 import time
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, date, datetime, timedelta
-from typing import Any, Protocol
+from datetime import UTC, datetime
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from daemon.metrics import PollerMetrics
 from daemon.resilience.backoff import backoff_ceiling
-from daemon.runtime import Context
-from daemon.settings import KhanzaSource as KhanzaSettings
+from daemon.roles.frame import ChildSpec, Context, RoleBase
 from daemon.settings import Settings
-from daemon.sources import SourceError
-from daemon.sources.bpjs_plan import Booking, Plan, plan_visits
-from daemon.sources.khanza import KhanzaSource
+from daemon.sources.base import Batch, Reading, Source, SourceError, SourceSettings
+from daemon.sources.registry import source_kind
 from daemon.store import StoreError
-from daemon.store.thread import StoreRunner
+from daemon.store.aio import AsyncStore
 from daemon.store.types import InvalidMessage, NewMessage
-from daemon.store.visits import step_of
 
 log = logging.getLogger("outboxd.poller")
 
 FAILING_AFTER = 3  # failed polls in a row that make the source a /healthz problem
-MAX_CATCHUP_DAYS = 7  # how far back a stale cursor is followed
-CHANNEL_KIND = "bpjs_antrean"
 
-
-class SourceReader(Protocol):
-    def read(
-        self,
-        first: date,
-        last: date,
-        settled: Mapping[str, Collection[str]] | None = None,
-        stop: threading.Event | None = None,
-    ) -> list[Booking]: ...
-
-
-SourceFactory = Callable[[str, KhanzaSettings, ZoneInfo], SourceReader]
-
-
-# --- pure helpers ---------------------------------------------------------------------
-
-
-def poll_window(
-    now: datetime, zone: ZoneInfo, lookback_days: int, cursor: str | None
-) -> tuple[date, date]:
-    """The service dates a poll at ``now`` covers: (first, last = today in ``zone``)."""
-    today = now.astimezone(zone).date()
-    first = today - timedelta(days=lookback_days)
-    previous = cursor_date(cursor)
-    if previous is not None and previous < first:
-        first = max(previous, today - timedelta(days=MAX_CATCHUP_DAYS))
-    return first, today
-
-
-def cursor_date(cursor: str | None) -> date | None:
-    """The date in a cursor value; None for none or one it cannot read."""
-    if not cursor:
-        return None
-    try:
-        return date.fromisoformat(json.loads(cursor)["date"])
-    except (ValueError, TypeError, KeyError):
-        return None
-
-
-def cursor_value(last: date, now: datetime) -> str:
-    return json.dumps({"date": last.isoformat(), "polled_at": now.astimezone(UTC).isoformat()})
+SourceFactory = Callable[[str, SourceSettings, ZoneInfo], Source]
 
 
 def next_delay(
@@ -113,51 +62,33 @@ def next_delay(
     return base * (1.0 + jitter * (2.0 * rand() - 1.0))
 
 
-def settled_steps(
-    bookings: Sequence[Booking],
-    progress: Mapping[str, Mapping[str, Mapping[str, Any]]],
-    plan: Plan,
-) -> dict[str, frozenset[str]]:
-    """Per visit, the steps queued or further along once ``plan`` is stored."""
-    out: dict[str, frozenset[str]] = {}
-    for booking in bookings:
-        kb = booking.kodebooking
-        merged = {**progress.get(kb, {}), **plan.progress.get(kb, {})}
-        out[kb] = frozenset(
-            step
-            for step, entry in merged.items()
-            if entry.get("status") not in ("held", "failed", "cancelled", "rejected")
-        )
-    return out
-
-
 def _one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split()) or type(exc).__name__
 
 
-# --- one source -----------------------------------------------------------------------
+def _retrieve(future: asyncio.Future[Any]) -> None:
+    """Consume the outcome of a read nobody awaits any more (it timed out)."""
+    if not future.cancelled():
+        future.exception()
 
 
 class SourceLoop:
-    """Polls one source until drained."""
+    """Polls one source until drained (a child of the poller on the frame)."""
 
     def __init__(
         self,
         name: str,
-        settings: KhanzaSettings,
-        zone: ZoneInfo,
-        source: SourceReader,
-        thread: StoreRunner,
+        settings: SourceSettings,
+        source: Source,
+        store: AsyncStore,
         metrics: PollerMetrics,
         owner: str,
         rand: Callable[[], float] = random.random,
     ) -> None:
         self.name = name
         self.settings = settings
-        self.zone = zone
         self.source = source
-        self.thread = thread
-        self.store = thread.store
+        self.store = store
         self.metrics = metrics
         self.owner = owner
         self.rand = rand
@@ -168,12 +99,12 @@ class SourceLoop:
         self.task: asyncio.Task[None] | None = None
         self.stopping = asyncio.Event()
         self.writing = False  # storing a batch: let it finish when draining
-        self.settled: dict[str, frozenset[str]] = {}
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"outboxd-{name}")
-        self._reading: asyncio.Future[list[Booking]] | None = None
+        self._reading: asyncio.Future[Reading] | None = None
 
-    def start(self) -> None:
+    def start(self) -> list[asyncio.Task[None]]:
         self.task = asyncio.create_task(self._run(), name=f"poll:{self.name}")
+        return [self.task]
 
     async def drain(self, timeout: float) -> None:
         """Stop polling; a batch being stored is let finish within ``timeout``."""
@@ -217,7 +148,7 @@ class SourceLoop:
         started = time.monotonic()
         now = now or datetime.now(UTC)
         try:
-            enqueued, held, bookings = await self._poll(now)
+            enqueued, held, records = await self._poll(now)
         except SourceError as exc:
             result, error = "source_error", _one_line(exc)
         except TimeoutError:
@@ -235,7 +166,7 @@ class SourceLoop:
         self.metrics.runs.labels(self.name, result).inc()
         self.metrics.duration.labels(self.name).observe(elapsed)
         if error is None:
-            self._succeeded(enqueued, held, bookings, elapsed)
+            self._succeeded(enqueued, held, records, elapsed)
         else:
             self._failed(result, error, now)
         return result
@@ -243,26 +174,23 @@ class SourceLoop:
     # --- internals ------------------------------------------------------------------
 
     async def _poll(self, now: datetime) -> tuple[int, int, int]:
-        cursor = await self.thread.run(self.store.get_cursor, self.name)
-        first, last = poll_window(now, self.zone, self.settings.lookback_days, cursor)
-        bookings = await self._read(first, last)
-        kodebookings = [b.kodebooking for b in bookings]
-        progress = await self.thread.run(self.store.task_progress, kodebookings)
-        plan = plan_visits(bookings, progress, self.zone, self.settings.channel)
+        cursor = await self.store.get_cursor(self.name)
+        reading = await self._read(cursor, now)
+        progress = await self.store.task_progress(self.name, reading.items)
+        batch = self.source.plan(reading, progress, now)
         self.writing = True
         try:
-            created = await self._store(plan, cursor_value(last, now))
+            created = await self._store(batch)
         finally:
             self.writing = False
-        self.settled = settled_steps(bookings, progress, plan)
-        return created, plan.held, len(bookings)
+        return created, batch.held, reading.count
 
-    async def _read(self, first: date, last: date) -> list[Booking]:
+    async def _read(self, cursor: str | None, now: datetime) -> Reading:
         if self._reading is not None and not self._reading.done():
             raise SourceError("the previous read has not finished yet (the database is slow)")
         loop = asyncio.get_running_loop()
         stop = threading.Event()  # set when this read is given up on: no query starts after
-        call = functools.partial(self.source.read, first, last, dict(self.settled), stop)
+        call = functools.partial(self.source.read, cursor, now, stop)
         reading = loop.run_in_executor(self._executor, call)
         reading.add_done_callback(_retrieve)
         self._reading = reading
@@ -272,37 +200,39 @@ class SourceLoop:
             stop.set()
             raise
 
-    async def _store(self, plan: Plan, cursor: str) -> int:
+    async def _store(self, batch: Batch) -> int:
         sync = self.store.sync_visits
         try:
-            results = await self.thread.run(
-                sync, self.name, plan.progress, plan.messages, cursor, self.owner
+            results = await sync(
+                self.name, batch.progress, batch.messages, batch.cursor, self.owner
             )
         except InvalidMessage as exc:
-            # One visit's messages refused (e.g. a prerequisite purged meanwhile) must not
-            # stop every other visit: store them one by one, then move the cursor.
+            # One item's messages refused (e.g. a prerequisite purged meanwhile) must not
+            # stop every other item: store them one by one, then move the cursor.
             log.error(
-                "the batch was refused; storing it visit by visit",
+                "the batch was refused; storing it item by item",
                 extra={"source": self.name, "error": _one_line(exc)},
             )
             results = []
-            for kb, (entries, messages) in _by_visit(plan).items():
+            for item, (entries, messages) in _by_item(batch).items():
                 try:
-                    results += await self.thread.run(
-                        sync, self.name, {kb: entries}, messages, None, self.owner
-                    )
+                    results += await sync(self.name, {item: entries}, messages, None, self.owner)
                 except InvalidMessage as refused:
                     log.error(
-                        "a visit's messages were refused; it is tried again next poll",
-                        extra={"source": self.name, "kodebooking": kb, "error": str(refused)},
+                        "an item's messages were refused; it is tried again next poll",
+                        extra={"source": self.name, "item": item, "error": str(refused)},
                     )
                     reason = f"not stored: {_one_line(refused)}"
-                    held = {step_of(m.key): {"status": "held", "reason": reason} for m in messages}
-                    await self.thread.run(sync, self.name, {kb: held}, [], None, self.owner)
-            await self.thread.run(sync, self.name, {}, [], cursor, self.owner)
+                    held = {
+                        m.step: {"status": "held", "reason": reason}
+                        for m in messages
+                        if m.step is not None
+                    }
+                    await sync(self.name, {item: held}, [], None, self.owner)
+            await sync(self.name, {}, [], batch.cursor, self.owner)
         return sum(1 for r in results if r.created)
 
-    def _succeeded(self, enqueued: int, held: int, bookings: int, elapsed: float) -> None:
+    def _succeeded(self, enqueued: int, held: int, records: int, elapsed: float) -> None:
         if self.failures:
             log.info(
                 "source recovered",
@@ -320,7 +250,7 @@ class SourceLoop:
             "polled",
             extra={
                 "source": self.name,
-                "bookings": bookings,
+                "records": records,
                 "enqueued": enqueued,
                 "held": held,
                 "seconds": round(elapsed, 3),
@@ -350,130 +280,58 @@ class SourceLoop:
         )
 
 
-def _by_visit(
-    plan: Plan,
-) -> dict[str, tuple[dict[str, dict[str, Any]], list[NewMessage]]]:
+def _by_item(batch: Batch) -> dict[str, tuple[dict[str, dict[str, Any]], list[NewMessage]]]:
     grouped: dict[str, tuple[dict[str, dict[str, Any]], list[NewMessage]]] = {
-        kb: (entries, []) for kb, entries in plan.progress.items()
+        item: (entries, []) for item, entries in batch.progress.items()
     }
-    for message in plan.messages:
-        kb = message.group_key or message.key.split(":", 1)[0]
-        grouped.setdefault(kb, ({}, []))[1].append(message)
+    for message in batch.messages:
+        item = message.visit or message.group_key or message.key
+        grouped.setdefault(item, ({}, []))[1].append(message)
     return grouped
-
-
-def _retrieve(future: asyncio.Future[Any]) -> None:
-    """Consume the outcome of a read nobody awaits any more (it timed out)."""
-    if not future.cancelled():
-        future.exception()
 
 
 # --- the role -----------------------------------------------------------------------------
 
 
-class Poller:
-    def __init__(self, context: Context, source_factory: SourceFactory = KhanzaSource) -> None:
+def _build_source(name: str, settings: SourceSettings, zone: ZoneInfo) -> Source:
+    return source_kind(settings).build(name, settings, zone)
+
+
+class Poller(RoleBase):
+    def __init__(self, context: Context, source_factory: SourceFactory = _build_source) -> None:
         self.ctx = context
-        self.settings = context.settings
         self.source_factory = source_factory
         self.metrics = PollerMetrics(context.metrics.registry)
-        self.loops: dict[str, SourceLoop] = {}
-        self.refused: dict[str, str] = {}  # source → why it does not run
-        self.changed = asyncio.Event()
-        self.draining = False
-
-    # --- the Role protocol ------------------------------------------------------------
-
-    async def start(self) -> list[asyncio.Task[None]]:
-        for name in self.settings.sources:
-            self._start_loop(name)
-        if not self.settings.sources:
+        if not context.settings.sources:
             log.warning("no sources configured; the poller idles")
-        return [asyncio.create_task(self._supervise(), name="poller")]
 
-    async def drain(self, timeout: float) -> None:
-        self.draining = True
-        loops = list(self.loops.values())
-        await asyncio.gather(*(loop.drain(timeout) for loop in loops))
+    def children(self, settings: Settings) -> list[ChildSpec]:
+        specs = []
+        for name, source in settings.sources.items():
+            # the zone it runs in, inherited or its own, is part of what it is built from
+            effective = source.model_copy(update={"timezone": source.timezone or settings.timezone})
+            zone = ZoneInfo(effective.timezone)
+            build = functools.partial(self._loop, name, source, zone)
+            specs.append(ChildSpec(f"source {name}", effective, build))
+        return specs
 
-    async def reload(self, settings: Settings) -> None:
-        old = self.settings
-        self.settings = settings
-        for name in set(old.sources) | set(settings.sources):
-            if self._identity(old, name) == self._identity(settings, name):
-                continue
-            loop = self.loops.pop(name, None)
-            self.refused.pop(name, None)
-            if loop is not None:
-                await loop.drain(settings.roles.poller.drain_timeout)
-            if name in settings.sources:
-                self._start_loop(name)
-            log.info("source reloaded", extra={"source": name})
-        self.changed.set()
-
-    def problems(self) -> list[str]:
-        out = [p for loop in self.loops.values() for p in loop.problems()]
-        out += [f"source {name}: {why}" for name, why in sorted(self.refused.items())]
-        return out
-
-    # --- internals ------------------------------------------------------------------
-
-    @staticmethod
-    def _identity(settings: Settings, name: str) -> tuple[Any, ...] | None:
-        """What a source's loop depends on; a change restarts the loop."""
-        source = settings.sources.get(name)
-        if source is None:
-            return None
-        channel = settings.channels.get(source.channel)
-        return (source, source.timezone or settings.timezone, channel and channel.kind)
-
-    def _start_loop(self, name: str) -> None:
-        source = self.settings.sources[name]
-        channel = self.settings.channels.get(source.channel)
-        if channel is None or channel.kind != CHANNEL_KIND:
-            kind = channel.kind if channel is not None else "missing"
-            why = f"channel {source.channel!r} is {kind}, not {CHANNEL_KIND}: not polled"
-            log.error("source not started", extra={"source": name, "error": why})
-            self.refused[name] = why
-            return
-        zone = ZoneInfo(source.timezone or self.settings.timezone)
+    def _loop(self, name: str, settings: SourceSettings, zone: ZoneInfo) -> SourceLoop:
         loop = SourceLoop(
             name,
-            source,
-            zone,
-            self.source_factory(name, source, zone),
-            self.ctx.thread,
+            settings,
+            self.source_factory(name, settings, zone),
+            self.ctx.store,
             self.metrics,
             self.ctx.owner,
         )
-        loop.start()
-        self.loops[name] = loop
         log.info(
             "polling",
             extra={
                 "source": name,
-                "kind": source.kind,
-                "channel": source.channel,
+                "kind": settings.kind,
+                "channel": settings.channel,
                 "timezone": str(zone),
-                "interval": source.interval,
+                "interval": settings.interval,
             },
         )
-
-    async def _supervise(self) -> None:
-        """Fail loudly when a poll loop ends on its own (they only end when drained)."""
-        while True:
-            watched = {loop.task for loop in self.loops.values() if loop.task is not None}
-            self.changed.clear()
-            changed = asyncio.ensure_future(self.changed.wait())
-            try:
-                done, _ = await asyncio.wait(
-                    [*watched, changed], return_when=asyncio.FIRST_COMPLETED
-                )
-            finally:
-                changed.cancel()
-            current = {loop.task for loop in self.loops.values()}
-            for task in done:
-                if task is changed or task not in current or self.draining:
-                    continue
-                error = None if task.cancelled() else task.exception()
-                raise RuntimeError(f"{task.get_name()} ended unexpectedly: {error!r}") from error
+        return loop

@@ -11,10 +11,14 @@ import os
 import sys
 from urllib.parse import urlsplit
 
+from daemon.channels.kinds.bpjs_antrean import BpjsAntreanSettings
+from daemon.channels.kinds.http import HttpSettings
+from daemon.channels.kinds.mllp import MllpSettings
 from daemon.config import EX_CONFIG, ConfigError, load_config
-from daemon.settings import BpjsAntreanChannel, HttpChannel, KhanzaSource, MllpChannel, Settings
+from daemon.settings import Settings
 from daemon.sources import SourceError
 from daemon.sources.khanza import connect_args
+from daemon.sources.kinds.khanza import KhanzaSettings
 
 CHANNEL_KINDS = ("mllp", "http", "bpjs")
 SOURCE_KINDS = ("khanza",)
@@ -42,18 +46,18 @@ def main(argv: list[str] | None = None) -> int:
 
 def _channel(args: argparse.Namespace, settings: Settings, rest: list[str]) -> int:
     channel = settings.channels.get(args.channel)
-    if args.kind == "mllp" and isinstance(channel, MllpChannel):
+    if args.kind == "mllp" and isinstance(channel, MllpSettings):
         from daemon.sim import mllp
 
         return mllp.main(["--host", channel.host, "--port", str(channel.port), *rest])
-    if args.kind == "http" and isinstance(channel, HttpChannel):
+    if args.kind == "http" and isinstance(channel, HttpSettings):
         from daemon.sim import http
 
         url = urlsplit(channel.url)
         return http.main(
             ["--host", url.hostname or "127.0.0.1", "--port", str(url.port or 80), *rest]
         )
-    if args.kind == "bpjs" and isinstance(channel, BpjsAntreanChannel):
+    if args.kind == "bpjs" and isinstance(channel, BpjsAntreanSettings):
         from daemon.sim import bpjs
 
         url = urlsplit(str(channel.base_url))
@@ -77,14 +81,14 @@ def _channel(args: argparse.Namespace, settings: Settings, rest: list[str]) -> i
 def _channel_zone(settings: Settings, channel: str) -> str:
     """The zone of the hospital feeding ``channel``: its source's, else the file's."""
     for source in settings.sources.values():
-        if isinstance(source, KhanzaSource) and source.channel == channel and source.timezone:
+        if isinstance(source, KhanzaSettings) and source.channel == channel and source.timezone:
             return str(source.timezone)
     return str(settings.timezone)
 
 
 def _source(args: argparse.Namespace, settings: Settings, rest: list[str]) -> int:
     source = settings.sources.get(args.source)
-    if not isinstance(source, KhanzaSource):
+    if not isinstance(source, KhanzaSettings):
         print(f"no khanza source named {args.source!r} in {args.config}", file=sys.stderr)
         return EX_CONFIG
     try:

@@ -12,8 +12,9 @@ import signal
 import threading
 from datetime import UTC, datetime
 
+from daemon.channels.kinds.http import HttpSettings
+from daemon.channels.kinds.mllp import MllpSettings
 from daemon.config import load_config
-from daemon.settings import HttpChannel, MllpChannel
 from daemon.store import Store, StoreUnavailable, open_database
 from daemon.store.types import NewMessage
 from daemon.units import parse_duration
@@ -60,13 +61,13 @@ def main(argv: list[str] | None = None) -> int:
         now = datetime.now(UTC)
         batch = []
         for name, channel in settings.channels.items():
-            if isinstance(channel, MllpChannel):
+            if isinstance(channel, MllpSettings):
                 batch.append(
                     NewMessage(
                         name, f"demo-{now:%Y%m%d%H%M%S}-{number}", hl7_visit(number, now), "hl7"
                     )
                 )
-            elif isinstance(channel, HttpChannel):
+            elif isinstance(channel, HttpSettings):
                 batch.append(
                     NewMessage(
                         name, f"demo-{now:%Y%m%d%H%M%S}-{number}", json_event(number, now), "json"

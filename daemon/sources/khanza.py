@@ -2,7 +2,7 @@
 
 Synchronous PyMySQL, run by the poller on a worker thread. ``KhanzaSource.read``
 opens a connection, reads in one read-only consistent snapshot, closes it, and
-returns ``Booking`` records (``daemon.sources.bpjs_plan``); it never loops, never
+returns ``Booking`` records (``daemon.bpjs.plan``); it never loops, never
 writes, and raises ``SourceError`` (one line, no password) when the database is
 down, refuses, is too slow or a query is wrong.
 
@@ -23,7 +23,7 @@ What it reads (the queries are the named SQL strings below):
   jam), status 'ralan', 99 ``referensi_mobilejkn_bpjs_batal.tanggalbatal``; where a
   visit has several rows the earliest time counts. Tasks 1 and 2 have no stock
   source. ``queries`` in the YAML replaces any of them with a per-booking query
-  (see ``KhanzaSource`` in ``daemon/settings.py`` for its shape).
+  (see ``KhanzaSettings`` in ``daemon/sources/kinds/khanza.py`` for its shape).
 - Cancelled: ``reg_periksa.stts = 'Batal'``, booking status 'Batal', a row in
   ``referensi_mobilejkn_bpjs_batal``, or a time for task 99.
 
@@ -47,9 +47,10 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 import pymysql
 
-from daemon.settings import KhanzaSource as KhanzaSettings
-from daemon.sources import SourceError, khanza_sqlite
-from daemon.sources.bpjs_plan import Booking, epoch_ms
+from daemon.bpjs.plan import Booking, epoch_ms
+from daemon.sources import khanza_sqlite
+from daemon.sources.base import SourceError
+from daemon.sources.kinds.khanza import KhanzaSettings
 
 log = logging.getLogger("outboxd.sources.khanza")
 

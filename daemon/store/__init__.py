@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from daemon.store.db import StoreError, StoreUnavailable, open_database, redact_url
+from daemon.fields import redact_url
+from daemon.store.db import StoreError, StoreUnavailable, open_database
 from daemon.store.migrations import (
     LATEST,
     SchemaMismatch,

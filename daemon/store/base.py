@@ -12,6 +12,7 @@ import peewee as pw
 from daemon.store.db import StoreUnavailable, is_postgres, unavailable_on_error
 from daemon.store.models import as_utc, database_proxy, db_timestamp, utcnow
 from daemon.store.sql import Statements
+from daemon.store.types import Progress
 
 T = TypeVar("T")
 NOTIFY_CHANNEL = "outboxd"  # PostgreSQL NOTIFY channel; the payload is the outbox channel
@@ -106,10 +107,8 @@ class StoreBase:
             for channel in sorted(set(channels)):
                 self.db.execute_sql("SELECT pg_notify(%s, %s)", (NOTIFY_CHANNEL, channel))
 
-    def _track_outcomes(
-        self, recorded: Mapping[int, str], errors: Mapping[int, str], now: datetime
-    ) -> None:
-        """Update the visits of tracked messages (implemented by the visit operations)."""
+    def _merge_message_progress(self, progress: Mapping[int, Progress], now: datetime) -> None:
+        """Merge outcome entries into the messages' visits (the visit operations)."""
         raise NotImplementedError
 
     def close(self) -> None:

@@ -7,11 +7,12 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from urllib.parse import parse_qsl, unquote, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 import peewee as pw
+from pydantic import SecretStr, field_validator
 
-from daemon.settings import DatabaseSettings
+from daemon.fields import Model, PositiveDuration
 
 
 class StoreError(Exception):
@@ -20,6 +21,28 @@ class StoreError(Exception):
 
 class StoreUnavailable(StoreError):
     """The database did not answer or refused the unit of work; try again later."""
+
+
+STORE_SCHEMES = ("sqlite", "postgres", "postgresql")
+
+
+class DatabaseSettings(Model):
+    """``database:`` in the YAML file (a URL alone is short for ``{url: …}``)."""
+
+    url: SecretStr
+    busy_timeout: PositiveDuration = 10.0
+    connect_timeout: PositiveDuration = 10.0
+
+    @field_validator("url")
+    @classmethod
+    def _known_scheme(cls, url: SecretStr) -> SecretStr:
+        scheme = urlsplit(url.get_secret_value()).scheme
+        if scheme not in STORE_SCHEMES:
+            raise ValueError(
+                f"unsupported database scheme {scheme or '(none)'!r}: "
+                "use sqlite:///PATH or postgresql://USER@HOST/DB"
+            )
+        return url
 
 
 def _one_line(exc: BaseException) -> str:
@@ -33,18 +56,6 @@ def unavailable_on_error() -> Iterator[None]:
         yield
     except (pw.OperationalError, pw.InterfaceError) as exc:
         raise StoreUnavailable(f"database unavailable: {_one_line(exc)}") from exc
-
-
-def redact_url(url: str) -> str:
-    """The URL with any password replaced by ``***``: safe for logs and summaries."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.hostname or ""
-    if parts.port:
-        host += f":{parts.port}"
-    netloc = f"{parts.username}:***@{host}" if parts.username else f":***@{host}"
-    return urlunsplit(parts._replace(netloc=netloc))
 
 
 def is_postgres(db: pw.Database) -> bool:

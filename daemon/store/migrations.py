@@ -128,6 +128,38 @@ CREATE UNIQUE INDEX outboxd_job_run_fire ON outboxd_job_run (schedule_id, fire_t
 """
 
 
+# v2: a visit per (source, kodebooking); messages link to the visit they report on,
+# and remember when their group's earlier messages were sent again for them.
+_V2_VISIT_SQLITE = """
+CREATE TABLE outboxd_visit_v2 (
+    id {ID},
+    kodebooking VARCHAR(64) NOT NULL,
+    source VARCHAR(64) NOT NULL,
+    task_progress TEXT NOT NULL,
+    created_at {TS} NOT NULL,
+    updated_at {TS} NOT NULL
+);
+INSERT INTO outboxd_visit_v2 (id, kodebooking, source, task_progress, created_at, updated_at)
+    SELECT id, kodebooking, source, task_progress, created_at, updated_at FROM outboxd_visit;
+DROP TABLE outboxd_visit;
+ALTER TABLE outboxd_visit_v2 RENAME TO outboxd_visit
+"""
+_V2_VISIT_POSTGRES = """
+ALTER TABLE outboxd_visit DROP CONSTRAINT outboxd_visit_kodebooking_key
+"""
+_V2 = """
+CREATE UNIQUE INDEX outboxd_visit_source_kodebooking ON outboxd_visit (source, kodebooking);
+CREATE INDEX outboxd_visit_kodebooking ON outboxd_visit (kodebooking);
+ALTER TABLE outboxd_message ADD COLUMN visit_id {BIGINT}
+    REFERENCES outboxd_visit (id) ON DELETE SET NULL;
+ALTER TABLE outboxd_message ADD COLUMN predecessors_resent_at {TS};
+CREATE INDEX outboxd_message_visit ON outboxd_message (visit_id) WHERE visit_id IS NOT NULL;
+UPDATE outboxd_message SET visit_id = (
+    SELECT v.id FROM outboxd_visit v WHERE v.kodebooking = outboxd_message.group_key
+) WHERE group_key IS NOT NULL AND substr(kind, 1, 5) = 'bpjs.'
+"""
+
+
 @dataclass(frozen=True)
 class Migration:
     version: int
@@ -135,12 +167,23 @@ class Migration:
     apply: Callable[[pw.Database], None]
 
 
-def _ddl(script: str) -> Callable[[pw.Database], None]:
+def _ddl(script: str, postgres: str | None = None) -> Callable[[pw.Database], None]:
+    """Run ``script`` (or ``postgres`` on PostgreSQL, when given), statement by statement."""
+
     def apply(db: pw.Database) -> None:
-        types = _TYPES["postgres" if is_postgres(db) else "sqlite"]
-        for statement in script.format(**types).split(";"):
+        dialect = "postgres" if is_postgres(db) else "sqlite"
+        text = postgres if postgres is not None and dialect == "postgres" else script
+        for statement in text.format(**_TYPES[dialect]).split(";"):
             if statement.strip():
                 db.execute_sql(statement)
+
+    return apply
+
+
+def _steps(*steps: Callable[[pw.Database], None]) -> Callable[[pw.Database], None]:
+    def apply(db: pw.Database) -> None:
+        for step in steps:
+            step(db)
 
     return apply
 
@@ -150,6 +193,11 @@ MIGRATIONS: tuple[Migration, ...] = (
         1,
         "messages, status events, rate buckets, visits, poll cursors, schedules, job runs",
         _ddl(_V1),
+    ),
+    Migration(
+        2,
+        "visits per source and booking code; messages linked to their visit",
+        _steps(_ddl(_V2_VISIT_SQLITE, _V2_VISIT_POSTGRES), _ddl(_V2)),
     ),
 )
 LATEST = MIGRATIONS[-1].version

@@ -20,7 +20,7 @@ CANCELLED = "cancelled"
 CONFIRMED = "confirmed"
 REJECTED = "rejected"
 STATUSES = (PENDING, SENDING, SENT, FAILED, CANCELLED, CONFIRMED, REJECTED)
-DELIVERED_STATUSES = (SENT, CONFIRMED)  # a prerequisite in one of these is met
+DELIVERED = (SENT, CONFIRMED)  # delivered: a prerequisite in one of these is met
 
 
 def utcnow() -> datetime:
@@ -72,6 +72,21 @@ class BaseModel(pw.Model):
         legacy_table_names = False
 
 
+class Visit(BaseModel):
+    """One visit of one source (unique on source and kodebooking: two hospitals may
+    use the same booking code)."""
+
+    id = pw.BigAutoField()
+    kodebooking = pw.CharField(max_length=64)
+    source = pw.CharField(max_length=64)
+    task_progress = JSONTextField(default=dict)
+    created_at = UtcDateTimeField()
+    updated_at = UtcDateTimeField()
+
+    class Meta:
+        table_name = "outboxd_visit"
+
+
 class Message(BaseModel):
     id = pw.BigAutoField()
     channel = pw.CharField(max_length=64)
@@ -90,6 +105,10 @@ class Message(BaseModel):
     created_at = UtcDateTimeField()
     updated_at = UtcDateTimeField()
     sent_at = UtcDateTimeField(null=True)
+    visit = pw.ForeignKeyField(
+        Visit, null=True, column_name="visit_id", on_delete="SET NULL", lazy_load=False
+    )  # the tracked item the message reports on
+    predecessors_resent_at = UtcDateTimeField(null=True)  # its group's earlier ones sent again
 
     class Meta:
         table_name = "outboxd_message"
@@ -117,18 +136,6 @@ class RateBucket(BaseModel):
 
     class Meta:
         table_name = "outboxd_rate_bucket"
-
-
-class Visit(BaseModel):
-    id = pw.BigAutoField()
-    kodebooking = pw.CharField(max_length=64, unique=True)
-    source = pw.CharField(max_length=64)
-    task_progress = JSONTextField(default=dict)
-    created_at = UtcDateTimeField()
-    updated_at = UtcDateTimeField()
-
-    class Meta:
-        table_name = "outboxd_visit"
 
 
 class PollCursor(BaseModel):

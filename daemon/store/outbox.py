@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 import json
-import random
-from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
 import peewee as pw
 
-from daemon.resilience.backoff import RetryPolicy
 from daemon.resilience.ratelimit import Bucket
 from daemon.store.base import EventRow, StoreBase, chunked, literal
 from daemon.store.db import StoreError
 from daemon.store.models import (
+    DELIVERED,
     FAILED,
     PENDING,
     SENDING,
@@ -25,20 +24,19 @@ from daemon.store.models import (
     read_timestamp,
 )
 from daemon.store.types import (
+    AttemptResult,
     ClaimedMessage,
     Delivered,
     EnqueueResult,
     Failed,
     InvalidMessage,
     NewMessage,
-    Outcome,
     RecordResult,
     Released,
-    RetryLater,
+    RetryAt,
     UnknownPrerequisite,
 )
 
-DEFAULT_POLICY = RetryPolicy()
 _LIMITS = {"channel": 64, "key": 255, "kind": 64}
 
 
@@ -75,7 +73,13 @@ class OutboxOps(StoreBase):
         batch = [_check(m) for m in messages]
         return self._write(lambda: self._enqueue(batch, actor, self._now(now))) if batch else []
 
-    def _enqueue(self, batch: list[NewMessage], actor: str, now: datetime) -> list[EnqueueResult]:
+    def _enqueue(
+        self,
+        batch: list[NewMessage],
+        actor: str,
+        now: datetime,
+        visit_ids: Mapping[str, int] | None = None,
+    ) -> list[EnqueueResult]:
         ids: dict[tuple[str, str], int] = self._ids_by_key(
             {(m.channel, m.after_key) for m in batch if m.after_key}
         )
@@ -90,7 +94,8 @@ class OutboxOps(StoreBase):
                     after = ids.get((m.channel, m.after_key))
                 due = db_timestamp(max(m.not_before, now)) if m.not_before else stamp
                 params += [m.channel, m.kind, m.key, m.payload, PENDING, 0, due, after]
-                params += [m.group_key, stamp, stamp]
+                visit = visit_ids.get(m.visit) if visit_ids and m.visit is not None else None
+                params += [m.group_key, stamp, stamp, visit]
             if self.postgres:
                 params += [actor, stamp]  # the creation events, written by the same statement
             rows = self._execute(self.sql.insert_messages(len(chunk)), params)
@@ -254,71 +259,46 @@ class OutboxOps(StoreBase):
     # --- outcomes -----------------------------------------------------------------
 
     def record(
-        self,
-        owner: str,
-        outcomes: Sequence[Outcome],
-        policies: Mapping[str, RetryPolicy] | None = None,
-        now: datetime | None = None,
-        rand: Callable[[], float] = random.random,
-        track_visits: bool = False,
+        self, owner: str, results: Sequence[AttemptResult], now: datetime | None = None
     ) -> RecordResult:
-        """Write the outcomes of attempts ``owner`` made, with their status events,
-        in one transaction. Only messages ``owner`` still holds are changed; a
-        retry gives up (→ failed) when the channel's policy says so. With
-        ``track_visits``, the visits of BPJS messages are updated in the same
-        transaction."""
+        """Write what became of attempts ``owner`` made, as decided by the caller,
+        with their status events, in one transaction. Only messages ``owner`` still
+        holds are changed. Progress entries the results carry are merged into the
+        messages' tracked items (visits) in the same transaction."""
 
         def work() -> RecordResult:
             when = self._now(now)
-            result, errors = self._record(owner, outcomes, policies or {}, when, rand)
-            if track_visits and result.recorded:
-                self._track_outcomes(result.recorded, errors, when)
+            result = self._record(owner, results, when)
+            progress = {
+                r.id: r.progress
+                for r in results
+                if not isinstance(r, Released)
+                and r.progress is not None
+                and r.id in result.recorded
+            }
+            if progress:
+                self._merge_message_progress(progress, when)
             return result
 
         return self._write(work)
 
-    def _record(
-        self,
-        owner: str,
-        outcomes: Sequence[Outcome],
-        policies: Mapping[str, RetryPolicy],
-        now: datetime,
-        rand: Callable[[], float],
-    ) -> tuple[RecordResult, dict[int, str]]:
-        held = self._held(owner, [o.id for o in outcomes if isinstance(o, RetryLater)])
+    def _record(self, owner: str, results: Sequence[AttemptResult], now: datetime) -> RecordResult:
         # (id, status, attempts added, next attempt, error, response, sent at)
         rows: list[tuple[Any, ...]] = []
         details: dict[int, dict[str, Any] | None] = {}
-        for outcome in outcomes:
-            if isinstance(outcome, Delivered):
-                rows.append((outcome.id, SENT, 1, None, None, outcome.response, now))
-                details[outcome.id] = None
-            elif isinstance(outcome, Failed):
-                rows.append((outcome.id, FAILED, 1, None, outcome.error, outcome.response, None))
-                details[outcome.id] = {"error": outcome.error}
-            elif isinstance(outcome, Released):
-                rows.append((outcome.id, PENDING, 0, None, None, None, None))
-                details[outcome.id] = {"released": True}
-            elif isinstance(outcome, RetryLater):
-                if outcome.id not in held:
-                    continue  # lease lost: reported below
-                channel, attempts, created_at = held[outcome.id]
-                policy = policies.get(channel, DEFAULT_POLICY)
-                decision = policy.decide(attempts + 1, created_at, now, outcome.delay, rand)
-                status = PENDING if decision.retry_at else FAILED
-                error = (
-                    outcome.error if decision.retry_at else f"{outcome.error} ({decision.reason})"
-                )
-                rows.append(
-                    (outcome.id, status, 1, decision.retry_at, error, outcome.response, None)
-                )
-                details[outcome.id] = {
-                    "error": outcome.error,
-                    "attempt": attempts + 1,
-                    "decision": decision.reason,
-                }
-                if decision.retry_at:
-                    details[outcome.id]["retry_at"] = decision.retry_at.isoformat()
+        for r in results:
+            if isinstance(r, Delivered):
+                rows.append((r.id, SENT, 1, None, None, r.response, now))
+                details[r.id] = None
+            elif isinstance(r, RetryAt):
+                rows.append((r.id, PENDING, 1 if r.counted else 0, r.at, r.error, r.response, None))
+                details[r.id] = r.details if r.details is not None else {"error": r.error}
+            elif isinstance(r, Failed):
+                rows.append((r.id, FAILED, 1, None, r.error, r.response, None))
+                details[r.id] = r.details if r.details is not None else {"error": r.error}
+            else:
+                rows.append((r.id, PENDING, 0, None, None, None, None))
+                details[r.id] = {"released": True}
         recorded: dict[int, str] = {}
         for chunk in chunked(rows):
             recorded.update(self._apply(owner, chunk, details, now))
@@ -327,23 +307,55 @@ class OutboxOps(StoreBase):
                 [EventRow(i, SENDING, s, owner, details[i]) for i, s in sorted(recorded.items())],
                 now,
             )
-        lost = sorted({o.id for o in outcomes} - set(recorded))
-        errors = {row[0]: row[4] for row in rows if row[4]}
-        return RecordResult(recorded=recorded, lost=lost), errors
+        lost = sorted({r.id for r in results} - set(recorded))
+        return RecordResult(recorded=recorded, lost=lost)
 
-    def _held(self, owner: str, ids: list[int]) -> dict[int, tuple[str, int, datetime]]:
-        held: dict[int, tuple[str, int, datetime]] = {}
-        for chunk in chunked(ids):
-            query = Message.select(
-                Message.id, Message.channel, Message.attempts, Message.created_at
-            ).where(
-                Message.id.in_(list(chunk))
-                & (Message.status == SENDING)
-                & (Message.lease_owner == owner)
+    def resend_predecessors(
+        self, owner: str, message_id: int, reason: str, now: datetime | None = None
+    ) -> list[tuple[int, str]] | None:
+        """The peer lost what came before a message ``owner`` holds: put the sent
+        (or confirmed) messages of its group that are older than it back to
+        pending, due now, so they go again in order before it. Once per message:
+        None when it was done before (or the message is no longer held);
+        otherwise the (id, key) of the messages sent again, oldest first."""
+
+        def work() -> list[tuple[int, str]] | None:
+            when = self._now(now)
+            row = (
+                Message.select(Message.channel, Message.group_key, Message.predecessors_resent_at)
+                .where(
+                    (Message.id == message_id)
+                    & (Message.status == SENDING)
+                    & (Message.lease_owner == owner)
+                )
+                .first()
             )
-            for row in query:
-                held[row.id] = (row.channel, row.attempts, row.created_at)
-        return held
+            if row is None or row.predecessors_resent_at is not None or row.group_key is None:
+                return None
+            earlier = list(
+                Message.select(Message.id, Message.key, Message.status)
+                .where(
+                    (Message.channel == row.channel)
+                    & (Message.group_key == row.group_key)
+                    & (Message.id < message_id)
+                    & Message.status.in_(DELIVERED)
+                )
+                .order_by(Message.id)
+                .tuples()
+            )
+            Message.update(predecessors_resent_at=when).where(Message.id == message_id).execute()
+            if not earlier:
+                return []
+            ids = [i for i, _, _ in earlier]
+            Message.update(status=PENDING, attempts=0, next_attempt_at=when, updated_at=when).where(
+                Message.id.in_(ids)
+            ).execute()
+            detail = {"resent_before": message_id, "reason": reason}
+            self._add_events([EventRow(i, s, PENDING, owner, detail) for i, _, s in earlier], when)
+            self._notify([row.channel])
+            return [(i, k) for i, k, _ in earlier]
+
+        return self._write(work)
 
     def _apply(
         self,

@@ -1,6 +1,6 @@
 """Run store operations from asyncio in a worker process (see ``daemon.store.worker``).
 
-The same interface as ``StoreThread``: ``await run(store.operation, *args)``.
+A ``StoreRunner`` like ``StoreThread``: ``await call(name, args, kwargs)``.
 Requests go over a socket pair and are answered in order; the event loop reads
 the answers itself, so no thread of this process waits for the interpreter
 lock. A cancelled await does not cancel the unit of work: the worker runs it to
@@ -20,15 +20,12 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
-from typing import Any, ParamSpec, TypeVar, cast
+from typing import Any, cast
 
-from daemon.settings import DatabaseSettings
-from daemon.store import Store, StoreError, StoreUnavailable
+from daemon.store import StoreError, StoreUnavailable
+from daemon.store.db import DatabaseSettings
 from daemon.store.worker import HEADER, encode
 
-P = ParamSpec("P")
-T = TypeVar("T")
 log = logging.getLogger("outboxd.store")
 WORKER = "daemon.store.worker"
 START_TIMEOUT = 60.0  # seconds for a new worker to import and open the database
@@ -88,13 +85,11 @@ class _Answers(asyncio.Protocol):
 class StoreProcess:
     def __init__(
         self,
-        store: Store,
         database: DatabaseSettings,
         log_level: str = "INFO",
         log_format: str = "json",
         process: str = "outboxd",
     ) -> None:
-        self.store = store  # names the operations; its own connection is not used
         self._hello = (database, log_level, log_format, process)
         self._seq = itertools.count(1)  # 0 is the hello
         self._answers: _Answers | None = None
@@ -107,13 +102,12 @@ class StoreProcess:
         """The worker's process id, while one runs."""
         return self._proc.pid if self._proc is not None and self._proc.returncode is None else None
 
-    async def run(self, operation: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
-        """Await ``operation(*args, **kwargs)`` (a method of ``store``) run in the worker."""
-        if getattr(operation, "__self__", None) is not self.store:
-            raise TypeError(f"{operation!r} is not an operation of this store")
+    async def call(self, name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        """Await the store operation ``name`` run in the worker (which refuses a
+        name that is not a store operation)."""
         if self._closed:
             raise StoreUnavailable("the store process is closed")
-        name, seq = operation.__name__, next(self._seq)
+        seq = next(self._seq)
         try:
             request = encode(seq, (name, args, kwargs))
         except Exception as exc:
@@ -121,7 +115,7 @@ class StoreProcess:
         answers = self._answers
         if answers is None or not answers.open:
             answers = await self._start()
-        waiter: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        waiter: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         answers.pending[seq] = waiter
         assert answers.transport is not None
         answers.transport.write(request)

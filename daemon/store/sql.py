@@ -13,14 +13,18 @@ from __future__ import annotations
 
 import functools
 
+from daemon.store.models import DELIVERED, PENDING, SENDING
+
 MESSAGE = "outboxd_message"
 EVENT = "outboxd_status_event"
 _EVENT_COLUMNS = "message_id, from_status, to_status, actor, details, at"
 _MESSAGE_COLUMNS = (
     'channel, kind, "key", payload, status, attempts, next_attempt_at, after_id, '
-    "group_key, created_at, updated_at"
+    "group_key, created_at, updated_at, visit_id"
 )
-MESSAGE_WIDTH = 11
+MESSAGE_WIDTH = 12
+_DELIVERED = "(" + ", ".join(f"'{status}'" for status in DELIVERED) + ")"
+_UNFINISHED = f"('{PENDING}', '{SENDING}')"  # what an older message of a group may still be
 # (id, status, attempts added, next attempt, error, response, sent at, event details)
 OUTCOME_WIDTH = 8
 _OUTCOME_TYPES = (
@@ -81,7 +85,7 @@ class Statements:
         in_order = (
             " AND (m.group_key IS NULL OR NOT EXISTS (SELECT 1 FROM outboxd_message o"
             " WHERE o.channel = m.channel AND o.group_key = m.group_key AND o.id < m.id"
-            " AND o.status IN ('pending', 'sending')))"
+            f" AND o.status IN {_UNFINISHED}))"
             if ordered
             else ""
         )
@@ -89,7 +93,7 @@ class Statements:
         return (
             f"SELECT m.id FROM {MESSAGE} m WHERE m.channel = {p} AND m.status = 'pending'"
             f" AND m.next_attempt_at <= {p} AND (m.after_id IS NULL OR EXISTS (SELECT 1"
-            f" FROM {MESSAGE} a WHERE a.id = m.after_id AND a.status IN ('sent', 'confirmed')))"
+            f" FROM {MESSAGE} a WHERE a.id = m.after_id AND a.status IN {_DELIVERED}))"
             f"{in_order} ORDER BY m.next_attempt_at, m.id LIMIT {p}{lock}"
         )
 

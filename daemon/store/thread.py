@@ -10,42 +10,35 @@ from __future__ import annotations
 
 import asyncio
 import functools
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import ParamSpec, Protocol, TypeVar
+from typing import Any
 
-from daemon.store import Store
-
-P = ParamSpec("P")
-T = TypeVar("T")
-
-
-class StoreRunner(Protocol):
-    """Runs store operations for the event loop: on a thread (``StoreThread``) or
-    in a worker process (``daemon.store.process.StoreProcess``)."""
-
-    store: Store
-
-    async def run(self, operation: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
-        """Await ``operation(*args, **kwargs)``, one unit of work, run to its end
-        even when the await is cancelled."""
-        ...
-
-    async def aclose(self) -> None: ...
+from daemon.store import Store, StoreUnavailable
 
 
 class StoreThread:
-    def __init__(self, store: Store) -> None:
-        self.store = store
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="outboxd-store")
+    """A ``StoreRunner`` on a thread of this process (see ``daemon.store.aio``)."""
 
-    async def run(self, operation: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
-        """Await ``operation(*args, **kwargs)`` run on the store thread."""
+    def __init__(self, store: Store) -> None:
+        self._store = store
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="outboxd-store")
+        self._closed = False
+
+    async def call(self, name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        """Await the store operation ``name`` run on the store thread."""
+        if self._closed:
+            raise StoreUnavailable("the store thread is closed")
+        operation = getattr(type(self._store), name, None)
+        if not callable(operation) or name.startswith("_"):
+            raise TypeError(f"{name!r} is not a store operation")
         loop = asyncio.get_running_loop()
-        call = functools.partial(operation, *args, **kwargs)
+        call = functools.partial(operation, self._store, *args, **kwargs)
         return await asyncio.shield(loop.run_in_executor(self._executor, call))
 
     async def aclose(self) -> None:
         """Close the thread's connection, then stop the thread."""
-        await self.run(self.store.close)
+        if self._closed:
+            return
+        await self.call("close", (), {})
+        self._closed = True
         self._executor.shutdown(wait=True)

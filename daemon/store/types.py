@@ -51,6 +51,8 @@ class NewMessage:
     after_id: int | None = None  # prerequisite in any channel, by id
     not_before: datetime | None = None
     group_key: str | None = None  # ordered channels deliver one message per group at a time
+    visit: str | None = None  # the tracked item (a source's visit) this message reports on
+    step: str | None = None  # which step of it (the store keeps only the visit link)
 
 
 @dataclass(frozen=True)
@@ -75,7 +77,11 @@ class ClaimedMessage:
     group_key: str | None = None
 
 
-# --- outcomes of a delivery attempt, as recorded by ``Store.record`` ---------------
+# --- what became of a delivery attempt, as recorded by ``Store.record`` ------------
+# The dispatcher decides (it holds the claimed message and the channel's policy);
+# the store writes what it is told, for messages the owner still holds.
+
+Progress = tuple[str, dict[str, Any]]  # (step, entry) for the message's tracked item
 
 
 @positional_pickle
@@ -83,32 +89,46 @@ class ClaimedMessage:
 class Delivered:
     id: int
     response: str | None = None
+    progress: Progress | None = None
 
 
 @positional_pickle
 @dataclass(slots=True)  # read-only by convention: frozen costs per message
-class RetryLater:
+class RetryAt:
+    """Pending again, due at ``at``; ``counted``: the attempt counts towards
+    ``max_attempts`` (a wait for a predecessor does not)."""
+
     id: int
+    at: datetime
     error: str
     response: str | None = None
-    delay: float | None = None  # seconds the peer asked for; None → backoff
+    counted: bool = True
+    details: dict[str, Any] | None = None  # for the status event
+    progress: Progress | None = None
 
 
 @positional_pickle
 @dataclass(slots=True)  # read-only by convention: frozen costs per message
 class Failed:
+    """Failed for good: refused by the peer, or ``gave_up`` when retries ran out."""
+
     id: int
     error: str
     response: str | None = None
+    gave_up: bool = False
+    details: dict[str, Any] | None = None  # for the status event
+    progress: Progress | None = None
 
 
 @positional_pickle
 @dataclass(slots=True)  # read-only by convention: frozen costs per message
 class Released:
+    """Back to pending, no attempt counted (not sent, or cut off by a drain)."""
+
     id: int
 
 
-Outcome = Delivered | RetryLater | Failed | Released
+AttemptResult = Delivered | RetryAt | Failed | Released
 
 
 @dataclass(frozen=True)

@@ -1,33 +1,27 @@
-"""Visits and their task progress (BPJS Antrean), and poll cursors.
+"""Tracked items (a source's visits) with their progress, and poll cursors.
 
-A visit's ``task_progress`` maps a step (``"add"``, ``"1"``…``"7"``, ``"99"``)
-to its state, e.g. ``{"status": "sent", "sent_at": …, "waktu": …}``,
-``{"status": "held", "reason": …}``. The poller writes ``queued`` and ``held``
-entries in the transaction that enqueues; the dispatcher's outcomes write
-``sent``, ``retrying`` and ``failed`` in the transaction that records them.
+A visit belongs to one source and is named by its key there (a BPJS
+``kodebooking``); its ``task_progress`` maps a step to an entry (a JSON object).
+The store does not read the entries: a source's poll writes its entries
+(``sync_visits``) and fills only steps that are new, ``queued`` or ``held``;
+a delivery outcome's entry (``record``) replaces its step's entry, keeping what
+the source said about the step (the entry's ``source`` object). Messages are
+linked to their visit when they are enqueued with it.
 """
 
 from __future__ import annotations
 
-import contextlib
-import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from daemon.store.base import StoreBase, chunked
-from daemon.store.models import (
-    FAILED,
-    PENDING,
-    SENT,
-    Message,
-    PollCursor,
-    Visit,
-)
-from daemon.store.types import EnqueueResult, NewMessage
+from daemon.store.models import Message, PollCursor, Visit
+from daemon.store.types import EnqueueResult, NewMessage, Progress
 
-TRACKED_PREFIX = "bpjs."  # message kinds whose outcomes update a visit
+SOURCE_FACTS = "source"  # the part of an entry an outcome keeps
+_FILLABLE = (None, "queued", "held")  # steps a source's entry may (re)write
 
 
 @dataclass(frozen=True)
@@ -39,42 +33,30 @@ class VisitView:
     updated_at: datetime
 
 
-def step_of(key: str) -> str:
-    """The step a message key names: ``KB:add`` → ``add``, ``KB:task:5`` → ``5``."""
-    return key.rsplit(":", 1)[-1]
-
-
 class VisitOps(StoreBase):
-    def get_visit(self, kodebooking: str) -> VisitView | None:
-        def work() -> VisitView | None:
-            row = Visit.get_or_none(Visit.kodebooking == kodebooking)
-            return None if row is None else _view(row)
+    def find_visits(self, kodebooking: str, source: str | None = None) -> list[VisitView]:
+        """The visits with this key (one per source that has it), or that source's."""
+
+        def work() -> list[VisitView]:
+            where = Visit.kodebooking == kodebooking
+            if source is not None:
+                where &= Visit.source == source
+            return [_view(row) for row in Visit.select().where(where).order_by(Visit.source)]
 
         return self._read(work)
 
-    def task_progress(self, kodebookings: Sequence[str]) -> dict[str, dict[str, Any]]:
-        """The task progress of those visits that are known, by kodebooking."""
+    def task_progress(self, source: str, visits: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """The progress of those of the source's visits that are known, by key."""
 
         def work() -> dict[str, dict[str, Any]]:
             found: dict[str, dict[str, Any]] = {}
-            for chunk in chunked(sorted(set(kodebookings))):
+            for chunk in chunked(sorted(set(visits))):
                 query = Visit.select(Visit.kodebooking, Visit.task_progress).where(
-                    Visit.kodebooking.in_(list(chunk))
+                    (Visit.source == source) & Visit.kodebooking.in_(list(chunk))
                 )
                 for row in query:
                     found[row.kodebooking] = row.task_progress
             return found
-
-        return self._read(work)
-
-    def visits(self, since: datetime | None = None, limit: int = 500) -> list[VisitView]:
-        """The most recently updated visits first (for the control API)."""
-
-        def work() -> list[VisitView]:
-            query = Visit.select().order_by(Visit.updated_at.desc()).limit(limit)
-            if since is not None:
-                query = query.where(Visit.updated_at >= since)
-            return [_view(row) for row in query]
 
         return self._read(work)
 
@@ -87,15 +69,18 @@ class VisitOps(StoreBase):
         actor: str = "poller",
         now: datetime | None = None,
     ) -> list[EnqueueResult]:
-        """One poll's result in one transaction: enqueue ``messages``, merge
-        ``progress`` (kodebooking → step → entry) into the visits, and move the
-        source's cursor. An entry never replaces one that is further along
-        (a step already sent stays sent)."""
+        """One poll's result in one transaction: merge ``progress`` (visit → step →
+        entry) into the source's visits, enqueue ``messages`` linked to their
+        visits, and move the source's cursor. An entry never replaces one that
+        is further along (a step already sent stays sent)."""
 
         def work() -> list[EnqueueResult]:
             when = self._now(now)
-            results = self._enqueue(list(messages), actor, when) if messages else []
-            self._merge_progress(source, progress, when)
+            keys = set(progress) | {m.visit for m in messages if m.visit is not None}
+            rows = self._locked_visits(source, keys, when)
+            self._merge(rows, progress, when, outcome=False)
+            ids = {key: row.id for key, row in rows.items()}
+            results = self._enqueue(list(messages), actor, when, ids) if messages else []
             if cursor is not None:
                 self._set_cursor(source, cursor, when)
             return results
@@ -117,91 +102,90 @@ class VisitOps(StoreBase):
             update={PollCursor.value: value, PollCursor.updated_at: now},
         ).execute()
 
-    def _merge_progress(
-        self,
-        source: str,
-        progress: Mapping[str, Mapping[str, dict[str, Any]]],
-        now: datetime,
-        outcomes: bool = False,
-    ) -> None:
-        """Merge entries into visits. The poller's entries (``outcomes=False``:
-        queued, held) only fill steps that are new, queued or held; a delivery
-        outcome always replaces the step's entry."""
-        if not progress:
-            return
-        rows = self._locked_visits(list(progress))
-        for kodebooking, steps in progress.items():
-            row = rows.get(kodebooking)
-            current = dict(row.task_progress) if row else {}
-            merged = {**current}
-            for step, entry in steps.items():
-                previous = current.get(step, {}).get("status")
-                if outcomes or previous in (None, "queued", "held"):
-                    merged[step] = entry
-            if row is None:
-                Visit.insert(
-                    kodebooking=kodebooking,
-                    source=source,
-                    task_progress=merged,
-                    created_at=now,
-                    updated_at=now,
-                ).execute()
-            elif merged != current:
-                Visit.update(task_progress=merged, updated_at=now).where(
-                    Visit.id == row.id
-                ).execute()
-
-    def _locked_visits(self, kodebookings: list[str]) -> dict[str, Visit]:
+    def _locked_visits(self, source: str, keys: Iterable[str], now: datetime) -> dict[str, Visit]:
+        """The source's visits with these keys, created where missing, locked."""
+        wanted = sorted(set(keys))
         found: dict[str, Visit] = {}
-        for chunk in chunked(sorted(set(kodebookings))):
-            query = Visit.select().where(Visit.kodebooking.in_(list(chunk)))
+        for chunk in chunked(wanted):
+            query = Visit.select().where(
+                (Visit.source == source) & Visit.kodebooking.in_(list(chunk))
+            )
+            if self.postgres:
+                query = query.for_update()
+            found.update({row.kodebooking: row for row in query})
+        missing = [k for k in wanted if k not in found]
+        for chunk in chunked(missing):
+            Visit.insert_many(
+                [
+                    {
+                        "kodebooking": key,
+                        "source": source,
+                        "task_progress": {},
+                        "created_at": now,
+                        "updated_at": now,
+                    }
+                    for key in chunk
+                ]
+            ).on_conflict_ignore().execute()
+            query = Visit.select().where(
+                (Visit.source == source) & Visit.kodebooking.in_(list(chunk))
+            )
             if self.postgres:
                 query = query.for_update()
             found.update({row.kodebooking: row for row in query})
         return found
 
-    def _track_outcomes(
-        self, recorded: Mapping[int, str], errors: Mapping[int, str], now: datetime
+    def _merge(
+        self,
+        rows: Mapping[str, Visit],
+        progress: Mapping[str, Mapping[str, dict[str, Any]]],
+        now: datetime,
+        outcome: bool,
     ) -> None:
-        """Write the visits' progress for the tracked messages just recorded."""
-        progress: dict[str, dict[str, dict[str, Any]]] = {}
-        for chunk in chunked(sorted(recorded)):
-            rows = Message.select(
-                Message.id,
-                Message.key,
-                Message.kind,
-                Message.group_key,
-                Message.payload,
-                Message.next_attempt_at,
-                Message.attempts,
-            ).where(Message.id.in_(list(chunk)) & Message.kind.startswith(TRACKED_PREFIX))
-            for row in rows:
-                kodebooking = row.group_key or row.key.split(":", 1)[0]
-                entry = _entry(row, recorded[row.id], errors.get(row.id), now)
-                progress.setdefault(kodebooking, {})[step_of(row.key)] = entry
-        self._merge_progress("dispatcher", progress, now, outcomes=True)
+        for key, steps in progress.items():
+            row = rows.get(key)
+            if row is None:
+                continue
+            current = row.task_progress or {}
+            merged = dict(current)
+            for step, entry in steps.items():
+                previous = current.get(step)
+                if outcome:
+                    facts = previous.get(SOURCE_FACTS) if isinstance(previous, dict) else None
+                    merged[step] = {**entry, SOURCE_FACTS: facts} if facts else entry
+                elif not isinstance(previous, dict) or previous.get("status") in _FILLABLE:
+                    merged[step] = entry
+            if merged != current:
+                Visit.update(task_progress=merged, updated_at=now).where(
+                    Visit.id == row.id
+                ).execute()
+                row.task_progress = merged
 
-
-def _entry(row: Message, status: str, error: str | None, now: datetime) -> dict[str, Any]:
-    waktu = None
-    with contextlib.suppress(ValueError, AttributeError):
-        waktu = json.loads(bytes(row.payload)).get("waktu")
-    if status == SENT:
-        entry: dict[str, Any] = {"status": "sent", "sent_at": now.isoformat()}
-    elif status == FAILED:
-        entry = {"status": "failed", "reason": error or "failed", "attempts": row.attempts}
-    elif status == PENDING:
-        entry = {
-            "status": "retrying",
-            "reason": error or "released",
-            "next_attempt_at": row.next_attempt_at.isoformat(),
-            "attempts": row.attempts,
-        }
-    else:
-        entry = {"status": status}
-    if waktu is not None:
-        entry["waktu"] = waktu
-    return entry
+    def _merge_message_progress(self, progress: Mapping[int, Progress], now: datetime) -> None:
+        """Merge delivery outcomes' entries into the visits of their messages."""
+        visit_of: dict[int, int] = {}
+        for chunk in chunked(sorted(progress)):
+            query = Message.select(Message.id, Message.visit_id).where(
+                Message.id.in_(list(chunk)) & Message.visit_id.is_null(False)
+            )
+            visit_of.update(dict(query.tuples()))
+        if not visit_of:
+            return
+        rows: dict[int, Visit] = {}
+        for chunk in chunked(sorted(set(visit_of.values()))):
+            query = Visit.select().where(Visit.id.in_(list(chunk)))
+            if self.postgres:
+                query = query.for_update()
+            rows.update({row.id: row for row in query})
+        by_visit: dict[str, dict[str, dict[str, Any]]] = {}
+        keyed: dict[str, Visit] = {}
+        for message_id, (step, entry) in sorted(progress.items()):
+            row = rows.get(visit_of.get(message_id, -1))
+            if row is not None:
+                name = str(row.id)
+                keyed[name] = row
+                by_visit.setdefault(name, {})[step] = entry
+        self._merge(keyed, by_visit, now, outcome=True)
 
 
 def _view(row: Visit) -> VisitView:

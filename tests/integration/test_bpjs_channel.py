@@ -20,7 +20,7 @@ import pytest
 from daemon.bpjs import crypto, signing
 from daemon.channels.base import Envelope, Outcome, Verdict
 from daemon.channels.bpjs import BpjsAntreanChannel
-from daemon.settings import BpjsAntreanChannel as BpjsSettings
+from daemon.channels.kinds.bpjs_antrean import BpjsAntreanSettings as BpjsSettings
 from daemon.sim.bpjs import BpjsSimulator, Fault
 
 pytestmark = pytest.mark.timeout(30)

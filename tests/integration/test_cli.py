@@ -221,10 +221,10 @@ def test_stats_table(workdir: Path):
     assert lines[2].split()[:2] == ["webhook", "0"]
 
 
-def test_run_is_not_built_yet(workdir: Path):
-    result = outboxd("run", "scheduler", "-c", "outboxd.yaml", cwd=workdir)
-    assert result.returncode == 69
-    assert "scheduler role is not built yet" in result.stderr.decode()
+def test_run_names_only_the_roles_there_are(workdir: Path):
+    result = outboxd("run", "nosuch", "-c", "outboxd.yaml", cwd=workdir)
+    assert result.returncode == 2
+    assert "invalid choice: 'nosuch' (choose from 'dispatcher', 'poller')" in result.stderr.decode()
 
 
 def test_unreachable_database_is_one_line(tmp_path: Path):

@@ -274,7 +274,11 @@ async def test_reload_keeps_running_on_a_bad_file_and_applies_a_good_one(tmp_pat
             await eventually(lambda: len(first.requests) == 3, what="sent to the first sink")
             config.write_text(good.replace(f":{first.port}/", f":{second.port}/"))
             proc.signal(signal.SIGHUP)
-            await eventually(lambda: "channel reloaded" in proc.output(), what="channel reloaded")
+            change = (
+                f"channel hook changed: url http://127.0.0.1:{first.port}/… → "
+                f"http://127.0.0.1:{second.port}/…"
+            )
+            await eventually(lambda: change in proc.output(), what="channel hook changed")
             enqueue(store, 2, prefix="b")
             await eventually(lambda: len(second.requests) == 2, what="sent to the second sink")
             assert len(first.requests) == 3

@@ -14,7 +14,7 @@ import pytest
 
 from daemon.channels.base import Envelope, Verdict
 from daemon.channels.http import HttpChannel
-from daemon.settings import HttpChannel as HttpSettings
+from daemon.channels.kinds.http import HttpSettings
 from daemon.sim.http import Faults, HttpSink
 
 pytestmark = pytest.mark.timeout(30)

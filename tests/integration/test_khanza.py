@@ -18,10 +18,10 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from daemon.settings import KhanzaSource as KhanzaSettings
+from daemon.bpjs.plan import Booking, epoch_ms, plan_visit
 from daemon.sources import SourceError
-from daemon.sources.bpjs_plan import Booking, epoch_ms, plan_visit
 from daemon.sources.khanza import KhanzaSource
+from daemon.sources.kinds.khanza import KhanzaSettings
 from tests.integration.khanza_db import (
     ZERO_DATE,
     ZERO_DATETIME,

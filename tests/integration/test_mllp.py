@@ -20,10 +20,9 @@ from pathlib import Path
 import pytest
 
 from daemon.channels.base import Envelope, Outcome, Verdict
+from daemon.channels.kinds.mllp import MllpSettings, TlsSettings
 from daemon.channels.mllp import MllpChannel, MllpSender
 from daemon.hl7 import build_ack, control_id, frame, normalize, read_ack, validate
-from daemon.settings import MllpChannel as MllpSettings
-from daemon.settings import TlsSettings
 from daemon.sim.mllp import MllpSimulator, Rule
 
 pytestmark = [pytest.mark.timeout(30), pytest.mark.both_loops]
@@ -367,10 +366,10 @@ async def test_channel_close_closes_every_sender(
     assert not any(s.connected for s in senders)
 
 
-def test_an_encoding_mllp_cannot_carry_is_refused() -> None:
-    settings = MllpSettings(kind="mllp", host="127.0.0.1", port=2575, encoding="utf-16")
-    with pytest.raises(ValueError, match="not ASCII-compatible"):
-        MllpChannel(settings)
+@pytest.mark.parametrize("encoding", ["utf-16", "cp037", "rot13", "idna", "utf-7"])
+def test_an_encoding_mllp_cannot_carry_is_refused_by_the_settings(encoding: str) -> None:
+    with pytest.raises(ValueError, match="ASCII-compatible"):
+        MllpSettings(kind="mllp", host="127.0.0.1", port=2575, encoding=encoding)
 
 
 # --- every sample -----------------------------------------------------------------------

@@ -16,16 +16,16 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from daemon.bpjs.plan import Booking
 from daemon.config import parse_config
 from daemon.metrics import Metrics
-from daemon.roles.poller import FAILING_AFTER, Poller
-from daemon.runtime import Context
-from daemon.settings import KhanzaSource as KhanzaSettings
+from daemon.roles.frame import Children, Context
+from daemon.roles.poller import FAILING_AFTER, Poller, SourceLoop
 from daemon.sources import SourceError
-from daemon.sources.bpjs_plan import Booking
+from daemon.sources.kinds.khanza import KhanzaBpjsSource, KhanzaSettings
 from daemon.store import Store, StoreUnavailable, migrate, open_database
+from daemon.store.aio import open_async_store
 from daemon.store.models import Message
-from daemon.store.thread import StoreThread
 from tests.unit.test_bpjs_plan import ADD_FIELDS
 
 pytestmark = pytest.mark.timeout(60)
@@ -93,34 +93,57 @@ def context(tmp_path: Path, **values: Any) -> Context:
     defaults = {"interval": "50ms", "max_backoff": "100ms", "timeout": "5s"}
     text = CONFIG.format(path=tmp_path / "o.db", **{**defaults, **values})
     settings = parse_config(text)
-    db = open_database(settings.database)
-    migrate(db)
-    store = Store(db)
-    return Context("poller", 0, "test:poller.0", settings, store, StoreThread(store), Metrics())
+    migrate(open_database(settings.database))
+    store = open_async_store(settings.database, in_process=False)
+    return Context("poller", 0, "test:poller.0", settings, store, Metrics())
+
+
+class Harness:
+    """The poller role with its children, as the frame runs them, without the
+    process around it (signals, health server); ``store`` reads what it wrote."""
+
+    def __init__(self, ctx: Context, source: ScriptedSource) -> None:
+        self.ctx = ctx
+        self.source = source
+        self.role = Poller(
+            ctx, lambda name, settings, zone: KhanzaBpjsSource(settings, zone, source)
+        )
+        self.children = Children(self.role, "poller")
+        self.store: Store = ctx.store._store  # one Store per process: the models share it
+
+    @property
+    def loop(self) -> SourceLoop:
+        loop = self.children.get("source rs")
+        assert isinstance(loop, SourceLoop)
+        return loop
+
+    def start(self) -> None:
+        self.children.start(self.ctx.settings)
+
+    def problems(self) -> list[str]:
+        return self.children.problems()
 
 
 @pytest.fixture
 async def make_poller(
     tmp_path: Path,
-) -> AsyncIterator[Callable[..., tuple[Poller, ScriptedSource]]]:
-    made: list[tuple[Poller, Context]] = []
+) -> AsyncIterator[Callable[..., tuple[Harness, ScriptedSource]]]:
+    made: list[Harness] = []
 
-    def make(**values: Any) -> tuple[Poller, ScriptedSource]:
-        ctx = context(tmp_path, **values)
+    def make(**values: Any) -> tuple[Harness, ScriptedSource]:
         source = ScriptedSource()
-        poller = Poller(ctx, lambda name, settings, zone: source)
-        made.append((poller, ctx))
-        return poller, source
+        harness = Harness(context(tmp_path, **values), source)
+        made.append(harness)
+        return harness, source
 
     yield make
-    for poller, ctx in made:
-        for loop in poller.loops.values():
-            loop.stopping.set()
-        await poller.drain(5)
-        await ctx.thread.aclose()
+    for harness in made:
+        harness.source.release.set()
+        await harness.children.drain(5)
+        await harness.ctx.store.aclose()
 
 
-def sample(poller: Poller, name: str, **labels: str) -> float:
+def sample(poller: Harness, name: str, **labels: str) -> float:
     value = poller.ctx.metrics.registry.get_sample_value(name, {"source": "rs", **labels})
     return value or 0.0
 
@@ -133,11 +156,17 @@ async def eventually(check: Callable[[], bool], timeout: float = 10.0) -> None:
         await asyncio.sleep(0.02)
 
 
-def loop_of(poller: Poller):
-    poller._start_loop("rs")
-    loop = poller.loops["rs"]
-    loop.stopping.set()  # only poll_once is driven here
+def loop_of(poller: Harness) -> SourceLoop:
+    """The source's loop, built but not started: only poll_once is driven here."""
+    [spec] = poller.role.children(poller.ctx.settings)
+    loop = spec.build()
+    assert isinstance(loop, SourceLoop)
     return loop
+
+
+def progress(poller: Harness, kb: str) -> dict[str, Any]:
+    [visit] = poller.store.find_visits(kb, "rs")
+    return visit.task_progress
 
 
 # --- a poll ----------------------------------------------------------------------------
@@ -148,10 +177,10 @@ async def test_a_poll_stores_messages_progress_and_cursor_once(make_poller):
     loop = loop_of(poller)
     source.bookings = [visit("KB-1", t3="08:00", t4="08:10"), visit("KB-2", t3="09:00")]
     assert await loop.poll_once(NOW) == "ok"
-    store = poller.ctx.store
+    store = poller.store
     keys = sorted(m.key for m in Message.select(Message.key))
     assert keys == ["KB-1:add", "KB-1:task:3", "KB-1:task:4", "KB-2:add", "KB-2:task:3"]
-    assert store.get_visit("KB-1").task_progress["4"]["status"] == "queued"
+    assert progress(poller, "KB-1")["4"]["status"] == "queued"
     assert json.loads(store.get_cursor("rs"))["date"] == "2026-11-23"
     assert source.calls[0][:2] == (DAY, DAY)
     # the same answer again: nothing new; the steps already queued are passed as settled
@@ -172,7 +201,7 @@ async def test_held_steps_are_counted_and_visible(make_poller):
     loop = loop_of(poller)
     source.bookings = [visit("KB-1", t3="08:00", t4="07:50")]
     assert await loop.poll_once(NOW) == "ok"
-    entry = poller.ctx.store.get_visit("KB-1").task_progress["4"]
+    entry = progress(poller, "KB-1")["4"]
     assert entry == {"status": "held", "reason": "task 4 at 07:50 is earlier than task 3 at 08:00"}
     assert sample(poller, "outboxd_poll_held_steps") == 1
 
@@ -184,23 +213,23 @@ async def test_a_source_that_is_down_is_counted_retried_and_reported(make_poller
     poller, source = make_poller()
     source.error = SourceError("cannot connect to u@127.0.0.1:9/sik: OperationalError 2003")
     source.bookings = [visit("KB-1", t3="08:00")]
-    [supervisor] = await poller.start()
-    loop = poller.loops["rs"]
+    poller.start()
+    loop = poller.loop
     await eventually(lambda: loop.failures >= FAILING_AFTER + 1)
-    assert not loop.task.done() and not supervisor.done()
+    assert loop.task is not None and not loop.task.done()
     [problem] = poller.problems()
     assert problem.startswith(f"source rs: {loop.failures} polls in a row failed")
     assert "OperationalError 2003" in problem
     assert sample(poller, "outboxd_source_errors_total") >= FAILING_AFTER + 1
     assert sample(poller, "outboxd_poll_runs_total", result="source_error") >= FAILING_AFTER
-    assert poller.ctx.store.get_cursor("rs") is None  # nothing moved
+    assert poller.store.get_cursor("rs") is None  # nothing moved
     assert Message.select().count() == 0
     # back up: stored on the next poll, the problem gone
     source.error = None
     await eventually(lambda: loop.failures == 0)
     assert poller.problems() == []
     assert Message.select().count() == 2
-    assert poller.ctx.store.get_cursor("rs") is not None
+    assert poller.store.get_cursor("rs") is not None
 
 
 async def test_a_slow_source_times_out_and_is_not_read_twice_at_once(make_poller):
@@ -225,10 +254,10 @@ async def test_a_slow_source_times_out_and_is_not_read_twice_at_once(make_poller
 async def test_a_bug_in_a_poll_does_not_end_the_loop(make_poller):
     poller, source = make_poller()
     source.error = RuntimeError("unexpected")
-    await poller.start()
-    loop = poller.loops["rs"]
+    poller.start()
+    loop = poller.loop
     await eventually(lambda: loop.failures >= 2)
-    assert not loop.task.done()
+    assert loop.task is not None and not loop.task.done()
     assert loop.last_error == "RuntimeError: unexpected"
     assert sample(poller, "outboxd_poll_runs_total", result="error") >= 2
 
@@ -238,15 +267,15 @@ async def test_a_store_that_refuses_moves_nothing(make_poller, monkeypatch):
     loop = loop_of(poller)
     source.bookings = [visit("KB-1", t3="08:00")]
 
-    def refuse(*args: Any, **kwargs: Any) -> None:
+    async def refuse(*args: Any, **kwargs: Any) -> None:
         raise StoreUnavailable("database is locked")
 
-    monkeypatch.setattr(poller.ctx.store, "sync_visits", refuse)
+    monkeypatch.setattr(loop.store, "sync_visits", refuse)
     assert await loop.poll_once(NOW) == "store_error"
     assert loop.last_error == "store: database is locked"
     assert sample(poller, "outboxd_source_errors_total") == 0
     monkeypatch.undo()
-    assert poller.ctx.store.get_cursor("rs") is None
+    assert poller.store.get_cursor("rs") is None
     assert await loop.poll_once(NOW) == "ok"
     assert Message.select().count() == 2
 
@@ -256,13 +285,13 @@ async def test_one_visit_refused_does_not_stop_the_others(make_poller):
     loop = loop_of(poller)
     # KB-BAD's progress says its add is queued, but the message is gone (purged):
     # task 3 names it as prerequisite and the store refuses that visit
-    poller.ctx.store.sync_visits("rs", {"KB-BAD": {"add": {"status": "queued"}}}, [])
+    poller.store.sync_visits("rs", {"KB-BAD": {"add": {"status": "queued"}}}, [])
     source.bookings = [visit("KB-BAD", t3="08:00"), visit("KB-OK", t3="08:00")]
     assert await loop.poll_once(NOW) == "ok"
     keys = sorted(m.key for m in Message.select(Message.key))
     assert keys == ["KB-OK:add", "KB-OK:task:3"]
-    assert poller.ctx.store.get_cursor("rs") is not None
-    entry = poller.ctx.store.get_visit("KB-BAD").task_progress["3"]
+    assert poller.store.get_cursor("rs") is not None
+    entry = progress(poller, "KB-BAD")["3"]
     assert entry["status"] == "held" and entry["reason"].startswith("not stored: prerequisite")
 
 
@@ -272,35 +301,42 @@ async def test_one_visit_refused_does_not_stop_the_others(make_poller):
 async def test_drain_does_not_wait_for_a_slow_read(make_poller):
     poller, source = make_poller(timeout="30s")
     source.delay = 30.0
-    await poller.start()
+    poller.start()
+    loop = poller.loop
     await eventually(lambda: len(source.calls) == 1)
     started = time.monotonic()
-    await poller.drain(10)
+    await poller.children.drain(10)
     assert time.monotonic() - started < 2
-    assert poller.loops["rs"].task.done()
+    assert loop.task is not None and loop.task.done()
     assert source.stops[0] is not None and source.stops[0].is_set()
     source.release.set()
 
 
-async def test_reload_restarts_a_changed_source_and_refuses_a_wrong_channel(make_poller, tmp_path):
+async def test_reload_rebuilds_a_changed_source_only_and_says_what_changed(
+    make_poller, tmp_path, caplog
+):
     poller, _ = make_poller()
-    await poller.start()
-    first = poller.loops["rs"]
+    poller.start()
+    first = poller.loop
     same = context(tmp_path).settings
-    await poller.reload(same)
-    assert poller.loops["rs"] is first  # nothing changed
+    await poller.children.reload(same)
+    assert poller.loop is first  # nothing changed
     changed = same.model_copy(
         update={
             "sources": {
                 "rs": KhanzaSettings.model_validate(
-                    {**same.sources["rs"].model_dump(), "channel": "hook"}
+                    {**same.sources["rs"].model_dump(), "interval": 0.2, "timezone": "UTC"}
                 )
             }
         }
     )
-    await poller.reload(changed)
-    assert first.task.done()
-    assert "rs" not in poller.loops
-    assert poller.problems() == ["source rs: channel 'hook' is http, not bpjs_antrean: not polled"]
-    await poller.reload(same)
-    assert poller.problems() == [] and not poller.loops["rs"].task.done()
+    with caplog.at_level("INFO", logger="outboxd.frame"):
+        await poller.children.reload(changed)
+    assert first.task is not None and first.task.done()
+    assert poller.loop is not first and not poller.loop.task.done()
+    assert "source rs changed: interval 50ms → 200ms, timezone Asia/Jakarta → UTC" in caplog.text
+    removed = same.model_copy(update={"sources": {}})
+    with caplog.at_level("INFO", logger="outboxd.frame"):
+        await poller.children.reload(removed)
+    assert poller.children.get("source rs") is None
+    assert "source rs removed" in caplog.text

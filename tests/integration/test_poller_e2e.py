@@ -33,6 +33,7 @@ import pytest
 from daemon.settings import DatabaseSettings
 from daemon.sim.bpjs import BpjsSimulator
 from daemon.store import Store, migrate, open_database
+from daemon.store.visits import VisitView
 from tests.integration.daemon_process import DaemonProcess, free_port
 from tests.integration.khanza_db import KhanzaDb, at
 from tests.integration.khanza_db import no_rawat as rawat
@@ -324,7 +325,7 @@ async def test_a_day_of_two_hospitals_reaches_bpjs_exactly_once_in_order(tmp_pat
         # the morning: everything with a time goes, in order; V3's task 4 is held
         for h in hospitals:
             await eventually(lambda h=h: sent_once_in_order(h), f"{h.name}: the morning")
-        v3 = store.get_visit(hospitals[0].kb("V3"))
+        v3 = visit_of(store, hospitals[0].kb("V3"))
         assert v3 is not None and v3.task_progress["4"] == {
             "status": "held",
             "reason": "task 4 at 08:55 is earlier than task 3 at 09:00",
@@ -393,6 +394,11 @@ async def test_a_day_of_two_hospitals_reaches_bpjs_exactly_once_in_order(tmp_pat
         store.close()
 
 
+def visit_of(store: Store, kb: str) -> VisitView | None:
+    found = store.find_visits(kb)
+    return found[0] if found else None
+
+
 async def _healthy(process: DaemonProcess) -> bool:
     status, _ = await process.health()
     return status == 200
@@ -417,7 +423,7 @@ def check_calls(h: Hospital) -> None:
 
 def _progress_sent(store: Store, h: Hospital) -> bool:
     for kb, tasks in h.wanted().items():
-        visit = store.get_visit(kb)
+        visit = visit_of(store, kb)
         if visit is None:
             return False
         for step in ["add", *(str(n) for n, _ in tasks)]:
@@ -428,14 +434,14 @@ def _progress_sent(store: Store, h: Hospital) -> bool:
 
 def check_progress(store: Store, h: Hospital) -> None:
     for kb, tasks in h.wanted().items():
-        visit = store.get_visit(kb)
+        visit = visit_of(store, kb)
         assert visit is not None and visit.source == h.name
         progress = visit.task_progress
         assert progress["add"]["status"] == "sent"
         for n, waktu in tasks:
             entry = progress[str(n)]
             assert (entry["status"], entry["waktu"]) == ("sent", waktu), (kb, n, entry)
-    v6 = store.get_visit(h.kb("V6"))
+    v6 = visit_of(store, h.kb("V6"))
     assert v6 is not None and v6.task_progress["5"] == {
         "status": "held",
         "reason": "task 5 at 10:05 is earlier than task 4 at 10:10",

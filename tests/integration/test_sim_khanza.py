@@ -13,11 +13,11 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from daemon.settings import KhanzaSource as KhanzaSettings
+from daemon.bpjs.plan import plan_visit
 from daemon.sim import khanza as sim
 from daemon.sim.run import main as run_main
-from daemon.sources.bpjs_plan import plan_visit
 from daemon.sources.khanza import KhanzaSource
+from daemon.sources.kinds.khanza import KhanzaSettings
 
 pytestmark = pytest.mark.timeout(60)
 

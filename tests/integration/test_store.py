@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 import sqlite3
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from daemon.resilience.backoff import RetryPolicy
 from daemon.store import Store
 from daemon.store.models import Message, StatusEvent
-from daemon.store.thread import StoreThread
 from daemon.store.types import (
     Delivered,
     Failed,
@@ -19,7 +16,7 @@ from daemon.store.types import (
     MessageFilter,
     NewMessage,
     Released,
-    RetryLater,
+    RetryAt,
     UnknownPrerequisite,
 )
 
@@ -192,7 +189,7 @@ def test_claim_waits_for_prerequisite_to_be_sent(store: Store):
     task = store.enqueue(msg("task", after_key="add"), now=T0)
     claimed = store.claim(["hie"], "w", 10, 60, now=T0)
     assert [m.id for m in claimed] == [add.id]
-    store.record("w", [RetryLater(add.id, "down", delay=0)], now=T0)
+    store.record("w", [RetryAt(add.id, T0, "down")], now=T0)
     # the prerequisite is pending again, not sent: its dependent still waits
     assert [m.id for m in store.claim(["hie"], "w", 10, 60, now=at(1))] == [add.id]
     store.record("w", [Delivered(add.id, "ok")], now=at(1))
@@ -226,37 +223,37 @@ def test_record_delivered(store: Store):
     assert history(m.id)[-1] == ("sending", "sent", "w")
 
 
-def test_record_retry_backs_off_with_jitter_and_counts_attempts(store: Store):
+def test_record_writes_the_retry_it_is_told(store: Store):
+    """The dispatcher decides when to retry and whether to give up; the store writes
+    it: the status, the attempt counted (or not), the time, the event's details."""
     m = store.enqueue(msg("a"), now=T0)
-    policy = {"hie": RetryPolicy(max_attempts=3, backoff=10, max_backoff=100, max_age=3600)}
     store.claim(["hie"], "w", 1, 60, now=T0)
-    store.record("w", [RetryLater(m.id, "timeout")], policy, now=T0, rand=lambda: 0.5)
+    details = {"error": "timeout", "attempt": 1, "decision": "backoff 5s after attempt 1"}
+    store.record("w", [RetryAt(m.id, at(5), "timeout", details=details)], now=T0)
     row = Message.get_by_id(m.id)
     assert (row.status, row.attempts, row.last_error) == ("pending", 1, "timeout")
-    assert row.next_attempt_at == at(5)  # full jitter: 0.5 x 10 s
+    assert row.next_attempt_at == at(5)
     assert store.claim(["hie"], "w", 1, 60, now=at(4)) == []
     store.claim(["hie"], "w", 1, 60, now=at(5))
-    store.record("w", [RetryLater(m.id, "timeout")], policy, now=at(5), rand=lambda: 0.5)
-    assert Message.get_by_id(m.id).next_attempt_at == at(15)  # 0.5 x 20 s
-    store.claim(["hie"], "w", 1, 60, now=at(15))
-    store.record("w", [RetryLater(m.id, "timeout")], policy, now=at(15))
+    # a wait for a predecessor is not an attempt
+    store.record("w", [RetryAt(m.id, at(65), "waiting", counted=False)], now=at(5))
+    assert Message.get_by_id(m.id).attempts == 1
+    store.claim(["hie"], "w", 1, 60, now=at(65))
+    gave_up = {"error": "timeout", "attempt": 2, "decision": "gave up after 2 attempt(s)"}
+    failed = Failed(m.id, "timeout (gave up after 2 attempt(s))", gave_up=True, details=gave_up)
+    store.record("w", [failed], now=at(65))
     row = Message.get_by_id(m.id)
-    assert (row.status, row.attempts) == ("failed", 3)
-    assert row.last_error == "timeout (gave up after 3 attempt(s))"
+    assert (row.status, row.attempts) == ("failed", 2)
+    assert row.last_error == "timeout (gave up after 2 attempt(s))"
     events = StatusEvent.select().where(StatusEvent.message == m.id).order_by(StatusEvent.id)
-    assert [
-        e.details and e.details.get("attempt") for e in events if e.from_status == "sending"
-    ] == [
-        1,
-        2,
-        3,
-    ]
+    done = [e.details for e in events if e.from_status == "sending"]
+    assert done == [details, {"error": "waiting"}, gave_up]
 
 
 def test_record_retry_honours_requested_delay(store: Store):
     m = store.enqueue(msg("a"), now=T0)
     store.claim(["hie"], "w", 1, 60, now=T0)
-    store.record("w", [RetryLater(m.id, "429", response="busy", delay=120)], now=T0)
+    store.record("w", [RetryAt(m.id, at(120), "429", response="busy")], now=T0)
     row = Message.get_by_id(m.id)
     assert row.next_attempt_at == at(120) and row.response == "busy"
 
@@ -286,7 +283,7 @@ def test_outcome_of_a_lost_lease_is_not_recorded(store: Store):
     assert result.recorded == {} and result.lost == [m.id]
     row = Message.get_by_id(m.id)
     assert (row.status, row.lease_owner) == ("sending", "fast")
-    assert store.record("slow", [RetryLater(m.id, "x")]).lost == [m.id]
+    assert store.record("slow", [RetryAt(m.id, at(20), "x")]).lost == [m.id]
     assert store.record("fast", [Delivered(m.id, "ok")]).recorded == {m.id: "sent"}
 
 
@@ -412,29 +409,6 @@ def test_stats(store: Store):
     assert later["webhook"].success_rate is None
 
 
-# --- the store thread --------------------------------------------------------------------
-
-
-def test_store_thread_runs_units_of_work_off_the_loop(store: Store):
-    async def scenario() -> tuple[int, str]:
-        thread = StoreThread(store)
-        try:
-            result = await thread.run(store.enqueue, msg("a"))
-            claimed = await thread.run(store.claim, ["hie"], "w", 10, 60)
-            # a cancelled await does not abort the unit of work on the thread
-            task = asyncio.ensure_future(thread.run(store.record, "w", [Delivered(claimed[0].id)]))
-            await asyncio.sleep(0)
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
-            status = await thread.run(status_of, result.id)
-            return result.id, status
-        finally:
-            await thread.aclose()
-
-    _, status = asyncio.run(scenario())
-    assert status == "sent"
-
-
 # --- ordered channels ------------------------------------------------------------------
 
 
@@ -448,7 +422,7 @@ def test_ordered_claims_one_message_per_group_oldest_first(store: Store):
     assert claimed[0].group_key == "patient-a"
     # a2 waits while a1 is being sent, and while a1 waits for a retry
     assert store.claim(["hie"], "w", 10, 60, now=T0, ordered=("hie",)) == []
-    store.record("w", [RetryLater(a1, "down", delay=30)], now=T0)
+    store.record("w", [RetryAt(a1, at(30), "down")], now=T0)
     assert store.claim(["hie"], "w", 10, 60, now=at(1), ordered=("hie",)) == []
     claimed = store.claim(["hie"], "w", 10, 60, now=at(30), ordered=("hie",))
     assert [m.id for m in claimed] == [a1]

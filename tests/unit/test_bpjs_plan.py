@@ -11,7 +11,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from daemon.sources.bpjs_plan import Booking, epoch_ms, plan_visit, plan_visits
+from daemon.bpjs.plan import Booking, epoch_ms, plan_visit, plan_visits
 
 DAY = date(2026, 11, 23)
 JAKARTA = ZoneInfo("Asia/Jakarta")  # UTC+7
@@ -293,13 +293,58 @@ def test_a_time_for_99_is_a_cancellation_even_without_the_flag():
     assert [m.key for m in messages] == [f"{KB}:add", f"{KB}:task:99"]
 
 
-def test_a_cancellation_without_a_time_is_held_not_invented():
-    messages, entries = plan(booking({3: "10:00"}, cancelled=True))
+def test_a_cancellation_without_a_time_is_held_with_cancel_time_hold():
+    messages, entries = plan_visit(
+        booking({3: "10:00"}, cancelled=True), {}, JAKARTA, CHANNEL, cancel_time="hold"
+    )
     assert order(messages) == [("add", None), ("task:3", "add")]
     assert entries["99"] == {
         "status": "held",
         "reason": "cancelled, but the source has no time for the cancellation",
     }
+
+
+SEEN = datetime(2026, 11, 23, 4, 15, 30, tzinfo=UTC)  # 11:15:30 WIB: the poll that saw it
+
+
+def test_a_cancellation_without_a_time_goes_at_the_time_it_was_observed():
+    messages, entries = plan_visit(
+        booking({3: "10:00"}, cancelled=True), {}, JAKARTA, CHANNEL, SEEN
+    )
+    assert order(messages) == [("add", None), ("task:3", "add"), ("task:99", "task:3")]
+    observed = ms("11:15") + 30_000
+    assert json.loads(messages[-1].payload) == {
+        "kodebooking": KB,
+        "taskid": 99,
+        "waktu": observed,
+    }
+    assert entries["99"]["status"] == "queued"
+    assert entries["99"]["waktu"] == observed
+    assert entries["99"]["source"]["time"] == "observed"  # said so in the progress
+
+
+def test_an_observed_cancellation_keeps_the_first_time_it_was_seen():
+    """Held behind an add that cannot be built, it keeps the time of the first poll
+    that saw it, not the time of the poll that finally sends it."""
+    first = plan_visit(
+        booking({}, cancelled=True, problem="poli not mapped"), {}, JAKARTA, CHANNEL, SEEN
+    )
+    held = first[1]["99"]
+    assert held["status"] == "held" and held["source"]["waktu"] == ms("11:15") + 30_000
+    later = datetime(2026, 11, 23, 6, 0, tzinfo=UTC)
+    progress = {"add": {"status": "sent"}, "99": held}
+    messages, entries = plan_visit(booking({}, cancelled=True), progress, JAKARTA, CHANNEL, later)
+    assert [m.key for m in messages] == [f"{KB}:task:99"]
+    assert json.loads(messages[0].payload)["waktu"] == ms("11:15") + 30_000
+    assert entries["99"]["source"]["waktu"] == ms("11:15") + 30_000
+
+
+def test_a_time_the_source_has_wins_over_observing():
+    messages, entries = plan_visit(
+        booking({3: "10:00", 99: "10:45"}, cancelled=True), {}, JAKARTA, CHANNEL, SEEN
+    )
+    assert json.loads(messages[-1].payload)["waktu"] == ms("10:45")
+    assert "source" not in entries["99"]
 
 
 def test_no_task_goes_after_a_cancellation():

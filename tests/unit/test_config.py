@@ -4,8 +4,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from daemon.channels.kinds.bpjs_antrean import BpjsAntreanSettings
+from daemon.channels.kinds.mllp import MllpSettings
 from daemon.config import ConfigError, load_config, parse_config
-from daemon.settings import BpjsAntreanChannel, MllpChannel
 
 MINIMAL = "database: sqlite:///var/outboxd.db\n"
 
@@ -74,12 +75,12 @@ def test_minimal_file_gets_defaults():
 def test_full_file():
     settings = parse(FULL, ENV)
     malaffi = settings.channels["malaffi"]
-    assert isinstance(malaffi, MllpChannel)
+    assert isinstance(malaffi, MllpSettings)
     assert malaffi.rate is not None and malaffi.rate.per_second == 1.0
     assert malaffi.retry.max_backoff == 3600.0
     assert malaffi.retry.max_age == 86400.0
     bpjs = settings.channels["bpjs"]
-    assert isinstance(bpjs, BpjsAntreanChannel)
+    assert isinstance(bpjs, BpjsAntreanSettings)
     assert bpjs.secret.get_secret_value() == "bpjs-secret"
     assert settings.sources["khanza"].interval == 15.0
     assert settings.sources["khanza"].dsn.get_secret_value() == "mysql://khanza:@127.0.0.1/sik"

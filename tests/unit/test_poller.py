@@ -9,9 +9,10 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from daemon.config import ConfigError, parse_config
-from daemon.roles.poller import cursor_date, cursor_value, next_delay, poll_window
+from daemon.roles.poller import next_delay
 from daemon.sources import SourceError
 from daemon.sources.khanza import connect_args, describe, local_pair, local_time
+from daemon.sources.kinds.khanza import cursor_date, cursor_value, poll_window
 
 JAKARTA = ZoneInfo("Asia/Jakarta")
 MAKASSAR = ZoneInfo("Asia/Makassar")

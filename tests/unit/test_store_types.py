@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from daemon.store.types import ClaimedMessage, Delivered, Failed, Released, RetryLater
+from daemon.store.types import ClaimedMessage, Delivered, Failed, Released, RetryAt
 
 NOW = datetime(2026, 11, 23, 1, 2, 3, 456789, tzinfo=UTC)
 
@@ -19,9 +19,11 @@ NOW = datetime(2026, 11, 23, 1, 2, 3, 456789, tzinfo=UTC)
         ClaimedMessage(8, "hie", "hl7", "k2", b"", 0, NOW, NOW),
         Delivered(1),
         Delivered(1, "MSA|AA|1"),
-        RetryLater(2, "no ACK", None, 1.5),
-        RetryLater(2, "busy", "503"),
+        Delivered(1, "{}", ("5", {"status": "sent", "waktu": 1764000000000})),
+        RetryAt(2, NOW, "no ACK"),
+        RetryAt(2, NOW, "busy", "503", False, {"error": "busy", "attempt": 3}, ("add", {})),
         Failed(3, "AR", "MSA|AR|3"),
+        Failed(3, "gave up", None, True, {"decision": "gave up after 12 attempt(s)"}),
         Released(4),
     ],
     ids=repr,

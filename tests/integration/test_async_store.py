@@ -1,5 +1,6 @@
-"""The store run in a worker process: answers, errors, cancellation, the worker's
-death and its parent's, on SQLite and PostgreSQL."""
+"""The store as the roles reach it (``AsyncStore``), on a thread and in a worker
+process: answers, errors, cancellation; and the worker process's own life (its
+death and its parent's, signals, frames), on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
@@ -16,7 +17,8 @@ from pathlib import Path
 import pytest
 
 from daemon.settings import DatabaseSettings
-from daemon.store import Store, StoreUnavailable, open_database
+from daemon.store import StoreUnavailable, migrate, open_database
+from daemon.store.aio import AsyncStore, open_async_store
 from daemon.store.process import StoreProcess
 from daemon.store.types import Delivered, InvalidMessage, NewMessage
 from tests.integration.daemon_process import ROOT, gone
@@ -32,17 +34,32 @@ async def wait_gone(pid: int, timeout: float = 10.0) -> None:
         await asyncio.sleep(0.05)
 
 
-@pytest.fixture
-async def runner(db_url: str) -> AsyncIterator[StoreProcess]:
+def worker_pid(store: AsyncStore) -> int | None:
+    runner = store._runner
+    return runner.pid if isinstance(runner, StoreProcess) else None
+
+
+@pytest.fixture(params=["thread", "process"])
+async def astore(request: pytest.FixtureRequest, db_url: str) -> AsyncIterator[AsyncStore]:
+    """The same operations, the work on a thread or in a worker process."""
     settings = DatabaseSettings(url=db_url, busy_timeout=20)
-    process = StoreProcess(Store(open_database(settings)), settings, process="test.0")
-    yield process
-    await process.aclose()
+    store = open_async_store(settings, in_process=request.param == "process", process="test.0")
+    yield store
+    await store.aclose()
 
 
-async def counts(runner: StoreProcess) -> dict[str, int]:
-    """The channel's messages by status, read through the worker."""
-    stats = await runner.run(runner.store.stats)
+@pytest.fixture
+async def runner(db_url: str) -> AsyncIterator[AsyncStore]:
+    """The store in a worker process."""
+    settings = DatabaseSettings(url=db_url, busy_timeout=20)
+    store = open_async_store(settings, in_process=True, process="test.0")
+    yield store
+    await store.aclose()
+
+
+async def counts(store: AsyncStore) -> dict[str, int]:
+    """The channel's messages by status, read through the runner."""
+    stats = await store.stats()
     return {k: v for s in stats if s.channel == "hie" for k, v in s.counts.items() if v}
 
 
@@ -50,87 +67,108 @@ def msg(key: str, payload: bytes | None = None) -> NewMessage:
     return NewMessage("hie", key, payload or f"MSH|{key}".encode(), "hl7")
 
 
-async def test_operations_run_in_another_process_and_answer_in_order(runner: StoreProcess):
-    store = runner.store
-    assert runner.pid is None  # started by the first call
-    results = await asyncio.gather(*(runner.run(store.enqueue, msg(f"k{i}")) for i in range(20)))
-    assert runner.pid not in (None, os.getpid())
+def sqlite_store(tmp_path: Path, in_process: bool = True) -> AsyncStore:
+    settings = DatabaseSettings(url=f"sqlite:///{tmp_path}/outbox.db", busy_timeout=30)
+    migrate(open_database(settings))
+    return open_async_store(settings, in_process=in_process)
+
+
+# --- the contract: thread and process alike ------------------------------------------
+
+
+async def test_operations_answer_in_order(astore: AsyncStore):
+    results = await asyncio.gather(*(astore.enqueue(msg(f"k{i}")) for i in range(20)))
     assert [r.id for r in results] == sorted(r.id for r in results)
     assert all(r.created for r in results)
-    claimed = await runner.run(store.claim, ["hie"], "w", 50, 60)
+    claimed = await astore.claim(["hie"], "w", 50, 60)
     assert [m.key for m in claimed] == [f"k{i}" for i in range(20)]
-    outcome = await runner.run(store.record, "w", [Delivered(m.id, "AA") for m in claimed])
+    outcome = await astore.record("w", [Delivered(m.id, "AA") for m in claimed])
     assert set(outcome.recorded.values()) == {"sent"} and outcome.lost == []
-    assert await counts(runner) == {"sent": 20}
+    assert await counts(astore) == {"sent": 20}
 
 
-async def test_a_large_payload_crosses_in_pieces(runner: StoreProcess):
-    payload = b"MSH|" + os.urandom(3_000_000).hex().encode()  # 6 MB: many socket reads
-    await runner.run(runner.store.enqueue, msg("big", payload))
-    [claimed] = await runner.run(runner.store.claim, ["hie"], "w", 1, 60)
-    assert claimed.payload == payload
-
-
-async def test_errors_arrive_as_raised_and_the_worker_goes_on(runner: StoreProcess):
-    store = runner.store
+async def test_errors_arrive_as_raised_and_the_store_goes_on(astore: AsyncStore):
     with pytest.raises(InvalidMessage, match="key must be a non-empty string"):
-        await runner.run(store.enqueue, NewMessage("hie", "", b"MSH|"))
-    pid = runner.pid
-    assert (await runner.run(store.enqueue, msg("after"))).created
-    assert runner.pid == pid
+        await astore.enqueue(NewMessage("hie", "", b"MSH|"))
+    assert (await astore.enqueue(msg("after"))).created
 
 
-async def test_only_the_stores_own_operations_with_arguments_that_can_be_passed(
-    runner: StoreProcess,
-):
-    with pytest.raises(TypeError, match="not an operation of this store"):
-        await runner.run(print, "x")
-    with pytest.raises(TypeError, match="cannot be passed"):
-        await runner.run(runner.store.enqueue, lambda: None)
-    assert (await runner.run(runner.store.enqueue, msg("fine"))).created
+async def test_only_the_stores_own_operations(astore: AsyncStore):
+    with pytest.raises(TypeError, match="not a store operation"):
+        await astore._call("_write", print)
+    with pytest.raises(TypeError, match="not a store operation"):
+        await astore._call("no_such_operation")
+    assert (await astore.enqueue(msg("fine"))).created
 
 
-async def test_a_cancelled_call_still_runs_to_its_commit(runner: StoreProcess):
-    store = runner.store
-    await runner.run(store.enqueue, msg("a"))
-    task = asyncio.ensure_future(runner.run(store.claim, ["hie"], "w", 10, 60))
+async def test_a_cancelled_call_still_runs_to_its_commit(astore: AsyncStore):
+    await astore.enqueue(msg("a"))
+    task = asyncio.ensure_future(astore.claim(["hie"], "w", 10, 60))
     await asyncio.sleep(0)
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
     # the claim happened all the same: nothing is left to claim
-    assert await runner.run(store.claim, ["hie"], "other", 10, 60) == []
-    assert await counts(runner) == {"sending": 1}
+    assert await astore.claim(["hie"], "other", 10, 60) == []
+    assert await counts(astore) == {"sending": 1}
 
 
-async def test_sigterm_to_the_process_group_does_not_stop_the_worker(runner: StoreProcess):
-    await runner.run(runner.store.ping)
-    pid = runner.pid
+async def test_calls_after_close_are_refused(astore: AsyncStore):
+    assert await astore.ping()
+    await astore.aclose()
+    with pytest.raises(StoreUnavailable, match="closed"):
+        await astore.ping()
+    assert worker_pid(astore) is None
+
+
+# --- the worker process --------------------------------------------------------------
+
+
+async def test_the_worker_starts_with_the_first_call(runner: AsyncStore):
+    assert worker_pid(runner) is None
+    await runner.ping()
+    assert worker_pid(runner) not in (None, os.getpid())
+
+
+async def test_a_large_payload_crosses_in_pieces(runner: AsyncStore):
+    payload = b"MSH|" + os.urandom(3_000_000).hex().encode()  # 6 MB: many socket reads
+    await runner.enqueue(msg("big", payload))
+    [claimed] = await runner.claim(["hie"], "w", 1, 60)
+    assert claimed.payload == payload
+    with pytest.raises(TypeError, match="cannot be passed"):
+        await runner.enqueue(lambda: None)
+
+
+async def test_errors_arrive_as_raised_and_the_worker_goes_on(runner: AsyncStore):
+    with pytest.raises(InvalidMessage, match="key must be a non-empty string"):
+        await runner.enqueue(NewMessage("hie", "", b"MSH|"))
+    pid = worker_pid(runner)
+    assert (await runner.enqueue(msg("after"))).created
+    assert worker_pid(runner) == pid
+
+
+async def test_sigterm_to_the_process_group_does_not_stop_the_worker(runner: AsyncStore):
+    await runner.ping()
+    pid = worker_pid(runner)
     assert pid is not None
     os.kill(pid, signal.SIGTERM)  # what supervisord's stopasgroup sends
     os.kill(pid, signal.SIGINT)
     await asyncio.sleep(0.2)
-    assert await runner.run(runner.store.ping)
-    assert runner.pid == pid
+    assert await runner.ping()
+    assert worker_pid(runner) == pid
 
 
 async def test_a_dead_worker_fails_the_waiting_call_and_the_next_call_starts_another(
     tmp_path: Path,
 ):
-    url = f"sqlite:///{tmp_path}/outbox.db"
-    settings = DatabaseSettings(url=url, busy_timeout=30)
-    from daemon.store import migrate
-
-    migrate(open_database(settings))
-    runner = StoreProcess(Store(open_database(settings)), settings)
+    runner = sqlite_store(tmp_path)
     try:
-        store = runner.store
-        await runner.run(store.enqueue, msg("a"))
-        first = runner.pid
+        await runner.enqueue(msg("a"))
+        first = worker_pid(runner)
         assert first is not None
         blocker = sqlite3.connect(f"{tmp_path}/outbox.db", isolation_level=None)
         blocker.execute("BEGIN IMMEDIATE")  # the worker's claim waits for this lock
-        waiting = asyncio.ensure_future(runner.run(store.claim, ["hie"], "w", 10, 60))
+        waiting = asyncio.ensure_future(runner.claim(["hie"], "w", 10, 60))
         await asyncio.sleep(0.3)
         assert not waiting.done()
         os.kill(first, signal.SIGKILL)
@@ -138,26 +176,21 @@ async def test_a_dead_worker_fails_the_waiting_call_and_the_next_call_starts_ano
             await asyncio.wait_for(waiting, 10)
         blocker.execute("ROLLBACK")
         blocker.close()
-        [claimed] = await runner.run(store.claim, ["hie"], "w", 10, 60)  # a new worker
+        [claimed] = await runner.claim(["hie"], "w", 10, 60)  # a new worker
         assert claimed.key == "a"
-        assert runner.pid not in (None, first)
+        assert worker_pid(runner) not in (None, first)
     finally:
         await runner.aclose()
 
 
 async def test_close_lets_the_worker_answer_what_it_was_sent_then_it_exits(tmp_path: Path):
-    url = f"sqlite:///{tmp_path}/outbox.db"
-    settings = DatabaseSettings(url=url, busy_timeout=30)
-    from daemon.store import migrate
-
-    migrate(open_database(settings))
-    runner = StoreProcess(Store(open_database(settings)), settings)
-    await runner.run(runner.store.enqueue, msg("a"))
-    pid = runner.pid
+    runner = sqlite_store(tmp_path)
+    await runner.enqueue(msg("a"))
+    pid = worker_pid(runner)
     assert pid is not None
     blocker = sqlite3.connect(f"{tmp_path}/outbox.db", isolation_level=None)
     blocker.execute("BEGIN IMMEDIATE")
-    claim = asyncio.ensure_future(runner.run(runner.store.claim, ["hie"], "w", 10, 60))
+    claim = asyncio.ensure_future(runner.claim(["hie"], "w", 10, 60))
     await asyncio.sleep(0.1)
     closing = asyncio.ensure_future(runner.aclose())
     await asyncio.sleep(0.3)
@@ -166,20 +199,18 @@ async def test_close_lets_the_worker_answer_what_it_was_sent_then_it_exits(tmp_p
     blocker.close()
     await asyncio.wait_for(closing, 15)
     assert [m.key for m in claim.result()] == ["a"]
-    assert gone(pid) and runner.pid is None
+    assert gone(pid) and worker_pid(runner) is None
 
 
 PARENT = """
 import asyncio, sys
 from daemon.settings import DatabaseSettings
-from daemon.store import Store, open_database
-from daemon.store.process import StoreProcess
+from daemon.store.aio import open_async_store
 
 async def main():
-    settings = DatabaseSettings(url=sys.argv[1])
-    runner = StoreProcess(Store(open_database(settings)), settings)
-    await runner.run(runner.store.ping)
-    print(runner.pid, flush=True)
+    store = open_async_store(DatabaseSettings(url=sys.argv[1]), in_process=True)
+    await store.ping()
+    print(store._runner.pid, flush=True)
     await asyncio.sleep(60)
 
 asyncio.run(main())
@@ -233,13 +264,13 @@ class _Unreadable:
 
 
 async def test_an_argument_the_worker_cannot_read_is_refused_and_it_goes_on(
-    runner: StoreProcess,
+    runner: AsyncStore,
 ):
-    await runner.run(runner.store.ping)
-    pid = runner.pid
+    await runner.ping()
+    pid = worker_pid(runner)
     with pytest.raises(TypeError, match="request could not be read"):
-        await runner.run(runner.store.enqueue, _Unreadable())
-    assert await runner.run(runner.store.ping) and runner.pid == pid
+        await runner.enqueue(_Unreadable())
+    assert await runner.ping() and worker_pid(runner) == pid
 
 
 async def test_answers_in_pieces_and_an_answer_that_cannot_be_read():
@@ -261,23 +292,14 @@ async def test_answers_in_pieces_and_an_answer_that_cannot_be_read():
     assert answers.pending == {} and answers.buffer == bytearray()
 
 
-async def test_calls_after_close_are_refused(runner: StoreProcess):
-    await runner.run(runner.store.ping)
-    await runner.aclose()
-    with pytest.raises(StoreUnavailable, match="closed"):
-        await runner.run(runner.store.ping)
-    assert runner.pid is None
-
-
 async def test_a_worker_that_cannot_start_says_so(db_url: str, monkeypatch):
     import daemon.store.process as process
 
-    settings = DatabaseSettings(url=db_url)
     monkeypatch.setattr(process, "WORKER", "daemon.store.no_such_worker")
-    runner = StoreProcess(Store(open_database(settings)), settings)
+    runner = open_async_store(DatabaseSettings(url=db_url), in_process=True)
     try:
         with pytest.raises(StoreUnavailable, match=r"exited \(code 1\) before it was ready"):
-            await runner.run(runner.store.ping)
+            await runner.ping()
     finally:
         await runner.aclose()
 
@@ -285,13 +307,10 @@ async def test_a_worker_that_cannot_start_says_so(db_url: str, monkeypatch):
 async def test_settings_the_worker_refuses_are_raised_as_its_error(db_url: str):
     from daemon.store import StoreError
 
-    runner = StoreProcess(
-        Store(open_database(DatabaseSettings(url=db_url))),
-        DatabaseSettings(url="sqlite:///:memory:"),  # fine to describe, not to share
-    )
+    runner = StoreProcess(DatabaseSettings(url="sqlite:///:memory:"))  # fine to describe
     try:
         with pytest.raises(StoreError, match="in-memory SQLite database cannot be shared"):
-            await runner.run(runner.store.ping)
+            await runner.call("ping", (), {})
         assert runner.pid is None
     finally:
         await runner.aclose()

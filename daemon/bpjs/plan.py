@@ -10,11 +10,14 @@ enqueue and the progress entries to write:
   before it (unless that one is already sent), so the outbox delivers in order;
   ``group_key`` is the kodebooking.
 - 99 (cancelled) after whatever was sent or queued before it, at any point after
-  the add, when the booking is cancelled and the source gives the time of it.
+  the add, when the booking is cancelled: at the time the source gives, or, when
+  it has none (a visit cancelled at the counter), at the time the poller first
+  saw the cancellation (``cancel_time: observed``, the entry's ``source`` says
+  so) or held until the source has one (``cancel_time: hold``).
 - A step already queued or further along is never planned again, and its time,
   as queued, is the one the next step must follow.
 
-Times are never made up or moved. A task without a time is "not yet"; the tasks
+Task times are never made up or moved. A task without a time is "not yet"; the tasks
 after it wait for it. A task whose time is not later than the one before it, or
 not on the service date, is held with the reason, and so are the tasks after it
 ("waiting for task N"); an operator sees the reason in the visit. A step whose
@@ -31,18 +34,17 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta, tzinfo
-from typing import Any
+from typing import Any, Literal
 
+from daemon.bpjs.flow import ADD, KIND_ADD, KIND_TASK, add_key, task_key
 from daemon.bpjs.payloads import CANCELLED_TASK, AddAntrean, PayloadError, UpdateWaktu
 from daemon.store.types import NewMessage
 
-ADD = "add"
 NEW_PATIENT_TASKS = (1, 2, 3, 4, 5, 6, 7)
 RETURNING_PATIENT_TASKS = (3, 4, 5, 6, 7)
 SENT = frozenset({"sent", "confirmed"})  # delivered: no need to wait for it
 STUCK = frozenset({"failed", "cancelled", "rejected"})  # the steps after it wait
-KIND_ADD = "bpjs.add"
-KIND_TASK = "bpjs.updatewaktu"
+CancelTime = Literal["observed", "hold"]  # a cancellation the source has no time for
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -76,14 +78,6 @@ class Plan:
     held: int = 0  # steps held, counting those already held before this plan
 
 
-def add_key(kodebooking: str) -> str:
-    return f"{kodebooking}:add"
-
-
-def task_key(kodebooking: str, task: int) -> str:
-    return f"{kodebooking}:task:{task}"
-
-
 def epoch_ms(moment: datetime, zone: tzinfo) -> int:
     """Epoch milliseconds of a time; a naive one is local time in ``zone``."""
     return (_aware(moment, zone) - _EPOCH) // timedelta(milliseconds=1)
@@ -94,12 +88,14 @@ def plan_visits(
     progress: Mapping[str, Mapping[str, Mapping[str, Any]]],
     zone: tzinfo,
     channel: str,
+    now: datetime | None = None,
+    cancel_time: CancelTime = "observed",
 ) -> Plan:
     """``plan_visit`` for each booking (``progress``: kodebooking → its progress)."""
     plan = Plan()
     for booking in bookings:
         current = progress.get(booking.kodebooking, {})
-        messages, entries = plan_visit(booking, current, zone, channel)
+        messages, entries = plan_visit(booking, current, zone, channel, now, cancel_time)
         plan.messages += messages
         if entries:
             plan.progress[booking.kodebooking] = entries
@@ -113,9 +109,13 @@ def plan_visit(
     progress: Mapping[str, Mapping[str, Any]],
     zone: tzinfo,
     channel: str,
+    now: datetime | None = None,
+    cancel_time: CancelTime = "observed",
 ) -> tuple[list[NewMessage], dict[str, dict[str, Any]]]:
-    """The messages to enqueue for one visit and its changed progress entries."""
-    return _Planner(booking, progress, zone, channel).run()
+    """The messages to enqueue for one visit and its changed progress entries.
+    ``now`` is when the source was read (the observed time of a cancellation the
+    source has no time for)."""
+    return _Planner(booking, progress, zone, channel, now, cancel_time).run()
 
 
 class _Planner:
@@ -125,12 +125,16 @@ class _Planner:
         progress: Mapping[str, Mapping[str, Any]],
         zone: tzinfo,
         channel: str,
+        now: datetime | None,
+        cancel_time: CancelTime,
     ) -> None:
         self.booking = booking
         self.kb = booking.kodebooking
         self.current = progress
         self.zone = zone
         self.channel = channel
+        self.now = now or datetime.now(UTC)
+        self.cancel_time = cancel_time
         self.messages: list[NewMessage] = []
         self.entries: dict[str, dict[str, Any]] = {}
         self.previous_key: str | None = None  # the latest step with a message, unless sent
@@ -215,18 +219,25 @@ class _Planner:
         moment = self._time(CANCELLED_TASK)
         if not (self.booking.cancelled or moment is not None):
             return
-        if _state(self.current.get(step)) in ("done", "stuck"):
+        current = self.current.get(step)
+        if _state(current) in ("done", "stuck"):
             return
+        facts: dict[str, Any] | None = None
         if moment is None:
-            self._hold(step, "cancelled, but the source has no time for the cancellation")
-            return
+            if self.cancel_time == "hold":
+                self._hold(step, "cancelled, but the source has no time for the cancellation")
+                return
+            facts = _observed(current, self.now)
+            moment = _from_ms(facts["waktu"])
         add_state = _state(self.current.get(ADD))
         if add_state != "done" and ADD not in self._queued():
-            self._hold(step, "waiting for the add")
+            self._hold(step, "waiting for the add", facts)
             return
         waktu = epoch_ms(moment, self.zone)
         payload = UpdateWaktu(kodebooking=self.kb, taskid=CANCELLED_TASK, waktu=waktu).to_json()
-        entry = {"status": "queued", "waktu": waktu}
+        entry: dict[str, Any] = {"status": "queued", "waktu": waktu}
+        if facts is not None:
+            entry["source"] = facts
         self._enqueue(step, task_key(self.kb, CANCELLED_TASK), KIND_TASK, payload, entry)
 
     # --- helpers ------------------------------------------------------------------
@@ -271,6 +282,8 @@ class _Planner:
                 kind,
                 after_key=self.previous_key,
                 group_key=self.kb,
+                visit=self.kb,
+                step=step,
             )
         )
         self._put(step, entry)
@@ -280,8 +293,11 @@ class _Planner:
         """A step already under way: the next one goes after it unless it is sent."""
         self.previous_key = None if _status(entry) in SENT else key
 
-    def _hold(self, step: str, reason: str) -> None:
-        self._put(step, {"status": "held", "reason": reason})
+    def _hold(self, step: str, reason: str, facts: dict[str, Any] | None = None) -> None:
+        entry: dict[str, Any] = {"status": "held", "reason": reason}
+        if facts is not None:
+            entry["source"] = facts
+        self._put(step, entry)
 
     def _put(self, step: str, entry: dict[str, Any]) -> None:
         if self.current.get(step) != entry:
@@ -289,6 +305,20 @@ class _Planner:
 
     def _queued(self) -> set[str]:
         return {step for step, entry in self.entries.items() if entry.get("status") == "queued"}
+
+
+def _observed(entry: Mapping[str, Any] | None, now: datetime) -> dict[str, Any]:
+    """The observed time of a cancellation without one: kept from the first poll
+    that saw it (held while the add waited), else ``now``."""
+    facts = entry.get("source") if entry else None
+    if isinstance(facts, dict) and isinstance(facts.get("waktu"), int):
+        return facts
+    waktu = (now.astimezone(UTC) - _EPOCH) // timedelta(milliseconds=1)
+    return {
+        "time": "observed",
+        "waktu": waktu,
+        "why": "the source has no time for the cancellation; the poller saw it then",
+    }
 
 
 def _waiting_for(task: int) -> str:

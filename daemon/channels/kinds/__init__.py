@@ -1,0 +1,1 @@
+"""The channel kinds, one module each; ``daemon.channels.registry`` maps their names."""

@@ -1,0 +1,97 @@
+"""``kind: mllp``: HL7 v2 over MLLP (``daemon.channels.mllp``)."""
+
+from __future__ import annotations
+
+import ssl
+from typing import Literal
+
+from pydantic import field_validator, model_validator
+
+from daemon.channels.base import Channel
+from daemon.channels.kind import ChannelKind, ChannelSettings, InvalidPayload
+from daemon.fields import Encoding, Model, Port, PositiveDuration
+from daemon.hl7 import InvalidHL7, ascii_compatible, validate
+
+
+class TlsSettings(Model):
+    ca_file: str | None = None  # trust these CAs instead of the system's
+    cert_file: str | None = None  # client certificate (mutual TLS)
+    key_file: str | None = None
+    verify: bool = True  # check the peer's certificate and host name
+    server_hostname: str | None = None  # name to check, when it differs from host
+
+    @model_validator(mode="after")
+    def _loadable(self) -> TlsSettings:
+        if self.key_file and not self.cert_file:
+            raise ValueError("key_file needs cert_file")
+        try:
+            client_ssl_context(self)
+        except (OSError, ssl.SSLError, ValueError) as exc:
+            raise ValueError(f"cannot set up TLS: {_tls_problem(exc)}") from None
+        return self
+
+
+def _tls_problem(exc: BaseException) -> str:
+    if isinstance(exc, OSError) and exc.filename and exc.strerror:
+        return f"{exc.filename}: {exc.strerror}"
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
+def client_ssl_context(tls: TlsSettings) -> ssl.SSLContext:
+    """A client TLS context from the channel's ``tls`` settings."""
+    context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=tls.ca_file)
+    if tls.cert_file:
+        context.load_cert_chain(tls.cert_file, tls.key_file)
+    if not tls.verify:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+class MllpSettings(ChannelSettings):
+    kind: Literal["mllp"]
+    host: str
+    port: Port
+    tls: TlsSettings | None = None
+    connect_timeout: PositiveDuration = 10.0
+    response_timeout: PositiveDuration = 30.0
+    encoding: Encoding = "utf-8"
+    on_application_error: Literal["reject", "retry"] = "reject"  # what AE/CE means
+
+    @field_validator("encoding")
+    @classmethod
+    def _ascii_compatible(cls, encoding: str) -> str:
+        if not ascii_compatible(encoding):
+            raise ValueError(
+                f"encoding {encoding!r} does not keep HL7's separators and MLLP's framing "
+                "bytes as ASCII; use an ASCII-compatible one (utf-8, latin-1, cp1252, …)"
+            )
+        return encoding
+
+
+def _build(settings: MllpSettings) -> Channel:
+    from daemon.channels.mllp import MllpChannel
+
+    return MllpChannel(settings)
+
+
+def _check(settings: MllpSettings, payload: bytes, _kind: str) -> bytes:
+    """HL7 v2 checked and stored in normal form (segments ended by ``\\r``)."""
+    try:
+        return validate(payload, settings.encoding).payload
+    except InvalidHL7 as exc:
+        raise InvalidPayload(f"not a valid HL7 v2 message: {exc}") from None
+
+
+def _describe(settings: MllpSettings) -> str:
+    return f"{settings.host}:{settings.port}" + (" (TLS)" if settings.tls else "")
+
+
+KIND = ChannelKind(
+    name="mllp",
+    settings=MllpSettings,
+    build=_build,
+    check_payload=_check,
+    describe=_describe,
+    default_message_kind="hl7",
+)

@@ -1,0 +1,1 @@
+"""The source kinds, one module each; ``daemon.sources.registry`` maps their names."""

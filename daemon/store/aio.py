@@ -1,0 +1,113 @@
+"""The store as the roles see it: every operation a coroutine, ``await
+store.claim(…)``. Where the work runs is a private detail chosen by the settings:
+on a thread of this process (``StoreThread``) or in a worker process of its own
+(``StoreProcess``, for a busy event loop); both take an operation's name and
+arguments and run it as one unit of work that a cancelled await does not cut
+short. The operations are ``Store``'s own, so their signatures and documents
+are there.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Awaitable, Callable
+from typing import Any, Concatenate, Generic, ParamSpec, Protocol, TypeVar, overload
+
+from daemon.store import Store, open_database
+from daemon.store.db import DatabaseSettings
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+class StoreRunner(Protocol):
+    """Runs the store operation ``name`` with its arguments, to its end even when
+    the await is cancelled."""
+
+    async def call(self, name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any: ...
+
+    async def aclose(self) -> None: ...
+
+
+class _Operation(Generic[P, T]):
+    """``Store.method`` as a coroutine method of ``AsyncStore``."""
+
+    def __init__(self, method: Callable[Concatenate[Store, P], T]) -> None:
+        self.name = method.__name__
+        self.__doc__ = method.__doc__
+
+    @overload
+    def __get__(self, obj: None, owner: type) -> _Operation[P, T]: ...
+
+    @overload
+    def __get__(self, obj: AsyncStore, owner: type) -> Callable[P, Awaitable[T]]: ...
+
+    def __get__(self, obj: AsyncStore | None, owner: type) -> Any:
+        if obj is None:
+            return self
+        return functools.partial(obj._call, self.name)
+
+
+class AsyncStore:
+    def __init__(self, runner: StoreRunner, store: Store) -> None:
+        self._runner = runner
+        self._store = store  # this process's view: the dialect, the connection settings
+        self.postgres = store.postgres
+
+    @property
+    def runs_in_process(self) -> bool:
+        from daemon.store.process import StoreProcess
+
+        return isinstance(self._runner, StoreProcess)
+
+    def listen_params(self) -> dict[str, Any]:
+        """psycopg connection parameters, for a PostgreSQL LISTEN of one's own."""
+        db = self._store.db
+        return {"dbname": db.database, **db.connect_params}
+
+    async def _call(self, name: str, *args: Any, **kwargs: Any) -> Any:
+        return await self._runner.call(name, args, kwargs)
+
+    async def aclose(self) -> None:
+        await self._runner.aclose()
+
+    check_schema = _Operation(Store.check_schema)
+    ping = _Operation(Store.ping)
+    # delivery
+    enqueue = _Operation(Store.enqueue)
+    enqueue_many = _Operation(Store.enqueue_many)
+    claim = _Operation(Store.claim)
+    record = _Operation(Store.record)
+    resend_predecessors = _Operation(Store.resend_predecessors)
+    take_tokens = _Operation(Store.take_tokens)
+    renew_leases = _Operation(Store.renew_leases)
+    expire_leases = _Operation(Store.expire_leases)
+    # sources and their visits
+    get_cursor = _Operation(Store.get_cursor)
+    task_progress = _Operation(Store.task_progress)
+    sync_visits = _Operation(Store.sync_visits)
+    find_visits = _Operation(Store.find_visits)
+    # operators
+    retry = _Operation(Store.retry)
+    cancel = _Operation(Store.cancel)
+    stats = _Operation(Store.stats)
+
+
+def open_async_store(
+    database: DatabaseSettings,
+    *,
+    in_process: bool,
+    log_level: str = "INFO",
+    log_format: str = "text",
+    process: str = "outboxd",
+) -> AsyncStore:
+    """The store for a role: its work on a thread, or (``in_process``) in a
+    worker process of its own (started at the first call)."""
+    store = Store(open_database(database))
+    if not in_process:
+        from daemon.store.thread import StoreThread
+
+        return AsyncStore(StoreThread(store), store)
+    from daemon.store.process import StoreProcess
+
+    return AsyncStore(StoreProcess(database, log_level, log_format, process), store)
