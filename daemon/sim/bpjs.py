@@ -1,6 +1,7 @@
 """A BPJS Antrean RS simulator for the tests and the demo: it checks the signed
-headers, keeps each booking's task times in memory, enforces the reference's rules
-and answers as BPJS does (HTTP 200 with the result in ``metadata``), faults included.
+headers, keeps each booking's task times in memory (and, when given a state file, in
+that file too), enforces the reference's rules and answers as BPJS does (HTTP 200
+with the result in ``metadata``), faults included.
 
 In a test::
 
@@ -11,11 +12,19 @@ In a test::
 As a process (the demo's ``sim-bpjs``)::
 
     python -m daemon.sim.bpjs --host 127.0.0.1 --port 8082 --cons-id 12345 \\
-        --secret S --user-key K --timezone Asia/Jakarta
+        --secret S --user-key K --timezone Asia/Jakarta [--state var/sim-bpjs.journal]
 
 ``GET /_sim/bookings`` lists the bookings and their tasks as JSON. Exits 0 on SIGTERM
 or SIGINT. The calls are served under any base path (``/antreanrs/antrean/add`` and
 ``/antrean/add`` alike).
+
+With a state file (``--state PATH``, ``BpjsSimulator(..., state=PATH)``) the bookings
+outlive the simulator: every accepted add, task time and batal appends the booking's
+new state to the file as a JSON line (a journal, see ``daemon.sim.journal``), and a
+start reads the file back, then rewrites it with one line per booking, leaving out
+bookings whose ``tanggalperiksa`` is more than ``KEEP_DAYS`` days before today. A
+file that is not such a journal stops the start (``JournalError``; the process exits
+78 with one line naming the file and line) and is left as it is.
 
 What the reference leaves open, and this simulator's choice (invented wording marked
 *): a bad ``X-cons-id``, ``user_key``, timestamp or signature gets HTTP 401 with
@@ -42,9 +51,10 @@ import random
 import signal
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl
 from zoneinfo import ZoneInfo
@@ -56,11 +66,15 @@ from daemon import eventloop
 from daemon.bpjs import crypto, payloads, signing
 from daemon.bpjs.payloads import AddAntrean, BatalAntrean, GetListTask, PayloadError, UpdateWaktu
 from daemon.logs import setup_logging
+from daemon.sim.journal import Journal, JournalError
 from daemon.sim.server import SimulatorServer
 
 log = logging.getLogger(__name__)
 
 BOOKINGS_PATH = "/_sim/bookings"
+JOURNAL_KIND = "outboxd sim-bpjs bookings"
+KEEP_DAYS = 7  # a state file keeps bookings of today and the last KEEP_DAYS days
+EX_CONFIG = 78  # sysexits.h: a state file that cannot be used
 NEW_PATIENT_TASKS = (1, 2, 3, 4, 5, 6, 7)
 RETURNING_PATIENT_TASKS = (3, 4, 5, 6, 7)
 TASK_NAMES = {
@@ -138,6 +152,43 @@ class Booking:
             "tasks": [{"taskid": t.taskid, "waktu": t.waktu} for t in self.tasks],
         }
 
+    def record(self) -> dict[str, Any]:
+        """The whole booking as a state file's line holds it."""
+        return {
+            "add": self.add.body(),
+            "tasks": [
+                {
+                    "taskid": t.taskid,
+                    "waktu": t.waktu,
+                    "jenisresep": t.jenisresep,
+                    "received_at": t.received_at,
+                }
+                for t in self.tasks
+            ],
+            "cancelled": self.cancelled,
+        }
+
+    @classmethod
+    def from_record(cls, record: Mapping[str, Any]) -> Booking:
+        """The booking in a state file's line; ``ValueError`` when it is not one."""
+        add = AddAntrean.from_body(record.get("add"))
+        tasks = record.get("tasks")
+        cancelled = record.get("cancelled")
+        if not isinstance(tasks, list) or not all(isinstance(t, Mapping) for t in tasks):
+            raise ValueError("tasks: expected a list of objects")
+        if cancelled is not None and not isinstance(cancelled, str):
+            raise ValueError(f"cancelled: expected text or null, got {cancelled!r}")
+        times: list[TaskTime] = []
+        for t in tasks:
+            task = UpdateWaktu(
+                add.kodebooking, t.get("taskid"), t.get("waktu"), t.get("jenisresep")
+            )
+            received_at = t.get("received_at")
+            if isinstance(received_at, bool) or not isinstance(received_at, int | float):
+                raise ValueError(f"received_at: expected a number, got {received_at!r}")
+            times.append(TaskTime(task.taskid, task.waktu, task.jenisresep, float(received_at)))
+        return cls(add, times, cancelled)
+
 
 @dataclass(frozen=True)
 class Call:
@@ -179,6 +230,7 @@ class BpjsSimulator(SimulatorServer):
         clock: Callable[[], float] = time.time,
         seed: int | None = None,
         keep: int | None = None,
+        state: Path | None = None,
     ) -> None:
         super().__init__()
         self.cons_id = cons_id
@@ -191,8 +243,59 @@ class BpjsSimulator(SimulatorServer):
         self.bookings: dict[str, Booking] = {}
         self.calls: list[Call] = []
         self.keep = keep  # keep only the latest ``keep`` calls (None: all)
+        self.state = state  # the state file (None: the bookings are in memory only)
+        self._journal: Journal | None = None
         self._clock = clock
         self._random = random.Random(seed)
+
+    # --- starting and stopping --------------------------------------------------------
+
+    async def start(self, host: str = "127.0.0.1", port: int = 0) -> None:
+        """Listen; with a state file, read the bookings from it first (``JournalError``
+        when it cannot be used)."""
+        if self.state is not None:
+            self._open_state(self.state)
+        try:
+            await super().start(host, port)
+        except BaseException:
+            self._close_state()
+            raise
+
+    async def stop(self) -> None:
+        try:
+            await super().stop()
+        finally:
+            self._close_state()
+
+    def _open_state(self, path: Path) -> None:
+        """Replay the state file, then rewrite it with the bookings still kept."""
+        journal = Journal(path, JOURNAL_KIND)
+        bookings: dict[str, Booking] = {}
+        for line, record in journal.read():
+            try:
+                booking = Booking.from_record(record)
+            except (ValueError, TypeError) as exc:
+                raise journal.error(line, f"not a booking: {exc}") from None
+            bookings[booking.add.kodebooking] = booking
+        today = datetime.fromtimestamp(self._clock(), self.zone).date()
+        oldest = today - timedelta(days=KEEP_DAYS)
+        kept = {
+            kodebooking: booking
+            for kodebooking, booking in bookings.items()
+            if payloads.service_date(booking.add.tanggalperiksa) >= oldest
+        }
+        journal.rewrite(b.record() for b in kept.values())
+        self.bookings = kept
+        self._journal = journal
+        log.info(
+            "state read",
+            extra={"path": str(path), "bookings": len(kept), "dropped": len(bookings) - len(kept)},
+        )
+
+    def _close_state(self) -> None:
+        journal, self._journal = self._journal, None
+        if journal is not None:
+            journal.close()
 
     # --- what tests use ---------------------------------------------------------------
 
@@ -317,10 +420,21 @@ class BpjsSimulator(SimulatorServer):
 
     # --- the rules --------------------------------------------------------------------
 
+    def _commit(self, booking: Booking) -> None:
+        """Hold ``booking``'s new state, in the state file first when there is one
+        (a write that fails answers HTTP 500 and changes nothing)."""
+        if self._journal is not None:
+            try:
+                self._journal.append(booking.record())
+            except JournalError as exc:
+                log.error("state not written: %s", exc)
+                raise web.HTTPInternalServerError(text="state not written") from None
+        self.bookings[booking.add.kodebooking] = booking
+
     def _add(self, add: AddAntrean) -> _Answer:
         if add.kodebooking in self.bookings:
             return _Answer(208, "Terdapat duplikasi Kode Booking")
-        self.bookings[add.kodebooking] = Booking(add)
+        self._commit(Booking(add))
         return _Answer(200, "Ok")
 
     def _update_waktu(self, task: UpdateWaktu) -> _Answer:
@@ -351,14 +465,15 @@ class BpjsSimulator(SimulatorServer):
         return self._accept(booking, task)
 
     def _accept(self, booking: Booking, task: UpdateWaktu) -> _Answer:
-        booking.tasks.append(TaskTime(task.taskid, task.waktu, task.jenisresep, self._clock()))
+        accepted = TaskTime(task.taskid, task.waktu, task.jenisresep, self._clock())
+        self._commit(Booking(booking.add, [*booking.tasks, accepted], booking.cancelled))
         return _Answer(200, "Ok")
 
     def _batal(self, batal: BatalAntrean) -> _Answer:
         booking = self.bookings.get(batal.kodebooking)
         if booking is None or booking.cancelled is not None:
             return _Answer(201, "Antrean Tidak Ditemukan atau Sudah Dibatalkan")
-        booking.cancelled = batal.keterangan
+        self._commit(Booking(booking.add, booking.tasks, batal.keterangan))
         return _Answer(200, "Ok")
 
     def _list_tasks(self, query: GetListTask) -> _Answer:
@@ -429,6 +544,9 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--delay", type=float, default=0.0, help="seconds before answering")
     parser.add_argument("--seed", type=int, help="for --fault-fraction's dice")
     parser.add_argument("--keep", type=int, default=1000, help="calls kept in memory")
+    parser.add_argument(
+        "--state", type=Path, help="keep the bookings in this file across restarts (a journal)"
+    )
     args = parser.parse_args(argv)
     if not args.secret or not args.user_key:
         parser.error("--secret and --user-key (or their environment variables) are required")
@@ -451,12 +569,17 @@ async def _serve(args: argparse.Namespace) -> int:
         faults=faults,
         seed=args.seed,
         keep=args.keep,
+        state=args.state,
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
-    await sim.start(args.host, args.port)
+    try:
+        await sim.start(args.host, args.port)
+    except JournalError as exc:
+        print(f"sim-bpjs: {exc}", file=sys.stderr)
+        return EX_CONFIG
     log.info("listening", extra={"host": args.host, "port": sim.port})
     try:
         await stop.wait()
