@@ -39,57 +39,64 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import atexit
 import bisect
 import contextlib
 import functools
-import http.client
 import json
-import os
-import platform
 import random
-import shutil
-import signal
-import socket
-import sqlite3
-import statistics
-import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
-import urllib.request
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from dataclasses import asdict, dataclass, field, replace
-from datetime import UTC, datetime, timedelta
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, TypeVar
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import peewee
 import psycopg
+from lib import cli, report
+from lib.backends import (
+    CHANNEL,
+    Backend,
+    PostgresBackend,
+    StoreOnThread,
+    locations,
+    open_backends,
+    scratch,
+    utcnow,
+)
+from lib.processes import (
+    CannedPeer,
+    Child,
+    ChildExited,
+    CpuWatch,
+    Dispatcher,
+    StartupError,
+    cpu_watch,
+    free_ports,
+    retry_startup,
+    run_all,
+    scrape,
+    stop_all,
+)
+from lib.report import first_line, join, log, median, percentile, verdict
 
 from daemon.bpjs.payloads import AddAntrean, UpdateWaktu
 from daemon.hl7 import validate
 from daemon.resilience.ratelimit import Bucket
-from daemon.settings import DatabaseSettings
 from daemon.sim.bpjs import BpjsSimulator
 from daemon.sim.mllp import MllpSimulator
-from daemon.store import Store, migrate, open_database, redact_url
+from daemon.store import Store
 from daemon.store.base import NOTIFY_CHANNEL
 from daemon.store.models import PENDING, SENDING, SENT, Message, StatusEvent, read_timestamp
-from daemon.store.thread import StoreThread
 from daemon.store.types import NewMessage
 from daemon.units import parse_rate
 
-ROOT = Path(__file__).resolve().parents[2]
-T = TypeVar("T")
-CHANNEL = "bench"
 BPJS_CONS_ID, BPJS_SECRET, BPJS_USER_KEY = "1234", "bench-secret", "bench-user-key"
 BPJS_ZONE = "Asia/Jakarta"
 PG_SCHEMA = "outboxd_bench_dispatch"
-DEFAULT_PG = "postgresql://postgres@127.0.0.1:5432/test"
 SECTIONS = ("throughput", "rate", "latency", "bpjs")
 CONCURRENCY = 4  # MLLP connections per dispatcher process
 EVENT_LOOP = {"name": "uvloop"}  # roles.dispatcher.event_loop of the runs (--event-loop)
@@ -97,52 +104,13 @@ ENQUEUE_BATCH = 500
 RATE_BATCH = 100  # the channel's batch_size in the rate runs (the default)
 POLL = 0.05  # seconds between the bench's progress polls
 DRAIN_TIMEOUT = 1.0  # the dispatchers' drain deadline (sends waiting for a token end there)
-STARTUP_TIMEOUT = 30.0
+STOP_TIMEOUT = DRAIN_TIMEOUT + 5  # SIGTERM to SIGKILL
 LATENCY_WARMUP = 3  # first samples dropped: connection set-up
 LATENCY_PAUSE = (0.1, 0.3)  # seconds between enqueues, uniformly random
-TARGET_SQLITE = 10_000.0  # msg/s, 1 dispatcher
-TARGET_PG = 5_000.0  # msg/s, 2 dispatchers
+THROUGHPUT_PROCESSES = {"sqlite": 1, "postgres": 2}  # dispatchers per throughput run
+TARGET_THROUGHPUT = {"sqlite": 10_000.0, "postgres": 5_000.0}  # msg/s
 TARGET_RATE_ERROR = 1.0  # percent
 TARGET_LATENCY_P50 = 50.0  # ms
-LOOPS = "event loops"  # the dispatchers' main threads, where asyncio runs
-TICK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
-
-
-def log(text: str) -> None:
-    print(text, file=sys.stderr, flush=True)
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
-def join(*notes: str) -> str:
-    return "; ".join(note for note in notes if note)
-
-
-def percentile(samples: Sequence[float], pct: float) -> float:
-    """Nearest-rank percentile: a value that was actually observed."""
-    ordered = sorted(samples)
-    rank = -(-len(ordered) * pct // 100)  # ceil
-    return ordered[max(1, int(rank)) - 1]
-
-
-def free_ports(count: int = 1) -> int:
-    """The first of ``count`` consecutive free loopback ports (bound to port 0 to find one)."""
-    for _ in range(200):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            first = s.getsockname()[1]
-        if first + count > 65535:
-            continue
-        try:
-            for port in range(first + 1, first + count):
-                with socket.socket() as s:
-                    s.bind(("127.0.0.1", port))
-        except OSError:
-            continue
-        return first
-    raise RuntimeError(f"no {count} consecutive free ports found")
 
 
 def hl7_message(run: str, number: int) -> tuple[str, bytes]:
@@ -175,396 +143,7 @@ def messages(run: str, count: int, not_before: datetime | None = None) -> list[N
     return out
 
 
-# --- databases ---------------------------------------------------------------------------
-
-
-def with_query(url: str, **params: str) -> str:
-    parts = urlsplit(url)
-    query = [(k, v) for k, v in parse_qsl(parts.query) if k not in params]
-    query += list(params.items())
-    return urlunsplit(parts._replace(query=urlencode(query)))
-
-
-class Backend:
-    """One database: emptied and migrated before each run."""
-
-    name: str
-    url: str  # what the dispatchers get
-    bench_url: str  # the bench's own connection
-    throughput_processes: int
-    target: float
-
-    def reset(self) -> None:
-        self.drop()
-        self.create()
-        db = open_database(DatabaseSettings(url=self.url))
-        try:
-            migrate(db)
-        finally:
-            db.close()
-
-    def drop(self) -> None:
-        raise NotImplementedError
-
-    def create(self) -> None:
-        raise NotImplementedError
-
-    def settle(self) -> None:
-        """After a bulk load: what the server would soon do by itself."""
-
-    def wake(self) -> None:
-        """Tell idle dispatchers that work is due (what a NOTIFY would)."""
-
-    def server_pids(self) -> list[int]:
-        """Database server processes serving the dispatchers (for CPU accounting)."""
-        return []
-
-    def version(self) -> str:
-        raise NotImplementedError
-
-
-class SqliteBackend(Backend):
-    name = "sqlite"
-    throughput_processes = 1
-    target = TARGET_SQLITE
-
-    def __init__(self, path: Path) -> None:
-        self.path = path.resolve()
-        self.url = self.bench_url = f"sqlite:///{self.path}"
-
-    def drop(self) -> None:
-        for suffix in ("", "-wal", "-shm"):
-            self.path.with_name(self.path.name + suffix).unlink(missing_ok=True)
-
-    def create(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-
-    def version(self) -> str:
-        return sqlite3.sqlite_version
-
-
-class PostgresBackend(Backend):
-    name = "postgres"
-    throughput_processes = 2
-    target = TARGET_PG
-
-    def __init__(self, admin_url: str) -> None:
-        self.admin_url = admin_url
-        self.url = with_query(admin_url, options=f"-csearch_path={PG_SCHEMA}")
-        self.bench_url = with_query(self.url, application_name="outboxd-bench")
-        self._version = self._admin("SHOW server_version")[0]
-
-    def _admin(self, sql: str, url: str | None = None) -> Any:
-        with psycopg.connect(url or self.admin_url, autocommit=True, connect_timeout=5) as conn:
-            cursor = conn.execute(sql)
-            return cursor.fetchone() if cursor.description else None
-
-    def drop(self) -> None:
-        self._admin(f"DROP SCHEMA IF EXISTS {PG_SCHEMA} CASCADE")
-
-    def create(self) -> None:
-        self._admin(f"CREATE SCHEMA {PG_SCHEMA}")
-
-    def settle(self) -> None:
-        self._admin("VACUUM ANALYZE outboxd_message", self.url)
-
-    def wake(self) -> None:
-        self._admin(f"NOTIFY {NOTIFY_CHANNEL}, '{CHANNEL}'")
-
-    def server_pids(self) -> list[int]:
-        with psycopg.connect(self.admin_url, autocommit=True, connect_timeout=5) as conn:
-            rows = conn.execute(
-                "SELECT pid FROM pg_stat_activity WHERE application_name = 'outboxd'"
-            ).fetchall()
-        return [row[0] for row in rows]
-
-    def version(self) -> str:
-        return self._version
-
-
-def open_backends(args: argparse.Namespace, tmp: Path) -> tuple[list[Backend], str | None]:
-    """The backends to run, and why PostgreSQL was skipped (None when it was not)."""
-    backends: list[Backend] = []
-    names = args.backends.split(",")
-    if "sqlite" in names:
-        backends.append(SqliteBackend(tmp / "dispatch-bench.db"))
-    if "postgres" in names:
-        try:
-            backends.append(PostgresBackend(args.pg))
-        except psycopg.Error as exc:
-            reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-            skipped = f"{redact_url(args.pg)} did not answer: {reason}"
-            log(f"postgres: skipped: {skipped}")
-            return backends, skipped
-    return backends, None
-
-
-# --- CPU accounting ------------------------------------------------------------------------
-
-
-def stat_cpu(path: Path) -> float | None:
-    """CPU seconds (user + system) from a /proc stat file; None if unreadable."""
-    try:
-        after_name = path.read_text().rsplit(")", 1)[1].split()
-    except (OSError, IndexError):
-        return None
-    return (int(after_name[11]) + int(after_name[12])) / TICK
-
-
-def machine_busy() -> float | None:
-    """CPU seconds all cores have spent busy since boot, from /proc/stat."""
-    try:
-        fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-    except (OSError, ValueError):
-        return None
-    return (sum(fields[:8]) - fields[3] - fields[4]) / TICK  # all but idle and iowait
-
-
-@dataclass
-class CpuWatch:
-    """CPU seconds used by groups of processes (or threads) between ``start`` and ``stop``."""
-
-    groups: dict[str, list[Path]]  # name -> /proc/.../stat files
-    wall: float = 0.0
-    before: dict[str, float] = field(default_factory=dict)
-    used: dict[str, float] = field(default_factory=dict)
-
-    def _sample(self) -> dict[str, float]:
-        out: dict[str, float] = {}
-        for name, paths in self.groups.items():
-            seconds = [stat_cpu(path) for path in paths]
-            if paths and all(s is not None for s in seconds):
-                out[name] = sum(s for s in seconds if s is not None)
-        machine = machine_busy()
-        if machine is not None:
-            out["machine"] = machine
-        return out
-
-    def start(self) -> None:
-        self.wall = time.monotonic()
-        self.before = self._sample()
-
-    def stop(self) -> None:
-        self.wall = max(1e-9, time.monotonic() - self.wall)
-        after = self._sample()
-        self.used = {k: after[k] - self.before[k] for k in after if k in self.before}
-
-    def note(self, messages: int) -> str:
-        """Cores busy and CPU microseconds per message, per group."""
-        if not self.used:
-            return ""
-
-        def cost(name: str) -> str:
-            return f"{self.used[name] / self.wall:.2f} ({self.used[name] / messages * 1e6:.0f})"
-
-        parts = []
-        for name in self.used:
-            if name in ("machine", LOOPS):
-                continue
-            text = f"{name} {cost(name)}"
-            if name == "dispatchers" and LOOPS in self.used:
-                other = self.used[name] - self.used[LOOPS]
-                text += (
-                    f" = event loop {cost(LOOPS)}"
-                    f" + other threads {other / self.wall:.2f} ({other / messages * 1e6:.0f})"
-                )
-            parts.append(text)
-        if "machine" in self.used:
-            parts.append(f"machine {self.used['machine'] / self.wall:.2f}/{os.cpu_count()}")
-        return "cores busy (CPU us/msg): " + ", ".join(parts)
-
-
-# --- processes ---------------------------------------------------------------------------
-
-
-def children(pid: int) -> list[int]:
-    """The child processes of ``pid`` (a dispatcher's store worker)."""
-    tasks = Path(f"/proc/{pid}/task")
-    try:
-        return [int(c) for task in tasks.iterdir() for c in (task / "children").read_text().split()]
-    except OSError:
-        return []
-
-
-_LIVE: set[subprocess.Popen[bytes]] = set()
-
-
-class ChildExited(RuntimeError):
-    """A process of the bench ended while it was needed."""
-
-
-class StartupError(RuntimeError):
-    """The processes of a run did not come up (a port taken meanwhile, say): worth one
-    more try with new ports."""
-
-
-def listens(pid: int, port: int) -> bool:
-    """Whether process ``pid`` holds the listening TCP socket on ``port`` (from /proc;
-    True where /proc cannot tell). Free ports are found by binding to port 0, so on a
-    shared machine another program may take one before our process does."""
-    inodes = set()
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        try:
-            lines = Path(table).read_text().splitlines()[1:]
-        except OSError:
-            continue
-        for line in lines:
-            fields = line.split()
-            if int(fields[1].rsplit(":", 1)[1], 16) == port and fields[3] == "0A":  # LISTEN
-                inodes.add(f"socket:[{fields[9]}]")
-    try:
-        fds = list(Path(f"/proc/{pid}/fd").iterdir())
-    except OSError:
-        return True
-    for fd in fds:
-        try:
-            if os.readlink(fd) in inodes:
-                return True
-        except OSError:
-            continue
-    return False
-
-
-async def retry_startup(what: str, make: Callable[[], Awaitable[T]]) -> T:
-    """Run ``make()``; once more if its processes did not come up."""
-    try:
-        return await make()
-    except StartupError as exc:
-        first = (str(exc).strip().splitlines() or ["?"])[0]
-        log(f"  {what}: start-up failed ({first}); once more with new ports")
-        return await make()
-
-
-@atexit.register
-def _kill_leftovers() -> None:
-    """Last resort (an exception escaped a ``finally``): no child outlives the bench."""
-    for popen in list(_LIVE):
-        if popen.poll() is None:
-            popen.kill()
-
-
-class Child:
-    """A process the bench started, its output in a log file."""
-
-    def __init__(self, name: str, argv: Sequence[str], workdir: Path) -> None:
-        self.name = name
-        self.log_path = workdir / f"{name}.log"
-        env = {
-            **os.environ,
-            "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
-        }
-        with self.log_path.open("ab") as out:
-            self.popen = subprocess.Popen(
-                list(argv), cwd=workdir, stdout=out, stderr=subprocess.STDOUT, env=env
-            )
-        _LIVE.add(self.popen)
-
-    @property
-    def pid(self) -> int:
-        return self.popen.pid
-
-    def alive(self) -> bool:
-        return self.popen.poll() is None
-
-    def output(self, chars: int = 3000) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")[-chars:]
-        except OSError:
-            return ""
-
-    def check(self) -> None:
-        """Raise if the process has ended: its last line first, then its output."""
-        if not self.alive():
-            output = self.output().strip()
-            last = output.splitlines()[-1] if output else "no output"
-            raise ChildExited(f"{self.name} exited {self.popen.returncode}: {last}\n{output}")
-
-
-async def stop_all(children: Sequence[Child], timeout: float = DRAIN_TIMEOUT + 5) -> None:
-    """SIGTERM every child, wait up to ``timeout``, then SIGKILL what is left."""
-    for child in children:
-        if child.alive():
-            child.popen.send_signal(signal.SIGTERM)
-    deadline = time.monotonic() + timeout
-    while any(c.alive() for c in children) and time.monotonic() < deadline:
-        await asyncio.sleep(0.05)
-    for child in children:
-        if child.alive():
-            log(f"{child.name} did not stop within {timeout:.0f} s: killed")
-            child.popen.kill()
-        child.popen.wait()
-        _LIVE.discard(child.popen)
-
-
-def http_get(port: int, path: str) -> tuple[int, str]:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=2) as response:
-            return response.status, response.read().decode()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read().decode()
-
-
-class Dispatcher(Child):
-    def __init__(self, config: Path, num: int, base_port: int, workdir: Path) -> None:
-        argv = [sys.executable, "-m", "daemon", "run", "dispatcher", "-c", str(config)]
-        super().__init__(f"dispatcher-{num}", [*argv, "--process-num", str(num)], workdir)
-        self.port = base_port + num
-
-    async def ready(self, timeout: float = STARTUP_TIMEOUT) -> None:
-        """Wait until /healthz answers, from this process (the machine may be shared)."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            self.check()
-            try:
-                status, _ = await asyncio.to_thread(http_get, self.port, "/healthz")
-                if status in (200, 503) and listens(self.pid, self.port):
-                    return
-            except (OSError, http.client.HTTPException):
-                pass
-            await asyncio.sleep(0.05)
-        raise StartupError(f"{self.name} did not answer /healthz:\n{self.output()}")
-
-    async def metrics(self) -> str:
-        return (await asyncio.to_thread(http_get, self.port, "/metrics"))[1]
-
-
-def metric(text: str, name: str, **labels: str) -> float:
-    """One sample of a Prometheus text exposition (0 when absent)."""
-    want = sorted(f'{k}="{v}"' for k, v in labels.items())
-    for line in text.splitlines():
-        if line.startswith("#"):
-            continue
-        sample, _, value = line.rpartition(" ")
-        metric_name, _, rest = sample.partition("{")
-        got = sorted(rest.rstrip("}").split(",")) if rest else []
-        if metric_name == name and got == want:
-            return float(value)
-    return 0.0
-
-
-class CannedPeer(Child):
-    """``python -m daemon.sim.mllp --canned`` as its own process."""
-
-    def __init__(self, workdir: Path) -> None:
-        self.port = free_ports()
-        argv = [sys.executable, "-m", "daemon.sim.mllp", "--canned", "--keep", "0"]
-        super().__init__("sim-mllp", [*argv, "--port", str(self.port)], workdir)
-
-    async def ready(self, timeout: float = STARTUP_TIMEOUT) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            self.check()
-            if listens(self.pid, self.port):
-                return
-            await asyncio.sleep(0.05)
-        raise StartupError(f"the simulator did not listen:\n{self.output()}")
-
-    def received(self) -> int | None:
-        """What the simulator said it received when it stopped."""
-        for line in reversed(self.output(2000).splitlines()):
-            if "stopped after" in line:
-                return int(line.split("stopped after", 1)[1].split()[0])
-        return None
+# --- one run's scaffolding ---------------------------------------------------------------
 
 
 def write_config(
@@ -613,9 +192,6 @@ def write_config(
     return path
 
 
-# --- one run's scaffolding ---------------------------------------------------------------
-
-
 @dataclass
 class Gate:
     """Messages are enqueued due at one instant, set far enough ahead that the dispatchers
@@ -646,20 +222,22 @@ class Run:
         self.workdir = Path(tempfile.mkdtemp(prefix=f"{backend.name}-", dir=workdir))  # logs
         self.children: list[Child] = []
         self.dispatchers: list[Dispatcher] = []
-        self.store = Store(open_database(DatabaseSettings(url=backend.bench_url)))
-        self.thread = StoreThread(self.store)
+        self.store = StoreOnThread(backend.bench_url)
 
     async def close(self) -> None:
         try:
-            await stop_all(self.children)
+            await self.stop()
         finally:
-            await self.thread.aclose()
+            await self.store.close()
+
+    async def stop(self) -> None:
+        await stop_all(self.children, STOP_TIMEOUT)
 
     async def preload(self, batch: list[NewMessage]) -> float:
         """Enqueue in calls of ``ENQUEUE_BATCH``; returns the seconds it took."""
         started = time.perf_counter()
         for start in range(0, len(batch), ENQUEUE_BATCH):
-            await self.thread.run(self.store.enqueue_many, batch[start : start + ENQUEUE_BATCH])
+            await self.store.call(Store.enqueue_many, batch[start : start + ENQUEUE_BATCH])
         elapsed = time.perf_counter() - started
         await asyncio.to_thread(self.backend.settle)
         return elapsed
@@ -704,26 +282,10 @@ class Run:
             child.check()
 
     def cpu_watch(self, peer: Child | None) -> CpuWatch:
-        proc = Path("/proc")
-        pids = [d.pid for d in self.dispatchers]
-        groups = {
-            "dispatchers": [proc / str(pid) / "stat" for pid in pids],
-            LOOPS: [proc / str(pid) / "task" / str(pid) / "stat" for pid in pids],
-            "store workers": [
-                proc / str(child) / "stat" for pid in pids for child in children(pid)
-            ],
-        }
-        if peer is not None:
-            groups["sim"] = [proc / str(peer.pid) / "stat"]
-        servers = self.backend.server_pids()
-        if servers:
-            groups["postgres"] = [proc / str(pid) / "stat" for pid in servers]
-        groups["bench"] = [proc / str(os.getpid()) / "stat"]
-        return CpuWatch(groups)
+        return cpu_watch(self.dispatchers, peer, self.backend.server_pids())
 
     async def scrape(self, name: str, **labels: str) -> list[float]:
-        texts = await asyncio.gather(*(d.metrics() for d in self.dispatchers))
-        return [metric(text, name, **labels) for text in texts]
+        return await scrape(self.dispatchers, name, **labels)
 
 
 @contextlib.asynccontextmanager
@@ -753,10 +315,6 @@ class Figure:
     runs: list[float] = field(default_factory=list)
 
 
-def verdict(ok: bool) -> str:
-    return "met" if ok else "MISSED"
-
-
 def skipped(section: str, backend: str, why: str) -> Figure:
     return Figure(section, backend, "skipped", 0, "", note=why)
 
@@ -764,8 +322,7 @@ def skipped(section: str, backend: str, why: str) -> Figure:
 def failed(section: str, backend: Backend, exc: Exception, what: str = "") -> Figure:
     """A part that raised: the whole error to stderr, its first line in the table."""
     log(f"{backend.name}: {section} {what} FAILED: {exc}")
-    first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-    return Figure(section, backend.name, "failed", 0, "", note=join(what, first))
+    return Figure(section, backend.name, "failed", 0, "", note=join(what, first_line(exc)))
 
 
 # --- 1. throughput -------------------------------------------------------------------------
@@ -787,7 +344,7 @@ async def throughput_run(
         due = gate.due_at(backend, count)
         enqueue_seconds = await run.preload(messages("t", count, due))
         startup = await run.start_dispatchers(
-            backend.throughput_processes,
+            THROUGHPUT_PROCESSES[backend.name],
             peer.port,
             batch_size=batch_size,
             concurrency=sizes.concurrency,
@@ -800,8 +357,8 @@ async def throughput_run(
         watch.stop()
         sends = await run.scrape("outboxd_send_duration_seconds_count", channel=CHANNEL)
         send_sum = await run.scrape("outboxd_send_duration_seconds_sum", channel=CHANNEL)
-        await stop_all(run.children)
-        stats = await run.thread.run(delivery_stats, run.store)
+        await run.stop()
+        stats = await run.store.call(delivery_stats)
         received = peer.received()
     if stats.sent != count:
         raise RuntimeError(f"{stats.sent} of {count} messages were sent")
@@ -821,7 +378,7 @@ async def throughput_run(
     return Throughput(count / seconds, seconds, join(*notes))
 
 
-BARE_LOOP = ROOT / "ops" / "bench" / "bare_loop.py"
+BARE_LOOP = Path(__file__).resolve().with_name("bare_loop.py")
 
 
 async def bare_run(backend: Backend, workdir: Path, sizes: Sizes, batch_size: int) -> float:
@@ -834,26 +391,9 @@ async def bare_run(backend: Backend, workdir: Path, sizes: Sizes, batch_size: in
         argv = [sys.executable, str(BARE_LOOP), "--db", backend.url, "--port", str(peer.port)]
         argv += ["--channel", CHANNEL, "--batch", str(batch_size)]
         argv += ["--concurrency", str(sizes.concurrency), "--event-loop", EVENT_LOOP["name"]]
-        procs = [
-            await asyncio.create_subprocess_exec(
-                *argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE
-            )
-            for _ in range(backend.throughput_processes)
-        ]
-        try:
-            outputs = await asyncio.wait_for(
-                asyncio.gather(*(p.communicate() for p in procs)), 60 + count / 200
-            )
-        finally:  # none left running, however this ends
-            for proc in procs:
-                if proc.returncode is None:
-                    proc.kill()
-                    await proc.wait()
-    results = []
-    for proc, (out, err) in zip(procs, outputs, strict=True):
-        if proc.returncode != 0:
-            raise RuntimeError(f"bare_loop.py exited {proc.returncode}: {err.decode()[-2000:]}")
-        results.append(json.loads(out))
+        copies = THROUGHPUT_PROCESSES[backend.name]
+        outputs = await run_all(BARE_LOOP.name, argv, copies, 60 + count / 200)
+    results = [json.loads(out) for out in outputs]
     sent = sum(r["sent"] for r in results)
     if sent != count:
         raise RuntimeError(f"the bare loop sent {sent} of {count} messages")
@@ -872,7 +412,7 @@ async def wait_drained(run: Run, count: int) -> None:
     """Poll until no message is pending or being sent (or a process died)."""
     deadline = time.monotonic() + 60 + count / 200
     while time.monotonic() < deadline:
-        if await run.thread.run(remaining, run.store) == 0:
+        if await run.store.call(remaining) == 0:
             return
         run.check_alive()
         await asyncio.sleep(POLL)
@@ -929,7 +469,8 @@ async def bench_throughput(
 async def throughput_figure(
     backend: Backend, workdir: Path, sizes: Sizes, gate: Gate, batch_size: int
 ) -> Figure:
-    procs = backend.throughput_processes
+    procs = THROUGHPUT_PROCESSES[backend.name]
+    target = TARGET_THROUGHPUT[backend.name]
     label = f"{procs} proc x {sizes.concurrency} conn, batch {batch_size}"
     log(f"{backend.name}: throughput, {label}, {sizes.count:,} messages x {sizes.repeat}")
     results, bare = [], []
@@ -943,8 +484,8 @@ async def throughput_figure(
         log(f"  bare loop {i + 1}: {bare[-1]:,.0f} msg/s")
     rates = [r.rate for r in results]
     middle = sorted(results, key=lambda r: r.rate)[len(results) // 2]
-    value = statistics.median(rates)
-    reference_rate = statistics.median(bare)
+    value = median(rates)
+    reference_rate = median(bare)
     ratio = value / reference_rate
     return Figure(
         "throughput",
@@ -952,8 +493,8 @@ async def throughput_figure(
         label,
         value,
         "msg/s",
-        f">= {backend.target:,.0f}; >= 0.5 x bare",
-        f"{verdict(value >= backend.target)}; {verdict(ratio >= 0.5)} ({ratio:.2f} x bare)",
+        f">= {target:,.0f}; >= 0.5 x bare",
+        f"{verdict(value >= target)}; {verdict(ratio >= 0.5)} ({ratio:.2f} x bare)",
         join(
             f"{sizes.count:,} msgs",
             f"bare loop {reference_rate:,.0f} msg/s (median of "
@@ -1016,7 +557,7 @@ async def bench_bpjs(backend: Backend, workdir: Path, sizes: Sizes) -> list[Figu
                 1, 0, bpjs_url=sim.url(), concurrency=sizes.concurrency, batch_size=500
             )
             await wait_drained(run, count)
-            stats = await run.thread.run(delivery_stats, run.store)
+            stats = await run.store.call(delivery_stats)
     finally:
         await sim.stop()
     if stats.sent != count:
@@ -1183,9 +724,8 @@ async def latency_run(
             await asyncio.sleep(1.0)  # idle: nothing due
             for i in range(LATENCY_WARMUP + samples):
                 key, payload = hl7_message("l", i)
-                committed = await run.thread.run(
-                    enqueue_now, run.store, NewMessage(CHANNEL, key, payload, "hl7")
-                )
+                message = NewMessage(CHANNEL, key, payload, "hl7")
+                committed = await run.store.call(enqueue_now, message)
                 await sim.wait_for(i + 1, timeout=10)
                 arrival = sim.received[-1]
                 if arrival.control_id != key:
@@ -1211,7 +751,7 @@ async def bench_latency(backend: Backend, workdir: Path, sizes: Sizes) -> list[F
         lambda: latency_run(backend, workdir, sizes.latency_samples, sizes.concurrency),
     )
     latencies = [s * 1000 for s in result.seconds]
-    p50 = statistics.median(latencies)
+    p50 = median(latencies)
     note = join(
         f"{len(latencies)} samples, {LATENCY_PAUSE[0] * 1000:.0f}-{LATENCY_PAUSE[1] * 1000:.0f}"
         f" ms apart, enqueue commit -> peer; min {min(latencies):.1f}, max {max(latencies):.1f}",
@@ -1259,7 +799,7 @@ def choose_sizes(args: argparse.Namespace) -> Sizes:
     if args.count:
         sizes = replace(sizes, count=args.count)
     if args.batches:
-        sizes = replace(sizes, batches=tuple(int(b) for b in args.batches.split(",")))
+        sizes = replace(sizes, batches=cli.int_list(args.batches))
     if args.repeat:
         sizes = replace(sizes, repeat=max(1, args.repeat))
     if args.concurrency:
@@ -1267,72 +807,38 @@ def choose_sizes(args: argparse.Namespace) -> Sizes:
     return sizes
 
 
-def machine_facts(backends: Sequence[Backend]) -> dict[str, str]:
-    load = " ".join(f"{x:.2f}" for x in os.getloadavg()) if hasattr(os, "getloadavg") else "?"
-    facts = {
-        "cpus": f"{os.cpu_count()} (shared machine: other work may run; read medians and ratios)",
-        "load average": f"{load} (1, 5, 15 min) at start",
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "sqlite": sqlite3.sqlite_version,
-        "peewee": peewee.__version__,
-        "psycopg": psycopg.__version__,
-    }
-    for backend in backends:
-        if isinstance(backend, PostgresBackend):
-            facts["postgresql"] = backend.version()
-    return facts
-
-
-def format_value(figure: Figure) -> str:
-    if not figure.unit:
-        return ""
-    if figure.unit == "ms" or (figure.unit == "msg/s" and figure.value < 100):
-        return f"{figure.value:.2f}"
-    return f"{figure.value:,.0f}"
-
-
 def format_table(facts: dict[str, str], setup: dict[str, str], figures: Sequence[Figure]) -> str:
-    lines = ["outboxd dispatcher benchmark", ""]
-    lines += [f"  {key:<14} {value}" for key, value in {**facts, **setup}.items()]
+    lines = report.heading("outboxd dispatcher benchmark", facts, setup)
     header = f"{'section':<10} {'backend':<8} {'figure':<40} {'value':>9} {'unit':<5}"
     lines += ["", f"{header} {'target':<20} notes"]
     for f in figures:
-        runs = ""
-        if len(f.runs) > 1:
-            runs = "median of " + " ".join(f"{r:,.0f}" for r in sorted(f.runs))
+        precise = f.unit == "ms" or (f.unit == "msg/s" and f.value < 100)
+        value = report.value_text(f.value, f.unit, precise)
         target = f"{f.target} {f.verdict}".strip()
-        row = f"{f.section:<10} {f.backend:<8} {f.name:<40} {format_value(f):>9} {f.unit:<5}"
-        lines.append(f"{row} {target:<20} {join(runs, f.note)}".rstrip())
+        row = f"{f.section:<10} {f.backend:<8} {f.name:<40} {value:>9} {f.unit:<5}"
+        lines.append(f"{row} {target:<20} {join(report.runs_note(f.runs), f.note)}".rstrip())
     return "\n".join(lines)
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
-    parser.add_argument("--pg", default=DEFAULT_PG, help=f"PostgreSQL URL (default {DEFAULT_PG})")
-    parser.add_argument("--backends", default="sqlite,postgres", help="comma-separated")
+    parser = cli.new_parser(__doc__)
+    cli.add_backend_options(parser)
     parser.add_argument("--only", choices=SECTIONS, action="append", help="run only this part")
     parser.add_argument("--count", type=int, help="messages per throughput run")
     parser.add_argument("--batches", help="channel batch_size values, e.g. 100,500")
     parser.add_argument(
         "--concurrency", type=int, help=f"connections per dispatcher (default {CONCURRENCY})"
     )
-    parser.add_argument("--quick", action="store_true", help="small sizes: a smoke run")
-    parser.add_argument(
-        "--repeat", type=int, help="throughput runs per figure, median printed (default 3)"
-    )
+    cli.add_run_options(parser, "throughput runs per figure, median printed (default 3)")
     parser.add_argument(
         "--event-loop",
         choices=("uvloop", "asyncio"),
         default="uvloop",
         help="the dispatchers' roles.dispatcher.event_loop (default uvloop, as the config's)",
     )
-    parser.add_argument("--json", action="store_true", help="print the figures as JSON")
-    args = parser.parse_args(argv)
+    cli.add_json_option(parser)
+    args = cli.parse(parser, argv)
     EVENT_LOOP["name"] = args.event_loop
-    unknown = set(args.backends.split(",")) - {"sqlite", "postgres"}
-    if unknown:
-        parser.error(f"unknown backends: {', '.join(sorted(unknown))}")
     return args
 
 
@@ -1373,10 +879,11 @@ async def bench(
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    tmp = Path(tempfile.mkdtemp(prefix="outboxd-dispatch-bench-"))
-    try:
-        backends, pg_skipped = open_backends(args, tmp)
-        facts = machine_facts(backends)
+    with scratch("outboxd-dispatch-bench-") as tmp:
+        backends, pg_skipped = open_backends(
+            args.backends.split(","), tmp / "dispatch-bench.db", args.pg, PG_SCHEMA
+        )
+        facts = report.machine_facts(backends, shared=True)
         sizes = choose_sizes(args)
         setup = {
             "payload": f"HL7 ADT^A04, {check_payload()} bytes, unique MSH-10",
@@ -1391,19 +898,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             "database; CPU from /proc over the drain: cores busy (CPU us per message)",
             "rate": "achieved = (n - 1) / (last - first) over the arrivals after the first "
             "`burst` (the bucket starts full); max in any 1 s: sliding window, all arrivals",
+            **locations(backends),
         }
-        setup.update({b.name + " at": redact_url(b.url) for b in backends})
         started = time.perf_counter()
         sections = args.only or list(SECTIONS)
         figures = asyncio.run(bench(sizes, sections, backends, pg_skipped, tmp))
         setup["run time"] = f"{time.perf_counter() - started:.0f} s"
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    if args.json:
-        report = {"machine": facts, "setup": setup, "figures": [asdict(f) for f in figures]}
-        print(json.dumps(report, indent=2))
-    else:
-        print(format_table(facts, setup, figures))
+    report.print_report(args.json, facts, setup, figures, format_table)
     return 1 if any(f.name == "failed" for f in figures) else 0
 
 

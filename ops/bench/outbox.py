@@ -22,31 +22,23 @@ checked: one that returns more messages than its limit marks its figure INVALID.
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
-import shutil
-import sqlite3
-import statistics
 import sys
-import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field, replace
-from datetime import UTC, datetime, timedelta
+from dataclasses import dataclass, field, replace
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, Protocol
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-import peewee
-import psycopg
+from lib import cli, report
+from lib.backends import CHANNEL, Backend, Connection, locations, open_backends, scratch, utcnow
+from lib.report import join, log, median, percentile, verdict
 
 from daemon.settings import DatabaseSettings
-from daemon.store import Store, migrate, open_database, redact_url
+from daemon.store import Store, open_database
 from daemon.store.types import Delivered, NewMessage, Outcome, Released
 
-CHANNEL = "bench"
 OWNER = "bench-worker"
 PAYLOAD = b"MSH|^~\\&|BENCH|" + b"x" * 241  # 256 bytes, about a small HL7 message
 LEASE = 60.0
@@ -55,20 +47,7 @@ LATENCY_WARMUP = 5
 PROBE_COUNT = 1_000
 PROBE_LIMIT = 10
 PG_SCHEMA = "outboxd_bench"
-DEFAULT_PG = "postgresql://postgres@127.0.0.1:5432/test"
 RAW_NOTE = "plain SQL, same table, no events"
-
-
-def log(text: str) -> None:
-    print(text, file=sys.stderr, flush=True)
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
-def join(*notes: str) -> str:
-    return "; ".join(note for note in notes if note)
 
 
 # --- sizes and results -----------------------------------------------------------------
@@ -99,13 +78,12 @@ FULL = Sizes(
     backlogs=(10_000, 100_000, 1_000_000),
     latency_samples=200,
 )
-QUICK = Sizes(
+QUICK = replace(
+    FULL,
     enqueue_many=1_000,
-    enqueue_batch=500,
     enqueue_single=100,
     drain=1_000,
     drain_small=100,
-    batches=(1, 100, 500),
     backlogs=(1_000, 10_000),
     latency_samples=20,
 )
@@ -119,13 +97,6 @@ class Figure:
     unit: str
     note: str = ""
     runs: list[float] = field(default_factory=list)
-
-
-def percentile(samples: Sequence[float], pct: float) -> float:
-    """Nearest-rank percentile: a value that was actually observed."""
-    ordered = sorted(samples)
-    rank = -(-len(ordered) * pct // 100)  # ceil
-    return ordered[max(1, int(rank)) - 1]
 
 
 @dataclass
@@ -152,126 +123,7 @@ class ClaimCheck:
         )
 
 
-# --- backends --------------------------------------------------------------------------
-
-
-class Connection(Protocol):
-    """What the bench needs of a DB-API connection (sqlite3 and psycopg both have it)."""
-
-    def execute(self, sql: str, params: Sequence[Any] = ..., /) -> Any: ...
-
-    def close(self) -> None: ...
-
-
-class Backend:
-    """One database: how to empty it, how to reach it raw, and its SQL dialect bits."""
-
-    name: str
-    url: str  # the store's URL
-    param: str  # DB-API placeholder
-    begin: str  # starts a write transaction
-    lock: str  # appended to the raw claim's sub-select
-    series: str  # FROM clause yielding n from param 1 to param 2
-    settle: str | None = None  # run after a bulk fill
-
-    def reset(self) -> None:
-        """An empty database with the current schema."""
-        self.drop()
-        self.create()
-        db = open_database(DatabaseSettings(url=self.url))
-        try:
-            migrate(db)
-        finally:
-            db.close()
-
-    def drop(self) -> None:
-        raise NotImplementedError
-
-    def create(self) -> None:
-        raise NotImplementedError
-
-    def connect_raw(self) -> Connection:
-        """A connection in autocommit mode: transactions are begun explicitly."""
-        raise NotImplementedError
-
-    def timestamp(self, value: datetime) -> Any:
-        """A UTC instant as the store writes it in this database."""
-        raise NotImplementedError
-
-    def version(self) -> str:
-        raise NotImplementedError
-
-
-class SqliteBackend(Backend):
-    name = "sqlite"
-    param = "?"
-    begin = "BEGIN IMMEDIATE"
-    lock = ""
-    series = (
-        "(WITH RECURSIVE s(n) AS (SELECT ? UNION ALL SELECT n + 1 FROM s WHERE n < ?) "
-        "SELECT n FROM s) AS s"
-    )
-
-    def __init__(self, path: Path) -> None:
-        self.path = path.resolve()
-        self.url = f"sqlite:///{self.path}"
-
-    def drop(self) -> None:
-        for suffix in ("", "-wal", "-shm"):
-            self.path.with_name(self.path.name + suffix).unlink(missing_ok=True)
-
-    def create(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-
-    def connect_raw(self) -> Connection:
-        conn = sqlite3.connect(self.path, isolation_level=None, timeout=10)
-        # the store's per-connection pragmas (journal_mode=wal persists in the file)
-        conn.execute("PRAGMA synchronous = NORMAL")
-        conn.execute("PRAGMA foreign_keys = ON")
-        return conn
-
-    def timestamp(self, value: datetime) -> Any:
-        return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
-
-    def version(self) -> str:
-        return sqlite3.sqlite_version
-
-
-class PostgresBackend(Backend):
-    name = "postgres"
-    param = "%s"
-    begin = "BEGIN"
-    lock = " FOR UPDATE SKIP LOCKED"
-    series = "generate_series(%s::bigint, %s::bigint) AS s(n)"
-    settle = "ANALYZE outboxd_message"  # what autovacuum does soon after a bulk load
-
-    def __init__(self, url: str) -> None:
-        self.admin_url = url
-        parts = urlsplit(url)
-        query = [(k, v) for k, v in parse_qsl(parts.query) if k != "options"]
-        query.append(("options", f"-csearch_path={PG_SCHEMA}"))
-        self.url = urlunsplit(parts._replace(query=urlencode(query)))
-        self._version = self.admin("SHOW server_version")[0]
-
-    def admin(self, sql: str) -> Any:
-        with psycopg.connect(self.admin_url, autocommit=True, connect_timeout=5) as conn:
-            cursor = conn.execute(sql)
-            return cursor.fetchone() if cursor.description else None
-
-    def drop(self) -> None:
-        self.admin(f"DROP SCHEMA IF EXISTS {PG_SCHEMA} CASCADE")
-
-    def create(self) -> None:
-        self.admin(f"CREATE SCHEMA {PG_SCHEMA}")
-
-    def connect_raw(self) -> Connection:
-        return psycopg.connect(self.url, autocommit=True)
-
-    def timestamp(self, value: datetime) -> Any:
-        return value.astimezone(UTC).replace(tzinfo=None)
-
-    def version(self) -> str:
-        return self._version
+# --- a fresh database -------------------------------------------------------------------
 
 
 @contextmanager
@@ -300,8 +152,7 @@ def fill(backend: Backend, raw: Connection, count: int) -> float:
     started = time.perf_counter()
     raw.execute(sql, (CHANNEL, PAYLOAD, when, when, when, 1, count))
     elapsed = time.perf_counter() - started
-    if backend.settle:
-        raw.execute(backend.settle)
+    backend.settle(vacuum=False)  # ANALYZE: what autovacuum does soon after a bulk load
     return elapsed
 
 
@@ -451,7 +302,7 @@ def claim_latencies(queue: Queue, samples: int, check: ClaimCheck) -> list[float
 
 
 def rate_figure(backend: Backend, name: str, runs: list[float], note: str = "") -> Figure:
-    return Figure(backend.name, name, statistics.median(runs), "msg/s", note, runs)
+    return Figure(backend.name, name, median(runs), "msg/s", note, runs)
 
 
 def bench_probe(backend: Backend) -> list[Figure]:
@@ -466,10 +317,10 @@ def bench_probe(backend: Backend) -> list[Figure]:
             started = time.perf_counter()
             got = len(queue_of(kind, backend, store, raw).claim(PROBE_LIMIT))
             elapsed = time.perf_counter() - started
-        verdict = "ok" if got <= PROBE_LIMIT else f"BUG: leased {got:,}, asked for {PROBE_LIMIT}"
+        outcome = "ok" if got <= PROBE_LIMIT else f"BUG: leased {got:,}, asked for {PROBE_LIMIT}"
         name = f"fresh {PROBE_COUNT:,}: claim({PROBE_LIMIT}) {kind} got"
         figures.append(
-            Figure(backend.name, name, got, "msgs", f"{verdict}; took {elapsed * 1000:.0f} ms")
+            Figure(backend.name, name, got, "msgs", f"{outcome}; took {elapsed * 1000:.0f} ms")
         )
     return figures
 
@@ -518,7 +369,7 @@ def latency_figures(
     return [
         Figure(backend.name, f"claim {LATENCY_LIMIT} @ {backlog:,} {kind} {label}", ms, "ms", note)
         for label, ms in (
-            ("p50", statistics.median(timings) * 1000),
+            ("p50", median(timings) * 1000),
             ("p99", percentile(timings, 99) * 1000),
         )
     ]
@@ -541,13 +392,13 @@ def bench_latency(backend: Backend, sizes: Sizes) -> list[Figure]:
                 check = ClaimCheck()
                 queue = queue_of(kind, backend, store, raw)
                 timings = claim_latencies(queue, sizes.latency_samples, check)
-                medians[kind][backlog] = statistics.median(timings)
+                medians[kind][backlog] = median(timings)
                 figures += latency_figures(backend, backlog, kind, timings, check)
     first, last = min(sizes.backlogs), max(sizes.backlogs)
     if first != last:
         for kind in KINDS:
             ratio = medians[kind][last] / medians[kind][first]
-            note = f"target < 2x: {'met' if ratio < 2 else 'MISSED'}" if kind == "store" else ""
+            note = f"target < 2x: {verdict(ratio < 2)}" if kind == "store" else ""
             name = f"claim p50 {kind} {last:,}/{first:,}"
             figures.append(Figure(backend.name, name, ratio, "x", note))
     return figures
@@ -565,125 +416,66 @@ def bench_backend(backend: Backend, sizes: Sizes, repeat: int) -> list[Figure]:
         backend.drop()
 
 
-# --- output ------------------------------------------------------------------------------
-
-
-def machine_facts(backends: Sequence[Backend]) -> dict[str, str]:
-    facts = {
-        "cpus": str(os.cpu_count()),
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "sqlite": sqlite3.sqlite_version,
-        "peewee": peewee.__version__,
-        "psycopg": psycopg.__version__,
-    }
-    for backend in backends:
-        if isinstance(backend, PostgresBackend):
-            facts["postgresql"] = backend.version()
-    return facts
-
-
-def format_value(figure: Figure) -> str:
-    if not figure.unit:
-        return ""
-    if figure.unit in ("x", "ms"):
-        return f"{figure.value:.2f}"
-    return f"{figure.value:,.0f}"
+# --- output and command line ------------------------------------------------------------
 
 
 def format_table(facts: dict[str, str], setup: dict[str, str], figures: Sequence[Figure]) -> str:
-    lines = ["outboxd store benchmark", ""]
-    lines += [f"  {key:<14} {value}" for key, value in {**facts, **setup}.items()]
+    lines = report.heading("outboxd store benchmark", facts, setup)
     lines += ["", f"{'backend':<9} {'figure':<36} {'value':>9} {'unit':<6} notes"]
     for f in figures:
-        runs = ""
-        if len(f.runs) > 1:
-            runs = "median of " + " ".join(f"{r:,.0f}" for r in sorted(f.runs))
-        line = f"{f.backend:<9} {f.name:<36} {format_value(f):>9} {f.unit:<6} {join(f.note, runs)}"
-        lines.append(line.rstrip())
+        value = report.value_text(f.value, f.unit, precise=f.unit in ("x", "ms"))
+        note = join(f.note, report.runs_note(f.runs))
+        lines.append(f"{f.backend:<9} {f.name:<36} {value:>9} {f.unit:<6} {note}".rstrip())
     return "\n".join(lines)
 
 
-# --- command line --------------------------------------------------------------------------
-
-
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = cli.new_parser(__doc__)
     parser.add_argument("--sqlite", type=Path, help="SQLite file (must not exist; default: temp)")
-    parser.add_argument("--pg", default=DEFAULT_PG, help=f"PostgreSQL URL (default {DEFAULT_PG})")
-    parser.add_argument("--backends", default="sqlite,postgres", help="comma-separated")
+    cli.add_backend_options(parser)
     parser.add_argument("--backlogs", help="claim-latency backlogs, e.g. 10000,100000,1000000")
     parser.add_argument("--batches", help="claim batch sizes, e.g. 1,100,500")
-    parser.add_argument("--quick", action="store_true", help="small sizes: a smoke run")
-    parser.add_argument("--repeat", type=int, help="runs per rate, median printed (default 3)")
-    parser.add_argument("--json", action="store_true", help="print the figures as JSON")
-    args = parser.parse_args(argv)
-    unknown = set(args.backends.split(",")) - {"sqlite", "postgres"}
-    if unknown:
-        parser.error(f"unknown backends: {', '.join(sorted(unknown))}")
+    cli.add_run_options(parser, "runs per rate, median printed (default 3)")
+    cli.add_json_option(parser)
+    args = cli.parse(parser, argv)
     if args.sqlite and args.sqlite.exists():
         parser.error(f"{args.sqlite} exists: the bench deletes its file, give a new path")
     return args
 
 
-def int_list(text: str) -> tuple[int, ...]:
-    return tuple(int(part.replace("_", "")) for part in text.split(","))
-
-
 def choose_sizes(args: argparse.Namespace) -> tuple[Sizes, int]:
     sizes = QUICK if args.quick else FULL
     if args.backlogs:
-        sizes = replace(sizes, backlogs=int_list(args.backlogs))
+        sizes = replace(sizes, backlogs=cli.int_list(args.backlogs))
     if args.batches:
-        sizes = replace(sizes, batches=int_list(args.batches))
+        sizes = replace(sizes, batches=cli.int_list(args.batches))
     repeat = args.repeat if args.repeat is not None else (1 if args.quick else 3)
     return sizes, max(1, repeat)
-
-
-def open_backends(args: argparse.Namespace, tmp: Path) -> tuple[list[Backend], list[Figure]]:
-    """The backends to run, and a ``skipped`` figure for each that did not answer."""
-    backends: list[Backend] = []
-    skipped: list[Figure] = []
-    names = args.backends.split(",")
-    if "sqlite" in names:
-        backends.append(SqliteBackend(args.sqlite or tmp / "outbox-bench.db"))
-    if "postgres" in names:
-        try:
-            backends.append(PostgresBackend(args.pg))
-        except psycopg.Error as exc:
-            reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-            note = f"{redact_url(args.pg)} did not answer: {reason}"
-            log(f"postgres: skipped: {note}")
-            skipped.append(Figure("postgres", "skipped", 0, "", note))
-    return backends, skipped
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     sizes, repeat = choose_sizes(args)
-    tmp = Path(tempfile.mkdtemp(prefix="outboxd-bench-"))
-    try:
-        backends, figures = open_backends(args, tmp)
-        facts = machine_facts(backends)
+    with scratch("outboxd-bench-") as tmp:
+        sqlite_path = args.sqlite or tmp / "outbox-bench.db"
+        backends, pg_skipped = open_backends(
+            args.backends.split(","), sqlite_path, args.pg, PG_SCHEMA
+        )
+        figures = [Figure("postgres", "skipped", 0, "", pg_skipped)] if pg_skipped else []
+        facts = report.machine_facts(backends)
         setup = {
             "repeat": f"{repeat} (rates: the median)",
             "payload": f"{len(PAYLOAD)} bytes, one channel",
             "backlog fill": "bulk INSERT ... SELECT in SQL (no status events), not the store;"
             " PostgreSQL: ANALYZE after each fill, as autovacuum would",
             "raw baseline": RAW_NOTE + "; claim and ack each one transaction",
+            **locations(backends),
         }
-        setup.update({b.name + " at": redact_url(b.url) for b in backends})
         started = time.perf_counter()
         for backend in backends:
             figures += bench_backend(backend, sizes, repeat)
         setup["run time"] = f"{time.perf_counter() - started:.0f} s"
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    if args.json:
-        report = {"machine": facts, "setup": setup, "figures": [asdict(f) for f in figures]}
-        print(json.dumps(report, indent=2))
-    else:
-        print(format_table(facts, setup, figures))
+    report.print_report(args.json, facts, setup, figures, format_table)
     return 0
 
 
