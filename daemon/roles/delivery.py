@@ -9,8 +9,8 @@ for a rate-limit token included), let sends in flight finish until the
 deadline, release the rest, flush the outcomes.
 
 What an answer becomes is decided here, where the claimed message and the
-channel's retry policy are: delivered, failed (refused, or retries exhausted)
-or retried at a time; the store writes it, guarded by the lease. A peer that
+channel's retry policy are (``settle``): delivered, failed (refused, or retries
+exhausted) or retried at a time; the store writes it, guarded by the lease. A peer that
 has no record of an earlier message this one needs (``awaits_predecessor``) is
 waited for without counting an attempt, and, once per message, the earlier
 messages of its group that are recorded delivered are sent again first. For a
@@ -25,9 +25,8 @@ import contextlib
 import logging
 import time
 from collections.abc import Sequence
-from datetime import UTC, datetime
 
-from daemon.channels.base import Channel, Envelope, Outcome, Sender, Verdict
+from daemon.channels.base import Channel, Envelope, Outcome, Sender
 from daemon.channels.kind import ChannelSettings
 from daemon.channels.registry import kind_of
 from daemon.metrics import Metrics
@@ -35,6 +34,7 @@ from daemon.resilience.backoff import Backoff, RetryPolicy
 from daemon.resilience.breaker import BreakerState, CircuitBreaker
 from daemon.resilience.ratelimit import Bucket
 from daemon.roles.prefetch import Prefetch
+from daemon.roles.settle import settle
 from daemon.store import StoreUnavailable
 from daemon.store.aio import AsyncStore
 from daemon.store.types import (
@@ -43,7 +43,6 @@ from daemon.store.types import (
     Delivered,
     Failed,
     Released,
-    RetryAt,
 )
 
 log = logging.getLogger("outboxd.delivery")
@@ -288,7 +287,7 @@ class ChannelLoop:
         self._judge(outcome)
         if outcome.awaits_predecessor:
             outcome = await self._resend_predecessors(message, outcome)
-        self._add_outcome(self._settle(message, outcome))
+        self._add_outcome(settle(message, outcome, self.policy, self.progress_rule))
 
     def _judge(self, outcome: Outcome) -> None:
         before = self.breaker.state
@@ -331,48 +330,11 @@ class ChannelLoop:
 
     # --- what an answer becomes -----------------------------------------------------
 
-    def _settle(self, message: ClaimedMessage, outcome: Outcome) -> AttemptResult:
-        result: Delivered | Failed | RetryAt
-        if outcome.verdict is Verdict.DELIVERED:
-            result = Delivered(message.id, outcome.response)
-            if self.progress_rule is None:
-                return result
-            now = datetime.now(UTC)
-        elif outcome.verdict is Verdict.REJECTED:
-            now = datetime.now(UTC)
-            result = Failed(message.id, outcome.detail, outcome.response)
-        else:
-            now = datetime.now(UTC)
-            result = self._retry(message, outcome, now)
-        if self.progress_rule is not None:
-            result.progress = self.progress_rule(message, result, now)
-        return result
-
-    def _retry(self, message: ClaimedMessage, outcome: Outcome, now: datetime) -> Failed | RetryAt:
-        counted = not outcome.awaits_predecessor
-        attempt = message.attempts + 1
-        decision = self.policy.decide(
-            attempt if counted else message.attempts,
-            message.created_at,
-            now,
-            outcome.retry_after,
-            counted=counted,
-        )
-        details = {"error": outcome.detail, "attempt": attempt, "decision": decision.reason}
-        if not counted:
-            details["counted"] = False
-        if decision.retry_at is None:
-            error = f"{outcome.detail} ({decision.reason})"
-            return Failed(message.id, error, outcome.response, gave_up=True, details=details)
-        details["retry_at"] = decision.retry_at.isoformat()
-        return RetryAt(
-            message.id, decision.retry_at, outcome.detail, outcome.response, counted, details
-        )
-
     async def _resend_predecessors(self, message: ClaimedMessage, outcome: Outcome) -> Outcome:
         """The peer lacks an earlier message of this one's group: send the ones
         recorded delivered again first (once per message); this one waits behind
-        them. Otherwise (done before, none, or the database down) it just waits."""
+        them (on an ordered channel; otherwise for the predecessor wait). Otherwise
+        (done before, none, or the database down) it just waits."""
         if message.group_key is None:
             return outcome
         reason = f"the peer had no record of them: {outcome.detail}"
@@ -385,13 +347,14 @@ class ChannelLoop:
             return outcome
         log.warning(
             "the peer lost earlier messages of a group; sending them again first",
-            extra={"channel": self.name, "message": message.id, "resent": len(resent)},
+            extra={"channel": self.name, "message_id": message.id, "resent": len(resent)},
         )
         keys = ", ".join(key for _, key in resent)
         return Outcome.retry(
             f"{outcome.detail}; sent again first: {keys}",
             response=outcome.response,
-            retry_after=0.0,
+            # ordered, it waits behind its group anyway; else give the chain its time
+            retry_after=0.0 if self.settings.ordered else outcome.retry_after,
             awaits_predecessor=True,
         )
 

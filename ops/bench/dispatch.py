@@ -233,11 +233,16 @@ class Run:
     async def stop(self) -> None:
         await stop_all(self.children, STOP_TIMEOUT)
 
-    async def preload(self, batch: list[NewMessage]) -> float:
-        """Enqueue in calls of ``ENQUEUE_BATCH``; returns the seconds it took."""
+    async def preload(self, batch: list[NewMessage], source: str | None = None) -> float:
+        """Enqueue in calls of ``ENQUEUE_BATCH`` (as a source's polls do, with their
+        visits, when ``source`` is named); returns the seconds it took."""
         started = time.perf_counter()
         for start in range(0, len(batch), ENQUEUE_BATCH):
-            await self.store.call(Store.enqueue_many, batch[start : start + ENQUEUE_BATCH])
+            chunk = batch[start : start + ENQUEUE_BATCH]
+            if source is None:
+                await self.store.call(Store.enqueue_many, chunk)
+            else:
+                await self.store.call(Store.sync_visits, source, {}, chunk)
         elapsed = time.perf_counter() - started
         await asyncio.to_thread(self.backend.settle)
         return elapsed
@@ -527,7 +532,12 @@ def bpjs_messages(bookings: int) -> list[NewMessage]:
             estimasidilayani=start_ms, sisakuotajkn=10, kuotajkn=30, sisakuotanonjkn=10,
             kuotanonjkn=30, keterangan="bench",
         )  # fmt: skip
-        batch.append(NewMessage(CHANNEL, f"{kb}:add", add.to_json(), "bpjs.add", group_key=kb))
+        batch.append(
+            NewMessage(
+                CHANNEL, f"{kb}:add", add.to_json(), "bpjs.add", group_key=kb, visit=kb,
+                step="add",
+            )
+        )  # fmt: skip
         previous = f"{kb}:add"
         for step, task in enumerate((3, 4, 5), start=1):
             body = UpdateWaktu(kodebooking=kb, taskid=task, waktu=start_ms + step * 1000)
@@ -535,7 +545,7 @@ def bpjs_messages(bookings: int) -> list[NewMessage]:
             batch.append(
                 NewMessage(
                     CHANNEL, key, body.to_json(), "bpjs.updatewaktu", after_key=previous,
-                    group_key=kb,
+                    group_key=kb, visit=kb, step=str(task),
                 )
             )  # fmt: skip
             previous = key
@@ -552,7 +562,7 @@ async def bench_bpjs(backend: Backend, workdir: Path, sizes: Sizes) -> list[Figu
     await sim.start("127.0.0.1", 0)
     try:
         async with fresh_run(backend, workdir) as run:
-            await run.preload(bpjs_messages(bookings))
+            await run.preload(bpjs_messages(bookings), source="bench")
             await run.start_dispatchers(
                 1, 0, bpjs_url=sim.url(), concurrency=sizes.concurrency, batch_size=500
             )

@@ -37,7 +37,7 @@ from lib.report import join, log, median, percentile, verdict
 
 from daemon.settings import DatabaseSettings
 from daemon.store import Store, open_database
-from daemon.store.types import Delivered, NewMessage, Outcome, Released
+from daemon.store.types import AttemptResult, Delivered, NewMessage, Released
 
 OWNER = "bench-worker"
 PAYLOAD = b"MSH|^~\\&|BENCH|" + b"x" * 241  # 256 bytes, about a small HL7 message
@@ -180,7 +180,7 @@ class StoreQueue:
     def release(self, ids: list[int]) -> None:
         self._record([Released(i) for i in ids])
 
-    def _record(self, outcomes: Sequence[Outcome]) -> None:
+    def _record(self, outcomes: Sequence[AttemptResult]) -> None:
         result = self.store.record(OWNER, outcomes)
         if result.lost:
             raise RuntimeError(f"store lost {len(result.lost)} leases during the bench")

@@ -486,6 +486,25 @@ async def test_suite_runs_and_demo_traffic_flows(suite: Suite):
             entry = visit[str(task["taskid"])]
             assert entry["waktu"] == task["waktu"], (booking, visit)
             assert entry["status"] in {"queued", "sent"}, (booking, visit)  # sent, or soon
+
+    # the BPJS simulator restarts: it keeps what it held (its state file), the
+    # visits under way carry on, and nothing ends failed
+    before = {b["kodebooking"]: b["tasks"] for b in await bpjs_bookings()}
+    await suite.ctl("restart", "demo:sim-bpjs")
+    await suite.wait_running({"demo:sim-bpjs"})
+
+    async def more_tasks_after_the_restart() -> bool:
+        nonlocal held
+        held = await bpjs_bookings()
+        return sum(len(b["tasks"]) for b in held) >= sum(map(len, before.values())) + 3
+
+    await eventually(
+        more_tasks_after_the_restart, 60, "tasks at BPJS after its restart",
+        lambda: f"{held}\n{suite.log('sim-bpjs')}\n{suite.log('dispatcher-0')}",
+    )  # fmt: skip
+    after = {b["kodebooking"]: b["tasks"] for b in held}
+    for kodebooking, tasks in before.items():
+        assert after[kodebooking][: len(tasks)] == tasks, kodebooking
     failed = await suite.aquery(
         "SELECT key, last_error FROM outboxd_message WHERE channel = 'bpjs'"
         " AND status NOT IN ('pending', 'sending', 'sent')"

@@ -77,7 +77,9 @@ def _check(settings: HttpSettings, payload: bytes, _kind: str) -> bytes:
 
 
 def _describe(settings: HttpSettings) -> str:
-    return f"{settings.method} {redact_url(settings.url)}"
+    """The method and URL, without a password or the query (it may carry a token)."""
+    url, query = settings.url.partition("?")[::2]
+    return f"{settings.method} {redact_url(url)}" + ("?…" if query else "")
 
 
 KIND = ChannelKind(
