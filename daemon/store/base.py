@@ -121,7 +121,7 @@ class StoreBase:
         at = db_timestamp(now)
         if not self.postgres:  # one statement: one step, not one per row
             table = json.dumps([e.values() for e in events])
-            self._execute(self.sql.insert_events_json, [at, table])
+            self._execute(self.sql.insert_events_json, {"at": at, "events": table})
             return
         rows = [(*e.values(), at) for e in events]
         self._executemany(self.sql.insert_event, rows)
@@ -134,5 +134,7 @@ class StoreBase:
             finally:
                 cursor.close()
 
-    def _execute(self, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
+    def _execute(
+        self, sql: str, params: Sequence[Any] | Mapping[str, Any]
+    ) -> list[tuple[Any, ...]]:
         return list(self.db.execute_sql(sql, params).fetchall())

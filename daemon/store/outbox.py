@@ -217,8 +217,9 @@ class OutboxOps(StoreBase):
     ) -> list[ClaimedMessage]:
         stamp, expiry = db_timestamp(now), db_timestamp(until)
         if self.postgres:  # one statement, the events included
-            params = [channel, stamp, limit, owner, expiry, stamp, owner, stamp]
-            rows: list[Sequence[Any]] = self._execute(self.sql.claim(ordered), params)
+            named = {"channel": channel, "now": stamp, "limit": limit, "owner": owner}
+            named["expiry"] = expiry
+            rows: list[Sequence[Any]] = self._execute(self.sql.claim(ordered), named)
         else:
             rows = self._lease_sqlite(channel, owner, limit, stamp, expiry, ordered)
         # rows: (id, channel, kind, key, payload, attempts, created_at, after_id, group_key)
@@ -238,15 +239,18 @@ class OutboxOps(StoreBase):
         """The SQLite claim in four statements of one row each (see ``Statements``);
         the payloads come joined in one value, or row by row when that would be
         too big for one."""
-        ids = self._execute(self.sql.due_ids(ordered), [channel, stamp, limit])[0][0]
+        due = {"channel": channel, "now": stamp, "limit": limit}
+        ids = self._execute(self.sql.due_ids(ordered), due)[0][0]
         if ids == "[]":
             return []
-        self._execute(self.sql.lease, [owner, expiry, stamp, ids])
-        self._execute(self.sql.lease_events, [owner, stamp, ids])
+        lease = {"owner": owner, "expiry": expiry, "now": stamp, "ids": ids}
+        self._execute(self.sql.lease, lease)
+        self._execute(self.sql.lease_events, {"owner": owner, "now": stamp, "ids": ids})
+        leased = {"ids": ids, "owner": owner}
         try:
-            table, joined = self._execute(self.sql.leased, [ids, owner])[0]
+            table, joined = self._execute(self.sql.leased, leased)[0]
         except pw.DataError:  # "string or blob too big": the payloads one by one
-            return self._execute(self.sql.leased_rows, [ids, owner])
+            return self._execute(self.sql.leased_rows, leased)
         rows: list[Sequence[Any]] = []
         at = 0
         for id_, channel_, kind, key, size, *rest in json.loads(table):
@@ -387,7 +391,7 @@ class OutboxOps(StoreBase):
         # SQLite: which rows are still held, then UPDATE … SET updated_at … FROM
         # (VALUES …) … owner; the write lock is held from BEGIN, so nothing changes between
         ids = json.dumps([row[0] for row in rows])
-        held = set(json.loads(self._execute(self.sql.held_ids, [ids, owner])[0][0]))
+        held = set(json.loads(self._execute(self.sql.held_ids, {"ids": ids, "owner": owner})[0][0]))
         if held:
             self._execute(self.sql.apply_outcomes(len(rows)), [stamp, *params, owner])
         return {row[0]: row[1] for row in rows if row[0] in held}

@@ -7,6 +7,10 @@ layer cost more than running them. Here they are plain SQL, built once
 statement on PostgreSQL (a data-modifying CTE: one round trip); on SQLite
 as statements that each answer in one row, whatever the batch size (see
 below why), with ids passed as JSON arrays.
+
+A statement of fixed shape takes named parameters (``:name`` on SQLite,
+``%(name)s`` on PostgreSQL), listed in its docstring; one with a row of
+values per message takes them in the order of its column list.
 """
 
 from __future__ import annotations
@@ -44,6 +48,10 @@ class Statements:
         self.postgres = postgres
         self.p = "%s" if postgres else "?"
 
+    def _n(self, name: str) -> str:
+        """The named parameter ``name`` in this dialect."""
+        return f"%({name})s" if self.postgres else f":{name}"
+
     def _row(self, width: int) -> str:
         return "(" + ", ".join([self.p] * width) + ")"
 
@@ -55,10 +63,10 @@ class Statements:
     @functools.cached_property
     def insert_events_json(self) -> str:
         """SQLite: many status events in one statement (one step, instead of one
-        per row with ``executemany``). Params: at, then a JSON array of
-        [message_id, from, to, actor, details] arrays."""
+        per row with ``executemany``). Params: ``at``, ``events`` (a JSON array of
+        [message_id, from, to, actor, details] arrays)."""
         take = ", ".join(f"json_extract(value, '$[{i}]')" for i in range(5))
-        return f"INSERT INTO {EVENT} ({_EVENT_COLUMNS}) SELECT {take}, ? FROM json_each(?)"
+        return f"INSERT INTO {EVENT} ({_EVENT_COLUMNS}) SELECT {take}, :at FROM json_each(:events)"
 
     @functools.lru_cache(maxsize=64)  # noqa: B019 - one instance per store, a few sizes
     def insert_messages(self, rows: int) -> str:
@@ -80,8 +88,8 @@ class Statements:
 
     def _due(self, ordered: bool) -> str:
         """The ids of one channel's due messages, oldest due first. Params:
-        channel, now, limit."""
-        p = self.p
+        ``channel``, ``now``, ``limit``."""
+        n = self._n
         in_order = (
             " AND (m.group_key IS NULL OR NOT EXISTS (SELECT 1 FROM outboxd_message o"
             " WHERE o.channel = m.channel AND o.group_key = m.group_key AND o.id < m.id"
@@ -91,23 +99,25 @@ class Statements:
         )
         lock = " FOR UPDATE SKIP LOCKED" if self.postgres else ""
         return (
-            f"SELECT m.id FROM {MESSAGE} m WHERE m.channel = {p} AND m.status = 'pending'"
-            f" AND m.next_attempt_at <= {p} AND (m.after_id IS NULL OR EXISTS (SELECT 1"
+            f"SELECT m.id FROM {MESSAGE} m WHERE m.channel = {n('channel')}"
+            f" AND m.status = 'pending' AND m.next_attempt_at <= {n('now')}"
+            " AND (m.after_id IS NULL OR EXISTS (SELECT 1"
             f" FROM {MESSAGE} a WHERE a.id = m.after_id AND a.status IN {_DELIVERED}))"
-            f"{in_order} ORDER BY m.next_attempt_at, m.id LIMIT {p}{lock}"
+            f"{in_order} ORDER BY m.next_attempt_at, m.id LIMIT {n('limit')}{lock}"
         )
 
     @functools.lru_cache(maxsize=4)  # noqa: B019
     def claim(self, ordered: bool) -> str:
         """PostgreSQL: lease due messages of one channel and write their events in
-        one statement. Params: channel, now, limit, owner, lease expiry, now,
-        owner, now."""
-        p, t = self.p, MESSAGE
+        one statement. Params: ``channel``, ``now``, ``limit``, ``owner``,
+        ``expiry`` (of the lease)."""
+        n, t = self._n, MESSAGE
         # Materialized, so the rows are chosen once: as IN (subquery), PostgreSQL
         # may rescan it per row and lease far past the limit.
         update = (
-            f"UPDATE {t} SET status = 'sending', lease_owner = {p}, lease_expires_at = {p},"
-            f" updated_at = {p} FROM due WHERE {t}.id = due.id AND {t}.status = 'pending'"
+            f"UPDATE {t} SET status = 'sending', lease_owner = {n('owner')},"
+            f" lease_expires_at = {n('expiry')}, updated_at = {n('now')}"
+            f" FROM due WHERE {t}.id = due.id AND {t}.status = 'pending'"
             f' RETURNING {t}.id, {t}.channel, {t}.kind, {t}."key", {t}.payload, {t}.attempts,'
             f" {t}.created_at, {t}.after_id, {t}.group_key"
         )
@@ -115,7 +125,7 @@ class Statements:
         return (
             f"WITH due AS MATERIALIZED ({self._due(ordered)}), claimed AS ({update}),"
             f" ev AS (INSERT INTO {EVENT} ({_EVENT_COLUMNS}) SELECT id, 'pending', 'sending',"
-            f" {p}, {details}, {p} FROM claimed) SELECT * FROM claimed"
+            f" {n('owner')}, {details}, {n('now')} FROM claimed) SELECT * FROM claimed"
         )
 
     # SQLite: every statement below answers in one row, however many messages it
@@ -125,16 +135,17 @@ class Statements:
 
     @functools.lru_cache(maxsize=4)  # noqa: B019
     def due_ids(self, ordered: bool) -> str:
-        """SQLite: the due ids as one JSON array. Params: channel, now, limit."""
+        """SQLite: the due ids as one JSON array. Params: ``channel``, ``now``, ``limit``."""
         return f"SELECT json_group_array(id) FROM ({self._due(ordered)})"
 
     @functools.cached_property
     def lease(self) -> str:
         """SQLite: lease the messages of a JSON array of ids that are still pending.
-        Params: owner, lease expiry, now, ids."""
+        Params: ``owner``, ``expiry`` (of the lease), ``now``, ``ids``."""
         return (
-            f"UPDATE {MESSAGE} SET status = 'sending', lease_owner = ?, lease_expires_at = ?,"
-            " updated_at = ? WHERE id IN (SELECT value FROM json_each(?)) AND status = 'pending'"
+            f"UPDATE {MESSAGE} SET status = 'sending', lease_owner = :owner,"
+            " lease_expires_at = :expiry, updated_at = :now"
+            " WHERE id IN (SELECT value FROM json_each(:ids)) AND status = 'pending'"
         )
 
     @functools.cached_property
@@ -142,41 +153,41 @@ class Statements:
         """SQLite: the messages of a JSON array of ids leased by an owner, in one row:
         a JSON array of [id, channel, kind, key, payload length, attempts,
         created_at, after_id, group_key], and their payloads joined in the same order.
-        Params: ids, owner."""
+        Params: ``ids``, ``owner``."""
         return (
             'SELECT json_group_array(json_array(id, channel, kind, "key",'
             " length(CAST(payload AS BLOB)), attempts, created_at, after_id, group_key)),"
             f" CAST(group_concat(payload, '') AS BLOB) FROM {MESSAGE}"
-            " WHERE id IN (SELECT value FROM json_each(?)) AND status = 'sending'"
-            " AND lease_owner = ?"
+            " WHERE id IN (SELECT value FROM json_each(:ids)) AND status = 'sending'"
+            " AND lease_owner = :owner"
         )
 
     @functools.cached_property
     def leased_rows(self) -> str:
         """SQLite: the same, a row per message (when the joined payloads would be
-        bigger than SQLite allows in one value). Params: ids, owner."""
+        bigger than SQLite allows in one value). Params: ``ids``, ``owner``."""
         return (
             'SELECT id, channel, kind, "key", payload, attempts, created_at, after_id,'
-            f" group_key FROM {MESSAGE} WHERE id IN (SELECT value FROM json_each(?))"
-            " AND status = 'sending' AND lease_owner = ?"
+            f" group_key FROM {MESSAGE} WHERE id IN (SELECT value FROM json_each(:ids))"
+            " AND status = 'sending' AND lease_owner = :owner"
         )
 
     @functools.cached_property
     def lease_events(self) -> str:
-        """SQLite: the 'sending' events of a claim. Params: owner, at, ids."""
+        """SQLite: the 'sending' events of a claim. Params: ``owner``, ``now``, ``ids``."""
         return (
-            f"INSERT INTO {EVENT} ({_EVENT_COLUMNS}) SELECT id, 'pending', 'sending', ?,"
-            " '{\"attempt\": ' || (attempts + 1) || '}', ? FROM "
-            f"{MESSAGE} WHERE id IN (SELECT value FROM json_each(?)) ORDER BY id"
+            f"INSERT INTO {EVENT} ({_EVENT_COLUMNS}) SELECT id, 'pending', 'sending', :owner,"
+            " '{\"attempt\": ' || (attempts + 1) || '}', :now FROM "
+            f"{MESSAGE} WHERE id IN (SELECT value FROM json_each(:ids)) ORDER BY id"
         )
 
     @functools.cached_property
     def held_ids(self) -> str:
         """SQLite: which of a JSON array of ids an owner holds, as one JSON array.
-        Params: ids, owner."""
+        Params: ``ids``, ``owner``."""
         return (
             f"SELECT json_group_array(id) FROM {MESSAGE} WHERE id IN"
-            " (SELECT value FROM json_each(?)) AND status = 'sending' AND lease_owner = ?"
+            " (SELECT value FROM json_each(:ids)) AND status = 'sending' AND lease_owner = :owner"
         )
 
     @functools.lru_cache(maxsize=64)  # noqa: B019
