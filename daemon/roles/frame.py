@@ -254,6 +254,13 @@ class Frame:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.stopping.set)
         loop.add_signal_handler(signal.SIGHUP, self.reload_requested.set)
+        try:
+            return await self._run(factory)
+        finally:
+            for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+                loop.remove_signal_handler(sig)
+
+    async def _run(self, factory: RoleFactory) -> int:
         host, port = health_address(self.settings, self.role_name, self.process_num)
         logging_settings = self.settings.logging
         store = open_async_store(

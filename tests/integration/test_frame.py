@@ -1,0 +1,173 @@
+"""The frame every role stands on, with a role of the test's own in this process:
+its children started and drained, a route of its own beside /healthz and /metrics,
+a child that dies stopping the role loudly, and a reload that rebuilds only what
+changed and says what did."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+from collections.abc import Callable
+from pathlib import Path
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+from daemon.config import load_config
+from daemon.roles.frame import FRAME, ChildSpec, Context, Frame, RoleBase, TaskChild
+from daemon.settings import Settings
+from daemon.store import migrate, open_database
+from tests.integration.daemon_process import free_port
+
+pytestmark = pytest.mark.timeout(60)
+
+CONFIG = """
+database: sqlite:///{db}
+channels:
+  hie: {{kind: mllp, host: 127.0.0.1, port: 9, rate: {rate}}}
+  hook: {{kind: http, url: "http://127.0.0.1:9/"}}
+roles:
+  poller: {{base_port: {port}, drain_timeout: 2s}}
+"""
+
+
+class Toy(RoleBase):
+    """A child per channel and one that dies when told; a route /toy."""
+
+    def __init__(self, context: Context) -> None:
+        self.ctx = context
+        self.built: list[str] = []
+        self.drained: list[str] = []
+        self.die = asyncio.Event()
+
+    def children(self, settings: Settings) -> list[ChildSpec]:
+        specs = [
+            ChildSpec(f"channel {name}", channel, self._child(f"channel {name}"))
+            for name, channel in settings.channels.items()
+        ]
+        return [*specs, ChildSpec("mortal", None, lambda: TaskChild("mortal", self._mortal))]
+
+    def _child(self, name: str) -> Callable[[], TaskChild]:
+        def build() -> TaskChild:
+            self.built.append(name)
+            return Drained(name, self)
+
+        return build
+
+    async def _mortal(self) -> None:
+        await self.die.wait()
+        raise RuntimeError("the mortal child died")
+
+    def add_routes(self, app: web.Application) -> None:
+        async def toy(request: web.Request) -> web.Response:
+            frame = request.app[FRAME]
+            return web.json_response(
+                {"role": frame.role_name, "children": len(frame.children.running)}
+            )
+
+        app.router.add_get("/toy", toy)
+
+
+class Drained(TaskChild):
+    def __init__(self, name: str, role: Toy) -> None:
+        super().__init__(name, lambda: asyncio.sleep(3600))
+        self.role = role
+
+    async def drain(self, timeout: float) -> None:
+        self.role.drained.append(self.name)
+        await super().drain(timeout)
+
+
+def write(path: Path, port: int, rate: str = "20/s") -> None:
+    path.write_text(CONFIG.format(db=path.parent / "o.db", port=port, rate=rate))
+
+
+async def get(port: int, path: str) -> tuple[int, dict]:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(f"http://127.0.0.1:{port}{path}") as r,
+    ):
+        return r.status, await r.json(content_type=None) if path != "/metrics" else {}
+
+
+async def eventually(check: Callable[[], bool], timeout: float = 10.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not check():
+        assert asyncio.get_running_loop().time() < deadline, "timed out"
+        await asyncio.sleep(0.02)
+
+
+@pytest.fixture
+def config(tmp_path: Path) -> tuple[Path, int]:
+    port = free_port()
+    path = tmp_path / "o.yaml"
+    write(path, port)
+    migrate(open_database(load_config(path).database))
+    return path, port
+
+
+async def test_children_routes_reload_and_drain(config, caplog):
+    path, port = config
+    frame = Frame("poller", 0, str(path), load_config(path))
+    roles: list[Toy] = []
+
+    def factory(ctx: Context) -> Toy:
+        roles.append(Toy(ctx))
+        return roles[-1]
+
+    run = asyncio.create_task(frame.run(factory))
+    await eventually(lambda: frame.children is not None and len(frame.children.running) == 3)
+    role = roles[0]
+    assert await get(port, "/toy") == (200, {"role": "poller", "children": 3})
+    status, body = await get(port, "/healthz")
+    assert status == 200 and body["status"] == "ok"
+    assert (await get(port, "/metrics"))[0] == 200
+    # a reload that changes one channel rebuilds that one only, and says what changed
+    write(path, port, rate="5/s")
+    with caplog.at_level("INFO", logger="outboxd.frame"):
+        os.kill(os.getpid(), signal.SIGHUP)
+        await eventually(lambda: "reloaded" in caplog.text)
+    assert "channel hie changed: rate 20/s → 5/s" in caplog.text
+    assert role.built == ["channel hie", "channel hook", "channel hie"]
+    assert role.drained == ["channel hie"]
+    # a bad file is refused; the running children stay
+    path.write_text(path.read_text() + "bogus: 1\n")
+    with caplog.at_level("INFO", logger="outboxd.frame"):
+        os.kill(os.getpid(), signal.SIGHUP)
+        await eventually(lambda: "reload refused" in caplog.text)
+    assert len(frame.children.running) == 3
+    # SIGTERM: every child drained, exit 0
+    os.kill(os.getpid(), signal.SIGTERM)
+    assert await asyncio.wait_for(run, 10) == 0
+    assert sorted(role.drained) == ["channel hie", "channel hie", "channel hook"]
+
+
+async def test_a_child_that_dies_stops_the_role_loudly(config, caplog):
+    path, _ = config
+    frame = Frame("poller", 0, str(path), load_config(path))
+    roles: list[Toy] = []
+    run = asyncio.create_task(frame.run(lambda ctx: roles.append(Toy(ctx)) or roles[-1]))
+    await eventually(
+        lambda: bool(roles) and frame.children is not None and len(frame.children.running) == 3
+    )
+    with caplog.at_level("INFO", logger="outboxd.frame"):
+        roles[0].die.set()
+        assert await asyncio.wait_for(run, 10) == 1
+    assert "a loop ended unexpectedly; stopping" in caplog.text
+    assert "the mortal child died" in caplog.text
+    assert sorted(roles[0].drained) == ["channel hie", "channel hook"]  # the rest drained
+
+
+async def test_no_port_for_a_process_number_is_refused_before_anything_starts(config):
+    from daemon.errors import StartupError
+    from daemon.roles.frame import health_address
+
+    path, port = config
+    settings = load_config(path)
+    assert health_address(settings, "poller", 2) == ("127.0.0.1", port + 2)
+    with pytest.raises(StartupError, match="is not a port"):
+        health_address(settings, "poller", 70000)
+    with pytest.raises(StartupError, match="is not a port"):
+        health_address(settings, "poller", -1)
