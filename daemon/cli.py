@@ -7,11 +7,12 @@ Errors are one line on stderr and a sysexits-style code, never a traceback
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import os
 import sys
 from collections.abc import Callable, Sequence
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -32,6 +33,7 @@ from daemon.store import (
     migrate,
     open_database,
 )
+from daemon.store.db import DatabaseFileError
 from daemon.store.migrations import require_current
 from daemon.store.models import STATUSES, utcnow
 from daemon.store.types import InvalidMessage, MessageFilter, NewMessage, OperatorResult
@@ -43,6 +45,7 @@ EX_DATAERR = 65
 EX_NOINPUT = 66
 EX_UNAVAILABLE = 69
 EX_SOFTWARE = 70
+MAX_ID = 2**63 - 1  # the largest id a message can have
 
 
 class CliError(Exception):
@@ -59,16 +62,17 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 
 def _open_store(settings: Settings) -> Store:
-    db = open_database(settings.database)
+    """The store of an existing, current database (nothing is created)."""
+    db = open_database(settings.database, create=False)
     try:
         require_current(db)
-    except SchemaMismatch:
+    except BaseException:
         db.close()
         raise
     return Store(db)
 
 
-def _parse_time(text: str, tz: ZoneInfo) -> datetime:
+def _parse_time(text: str, tz: ZoneInfo, option: str = "--since") -> datetime:
     """``2026-11-23T08:00`` (in the configured zone unless it has an offset), or a
     duration meaning that long ago (``2h``)."""
     try:
@@ -77,23 +81,64 @@ def _parse_time(text: str, tz: ZoneInfo) -> datetime:
         pass
     try:
         value = datetime.fromisoformat(text)
-    except ValueError:
+        value = value.replace(tzinfo=tz) if value.tzinfo is None else value
+        return value.astimezone(UTC)
+    except (ValueError, OverflowError):
         raise CliError(
-            f"invalid time {text!r}: use ISO 8601 (2026-11-23T08:00) or an age such as 2h",
+            f"{option}: invalid time {text!r}: use ISO 8601 (2026-11-23T08:00) or an age "
+            "such as 2h",
             EX_USAGE,
         ) from None
-    return value.replace(tzinfo=tz) if value.tzinfo is None else value
+
+
+def _ids(groups: Sequence[str]) -> tuple[int, ...]:
+    """``--id 12 --id 13,14``: message ids, each a whole number that can be one."""
+    ids = []
+    for group in groups:
+        for part in group.split(","):
+            text = part.strip()
+            if not text:
+                continue
+            if not (text.isascii() and text.isdigit()) or not 0 < int(text) <= MAX_ID:
+                raise CliError(f"--id: {part!r} is not a message id (a whole number)", EX_USAGE)
+            ids.append(int(text))
+    return tuple(ids)
+
+
+def _window(text: str) -> float:
+    try:
+        seconds = parse_duration(text)
+    except ValueError as exc:
+        raise CliError(f"--window: {exc}", EX_USAGE) from None
+    if seconds <= 0:
+        raise CliError(f"--window: {text!r} is no time at all: give one such as 1h", EX_USAGE)
+    return seconds
+
+
+def _check_text(args: argparse.Namespace) -> None:
+    """Every text argument a message or a lookup uses must be UTF-8 (a shell can
+    pass any bytes; they cannot be stored, compared or printed as they are)."""
+    for name, value in vars(args).items():
+        if name in ("config", "payload") or not isinstance(value, str | list):
+            continue
+        for item in value if isinstance(value, list) else [value]:
+            if isinstance(item, str):
+                try:
+                    item.encode("utf-8")
+                except UnicodeEncodeError:
+                    option = name if name in ("kodebooking",) else f"--{name.replace('_', '-')}"
+                    raise CliError(f"{option}: not valid UTF-8 text", EX_DATAERR) from None
 
 
 def _selector(args: argparse.Namespace, settings: Settings) -> MessageFilter:
     tz = ZoneInfo(settings.timezone)
-    ids = tuple(int(i) for group in args.id or [] for i in group.split(",") if i)
+    ids = _ids(args.id or [])
     selector = MessageFilter(
         ids=ids,
         channel=args.channel,
         statuses=tuple(args.status or ()),
-        since=_parse_time(args.since, tz) if args.since else None,
-        until=_parse_time(args.until, tz) if args.until else None,
+        since=_parse_time(args.since, tz, "--since") if args.since else None,
+        until=_parse_time(args.until, tz, "--until") if args.until else None,
     )
     if selector.empty:
         raise CliError("select messages with --id, or --channel/--status/--since/--until", EX_USAGE)
@@ -189,8 +234,8 @@ def cmd_enqueue(args: argparse.Namespace) -> int:
 
 
 def cmd_stats(args: argparse.Namespace) -> int:
+    window = _window(args.window)
     settings = _settings(args)
-    window = parse_duration(args.window)
     store = _open_store(settings)
     try:
         now = utcnow()
@@ -265,9 +310,12 @@ cmd_cancel = _operator_command("cancelled", lambda store: store.cancel)
 
 def cmd_run(args: argparse.Namespace) -> int:
     from daemon.roles import role_factory
-    from daemon.roles.frame import run_role
+    from daemon.roles.frame import NoHealthPort, run_role
 
-    return run_role(args.role, args.process_num, args.config, role_factory(args.role))
+    try:
+        return run_role(args.role, args.process_num, args.config, role_factory(args.role))
+    except NoHealthPort as exc:
+        raise CliError(f"--process-num: {exc}", EX_USAGE) from None
 
 
 # --- parser -------------------------------------------------------------------------
@@ -334,11 +382,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    for stream in (sys.stdout, sys.stderr):  # an argument that is not UTF-8 still prints
+        if isinstance(stream, io.TextIOWrapper):
+            stream.reconfigure(errors="backslashreplace")
     parser = build_parser()
     args = parser.parse_args(argv)
     if not hasattr(args, "config"):
         args.config = None
     try:
+        _check_text(args)
         return args.func(args)
     except ConfigError as exc:
         print(exc, file=sys.stderr)
@@ -355,11 +407,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     except StartupError as exc:
         print(f"outboxd: {exc}", file=sys.stderr)
         return EX_UNAVAILABLE
+    except DatabaseFileError as exc:
+        print(f"outboxd: {exc}", file=sys.stderr)
+        return EX_CONFIG
     except (StoreUnavailable, StoreError) as exc:
         print(f"outboxd: {exc}", file=sys.stderr)
         return EX_UNAVAILABLE
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # the reader went away (`outboxd stats | head`): nothing to say
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
     except Exception as exc:
         if os.environ.get("OUTBOXD_DEBUG"):
             raise

@@ -13,7 +13,8 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, BeforeValidator, SecretStr
 from pydantic.fields import FieldInfo
 
-from daemon.units import format_duration, parse_duration
+from daemon.fields import setting_duration
+from daemon.units import format_duration
 
 _LIMIT = 60  # characters of one value shown
 _HIDDEN = frozenset({"headers"})  # mappings whose values may be credentials
@@ -80,7 +81,7 @@ def _show(value: Any, info: FieldInfo | None) -> str:
 
 
 def _is_duration(info: FieldInfo) -> bool:
-    return any(isinstance(m, BeforeValidator) and m.func is parse_duration for m in info.metadata)
+    return any(isinstance(m, BeforeValidator) and m.func is setting_duration for m in info.metadata)
 
 
 def _where(url: str) -> str:

@@ -1,5 +1,7 @@
-"""Human-readable text for the CLI: the config summary and the stats table.
-Never prints a secret."""
+"""Human-readable text for the CLI: the config summary, the stats table, a
+visit. Never prints a secret; what came from a file, a peer or the database is
+printed with its control characters escaped, so it cannot fake a line or
+drive the terminal."""
 
 from __future__ import annotations
 
@@ -15,6 +17,13 @@ from daemon.store.models import STATUSES
 from daemon.store.types import ChannelStats
 from daemon.store.visits import VisitView
 from daemon.units import format_duration
+
+
+def printable(text: str) -> str:
+    """``text`` with every character that is not printable written as an escape."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 def _channel_line(name: str, channel: ChannelSettings) -> str:
@@ -52,7 +61,7 @@ def config_summary(settings: Settings, source: str) -> list[str]:
         "health/metrics base ports: "
         + ", ".join(f"{role} {getattr(roles, role).base_port}" for role in type(roles).model_fields)
     )
-    return lines
+    return [printable(line) for line in lines]
 
 
 def stats_rows(stats: Sequence[ChannelStats], configured: Sequence[str]) -> list[ChannelStats]:
@@ -95,10 +104,12 @@ def stats_table(stats: Sequence[ChannelStats], window: float) -> list[str]:
         )
     widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
     return [
-        "  ".join(
-            cell.ljust(w) if i == 0 else cell.rjust(w)
-            for i, (cell, w) in enumerate(zip(row, widths, strict=True))
-        ).rstrip()
+        printable(
+            "  ".join(
+                cell.ljust(w) if i == 0 else cell.rjust(w)
+                for i, (cell, w) in enumerate(zip(row, widths, strict=True))
+            ).rstrip()
+        )
         for row in rows
     ]
 
@@ -137,5 +148,5 @@ def visit_lines(visit: VisitView, tz: tzinfo) -> list[str]:
             line += " (time observed by the poller: the source has none)"
         if "reason" in entry:
             line += f" — {entry['reason']}"
-        lines.append(line.rstrip())
-    return lines
+        lines.append(printable(line.rstrip()))
+    return [printable(lines[0]), *lines[1:]]

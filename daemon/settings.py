@@ -14,7 +14,16 @@ from pydantic import BeforeValidator, Field, SecretStr
 
 from daemon.channels.registry import AnyChannelSettings
 from daemon.eventloop import EventLoopName
-from daemon.fields import CronExpression, Model, Name, Port, PositiveDuration, TimeZoneName
+from daemon.fields import (
+    CronExpression,
+    Flag,
+    Host,
+    Model,
+    Name,
+    Port,
+    PositiveDuration,
+    TimeZoneName,
+)
 from daemon.sources.registry import AnySourceSettings
 from daemon.store.db import DatabaseSettings
 
@@ -26,17 +35,17 @@ class ScheduleSettings(Model):
     job: Literal["purge", "export", "report", "status_sweep"]
     timezone: TimeZoneName | None = None
     options: dict[str, Any] = Field(default_factory=dict)
-    enabled: bool = True
+    enabled: Flag = True
 
 
 class ControlSettings(Model):
-    host: str = "127.0.0.1"
+    host: Host = "127.0.0.1"
     port: Port = 8080
     token: SecretStr | None = None
 
 
 class RoleSettings(Model):
-    host: str = "127.0.0.1"
+    host: Host = "127.0.0.1"
     base_port: Port
     drain_timeout: PositiveDuration = 30.0
     # The asyncio event loop implementation: "uvloop" (libuv; less CPU per message,
@@ -50,7 +59,7 @@ class DispatcherRoleSettings(RoleSettings):
     # a thread (false). A busy event loop and a store thread take turns on one
     # interpreter lock, so a thread makes both wait; a child process does not
     # (about 1.5x the messages a second on SQLite). Read at start.
-    store_process: bool = True
+    store_process: Flag = True
 
 
 class RolesSettings(Model):

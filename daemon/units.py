@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
 _PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
 _DURATION = re.compile(r"(?:\d+(?:\.\d+)?(?:ms|s|m|h|d|w))+")
+LONGEST = 100 * 365 * 86400.0  # no duration outboxd reads is longer: a century
+_MAX_RATE_COUNT = 1e9
 
 
 def parse_duration(value: object) -> float:
@@ -29,8 +32,12 @@ def parse_duration(value: object) -> float:
             )
     else:
         raise ValueError(f"expected a duration such as 30s, got {type(value).__name__}")
+    if not math.isfinite(seconds):
+        raise ValueError(f"a duration must be a finite number of seconds, got {value!r}")
     if seconds < 0:
         raise ValueError(f"duration must not be negative, got {value!r}")
+    if seconds > LONGEST:
+        raise ValueError(f"duration {value!r} is longer than a century")
     return seconds
 
 
@@ -82,4 +89,6 @@ def parse_rate(value: object) -> Rate:
     per = _UNIT_SECONDS[period] if period in _UNIT_SECONDS else parse_duration(period)
     if count <= 0 or per <= 0:
         raise ValueError(f"invalid rate {value!r}: count and period must be positive")
+    if count > _MAX_RATE_COUNT:
+        raise ValueError(f"invalid rate {value!r}: at most {_MAX_RATE_COUNT:.0e} per period")
     return Rate(count=count, per=per)

@@ -18,12 +18,12 @@ from typing import Annotated, Generic, TypeVar
 from pydantic import Field, model_validator
 
 from daemon.channels.base import Channel
-from daemon.fields import Model, PositiveDuration, RateValue
+from daemon.fields import Flag, Integer, Model, PositiveDuration, RateValue
 from daemon.store.types import AttemptResult, ClaimedMessage, Progress
 
 
 class RetrySettings(Model):
-    max_attempts: Annotated[int, Field(ge=1)] = 12
+    max_attempts: Annotated[Integer, Field(ge=1, le=100_000)] = 12
     backoff: PositiveDuration = 30.0
     max_backoff: PositiveDuration = 3600.0
     max_age: PositiveDuration = 86400.0
@@ -36,7 +36,8 @@ class RetrySettings(Model):
 
 
 class BreakerSettings(Model):
-    failures: Annotated[int, Field(ge=1)] = 5  # consecutive transport failures that open it
+    # consecutive transport failures that open it
+    failures: Annotated[Integer, Field(ge=1, le=100_000)] = 5
     cooldown: PositiveDuration = 30.0  # open this long, then one probe (half-open)
 
 
@@ -45,11 +46,11 @@ class ChannelSettings(Model):
 
     kind: str
     rate: RateValue | None = None
-    burst: Annotated[int, Field(ge=1)] | None = None
-    concurrency: Annotated[int, Field(ge=1, le=1000)] = 4
-    batch_size: Annotated[int, Field(ge=1, le=10000)] = 100
+    burst: Annotated[Integer, Field(ge=1, le=1_000_000)] | None = None
+    concurrency: Annotated[Integer, Field(ge=1, le=1000)] = 4
+    batch_size: Annotated[Integer, Field(ge=1, le=10000)] = 100
     lease: PositiveDuration = 60.0
-    ordered: bool = False  # one message in flight per ordering key, oldest first
+    ordered: Flag = False  # one message in flight per ordering key, oldest first
     retry: RetrySettings = RetrySettings()
     breaker: BreakerSettings = BreakerSettings()
 

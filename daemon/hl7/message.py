@@ -3,10 +3,11 @@ and reading its control id (MSH-10) cheaply on the send path.
 
 Normal form (what ``normalize`` returns and what is stored and sent):
 segments separated by a single ``\\r``; ``\\r\\n`` and ``\\n`` become ``\\r``;
-whitespace and blank segments before ``MSH`` and at the very end of the message
-are removed; the message ends with exactly one ``\\r``. Nothing else changes:
-whitespace inside segments, empty trailing fields and escape sequences are
-field content and are kept byte for byte.
+whitespace and blank segments before ``MSH``, and blank segments (nothing but
+spaces and tabs) after the last one, are removed; the message ends with exactly
+one ``\\r``. Nothing else changes: whitespace inside segments and at their ends
+(the last one's too), empty trailing fields and escape sequences are field
+content and are kept byte for byte.
 
 The encoding must be ASCII-compatible (UTF-8, Latin-1, cp1252, ...): segment
 and field separators are looked for as single bytes.
@@ -43,8 +44,14 @@ class MessageInfo:
 
 def normalize(raw: bytes) -> bytes:
     """The message in normal form (see the module docstring); ``b""`` if it is blank."""
-    text = raw.replace(b"\r\n", b"\r").replace(b"\n", b"\r").strip(_EDGE_WHITESPACE)
-    return text + b"\r" if text else b""
+    text = raw.replace(b"\r\n", b"\r").replace(b"\n", b"\r").lstrip(_EDGE_WHITESPACE)
+    end = len(text)
+    while end:  # drop blank segments at the end, keep the last one's own spaces
+        cut = text.rfind(b"\r", 0, end)
+        if text[cut + 1 : end].strip(b" \t"):
+            break
+        end = max(cut, 0)
+    return text[:end] + b"\r" if end else b""
 
 
 @lru_cache(maxsize=32)

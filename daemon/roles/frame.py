@@ -138,12 +138,16 @@ def owner_id(role: str, process_num: int) -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{role}.{process_num}"
 
 
+class NoHealthPort(StartupError):
+    """The role's base port and the process number give no port."""
+
+
 def health_address(settings: Settings, role: str, process_num: int) -> tuple[str, int]:
     """Where a role's process serves /healthz; a number that gives no port is refused."""
     role_settings: RoleSettings = getattr(settings.roles, role)
     port = role_settings.base_port + process_num
     if process_num < 0 or port > MAX_PORT:
-        raise StartupError(
+        raise NoHealthPort(
             f"no health port for process number {process_num}: roles.{role}.base_port "
             f"{role_settings.base_port} + {process_num} is not a port (1-{MAX_PORT})"
         )
@@ -158,6 +162,7 @@ class Children:
         self.role = role
         self.role_name = role_name
         self.running: dict[str, tuple[ChildSpec, Child, list[asyncio.Task[Any]]]] = {}
+        self.broken: dict[str, str] = {}  # a child a reload could not build: why
 
     def get(self, name: str) -> Child | None:
         entry = self.running.get(name)
@@ -200,12 +205,17 @@ class Children:
         changed or was added; each logged, a change with what changed."""
         wanted = {spec.name: spec for spec in self.role.children(settings)}
         removed = [name for name in self.running if name not in wanted]
+        retried = [spec for name, spec in wanted.items() if name in self.broken]
         changed = {
             name: spec
             for name, spec in wanted.items()
             if name in self.running and self.running[name][0].config != spec.config
         }
-        added = [spec for name, spec in wanted.items() if name not in self.running]
+        added = [
+            spec
+            for name, spec in wanted.items()
+            if name not in self.running and name not in self.broken
+        ]
         for name in removed:
             log.info("%s removed", name)
         for name, spec in changed.items():
@@ -213,11 +223,17 @@ class Children:
             log.info("%s changed: %s", name, what)
         timeout = getattr(settings.roles, self.role_name).drain_timeout
         await self.drain(timeout, [*removed, *changed])
-        for spec in changed.values():
-            self._start(spec)
-        for spec in added:
-            self._start(spec)
-            log.info("%s added", spec.name)
+        self.broken = {name: why for name, why in self.broken.items() if name in wanted}
+        for spec in [*changed.values(), *retried, *added]:
+            try:
+                self._start(spec)
+            except Exception as exc:  # the rest run on; /healthz names this one
+                log.exception("%s could not be started", spec.name)
+                self.broken[spec.name] = f"{type(exc).__name__}: {exc}"
+                continue
+            self.broken.pop(spec.name, None)
+            if spec in added:
+                log.info("%s added", spec.name)
         log.info(
             "reloaded",
             extra={"added": len(added), "changed": len(changed), "removed": len(removed)},
@@ -227,6 +243,7 @@ class Children:
         out = list(self.role.problems())
         for _, child, _ in self.running.values():
             out += child.problems()
+        out += [f"{name}: not running ({why})" for name, why in sorted(self.broken.items())]
         return out
 
 

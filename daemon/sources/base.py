@@ -19,7 +19,7 @@ from zoneinfo import ZoneInfo
 
 from pydantic import Field
 
-from daemon.fields import Model, PositiveDuration, TimeZoneName
+from daemon.fields import Model, Number, PositiveDuration, TimeZoneName
 from daemon.store.types import NewMessage
 
 
@@ -38,7 +38,7 @@ class SourceSettings(Model):
     # ``timezone``). It also decides which date "today" is.
     timezone: TimeZoneName | None = None
     # Each wait is the interval ± this fraction, so pollers do not hit a database in step.
-    jitter: Annotated[float, Field(ge=0, le=0.5)] = 0.1
+    jitter: Annotated[Number, Field(ge=0, le=0.5)] = 0.1
     # After a failed poll the wait doubles from ``interval`` up to this.
     max_backoff: PositiveDuration = 300.0
     timeout: PositiveDuration = 120.0  # for a whole poll's reading; then it counts as failed

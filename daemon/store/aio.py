@@ -102,8 +102,9 @@ def open_async_store(
     process: str = "outboxd",
 ) -> AsyncStore:
     """The store for a role: its work on a thread, or (``in_process``) in a
-    worker process of its own (started at the first call)."""
-    store = Store(open_database(database))
+    worker process of its own (started at the first call). It never creates a
+    database: ``outboxd migrate`` does."""
+    store = Store(open_database(database, create=False))
     if not in_process:
         from daemon.store.thread import StoreThread
 

@@ -74,7 +74,7 @@ class StoreBase:
     def _write(self, work: Callable[[], T]) -> T:
         """Run ``work`` as one transaction (``BEGIN IMMEDIATE`` on SQLite)."""
         try:
-            with unavailable_on_error(), self.db.atomic():
+            with unavailable_on_error(self.db), self.db.atomic():
                 return work()
         except StoreUnavailable:
             self._drop_connection()
@@ -83,7 +83,7 @@ class StoreBase:
     def _read(self, work: Callable[[], T]) -> T:
         """Run read-only ``work`` without taking SQLite's write lock."""
         try:
-            with unavailable_on_error():
+            with unavailable_on_error(self.db):
                 return work()
         except StoreUnavailable:
             self._drop_connection()

@@ -23,6 +23,11 @@ class StoreUnavailable(StoreError):
     """The database did not answer or refused the unit of work; try again later."""
 
 
+class DatabaseFileError(StoreError):
+    """The database the settings name is not one outboxd can use (no such file, a
+    directory, not SQLite, damaged); the text names the file and what is wrong."""
+
+
 STORE_SCHEMES = ("sqlite", "postgres", "postgresql")
 
 
@@ -36,12 +41,19 @@ class DatabaseSettings(Model):
     @field_validator("url")
     @classmethod
     def _known_scheme(cls, url: SecretStr) -> SecretStr:
-        scheme = urlsplit(url.get_secret_value()).scheme
-        if scheme not in STORE_SCHEMES:
+        text = url.get_secret_value()
+        try:
+            parts = urlsplit(text)
+            parts.port  # noqa: B018 - raises for a port that is not one
+        except ValueError as exc:
+            raise ValueError(f"not a database URL: {exc}") from None
+        if parts.scheme not in STORE_SCHEMES:
             raise ValueError(
-                f"unsupported database scheme {scheme or '(none)'!r}: "
+                f"unsupported database scheme {parts.scheme or '(none)'!r}: "
                 "use sqlite:///PATH or postgresql://USER@HOST/DB"
             )
+        if any(c in text for c in "\r\n\0"):
+            raise ValueError("the database URL holds a line break or a NUL")
         return url
 
 
@@ -49,25 +61,44 @@ def _one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split()) or type(exc).__name__
 
 
+def database_name(db: pw.Database) -> str:
+    """The database as an operator names it: the SQLite file, or host:port/name."""
+    if is_postgres(db):
+        params = db.connect_params
+        return f"{params.get('host', 'localhost')}:{params.get('port', 5432)}/{db.database}"
+    return str(db.database)
+
+
 @contextmanager
-def unavailable_on_error() -> Iterator[None]:
-    """Turn a driver's connection-level error into ``StoreUnavailable``."""
+def unavailable_on_error(db: pw.Database | None = None) -> Iterator[None]:
+    """Turn a driver's connection-level error into ``StoreUnavailable``, and a
+    database that is not one (``file is not a database``, ``malformed``) into
+    ``DatabaseFileError``; the messages name ``db``."""
     try:
         yield
     except (pw.OperationalError, pw.InterfaceError) as exc:
-        raise StoreUnavailable(f"database unavailable: {_one_line(exc)}") from exc
+        where = f" ({database_name(db)})" if db is not None and not is_postgres(db) else ""
+        raise StoreUnavailable(f"database unavailable{where}: {_one_line(exc)}") from exc
+    except pw.DatabaseError as exc:
+        if type(exc) is not pw.DatabaseError:  # integrity, data, programming: not the file
+            raise
+        where = database_name(db) if db is not None else "the database"
+        raise DatabaseFileError(f"{where} is damaged or not a database: {_one_line(exc)}") from exc
 
 
 def is_postgres(db: pw.Database) -> bool:
     return isinstance(db, pw.PostgresqlDatabase)
 
 
-def open_database(settings: DatabaseSettings) -> pw.Database:
-    """A peewee database for the URL; connections open lazily, one per thread."""
+def open_database(settings: DatabaseSettings, create: bool = True) -> pw.Database:
+    """A peewee database for the URL; connections open lazily, one per thread.
+    A SQLite file is checked first (``DatabaseFileError`` naming what is wrong);
+    with ``create`` a missing file and its directories are made, else a missing
+    file is an error (a command that only reads never creates anything)."""
     url = settings.url.get_secret_value()
     parts = urlsplit(url)
     if parts.scheme == "sqlite":
-        return _sqlite(parts.path, settings)
+        return _sqlite(parts.path, settings, create)
     if parts.scheme in ("postgres", "postgresql"):
         return _postgres(url, settings)
     raise StoreError(f"unsupported database scheme {parts.scheme!r}")
@@ -92,7 +123,36 @@ class _SqliteDatabase(pw.SqliteDatabase):
             delay = min(delay * 2, 0.2)
 
 
-def _sqlite(raw_path: str, settings: DatabaseSettings) -> pw.SqliteDatabase:
+SQLITE_MAGIC = b"SQLite format 3\x00"
+
+
+def check_sqlite_file(path: Path, create: bool) -> None:
+    """Refuse a path that cannot be an outboxd SQLite database, saying why; with
+    ``create``, make the directories of a file that does not exist yet."""
+    try:
+        if path.is_dir():
+            raise DatabaseFileError(f"{path} is a directory, not a database file")
+        if not path.exists():
+            parent = next((p for p in path.parents if p.exists()), None)
+            if parent is not None and not parent.is_dir():
+                raise DatabaseFileError(f"{path}: {parent} is not a directory")
+            if not create:
+                raise DatabaseFileError(
+                    f"no database at {path} (`outboxd migrate` creates it; is the path right?)"
+                )
+            path.parent.mkdir(parents=True, exist_ok=True)
+            return
+        if not path.is_file():
+            raise DatabaseFileError(f"{path} is not a regular file")
+        with path.open("rb") as handle:
+            head = handle.read(len(SQLITE_MAGIC))
+    except OSError as exc:
+        raise StoreUnavailable(f"cannot use {path}: {exc.strerror or exc}") from None
+    if head and head != SQLITE_MAGIC:
+        raise DatabaseFileError(f"{path} is not an SQLite database")
+
+
+def _sqlite(raw_path: str, settings: DatabaseSettings, create: bool) -> pw.SqliteDatabase:
     # sqlite:///var/x.db is relative to the working directory; sqlite:////abs/x.db absolute.
     path = unquote(raw_path[1:] if raw_path.startswith("/") else raw_path)
     if not path or path == ":memory:":
@@ -100,7 +160,7 @@ def _sqlite(raw_path: str, settings: DatabaseSettings) -> pw.SqliteDatabase:
             "an in-memory SQLite database cannot be shared between the store thread and "
             "other processes; give a file path such as sqlite:///var/outboxd.db"
         )
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    check_sqlite_file(Path(path), create)
     return _SqliteDatabase(
         path,
         pragmas={

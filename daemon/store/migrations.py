@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import peewee as pw
 
-from daemon.store.db import StoreError, is_postgres, unavailable_on_error
+from daemon.store.db import StoreError, StoreUnavailable, is_postgres, unavailable_on_error
 from daemon.store.models import db_timestamp, utcnow
 
 VERSION_TABLE = "outboxd_schema"
@@ -227,7 +227,7 @@ def _ensure_version_table(db: pw.Database) -> None:
 
 def current_version(db: pw.Database) -> int:
     """The newest applied migration, 0 for an empty database."""
-    with unavailable_on_error():
+    with unavailable_on_error(db):
         if not db.table_exists(VERSION_TABLE):
             return 0
         row = db.execute_sql(f"SELECT MAX(version) FROM {VERSION_TABLE}").fetchone()
@@ -237,7 +237,7 @@ def current_version(db: pw.Database) -> int:
 def migrate(db: pw.Database) -> list[Migration]:
     """Apply what is missing, each migration in its own transaction; idempotent and
     safe to run from several processes at once. Returns what this call applied."""
-    with unavailable_on_error():
+    with unavailable_on_error(db):
         return _migrate(db)
 
 
@@ -270,8 +270,11 @@ def require_current(db: pw.Database) -> int:
     (and, on SQLite, the JSON functions the hot path uses are there)."""
     if not is_postgres(db):
         try:
-            db.execute_sql("SELECT json_each.value FROM json_each('[1]')").fetchall()
-        except pw.OperationalError as exc:
+            with unavailable_on_error(db):
+                db.execute_sql("SELECT json_each.value FROM json_each('[1]')").fetchall()
+        except StoreUnavailable as exc:
+            if "json_each" not in str(exc):
+                raise
             raise SchemaMismatch(
                 f"this SQLite ({sqlite3.sqlite_version}) has no JSON functions ({exc}): "
                 "outboxd needs SQLite 3.38 or newer, or one built with JSON1"

@@ -37,18 +37,31 @@ from daemon.store.types import (
     UnknownPrerequisite,
 )
 
-_LIMITS = {"channel": 64, "key": 255, "kind": 64}
+_LIMITS = {"channel": 64, "key": 255, "kind": 64, "group_key": 255, "after_key": 255}
+_OPTIONAL = ("group_key", "after_key")
+
+
+def check_name(what: str, value: object, limit: int) -> None:
+    """A key, kind, channel or group: 1 to ``limit`` printable characters, not
+    beginning or ending with a space (no line breaks, tabs, escapes or NULs:
+    what is stored is shown in logs and tables as it is)."""
+    if not isinstance(value, str) or not value:
+        raise InvalidMessage(f"{what} must be a non-empty string")
+    if len(value) > limit:
+        raise InvalidMessage(f"{what} is longer than {limit} characters")
+    if not value.isprintable():
+        bad = next(c for c in value if not c.isprintable())
+        raise InvalidMessage(f"{what} holds a character that cannot be shown ({bad!r})")
+    if value != value.strip():
+        raise InvalidMessage(f"{what} begins or ends with a space: {value!r}")
 
 
 def _check(message: NewMessage) -> NewMessage:
     for name, limit in _LIMITS.items():
         value = getattr(message, name)
-        if not isinstance(value, str) or not value:
-            raise InvalidMessage(f"{name} must be a non-empty string")
-        if len(value) > limit:
-            raise InvalidMessage(f"{name} is longer than {limit} characters")
-    if message.group_key is not None and not 0 < len(message.group_key) <= 255:
-        raise InvalidMessage("group_key must be 1 to 255 characters")
+        if value is None and name in _OPTIONAL:
+            continue
+        check_name(name, value, limit)
     if isinstance(message.payload, str):
         raise InvalidMessage("payload must be bytes (encode text first)")
     if message.after_key is not None and message.after_key == message.key:

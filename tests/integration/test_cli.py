@@ -114,6 +114,11 @@ def test_commands_refuse_an_unmigrated_database(tmp_path: Path):
     (tmp_path / "o.yaml").write_text("database: sqlite:///fresh.db\n")
     result = outboxd("stats", "-c", "o.yaml", cwd=tmp_path)
     assert result.returncode == 78
+    assert "no database at fresh.db (`outboxd migrate` creates it" in result.stderr.decode()
+    assert not (tmp_path / "fresh.db").exists()  # a command that reads creates nothing
+    (tmp_path / "fresh.db").touch()  # an empty file: a database with no schema yet
+    result = outboxd("stats", "-c", "o.yaml", cwd=tmp_path)
+    assert result.returncode == 78
     assert "schema is at version 0" in result.stderr.decode()
     assert "run `outboxd migrate`" in result.stderr.decode()
     first = outboxd("migrate", "-c", "o.yaml", cwd=tmp_path)

@@ -41,6 +41,7 @@ class Toy(RoleBase):
         self.built: list[str] = []
         self.drained: list[str] = []
         self.die = asyncio.Event()
+        self.explode: set[str] = set()  # children whose build fails
 
     def children(self, settings: Settings) -> list[ChildSpec]:
         specs = [
@@ -51,6 +52,8 @@ class Toy(RoleBase):
 
     def _child(self, name: str) -> Callable[[], TaskChild]:
         def build() -> TaskChild:
+            if name in self.explode:
+                raise RuntimeError(f"{name} would not build")
             self.built.append(name)
             return Drained(name, self)
 
@@ -80,8 +83,9 @@ class Drained(TaskChild):
         await super().drain(timeout)
 
 
-def write(path: Path, port: int, rate: str = "20/s") -> None:
-    path.write_text(CONFIG.format(db=path.parent / "o.db", port=port, rate=rate))
+def write(path: Path, port: int, rate: str = "20/s", url: str = "http://127.0.0.1:9/") -> None:
+    text = CONFIG.format(db=path.parent / "o.db", port=port, rate=rate)
+    path.write_text(text.replace("http://127.0.0.1:9/", url))
 
 
 async def get(port: int, path: str) -> tuple[int, dict]:
@@ -171,3 +175,35 @@ async def test_no_port_for_a_process_number_is_refused_before_anything_starts(co
         health_address(settings, "poller", 70000)
     with pytest.raises(StartupError, match="is not a port"):
         health_address(settings, "poller", -1)
+
+
+async def test_a_child_a_reload_cannot_build_is_a_health_problem_and_the_rest_run_on(
+    config, caplog
+):
+    path, port = config
+    frame = Frame("poller", 0, str(path), load_config(path))
+    roles: list[Toy] = []
+    run = asyncio.create_task(frame.run(lambda ctx: roles.append(Toy(ctx)) or roles[-1]))
+    await eventually(lambda: frame.children is not None and len(frame.children.running) == 3)
+    roles[0].explode.add("channel hook")
+    write(path, port, url="http://127.0.0.1:10/")
+    with caplog.at_level("INFO", logger="outboxd.frame"):
+        os.kill(os.getpid(), signal.SIGHUP)
+        await eventually(lambda: "reloaded" in caplog.text)
+    assert "channel hook could not be started" in caplog.text
+    status, body = await get(port, "/healthz")
+    assert status == 503
+    assert body["problems"] == [
+        "channel hook: not running (RuntimeError: channel hook would not build)"
+    ]
+    assert not run.done() and frame.children.get("channel hie") is not None
+    # the cause mended, the next reload builds it
+    roles[0].explode.clear()
+    caplog.clear()
+    with caplog.at_level("INFO", logger="outboxd.frame"):
+        os.kill(os.getpid(), signal.SIGHUP)
+        await eventually(lambda: "reloaded" in caplog.text)
+    assert (await get(port, "/healthz"))[0] == 200
+    assert frame.children.get("channel hook") is not None
+    os.kill(os.getpid(), signal.SIGTERM)
+    assert await asyncio.wait_for(run, 10) == 0

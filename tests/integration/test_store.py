@@ -126,12 +126,26 @@ def test_a_claim_too_big_to_join_reads_the_payloads_one_by_one(store: Store):
         (NewMessage("c" * 65, "k", b"x"), "channel is longer than 64"),
         (NewMessage("hie", "k", "text"), "payload must be bytes"),  # type: ignore[arg-type]
         (NewMessage("hie", "k", b"x", after_key="k"), "cannot be its own prerequisite"),
+        (NewMessage("hie", "k", b"x", after_key=""), "after_key must be a non-empty string"),
+        (NewMessage("hie", "a\nb", b"x"), r"key holds a character that cannot be shown \('\\n'\)"),
+        (NewMessage("hie", "a\rb", b"x"), "key holds a character that cannot be shown"),
+        (NewMessage("hie", "\x1b[31mred", b"x"), "key holds a character that cannot be shown"),
+        (NewMessage("hie", "a\udcffb", b"x"), "key holds a character that cannot be shown"),
+        (NewMessage("hie", " ", b"x"), "key begins or ends with a space"),
+        (NewMessage("hie", "k ", b"x"), "key begins or ends with a space"),
+        (NewMessage("hie", "k", b"x", group_key="g\t"), "group_key holds a character"),
+        (NewMessage("hie", "k", b"x", kind="hl7\x00"), "kind holds a character"),
     ],
 )
 def test_invalid_messages_are_refused(store: Store, message, reason):
     with pytest.raises(InvalidMessage, match=reason):
         store.enqueue(message)
     assert Message.select().count() == 0
+
+
+def test_keys_may_hold_any_printable_text(store: Store):
+    for key in ("2026/11/23/000007:task:3", "Ünïcødé key · 患者", "a b c", "k" * 255):
+        assert store.enqueue(msg(key)).created
 
 
 def test_unknown_prerequisite_refuses_the_whole_batch(store: Store):

@@ -133,7 +133,7 @@ def test_settings_are_frozen():
             channels:
               malaffi: {kind: mllp, host: h, port: many}
             """,
-            "channels.malaffi.port: Input should be a valid integer",
+            "channels.malaffi.port: expected a whole number, got 'many'",
         ),
         (
             """
@@ -397,3 +397,81 @@ def test_the_dispatcher_runs_its_store_in_a_process_unless_told_not_to():
             "database: sqlite:///x.db\nroles:\n  poller: {base_port: 9100, store_process: true}\n"
         )
     assert "roles.poller.store_process" in str(info.value)
+
+
+# --- hostile values: refused by the check, with the path -------------------------------
+
+H = "channels: {c: {kind: mllp, host: h, port: 2575, %s}}\n"
+
+
+@pytest.mark.parametrize(
+    ("text", "issue"),
+    [
+        (H % "lease: .inf", "channels.c.lease: a duration must be a finite number"),
+        (H % "lease: 99999999999w", "channels.c.lease: duration '99999999999w' is longer than"),
+        (H % "lease: 400d", "channels.c.lease: duration '400d' is too long: at most 366d"),
+        (H % "retry: {backoff: 1e300}", "channels.c.retry.backoff: invalid duration '1e300'"),
+        (H % "retry: {max_age: 99999999999999w}", "channels.c.retry.max_age: duration"),
+        (H % "encoding: utf-16", "channels.c.encoding: encoding 'utf-16' does not keep"),
+        (H % "encoding: cp037", "channels.c.encoding: encoding 'cp037' does not keep"),
+        (H % "encoding: rot13", "channels.c.encoding: encoding 'rot13' does not keep"),
+        (H % "encoding: idna", "channels.c.encoding: encoding 'idna' does not keep"),
+        (H % "tls: {ca_file: /no/such.pem}", "channels.c.tls.ca_file: cannot read /no/such.pem"),
+        (H % "concurrency: true", "channels.c.concurrency: expected a whole number, got a boolean"),
+        (H % "burst: true", "channels.c.burst: expected a whole number, got a boolean"),
+        (H % "ordered: 1", "channels.c.ordered: expected true or false, got 1"),
+        (H % "batch_size: 1.5", "channels.c.batch_size: expected a whole number, got 1.5"),
+        (H % "rate: 9999999999/s", "channels.c.rate: invalid rate"),
+        (H.replace("port: 2575", "port: true") % "lease: 1s", "channels.c.port: expected a whole"),
+        (H.replace("host: h", "host: 'a b'") % "lease: 1s", "channels.c.host: not a host name"),
+        ("control: {port: [1, 2]}\n", "control.port: expected a whole number, got list"),
+        ("control: {port: 99999}\n", "control.port: Input should be less than or equal to 65535"),
+        ("roles: {poller: {base_port: true}}\n", "roles.poller.base_port: expected a whole"),
+        ("database: {url: 'postgresql://u@h:70000/db'}\n", "database.url: not a database URL"),
+        ("database: {url: 'postgresql://u@h:" + "9" * 5000 + "/db'}\n", "database.url: not a"),
+        ("database: {url: sqlite:///x.db, busy_timeout: .inf}\n", "database.busy_timeout: a"),
+        ("timezone: " + "A" * 5000 + "\n", "timezone: unknown time zone"),
+    ],
+)
+def test_a_value_the_daemons_could_not_run_with_is_refused(text: str, issue: str):
+    document = text if text.startswith("database:") else MINIMAL + text
+    with pytest.raises(ConfigError) as caught:
+        parse(document)
+    assert issue in str(caught.value)
+
+
+def test_merge_keys_and_x_keys_give_channel_defaults():
+    settings = parse(
+        MINIMAL
+        + "x-defaults: &d {kind: http, rate: 5/s, retry: {max_age: 12h}}\n"
+        + "channels:\n"
+        + "  a: {<<: *d, url: 'http://a.example/'}\n"
+        + "  b: {<<: *d, url: 'http://b.example/', rate: 1/s}\n"
+    )
+    assert (str(settings.channels["a"].rate), str(settings.channels["b"].rate)) == ("5/s", "1/s")
+    assert settings.channels["b"].retry.max_age == 12 * 3600
+
+
+def test_a_key_given_twice_is_still_refused_beside_a_merge():
+    with pytest.raises(ConfigError, match="duplicate key 'url'"):
+        parse(
+            MINIMAL
+            + "x-d: &d {kind: http}\nchannels: {a: {<<: *d, url: 'http://a/', url: 'http://b/'}}\n"
+        )
+
+
+def test_a_line_break_from_a_variable_never_reaches_the_summary():
+    from daemon.report import config_summary
+
+    with pytest.raises(ConfigError, match=r"channels\.h\.url: a URL has no spaces"):
+        parse(
+            MINIMAL + "channels: {h: {kind: http, url: 'http://a.example/${P}'}}\n", {"P": "x\ny"}
+        )
+    with pytest.raises(ConfigError, match=r"channels\.b\.cons_id: must be one line"):
+        parse(
+            MINIMAL + "channels: {b: {kind: bpjs_antrean, base_url: 'http://b.example/',"
+            " cons_id: '${C}', secret: s, user_key: k}}\n",
+            {"C": "1\nchannels: 99"},
+        )
+    lines = config_summary(parse(MINIMAL), "with\nchannels: 5")  # printed as given, escaped
+    assert lines[0] == "with\\nchannels: 5: OK"

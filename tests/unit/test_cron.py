@@ -1,55 +1,250 @@
-from datetime import datetime, timedelta
+"""Crontab reading and the fire maths (``daemon.cron``, ``daemon.fires``), from
+tables with the instant passed in: no clock is mocked. DST both ways in
+Europe/Berlin and America/New_York under both policies, 29 February, month
+ends, day-of-week 0 and 7, day-of-month and day-of-week together (cron's OR),
+business days and holidays, intervals on a fixed anchor."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+from itertools import pairwise
 from zoneinfo import ZoneInfo
 
 import pytest
 
-from daemon.cron import crontab_trigger
+from daemon.cron import parse_crontab
+from daemon.fires import Timing, fires_between, next_fires
 
 JKT = ZoneInfo("Asia/Jakarta")
+BERLIN = ZoneInfo("Europe/Berlin")
+NY = ZoneInfo("America/New_York")
 # Monday 2026-11-23 10:00:30 in Jakarta.
 MONDAY = datetime(2026, 11, 23, 10, 0, 30, tzinfo=JKT)
 
 
-def next_fire(expression: str, after: datetime = MONDAY) -> datetime:
-    fire = crontab_trigger(expression, JKT).get_next_fire_time(None, after)
-    assert fire is not None
-    return fire
+def utc(*args: int) -> datetime:
+    return datetime(*args, tzinfo=UTC)
+
+
+def local(zone: ZoneInfo, *args: int) -> datetime:
+    return datetime(*args, tzinfo=zone)
+
+
+SKIP = {"on_missing_time": "skip"}
+TWICE = {"on_repeated_time": "twice"}
+WEEKENDS = {"skip_weekends": True}
+MOVE = {"if_skipped": "next_business_day"}
+
+
+def fires(expression: str, zone: ZoneInfo, after: datetime, count: int, **rules) -> list[datetime]:
+    timing = Timing.crontab(expression, zone, **rules)
+    return [f.at for f in next_fires(timing, after, count)]
 
 
 @pytest.mark.parametrize(
     ("expression", "expected"),
     [
         # day-of-week 0 and 7 are Sunday, as in cron (APScheduler's own numbering has 0 = Monday)
-        ("0 2 * * 0", datetime(2026, 11, 29, 2, 0, tzinfo=JKT)),
-        ("0 2 * * 7", datetime(2026, 11, 29, 2, 0, tzinfo=JKT)),
-        ("0 2 * * 1", datetime(2026, 11, 30, 2, 0, tzinfo=JKT)),
-        ("0 2 * * sun", datetime(2026, 11, 29, 2, 0, tzinfo=JKT)),
-        ("30 9 * * 1-5", datetime(2026, 11, 24, 9, 30, tzinfo=JKT)),
-        ("0 12 * * mon-fri", datetime(2026, 11, 23, 12, 0, tzinfo=JKT)),
+        ("0 2 * * 0", local(JKT, 2026, 11, 29, 2, 0)),
+        ("0 2 * * 7", local(JKT, 2026, 11, 29, 2, 0)),
+        ("0 2 * * 1", local(JKT, 2026, 11, 30, 2, 0)),
+        ("0 2 * * sun", local(JKT, 2026, 11, 29, 2, 0)),
+        ("30 9 * * 1-5", local(JKT, 2026, 11, 24, 9, 30)),
+        ("0 12 * * mon-fri", local(JKT, 2026, 11, 23, 12, 0)),
         # 5-7 is Friday to Sunday; 0-2 is Sunday to Tuesday
-        ("0 0 * * 5-7", datetime(2026, 11, 27, 0, 0, tzinfo=JKT)),
-        ("0 0 * * 0-2", datetime(2026, 11, 24, 0, 0, tzinfo=JKT)),
+        ("0 0 * * 5-7", local(JKT, 2026, 11, 27, 0, 0)),
+        ("0 0 * * 0-2", local(JKT, 2026, 11, 24, 0, 0)),
         # */2 counts from Sunday: Sun, Tue, Thu, Sat
-        ("0 0 * * */2", datetime(2026, 11, 24, 0, 0, tzinfo=JKT)),
-        ("0 3 1 * *", datetime(2026, 12, 1, 3, 0, tzinfo=JKT)),
-        ("*/15 * * * *", datetime(2026, 11, 23, 10, 15, tzinfo=JKT)),
-        ("@daily", datetime(2026, 11, 24, 0, 0, tzinfo=JKT)),
-        ("@weekly", datetime(2026, 11, 29, 0, 0, tzinfo=JKT)),
-        ("@hourly", datetime(2026, 11, 23, 11, 0, tzinfo=JKT)),
-        ("@monthly", datetime(2026, 12, 1, 0, 0, tzinfo=JKT)),
+        ("0 0 * * */2", local(JKT, 2026, 11, 24, 0, 0)),
+        ("0 3 1 * *", local(JKT, 2026, 12, 1, 3, 0)),
+        ("*/15 * * * *", local(JKT, 2026, 11, 23, 10, 15)),
+        ("@daily", local(JKT, 2026, 11, 24, 0, 0)),
+        ("@weekly", local(JKT, 2026, 11, 29, 0, 0)),
+        ("@hourly", local(JKT, 2026, 11, 23, 11, 0)),
+        ("@monthly", local(JKT, 2026, 12, 1, 0, 0)),
+        ("@yearly", local(JKT, 2027, 1, 1, 0, 0)),
+        ("0 6 1 jan,jul *", local(JKT, 2027, 1, 1, 6, 0)),
+        # cron's OR: the first of the month, and every Friday
+        ("0 6 1 * 5", local(JKT, 2026, 11, 27, 6, 0)),
+        ("0 6 1,15 * fri", local(JKT, 2026, 11, 27, 6, 0)),
+        # a restricted day-of-week with a day-of-month of *: the weekday alone
+        ("0 6 * * 5", local(JKT, 2026, 11, 27, 6, 0)),
+        # 29 February: the next leap year
+        ("0 0 29 2 *", local(JKT, 2028, 2, 29, 0, 0)),
+        # month ends: the 31st only in months that have one
+        ("0 0 31 * *", local(JKT, 2026, 12, 31, 0, 0)),
+        ("0 0 30 * *", local(JKT, 2026, 11, 30, 0, 0)),
     ],
 )
-def test_next_fire_times(expression, expected):
-    assert next_fire(expression) == expected
+def test_next_fire(expression: str, expected: datetime):
+    assert fires(expression, JKT, MONDAY, 1) == [expected.astimezone(UTC)]
 
 
-def test_every_other_day_of_week_set():
-    fires = []
-    at = MONDAY
-    for _ in range(4):
-        at = next_fire("0 0 * * */2", at + timedelta(minutes=1))
-        fires.append(at.strftime("%a"))
-    assert fires == ["Tue", "Thu", "Sat", "Sun"]
+def test_day_of_month_31_skips_short_months():
+    got = fires("0 0 31 * *", JKT, local(JKT, 2027, 1, 31, 1, 0), 3)
+    assert [f.astimezone(JKT).date() for f in got] == [
+        date(2027, 3, 31),
+        date(2027, 5, 31),
+        date(2027, 7, 31),
+    ]
+
+
+def test_the_first_and_every_monday_together():
+    got = fires("0 6 1 * mon", JKT, local(JKT, 2026, 11, 28, 0, 0), 4)
+    assert [f.astimezone(JKT).strftime("%a %d") for f in got] == [
+        "Mon 30",
+        "Tue 01",
+        "Mon 07",
+        "Mon 14",
+    ]
+
+
+def test_an_expression_that_never_matches_ends():
+    assert fires("0 0 31 2 *", JKT, MONDAY, 1) == []
+
+
+# --- DST ------------------------------------------------------------------------------
+# Europe/Berlin: 2026-03-29 02:00 CET -> 03:00 CEST (01:00 UTC); 2026-10-25 03:00 CEST ->
+# 02:00 CET (01:00 UTC). America/New_York: 2026-03-08 02:00 EST -> 03:00 EDT; 2026-11-01
+# 02:00 EDT -> 01:00 EST.
+
+
+@pytest.mark.parametrize(
+    ("zone", "expression", "after", "rule", "expected"),
+    [
+        # spring forward: 02:30 does not exist that day
+        (BERLIN, "30 2 * * *", utc(2026, 3, 28, 12), {}, [utc(2026, 3, 29, 1, 30)]),
+        (BERLIN, "30 2 * * *", utc(2026, 3, 28, 12), SKIP, [utc(2026, 3, 30, 0, 30)]),
+        (NY, "30 2 * * *", utc(2026, 3, 7, 12), {}, [utc(2026, 3, 8, 7, 30)]),
+        (NY, "30 2 * * *", utc(2026, 3, 7, 12), SKIP, [utc(2026, 3, 9, 6, 30)]),
+        # fall back: 02:30 (Berlin) and 01:30 (New York) happen twice
+        (
+            BERLIN, "30 2 * * *", utc(2026, 10, 24, 12), {},
+            [utc(2026, 10, 25, 0, 30), utc(2026, 10, 26, 1, 30)],
+        ),
+        (
+            BERLIN, "30 2 * * *", utc(2026, 10, 24, 12), TWICE,
+            [utc(2026, 10, 25, 0, 30), utc(2026, 10, 25, 1, 30)],
+        ),
+        (
+            NY, "30 1 * * *", utc(2026, 10, 31, 12), {},
+            [utc(2026, 11, 1, 5, 30), utc(2026, 11, 2, 6, 30)],
+        ),
+        (
+            NY, "30 1 * * *", utc(2026, 10, 31, 12), TWICE,
+            [utc(2026, 11, 1, 5, 30), utc(2026, 11, 1, 6, 30)],
+        ),
+        # hourly across both changes: once an hour of real time, as the clock allows
+        (
+            BERLIN, "0 * * * *", utc(2026, 3, 29, 0, 30), {},
+            [utc(2026, 3, 29, 1), utc(2026, 3, 29, 2)],
+        ),
+        (
+            BERLIN, "0 * * * *", utc(2026, 10, 24, 23, 30), TWICE,
+            [utc(2026, 10, 25, 0), utc(2026, 10, 25, 1), utc(2026, 10, 25, 2)],
+        ),
+        (
+            BERLIN, "0 * * * *", utc(2026, 10, 24, 23, 30), {},
+            [utc(2026, 10, 25, 0), utc(2026, 10, 25, 2)],
+        ),
+    ],
+)  # fmt: skip
+def test_dst(zone, expression, after, rule, expected):
+    assert fires(expression, zone, after, len(expected), **rule) == expected
+
+
+def test_a_shifted_fire_says_so():
+    timing = Timing.crontab("30 2 * * *", BERLIN)
+    [fire] = next_fires(timing, utc(2026, 3, 28, 12))
+    assert fire.note == "02:30 does not exist on 2026-03-29; run at 03:30 CEST"
+    assert fire.local.hour == 3
+    timing = Timing.crontab("30 2 * * *", BERLIN, on_repeated_time="twice")
+    first, second = next_fires(timing, utc(2026, 10, 24, 12), 2)
+    assert (first.local.fold, second.local.fold) == (0, 1)
+    assert first.note is None and second.note == "02:30 again, the hour repeated"
+
+
+# --- business days -------------------------------------------------------------------
+
+BERLIN_HOLIDAYS = {date(2026, 12, 25), date(2026, 12, 26), date(2027, 1, 1)}
+
+
+def holiday(day: date) -> bool:
+    return day in BERLIN_HOLIDAYS
+
+
+@pytest.mark.parametrize(
+    ("expression", "after", "rules", "expected"),
+    [
+        # the monthly export: 1 August 2026 is a Saturday
+        ("0 6 1 * *", local(BERLIN, 2026, 7, 15), WEEKENDS, [local(BERLIN, 2026, 9, 1, 6)]),
+        (
+            "0 6 1 * *", local(BERLIN, 2026, 7, 15),
+            WEEKENDS | MOVE,
+            [local(BERLIN, 2026, 8, 3, 6), local(BERLIN, 2026, 9, 1, 6)],
+        ),
+        # 1 January 2027 is a holiday (a Friday): the next business day is Monday the 4th
+        (
+            "0 6 1 * *", local(BERLIN, 2026, 12, 15),
+            {"skip_weekends": True, "skip_holidays": True, "if_skipped": "next_business_day"},
+            [local(BERLIN, 2027, 1, 4, 6)],
+        ),
+        (
+            "0 6 * * *", local(BERLIN, 2026, 12, 24, 7),
+            {"skip_weekends": True, "skip_holidays": True},
+            [local(BERLIN, 2026, 12, 28, 6)],
+        ),
+        # a move onto a day that fires anyway is one fire, not two
+        (
+            "0 6 * * *", local(BERLIN, 2026, 12, 24, 7),
+            {"skip_holidays": True, "if_skipped": "next_business_day"},
+            [local(BERLIN, 2026, 12, 27, 6), local(BERLIN, 2026, 12, 28, 6)],
+        ),
+    ],
+)  # fmt: skip
+def test_business_days(expression, after, rules, expected):
+    got = fires(expression, BERLIN, after, len(expected), holidays=holiday, **rules)
+    assert got == [e.astimezone(UTC) for e in expected]
+
+
+def test_a_moved_fire_says_from_where():
+    timing = Timing.crontab("0 6 1 * *", BERLIN, skip_weekends=True, if_skipped="next_business_day")
+    [fire] = next_fires(timing, local(BERLIN, 2026, 8, 2))  # Sunday: after the skipped Saturday
+    assert fire.local == local(BERLIN, 2026, 8, 3, 6)
+    assert fire.note == "moved from Sat 2026-08-01, a weekend"
+
+
+# --- every ------------------------------------------------------------------------------
+
+
+def test_every_fires_on_multiples_of_the_interval_from_the_anchor():
+    timing = Timing(JKT, every=300.0)
+    got = [f.at for f in next_fires(timing, utc(2026, 11, 23, 10, 2, 30), 3)]
+    assert got == [utc(2026, 11, 23, 10, 5), utc(2026, 11, 23, 10, 10), utc(2026, 11, 23, 10, 15)]
+    anchored = Timing(JKT, every=3600.0, anchor=utc(2026, 1, 1, 0, 20))
+    assert next_fires(anchored, utc(2026, 11, 23, 10, 2))[0].at == utc(2026, 11, 23, 10, 20)
+
+
+def test_every_ignores_dst_and_counts_real_time():
+    timing = Timing(BERLIN, every=3600.0)
+    got = list(fires_between(timing, utc(2026, 10, 24, 23, 30), utc(2026, 10, 25, 2, 30)))
+    assert [f.at for f in got] == [utc(2026, 10, 25, h) for h in (0, 1, 2)]
+    assert [f.local.strftime("%H %Z") for f in got] == ["02 CEST", "02 CET", "03 CET"]
+
+
+def test_every_second_between_two_instants():
+    timing = Timing(UTC, every=1.0)
+    got = list(fires_between(timing, utc(2026, 1, 1, 0, 0, 0), utc(2026, 1, 1, 0, 0, 5)))
+    assert [f.at.second for f in got] == [1, 2, 3, 4, 5]  # start excluded, end included
+
+
+def test_every_skips_weekends():
+    timing = Timing(BERLIN, every=86400.0, anchor=utc(2026, 1, 1, 5), skip_weekends=True)
+    got = next_fires(timing, local(BERLIN, 2026, 11, 27, 7), 2)  # a Friday
+    assert [f.local.strftime("%a") for f in got] == ["Mon", "Tue"]
+
+
+# --- reading crontabs --------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -57,15 +252,40 @@ def test_every_other_day_of_week_set():
     [
         ("0 2 * *", "expected 5 fields"),
         ("0 2 * * * *", "expected 5 fields"),
-        ("0 2 * * 8", "day of week '8'"),
+        ("0 2 * * 8", "day-of-week '8' is not 0-7"),
         ("0 2 * * 5-1", "runs backwards"),
-        ("0 2 * * funday", "day of week 'funday'"),
-        ("61 * * * *", "invalid cron expression"),
-        ("0 25 * * *", "invalid cron expression"),
-        ("0 0 32 * *", "invalid cron expression"),
-        ("0 0 * 13 *", "invalid cron expression"),
+        ("0 2 * * funday", "day-of-week 'funday'"),
+        ("61 * * * *", "minute '61' is not 0-59"),
+        ("0 25 * * *", "hour '25' is not 0-23"),
+        ("0 0 32 * *", "day-of-month '32' is not 1-31"),
+        ("0 0 * 13 *", "month '13' is not 1-12"),
+        ("*/0 * * * *", "step"),
+        ("@reboot", "unknown macro"),
+        ("1-2-3 * * * *", "invalid minute part"),
+        ("", "expected 5 fields"),
     ],
 )
-def test_bad_expressions(expression, reason):
+def test_bad_expressions(expression: str, reason: str):
     with pytest.raises(ValueError, match=reason):
-        crontab_trigger(expression, "UTC")
+        parse_crontab(expression)
+
+
+def test_steps_and_lists():
+    cron = parse_crontab("5-20/5,59 */6 * * *")
+    assert sorted(cron.minutes) == [5, 10, 15, 20, 59]
+    assert sorted(cron.hours) == [0, 6, 12, 18]
+    assert parse_crontab("0 0 * * 7").weekdays == frozenset({0})
+    assert parse_crontab("0 0 * * 1/2").weekdays == frozenset({1, 3, 5, 0})  # 7 is Sunday
+
+
+def test_the_horizon_is_long_enough_for_29_february():
+    assert next_fires(Timing.crontab("0 0 29 2 *", UTC), utc(2097, 3, 1), 1)[0].at == utc(
+        2104, 2, 29
+    )
+
+
+def test_every_day_of_a_year_in_a_zone_with_dst_is_one_fire():
+    timing = Timing.crontab("30 2 * * *", BERLIN)
+    got = list(fires_between(timing, utc(2025, 12, 31, 12), utc(2026, 12, 31, 12)))
+    assert len(got) == 365
+    assert all(b.at - a.at >= timedelta(hours=23) for a, b in pairwise(got))

@@ -72,6 +72,11 @@ def with_segment(n: int, text: bytes) -> bytes:
         ),
         (b"", b""),
         (b"\r\n \t", b""),
+        # spaces and tabs that end the last segment are its content, as on any other
+        (b"MSH|a\rPID|1||M   \r", b"MSH|a\rPID|1||M   \r"),
+        (b"MSH|a\rPID|1||M \t", b"MSH|a\rPID|1||M \t\r"),
+        (b"MSH|a\rPID|M  \r \t\r\r", b"MSH|a\rPID|M  \r"),
+        (b"MSH|a  ", b"MSH|a  \r"),
     ],
 )
 def test_normalize(raw: bytes, expected: bytes) -> None:

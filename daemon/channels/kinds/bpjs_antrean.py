@@ -10,13 +10,13 @@ from pydantic import SecretStr
 from daemon.bpjs import flow
 from daemon.channels.base import Channel
 from daemon.channels.kind import ChannelKind, ChannelSettings, InvalidPayload
-from daemon.fields import HttpUrl, PositiveDuration, redact_url
+from daemon.fields import HttpUrl, Line, PositiveDuration, redact_url
 
 
 class BpjsAntreanSettings(ChannelSettings):
     kind: Literal["bpjs_antrean"]
     base_url: HttpUrl
-    cons_id: str
+    cons_id: Line
     secret: SecretStr
     user_key: SecretStr
     timeout: PositiveDuration = 30.0

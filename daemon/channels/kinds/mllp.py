@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import ssl
 from typing import Literal
 
@@ -9,7 +10,7 @@ from pydantic import field_validator, model_validator
 
 from daemon.channels.base import Channel
 from daemon.channels.kind import ChannelKind, ChannelSettings, InvalidPayload
-from daemon.fields import Encoding, Model, Port, PositiveDuration
+from daemon.fields import Encoding, Flag, Host, Model, Port, PositiveDuration
 from daemon.hl7 import InvalidHL7, ascii_compatible, validate
 
 
@@ -17,13 +18,29 @@ class TlsSettings(Model):
     ca_file: str | None = None  # trust these CAs instead of the system's
     cert_file: str | None = None  # client certificate (mutual TLS)
     key_file: str | None = None
-    verify: bool = True  # check the peer's certificate and host name
-    server_hostname: str | None = None  # name to check, when it differs from host
+    verify: Flag = True  # check the peer's certificate and host name
+    server_hostname: Host | None = None  # name to check, when it differs from host
+
+    @field_validator("ca_file", "cert_file", "key_file")
+    @classmethod
+    def _readable(cls, path: str | None) -> str | None:
+        if path is None:
+            return None
+        try:
+            with open(path, "rb"):
+                pass
+        except OSError as exc:
+            raise ValueError(f"cannot read {path}: {exc.strerror or exc}") from None
+        return path
 
     @model_validator(mode="after")
     def _loadable(self) -> TlsSettings:
         if self.key_file and not self.cert_file:
             raise ValueError("key_file needs cert_file")
+        if not all(
+            f is None or os.path.isfile(f) for f in (self.ca_file, self.cert_file, self.key_file)
+        ):
+            return self  # reported by the file's own check
         try:
             client_ssl_context(self)
         except (OSError, ssl.SSLError, ValueError) as exc:
@@ -50,7 +67,7 @@ def client_ssl_context(tls: TlsSettings) -> ssl.SSLContext:
 
 class MllpSettings(ChannelSettings):
     kind: Literal["mllp"]
-    host: str
+    host: Host
     port: Port
     tls: TlsSettings | None = None
     connect_timeout: PositiveDuration = 10.0

@@ -20,10 +20,10 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import BeforeValidator, Field, SecretStr, field_validator
 
 from daemon.bpjs.plan import Booking, CancelTime, Plan, plan_visits
-from daemon.fields import PositiveDuration
+from daemon.fields import Flag, Integer, PositiveDuration, whole
 from daemon.sources.base import Batch, Reading, Source, SourceKind, SourceSettings
 
 MAX_CATCHUP_DAYS = 7  # how far back a stale cursor is followed
@@ -54,16 +54,16 @@ class KhanzaSettings(SourceSettings):
     # true: only Mobile JKN bookings (referensi_mobilejkn_bpjs). false: also every
     # outpatient visit in reg_periksa without such a booking whose poli is mapped in
     # maping_poli_bpjs (on-site registrations; kodebooking = no_rawat).
-    jkn_only: bool = True
+    jkn_only: Flag = True
     # kd_pj (penjab) codes of BPJS patients: an on-site visit with one is "JKN".
     jkn_payers: list[str] = Field(default_factory=lambda: ["BPJ"])
     # antrean/add's jeniskunjungan for on-site visits (Khanza records it only for
     # Mobile JKN bookings): 1 Rujukan FKTP, 2 Rujukan Internal, 3 Kontrol, 4 Antar RS.
-    onsite_jeniskunjungan: Literal[1, 2, 3, 4] = 1
+    onsite_jeniskunjungan: Annotated[Literal[1, 2, 3, 4], BeforeValidator(whole)] = 1
     # Earlier service dates polled again on every poll (1: yesterday's visits too, for
     # task times typed in after midnight). The day before a date change is always
     # polled once more, whatever this says.
-    lookback_days: Annotated[int, Field(ge=0, le=7)] = 0
+    lookback_days: Annotated[Integer, Field(ge=0, le=7)] = 0
     # A cancellation the database has no time for (a visit cancelled at the counter:
     # reg_periksa.stts = 'Batal'): "observed" reports task 99 at the time the poller
     # first saw it, and says so in the visit's progress; "hold" waits for a time.
