@@ -19,6 +19,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from daemon.interpolation import InterpolationError, interpolate
+from daemon.jobs.registry import JOB_KINDS
 from daemon.settings import Settings
 from daemon.sources.registry import SOURCE_KINDS
 
@@ -283,10 +284,11 @@ def _issue_from_pydantic(error: Any, data: Any) -> ConfigIssue:
     elif kind == "missing":
         message = "required key is missing"
     elif kind in ("union_tag_invalid", "union_tag_not_found"):
-        parts.append("kind")
+        tag_name = str(error.get("ctx", {}).get("discriminator", "kind")).strip("'")
+        parts.append(tag_name)
         tags = error.get("ctx", {}).get("expected_tags", "")
         message = (
-            f"unknown kind {error['ctx'].get('tag')!r}; expected one of {tags}"
+            f"unknown {tag_name} {error['ctx'].get('tag')!r}; expected one of {tags}"
             if kind == "union_tag_invalid"
             else f"required key is missing (one of {tags})"
         )
@@ -316,10 +318,12 @@ def _unwrap(annotation: Any) -> list[Any]:
 
 
 def _allowed_keys(parts: list[Any], data: Any) -> list[str]:
-    """The keys the settings accept at ``parts``, found by walking the models."""
+    """The keys the settings accept at ``parts``, found by walking the models (a
+    union narrowed by the node's ``kind`` or ``job`` on the way)."""
     candidates: list[Any] = [Settings]
     node = data
     for part in parts:
+        candidates = _tagged(candidates, node)
         node = node.get(part) if isinstance(node, dict) else None
         nxt: list[Any] = []
         for cand in candidates:
@@ -328,14 +332,20 @@ def _allowed_keys(parts: list[Any], data: Any) -> list[str]:
             elif part in cand.model_fields:
                 nxt += _unwrap(cand.model_fields[part].annotation)
         candidates = nxt
+    models = [c for c in _tagged(candidates, node) if not isinstance(c, tuple)]
+    return list(models[0].model_fields) if models else []
+
+
+def _tagged(candidates: list[Any], node: Any) -> list[Any]:
+    """The models of a union that the node's tag (``kind`` or ``job``) picks, or all."""
+    tag = (node.get("kind") or node.get("job")) if isinstance(node, dict) else None
     models = [c for c in candidates if not isinstance(c, tuple)]
-    kind = node.get("kind") if isinstance(node, dict) else None
-    tagged = [m for m in models if _kind_of(m) == kind]
-    return list((tagged or models)[0].model_fields) if (tagged or models) else []
+    picked = [m for m in models if tag is not None and _kind_of(m) == tag]
+    return picked if picked else candidates
 
 
 def _kind_of(model: type[BaseModel]) -> str | None:
-    field = model.model_fields.get("kind")
+    field = model.model_fields.get("kind") or model.model_fields.get("job")
     args = typing.get_args(field.annotation) if field else ()
     return args[0] if args else None
 
@@ -378,6 +388,8 @@ def cross_check(data: Mapping[str, Any]) -> list[ConfigIssue]:
                         f"{channel!r} is {kind!r}",
                     )
                 )
+    issues += _check_schedules(data)
+    issues += _check_alerts(data)
     defaults = Settings.model_fields["roles"].default
     ports: dict[int, str] = {}
     control_port = _port(_section(data, "control").get("port", 8080))
@@ -394,6 +406,53 @@ def cross_check(data: Mapping[str, Any]) -> list[ConfigIssue]:
         if port in ports:
             issues.append(ConfigIssue(path, f"port {port} is already used by {ports[port]}"))
         ports.setdefault(port, path)
+    return issues
+
+
+def _check_schedules(data: Mapping[str, Any]) -> list[ConfigIssue]:
+    issues: list[ConfigIssue] = []
+    calendar = data.get("holidays") is not None
+    for name, schedule in _section(data, "schedules").items():
+        if not isinstance(schedule, dict):
+            continue
+        job = schedule.get("job")
+        options = schedule.get("options")
+        if isinstance(job, str) and job in JOB_KINDS and isinstance(options, dict):
+            for path, problem in JOB_KINDS[job].check(options, data):
+                issues.append(ConfigIssue(f"schedules.{name}.options.{path}", problem))
+        skip = schedule.get("skip")
+        wants_calendar = isinstance(skip, list) and "holidays" in skip
+        if wants_calendar and schedule.get("holidays") is None and not calendar:
+            issues.append(
+                ConfigIssue(
+                    f"schedules.{name}.skip",
+                    "skip: [holidays] needs a calendar: holidays: {country: …} here or "
+                    "at the top of the file",
+                )
+            )
+    return issues
+
+
+def _check_alerts(data: Mapping[str, Any]) -> list[ConfigIssue]:
+    issues: list[ConfigIssue] = []
+    targets = _section(data, "notify")
+    alerts = data.get("alerts")
+    for i, alert in enumerate(alerts if isinstance(alerts, list) else []):
+        if not isinstance(alert, dict):
+            continue
+        names = alert.get("notify")
+        for j, target in enumerate(names if isinstance(names, list) else []):
+            if isinstance(target, str) and target not in targets:
+                known = ", ".join(sorted(map(str, targets))) or "none defined"
+                issues.append(
+                    ConfigIssue(
+                        f"alerts[{i}].notify[{j}]", f"no notify target {target!r} ({known})"
+                    )
+                )
+        for field, section in (("schedule", "schedules"), ("channel", "channels")):
+            named = alert.get(field)
+            if isinstance(named, str) and named not in _section(data, section):
+                issues.append(ConfigIssue(f"alerts[{i}].{field}", f"no {field} named {named!r}"))
     return issues
 
 

@@ -63,5 +63,5 @@ def setup_logging(level: str, fmt: str, process: str) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
-    for noisy in ("aiohttp.access", "peewee"):
+    for noisy in ("aiohttp.access", "peewee", "apscheduler"):
         logging.getLogger(noisy).setLevel(logging.WARNING)

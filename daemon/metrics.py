@@ -125,3 +125,49 @@ class PollerMetrics:
             ["source"],
             registry=r,
         )
+
+
+class SchedulerMetrics:
+    """The scheduler's metrics (labelled by schedule, job kind or notify target)."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        r = registry
+        self.fires = Counter(
+            "outboxd_schedule_fires",
+            "Fires by what became of them here: started, queued, skipped, missed, "
+            "coalesced, or taken (another scheduler claimed it).",
+            ["schedule", "result"],
+            registry=r,
+        )
+        self.lateness = Histogram(
+            "outboxd_schedule_lateness_seconds",
+            "From a fire's time to its claim.",
+            ["schedule"],
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300),
+            registry=r,
+        )
+        self.runs = Counter(
+            "outboxd_job_runs",
+            "Runs by how they ended: succeeded, failed, interrupted.",
+            ["schedule", "status"],
+            registry=r,
+        )
+        self.duration = Histogram(
+            "outboxd_job_duration_seconds",
+            "How long a run took, by job kind.",
+            ["job"],
+            buckets=(0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 300, 900, 3600),
+            registry=r,
+        )
+        self.last_success = Gauge(
+            "outboxd_schedule_last_success_timestamp_seconds",
+            "When a run of the schedule last succeeded here (Unix time).",
+            ["schedule"],
+            registry=r,
+        )
+        self.notifications = Counter(
+            "outboxd_notifications",
+            "Notifications by target and result: sent or failed.",
+            ["target", "result"],
+            registry=r,
+        )

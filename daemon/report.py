@@ -12,6 +12,8 @@ from typing import Any
 from daemon.channels.kind import ChannelSettings
 from daemon.channels.registry import kind_of
 from daemon.fields import redact_url
+from daemon.jobs.registry import JOB_KINDS
+from daemon.notify.registry import NOTIFY_KINDS
 from daemon.settings import Settings
 from daemon.store.models import STATUSES
 from daemon.store.types import ChannelStats
@@ -51,10 +53,18 @@ def config_summary(settings: Settings, source: str) -> list[str]:
     ]
     lines.append(f"schedules: {len(settings.schedules)}")
     lines += [
-        f"  {n}: {s.job} at '{s.cron}' ({s.timezone or settings.timezone})"
+        f"  {n}: {s.job} ({JOB_KINDS[s.job].describe(s.options)}) "
+        + (f"at '{s.cron}'" if s.cron else f"every {format_duration(s.every or 0)}")
+        + f" ({s.timezone or settings.timezone})"
         + ("" if s.enabled else ", disabled")
         for n, s in sorted(settings.schedules.items())
     ]
+    lines.append(f"notify: {len(settings.notify)}")
+    lines += [
+        f"  {n}: {NOTIFY_KINDS[t.kind].describe(t)}" for n, t in sorted(settings.notify.items())
+    ]
+    lines.append(f"alerts: {len(settings.alerts)}")
+    lines += [f"  {a.rule} → {', '.join(a.notify)}" for a in settings.alerts]
     lines.append(f"control: {settings.control.host}:{settings.control.port}")
     roles = settings.roles
     lines.append(

@@ -8,34 +8,111 @@ repr or a log line.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from datetime import datetime
+from typing import Annotated, Any, Literal, Union
 
-from pydantic import BeforeValidator, Field, SecretStr
+from pydantic import BeforeValidator, Field, SecretStr, create_model, model_validator
 
 from daemon.channels.registry import AnyChannelSettings
 from daemon.eventloop import EventLoopName
 from daemon.fields import (
     CronExpression,
+    Duration,
     Flag,
     Host,
+    Integer,
     Model,
     Name,
     Port,
     PositiveDuration,
     TimeZoneName,
 )
+from daemon.jobs.kind import JobKind, JobOptions
+from daemon.jobs.registry import JOB_KINDS
+from daemon.notify.registry import AnyNotifySettings
+from daemon.notify.rules import AlertSettings
 from daemon.sources.registry import AnySourceSettings
 from daemon.store.db import DatabaseSettings
 
 __all__ = ["DatabaseSettings", "RoleSettings", "Settings"]
 
 
+class ScheduleRetrySettings(Model):
+    max_attempts: Annotated[Integer, Field(ge=1, le=100)] = 3  # runs of one fire, at most
+    backoff: PositiveDuration = 60.0  # before the first retry; twice that before the next
+    max_backoff: PositiveDuration = 3600.0
+
+
+class HolidaySettings(Model):
+    """Public holidays of a country (and one of its subdivisions), from the
+    ``holidays`` package: ``{country: DE, subdiv: BE}``, ``{country: ID}``."""
+
+    country: Annotated[str, Field(pattern=r"^[A-Z]{2,3}$")]
+    subdiv: Annotated[str, Field(pattern=r"^[A-Z0-9-]{1,10}$")] | None = None
+
+    @model_validator(mode="after")
+    def _known(self) -> HolidaySettings:
+        import holidays
+
+        supported = holidays.list_supported_countries()
+        if self.country not in supported:
+            raise ValueError(f"holidays: no calendar for country {self.country!r}")
+        if self.subdiv is not None and self.subdiv not in supported[self.country]:
+            known = ", ".join(supported[self.country]) or "none"
+            raise ValueError(
+                f"holidays: {self.country} has no subdivision {self.subdiv!r} ({known})"
+            )
+        return self
+
+
 class ScheduleSettings(Model):
-    cron: CronExpression
-    job: Literal["purge", "export", "report", "status_sweep"]
+    """One schedule: when (``cron`` or ``every``), with which rules, what job."""
+
+    cron: CronExpression | None = None
+    every: Annotated[PositiveDuration, Field(ge=1.0)] | None = None
+    anchor: datetime | None = None  # every: the instant its multiples count from
     timezone: TimeZoneName | None = None
-    options: dict[str, Any] = Field(default_factory=dict)
+    on_missing_time: Literal["shift", "skip"] = "shift"
+    on_repeated_time: Literal["once", "twice"] = "once"
+    skip: list[Literal["weekends", "holidays"]] = Field(default_factory=list)
+    if_skipped: Literal["drop", "next_business_day"] = "drop"
+    holidays: HolidaySettings | None = None  # the calendar of skip: [holidays]
+    overlap: Literal["skip", "queue_one", "allow"] = "skip"
+    catch_up: Duration = 3600.0
+    jitter: Duration = 0.0  # a start delayed by up to this much (the fire time is kept)
+    timeout: PositiveDuration = 3600.0  # a run taking longer fails
+    retry: ScheduleRetrySettings = ScheduleRetrySettings()
     enabled: Flag = True
+    job: str
+    options: JobOptions
+
+    @model_validator(mode="after")
+    def _when(self) -> ScheduleSettings:
+        if (self.cron is None) == (self.every is None):
+            raise ValueError("give cron or every, one of them")
+        if self.anchor is not None and self.every is None:
+            raise ValueError("anchor is for every")
+        if self.if_skipped == "next_business_day" and self.cron is None:
+            raise ValueError("if_skipped: next_business_day is for cron schedules")
+        if self.if_skipped == "next_business_day" and not self.skip:
+            raise ValueError("if_skipped says what to do with skipped days: give skip")
+        return self
+
+
+def _schedule_model(kind: JobKind[Any]) -> type[ScheduleSettings]:
+    return create_model(  # type: ignore[call-overload, no-any-return]
+        f"{kind.name.title().replace('_', '')}ScheduleSettings",
+        __base__=ScheduleSettings,
+        job=(Literal[kind.name], ...),
+        options=(kind.options, Field(default_factory=kind.options)),
+    )
+
+
+SCHEDULE_MODELS = {name: _schedule_model(kind) for name, kind in JOB_KINDS.items()}
+AnyScheduleSettings = Annotated[
+    Union[tuple(SCHEDULE_MODELS.values())],  # noqa: UP007
+    Field(discriminator="job"),
+]
 
 
 class ControlSettings(Model):
@@ -62,10 +139,16 @@ class DispatcherRoleSettings(RoleSettings):
     store_process: Flag = True
 
 
+class SchedulerRoleSettings(RoleSettings):
+    run_lease: Annotated[PositiveDuration, Field(ge=1.0)] = 30.0  # renewed every third of it
+    sync_interval: PositiveDuration = 2.0  # how soon a schedule changed in the database is seen
+    alert_interval: PositiveDuration = 15.0  # how often the alert rules are judged
+
+
 class RolesSettings(Model):
     poller: RoleSettings = RoleSettings(base_port=9100)
     dispatcher: DispatcherRoleSettings = DispatcherRoleSettings(base_port=9110)
-    scheduler: RoleSettings = RoleSettings(base_port=9130)
+    scheduler: SchedulerRoleSettings = SchedulerRoleSettings(base_port=9130)
     control: RoleSettings = RoleSettings(base_port=9140)
 
 
@@ -83,7 +166,10 @@ class Settings(Model):
     timezone: TimeZoneName = "UTC"
     channels: dict[Name, AnyChannelSettings] = Field(default_factory=dict)
     sources: dict[Name, AnySourceSettings] = Field(default_factory=dict)
-    schedules: dict[Name, ScheduleSettings] = Field(default_factory=dict)
+    schedules: dict[Name, AnyScheduleSettings] = Field(default_factory=dict)
+    holidays: HolidaySettings | None = None  # the calendar of schedules' skip: [holidays]
+    notify: dict[Name, AnyNotifySettings] = Field(default_factory=dict)
+    alerts: list[AlertSettings] = Field(default_factory=list)
     control: ControlSettings = ControlSettings()
     roles: RolesSettings = RolesSettings()
     logging: LoggingSettings = LoggingSettings()

@@ -13,6 +13,7 @@ from daemon.roles.frame import RoleFactory
 ROLES: Mapping[str, str] = {
     "dispatcher": "daemon.roles.dispatcher:Dispatcher",
     "poller": "daemon.roles.poller:Poller",
+    "scheduler": "daemon.roles.scheduler:Scheduler",
 }
 
 

@@ -35,7 +35,7 @@ from daemon.resilience.breaker import BreakerState, CircuitBreaker
 from daemon.resilience.ratelimit import Bucket
 from daemon.roles.prefetch import Prefetch
 from daemon.roles.settle import settle
-from daemon.store import StoreUnavailable
+from daemon.store import StoreError, StoreUnavailable
 from daemon.store.aio import AsyncStore
 from daemon.store.types import (
     AttemptResult,
@@ -52,6 +52,7 @@ IDLE_POLL = 0.05  # the longest wait between claims when nothing is due (no NOTI
 NOTIFIED_IDLE_POLL = 1.0  # the same when PostgreSQL NOTIFY wakes the loop
 STORE_RETRY = 1.0  # first wait after the database failed a unit of work
 RECORD_GATHER = 0.005  # seconds to gather outcomes when only a few are waiting
+BREAKER_REFRESH = 30.0  # seconds between reports of a breaker that stays open
 _STOP = None
 
 
@@ -93,6 +94,8 @@ class ChannelLoop:
         self.current: dict[asyncio.Task[None], ClaimedMessage] = {}
         self.sending = 0  # sends in progress (the in-flight gauge reads it at scrape time)
         self.last_error: str | None = None
+        self._reports: set[asyncio.Task[None]] = set()  # breaker states on their way to the store
+        self._reported_at = 0.0
         self._labels()
 
     def _labels(self) -> None:
@@ -151,6 +154,9 @@ class ChannelLoop:
             task.cancel()
         await asyncio.gather(*side, return_exceptions=True)
         await self._flush_final()
+        if self.breaker.state is not BreakerState.CLOSED:
+            await self._send_breaker("closed", None)  # this process no longer sends
+        await asyncio.gather(*self._reports, return_exceptions=True)
         await self.channel.close()
         with contextlib.suppress(KeyError):  # its function holds this loop
             self.metrics.in_flight.remove(self.name)
@@ -174,7 +180,9 @@ class ChannelLoop:
         while not self.stopping.is_set():
             now = time.monotonic()
             if self.breaker.state is BreakerState.OPEN and self.breaker.retry_in(now) > 0:
-                await self._sleep(self.breaker.retry_in(now))
+                if now - self._reported_at > BREAKER_REFRESH:
+                    self._report_breaker()  # still open: keep the report fresh
+                await self._sleep(min(self.breaker.retry_in(now), BREAKER_REFRESH))
                 continue
             room = self._room()
             if self.breaker.state is not BreakerState.CLOSED:
@@ -303,6 +311,20 @@ class ChannelLoop:
             log.log(level, "circuit breaker %s", after.name.lower(), extra={"channel": self.name})
             if after is BreakerState.OPEN:
                 self._release_queued()
+            self._report_breaker()
+
+    def _report_breaker(self) -> None:
+        """Tell the store the breaker's state (for alerts on breakers open too long),
+        without holding up the send that changed it."""
+        self._reported_at = time.monotonic()
+        state = self.breaker.state.name.lower().replace("_", "-")
+        task = asyncio.create_task(self._send_breaker(state, self.last_error))
+        self._reports.add(task)
+        task.add_done_callback(self._reports.discard)
+
+    async def _send_breaker(self, state: str, detail: str | None) -> None:
+        with contextlib.suppress(StoreError):
+            await self.store.report_breaker(self.name, self.owner, state, detail)
 
     async def _take_token(self) -> bool:
         """Wait for a token of the channel's rate limit; False when draining starts first."""

@@ -79,6 +79,11 @@ class Source(Protocol):
 
 
 S = TypeVar("S", bound=SourceSettings)
+# an operator's own read-only query (an export): (name, settings, zone, sql, params) →
+# (columns, rows); blocking, raises SourceError
+Query = Callable[
+    [str, Any, ZoneInfo, str, Mapping[str, Any]], tuple[list[str], list[tuple[Any, ...]]]
+]
 
 
 @dataclass(frozen=True)
@@ -88,3 +93,4 @@ class SourceKind(Generic[S]):
     build: Callable[[str, S, ZoneInfo], Source]  # (source name, settings, its zone)
     channel_kinds: tuple[str, ...]  # the channel kinds its messages can go to
     describe: Callable[[S], str]  # where it reads, for summaries (no secret)
+    query: Query | None = None  # the kind can answer a query of the operator's own

@@ -415,6 +415,37 @@ class KhanzaSource:
             for row in rows
         ]
 
+    def query(self, sql: str, params: Mapping[str, Any]) -> tuple[list[str], list[tuple[Any, ...]]]:
+        """The columns and rows of one query of the operator's own (an export), run
+        in a read-only snapshot under ``read_timeout``; ``SourceError`` says why not."""
+        args = connect_args(self.settings.dsn.get_secret_value())
+        where = describe(args)
+        connect = self._connect or (khanza_sqlite.connect if "path" in args else pymysql.connect)
+        try:
+            conn = connect(
+                **args,
+                connect_timeout=self.settings.connect_timeout,
+                read_timeout=self.settings.read_timeout,
+                write_timeout=self.settings.read_timeout,
+                autocommit=True,
+            )
+        except (pymysql.MySQLError, OSError) as exc:
+            raise SourceError(f"cannot connect to {where}: {_why(exc)}") from None
+        try:
+            with conn.cursor() as cursor:
+                _limit_statements(cursor, self.settings.read_timeout)
+                cursor.execute(SNAPSHOT)
+                rows = _fetch(cursor, "the query", sql, dict(params))
+                columns = [d[0] for d in cursor.description or ()]
+                cursor.execute("ROLLBACK")
+        except SourceError as exc:
+            raise SourceError(f"{where}: {exc}") from None
+        except (pymysql.MySQLError, OSError) as exc:
+            raise SourceError(f"reading {where} failed: {_why(exc)}") from None
+        finally:
+            _close(conn)
+        return columns, [tuple(row) for row in rows]
+
     # --- bookings -------------------------------------------------------------------
 
     def _bookings(self, cursor: Any, first: date, last: date) -> list[_Row]:

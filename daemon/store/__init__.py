@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from daemon.fields import redact_url
+from daemon.store.alerts import AlertOps
 from daemon.store.db import StoreError, StoreUnavailable, open_database
 from daemon.store.migrations import (
     LATEST,
@@ -13,12 +14,15 @@ from daemon.store.migrations import (
 )
 from daemon.store.operator import OperatorOps
 from daemon.store.outbox import OutboxOps
+from daemon.store.schedules import ScheduleOps
+from daemon.store.tracking import TrackingOps
+from daemon.store.upkeep import UpkeepOps
 from daemon.store.visits import VisitOps
 
 
-class Store(OutboxOps, OperatorOps, VisitOps):
-    """Outbox and operator operations on one database. Each method is one unit
-    of work in one transaction; call them from one thread (see ``StoreThread``)."""
+class Store(OutboxOps, OperatorOps, VisitOps, ScheduleOps, UpkeepOps, TrackingOps, AlertOps):
+    """Every operation on one database. Each method is one unit of work in one
+    transaction; roles await them through ``daemon.store.aio.AsyncStore``."""
 
     def check_schema(self) -> int:
         """The schema version, when it is the one this code expects (else raises)."""

@@ -91,6 +91,36 @@ class AsyncStore:
     retry = _Operation(Store.retry)
     cancel = _Operation(Store.cancel)
     stats = _Operation(Store.stats)
+    audit = _Operation(Store.audit)
+    # schedules and the fire ledger
+    schedules = _Operation(Store.schedules)
+    schedule = _Operation(Store.schedule)
+    sync_file_schedules = _Operation(Store.sync_file_schedules)
+    last_fires = _Operation(Store.last_fires)
+    claim_fire = _Operation(Store.claim_fire)
+    record_fires = _Operation(Store.record_fires)
+    queue_runs = _Operation(Store.queue_runs)
+    start_queued = _Operation(Store.start_queued)
+    renew_runs = _Operation(Store.renew_runs)
+    finish_run = _Operation(Store.finish_run)
+    expired_runs = _Operation(Store.expired_runs)
+    interrupt_run = _Operation(Store.interrupt_run)
+    runs = _Operation(Store.runs)
+    put_schedule = _Operation(Store.put_schedule)
+    remove_schedule = _Operation(Store.remove_schedule)
+    pause_schedule = _Operation(Store.pause_schedule)
+    # the jobs' work
+    purge_messages = _Operation(Store.purge_messages)
+    purge_runs = _Operation(Store.purge_runs)
+    purge_notifications = _Operation(Store.purge_notifications)
+    export_page = _Operation(Store.export_page)
+    due_status_checks = _Operation(Store.due_status_checks)
+    record_status_checks = _Operation(Store.record_status_checks)
+    # alerts
+    alert_inputs = _Operation(Store.alert_inputs)
+    move_alerts = _Operation(Store.move_alerts)
+    record_notification = _Operation(Store.record_notification)
+    report_breaker = _Operation(Store.report_breaker)
 
 
 def open_async_store(

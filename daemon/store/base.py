@@ -111,6 +111,22 @@ class StoreBase:
         """Merge outcome entries into the messages' visits (the visit operations)."""
         raise NotImplementedError
 
+    def _audit(
+        self,
+        actor: str,
+        action: str,
+        target: str | None,
+        details: dict[str, Any] | None,
+        changed: int,
+        now: datetime,
+    ) -> None:
+        """Record an operator action, inside the unit of work that makes it."""
+        from daemon.store.models import AuditEntry
+
+        AuditEntry.insert(
+            actor=actor, action=action, target=target, details=details, changed=changed, at=now
+        ).execute()
+
     def close(self) -> None:
         if not self.db.is_closed():
             self.db.close()

@@ -160,6 +160,99 @@ UPDATE outboxd_message SET visit_id = (
 """
 
 
+# v3: the scheduler's tables (the v1 schedule and run tables were never written:
+# they are made again), alert states, notifications, breaker states, status checks.
+_V3 = """
+DROP TABLE outboxd_job_run;
+DROP TABLE outboxd_schedule;
+CREATE TABLE outboxd_schedule (
+    id {ID},
+    name VARCHAR(64) NOT NULL UNIQUE,
+    definition TEXT NOT NULL,
+    origin VARCHAR(16) NOT NULL,
+    revision INTEGER NOT NULL,
+    paused {BOOL} NOT NULL,
+    pause_note TEXT,
+    paused_by VARCHAR(128),
+    paused_at {TS},
+    removed_at {TS},
+    created_at {TS} NOT NULL,
+    updated_at {TS} NOT NULL
+);
+CREATE TABLE outboxd_job_run (
+    id {ID},
+    schedule_id {BIGINT} NOT NULL REFERENCES outboxd_schedule (id) ON DELETE CASCADE,
+    fire_time {TS} NOT NULL,
+    attempt INTEGER NOT NULL,
+    "trigger" VARCHAR(16) NOT NULL,
+    status VARCHAR(16) NOT NULL,
+    retry_of {BIGINT},
+    due_at {TS} NOT NULL,
+    started_at {TS},
+    finished_at {TS},
+    lease_owner VARCHAR(128),
+    lease_expires_at {TS},
+    error TEXT,
+    output TEXT,
+    note TEXT,
+    created_at {TS} NOT NULL
+);
+CREATE UNIQUE INDEX outboxd_job_run_fire ON outboxd_job_run (schedule_id, fire_time, attempt);
+CREATE INDEX outboxd_job_run_queued ON outboxd_job_run (due_at) WHERE status = 'queued';
+CREATE INDEX outboxd_job_run_running ON outboxd_job_run (lease_expires_at)
+    WHERE status = 'running';
+CREATE INDEX outboxd_job_run_ledger ON outboxd_job_run (schedule_id, id);
+CREATE INDEX outboxd_job_run_finished ON outboxd_job_run (finished_at);
+CREATE TABLE outboxd_alert (
+    rule VARCHAR(128) NOT NULL,
+    subject VARCHAR(255) NOT NULL,
+    state VARCHAR(16) NOT NULL,
+    since {TS} NOT NULL,
+    notified_at {TS},
+    details TEXT,
+    PRIMARY KEY (rule, subject)
+);
+CREATE TABLE outboxd_notification (
+    id {ID},
+    rule VARCHAR(128) NOT NULL,
+    subject VARCHAR(255) NOT NULL,
+    event VARCHAR(16) NOT NULL,
+    target VARCHAR(64) NOT NULL,
+    ok {BOOL} NOT NULL,
+    answer TEXT,
+    at {TS} NOT NULL
+);
+CREATE INDEX outboxd_notification_at ON outboxd_notification (at);
+CREATE TABLE outboxd_breaker (
+    channel VARCHAR(64) NOT NULL,
+    owner VARCHAR(128) NOT NULL,
+    state VARCHAR(16) NOT NULL,
+    since {TS} NOT NULL,
+    detail TEXT,
+    updated_at {TS} NOT NULL,
+    PRIMARY KEY (channel, owner)
+);
+CREATE TABLE outboxd_status_check (
+    message_id {BIGINT} NOT NULL PRIMARY KEY REFERENCES outboxd_message (id) ON DELETE CASCADE,
+    checks INTEGER NOT NULL,
+    checked_at {TS} NOT NULL,
+    answer TEXT,
+    flagged {BOOL} NOT NULL
+);
+CREATE INDEX outboxd_message_sent ON outboxd_message (channel, sent_at) WHERE status = 'sent';
+CREATE TABLE outboxd_audit (
+    id {ID},
+    actor VARCHAR(128) NOT NULL,
+    action VARCHAR(64) NOT NULL,
+    target TEXT,
+    details TEXT,
+    changed INTEGER NOT NULL,
+    at {TS} NOT NULL
+);
+CREATE INDEX outboxd_audit_at ON outboxd_audit (at)
+"""
+
+
 @dataclass(frozen=True)
 class Migration:
     version: int
@@ -198,6 +291,12 @@ MIGRATIONS: tuple[Migration, ...] = (
         2,
         "visits per source and booking code; messages linked to their visit",
         _steps(_ddl(_V2_VISIT_SQLITE, _V2_VISIT_POSTGRES), _ddl(_V2)),
+    ),
+    Migration(
+        3,
+        "the scheduler's fire ledger and schedules, alert states, notifications, breaker "
+        "states, remote status checks, the audit of operator actions",
+        _ddl(_V3),
     ),
 )
 LATEST = MIGRATIONS[-1].version

@@ -147,14 +147,34 @@ class PollCursor(BaseModel):
         table_name = "outboxd_poll_cursor"
 
 
+# Run statuses: the fire ledger.
+QUEUED = "queued"  # waiting to start: a run asked for, a retry, one behind a running run
+RUNNING = "running"
+SUCCEEDED = "succeeded"
+FAILED_RUN = "failed"
+INTERRUPTED = "interrupted"  # its scheduler died or was stopped while it ran
+SKIPPED = "skipped"  # the overlap policy: the last run was still running
+MISSED = "missed"  # fell due while no scheduler ran, beyond the catch-up window
+COALESCED = "coalesced"  # fell due while no scheduler ran: caught up as one run
+RUN_STATUSES = (QUEUED, RUNNING, SUCCEEDED, FAILED_RUN, INTERRUPTED, SKIPPED, MISSED, COALESCED)
+FINISHED_RUNS = (SUCCEEDED, FAILED_RUN, INTERRUPTED, SKIPPED, MISSED, COALESCED)
+
+
 class Schedule(BaseModel):
+    """A schedule: its definition (the validated settings as JSON), where it
+    comes from (``file``: the YAML; ``operator``: the CLI or the API), paused
+    with a note, removed (from the YAML: kept for its ledger)."""
+
     id = pw.BigAutoField()
     name = pw.CharField(max_length=64, unique=True)
-    cron = pw.CharField(max_length=128)
-    timezone = pw.CharField(max_length=64)
-    job = pw.CharField(max_length=64)
-    options = JSONTextField(default=dict)
-    enabled = pw.BooleanField(default=True)
+    definition = JSONTextField()
+    origin = pw.CharField(max_length=16)
+    revision = pw.IntegerField()
+    paused = pw.BooleanField()
+    pause_note = pw.TextField(null=True)
+    paused_by = pw.CharField(max_length=128, null=True)
+    paused_at = UtcDateTimeField(null=True)
+    removed_at = UtcDateTimeField(null=True)
     created_at = UtcDateTimeField()
     updated_at = UtcDateTimeField()
 
@@ -163,18 +183,108 @@ class Schedule(BaseModel):
 
 
 class JobRun(BaseModel):
+    """One entry of the fire ledger: a fire (unique on schedule, fire time and
+    attempt) and what became of it."""
+
     id = pw.BigAutoField()
-    schedule = pw.ForeignKeyField(Schedule, column_name="schedule_id", on_delete="CASCADE")
-    trigger = pw.CharField(max_length=16)
+    schedule = pw.ForeignKeyField(
+        Schedule, column_name="schedule_id", on_delete="CASCADE", lazy_load=False
+    )
     fire_time = UtcDateTimeField()
+    attempt = pw.IntegerField()
+    trigger = pw.CharField(max_length=16)
     status = pw.CharField(max_length=16)
-    started_at = UtcDateTimeField()
+    retry_of = pw.BigIntegerField(null=True)  # the first run of the fire
+    due_at = UtcDateTimeField()
+    started_at = UtcDateTimeField(null=True)
     finished_at = UtcDateTimeField(null=True)
+    lease_owner = pw.CharField(max_length=128, null=True)
+    lease_expires_at = UtcDateTimeField(null=True)
     error = pw.TextField(null=True)
-    output = pw.TextField(null=True)
+    output = JSONTextField(null=True)
+    note = pw.TextField(null=True)
+    created_at = UtcDateTimeField()
 
     class Meta:
         table_name = "outboxd_job_run"
+
+
+class Alert(BaseModel):
+    """The state of one alert condition (a rule for one subject): firing or
+    clear, and when it was last notified: one notification per window."""
+
+    rule = pw.CharField(max_length=128)
+    subject = pw.CharField(max_length=255)
+    state = pw.CharField(max_length=16)
+    since = UtcDateTimeField()
+    notified_at = UtcDateTimeField(null=True)
+    details = pw.TextField(null=True)
+
+    class Meta:
+        table_name = "outboxd_alert"
+        primary_key = pw.CompositeKey("rule", "subject")
+
+
+class Notification(BaseModel):
+    """Every notification sent: what, to whom, when, and the answer."""
+
+    id = pw.BigAutoField()
+    rule = pw.CharField(max_length=128)
+    subject = pw.CharField(max_length=255)
+    event = pw.CharField(max_length=16)  # firing | resolved | report
+    target = pw.CharField(max_length=64)
+    ok = pw.BooleanField()
+    answer = pw.TextField(null=True)
+    at = UtcDateTimeField()
+
+    class Meta:
+        table_name = "outboxd_notification"
+
+
+class BreakerState(BaseModel):
+    """A dispatcher process's circuit breaker on a channel, while not closed."""
+
+    channel = pw.CharField(max_length=64)
+    owner = pw.CharField(max_length=128)
+    state = pw.CharField(max_length=16)
+    since = UtcDateTimeField()
+    detail = pw.TextField(null=True)
+    updated_at = UtcDateTimeField()
+
+    class Meta:
+        table_name = "outboxd_breaker"
+        primary_key = pw.CompositeKey("channel", "owner")
+
+
+class StatusCheck(BaseModel):
+    """Remote status checks of a sent message (a filing's status at the partner)."""
+
+    message = pw.ForeignKeyField(
+        Message, column_name="message_id", primary_key=True, on_delete="CASCADE", lazy_load=False
+    )
+    checks = pw.IntegerField()
+    checked_at = UtcDateTimeField()
+    answer = pw.TextField(null=True)
+    flagged = pw.BooleanField()
+
+    class Meta:
+        table_name = "outboxd_status_check"
+
+
+class AuditEntry(BaseModel):
+    """An operator action: who, what, on what (ids or a filter), how many changed;
+    written in the transaction of the change."""
+
+    id = pw.BigAutoField()
+    actor = pw.CharField(max_length=128)
+    action = pw.CharField(max_length=64)
+    target = pw.TextField(null=True)
+    details = JSONTextField(null=True)
+    changed = pw.IntegerField()
+    at = UtcDateTimeField()
+
+    class Meta:
+        table_name = "outboxd_audit"
 
 
 MODELS: tuple[type[BaseModel], ...] = (
@@ -185,4 +295,9 @@ MODELS: tuple[type[BaseModel], ...] = (
     PollCursor,
     Schedule,
     JobRun,
+    Alert,
+    Notification,
+    BreakerState,
+    StatusCheck,
+    AuditEntry,
 )

@@ -15,6 +15,7 @@ from daemon.store.models import (
     PENDING,
     REJECTED,
     SENT,
+    AuditEntry,
     Message,
     StatusEvent,
 )
@@ -96,11 +97,35 @@ class OperatorOps(StoreBase):
                     .tuples()
                 }
                 missing = sorted(set(selector.ids) - found)
+            action = "retry" if target == PENDING else "cancel"
+            self._audit(actor, action, _described(selector), _selector(selector), len(rows), now)
             return OperatorResult(
                 changed=sorted(r[0] for r in rows), skipped=skipped, missing=missing
             )
 
         return self._write(work)
+
+    def audit(self, limit: int = 100, before_id: int | None = None) -> list[dict[str, Any]]:
+        """The operator actions, newest first."""
+
+        def work() -> list[dict[str, Any]]:
+            query = AuditEntry.select().order_by(AuditEntry.id.desc()).limit(limit)
+            if before_id is not None:
+                query = query.where(AuditEntry.id < before_id)
+            return [
+                {
+                    "id": row.id,
+                    "actor": row.actor,
+                    "action": row.action,
+                    "target": row.target,
+                    "details": row.details,
+                    "changed": row.changed,
+                    "at": row.at.isoformat(),
+                }
+                for row in query
+            ]
+
+        return self._read(work)
 
     def stats(self, now: datetime | None = None, window: float = 3600.0) -> list[ChannelStats]:
         """Per channel: counts by status, how many are due, the age of the oldest
@@ -163,6 +188,29 @@ class OperatorOps(StoreBase):
         )
         row = Message.select(Message.created_at).where(Message.id == oldest).first()
         return None if row is None else max(0.0, (now - row.created_at).total_seconds())
+
+
+def _selector(selector: MessageFilter) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    if selector.ids:
+        out["ids"] = list(selector.ids)
+    if selector.channel:
+        out["channel"] = selector.channel
+    if selector.statuses:
+        out["statuses"] = list(selector.statuses)
+    if selector.since:
+        out["since"] = selector.since.isoformat()
+    if selector.until:
+        out["until"] = selector.until.isoformat()
+    return out
+
+
+def _described(selector: MessageFilter) -> str:
+    if selector.ids:
+        shown = ", ".join(map(str, selector.ids[:10]))
+        return f"messages {shown}" + (" …" if len(selector.ids) > 10 else "")
+    parts = [f"{k} {v}" for k, v in _selector(selector).items()]
+    return "messages where " + ", ".join(parts)
 
 
 def _where(selector: MessageFilter) -> pw.Expression:

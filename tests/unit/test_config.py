@@ -41,7 +41,7 @@ schedules:
   purge-old:
     cron: "0 3 * * 0"
     job: purge
-    options: {older_than: 30d}
+    options: {messages_older_than: 30d}
 control:
   port: 8088
   token: ${CONTROL_TOKEN:-changeme}
@@ -234,7 +234,7 @@ def test_settings_are_frozen():
             schedules:
               nightly: {cron: "0 2 * * *", job: defrag}
             """,
-            "schedules.nightly.job: Input should be 'purge', 'export', 'report' or 'status_sweep'",
+            "schedules.nightly.job: unknown job 'defrag'; expected one of 'purge', 'export'",
         ),
         (
             """
@@ -347,11 +347,11 @@ def test_interpolated_value_never_changes_structure(value):
     schedules:
       nightly:
         cron: "0 2 * * *"
-        job: report
-        options: {note: "${NOTE}"}
+        job: http
+        options: {url: "http://127.0.0.1:9/", body: "${NOTE}"}
     """
     settings = parse(text, {"NOTE": value})
-    assert settings.schedules["nightly"].options == {"note": value}
+    assert settings.schedules["nightly"].options.body == value
     assert list(settings.schedules) == ["nightly"]
 
 

@@ -193,6 +193,14 @@ def _build(name: str, settings: KhanzaSettings, zone: ZoneInfo) -> Source:
     return KhanzaBpjsSource(settings, zone, KhanzaSource(name, settings, zone))
 
 
+def _query(
+    name: str, settings: KhanzaSettings, zone: ZoneInfo, sql: str, params: Mapping[str, Any]
+) -> tuple[list[str], list[tuple[Any, ...]]]:
+    from daemon.sources.khanza import KhanzaSource
+
+    return KhanzaSource(name, settings, zone).query(sql, params)
+
+
 def _describe(settings: KhanzaSettings) -> str:
     from daemon.fields import redact_url
 
@@ -205,4 +213,5 @@ KIND = SourceKind(
     build=_build,
     channel_kinds=("bpjs_antrean",),
     describe=_describe,
+    query=_query,
 )

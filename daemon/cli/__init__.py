@@ -1,0 +1,102 @@
+"""The ``outboxd`` command: check-config, migrate, run; enqueue, stats, retry, cancel,
+visit; schedules, runs.
+
+Errors are one line on stderr and a sysexits-style code, never a traceback
+(set ``OUTBOXD_DEBUG=1`` to see one).
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import os
+import sys
+from collections.abc import Callable, Sequence
+
+from daemon import __version__
+from daemon.cli import messages, schedules, system
+from daemon.cli.common import (
+    EX_DATAERR,
+    EX_SOFTWARE,
+    EX_UNAVAILABLE,
+    CliError,
+    check_text,
+)
+from daemon.config import EX_CONFIG, ConfigError
+from daemon.errors import StartupError
+from daemon.store import SchemaMismatch, StoreError, StoreUnavailable
+from daemon.store.db import DatabaseFileError
+from daemon.store.types import InvalidMessage
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "-c",
+        "--config",
+        metavar="FILE",
+        default=argparse.SUPPRESS,
+        help="the YAML file (default: $OUTBOXD_CONFIG)",
+    )
+    parser = argparse.ArgumentParser(
+        prog="outboxd", description="Reliable outbox delivery.", parents=[common]
+    )
+    parser.add_argument("--version", action="version", version=f"outboxd {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(
+        name: str, func: Callable[[argparse.Namespace], int], help_text: str
+    ) -> argparse.ArgumentParser:
+        cmd = sub.add_parser(name, parents=[common], help=help_text, description=help_text)
+        cmd.set_defaults(func=func)
+        return cmd
+
+    system.register(add)
+    messages.register(add)
+    schedules.register(add, common)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    for stream in (sys.stdout, sys.stderr):  # an argument that is not UTF-8 still prints
+        if isinstance(stream, io.TextIOWrapper):
+            stream.reconfigure(errors="backslashreplace")
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not hasattr(args, "config"):
+        args.config = None
+    try:
+        check_text(args)
+        return args.func(args)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return EX_CONFIG
+    except CliError as exc:
+        print(f"outboxd: {exc}", file=sys.stderr)
+        return exc.code
+    except InvalidMessage as exc:
+        print(f"outboxd: {exc}", file=sys.stderr)
+        return EX_DATAERR
+    except SchemaMismatch as exc:
+        print(f"outboxd: {exc}", file=sys.stderr)
+        return EX_CONFIG
+    except StartupError as exc:
+        print(f"outboxd: {exc}", file=sys.stderr)
+        return EX_UNAVAILABLE
+    except DatabaseFileError as exc:
+        print(f"outboxd: {exc}", file=sys.stderr)
+        return EX_CONFIG
+    except (StoreUnavailable, StoreError) as exc:
+        print(f"outboxd: {exc}", file=sys.stderr)
+        return EX_UNAVAILABLE
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:  # the reader went away (`outboxd stats | head`): nothing to say
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
+    except Exception as exc:
+        if os.environ.get("OUTBOXD_DEBUG"):
+            raise
+        print(f"outboxd: internal error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return EX_SOFTWARE

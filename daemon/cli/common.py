@@ -1,0 +1,91 @@
+"""What every ``outboxd`` command shares: exit codes, the one-line error, the
+settings and the store of the file named, times and text from the command line."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+from daemon.config import load_config
+from daemon.settings import Settings
+from daemon.store import Store, open_database
+from daemon.store.migrations import require_current
+from daemon.store.models import utcnow
+from daemon.units import parse_duration
+
+EX_USAGE = 64
+EX_DATAERR = 65
+EX_NOINPUT = 66
+EX_UNAVAILABLE = 69
+EX_SOFTWARE = 70
+MAX_ID = 2**63 - 1  # the largest id a message can have
+
+
+class CliError(Exception):
+    def __init__(self, message: str, code: int) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+# --- helpers ------------------------------------------------------------------------
+
+
+def settings_of(args: argparse.Namespace) -> Settings:
+    return load_config(args.config)
+
+
+def open_store(settings: Settings) -> Store:
+    """The store of an existing, current database (nothing is created)."""
+    db = open_database(settings.database, create=False)
+    try:
+        require_current(db)
+    except BaseException:
+        db.close()
+        raise
+    return Store(db)
+
+
+def parse_time(text: str, tz: ZoneInfo, option: str = "--since") -> datetime:
+    """``2026-11-23T08:00`` (in the configured zone unless it has an offset), or a
+    duration meaning that long ago (``2h``)."""
+    try:
+        return utcnow() - timedelta(seconds=parse_duration(text))
+    except ValueError:
+        pass
+    try:
+        value = datetime.fromisoformat(text)
+        value = value.replace(tzinfo=tz) if value.tzinfo is None else value
+        return value.astimezone(UTC)
+    except (ValueError, OverflowError):
+        raise CliError(
+            f"{option}: invalid time {text!r}: use ISO 8601 (2026-11-23T08:00) or an age "
+            "such as 2h",
+            EX_USAGE,
+        ) from None
+
+
+def check_text(args: argparse.Namespace) -> None:
+    """Every text argument a message or a lookup uses must be UTF-8 (a shell can
+    pass any bytes; they cannot be stored, compared or printed as they are)."""
+    for name, value in vars(args).items():
+        if name in ("config", "payload") or not isinstance(value, str | list):
+            continue
+        for item in value if isinstance(value, list) else [value]:
+            if isinstance(item, str):
+                try:
+                    item.encode("utf-8")
+                except UnicodeEncodeError:
+                    option = name if name in ("kodebooking",) else f"--{name.replace('_', '-')}"
+                    raise CliError(f"{option}: not valid UTF-8 text", EX_DATAERR) from None
+
+
+def read_payload(source: str) -> bytes:
+    if source == "-":
+        return sys.stdin.buffer.read()
+    try:
+        return Path(source).read_bytes()
+    except OSError as exc:
+        raise CliError(f"cannot read payload {source}: {exc.strerror}", EX_NOINPUT) from None

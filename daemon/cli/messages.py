@@ -1,0 +1,228 @@
+"""The commands on messages and visits: enqueue, stats, retry, cancel, visit."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Callable, Sequence
+from zoneinfo import ZoneInfo
+
+from daemon.channels.registry import InvalidPayload, message_kind, prepare_payload
+from daemon.cli.common import (
+    EX_DATAERR,
+    EX_USAGE,
+    MAX_ID,
+    CliError,
+    open_store,
+    parse_time,
+    read_payload,
+    settings_of,
+)
+from daemon.report import stats_json, stats_rows, stats_table, visit_lines
+from daemon.settings import Settings
+from daemon.store import Store
+from daemon.store.models import STATUSES, utcnow
+from daemon.store.types import MessageFilter, NewMessage, OperatorResult
+from daemon.store.visits import VisitView
+from daemon.units import parse_duration
+
+Add = Callable[[str, Callable[[argparse.Namespace], int], str], argparse.ArgumentParser]
+
+
+def _ids(groups: Sequence[str]) -> tuple[int, ...]:
+    """``--id 12 --id 13,14``: message ids, each a whole number that can be one."""
+    ids = []
+    for group in groups:
+        for part in group.split(","):
+            text = part.strip()
+            if not text:
+                continue
+            if not (text.isascii() and text.isdigit()) or not 0 < int(text) <= MAX_ID:
+                raise CliError(f"--id: {part!r} is not a message id (a whole number)", EX_USAGE)
+            ids.append(int(text))
+    return tuple(ids)
+
+
+def _window(text: str) -> float:
+    try:
+        seconds = parse_duration(text)
+    except ValueError as exc:
+        raise CliError(f"--window: {exc}", EX_USAGE) from None
+    if seconds <= 0:
+        raise CliError(f"--window: {text!r} is no time at all: give one such as 1h", EX_USAGE)
+    return seconds
+
+
+def _selector(args: argparse.Namespace, settings: Settings) -> MessageFilter:
+    tz = ZoneInfo(settings.timezone)
+    ids = _ids(args.id or [])
+    selector = MessageFilter(
+        ids=ids,
+        channel=args.channel,
+        statuses=tuple(args.status or ()),
+        since=parse_time(args.since, tz, "--since") if args.since else None,
+        until=parse_time(args.until, tz, "--until") if args.until else None,
+    )
+    if selector.empty:
+        raise CliError("select messages with --id, or --channel/--status/--since/--until", EX_USAGE)
+    return selector
+
+
+def _report_operation(verb: str, result: OperatorResult) -> int:
+    print(f"{verb} {len(result.changed)} message(s)")
+    if result.changed and len(result.changed) <= 50:
+        print("ids: " + ", ".join(map(str, result.changed)))
+    if result.skipped:
+        parts = ", ".join(f"{n} {status}" for status, n in sorted(result.skipped.items()))
+        print(f"left as they are: {parts}")
+    if result.missing:
+        print("not found: " + ", ".join(map(str, result.missing)), file=sys.stderr)
+        return EX_DATAERR
+    return 0
+
+
+def cmd_enqueue(args: argparse.Namespace) -> int:
+    settings = settings_of(args)
+    channel = settings.channels.get(args.channel)
+    if channel is None:
+        known = ", ".join(sorted(settings.channels)) or "none configured"
+        raise CliError(f"unknown channel {args.channel!r} (channels: {known})", EX_USAGE)
+    try:
+        kind = message_kind(channel, args.kind)
+    except InvalidPayload as exc:
+        raise CliError(str(exc), EX_USAGE) from None
+    payload = read_payload(args.payload)
+    if not payload.strip():
+        raise CliError("the payload is empty", EX_DATAERR)
+    try:
+        payload = prepare_payload(channel, payload, kind)
+    except InvalidPayload as exc:
+        raise CliError(str(exc), EX_DATAERR) from None
+    message = NewMessage(
+        channel=args.channel,
+        key=args.key,
+        payload=payload,
+        kind=kind,
+        after_key=args.after,
+        group_key=args.group,
+    )
+    store = open_store(settings)
+    try:
+        result = store.enqueue(message, actor="cli")
+    finally:
+        store.close()
+    if args.json:
+        print(json.dumps({"id": result.id, "created": result.created, "status": result.status}))
+    elif result.created:
+        print(f"{result.id} new")
+    else:
+        print(f"{result.id} exists (status {result.status}); not enqueued again")
+    return 0
+
+
+def cmd_stats(args: argparse.Namespace) -> int:
+    window = _window(args.window)
+    settings = settings_of(args)
+    store = open_store(settings)
+    try:
+        now = utcnow()
+        rows = stats_rows(store.stats(now=now, window=window), list(settings.channels))
+    finally:
+        store.close()
+    if args.json:
+        print(json.dumps(stats_json(rows, window, now.isoformat()), indent=2))
+    else:
+        print("\n".join(stats_table(rows, window)))
+    return 0
+
+
+def _operator_command(
+    verb: str, operation: Callable[[Store], Callable[..., OperatorResult]]
+) -> Callable[[argparse.Namespace], int]:
+    def command(args: argparse.Namespace) -> int:
+        settings = settings_of(args)
+        selector = _selector(args, settings)
+        store = open_store(settings)
+        try:
+            result = operation(store)(selector, actor=f"cli:{os.environ.get('USER', 'operator')}")
+        finally:
+            store.close()
+        return _report_operation(verb, result)
+
+    return command
+
+
+def cmd_visit(args: argparse.Namespace) -> int:
+    settings = settings_of(args)
+    store = open_store(settings)
+    try:
+        visits = store.find_visits(args.kodebooking, args.source)
+    finally:
+        store.close()
+    if not visits:
+        where = f" from source {args.source!r}" if args.source else ""
+        raise CliError(f"no visit with kodebooking {args.kodebooking!r}{where}", EX_DATAERR)
+    if len(visits) > 1 and not args.json:
+        sources = ", ".join(v.source for v in visits)
+        raise CliError(
+            f"kodebooking {args.kodebooking!r} is a visit of several sources ({sources}): "
+            "name one with --source",
+            EX_USAGE,
+        )
+    if args.json:
+        print(
+            json.dumps(
+                [_visit_json(v) for v in visits] if len(visits) > 1 else _visit_json(visits[0]),
+                indent=2,
+            )
+        )
+    else:
+        print("\n".join(visit_lines(visits[0], ZoneInfo(settings.timezone))))
+    return 0
+
+
+def _visit_json(visit: VisitView) -> dict[str, object]:
+    return {
+        "kodebooking": visit.kodebooking,
+        "source": visit.source,
+        "task_progress": visit.task_progress,
+        "created_at": visit.created_at.isoformat(),
+        "updated_at": visit.updated_at.isoformat(),
+    }
+
+
+cmd_retry = _operator_command("retried", lambda store: store.retry)
+cmd_cancel = _operator_command("cancelled", lambda store: store.cancel)
+
+
+def register(add: Add) -> None:
+    enqueue = add("enqueue", cmd_enqueue, "store one message for delivery")
+    enqueue.add_argument("--channel", required=True)
+    enqueue.add_argument("--key", required=True, help="idempotency key, unique per channel")
+    enqueue.add_argument("--after", metavar="KEY", help="a message of the channel to send first")
+    enqueue.add_argument("--kind", help="payload kind (default from the channel)")
+    enqueue.add_argument("--group", help="ordering key: on an ordered channel, one at a time")
+    enqueue.add_argument("--json", action="store_true", help="print the result as JSON")
+    enqueue.add_argument("payload", nargs="?", default="-", metavar="FILE|-")
+
+    stats = add("stats", cmd_stats, "counts per channel and status, oldest pending age")
+    stats.add_argument("--json", action="store_true")
+    stats.add_argument("--window", default="1h", help="success-rate window (default 1h)")
+
+    for name, func, text in (
+        ("retry", cmd_retry, "make messages due again with attempts reset"),
+        ("cancel", cmd_cancel, "cancel pending or failed messages"),
+    ):
+        op = add(name, func, text)
+        op.add_argument("--id", action="append", metavar="ID[,ID…]")
+        op.add_argument("--channel")
+        op.add_argument("--status", action="append", choices=STATUSES)
+        op.add_argument("--since", metavar="TIME|AGE", help="created at or after")
+        op.add_argument("--until", metavar="TIME|AGE", help="created before")
+
+    visit = add("visit", cmd_visit, "a visit's BPJS task progress")
+    visit.add_argument("kodebooking")
+    visit.add_argument("--source", help="the source, when several have this kodebooking")
+    visit.add_argument("--json", action="store_true")

@@ -1,0 +1,483 @@
+"""The commands on schedules and their ledger: ``outboxd schedules list | show |
+add | edit | remove | pause | resume | run | backfill | preview`` and ``outboxd
+runs NAME``. What they change, they change in the database the scheduler reads:
+a scheduler picks it up within ``roles.scheduler.sync_interval``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import yaml
+
+from daemon.cli.common import EX_DATAERR, EX_USAGE, CliError, open_store, parse_time, settings_of
+from daemon.fires import Fire, Timing, fires_between, next_fires
+from daemon.report import printable
+from daemon.scheduling import DefinitionError, definition, read_definition, timing_of, zone_of
+from daemon.settings import ScheduleSettings, Settings
+from daemon.store import Store
+from daemon.store.schedules import ScheduleError, ScheduleRow
+from daemon.units import format_duration
+
+Add = Callable[[str, Callable[[argparse.Namespace], int], str], argparse.ArgumentParser]
+MAX_BACKFILL = 10_000  # runs one backfill may queue
+
+
+def _actor() -> str:
+    return f"cli:{os.environ.get('USER', 'operator')}"
+
+
+def _spec(row: ScheduleRow) -> ScheduleSettings:
+    try:
+        return read_definition(row.definition)
+    except DefinitionError as exc:
+        raise CliError(f"schedule {row.name!r} cannot be read: {exc}", EX_DATAERR) from None
+
+
+def _row(store: Store, name: str) -> ScheduleRow:
+    row = store.schedule(name)
+    if row is None or row.removed_at is not None:
+        raise CliError(f"no schedule named {name!r}", EX_DATAERR)
+    return row
+
+
+def _when(spec: ScheduleSettings) -> str:
+    return f"cron '{spec.cron}'" if spec.cron else f"every {format_duration(spec.every or 0)}"
+
+
+def _fire_json(fire: Fire) -> dict[str, Any]:
+    return {"at": fire.at.isoformat(), "local": fire.local.isoformat(), "note": fire.note}
+
+
+def _fire_line(fire: Fire) -> str:
+    note = f"  ({fire.note})" if fire.note else ""
+    return f"  {fire.local:%Y-%m-%d %H:%M:%S %Z}   {fire.at:%Y-%m-%d %H:%M:%S} UTC{note}"
+
+
+def _state(row: ScheduleRow, spec: ScheduleSettings) -> str:
+    if row.paused:
+        return f"paused by {row.paused_by}: {row.pause_note or '(no note)'}"
+    return "enabled" if spec.enabled else "disabled"
+
+
+# --- reading ---------------------------------------------------------------------------
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    settings = settings_of(args)
+    store = open_store(settings)
+    try:
+        rows = store.schedules()
+        last = {r.schedule: r for r in store.runs(limit=1000)}
+    finally:
+        store.close()
+    now = datetime.now(UTC)
+    out = []
+    for row in rows:
+        spec = _spec(row)
+        upcoming = (
+            next_fires(timing_of(spec, settings), now) if spec.enabled and not row.paused else []
+        )
+        recent = last.get(row.name)
+        out.append(
+            {
+                "name": row.name,
+                "job": spec.job,
+                "when": _when(spec),
+                "timezone": str(zone_of(spec, settings)),
+                "origin": row.origin,
+                "state": _state(row, spec),
+                "next": _fire_json(upcoming[0]) if upcoming else None,
+                "last_run": {"status": recent.status, "fire_time": recent.fire_time.isoformat()}
+                if recent
+                else None,
+            }
+        )
+    if args.json:
+        print(json.dumps(out, indent=2))
+        return 0
+    if not out:
+        print("no schedules")
+    for item in out:
+        nxt = item["next"]["local"][:19].replace("T", " ") if item["next"] else "-"
+        last_run = item["last_run"]["status"] if item["last_run"] else "-"
+        print(
+            printable(
+                f"{item['name']}: {item['job']}, {item['when']} ({item['timezone']}), "
+                f"{item['state']}, next {nxt}, last run {last_run} [{item['origin']}]"
+            )
+        )
+    return 0
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    settings = settings_of(args)
+    store = open_store(settings)
+    try:
+        row = _row(store, args.name)
+        runs = store.runs(args.name, limit=10)
+    finally:
+        store.close()
+    spec = _spec(row)
+    upcoming = next_fires(timing_of(spec, settings), datetime.now(UTC), 5)
+    if args.json:
+        shown = {
+            "name": row.name,
+            "origin": row.origin,
+            "revision": row.revision,
+            "paused": row.paused,
+            "pause_note": row.pause_note,
+            "paused_by": row.paused_by,
+            "definition": row.definition,
+            "next": [_fire_json(f) for f in upcoming],
+            "runs": [_run_json(r) for r in runs],
+        }
+        print(json.dumps(shown, indent=2))
+        return 0
+    print(printable(f"{row.name}: {spec.job}, {_when(spec)} ({zone_of(spec, settings)})"))
+    origin = "the YAML file" if row.origin == "file" else "the CLI or the API"
+    print(printable(f"  {_state(row, spec)}; from {origin}, revision {row.revision}"))
+    print(
+        f"  overlap {spec.overlap}, catch up {format_duration(spec.catch_up)}, "
+        f"retry up to {spec.retry.max_attempts} runs"
+    )
+    print("next fires:")
+    for fire in upcoming:
+        print(_fire_line(fire))
+    print("recent runs:")
+    for run in runs:
+        print(printable(_run_line(run)))
+    return 0
+
+
+def _run_json(run: Any) -> dict[str, Any]:
+    return {
+        "id": run.id,
+        "schedule": run.schedule,
+        "fire_time": run.fire_time.isoformat(),
+        "attempt": run.attempt,
+        "trigger": run.trigger,
+        "status": run.status,
+        "started_at": run.started_at.isoformat() if run.started_at else None,
+        "finished_at": run.finished_at.isoformat() if run.finished_at else None,
+        "error": run.error,
+        "output": run.output,
+        "note": run.note,
+        "retry_of": run.retry_of,
+    }
+
+
+def _run_line(run: Any) -> str:
+    took = ""
+    if run.started_at and run.finished_at:
+        took = f" in {format_duration((run.finished_at - run.started_at).total_seconds())}"
+    why = f" — {run.error}" if run.error else (f" — {run.note}" if run.note else "")
+    return (
+        f"  #{run.id} {run.fire_time:%Y-%m-%d %H:%M:%S} UTC {run.trigger} attempt {run.attempt}: "
+        f"{run.status}{took}{why}"
+    )
+
+
+def cmd_runs(args: argparse.Namespace) -> int:
+    settings = settings_of(args)
+    store = open_store(settings)
+    try:
+        if store.schedule(args.name) is None:
+            raise CliError(f"no schedule named {args.name!r}", EX_DATAERR)
+        runs = store.runs(args.name, limit=args.limit)
+    finally:
+        store.close()
+    if args.json:
+        print(json.dumps([_run_json(r) for r in runs], indent=2))
+    else:
+        for run in runs:
+            print(printable(_run_line(run)))
+        if not runs:
+            print(f"no runs of {args.name} yet")
+    return 0
+
+
+def cmd_preview(args: argparse.Namespace) -> int:
+    settings = settings_of(args)
+    if args.name:
+        if args.cron or args.every:
+            raise CliError("give a schedule's name, or --cron / --every, not both", EX_USAGE)
+        store = open_store(settings)
+        try:
+            spec = _spec(_row(store, args.name))
+        finally:
+            store.close()
+        timing = timing_of(spec, settings)
+    else:
+        timing = _adhoc_timing(args, settings)
+    start = parse_time(args.since, timing.zone, "--from") if args.since else datetime.now(UTC)  # type: ignore[arg-type]
+    if not 1 <= args.count <= 1000:
+        raise CliError("--count: 1 to 1000", EX_USAGE)
+    upcoming = next_fires(timing, start, args.count)
+    if args.json:
+        print(json.dumps([_fire_json(f) for f in upcoming], indent=2))
+    else:
+        for fire in upcoming:
+            print(_fire_line(fire))
+        if not upcoming:
+            print("no fire: the expression matches no date")
+    return 0
+
+
+def _adhoc_timing(args: argparse.Namespace, settings: Settings) -> Timing:
+    if bool(args.cron) == bool(args.every):
+        raise CliError("give a schedule's name, or --cron EXPR or --every DURATION", EX_USAGE)
+    fields: dict[str, Any] = {"job": "http", "options": {"url": "http://127.0.0.1/"}}
+    fields["cron" if args.cron else "every"] = args.cron or args.every
+    fields.update(_with(args.rules))
+    if args.timezone:
+        fields["timezone"] = args.timezone
+    try:
+        spec = read_definition(fields)
+    except DefinitionError as exc:
+        raise CliError(str(exc), EX_USAGE) from None
+    return timing_of(spec, settings)
+
+
+# --- changing ---------------------------------------------------------------------------
+
+
+def _with(pairs: list[str] | None) -> dict[str, Any]:
+    """``--with KEY=VALUE``: a setting of the schedule, the value read as YAML."""
+    out: dict[str, Any] = {}
+    for pair in pairs or []:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise CliError(f"--with {pair!r}: expected KEY=VALUE", EX_USAGE)
+        try:
+            out[key.strip()] = yaml.safe_load(value) if value else None
+        except yaml.YAMLError:
+            raise CliError(f"--with {pair!r}: the value is not YAML", EX_USAGE) from None
+    return out
+
+
+def _options(text: str | None) -> dict[str, Any] | None:
+    if text is None:
+        return None
+    try:
+        value = json.loads(text)
+    except (ValueError, RecursionError):
+        raise CliError("--options: not a JSON object", EX_USAGE) from None
+    if not isinstance(value, dict):
+        raise CliError("--options: not a JSON object", EX_USAGE)
+    return value
+
+
+def _built(fields: dict[str, Any]) -> dict[str, Any]:
+    try:
+        return definition(read_definition(fields))
+    except DefinitionError as exc:
+        raise CliError(f"not a valid schedule: {exc}", EX_DATAERR) from None
+
+
+def cmd_add(args: argparse.Namespace) -> int:
+    settings = settings_of(args)
+    fields: dict[str, Any] = {"job": args.job}
+    if args.cron:
+        fields["cron"] = args.cron
+    if args.every:
+        fields["every"] = args.every
+    if args.timezone:
+        fields["timezone"] = args.timezone
+    options = _options(args.options)
+    if options is not None:
+        fields["options"] = options
+    fields.update(_with(args.rules))
+    _name(args.name)
+    stored = _built(fields)
+    store = open_store(settings)
+    try:
+        row = store.put_schedule(args.name, stored, _actor(), create=True)
+    except ScheduleError as exc:
+        raise CliError(str(exc), EX_DATAERR) from None
+    finally:
+        store.close()
+    print(printable(f"schedule {row.name} added ({_when(read_definition(row.definition))})"))
+    return 0
+
+
+def cmd_edit(args: argparse.Namespace) -> int:
+    settings = settings_of(args)
+    store = open_store(settings)
+    try:
+        row = _row(store, args.name)
+        fields = dict(row.definition)
+        for key in ("cron", "every"):
+            if getattr(args, key):
+                fields.pop("cron", None)
+                fields.pop("every", None)
+                fields.pop("anchor", None)
+                fields[key] = getattr(args, key)
+        if args.timezone:
+            fields["timezone"] = args.timezone
+        if args.job:
+            fields["job"] = args.job
+        options = _options(args.options)
+        if options is not None:
+            fields["options"] = options
+        fields.update(_with(args.rules))
+        stored = _built(fields)
+        if stored == row.definition:
+            print(f"schedule {args.name} unchanged")
+            return 0
+        try:
+            store.put_schedule(args.name, stored, _actor(), create=False)
+        except ScheduleError as exc:
+            raise CliError(str(exc), EX_DATAERR) from None
+    finally:
+        store.close()
+    print(f"schedule {args.name} changed")
+    return 0
+
+
+def _name(name: str) -> None:
+    import re
+
+    if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_.-]{0,63}", name):
+        raise CliError(
+            f"invalid name {name!r}: use letters, digits, '_', '-', '.', starting with a letter",
+            EX_USAGE,
+        )
+
+
+def _simple(action: str) -> Callable[[argparse.Namespace], int]:
+    def command(args: argparse.Namespace) -> int:
+        settings = settings_of(args)
+        store = open_store(settings)
+        try:
+            if action == "remove":
+                store.remove_schedule(args.name, _actor())
+            else:
+                note = getattr(args, "note", None)
+                store.pause_schedule(args.name, action == "pause", note, _actor())
+        except ScheduleError as exc:
+            raise CliError(str(exc), EX_DATAERR) from None
+        finally:
+            store.close()
+        print(f"schedule {args.name} {'removed' if action == 'remove' else action + 'd'}")
+        return 0
+
+    return command
+
+
+def cmd_run_now(args: argparse.Namespace) -> int:
+    settings = settings_of(args)
+    store = open_store(settings)
+    try:
+        row = _row(store, args.name)
+        now = datetime.now(UTC)
+        [run] = store.queue_runs(row.id, [now], "manual", note="run now", actor=_actor()) or [None]
+    finally:
+        store.close()
+    if run is None:
+        raise CliError("the run was not queued (one for this very instant exists)", EX_DATAERR)
+    print(f"run {run} of {args.name} queued; a scheduler starts it within a second or so")
+    return 0
+
+
+def cmd_backfill(args: argparse.Namespace) -> int:
+    settings = settings_of(args)
+    store = open_store(settings)
+    try:
+        row = _row(store, args.name)
+        spec = _spec(row)
+        timing = timing_of(spec, settings)
+        start = parse_time(args.since, timing.zone, "--from")  # type: ignore[arg-type]
+        end = parse_time(args.until, timing.zone, "--until")  # type: ignore[arg-type]
+        if end <= start:
+            raise CliError("--until must be later than --from", EX_USAGE)
+        fires = []
+        for fire in fires_between(timing, start - _EPSILON, end):
+            fires.append(fire.at)
+            if len(fires) > MAX_BACKFILL:
+                raise CliError(f"more than {MAX_BACKFILL:,} fires in that range", EX_USAGE)
+        if args.dry_run:
+            print(f"{len(fires)} fire(s) of {args.name} in the range; nothing queued (--dry-run)")
+            return 0
+        queued = store.queue_runs(row.id, fires, "backfill", note="backfill", actor=_actor())
+    finally:
+        store.close()
+    print(
+        f"{len(queued)} run(s) of {args.name} queued, one per fire; "
+        f"{len(fires) - len(queued)} already in the ledger"
+    )
+    return 0
+
+
+_EPSILON = timedelta(microseconds=1)  # a fire at --from itself is in the range
+
+
+def register(add: Add, common: argparse.ArgumentParser) -> None:
+    schedules = add("schedules", _usage, "schedules: list, show, add, edit, remove, pause, run …")
+    sub = schedules.add_subparsers(dest="action", required=True, metavar="ACTION")
+
+    def action(
+        name: str, func: Callable[[argparse.Namespace], int], text: str
+    ) -> argparse.ArgumentParser:
+        cmd = sub.add_parser(name, parents=[common], help=text, description=text)
+        cmd.set_defaults(func=func)
+        return cmd
+
+    listing = action("list", cmd_list, "every schedule with its next fire and last run")
+    listing.add_argument("--json", action="store_true")
+    show = action("show", cmd_show, "a schedule, its next fires and its recent runs")
+    show.add_argument("name")
+    show.add_argument("--json", action="store_true")
+    for name, func, text in (
+        ("add", cmd_add, "add a schedule of your own"),
+        ("edit", cmd_edit, "change a schedule of your own"),
+    ):
+        cmd = action(name, func, text)
+        cmd.add_argument("name")
+        cmd.add_argument(
+            "--job", required=name == "add", help="purge, export, status_check, report, http"
+        )
+        cmd.add_argument("--cron", metavar="EXPR")
+        cmd.add_argument("--every", metavar="DURATION")
+        cmd.add_argument("--timezone", metavar="ZONE")
+        cmd.add_argument("--options", metavar="JSON", help="the job's options as a JSON object")
+        cmd.add_argument(
+            "--with", dest="rules", action="append", metavar="KEY=VALUE",
+            help="any other setting (overlap=queue_one, catch_up=2h, skip=[weekends], …)",
+        )  # fmt: skip
+    remove = action("remove", _simple("remove"), "remove a schedule of your own (its runs stay)")
+    remove.add_argument("name")
+    pause = action("pause", _simple("pause"), "pause a schedule, saying why")
+    pause.add_argument("name")
+    pause.add_argument("--note", required=True, help="why (shown with the schedule)")
+    resume = action("resume", _simple("resume"), "resume a paused schedule")
+    resume.add_argument("name")
+    run = action("run", cmd_run_now, "run a schedule's job now (trigger manual)")
+    run.add_argument("name")
+    backfill = action("backfill", cmd_backfill, "one run per fire of a time range")
+    backfill.add_argument("name")
+    backfill.add_argument("--from", dest="since", required=True, metavar="TIME|AGE")
+    backfill.add_argument("--until", required=True, metavar="TIME|AGE")
+    backfill.add_argument("--dry-run", action="store_true", help="say how many; queue nothing")
+    preview = action("preview", cmd_preview, "the next fires of a schedule or an expression")
+    preview.add_argument("name", nargs="?")
+    preview.add_argument("--cron", metavar="EXPR")
+    preview.add_argument("--every", metavar="DURATION")
+    preview.add_argument("--timezone", metavar="ZONE")
+    preview.add_argument("--with", dest="rules", action="append", metavar="KEY=VALUE")
+    preview.add_argument("--from", dest="since", metavar="TIME|AGE", help="default: now")
+    preview.add_argument("--count", type=int, default=10)
+    preview.add_argument("--json", action="store_true")
+
+    runs = add("runs", cmd_runs, "a schedule's ledger: every fire and what became of it")
+    runs.add_argument("name")
+    runs.add_argument("--limit", type=int, default=50)
+    runs.add_argument("--json", action="store_true")
+
+
+def _usage(_: argparse.Namespace) -> int:
+    raise CliError("give an action: outboxd schedules --help", EX_USAGE)

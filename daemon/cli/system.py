@@ -1,0 +1,56 @@
+"""The commands on the file, the schema and the daemons: check-config, migrate, run."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Callable
+
+from daemon.cli.common import EX_USAGE, CliError, settings_of
+from daemon.report import config_summary
+from daemon.roles import ROLES
+from daemon.store import LATEST, current_version, migrate, open_database
+
+Add = Callable[[str, Callable[[argparse.Namespace], int], str], argparse.ArgumentParser]
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    settings = settings_of(args)
+    source = str(args.config or os.environ.get("OUTBOXD_CONFIG"))
+    print("\n".join(config_summary(settings, source)))
+    return 0
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    settings = settings_of(args)
+    db = open_database(settings.database)
+    try:
+        before = current_version(db)
+        applied = migrate(db)
+    finally:
+        db.close()
+    if applied:
+        for m in applied:
+            print(f"applied migration {m.version}: {m.description}")
+        print(f"schema upgraded from version {before} to {LATEST}")
+    else:
+        print(f"schema is up to date (version {LATEST})")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from daemon.roles import role_factory
+    from daemon.roles.frame import NoHealthPort, run_role
+
+    try:
+        return run_role(args.role, args.process_num, args.config, role_factory(args.role))
+    except NoHealthPort as exc:
+        raise CliError(f"--process-num: {exc}", EX_USAGE) from None
+
+
+def register(add: Add) -> None:
+    add("check-config", cmd_check_config, "validate the YAML file and summarise it")
+    add("migrate", cmd_migrate, "create or upgrade the database schema")
+    run = add("run", cmd_run, f"run a role until SIGTERM ({', '.join(ROLES)})")
+    run.add_argument("role", choices=list(ROLES))
+    run.add_argument("--process-num", type=int, default=0)

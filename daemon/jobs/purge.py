@@ -1,0 +1,59 @@
+"""``job: purge``: delete what has been kept long enough, in batches of a
+bounded size (each its own transaction, so delivery is never held up): delivered
+messages and their status events, finished runs, notifications. Pending,
+sending and failed messages are never touched."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Annotated, Any
+
+from pydantic import Field
+
+from daemon.fields import Integer, PositiveDuration
+from daemon.jobs.kind import JobContext, JobKind, JobOptions
+from daemon.units import format_duration
+
+
+class PurgeOptions(JobOptions):
+    messages_older_than: PositiveDuration = 30 * 86400.0  # delivered this long ago
+    runs_older_than: PositiveDuration = 90 * 86400.0  # finished this long ago
+    notifications_older_than: PositiveDuration = 90 * 86400.0
+    batch: Annotated[Integer, Field(ge=1, le=10_000)] = 1000  # rows per transaction
+
+
+async def _drain(purge: Any, before: Any, batch: int) -> int:
+    total = 0
+    while True:
+        count = await purge(before, batch)
+        total += count
+        if count < batch:
+            return total
+
+
+async def run(ctx: JobContext, options: PurgeOptions) -> dict[str, Any]:
+    store = ctx.store
+    messages = await _drain(
+        store.purge_messages,
+        ctx.fire - timedelta(seconds=options.messages_older_than),
+        options.batch,
+    )
+    runs = await _drain(
+        store.purge_runs, ctx.fire - timedelta(seconds=options.runs_older_than), options.batch
+    )
+    notifications = await _drain(
+        store.purge_notifications,
+        ctx.fire - timedelta(seconds=options.notifications_older_than),
+        options.batch,
+    )
+    return {"messages": messages, "runs": runs, "notifications": notifications}
+
+
+def describe(options: PurgeOptions) -> str:
+    return (
+        f"delivered messages older than {format_duration(options.messages_older_than)}, "
+        f"runs older than {format_duration(options.runs_older_than)}"
+    )
+
+
+KIND = JobKind("purge", PurgeOptions, run, describe)

@@ -1,0 +1,591 @@
+"""The scheduler role: cron and interval jobs from the database, each fire run
+once however many schedulers run, a ledger of every fire, retries, alerts.
+
+Its children on the frame:
+
+- ``schedules``: the YAML file's schedules written to the database at start and
+  on a reload (by name; the database is the truth, the CLI adds its own), then
+  read back every ``sync_interval``: a schedule added, changed, paused or
+  resumed anywhere is seen within seconds. Each live schedule has its next fire
+  armed on APScheduler's timer (``daemon.fires`` computes it; APScheduler only
+  wakes the loop at that instant, its misfire grace off). At a fire the run is
+  claimed by inserting it (unique on schedule, fire time and attempt): the
+  scheduler that inserts it runs it, under the schedule's overlap policy. A
+  schedule seen for the first time since its last fire catches up: the fires it
+  missed beyond ``catch_up`` are recorded ``missed``, the latest one within it
+  runs (trigger ``catch_up``) and the others are recorded ``coalesced``.
+- ``runs``: the runs this process holds, their leases renewed; queued runs
+  started as their policy allows (a retry, ``queue_one``, run now, backfill);
+  runs whose scheduler died (a lease run out) marked ``interrupted`` and
+  retried as their schedule says. At SIGTERM the runs under way get the drain
+  deadline to finish; what it had to stop is marked ``interrupted`` (and
+  retried, by another scheduler or this one's restart).
+- ``alerts``: the alert rules judged every ``alert_interval`` and notified.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.triggers.date import DateTrigger
+
+from daemon.fires import Fire, Timing, fires_between, next_fires
+from daemon.jobs.kind import JobContext, JobFailed
+from daemon.jobs.registry import JOB_KINDS
+from daemon.metrics import SchedulerMetrics
+from daemon.notify.kind import Notifier, NotifyFailed
+from daemon.notify.registry import build_notifier
+from daemon.notify.rules import AlertSettings, evaluate
+from daemon.roles.frame import ChildSpec, Context, RoleBase, TaskChild
+from daemon.scheduling import (
+    DefinitionError,
+    definition,
+    read_definition,
+    retry_at,
+    timing_of,
+    zone_of,
+)
+from daemon.settings import SchedulerRoleSettings, ScheduleSettings, Settings
+from daemon.store import StoreError, StoreUnavailable
+from daemon.store.models import COALESCED, MISSED, QUEUED, RUNNING, SKIPPED
+from daemon.store.schedules import Retry, RunRow, ScheduleRow
+
+log = logging.getLogger("outboxd.scheduler")
+MAX_CATCH_UP = 10_000  # fires recorded one by one when a scheduler comes back; the rest summed
+QUEUE_POLL = 0.5  # seconds between looks at queued runs
+STORE_RETRY = 1.0
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class Known:
+    """A live schedule as this scheduler reads it."""
+
+    row: ScheduleRow
+    spec: ScheduleSettings
+    timing: Timing
+    armed: datetime | None = None  # the fire its timer waits for
+
+    @property
+    def active(self) -> bool:
+        return self.spec.enabled and not self.row.paused
+
+
+class Scheduler(RoleBase):
+    def __init__(self, context: Context) -> None:
+        self.ctx = context
+        self.metrics = SchedulerMetrics(context.metrics.registry)
+        self.known: dict[str, Known] = {}  # by schedule name
+        self.broken: dict[str, str] = {}  # schedules whose stored definition does not read
+        self.keeper: RunKeeper | None = None
+        self.notifiers: dict[str, Notifier] = {}
+
+    @property
+    def role_settings(self) -> SchedulerRoleSettings:
+        return self.ctx.settings.roles.scheduler
+
+    def children(self, settings: Settings) -> list[ChildSpec]:
+        file = {name: definition(s) for name, s in settings.schedules.items()}
+        rules = (settings.timezone, settings.holidays, file)
+        alerting = (settings.alerts, settings.notify)
+        role = settings.roles.scheduler
+        return [
+            ChildSpec("schedules", rules, lambda: ScheduleBook(self, file)),
+            ChildSpec("runs", (role.run_lease,), lambda: RunKeeper(self)),
+            ChildSpec("alerts", alerting, lambda: TaskChild("alerts", self._alert_loop)),
+        ]
+
+    def problems(self) -> list[str]:
+        return [f"schedule {name}: {why}" for name, why in sorted(self.broken.items())]
+
+    # --- notifications ----------------------------------------------------------------
+
+    def notifier(self, target: str) -> Notifier | None:
+        settings = self.ctx.settings.notify.get(target)
+        if settings is None:
+            return None
+        if (
+            target not in self.notifiers
+            or getattr(self.notifiers[target], "settings", None) != settings
+        ):
+            self.notifiers[target] = build_notifier(settings)
+        return self.notifiers[target]
+
+    async def notify(
+        self,
+        targets: list[str],
+        subject: str,
+        text: str,
+        rule: str,
+        about: str,
+        event: str,
+    ) -> list[str]:
+        """Send to each target, record each notification; one line per target."""
+        answers = []
+        for target in targets:
+            notifier = self.notifier(target)
+            payload = {"rule": rule, "about": about, "event": event, "at": utcnow().isoformat()}
+            try:
+                if notifier is None:
+                    raise NotifyFailed(f"no notify target {target!r}")
+                answer, ok = await notifier.send(subject, text, payload), True
+            except NotifyFailed as exc:
+                answer, ok = str(exc), False
+            except Exception as exc:  # a bug in a notifier must not stop the others
+                log.exception("notifier failed", extra={"target": target})
+                answer, ok = f"{type(exc).__name__}: {exc}", False
+            self.metrics.notifications.labels(target, "sent" if ok else "failed").inc()
+            level = logging.INFO if ok else logging.WARNING
+            log.log(level, "notification", extra={"target": target, "rule": rule, "ok": ok})
+            with contextlib.suppress(StoreError):
+                await self.ctx.store.record_notification(rule, about, event, target, ok, answer)
+            answers.append(f"{target}: {answer}" if ok else f"failed {target}: {answer}")
+        return answers
+
+    async def _alert_loop(self) -> None:
+        interval = self.role_settings.alert_interval
+        while True:
+            try:
+                await self.judge_alerts()
+            except StoreUnavailable as exc:
+                log.warning("alerts not judged: the database", extra={"error": str(exc)})
+            await asyncio.sleep(interval)
+
+    async def judge_alerts(self, now: datetime | None = None) -> int:
+        """Judge every rule once and notify what changed; answers how many
+        notifications went out."""
+        rules: list[AlertSettings] = list(self.ctx.settings.alerts)
+        sent = 0
+        by_window: dict[float, list[AlertSettings]] = {}
+        for rule in rules:
+            by_window.setdefault(rule.window, []).append(rule)
+        for window, group in by_window.items():
+            facts = await self.ctx.store.alert_inputs(window, now)
+            for rule in group:
+                firing = evaluate(rule, facts)
+                for change in await self.ctx.store.move_alerts(rule.rule, firing, window, now):
+                    word = "resolved" if change.event == "resolved" else "alert"
+                    subject = f"outboxd {word}: {rule.rule}: {change.subject}"
+                    text = (
+                        f"{change.details or rule.rule}\n\n"
+                        f"rule {rule.rule} ({rule.when}), {change.event} "
+                        f"(since {change.since.isoformat(timespec='seconds')})\n"
+                    )
+                    await self.notify(
+                        rule.notify, subject, text, rule.rule, change.subject, change.event
+                    )
+                    sent += 1
+        return sent
+
+
+# --- schedules and their timer ------------------------------------------------------------
+
+
+class ScheduleBook:
+    """The schedules: written from the file, read back, each with its next fire armed."""
+
+    def __init__(self, role: Scheduler, file: Mapping[str, dict[str, Any]]) -> None:
+        self.role = role
+        self.file = file
+        self.timer = AsyncIOScheduler(
+            job_defaults={"misfire_grace_time": None, "coalesce": False, "max_instances": 100},
+            timezone=UTC,
+        )
+        self.task: asyncio.Task[None] | None = None
+        self.caught_up: set[tuple[int, int]] = set()  # (schedule id, revision) caught up
+
+    @property
+    def store(self) -> Any:
+        return self.role.ctx.store
+
+    def start(self) -> list[asyncio.Task[None]]:
+        self.task = asyncio.create_task(self._run(), name="schedules")
+        return [self.task]
+
+    async def drain(self, timeout: float) -> None:
+        if self.task is not None:
+            self.task.cancel()
+            await asyncio.gather(self.task, return_exceptions=True)
+        if self.timer.running:
+            self.timer.shutdown(wait=False)
+
+    def problems(self) -> list[str]:
+        return ["schedules stopped"] if self.task is not None and self.task.done() else []
+
+    async def _run(self) -> None:
+        await self._write_file_schedules()
+        self.timer.start()
+        while True:
+            try:
+                await self.sync()
+            except StoreUnavailable as exc:
+                log.warning("schedules not read: the database", extra={"error": str(exc)})
+            await asyncio.sleep(self.role.role_settings.sync_interval)
+
+    async def _write_file_schedules(self) -> None:
+        while True:
+            try:
+                changes = await self.store.sync_file_schedules(dict(self.file))
+                break
+            except StoreUnavailable as exc:
+                log.warning("schedules not written: the database", extra={"error": str(exc)})
+                await asyncio.sleep(STORE_RETRY)
+        for name, change in sorted(changes.items()):
+            if change == "operator":
+                log.warning(
+                    "schedule %s is defined in the file and by an operator; the operator's "
+                    "stays (remove it with `outboxd schedules remove` to use the file's)",
+                    name,
+                )
+            else:
+                log.info("schedule %s %s", name, change)
+
+    async def sync(self, now: datetime | None = None) -> None:
+        """Read the schedules; arm what is new or changed, disarm what is gone."""
+        rows = {row.name: row for row in await self.store.schedules()}
+        known = self.role.known
+        for name in list(known):
+            if name not in rows:
+                self._disarm(name)
+                del known[name]
+                log.info("schedule %s is gone", name)
+        for name, row in rows.items():
+            current = known.get(name)
+            if current is not None and current.row.revision == row.revision:
+                continue
+            try:
+                spec = read_definition(row.definition)
+            except DefinitionError as exc:
+                if self.role.broken.get(name) != str(exc):
+                    log.error("schedule %s cannot be read: %s", name, exc)
+                self.role.broken[name] = str(exc)
+                self._disarm(name)
+                known.pop(name, None)
+                continue
+            self.role.broken.pop(name, None)
+            entry = Known(row, spec, timing_of(spec, self.role.ctx.settings))
+            self._disarm(name)
+            known[name] = entry
+            if entry.active:
+                await self._catch_up(entry, now or utcnow())
+                self._arm(entry, now or utcnow())
+
+    # --- the timer ------------------------------------------------------------------
+
+    def _arm(self, entry: Known, after: datetime) -> None:
+        start = max(after, entry.armed) if entry.armed else after
+        found = next_fires(entry.timing, start)
+        if not found:
+            entry.armed = None
+            return
+        fire = found[0]
+        entry.armed = fire.at
+        self.timer.add_job(
+            self._on_fire,
+            DateTrigger(run_date=fire.at),
+            args=[entry.row.name, entry.row.revision, fire],
+            id=entry.row.name,
+            replace_existing=True,
+        )
+
+    def _disarm(self, name: str) -> None:
+        with contextlib.suppress(Exception):  # not armed: nothing to do
+            self.timer.remove_job(name)
+
+    async def _on_fire(self, name: str, revision: int, fire: Fire) -> None:
+        entry = self.role.known.get(name)
+        if entry is None or entry.row.revision != revision or not entry.active:
+            return
+        try:
+            await self.fire(entry, fire, "cron")
+        except StoreUnavailable as exc:
+            log.warning(
+                "fire not claimed: the database", extra={"schedule": name, "error": str(exc)}
+            )
+        finally:
+            if self.role.known.get(name) is entry:
+                self._arm(entry, fire.at)
+
+    async def fire(self, entry: Known, fire: Fire, trigger: str) -> RunRow | None:
+        """Claim a fire and start its run when it is this scheduler's."""
+        role = self.role
+        late = (utcnow() - fire.at).total_seconds()
+        name = entry.row.name
+        if late > entry.spec.catch_up and trigger == "cron":  # woke too late to run it
+            await self.store.record_fires(entry.row.id, [(fire.at, MISSED, "claimed too late")])
+            role.metrics.fires.labels(name, MISSED).inc()
+            return None
+        role.metrics.lateness.labels(name).observe(max(0.0, late))
+        run = await self.store.claim_fire(
+            entry.row.id,
+            fire.at,
+            trigger,
+            role.ctx.owner,
+            role.role_settings.run_lease,
+            entry.spec.overlap,
+            fire.note,
+        )
+        if run is None:
+            role.metrics.fires.labels(name, "taken").inc()
+            return None
+        result = {RUNNING: "started", QUEUED: "queued", SKIPPED: SKIPPED}.get(
+            run.status, run.status
+        )
+        role.metrics.fires.labels(name, result).inc()
+        if run.status == RUNNING and role.keeper is not None:
+            role.keeper.launch(run, entry.spec)
+        elif run.status == SKIPPED:
+            log.info("fire skipped: the last run is still running", extra={"schedule": name})
+        return run
+
+    # --- catching up ----------------------------------------------------------------------
+
+    async def _catch_up(self, entry: Known, now: datetime) -> None:
+        """Fires that fell due since the schedule's last fire (or since it was made
+        or changed) while no scheduler ran: beyond ``catch_up``, missed; the latest
+        within it runs once, the others are coalesced into it."""
+        key = (entry.row.id, entry.row.revision)
+        if key in self.caught_up:
+            return
+        self.caught_up.add(key)
+        last = (await self.store.last_fires([entry.row.id])).get(entry.row.id)
+        since = max(last, entry.row.updated_at) if last else entry.row.updated_at
+        due: list[Fire] = []
+        more = 0
+        for fire in fires_between(entry.timing, since, now):
+            if len(due) < MAX_CATCH_UP:
+                due.append(fire)
+            else:
+                more += 1
+        if not due:
+            return
+        window = now - timedelta(seconds=entry.spec.catch_up)
+        missed = [f for f in due if f.at < window]
+        within = [f for f in due if f.at >= window]
+        name = entry.row.name
+        if missed:
+            notes = [(f.at, MISSED, "no scheduler ran") for f in missed]
+            if more:
+                last_note = f"no scheduler ran; and {more} later fires not listed one by one"
+                notes[-1] = (missed[-1].at, MISSED, last_note)
+            recorded = await self.store.record_fires(entry.row.id, notes)
+            self.role.metrics.fires.labels(name, MISSED).inc(recorded)
+            if recorded:
+                log.warning("fires missed", extra={"schedule": name, "count": recorded + more})
+        if within:
+            *earlier, latest = within
+            if earlier:
+                notes = [
+                    (f.at, COALESCED, f"caught up in the run of {latest.at.isoformat()}")
+                    for f in earlier
+                ]
+                recorded = await self.store.record_fires(entry.row.id, notes)
+                self.role.metrics.fires.labels(name, COALESCED).inc(recorded)
+            await self.fire(entry, latest, "catch_up")
+
+
+# --- runs ---------------------------------------------------------------------------------
+
+
+@dataclass
+class Running:
+    run: RunRow
+    spec: ScheduleSettings
+    task: asyncio.Task[None]
+
+
+class RunKeeper:
+    """The runs this process holds, and the queued and abandoned ones of all."""
+
+    def __init__(self, role: Scheduler) -> None:
+        self.role = role
+        self.running: dict[int, Running] = {}
+        self.tasks: list[asyncio.Task[None]] = []
+        self.stopping = asyncio.Event()
+        role.keeper = self
+
+    @property
+    def store(self) -> Any:
+        return self.role.ctx.store
+
+    @property
+    def lease(self) -> float:
+        return self.role.role_settings.run_lease
+
+    def start(self) -> list[asyncio.Task[None]]:
+        self.tasks = [
+            asyncio.create_task(self._renew_loop(), name="runs.renew"),
+            asyncio.create_task(self._queue_loop(), name="runs.queued"),
+            asyncio.create_task(self._expiry_loop(), name="runs.expiry"),
+        ]
+        return self.tasks
+
+    def problems(self) -> list[str]:
+        return [f"{t.get_name()} stopped" for t in self.tasks if t.done()]
+
+    async def drain(self, timeout: float) -> None:
+        """Let the runs under way finish within ``timeout``; stop the rest and mark
+        them interrupted (retried by their policy)."""
+        self.stopping.set()
+        for task in self.tasks:
+            task.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+        jobs = [r.task for r in self.running.values()]
+        if jobs:
+            log.info("waiting for runs under way", extra={"runs": len(jobs), "deadline": timeout})
+            await asyncio.wait(jobs, timeout=timeout)
+        for entry in list(self.running.values()):
+            entry.task.cancel()
+        await asyncio.gather(*(r.task for r in self.running.values()), return_exceptions=True)
+        if self.role.keeper is self:
+            self.role.keeper = None
+
+    def launch(self, run: RunRow, spec: ScheduleSettings) -> None:
+        if self.stopping.is_set():
+            return
+        task = asyncio.create_task(self._execute(run, spec), name=f"run.{run.schedule}.{run.id}")
+        self.running[run.id] = Running(run, spec, task)
+
+    async def _execute(self, run: RunRow, spec: ScheduleSettings) -> None:
+        role = self.role
+        kind = JOB_KINDS[spec.job]
+        settings = role.ctx.settings
+        started = time.monotonic()
+        status, error, output = "failed", None, None
+        try:
+            if spec.jitter > 0:
+                await asyncio.sleep(random.random() * spec.jitter)
+            context = JobContext(
+                run.schedule, run.id, run.fire_time, run.attempt, zone_of(spec, settings),
+                settings, role.ctx.store, self._notify_for(run.schedule),
+            )  # fmt: skip
+            output = await asyncio.wait_for(kind.run(context, spec.options), spec.timeout)
+            status = "succeeded"
+        except JobFailed as exc:
+            error = str(exc)
+        except TimeoutError:
+            error = f"took longer than its timeout ({spec.timeout:g}s)"
+        except asyncio.CancelledError:
+            status, error = "interrupted", "stopped before it finished (the scheduler was stopping)"
+        except Exception as exc:
+            log.exception("job raised", extra={"schedule": run.schedule, "job": spec.job})
+            error = f"{type(exc).__name__}: {exc}"
+        finally:
+            elapsed = time.monotonic() - started
+        role.metrics.duration.labels(spec.job).observe(elapsed)
+        role.metrics.runs.labels(run.schedule, status).inc()
+        if status == "succeeded":
+            role.metrics.last_success.labels(run.schedule).set(time.time())
+        retry = None
+        if status != "succeeded":
+            due = retry_at(spec, run.attempt, utcnow())
+            retry = (
+                Retry(due, f"retry {run.attempt + 1} of {spec.retry.max_attempts}") if due else None
+            )
+        level = logging.INFO if status == "succeeded" else logging.WARNING
+        log.log(
+            level,
+            "run %s",
+            status,
+            extra={
+                "schedule": run.schedule, "run": run.id, "attempt": run.attempt,
+                "seconds": round(elapsed, 3), "error": error, "retry": retry is not None,
+            },
+        )  # fmt: skip
+        await self._finish(run, status, error, output, retry)
+        self.running.pop(run.id, None)
+
+    async def _finish(
+        self, run: RunRow, status: str, error: str | None, output: Any, retry: Retry | None
+    ) -> None:
+        for _ in range(10):  # the outcome is worth a few tries; the lease decides after that
+            try:
+                if not await self.store.finish_run(
+                    run.id, self.role.ctx.owner, status, error, output, retry
+                ):
+                    log.warning("run no longer held: its lease ran out", extra={"run": run.id})
+                return
+            except StoreUnavailable:
+                await asyncio.sleep(STORE_RETRY)
+
+    def _notify_for(self, schedule: str) -> Any:
+        async def notify(targets: list[str], subject: str, text: str) -> list[str]:
+            return await self.role.notify(
+                targets, subject, text, f"report:{schedule}", schedule, "report"
+            )
+
+        return notify
+
+    # --- the loops --------------------------------------------------------------------
+
+    async def _renew_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.lease / 3)
+            ids = list(self.running)
+            if not ids:
+                continue
+            try:
+                renewed = set(await self.store.renew_runs(self.role.ctx.owner, ids, self.lease))
+            except StoreUnavailable:
+                continue
+            for run_id in set(ids) - renewed:
+                log.warning("run lease lost", extra={"run": run_id})
+
+    async def _queue_loop(self) -> None:
+        while True:
+            await asyncio.sleep(QUEUE_POLL)
+            known = {e.row.id: e for e in self.role.known.values() if e.active}
+            if not known:
+                continue
+            allow = [i for i, e in known.items() if e.spec.overlap == "allow"]
+            try:
+                started = await self.store.start_queued(
+                    self.role.ctx.owner, self.lease, allow, list(known)
+                )
+            except StoreUnavailable:
+                continue
+            for run in started:
+                entry = known.get(run.schedule_id)
+                if entry is not None:
+                    self.role.metrics.fires.labels(run.schedule, "started").inc()
+                    self.launch(run, entry.spec)
+
+    async def _expiry_loop(self) -> None:
+        while True:
+            await asyncio.sleep(max(1.0, self.lease / 3))
+            try:
+                expired = await self.store.expired_runs()
+            except StoreUnavailable:
+                continue
+            for run in expired:
+                if run.id in self.running:
+                    continue  # ours, renewing late: not abandoned
+                entry = self.role.known.get(run.schedule)
+                due = retry_at(entry.spec, run.attempt, utcnow()) if entry else None
+                retry = (
+                    Retry(due, f"retry {run.attempt + 1} after an interruption") if due else None
+                )
+                note = f"its scheduler ({run.lease_owner}) stopped renewing its lease"
+                with contextlib.suppress(StoreUnavailable):
+                    if await self.store.interrupt_run(run.id, run.lease_expires_at, note, retry):
+                        log.warning(
+                            "run interrupted",
+                            extra={
+                                "schedule": run.schedule,
+                                "run": run.id,
+                                "retry": retry is not None,
+                            },
+                        )
+                        self.role.metrics.runs.labels(run.schedule, "interrupted").inc()

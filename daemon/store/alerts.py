@@ -1,0 +1,261 @@
+"""What alert rules read, the alert states they move, the notifications sent,
+and the dispatchers' circuit breakers as they report them.
+
+An alert condition (a rule for one subject: a schedule, a channel) moves
+between ``clear`` and ``firing`` in one transaction, so that however many
+schedulers evaluate the rules, one of them sends each notification: the one
+whose update made the change (or, while it stays firing, the one that took the
+next window)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+import peewee as pw
+
+from daemon.store.base import StoreBase
+from daemon.store.models import (
+    FAILED,
+    FAILED_RUN,
+    INTERRUPTED,
+    MISSED,
+    PENDING,
+    QUEUED,
+    RUNNING,
+    SUCCEEDED,
+    Alert,
+    BreakerState,
+    JobRun,
+    Message,
+    Notification,
+    Schedule,
+    StatusEvent,
+)
+
+
+@dataclass(frozen=True)
+class Transition:
+    rule: str
+    subject: str
+    event: str  # "firing" (first, or again after the window) or "resolved"
+    details: str | None
+    since: datetime
+
+
+@dataclass
+class AlertInputs:
+    """The facts the rules judge, read at one moment."""
+
+    now: datetime
+    # schedule → (how the latest fire whose runs are done ended, its error, a retry to come)
+    last_outcomes: dict[str, tuple[str, str | None, bool]] = field(default_factory=dict)
+    last_success: dict[str, datetime | None] = field(default_factory=dict)  # per schedule
+    schedule_since: dict[str, datetime] = field(default_factory=dict)  # created or changed
+    missed: dict[str, int] = field(default_factory=dict)  # per schedule, in the window
+    failed_messages: dict[str, int] = field(default_factory=dict)  # per channel, in the window
+    oldest_pending: dict[str, datetime] = field(default_factory=dict)  # per channel
+    breakers_open: dict[str, datetime] = field(default_factory=dict)  # per channel: since
+
+
+class AlertOps(StoreBase):
+    def alert_inputs(
+        self, window: float, now: datetime | None = None, breaker_fresh: float = 120.0
+    ) -> AlertInputs:
+        when = self._now(now)
+        since = when - timedelta(seconds=window)
+
+        def work() -> AlertInputs:
+            facts = AlertInputs(when)
+            names = {row.id: row for row in Schedule.select().where(Schedule.removed_at.is_null())}
+            for schedule_id, row in names.items():
+                facts.schedule_since[row.name] = row.updated_at
+                pending = {
+                    JobRun.fire_time.python_value(at)
+                    for (at,) in JobRun.select(JobRun.fire_time)
+                    .where(
+                        (JobRun.schedule_id == schedule_id)
+                        & JobRun.status.in_([QUEUED, RUNNING])
+                    )
+                    .tuples()
+                }
+                finished = (
+                    JobRun.select(JobRun.status, JobRun.error, JobRun.fire_time)
+                    .where(
+                        (JobRun.schedule_id == schedule_id)
+                        & JobRun.status.in_([SUCCEEDED, FAILED_RUN, INTERRUPTED])
+                    )
+                    .order_by(JobRun.finished_at.desc(), JobRun.id.desc())
+                    .limit(len(pending) + 20)
+                )
+                # the latest fire whose runs are done: a fire still retrying decides nothing
+                done = next((r for r in finished if r.fire_time not in pending), None)
+                if done is not None:
+                    facts.last_outcomes[row.name] = (done.status, done.error, False)
+                success = (
+                    JobRun.select(pw.fn.MAX(JobRun.finished_at))
+                    .where((JobRun.schedule_id == schedule_id) & (JobRun.status == SUCCEEDED))
+                    .scalar()
+                )
+                facts.last_success[row.name] = (
+                    JobRun.finished_at.python_value(success) if success is not None else None
+                )
+            missed = (
+                JobRun.select(JobRun.schedule_id, pw.fn.COUNT(JobRun.id))
+                .where((JobRun.status == MISSED) & (JobRun.created_at >= since))
+                .group_by(JobRun.schedule_id)
+                .tuples()
+            )
+            for schedule_id, count in missed:
+                if schedule_id in names:
+                    facts.missed[names[schedule_id].name] = count
+            failed = (
+                StatusEvent.select(Message.channel, pw.fn.COUNT(StatusEvent.id))
+                .join(Message)
+                .where((StatusEvent.at >= since) & (StatusEvent.to_status == FAILED))
+                .group_by(Message.channel)
+                .tuples()
+            )
+            facts.failed_messages = dict(failed)
+            pending = (
+                Message.select(Message.channel, pw.fn.MIN(Message.created_at))
+                .where(Message.status == PENDING)
+                .group_by(Message.channel)
+                .tuples()
+            )
+            facts.oldest_pending = {
+                channel: Message.created_at.python_value(at) for channel, at in pending
+            }
+            fresh = when - timedelta(seconds=breaker_fresh)
+            for row in BreakerState.select().where(
+                (BreakerState.state == "open") & (BreakerState.updated_at >= fresh)
+            ):
+                current = facts.breakers_open.get(row.channel)
+                facts.breakers_open[row.channel] = (
+                    row.since if current is None else min(current, row.since)
+                )
+            return facts
+
+        return self._read(work)
+
+    def move_alerts(
+        self,
+        rule: str,
+        firing: Mapping[str, str],
+        window: float,
+        now: datetime | None = None,
+    ) -> list[Transition]:
+        """The rule's conditions now: ``firing`` maps each subject that holds to
+        its details; the others are clear. Answers the transitions this call
+        made, each to be notified once: a subject newly firing, one still firing
+        past its window, one that cleared."""
+
+        def work() -> list[Transition]:
+            when = self._now(now)
+            query = Alert.select().where(Alert.rule == rule)
+            if self.postgres:
+                query = query.for_update()
+            rows = {row.subject: row for row in query}
+            out: list[Transition] = []
+            for subject, details in sorted(firing.items()):
+                row = rows.get(subject)
+                if row is None:
+                    inserted = list(
+                        Alert.insert(
+                            rule=rule, subject=subject, state="firing", since=when,
+                            notified_at=when, details=details,
+                        )
+                        .on_conflict_ignore()
+                        .returning(Alert.subject)
+                        .tuples()
+                        .execute()
+                    )  # fmt: skip
+                    if inserted:
+                        out.append(Transition(rule, subject, "firing", details, when))
+                elif row.state != "firing":
+                    Alert.update(
+                        state="firing", since=when, notified_at=when, details=details
+                    ).where((Alert.rule == rule) & (Alert.subject == subject)).execute()
+                    out.append(Transition(rule, subject, "firing", details, when))
+                elif row.notified_at is None or row.notified_at <= when - timedelta(seconds=window):
+                    Alert.update(notified_at=when, details=details).where(
+                        (Alert.rule == rule) & (Alert.subject == subject)
+                    ).execute()
+                    out.append(Transition(rule, subject, "firing", details, row.since))
+            for subject, row in rows.items():
+                if row.state == "firing" and subject not in firing:
+                    Alert.update(state="clear", since=when, details=None).where(
+                        (Alert.rule == rule) & (Alert.subject == subject)
+                    ).execute()
+                    out.append(Transition(rule, subject, "resolved", row.details, row.since))
+            return out
+
+        return self._write(work)
+
+    def record_notification(
+        self,
+        rule: str,
+        subject: str,
+        event: str,
+        target: str,
+        ok: bool,
+        answer: str | None,
+        now: datetime | None = None,
+    ) -> None:
+        def work() -> None:
+            Notification.insert(
+                rule=rule, subject=subject, event=event, target=target, ok=ok,
+                answer=answer, at=self._now(now),
+            ).execute()  # fmt: skip
+
+        self._write(work)
+
+    def notifications(self, limit: int = 100) -> list[dict[str, object]]:
+        def work() -> list[dict[str, object]]:
+            query = Notification.select().order_by(Notification.id.desc()).limit(limit)
+            return [
+                {
+                    "rule": row.rule,
+                    "subject": row.subject,
+                    "event": row.event,
+                    "target": row.target,
+                    "ok": row.ok,
+                    "answer": row.answer,
+                    "at": row.at.isoformat(),
+                }
+                for row in query
+            ]
+
+        return self._read(work)
+
+    def report_breaker(
+        self,
+        channel: str,
+        owner: str,
+        state: str,
+        detail: str | None = None,
+        now: datetime | None = None,
+    ) -> None:
+        """A dispatcher's breaker on a channel: ``closed`` removes the report; any
+        other state is kept (with when it began) and refreshed while it lasts."""
+
+        def work() -> None:
+            when = self._now(now)
+            where = (BreakerState.channel == channel) & (BreakerState.owner == owner)
+            if state == "closed":
+                BreakerState.delete().where(where).execute()
+                return
+            row = BreakerState.get_or_none(where)
+            if row is None:
+                BreakerState.insert(
+                    channel=channel, owner=owner, state=state, since=when, detail=detail,
+                    updated_at=when,
+                ).on_conflict_ignore().execute()  # fmt: skip
+            else:
+                since = row.since if row.state == state else when
+                BreakerState.update(state=state, since=since, detail=detail, updated_at=when).where(
+                    where
+                ).execute()
+
+        self._write(work)

@@ -1,0 +1,613 @@
+"""Schedules and the fire ledger.
+
+A fire is claimed by inserting its run, unique on (schedule, fire time,
+attempt): however many schedulers try, one inserts it, the others find it there
+and do nothing. Every fire that fell due gets a row, whatever became of it
+(``daemon.store.models``: run statuses). A running run holds a lease its
+scheduler renews; one whose lease ran out is interrupted by whoever sees it,
+and retried when the scheduler says so. The scheduler decides (it holds the
+schedules' policies); these operations write what they are told.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Literal
+
+import peewee as pw
+
+from daemon.store.base import StoreBase, chunked
+from daemon.store.models import (
+    FINISHED_RUNS,
+    INTERRUPTED,
+    QUEUED,
+    RUNNING,
+    SKIPPED,
+    JobRun,
+    Schedule,
+    db_timestamp,
+)
+from daemon.store.types import InvalidMessage
+
+Overlap = Literal["skip", "queue_one", "allow"]
+
+
+class ScheduleError(InvalidMessage):
+    """An operation on a schedule that cannot be done as asked; the text says why."""
+
+
+@dataclass(frozen=True)
+class ScheduleRow:
+    id: int
+    name: str
+    definition: dict[str, Any]
+    origin: str
+    revision: int
+    paused: bool
+    pause_note: str | None
+    paused_by: str | None
+    paused_at: datetime | None
+    removed_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True)
+class RunRow:
+    id: int
+    schedule_id: int
+    schedule: str
+    fire_time: datetime
+    attempt: int
+    trigger: str
+    status: str
+    retry_of: int | None
+    due_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    lease_owner: str | None
+    lease_expires_at: datetime | None
+    error: str | None
+    output: dict[str, Any] | None
+    note: str | None
+
+
+@dataclass(frozen=True)
+class Retry:
+    """A retry to queue: the next attempt of a fire, due at ``due_at``."""
+
+    due_at: datetime
+    note: str | None = None
+
+
+def _schedule(row: Schedule) -> ScheduleRow:
+    return ScheduleRow(
+        row.id, row.name, row.definition, row.origin, row.revision, row.paused, row.pause_note,
+        row.paused_by, row.paused_at, row.removed_at, row.created_at, row.updated_at,
+    )  # fmt: skip
+
+
+def _run(row: JobRun, name: str) -> RunRow:
+    return RunRow(
+        row.id, row.schedule_id, name, row.fire_time, row.attempt, row.trigger, row.status,
+        row.retry_of, row.due_at, row.started_at, row.finished_at, row.lease_owner,
+        row.lease_expires_at, row.error, row.output, row.note,
+    )  # fmt: skip
+
+
+class ScheduleOps(StoreBase):
+    # --- schedules --------------------------------------------------------------------
+
+    def schedules(self, include_removed: bool = False) -> list[ScheduleRow]:
+        def work() -> list[ScheduleRow]:
+            query = Schedule.select().order_by(Schedule.name)
+            if not include_removed:
+                query = query.where(Schedule.removed_at.is_null())
+            return [_schedule(row) for row in query]
+
+        return self._read(work)
+
+    def schedule(self, name: str) -> ScheduleRow | None:
+        def work() -> ScheduleRow | None:
+            row = Schedule.get_or_none(Schedule.name == name)
+            return None if row is None else _schedule(row)
+
+        return self._read(work)
+
+    def sync_file_schedules(
+        self, definitions: Mapping[str, dict[str, Any]], now: datetime | None = None
+    ) -> dict[str, str]:
+        """Make the file's schedules what ``definitions`` says: added, changed
+        (a new revision), unchanged, or removed (a file schedule no longer in the
+        file: marked removed, its ledger kept). A name an operator defined is
+        left alone and answered ``operator``. Answers name → what happened."""
+
+        def work() -> dict[str, str]:
+            when = self._now(now)
+            rows = {row.name: row for row in Schedule.select()}
+            done: dict[str, str] = {}
+            for name, definition in definitions.items():
+                row = rows.get(name)
+                if row is None:
+                    Schedule.insert(
+                        name=name, definition=definition, origin="file", revision=1,
+                        paused=False, created_at=when, updated_at=when,
+                    ).execute()  # fmt: skip
+                    done[name] = "added"
+                elif row.origin != "file" and row.removed_at is None:
+                    done[name] = "operator"
+                elif row.definition != definition or row.removed_at is not None:
+                    Schedule.update(
+                        definition=definition, origin="file", revision=row.revision + 1,
+                        removed_at=None, updated_at=when,
+                    ).where(Schedule.id == row.id).execute()  # fmt: skip
+                    done[name] = "changed"
+            for name, row in rows.items():
+                if row.origin == "file" and row.removed_at is None and name not in definitions:
+                    Schedule.update(
+                        removed_at=when, revision=row.revision + 1, updated_at=when
+                    ).where(Schedule.id == row.id).execute()
+                    done[name] = "removed"
+            return done
+
+        return self._write(work)
+
+    def put_schedule(
+        self,
+        name: str,
+        definition: dict[str, Any],
+        actor: str,
+        create: bool,
+        now: datetime | None = None,
+    ) -> ScheduleRow:
+        """Add (``create``) or change an operator's schedule. One the YAML file
+        defines is changed there, not here."""
+
+        def work() -> ScheduleRow:
+            when = self._now(now)
+            row = Schedule.get_or_none(Schedule.name == name)
+            live = row is not None and row.removed_at is None
+            if create and live:
+                raise ScheduleError(f"a schedule named {name!r} exists (edit it instead)")
+            if not create and not live:
+                raise ScheduleError(f"no schedule named {name!r}")
+            if live and row.origin == "file":
+                raise ScheduleError(
+                    f"schedule {name!r} is defined in the YAML file: change it there"
+                )
+            if row is None:
+                Schedule.insert(
+                    name=name, definition=definition, origin="operator", revision=1,
+                    paused=False, created_at=when, updated_at=when,
+                ).execute()  # fmt: skip
+            else:
+                Schedule.update(
+                    definition=definition, origin="operator", revision=row.revision + 1,
+                    removed_at=None, updated_at=when,
+                ).where(Schedule.id == row.id).execute()  # fmt: skip
+            action = "schedule.add" if create else "schedule.edit"
+            self._audit(actor, action, f"schedule {name}", {"definition": definition}, 1, when)
+            return _schedule(Schedule.get(Schedule.name == name))
+
+        return self._write(work)
+
+    def remove_schedule(self, name: str, actor: str, now: datetime | None = None) -> ScheduleRow:
+        """Remove an operator's schedule; its ledger is kept."""
+
+        def work() -> ScheduleRow:
+            when = self._now(now)
+            row = self._live(name)
+            if row.origin == "file":
+                raise ScheduleError(
+                    f"schedule {name!r} is defined in the YAML file: remove it there"
+                )
+            Schedule.update(removed_at=when, revision=row.revision + 1, updated_at=when).where(
+                Schedule.id == row.id
+            ).execute()
+            self._audit(actor, "schedule.remove", f"schedule {name}", None, 1, when)
+            return _schedule(Schedule.get_by_id(row.id))
+
+        return self._write(work)
+
+    def pause_schedule(
+        self, name: str, paused: bool, note: str | None, actor: str, now: datetime | None = None
+    ) -> ScheduleRow:
+        """Pause (with a note: who, why) or resume a schedule. Its fires while
+        paused are not run and not recorded."""
+
+        def work() -> ScheduleRow:
+            when = self._now(now)
+            row = self._live(name)
+            changes: dict[Any, Any] = {Schedule.paused: paused, Schedule.updated_at: when}
+            changes.update(
+                {Schedule.pause_note: note, Schedule.paused_by: actor, Schedule.paused_at: when}
+                if paused
+                else {Schedule.pause_note: None, Schedule.paused_by: None, Schedule.paused_at: None}
+            )
+            changes[Schedule.revision] = row.revision + 1
+            Schedule.update(changes).where(Schedule.id == row.id).execute()
+            action = "schedule.pause" if paused else "schedule.resume"
+            details = {"note": note} if note else None
+            self._audit(actor, action, f"schedule {name}", details, 1, when)
+            return _schedule(Schedule.get_by_id(row.id))
+
+        return self._write(work)
+
+    def _live(self, name: str) -> Schedule:
+        row = Schedule.get_or_none((Schedule.name == name) & Schedule.removed_at.is_null())
+        if row is None:
+            raise ScheduleError(f"no schedule named {name!r}")
+        return row
+
+    # --- fires ------------------------------------------------------------------------
+
+    def last_fires(self, schedule_ids: Collection[int]) -> dict[int, datetime]:
+        """The latest fire time in each schedule's ledger (first attempts)."""
+
+        def work() -> dict[int, datetime]:
+            found: dict[int, datetime] = {}
+            for chunk in chunked(sorted(schedule_ids)):
+                query = (
+                    JobRun.select(JobRun.schedule_id, pw.fn.MAX(JobRun.fire_time))
+                    .where(JobRun.schedule_id.in_(list(chunk)) & (JobRun.attempt == 1))
+                    .group_by(JobRun.schedule_id)
+                    .tuples()
+                )
+                for schedule_id, latest in query:
+                    if latest is not None:
+                        found[schedule_id] = JobRun.fire_time.python_value(latest)
+            return found
+
+        return self._read(work)
+
+    def claim_fire(
+        self,
+        schedule_id: int,
+        fire_time: datetime,
+        trigger: str,
+        owner: str,
+        lease: float,
+        overlap: Overlap,
+        note: str | None = None,
+        now: datetime | None = None,
+    ) -> RunRow | None:
+        """Claim a fire: its run is inserted (None when it is there already: another
+        scheduler has it) and, by the overlap policy, ``running`` under a lease to
+        ``owner``, ``queued`` behind the run still running (``queue_one``: one at
+        most, the rest skipped) or ``skipped``."""
+
+        def work() -> RunRow | None:
+            when = self._now(now)
+            status = self._overlap_status(schedule_id, overlap, when)
+            running = status == RUNNING
+            run_id = self._insert_run(
+                schedule=schedule_id, fire_time=fire_time, attempt=1, trigger=trigger,
+                status=status, due_at=when, started_at=when if running else None,
+                finished_at=when if status == SKIPPED else None,
+                lease_owner=owner if running else None,
+                lease_expires_at=when + timedelta(seconds=lease) if running else None,
+                note=note if status != SKIPPED else _joined(note, "the last run was still running"),
+                created_at=when,
+            )  # fmt: skip
+            if run_id is None:
+                return None  # another scheduler has it
+            row = JobRun.get_by_id(run_id)
+            return _run(row, self._name(schedule_id))
+
+        return self._write(work)
+
+    def _insert_run(self, **fields: Any) -> int | None:
+        """Insert a run unless its (schedule, fire time, attempt) is there: its id, or None."""
+        query = JobRun.insert(**fields).on_conflict_ignore().returning(JobRun.id)
+        rows = list(query.tuples().execute())
+        return rows[0][0] if rows else None
+
+    def _overlap_status(self, schedule_id: int, overlap: Overlap, now: datetime) -> str:
+        if overlap == "allow":
+            return RUNNING
+        busy = (
+            JobRun.select(JobRun.status)
+            .where(
+                (JobRun.schedule_id == schedule_id)
+                & (
+                    ((JobRun.status == RUNNING) & (JobRun.lease_expires_at > now))
+                    | (JobRun.status == QUEUED)
+                )
+            )
+            .tuples()
+        )
+        statuses = {s for (s,) in busy}
+        if RUNNING not in statuses:
+            return RUNNING if QUEUED not in statuses else QUEUED
+        if overlap == "queue_one" and QUEUED not in statuses:
+            return QUEUED
+        return SKIPPED
+
+    def record_fires(
+        self,
+        schedule_id: int,
+        fires: Iterable[tuple[datetime, str, str | None]],
+        trigger: str = "cron",
+        now: datetime | None = None,
+    ) -> int:
+        """Record fires that are not run (``missed``, ``coalesced``): (fire time,
+        status, note) each; one already in the ledger is left as it is. Answers
+        how many were recorded."""
+
+        def work() -> int:
+            when = self._now(now)
+            rows = [
+                {
+                    "schedule": schedule_id, "fire_time": at, "attempt": 1, "trigger": trigger,
+                    "status": status, "due_at": when, "finished_at": when, "note": note,
+                    "created_at": when,
+                }
+                for at, status, note in fires
+            ]  # fmt: skip
+            count = 0
+            for chunk in chunked(rows, 200):
+                query = JobRun.insert_many(chunk).on_conflict_ignore().returning(JobRun.id)
+                count += len(list(query.tuples().execute()))
+            return count
+
+        return self._write(work)
+
+    def queue_runs(
+        self,
+        schedule_id: int,
+        fire_times: Sequence[datetime],
+        trigger: str,
+        note: str | None = None,
+        now: datetime | None = None,
+        actor: str | None = None,
+    ) -> list[int]:
+        """Queue runs asked for (``manual``: run now; ``backfill``: one per fire
+        of a range); a fire already in the ledger is not run again. Answers the
+        ids of the runs queued."""
+
+        def work() -> list[int]:
+            when = self._now(now)
+            queued: list[int] = []
+            for at in fire_times:
+                run_id = self._insert_run(
+                    schedule=schedule_id, fire_time=at, attempt=1, trigger=trigger,
+                    status=QUEUED, due_at=when, note=note, created_at=when,
+                )  # fmt: skip
+                if run_id is not None:
+                    queued.append(run_id)
+            if actor is not None:
+                details = {"fires": len(fire_times), "runs": queued[:100]}
+                if fire_times:
+                    details |= {
+                        "from": fire_times[0].isoformat(),
+                        "until": fire_times[-1].isoformat(),
+                    }
+                name = self._name(schedule_id)
+                self._audit(
+                    actor, f"schedule.{trigger}", f"schedule {name}", details, len(queued), when
+                )
+            return queued
+
+        return self._write(work)
+
+    def start_queued(
+        self,
+        owner: str,
+        lease: float,
+        allow_overlap: Collection[int],
+        schedule_ids: Collection[int],
+        limit: int = 10,
+        now: datetime | None = None,
+    ) -> list[RunRow]:
+        """Start queued runs that are due, oldest first, of these schedules: a run
+        of a schedule with a run still running waits, unless the schedule allows
+        overlap. Answers the runs now running under a lease to ``owner``."""
+
+        def work() -> list[RunRow]:
+            when = self._now(now)
+            due = (
+                JobRun.select()
+                .where(
+                    (JobRun.status == QUEUED)
+                    & (JobRun.due_at <= when)
+                    & JobRun.schedule_id.in_(list(schedule_ids))
+                )
+                .order_by(JobRun.due_at, JobRun.id)
+                .limit(limit * 4)
+            )
+            if self.postgres:
+                due = due.for_update(skip_locked=True)
+            started: list[RunRow] = []
+            busy = self._running_schedules(when)
+            for row in due:
+                if len(started) >= limit:
+                    break
+                if row.schedule_id in busy and row.schedule_id not in allow_overlap:
+                    continue
+                updated = (
+                    JobRun.update(
+                        status=RUNNING, started_at=when, lease_owner=owner,
+                        lease_expires_at=when + timedelta(seconds=lease),
+                    )
+                    .where((JobRun.id == row.id) & (JobRun.status == QUEUED))
+                    .execute()
+                )  # fmt: skip
+                if updated:
+                    busy.add(row.schedule_id)
+                    started.append(_run(JobRun.get_by_id(row.id), self._name(row.schedule_id)))
+            return started
+
+        return self._write(work)
+
+    def _running_schedules(self, now: datetime) -> set[int]:
+        query = (
+            JobRun.select(JobRun.schedule_id)
+            .where((JobRun.status == RUNNING) & (JobRun.lease_expires_at > now))
+            .distinct()
+            .tuples()
+        )
+        return {schedule_id for (schedule_id,) in query}
+
+    # --- runs -------------------------------------------------------------------------
+
+    def renew_runs(
+        self, owner: str, run_ids: Sequence[int], lease: float, now: datetime | None = None
+    ) -> list[int]:
+        """Extend the leases of runs ``owner`` still holds; answers those renewed."""
+
+        def work() -> list[int]:
+            when = self._now(now)
+            renewed: list[int] = []
+            for chunk in chunked(list(run_ids)):
+                query = (
+                    JobRun.update(lease_expires_at=when + timedelta(seconds=lease))
+                    .where(
+                        JobRun.id.in_(list(chunk))
+                        & (JobRun.status == RUNNING)
+                        & (JobRun.lease_owner == owner)
+                    )
+                    .returning(JobRun.id)
+                )
+                renewed += [row[0] for row in query.tuples().execute()]
+            return sorted(renewed)
+
+        return self._write(work) if run_ids else []
+
+    def finish_run(
+        self,
+        run_id: int,
+        owner: str,
+        status: str,
+        error: str | None = None,
+        output: dict[str, Any] | None = None,
+        retry: Retry | None = None,
+        now: datetime | None = None,
+    ) -> bool:
+        """Write how a run ``owner`` holds ended (``succeeded``, ``failed``,
+        ``interrupted``) and queue its ``retry`` in the same transaction. False
+        when the run is no longer held (its lease ran out and it was taken)."""
+        if status not in FINISHED_RUNS:
+            raise ValueError(f"{status!r} is not how a run ends")
+
+        def work() -> bool:
+            when = self._now(now)
+            row = JobRun.get_or_none(
+                (JobRun.id == run_id) & (JobRun.status == RUNNING) & (JobRun.lease_owner == owner)
+            )
+            if row is None:
+                return False
+            JobRun.update(
+                status=status, finished_at=when, error=error, output=output,
+                lease_owner=None, lease_expires_at=None,
+            ).where(JobRun.id == run_id).execute()  # fmt: skip
+            if retry is not None:
+                self._queue_retry(row, retry, when)
+            return True
+
+        return self._write(work)
+
+    def expired_runs(self, now: datetime | None = None, limit: int = 100) -> list[RunRow]:
+        """Running runs whose lease ran out: their scheduler died or hung."""
+
+        def work() -> list[RunRow]:
+            when = self._now(now)
+            query = (
+                JobRun.select()
+                .where((JobRun.status == RUNNING) & (JobRun.lease_expires_at < when))
+                .order_by(JobRun.lease_expires_at)
+                .limit(limit)
+            )
+            return [_run(row, self._name(row.schedule_id)) for row in query]
+
+        return self._read(work)
+
+    def interrupt_run(
+        self,
+        run_id: int,
+        lease_expires_at: datetime | None,
+        note: str,
+        retry: Retry | None = None,
+        now: datetime | None = None,
+    ) -> bool:
+        """Mark an expired run ``interrupted`` (only if it still holds the lease
+        seen when it was found expired: nobody renewed it since) and queue its
+        retry. False when someone got there first."""
+
+        def work() -> bool:
+            when = self._now(now)
+            row = JobRun.get_or_none((JobRun.id == run_id) & (JobRun.status == RUNNING))
+            if (
+                row is None
+                or row.lease_expires_at != lease_expires_at
+                or (row.lease_expires_at is not None and row.lease_expires_at >= when)
+            ):
+                return False
+            JobRun.update(
+                status=INTERRUPTED, finished_at=when, error=note, lease_owner=None,
+                lease_expires_at=None,
+            ).where(JobRun.id == run_id).execute()  # fmt: skip
+            if retry is not None:
+                self._queue_retry(row, retry, when)
+            return True
+
+        return self._write(work)
+
+    def _queue_retry(self, row: JobRun, retry: Retry, now: datetime) -> None:
+        self._insert_run(
+            schedule=row.schedule_id, fire_time=row.fire_time, attempt=row.attempt + 1,
+            trigger="retry", status=QUEUED, retry_of=row.retry_of or row.id, due_at=retry.due_at,
+            note=retry.note, created_at=now,
+        )  # fmt: skip
+
+    def runs(
+        self,
+        name: str | None = None,
+        limit: int = 50,
+        before_id: int | None = None,
+        statuses: Collection[str] = (),
+    ) -> list[RunRow]:
+        """The ledger, newest first: of one schedule, or of all."""
+
+        def work() -> list[RunRow]:
+            query = JobRun.select(JobRun, Schedule.name).join(Schedule)
+            if name is not None:
+                query = query.where(Schedule.name == name)
+            if before_id is not None:
+                query = query.where(JobRun.id < before_id)
+            if statuses:
+                query = query.where(JobRun.status.in_(list(statuses)))
+            query = query.order_by(JobRun.id.desc()).limit(limit)
+            return [_run(row, row.schedule.name) for row in query]
+
+        return self._read(work)
+
+    def _name(self, schedule_id: int) -> str:
+        row = Schedule.select(Schedule.name).where(Schedule.id == schedule_id).first()
+        return row.name if row is not None else "?"
+
+    def purge_runs(self, before: datetime, limit: int = 1000) -> int:
+        """Delete up to ``limit`` finished runs that ended before ``before``."""
+
+        def work() -> int:
+            stale = (
+                JobRun.select(JobRun.id)
+                .where(JobRun.status.in_(list(FINISHED_RUNS)) & (JobRun.finished_at < before))
+                .order_by(JobRun.finished_at)
+                .limit(limit)
+            )
+            ids = [row.id for row in stale]
+            if not ids:
+                return 0
+            return JobRun.delete().where(JobRun.id.in_(ids)).execute()
+
+        return self._write(work)
+
+
+def _joined(*parts: str | None) -> str | None:
+    text = "; ".join(p for p in parts if p)
+    return text or None
+
+
+__all__ = ["Retry", "RunRow", "ScheduleError", "ScheduleOps", "ScheduleRow", "db_timestamp"]

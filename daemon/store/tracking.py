@@ -1,0 +1,123 @@
+"""Remote status tracking: which sent messages are due a status check at their
+partner, and what the answers change. A partner's ``confirmed`` or ``rejected``
+moves the message on from ``sent`` with a status event, in the transaction that
+records the check; a message still open after ``max_checks`` is flagged for an
+operator."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Literal
+
+from daemon.store.base import EventRow, StoreBase, chunked
+from daemon.store.models import CONFIRMED, REJECTED, SENT, Message, StatusCheck
+
+Verdict = Literal["confirmed", "rejected", "open"]
+
+
+@dataclass(frozen=True)
+class DueCheck:
+    id: int
+    key: str
+    response: str | None  # what the partner answered when the message was sent
+    checks: int  # checks made so far
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    id: int
+    verdict: Verdict
+    answer: str  # the partner's status, as it said it
+
+
+class TrackingOps(StoreBase):
+    def due_status_checks(
+        self,
+        channel: str,
+        every: float,
+        max_checks: int,
+        limit: int = 100,
+        now: datetime | None = None,
+    ) -> list[DueCheck]:
+        """Sent messages of the channel due a check: never checked, or last
+        checked ``every`` seconds ago or more, not flagged, oldest first."""
+
+        def work() -> list[DueCheck]:
+            when = self._now(now)
+            query = (
+                Message.select(Message.id, Message.key, Message.response, StatusCheck.checks)
+                .join(StatusCheck, join_type="LEFT OUTER", on=(StatusCheck.message == Message.id))
+                .where(
+                    (Message.channel == channel)
+                    & (Message.status == SENT)
+                    & (
+                        StatusCheck.message.is_null()
+                        | (
+                            (StatusCheck.flagged == False)  # noqa: E712 - SQL
+                            & (StatusCheck.checked_at <= when - timedelta(seconds=every))
+                            & (StatusCheck.checks < max_checks)
+                        )
+                    )
+                )
+                .order_by(Message.id)
+                .limit(limit)
+                .tuples()
+            )
+            return [DueCheck(i, key, response, checks or 0) for i, key, response, checks in query]
+
+        return self._read(work)
+
+    def record_status_checks(
+        self,
+        results: Sequence[CheckResult],
+        max_checks: int,
+        actor: str,
+        now: datetime | None = None,
+    ) -> dict[str, int]:
+        """Write what the partner said of each message: confirmed or rejected
+        (from ``sent``, with a status event), or still open (flagged once it was
+        checked ``max_checks`` times). Answers counts by what happened."""
+
+        def work() -> dict[str, int]:
+            when = self._now(now)
+            counts = {"confirmed": 0, "rejected": 0, "open": 0, "flagged": 0}
+            ids = [r.id for r in results]
+            current = {
+                row.message_id: row
+                for chunk in chunked(ids)
+                for row in StatusCheck.select().where(StatusCheck.message.in_(list(chunk)))
+            }
+            events: list[EventRow] = []
+            for result in results:
+                previous = current.get(result.id)
+                checks = (previous.checks if previous else 0) + 1
+                flagged = result.verdict == "open" and checks >= max_checks
+                values = {
+                    "checks": checks,
+                    "checked_at": when,
+                    "answer": result.answer,
+                    "flagged": flagged,
+                }
+                if previous is None:
+                    StatusCheck.insert(message=result.id, **values).execute()
+                else:
+                    StatusCheck.update(**values).where(StatusCheck.message == result.id).execute()
+                if result.verdict == "open":
+                    counts["flagged" if flagged else "open"] += 1
+                    continue
+                status = CONFIRMED if result.verdict == "confirmed" else REJECTED
+                moved = (
+                    Message.update(status=status, updated_at=when)
+                    .where((Message.id == result.id) & (Message.status == SENT))
+                    .execute()
+                )
+                if moved:
+                    counts[result.verdict] += 1
+                    details = {"partner_status": result.answer, "check": checks}
+                    events.append(EventRow(result.id, SENT, status, actor, details))
+            self._add_events(events, when)
+            return counts
+
+        return self._write(work)

@@ -1,0 +1,157 @@
+"""What the scheduler's housekeeping jobs read and delete: delivered messages and
+old notifications purged in bounded batches, and rows of a period paged out for
+an export."""
+
+from __future__ import annotations
+
+import base64
+from datetime import datetime
+from typing import Any, Literal
+
+import peewee as pw
+
+from daemon.store.base import StoreBase
+from daemon.store.models import (
+    DELIVERED,
+    JobRun,
+    Message,
+    Notification,
+    Schedule,
+    Visit,
+)
+
+Exported = Literal["messages", "visits", "runs"]
+
+
+class UpkeepOps(StoreBase):
+    def purge_messages(self, before: datetime, limit: int = 1000) -> int:
+        """Delete up to ``limit`` delivered (sent or confirmed) messages delivered
+        before ``before``, with their status events; never a pending, sending,
+        failed, cancelled or rejected one, nor one a message still waiting names
+        as its prerequisite."""
+
+        def work() -> int:
+            waiting = Message.alias()
+            stale = (
+                Message.select(Message.id)
+                .where(
+                    Message.status.in_(list(DELIVERED))
+                    & (Message.sent_at < before)
+                    & ~pw.fn.EXISTS(
+                        waiting.select(waiting.id).where(
+                            (waiting.after == Message.id) & waiting.status.not_in(list(DELIVERED))
+                        )
+                    )
+                )
+                .order_by(Message.sent_at)
+                .limit(limit)
+            )
+            ids = [row.id for row in stale]
+            if not ids:
+                return 0
+            return Message.delete().where(Message.id.in_(ids)).execute()
+
+        return self._write(work)
+
+    def purge_notifications(self, before: datetime, limit: int = 1000) -> int:
+        def work() -> int:
+            stale = (
+                Notification.select(Notification.id)
+                .where(Notification.at < before)
+                .order_by(Notification.at)
+                .limit(limit)
+            )
+            ids = [row.id for row in stale]
+            return Notification.delete().where(Notification.id.in_(ids)).execute() if ids else 0
+
+        return self._write(work)
+
+    def export_page(
+        self,
+        what: Exported,
+        start: datetime,
+        end: datetime,
+        after_id: int = 0,
+        limit: int = 1000,
+        channel: str | None = None,
+    ) -> list[dict[str, Any]]:
+        """Up to ``limit`` rows created ``start <= at < end`` with an id above
+        ``after_id``, in id order (page by the last id): messages (a payload as
+        text when it is UTF-8, else base64), visits, or runs."""
+
+        def work() -> list[dict[str, Any]]:
+            if what == "messages":
+                query = Message.select().where(
+                    (Message.created_at >= start)
+                    & (Message.created_at < end)
+                    & (Message.id > after_id)
+                )
+                if channel is not None:
+                    query = query.where(Message.channel == channel)
+                return [_message(row) for row in query.order_by(Message.id).limit(limit)]
+            if what == "visits":
+                query = Visit.select().where(
+                    (Visit.created_at >= start) & (Visit.created_at < end) & (Visit.id > after_id)
+                )
+                return [_visit(row) for row in query.order_by(Visit.id).limit(limit)]
+            query = (
+                JobRun.select(JobRun, Schedule.name)
+                .join(Schedule)
+                .where(
+                    (JobRun.fire_time >= start) & (JobRun.fire_time < end) & (JobRun.id > after_id)
+                )
+            )
+            return [_job_run(row) for row in query.order_by(JobRun.id).limit(limit)]
+
+        return self._read(work)
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def _message(row: Message) -> dict[str, Any]:
+    payload = bytes(row.payload)
+    try:
+        text, encoding = payload.decode("utf-8"), "utf-8"
+    except UnicodeDecodeError:
+        text, encoding = base64.b64encode(payload).decode("ascii"), "base64"
+    return {
+        "id": row.id,
+        "channel": row.channel,
+        "kind": row.kind,
+        "key": row.key,
+        "status": row.status,
+        "attempts": row.attempts,
+        "created_at": _iso(row.created_at),
+        "sent_at": _iso(row.sent_at),
+        "last_error": row.last_error,
+        "payload_encoding": encoding,
+        "payload": text,
+    }
+
+
+def _visit(row: Visit) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "source": row.source,
+        "kodebooking": row.kodebooking,
+        "task_progress": row.task_progress,
+        "created_at": _iso(row.created_at),
+        "updated_at": _iso(row.updated_at),
+    }
+
+
+def _job_run(row: JobRun) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "schedule": row.schedule.name,
+        "fire_time": _iso(row.fire_time),
+        "attempt": row.attempt,
+        "trigger": row.trigger,
+        "status": row.status,
+        "started_at": _iso(row.started_at),
+        "finished_at": _iso(row.finished_at),
+        "error": row.error,
+        "output": row.output,
+    }

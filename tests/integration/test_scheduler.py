@@ -1,0 +1,358 @@
+"""The scheduler as processes (``outboxd run scheduler``) on SQLite and PostgreSQL:
+two of them running a 1 s schedule fire each fire exactly once; a run whose
+scheduler is killed is interrupted and retried; a scheduler down for longer
+than the catch-up window comes back with one catch-up run and the rest missed;
+a job that fails past its retries is notified by mail and signed webhook, and
+resolved when it clears; SIGTERM lets a run finish."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import time
+from collections import Counter
+from collections.abc import AsyncIterator, Callable
+from datetime import timedelta
+from itertools import pairwise
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import web
+
+from daemon.settings import DatabaseSettings
+from daemon.sim.http import Faults, HttpSink
+from daemon.store import Store, open_database
+from daemon.store.models import JobRun, Notification, Schedule
+from tests.integration.daemon_process import DaemonProcess, free_port
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
+
+CONFIG = """
+database: {db_url}
+timezone: Asia/Jakarta
+schedules:
+{schedules}
+notify:
+{notify}
+alerts:
+{alerts}
+roles:
+  scheduler: {{base_port: {port}, drain_timeout: {drain}, run_lease: 3s, sync_interval: 0.5s,
+               alert_interval: 0.5s}}
+control: {{port: {control}}}
+"""
+
+
+@pytest.fixture
+def store(db_url: str):
+    s = Store(open_database(DatabaseSettings(url=db_url)))
+    yield s
+    s.close()
+
+
+class Suite:
+    """Scheduler processes on one config."""
+
+    def __init__(self, tmp: Path, db_url: str) -> None:
+        self.tmp = tmp
+        self.db_url = db_url
+        self.port = free_port()
+        free_port()  # the second process's port (base + 1)
+        self.config = tmp / "o.yaml"
+        self.procs: dict[int, DaemonProcess] = {}
+
+    def write(
+        self, schedules: str, notify: str = "  {}", alerts: str = "  []", drain: str = "5s"
+    ) -> None:
+        self.config.write_text(
+            CONFIG.format(
+                db_url=self.db_url, schedules=schedules, notify=notify or "  {}",
+                alerts=alerts, port=self.port, drain=drain, control=free_port(),
+            ).replace("notify:\n  {}", "notify: {}").replace("alerts:\n  []", "alerts: []")
+        )  # fmt: skip
+
+    async def start(self, num: int) -> DaemonProcess:
+        proc = DaemonProcess(self.tmp, self.config, "scheduler", num)
+        self.procs[num] = proc
+        await proc.start(self.port + num)
+        return proc
+
+    def output(self) -> str:
+        return "\n".join(f"--- scheduler {n} ---\n{p.output()}" for n, p in self.procs.items())
+
+    def kill_all(self) -> None:
+        for proc in self.procs.values():
+            proc.kill()
+
+
+@pytest.fixture
+async def suite(tmp_path: Path, db_url: str) -> AsyncIterator[Suite]:
+    made = Suite(tmp_path, db_url)
+    try:
+        yield made
+    finally:
+        made.kill_all()
+
+
+async def eventually(
+    check: Callable[[], Any], what: str, timeout: float = 30.0, dump: Any = None
+) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        result = await asyncio.to_thread(check)
+        if result:
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}\n{dump() if dump else ''}")
+        await asyncio.sleep(0.2)
+
+
+def ledger(name: str) -> list[JobRun]:
+    return list(
+        JobRun.select()
+        .join(Schedule)
+        .where(Schedule.name == name)
+        .order_by(JobRun.fire_time, JobRun.attempt)
+    )
+
+
+PING = """  tick:
+    every: 1s
+    job: http
+    options: {{url: "{url}", method: POST}}
+"""
+
+
+async def test_two_schedulers_fire_a_1s_schedule_exactly_once_for_a_minute(suite, store):
+    async with HttpSink() as sink:
+        suite.write(PING.format(url=sink.url("/tick")))
+        await suite.start(0)
+        await suite.start(1)
+        await asyncio.sleep(60)
+        started, taken = [], []
+        for proc in suite.procs.values():
+            started.append(
+                await proc.metric("outboxd_schedule_fires_total", schedule="tick", result="started")
+            )
+            taken.append(
+                await proc.metric("outboxd_schedule_fires_total", schedule="tick", result="taken")
+            )
+        assert await suite.procs[0].stop() == 0
+        assert await suite.procs[1].stop() == 0
+        runs = ledger("tick")
+        firsts = [r for r in runs if r.attempt == 1]
+        times = [r.fire_time for r in firsts]
+        assert len(times) == len(set(times))  # exactly once: no fire twice
+        assert len(firsts) >= 55, suite.output()  # about one a second of the minute
+        gaps = [b - a for a, b in pairwise(times)]
+        assert set(gaps) == {timedelta(seconds=1)}, gaps  # none missed
+        assert Counter(r.status for r in firsts) == {"succeeded": len(firsts)}
+        assert Counter(r.trigger for r in firsts) == {"cron": len(firsts)}
+        assert len(sink.requests) == len(firsts)  # each run called once
+        assert {r.lease_owner for r in runs} == {None}  # all finished
+        # every fire was started by one of the two and found taken by the other (the
+        # counts were read a moment before the stop: a fire or two may come after)
+        assert sum(started) <= len(firsts) <= sum(started) + 2, (started, len(firsts))
+        assert sum(taken) >= len(firsts) - 4, (taken, len(firsts))
+
+
+SLOW = """  slow:
+    every: 1m
+    job: http
+    retry: {{max_attempts: 3, backoff: 1s}}
+    options: {{url: "{url}", method: POST, timeout: 60s}}
+"""
+
+
+async def test_a_run_whose_scheduler_is_killed_is_interrupted_and_retried(suite, store):
+    async with HttpSink(Faults(delay=30.0)) as sink:
+        suite.write(SLOW.format(url=sink.url("/slow")))
+        first = await suite.start(0)
+        second = await suite.start(1)
+        store.queue_runs(store.schedule("slow").id, [store.schedule("slow").updated_at], "manual")
+
+        def running() -> JobRun | None:
+            found = [r for r in ledger("slow") if r.status == "running"]
+            return found[0] if found else None
+
+        await eventually(running, "the run under way", dump=suite.output)
+        run = running()
+        assert run is not None and run.lease_owner is not None
+        holder, other = (
+            (first, second) if f":{first.proc.pid}:" in run.lease_owner else (second, first)
+        )
+        sink.faults.delay = 0.0  # the retry will be quick
+        holder.proc.send_signal(signal.SIGKILL)
+        await holder.proc.wait()
+
+        def retried() -> bool:
+            runs = [r for r in ledger("slow") if r.fire_time == run.fire_time]
+            return [r.status for r in runs] == ["interrupted", "succeeded"]
+
+        await eventually(retried, "interrupted, then retried", timeout=30, dump=suite.output)
+        first_run, retry = [r for r in ledger("slow") if r.fire_time == run.fire_time]
+        assert "stopped renewing its lease" in (first_run.error or "")
+        assert (retry.attempt, retry.trigger, retry.retry_of) == (2, "retry", first_run.id)
+        assert await other.stop() == 0
+
+
+CATCH_UP = """  often:
+    every: 1s
+    catch_up: 3s
+    job: http
+    options: {{url: "{url}", method: POST}}
+"""
+
+
+async def test_a_scheduler_back_after_its_catch_up_window_runs_once_and_records_the_rest(
+    suite, store
+):
+    async with HttpSink() as sink:
+        suite.write(CATCH_UP.format(url=sink.url("/often")))
+        proc = await suite.start(0)
+        await eventually(lambda: len(ledger("often")) >= 2, "some fires", dump=suite.output)
+        assert await proc.stop() == 0
+        stopped_at = max(r.fire_time for r in ledger("often"))
+        await asyncio.sleep(9)
+        proc = await suite.start(0)
+        await eventually(
+            lambda: any(r.trigger == "catch_up" for r in ledger("often")), "the catch-up run",
+            dump=suite.output,
+        )  # fmt: skip
+        assert await proc.stop() == 0
+        down = [r for r in ledger("often") if r.fire_time > stopped_at and r.trigger != "cron"]
+        down += [
+            r
+            for r in ledger("often")
+            if r.fire_time > stopped_at and r.status in ("missed", "coalesced")
+        ]
+        by_status = Counter(r.status for r in {r.id: r for r in down}.values())
+        catch_up = [r for r in ledger("often") if r.trigger == "catch_up"]
+        assert len(catch_up) == 1 and catch_up[0].status == "succeeded"
+        assert by_status["missed"] >= 4, by_status  # down ~9 s, a window of 3 s
+        assert 1 <= by_status["coalesced"] <= 3, by_status
+        missed = [r for r in ledger("often") if r.status == "missed"]
+        assert max(r.fire_time for r in missed) < catch_up[0].fire_time
+        times = [r.fire_time for r in ledger("often") if r.attempt == 1]
+        assert len(times) == len(set(times))
+
+
+class Mailbox:
+    """An SMTP server on loopback (aiosmtpd) keeping what it is sent."""
+
+    def __init__(self) -> None:
+        self.messages: list[Any] = []
+        self.port = free_port()
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        from email import message_from_bytes
+
+        self.messages.append(message_from_bytes(envelope.content))
+        return "250 OK"
+
+
+SECRET = "whsec_" + "c2VjcmV0LWtleS1vZi10aGUtdGVzdHM="  # base64 of "secret-key-of-the-tests"
+
+FAILING = """  flaky:
+    every: 2s
+    overlap: skip
+    retry: {{max_attempts: 2, backoff: 1s}}
+    job: http
+    options: {{url: "{url}", method: POST}}
+"""
+NOTIFY = """  mail: {{kind: smtp, host: 127.0.0.1, port: {smtp}, security: none,
+          from: outboxd@clinic.example, to: [it@clinic.example]}}
+  hook: {{kind: webhook, url: "{hook}", secret: "{secret}"}}
+"""
+ALERTS = """  - {when: run_failed, schedule: flaky, notify: [mail, hook], window: 1h}
+"""
+
+
+async def test_a_job_failing_past_its_retries_is_notified_once_and_resolved(suite, store):
+    from aiosmtpd.controller import Controller
+    from standardwebhooks.webhooks import Webhook
+
+    mailbox = Mailbox()
+    controller = Controller(mailbox, hostname="127.0.0.1", port=mailbox.port)
+    controller.start()
+    hooks: list[dict[str, Any]] = []
+
+    async def receive(request: web.Request) -> web.Response:
+        body = await request.read()
+        payload = Webhook(SECRET).verify(body, dict(request.headers))  # the reference library
+        hooks.append(payload)
+        return web.json_response({"ok": True})
+
+    app = web.Application()
+    app.router.add_post("/hook", receive)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    hook_port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", hook_port).start()
+    try:
+        async with HttpSink(Faults(status=500)) as sink:
+            suite.write(
+                FAILING.format(url=sink.url("/flaky")),
+                NOTIFY.format(
+                    smtp=mailbox.port, hook=f"http://127.0.0.1:{hook_port}/hook", secret=SECRET
+                ),
+                ALERTS,
+            )
+            await suite.start(0)
+            await suite.start(1)  # two schedulers: still one notification
+            await eventually(lambda: hooks and mailbox.messages, "the alert", dump=suite.output)
+            await asyncio.sleep(3)  # more failing fires: no more notifications in the window
+            assert len(mailbox.messages) == 1 and len(hooks) == 1, suite.output()
+            mail = mailbox.messages[0]
+            assert mail["Subject"] == "outboxd alert: run_failed:flaky: flaky"
+            assert "answered HTTP 500" in mail.get_payload(decode=True).decode()
+            assert hooks[0]["event"] == "firing" and hooks[0]["about"] == "flaky"
+            failed = [r for r in ledger("flaky") if r.status == "failed"]
+            assert {r.attempt for r in failed} >= {1, 2}  # it was retried before the alert
+            sink.faults.status = 200
+            both = lambda: len(hooks) == 2 and len(mailbox.messages) == 2  # noqa: E731
+            await eventually(both, "the resolution", dump=suite.output)
+            assert hooks[1]["event"] == "resolved"
+            assert mailbox.messages[1]["Subject"].startswith("outboxd resolved: run_failed:flaky")
+            await asyncio.sleep(2)
+            assert len(hooks) == 2 and len(mailbox.messages) == 2
+            sent = list(Notification.select().order_by(Notification.id))
+            assert [(n.target, n.event, n.ok) for n in sent] == [
+                ("mail", "firing", True), ("hook", "firing", True),
+                ("mail", "resolved", True), ("hook", "resolved", True),
+            ]  # fmt: skip
+            for proc in suite.procs.values():
+                assert await proc.stop() == 0
+    finally:
+        controller.stop()
+        await runner.cleanup()
+
+
+async def test_sigterm_lets_a_run_under_way_finish(suite, store):
+    async with HttpSink(Faults(delay=2.0)) as sink:
+        suite.write(SLOW.format(url=sink.url("/slow")), drain="10s")
+        proc = await suite.start(0)
+        row = store.schedule("slow")
+        store.queue_runs(row.id, [row.updated_at], "manual")
+        await eventually(lambda: any(r.status == "running" for r in ledger("slow")), "the run")
+        assert await proc.stop() == 0
+        [run] = ledger("slow")
+        assert run.status == "succeeded" and len(sink.requests) == 1
+        assert "waiting for runs under way" in proc.output()
+
+
+async def test_sigterm_past_the_deadline_marks_the_run_interrupted_and_queues_its_retry(
+    suite, store
+):
+    async with HttpSink(Faults(delay=30.0)) as sink:
+        suite.write(SLOW.format(url=sink.url("/slow")), drain="1s")
+        proc = await suite.start(0)
+        row = store.schedule("slow")
+        store.queue_runs(row.id, [row.updated_at], "manual")
+        await eventually(lambda: any(r.status == "running" for r in ledger("slow")), "the run")
+        assert await proc.stop() == 0
+        first, retry = ledger("slow")
+        assert first.status == "interrupted" and "stopping" in (first.error or "")
+        assert (retry.status, retry.trigger, retry.attempt) == ("queued", "retry", 2)
+        assert len(sink.requests) == 1
