@@ -110,13 +110,16 @@ async def _ask(
             status = response.status
     except (TimeoutError, aiohttp.ClientError) as exc:
         return f"{redact_url(url.split('?')[0])}: {type(exc).__name__}: {exc}"
-    if not 200 <= status <= 299:
-        return f"{redact_url(url.split('?')[0])} answered HTTP {status}"
+    where = redact_url(url.split("?")[0])
+    if status >= 500 or status in (408, 429):
+        return f"{where} answered HTTP {status}"
     try:
         said = pointer(json.loads(body), options.status_pointer)
     except (ValueError, RecursionError):
-        return f"{redact_url(url.split('?')[0])}: the answer is not JSON"
-    text = str(said) if said is not None else ""
+        if 200 <= status <= 299:
+            return f"{where}: the answer is not JSON"
+        said = f"HTTP {status}"  # it answered, saying nothing we can read: still open
+    text = str(said) if said is not None else f"HTTP {status}"
     verdict = options.statuses.get(text, "open")
     return CheckResult(due.id, verdict, text[:200])
 

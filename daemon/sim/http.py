@@ -11,19 +11,29 @@ As a process (the demo's ``sim-http``)::
     python -m daemon.sim.http --host 127.0.0.1 --port 8081 [--fail-first 2] ...
 
 ``GET /_sink/requests`` lists what it kept, as JSON. Exits 0 on SIGTERM or SIGINT.
+
+A partner that tracks what it was sent: ``GET /status/{key}`` answers the status
+of a submission (a request that carried ``Idempotency-Key: {key}``), and the
+status moves on over time — ``RECEIVED``, then ``PROCESSING`` after
+``status_stage`` seconds, then, after as long again, ``ACCEPTED`` (or
+``REJECTED`` for one key in ``reject_every``, by a hash of the key: the same
+key always ends the same way) — with ``{"key": …, "status": …}``; a key it was
+never sent is a 404 with status ``UNKNOWN``. The faults apply to it too.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import hashlib
 import hmac
 import json
 import logging
 import os
 import signal
 import sys
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -89,12 +99,38 @@ class HttpSink(SimulatorServer):
     inspect_path = REQUESTS_PATH
     default_path = "/"
 
-    def __init__(self, faults: Faults | None = None, *, keep: int | None = None) -> None:
+    def __init__(
+        self,
+        faults: Faults | None = None,
+        *,
+        keep: int | None = None,
+        status_stage: float = 10.0,
+        reject_every: int = 5,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         super().__init__()
         self.faults = faults or Faults()
         self.keep = keep  # keep only the latest ``keep`` requests (None: all)
         self.requests: list[ReceivedRequest] = []
         self.failed = 0  # requests answered with fail_status so far
+        self.status_stage = status_stage
+        self.reject_every = reject_every
+        self.clock = clock
+        self.submitted: dict[str, float] = {}  # key → when it was first sent
+
+    def status_of(self, key: str) -> str | None:
+        """What the partner says of a submission now; None for one never sent."""
+        first = self.submitted.get(key)
+        if first is None:
+            return None
+        elapsed = self.clock() - first
+        if elapsed < self.status_stage:
+            return "RECEIVED"
+        if elapsed < 2 * self.status_stage:
+            return "PROCESSING"
+        digest = int(hashlib.sha256(key.encode()).hexdigest(), 16)
+        rejected = self.reject_every > 0 and digest % self.reject_every == 0
+        return "REJECTED" if rejected else "ACCEPTED"
 
     # --- handlers -----------------------------------------------------------------
 
@@ -116,6 +152,14 @@ class HttpSink(SimulatorServer):
         if self.failed < faults.fail_first:
             self.failed += 1
             return _answer(faults.fail_status, b'{"error": "injected failure"}', faults.headers)
+        if request.method == "GET" and request.path.startswith("/status/") and faults.status < 300:
+            key = request.match_info.get("tail", "")[len("status/") :]
+            status = self.status_of(key)
+            body = json.dumps({"key": key, "status": status or "UNKNOWN"}).encode()
+            return _answer(200 if status else 404, body, faults.headers)
+        key = received.headers.get("Idempotency-Key")
+        if key is not None and request.method != "GET":
+            self.submitted.setdefault(key, self.clock())
         return _answer(faults.status, faults.body, faults.headers)
 
     async def _list(self, request: web.Request) -> web.Response:
@@ -191,6 +235,12 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--hmac-header", default="X-Outboxd-Signature")
     parser.add_argument("--keep", type=int, default=1000, help="requests kept for inspection")
+    parser.add_argument(
+        "--status-stage", type=float, default=10.0, help="seconds per status of a submission"
+    )
+    parser.add_argument(
+        "--reject-every", type=int, default=5, help="one submission in this many is rejected"
+    )
     return parser.parse_args(argv)
 
 
@@ -206,7 +256,9 @@ async def _serve(args: argparse.Namespace) -> int:
         hmac_secret=args.hmac_secret,
         hmac_header=args.hmac_header,
     )
-    sink = HttpSink(faults, keep=args.keep)
+    sink = HttpSink(
+        faults, keep=args.keep, status_stage=args.status_stage, reject_every=args.reject_every
+    )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):

@@ -75,8 +75,7 @@ class AlertOps(StoreBase):
                     JobRun.fire_time.python_value(at)
                     for (at,) in JobRun.select(JobRun.fire_time)
                     .where(
-                        (JobRun.schedule_id == schedule_id)
-                        & JobRun.status.in_([QUEUED, RUNNING])
+                        (JobRun.schedule_id == schedule_id) & JobRun.status.in_([QUEUED, RUNNING])
                     )
                     .tuples()
                 }

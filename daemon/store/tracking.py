@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Literal
 
+from peewee import JOIN
+
 from daemon.store.base import EventRow, StoreBase, chunked
 from daemon.store.models import CONFIRMED, REJECTED, SENT, Message, StatusCheck
 
@@ -48,7 +50,9 @@ class TrackingOps(StoreBase):
             when = self._now(now)
             query = (
                 Message.select(Message.id, Message.key, Message.response, StatusCheck.checks)
-                .join(StatusCheck, join_type="LEFT OUTER", on=(StatusCheck.message == Message.id))
+                .join(
+                    StatusCheck, join_type=JOIN.LEFT_OUTER, on=(StatusCheck.message == Message.id)
+                )
                 .where(
                     (Message.channel == channel)
                     & (Message.status == SENT)
