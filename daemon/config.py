@@ -99,10 +99,7 @@ def parse_config(
     try:
         settings = Settings.model_validate(data)
     except ValidationError as exc:
-        for error in exc.errors():
-            issue = _issue_from_pydantic(error, data)
-            if issue.path not in failed:
-                issues.append(issue)
+        issues += [i for i in _issues_from_pydantic(exc.errors(), data) if i.path not in failed]
     issues += cross_check(data)
     if issues or settings is None:
         raise ConfigError(source, issues)
@@ -254,23 +251,83 @@ def _present(node: Any, part: Any) -> bool:
     return isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node)
 
 
-def _real_path(loc: tuple[Any, ...], data: Any) -> list[Any]:
-    """The parts of a pydantic location that are in the file: union tags and
-    validator names are dropped; a missing last key is kept."""
+# What pydantic puts in an error's location besides the file's keys: the member
+# of a union it tried ("str", "dict[str,any]", "HttpSettings") or a validator.
+_MEMBERS = {
+    "str": "a string", "int": "a whole number", "float": "a number", "bool": "true or false",
+    "none": "nothing", "list": "a list", "dict": "a mapping", "tuple": "a list",
+}  # fmt: skip
+
+
+def _member(part: Any) -> str | None:
+    """What a location part that is a union member stands for, or None for a key."""
+    if not isinstance(part, str):
+        return None
+    base = part.split("[", 1)[0]
+    if base in _MEMBERS:
+        return _MEMBERS[base]
+    if part.startswith(("function-", "json-or-python", "lax-or-strict", "chain")):
+        return ""
+    if part[:1].isupper() and part.isidentifier():  # a model's name
+        return "a mapping"
+    return None
+
+
+def _real_path(loc: tuple[Any, ...], data: Any) -> tuple[list[Any], str | None]:
+    """The parts of a pydantic location that are in the file, and the union member
+    the error is about (if any). Union tags and validators are dropped; where the
+    file has nothing (a missing key, or a section left to its defaults), the rest
+    of the location is the path."""
     parts: list[Any] = []
+    member: str | None = None
     node = data
-    for index, part in enumerate(loc):
-        if _present(node, part):
+    for part in loc:
+        if part == "[key]":
+            continue
+        if node is not None and _present(node, part):
             parts.append(part)
             node = node[part]
-        elif index == len(loc) - 1 and part != "[key]":
-            parts.append(part)
-    return parts
+            continue
+        if isinstance(node, dict) and part in (node.get("kind"), node.get("job")):
+            continue  # a union's tag
+        what = _member(part)
+        if what is not None:
+            member = what or member
+            continue
+        parts.append(part)
+        node = None
+    return parts, member
 
 
-def _issue_from_pydantic(error: Any, data: Any) -> ConfigIssue:
+def _issues_from_pydantic(errors: list[Any], data: Any, strip: int = 0) -> list[ConfigIssue]:
+    """One issue per place: the errors of a union's members at one path (a value
+    that is none of them) become one, saying what it may be."""
+    issues: list[ConfigIssue] = []
+    members: dict[str, list[str]] = {}
+    inputs: dict[str, Any] = {}
+    for error in errors:
+        parts, member = _real_path(tuple(error["loc"]), data)
+        issue = _issue_from_pydantic(error, data, parts, strip)
+        if member and error["loc"][-1:] != ("[key]",) and error["type"] != "extra_forbidden":
+            if issue.path not in members:
+                issues.append(issue)
+                inputs[issue.path] = error.get("input")
+            if member not in members.setdefault(issue.path, []):
+                members[issue.path].append(member)
+            continue
+        issues.append(issue)
+    out = []
+    for issue in issues:
+        kinds = members.get(issue.path, [])
+        if len(kinds) > 1:
+            given = type(inputs[issue.path]).__name__
+            issue = ConfigIssue(issue.path, f"expected {' or '.join(kinds)}, got {given}")
+        out.append(issue)
+    return out
+
+
+def _issue_from_pydantic(error: Any, data: Any, parts: list[Any], strip: int = 0) -> ConfigIssue:
     loc = tuple(error["loc"])
-    parts = _real_path(loc, data)
     kind = error["type"]
     message = error["msg"]
     if kind == "extra_forbidden":
@@ -283,10 +340,22 @@ def _issue_from_pydantic(error: Any, data: Any) -> ConfigIssue:
             message += f" (expected one of: {', '.join(sorted(allowed))})"
     elif kind == "missing":
         message = "required key is missing"
+        needs = [  # a job's options: which of them must be given
+            name
+            for model in (_models_at(parts, data)[:1] if parts[-1:] == ["options"] else [])
+            for name, field in model.model_fields.items()
+            if field.is_required() and name not in ("kind", "job")
+        ]
+        if needs:
+            message += f" (with {', '.join(needs)})"
     elif kind in ("union_tag_invalid", "union_tag_not_found"):
         tag_name = str(error.get("ctx", {}).get("discriminator", "kind")).strip("'")
-        parts.append(tag_name)
-        tags = error.get("ctx", {}).get("expected_tags", "")
+        if kind == "union_tag_not_found" and parts and parts[-1] == tag_name:
+            parts = parts[:-1]
+        tags = error.get("ctx", {}).get("expected_tags") or ", ".join(
+            repr(t) for t in _tags_at(parts, data)
+        )
+        parts = [*parts, tag_name]
         message = (
             f"unknown {tag_name} {error['ctx'].get('tag')!r}; expected one of {tags}"
             if kind == "union_tag_invalid"
@@ -300,7 +369,18 @@ def _issue_from_pydantic(error: Any, data: Any) -> ConfigIssue:
         message = message[len("Value error, ") :]
     elif kind == "model_type" or kind == "dict_type":
         message = f"expected a mapping, got {type(error.get('input')).__name__}"
-    return ConfigIssue(format_path(parts), message)
+    return ConfigIssue(format_path(parts[strip:]), message)
+
+
+def problems_at(exc: ValidationError, data: Any, at: tuple[str, ...]) -> list[ConfigIssue]:
+    """The problems of ``data`` validated alone as the file's node at ``at`` (a
+    schedule given on the command line is ``("schedules", NAME)``), in the words
+    and paths a check of the file would use, the paths relative to that node."""
+    root: Any = data
+    for part in reversed(at):
+        root = {part: root}
+    errors = [{**e, "loc": (*at, *e["loc"])} for e in exc.errors()]
+    return _issues_from_pydantic(errors, root, strip=len(at))
 
 
 def _unwrap(annotation: Any) -> list[Any]:
@@ -317,9 +397,22 @@ def _unwrap(annotation: Any) -> list[Any]:
     return []
 
 
+def _tags_at(parts: list[Any], data: Any) -> list[str]:
+    """The tags (``kind`` or ``job``) the union at ``parts`` takes."""
+    return [t for m in _models_at(parts, data) if (t := _kind_of(m)) is not None]
+
+
 def _allowed_keys(parts: list[Any], data: Any) -> list[str]:
     """The keys the settings accept at ``parts``, found by walking the models (a
     union narrowed by the node's ``kind`` or ``job`` on the way)."""
+    node: Any = data
+    for part in parts:
+        node = node.get(part) if isinstance(node, dict) else None
+    models = [c for c in _tagged(_models_at(parts, data), node) if not isinstance(c, tuple)]
+    return list(models[0].model_fields) if models else []
+
+
+def _models_at(parts: list[Any], data: Any) -> list[Any]:
     candidates: list[Any] = [Settings]
     node = data
     for part in parts:
@@ -332,8 +425,7 @@ def _allowed_keys(parts: list[Any], data: Any) -> list[str]:
             elif part in cand.model_fields:
                 nxt += _unwrap(cand.model_fields[part].annotation)
         candidates = nxt
-    models = [c for c in _tagged(candidates, node) if not isinstance(c, tuple)]
-    return list(models[0].model_fields) if models else []
+    return [c for c in candidates if not isinstance(c, tuple)]
 
 
 def _tagged(candidates: list[Any], node: Any) -> list[Any]:
@@ -410,26 +502,36 @@ def cross_check(data: Mapping[str, Any]) -> list[ConfigIssue]:
 
 
 def _check_schedules(data: Mapping[str, Any]) -> list[ConfigIssue]:
+    return [
+        ConfigIssue(f"schedules.{name}.{issue.path}", issue.message)
+        for name, schedule in _section(data, "schedules").items()
+        if isinstance(schedule, dict)
+        for issue in schedule_problems(schedule, data)
+    ]
+
+
+def schedule_problems(
+    schedule: Mapping[str, Any], document: Mapping[str, Any]
+) -> list[ConfigIssue]:
+    """What a schedule names that the file does not have (a notify target, a
+    channel, a source, a holiday calendar); paths relative to the schedule. The
+    file's schedules are checked with it, and those given on the command line."""
     issues: list[ConfigIssue] = []
-    calendar = data.get("holidays") is not None
-    for name, schedule in _section(data, "schedules").items():
-        if not isinstance(schedule, dict):
-            continue
-        job = schedule.get("job")
-        options = schedule.get("options")
-        if isinstance(job, str) and job in JOB_KINDS and isinstance(options, dict):
-            for path, problem in JOB_KINDS[job].check(options, data):
-                issues.append(ConfigIssue(f"schedules.{name}.options.{path}", problem))
-        skip = schedule.get("skip")
-        wants_calendar = isinstance(skip, list) and "holidays" in skip
-        if wants_calendar and schedule.get("holidays") is None and not calendar:
-            issues.append(
-                ConfigIssue(
-                    f"schedules.{name}.skip",
-                    "skip: [holidays] needs a calendar: holidays: {country: …} here or "
-                    "at the top of the file",
-                )
+    job = schedule.get("job")
+    options = schedule.get("options")
+    if isinstance(job, str) and job in JOB_KINDS and isinstance(options, dict):
+        for path, problem in JOB_KINDS[job].check(options, document):
+            issues.append(ConfigIssue(f"options.{path}", problem))
+    skip = schedule.get("skip")
+    wants_calendar = isinstance(skip, list) and "holidays" in skip
+    if wants_calendar and schedule.get("holidays") is None and document.get("holidays") is None:
+        issues.append(
+            ConfigIssue(
+                "skip",
+                "holidays needs a calendar: holidays: {country: …} in the schedule or "
+                "at the top of the file",
             )
+        )
     return issues
 
 

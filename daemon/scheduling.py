@@ -31,18 +31,16 @@ def definition(schedule: ScheduleSettings) -> dict[str, Any]:
     return schedule.model_dump(mode="json")
 
 
-def read_definition(data: Any) -> ScheduleSettings:
+def read_definition(data: Any, name: str = "schedule") -> ScheduleSettings:
     """A definition checked as the YAML file's schedules are; ``DefinitionError``
-    naming each problem with its path."""
+    naming each problem with its path, in the words of ``check-config``."""
     try:
         return _SCHEDULE.validate_python(data)  # type: ignore[no-any-return]
     except ValidationError as exc:
-        problems = []
-        for error in exc.errors():
-            where = ".".join(str(p) for p in error["loc"] if not str(p).endswith("Settings"))
-            message = error["msg"].removeprefix("Value error, ")
-            problems.append(f"{where}: {message}" if where else message)
-        raise DefinitionError("; ".join(problems)) from None
+        from daemon.config import problems_at
+
+        issues = problems_at(exc, data, ("schedules", name))
+        raise DefinitionError("; ".join(map(str, issues))) from None
 
 
 def zone_of(schedule: ScheduleSettings, settings: Settings) -> ZoneInfo:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import BeforeValidator, Field, SecretStr, create_model, model_validator
+from pydantic import BaseModel, BeforeValidator, Field, SecretStr, create_model, model_validator
 
 from daemon.channels.registry import AnyChannelSettings
 from daemon.eventloop import EventLoopName
@@ -104,8 +104,15 @@ def _schedule_model(kind: JobKind[Any]) -> type[ScheduleSettings]:
         f"{kind.name.title().replace('_', '')}ScheduleSettings",
         __base__=ScheduleSettings,
         job=(Literal[kind.name], ...),
-        options=(kind.options, Field(default_factory=kind.options)),
+        options=(kind.options, Field(default_factory=kind.options))
+        if _has_defaults(kind.options)
+        else (kind.options, ...),
     )
+
+
+def _has_defaults(model: type[BaseModel]) -> bool:
+    """Whether the model can be made from nothing (every field has a default)."""
+    return all(not field.is_required() for field in model.model_fields.values())
 
 
 SCHEDULE_MODELS = {name: _schedule_model(kind) for name, kind in JOB_KINDS.items()}

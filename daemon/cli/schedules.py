@@ -15,6 +15,7 @@ from typing import Any
 import yaml
 
 from daemon.cli.common import EX_DATAERR, EX_USAGE, CliError, open_store, parse_time, settings_of
+from daemon.config import schedule_problems
 from daemon.fires import Fire, Timing, fires_between, next_fires
 from daemon.report import printable
 from daemon.scheduling import DefinitionError, definition, read_definition, timing_of, zone_of
@@ -25,6 +26,7 @@ from daemon.units import format_duration
 
 Add = Callable[[str, Callable[[argparse.Namespace], int], str], argparse.ArgumentParser]
 MAX_BACKFILL = 10_000  # runs one backfill may queue
+MAX_RUNS = 10_000  # runs `outboxd runs` may list
 
 
 def _actor() -> str:
@@ -38,11 +40,24 @@ def _spec(row: ScheduleRow) -> ScheduleSettings:
         raise CliError(f"schedule {row.name!r} cannot be read: {exc}", EX_DATAERR) from None
 
 
-def _row(store: Store, name: str) -> ScheduleRow:
+NOT_LOADED = "in the file, not loaded yet: a scheduler loads it when it starts or on SIGHUP"
+FILE_DIFFERS = "the file says otherwise: a scheduler loads it on SIGHUP"
+
+
+def _row(store: Store, name: str, settings: Settings) -> ScheduleRow:
     row = store.schedule(name)
     if row is None or row.removed_at is not None:
+        if name in settings.schedules:
+            raise CliError(f"schedule {name!r} is {NOT_LOADED}", EX_DATAERR)
         raise CliError(f"no schedule named {name!r}", EX_DATAERR)
     return row
+
+
+def _file_differs(row: ScheduleRow, settings: Settings) -> bool:
+    """A schedule of the file's that the file now defines otherwise (edited, not
+    yet reloaded)."""
+    spec = settings.schedules.get(row.name)
+    return row.origin == "file" and spec is not None and definition(spec) != row.definition
 
 
 def _when(spec: ScheduleSettings) -> str:
@@ -72,13 +87,16 @@ def cmd_list(args: argparse.Namespace) -> int:
     store = open_store(settings)
     try:
         rows = store.schedules()
-        last = {r.schedule: r for r in store.runs(limit=1000)}
+        last = {r.schedule: r for r in reversed(store.runs(limit=1000))}  # newest wins
     finally:
         store.close()
     now = datetime.now(UTC)
     out = []
     for row in rows:
         spec = _spec(row)
+        state = _state(row, spec)
+        if _file_differs(row, settings):
+            state += f" ({FILE_DIFFERS})"
         upcoming = (
             next_fires(timing_of(spec, settings), now) if spec.enabled and not row.paused else []
         )
@@ -90,13 +108,23 @@ def cmd_list(args: argparse.Namespace) -> int:
                 "when": _when(spec),
                 "timezone": str(zone_of(spec, settings)),
                 "origin": row.origin,
-                "state": _state(row, spec),
+                "state": state,
                 "next": _fire_json(upcoming[0]) if upcoming else None,
                 "last_run": {"status": recent.status, "fire_time": recent.fire_time.isoformat()}
                 if recent
                 else None,
             }
         )
+    loaded = {row.name for row in rows}
+    for name, spec in settings.schedules.items():
+        if name not in loaded:
+            out.append(
+                {
+                    "name": name, "job": spec.job, "when": _when(spec),
+                    "timezone": str(zone_of(spec, settings)), "origin": "file",
+                    "state": NOT_LOADED, "next": None, "last_run": None,
+                }
+            )  # fmt: skip
     if args.json:
         print(json.dumps(out, indent=2))
         return 0
@@ -118,7 +146,7 @@ def cmd_show(args: argparse.Namespace) -> int:
     settings = settings_of(args)
     store = open_store(settings)
     try:
-        row = _row(store, args.name)
+        row = _row(store, args.name, settings)
         runs = store.runs(args.name, limit=10)
     finally:
         store.close()
@@ -132,6 +160,7 @@ def cmd_show(args: argparse.Namespace) -> int:
             "paused": row.paused,
             "pause_note": row.pause_note,
             "paused_by": row.paused_by,
+            "file_differs": _file_differs(row, settings),
             "definition": row.definition,
             "next": [_fire_json(f) for f in upcoming],
             "runs": [_run_json(r) for r in runs],
@@ -141,6 +170,8 @@ def cmd_show(args: argparse.Namespace) -> int:
     print(printable(f"{row.name}: {spec.job}, {_when(spec)} ({zone_of(spec, settings)})"))
     origin = "the YAML file" if row.origin == "file" else "the CLI or the API"
     print(printable(f"  {_state(row, spec)}; from {origin}, revision {row.revision}"))
+    if _file_differs(row, settings):
+        print(f"  {FILE_DIFFERS}")
     print(
         f"  overlap {spec.overlap}, catch up {format_duration(spec.catch_up)}, "
         f"retry up to {spec.retry.max_attempts} runs"
@@ -184,10 +215,12 @@ def _run_line(run: Any) -> str:
 
 def cmd_runs(args: argparse.Namespace) -> int:
     settings = settings_of(args)
+    if not 1 <= args.limit <= MAX_RUNS:
+        raise CliError(f"--limit: 1 to {MAX_RUNS:,}", EX_USAGE)
     store = open_store(settings)
     try:
         if store.schedule(args.name) is None:
-            raise CliError(f"no schedule named {args.name!r}", EX_DATAERR)
+            _row(store, args.name, settings)  # says why there is none
         runs = store.runs(args.name, limit=args.limit)
     finally:
         store.close()
@@ -208,7 +241,7 @@ def cmd_preview(args: argparse.Namespace) -> int:
             raise CliError("give a schedule's name, or --cron / --every, not both", EX_USAGE)
         store = open_store(settings)
         try:
-            spec = _spec(_row(store, args.name))
+            spec = _spec(_row(store, args.name, settings))
         finally:
             store.close()
         timing = timing_of(spec, settings)
@@ -217,7 +250,10 @@ def cmd_preview(args: argparse.Namespace) -> int:
     start = parse_time(args.since, timing.zone, "--from") if args.since else datetime.now(UTC)  # type: ignore[arg-type]
     if not 1 <= args.count <= 1000:
         raise CliError("--count: 1 to 1000", EX_USAGE)
-    upcoming = next_fires(timing, start, args.count)
+    try:
+        upcoming = next_fires(timing, start - _EPSILON, args.count)  # a fire at --from too
+    except OverflowError:
+        raise CliError("--from: fires beyond the years 1 to 9999", EX_USAGE) from None
     if args.json:
         print(json.dumps([_fire_json(f) for f in upcoming], indent=2))
     else:
@@ -239,7 +275,7 @@ def _adhoc_timing(args: argparse.Namespace, settings: Settings) -> Timing:
     try:
         spec = read_definition(fields)
     except DefinitionError as exc:
-        raise CliError(str(exc), EX_USAGE) from None
+        raise CliError(f"not a valid schedule: {exc}", EX_DATAERR) from None
     return timing_of(spec, settings)
 
 
@@ -272,11 +308,24 @@ def _options(text: str | None) -> dict[str, Any] | None:
     return value
 
 
-def _built(fields: dict[str, Any]) -> dict[str, Any]:
+def _built(fields: dict[str, Any], name: str, settings: Settings) -> dict[str, Any]:
+    """The definition to store, checked as the file's schedules are: its own
+    settings, and what it names (notify targets, channels, sources, a calendar)
+    against the file."""
     try:
-        return definition(read_definition(fields))
+        stored = definition(read_definition(fields, name))
     except DefinitionError as exc:
         raise CliError(f"not a valid schedule: {exc}", EX_DATAERR) from None
+    outline = {  # what a schedule may name: the file's channels, sources, targets, calendar
+        "channels": dict.fromkeys(settings.channels, True),
+        "sources": dict.fromkeys(settings.sources, True),
+        "notify": dict.fromkeys(settings.notify, True),
+        "holidays": settings.holidays,
+    }
+    problems = schedule_problems(stored, outline)
+    if problems:
+        raise CliError(f"not a valid schedule: {'; '.join(map(str, problems))}", EX_DATAERR)
+    return stored
 
 
 def cmd_add(args: argparse.Namespace) -> int:
@@ -293,7 +342,13 @@ def cmd_add(args: argparse.Namespace) -> int:
         fields["options"] = options
     fields.update(_with(args.rules))
     _name(args.name)
-    stored = _built(fields)
+    if args.name in settings.schedules:
+        raise CliError(
+            f"schedule {args.name!r} is the file's: change it there (a scheduler loads it on "
+            "SIGHUP), or give yours another name",
+            EX_DATAERR,
+        )
+    stored = _built(fields, args.name, settings)
     store = open_store(settings)
     try:
         row = store.put_schedule(args.name, stored, _actor(), create=True)
@@ -309,7 +364,7 @@ def cmd_edit(args: argparse.Namespace) -> int:
     settings = settings_of(args)
     store = open_store(settings)
     try:
-        row = _row(store, args.name)
+        row = _row(store, args.name, settings)
         fields = dict(row.definition)
         for key in ("cron", "every"):
             if getattr(args, key):
@@ -325,7 +380,7 @@ def cmd_edit(args: argparse.Namespace) -> int:
         if options is not None:
             fields["options"] = options
         fields.update(_with(args.rules))
-        stored = _built(fields)
+        stored = _built(fields, args.name, settings)
         if stored == row.definition:
             print(f"schedule {args.name} unchanged")
             return 0
@@ -352,12 +407,18 @@ def _name(name: str) -> None:
 def _simple(action: str) -> Callable[[argparse.Namespace], int]:
     def command(args: argparse.Namespace) -> int:
         settings = settings_of(args)
+        note = getattr(args, "note", None)
+        if action == "pause" and not (note or "").strip():
+            raise CliError("--note: say why it is paused (shown with the schedule)", EX_USAGE)
         store = open_store(settings)
         try:
+            row = _row(store, args.name, settings)
+            if action == "resume" and not row.paused:
+                print(f"schedule {args.name} is not paused; nothing changed")
+                return 0
             if action == "remove":
                 store.remove_schedule(args.name, _actor())
             else:
-                note = getattr(args, "note", None)
                 store.pause_schedule(args.name, action == "pause", note, _actor())
         except ScheduleError as exc:
             raise CliError(str(exc), EX_DATAERR) from None
@@ -373,33 +434,52 @@ def cmd_run_now(args: argparse.Namespace) -> int:
     settings = settings_of(args)
     store = open_store(settings)
     try:
-        row = _row(store, args.name)
+        row = _row(store, args.name, settings)
         now = datetime.now(UTC)
         [run] = store.queue_runs(row.id, [now], "manual", note="run now", actor=_actor()) or [None]
     finally:
         store.close()
     if run is None:
         raise CliError("the run was not queued (one for this very instant exists)", EX_DATAERR)
-    print(f"run {run} of {args.name} queued; a scheduler starts it within a second or so")
+    print(f"run {run} of {args.name} queued; {_when_it_starts(row, one=True)}")
     return 0
+
+
+def _when_it_starts(row: ScheduleRow, one: bool) -> str:
+    """When queued runs start (``one``: a single run)."""
+    it, starts = ("it", "it starts") if one else ("them", "they start")
+    if row.paused:
+        return f"the schedule is paused: {starts} when it is resumed"
+    if not _spec(row).enabled:
+        return f"the schedule is disabled: {starts} when it is enabled"
+    return f"a scheduler starts {it} within a second or so"
 
 
 def cmd_backfill(args: argparse.Namespace) -> int:
     settings = settings_of(args)
     store = open_store(settings)
     try:
-        row = _row(store, args.name)
+        row = _row(store, args.name, settings)
         spec = _spec(row)
         timing = timing_of(spec, settings)
         start = parse_time(args.since, timing.zone, "--from")  # type: ignore[arg-type]
         end = parse_time(args.until, timing.zone, "--until")  # type: ignore[arg-type]
         if end <= start:
             raise CliError("--until must be later than --from", EX_USAGE)
+        if end > datetime.now(UTC):
+            raise CliError(
+                "--until is in the future: a backfill is for fires that have passed "
+                "(the schedule runs the others itself)",
+                EX_USAGE,
+            )
         fires = []
-        for fire in fires_between(timing, start - _EPSILON, end):
-            fires.append(fire.at)
-            if len(fires) > MAX_BACKFILL:
-                raise CliError(f"more than {MAX_BACKFILL:,} fires in that range", EX_USAGE)
+        try:
+            for fire in fires_between(timing, start - _EPSILON, end):
+                fires.append(fire.at)
+                if len(fires) > MAX_BACKFILL:
+                    raise CliError(f"more than {MAX_BACKFILL:,} fires in that range", EX_USAGE)
+        except OverflowError:
+            raise CliError("--from/--until: fires beyond the years 1 to 9999", EX_USAGE) from None
         if args.dry_run:
             print(f"{len(fires)} fire(s) of {args.name} in the range; nothing queued (--dry-run)")
             return 0
@@ -408,7 +488,7 @@ def cmd_backfill(args: argparse.Namespace) -> int:
         store.close()
     print(
         f"{len(queued)} run(s) of {args.name} queued, one per fire; "
-        f"{len(fires) - len(queued)} already in the ledger"
+        f"{len(fires) - len(queued)} already in the ledger; {_when_it_starts(row, one=False)}"
     )
     return 0
 

@@ -103,7 +103,7 @@ def evaluate(rule: AlertSettings, facts: AlertInputs) -> dict[str, str]:
                 )
         elif rule.when == "breaker_open":
             since = facts.breakers_open.get(channel)
-            if since is not None and now - since >= timedelta(seconds=over):
+            if since is not None and now - since > timedelta(seconds=over):
                 out[channel] = (
                     f"the circuit breaker of {channel} has been open for {_age(now, since)}"
                 )

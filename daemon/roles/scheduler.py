@@ -57,7 +57,7 @@ from daemon.scheduling import (
 from daemon.settings import SchedulerRoleSettings, ScheduleSettings, Settings
 from daemon.store import StoreError, StoreUnavailable
 from daemon.store.models import COALESCED, MISSED, QUEUED, RUNNING, SKIPPED
-from daemon.store.schedules import Retry, RunRow, ScheduleRow
+from daemon.store.schedules import Claim, Retry, RunEnd, RunRow, ScheduleRow
 
 log = logging.getLogger("outboxd.scheduler")
 MAX_CATCH_UP = 10_000  # fires recorded one by one when a scheduler comes back; the rest summed
@@ -205,6 +205,9 @@ class ScheduleBook:
         )
         self.task: asyncio.Task[None] | None = None
         self.caught_up: set[tuple[int, int]] = set()  # (schedule id, revision) caught up
+        # fires due at one moment are claimed together, one transaction for all
+        self.claiming: list[tuple[Known, Fire, str, asyncio.Future[RunRow | None]]] = []
+        self.claimer: asyncio.Task[None] | None = None
 
     @property
     def store(self) -> Any:
@@ -215,11 +218,13 @@ class ScheduleBook:
         return [self.task]
 
     async def drain(self, timeout: float) -> None:
+        if self.timer.running:
+            self.timer.shutdown(wait=False)  # no fire after this
         if self.task is not None:
             self.task.cancel()
             await asyncio.gather(self.task, return_exceptions=True)
-        if self.timer.running:
-            self.timer.shutdown(wait=False)
+        if self.claimer is not None:  # the claims under way: their runs are handed back
+            await asyncio.wait([self.claimer], timeout=timeout)
 
     def problems(self) -> list[str]:
         return ["schedules stopped"] if self.task is not None and self.task.done() else []
@@ -279,8 +284,12 @@ class ScheduleBook:
             self._disarm(name)
             known[name] = entry
             if entry.active:
-                await self._catch_up(entry, now or utcnow())
-                self._arm(entry, now or utcnow())
+                # one instant for both: the catch-up takes the fires up to it, the timer
+                # the next one after it (a fire between the two, were each to read the
+                # clock, would get no run and no row)
+                moment = now or utcnow()
+                await self._catch_up(entry, moment)
+                self._arm(entry, moment)
 
     # --- the timer ------------------------------------------------------------------
 
@@ -308,47 +317,110 @@ class ScheduleBook:
         entry = self.role.known.get(name)
         if entry is None or entry.row.revision != revision or not entry.active:
             return
-        try:
-            await self.fire(entry, fire, "cron")
-        except StoreUnavailable as exc:
-            log.warning(
-                "fire not claimed: the database", extra={"schedule": name, "error": str(exc)}
-            )
-        finally:
-            if self.role.known.get(name) is entry:
-                self._arm(entry, fire.at)
+        self._arm(entry, fire.at)  # the next fire's timer now, whatever the claim takes
+        await self.fire(entry, fire, "cron")
 
     async def fire(self, entry: Known, fire: Fire, trigger: str) -> RunRow | None:
-        """Claim a fire and start its run when it is this scheduler's."""
+        """Claim a fire and start its run when it is this scheduler's. The fires of
+        one moment are claimed together: the first starts a claimer that takes
+        every fire queued by the time it runs, and the ones after it, batch by batch."""
+        done: asyncio.Future[RunRow | None] = asyncio.get_running_loop().create_future()
+        self.claiming.append((entry, fire, trigger, done))
+        if self.claimer is None or self.claimer.done():
+            self.claimer = asyncio.create_task(self._claim(), name="schedules.claims")
+        return await asyncio.shield(done)
+
+    async def _claim(self) -> None:
+        while self.claiming:
+            batch, self.claiming = self.claiming, []
+            try:
+                claimed = await self._claim_batch(batch)
+            except Exception as exc:  # a bug: each waiting fire hears of it, the loop goes on
+                log.exception("fires not claimed")
+                claimed = [exc] * len(batch)
+            for (_, _, _, done), result in zip(batch, claimed, strict=True):
+                if done.done():
+                    continue
+                if isinstance(result, BaseException):
+                    done.set_exception(result)
+                else:
+                    done.set_result(result)
+
+    async def _claim_batch(
+        self, batch: list[tuple[Known, Fire, str, asyncio.Future[RunRow | None]]]
+    ) -> list[RunRow | None]:
         role = self.role
-        late = (utcnow() - fire.at).total_seconds()
-        name = entry.row.name
-        if late > entry.spec.catch_up and trigger == "cron":  # woke too late to run it
-            await self.store.record_fires(entry.row.id, [(fire.at, MISSED, "claimed too late")])
-            role.metrics.fires.labels(name, MISSED).inc()
-            return None
-        role.metrics.lateness.labels(name).observe(max(0.0, late))
-        run = await self.store.claim_fire(
-            entry.row.id,
-            fire.at,
-            trigger,
-            role.ctx.owner,
-            role.role_settings.run_lease,
-            entry.spec.overlap,
-            fire.note,
+        results: list[RunRow | None] = [None] * len(batch)
+        todo: list[int] = []
+        for i, (entry, fire, trigger, _) in enumerate(batch):
+            late = (utcnow() - fire.at).total_seconds()
+            if late > entry.spec.catch_up and trigger == "cron":  # woke too late to run it
+                with contextlib.suppress(StoreUnavailable):
+                    await self.store.record_fires(
+                        entry.row.id, [(fire.at, MISSED, "claimed too late")]
+                    )
+                role.metrics.fires.labels(entry.row.name, MISSED).inc()
+            else:
+                todo.append(i)
+        while todo:
+            claims = [
+                Claim(batch[i][0].row.id, batch[i][1].at, batch[i][2], batch[i][0].spec.overlap,
+                      batch[i][1].note)
+                for i in todo
+            ]  # fmt: skip
+            try:
+                runs = await self.store.claim_fires(
+                    claims, role.ctx.owner, role.role_settings.run_lease
+                )
+                break
+            except StoreUnavailable as exc:
+                log.warning("fires not claimed yet: the database", extra={"error": str(exc)})
+                await asyncio.sleep(STORE_RETRY)
+                todo = [i for i in todo if self._still_due(batch[i][0], batch[i][1])]
+        else:
+            return results
+        now = utcnow()
+        for i, run in zip(todo, runs, strict=True):
+            entry = batch[i][0]
+            name = entry.row.name
+            results[i] = run
+            if run is None:
+                role.metrics.fires.labels(name, "taken").inc()
+                continue
+            role.metrics.lateness.labels(name).observe(
+                max(0.0, (now - run.fire_time).total_seconds())
+            )
+            result = {RUNNING: "started", QUEUED: "queued"}.get(run.status, run.status)
+            role.metrics.fires.labels(name, result).inc()
+            if run.status == RUNNING:
+                await self._start(run, entry)
+            elif run.status == SKIPPED:
+                log.info("fire skipped: the last run is still running", extra={"schedule": name})
+        return results
+
+    def _still_due(self, entry: Known, fire: Fire) -> bool:
+        """A fire the database did not take: worth claiming again within its catch-up
+        window; past it, it is lost, and said so."""
+        if (utcnow() - fire.at).total_seconds() <= entry.spec.catch_up:
+            return True
+        log.error(
+            "fire not claimed: the database did not answer within its catch-up window",
+            extra={"schedule": entry.row.name, "fire": fire.at.isoformat()},
         )
-        if run is None:
-            role.metrics.fires.labels(name, "taken").inc()
-            return None
-        result = {RUNNING: "started", QUEUED: "queued", SKIPPED: SKIPPED}.get(
-            run.status, run.status
-        )
-        role.metrics.fires.labels(name, result).inc()
-        if run.status == RUNNING and role.keeper is not None:
-            role.keeper.launch(run, entry.spec)
-        elif run.status == SKIPPED:
-            log.info("fire skipped: the last run is still running", extra={"schedule": name})
-        return run
+        self.role.metrics.fires.labels(entry.row.name, MISSED).inc()
+        return False
+
+    async def _start(self, run: RunRow, entry: Known) -> None:
+        keeper = self.role.keeper
+        if keeper is not None and not keeper.stopping.is_set():
+            keeper.launch(run, entry.spec)
+            return
+        # claimed as the process stops: handed back, for a scheduler to run it again
+        due = retry_at(entry.spec, run.attempt, utcnow())
+        retry = Retry(utcnow(), "the scheduler stopped before it started") if due else None
+        end = RunEnd(run.id, "interrupted", "the scheduler stopped before it started", None, retry)
+        with contextlib.suppress(StoreUnavailable):
+            await self.store.finish_runs([end], self.role.ctx.owner)
 
     # --- catching up ----------------------------------------------------------------------
 
@@ -404,6 +476,7 @@ class Running:
     run: RunRow
     spec: ScheduleSettings
     task: asyncio.Task[None]
+    ending: bool = False  # its end is being written: its lease is no longer renewed
 
 
 class RunKeeper:
@@ -414,6 +487,9 @@ class RunKeeper:
         self.running: dict[int, Running] = {}
         self.tasks: list[asyncio.Task[None]] = []
         self.stopping = asyncio.Event()
+        # runs' ends are written together: one transaction for the ends of a moment
+        self.ending: list[tuple[RunEnd, asyncio.Future[bool | None]]] = []
+        self.writer: asyncio.Task[None] | None = None
         role.keeper = self
 
     @property
@@ -449,6 +525,8 @@ class RunKeeper:
         for entry in list(self.running.values()):
             entry.task.cancel()
         await asyncio.gather(*(r.task for r in self.running.values()), return_exceptions=True)
+        if self.writer is not None:  # the ends still being written
+            await asyncio.gather(self.writer, return_exceptions=True)
         if self.role.keeper is self:
             self.role.keeper = None
 
@@ -510,15 +588,36 @@ class RunKeeper:
     async def _finish(
         self, run: RunRow, status: str, error: str | None, output: Any, retry: Retry | None
     ) -> None:
-        for _ in range(10):  # the outcome is worth a few tries; the lease decides after that
-            try:
-                if not await self.store.finish_run(
-                    run.id, self.role.ctx.owner, status, error, output, retry
-                ):
-                    log.warning("run no longer held: its lease ran out", extra={"run": run.id})
-                return
-            except StoreUnavailable:
-                await asyncio.sleep(STORE_RETRY)
+        held = self.running.get(run.id)
+        if held is not None:
+            held.ending = True
+        done: asyncio.Future[bool | None] = asyncio.get_running_loop().create_future()
+        self.ending.append((RunEnd(run.id, status, error, output, retry), done))
+        if self.writer is None or self.writer.done():
+            self.writer = asyncio.create_task(self._write_ends(), name="runs.ends")
+        if await asyncio.shield(done) is False:
+            log.warning("run no longer held: its lease ran out", extra={"run": run.id})
+
+    async def _write_ends(self) -> None:
+        """Write the ends queued, batch by batch; the outcome is worth a few tries,
+        the lease decides after that (None: not written)."""
+        while self.ending:
+            batch, self.ending = self.ending, []
+            written: list[bool] | None = None
+            for _ in range(10):
+                try:
+                    written = await self.store.finish_runs(
+                        [e for e, _ in batch], self.role.ctx.owner
+                    )
+                    break
+                except StoreUnavailable:
+                    await asyncio.sleep(STORE_RETRY)
+                except Exception:  # a bug: the runs' leases run out, they are retried
+                    log.exception("run ends not written")
+                    break
+            for i, (_, done) in enumerate(batch):
+                if not done.done():
+                    done.set_result(written[i] if written is not None else None)
 
     def _notify_for(self, schedule: str) -> Any:
         async def notify(targets: list[str], subject: str, text: str) -> list[str]:
@@ -541,7 +640,9 @@ class RunKeeper:
             except StoreUnavailable:
                 continue
             for run_id in set(ids) - renewed:
-                log.warning("run lease lost", extra={"run": run_id})
+                held = self.running.get(run_id)
+                if held is not None and not held.ending:  # not one that has just ended
+                    log.warning("run lease lost", extra={"run": run_id})
 
     async def _queue_loop(self) -> None:
         while True:

@@ -32,6 +32,7 @@ from daemon.store.models import (
 from daemon.store.types import InvalidMessage
 
 Overlap = Literal["skip", "queue_one", "allow"]
+FILE_SCHEDULES_LOCK = 0x6F7574626F7864  # PostgreSQL advisory lock of sync_file_schedules
 
 
 class ScheduleError(InvalidMessage):
@@ -82,6 +83,39 @@ class Retry:
     note: str | None = None
 
 
+@dataclass(frozen=True)
+class RunEnd:
+    """How a run ended: its status, error, output, and the retry to queue."""
+
+    run_id: int
+    status: str
+    error: str | None = None
+    output: dict[str, Any] | None = None
+    retry: Retry | None = None
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A fire to claim: its schedule, time, trigger and the schedule's overlap policy."""
+
+    schedule_id: int
+    fire_time: datetime
+    trigger: str
+    overlap: Overlap
+    note: str | None = None
+
+
+def _overlap_status(under_way: set[str], overlap: Overlap) -> str:
+    """A new run's status, given what its schedule has under way."""
+    if overlap == "allow" or not under_way & {RUNNING, QUEUED}:
+        return RUNNING
+    if RUNNING not in under_way:
+        return QUEUED  # a run (a retry, a run now) waits already: this one waits behind it
+    if overlap == "queue_one" and QUEUED not in under_way:
+        return QUEUED
+    return SKIPPED
+
+
 def _schedule(row: Schedule) -> ScheduleRow:
     return ScheduleRow(
         row.id, row.name, row.definition, row.origin, row.revision, row.paused, row.pause_note,
@@ -125,6 +159,9 @@ class ScheduleOps(StoreBase):
         left alone and answered ``operator``. Answers name → what happened."""
 
         def work() -> dict[str, str]:
+            if self.postgres:  # one at a time, as BEGIN IMMEDIATE does on SQLite: schedulers
+                # starting at once would both insert a new schedule (a unique violation)
+                self.db.execute_sql("SELECT pg_advisory_xact_lock(%s)", (FILE_SCHEDULES_LOCK,))
             when = self._now(now)
             rows = {row.name: row for row in Schedule.select()}
             done: dict[str, str] = {}
@@ -273,57 +310,84 @@ class ScheduleOps(StoreBase):
         note: str | None = None,
         now: datetime | None = None,
     ) -> RunRow | None:
-        """Claim a fire: its run is inserted (None when it is there already: another
-        scheduler has it) and, by the overlap policy, ``running`` under a lease to
-        ``owner``, ``queued`` behind the run still running (``queue_one``: one at
-        most, the rest skipped) or ``skipped``."""
+        """Claim one fire (``claim_fires``)."""
+        claim = Claim(schedule_id, fire_time, trigger, overlap, note)
+        return self.claim_fires([claim], owner, lease, now)[0]
 
-        def work() -> RunRow | None:
+    def claim_fires(
+        self,
+        claims: Sequence[Claim],
+        owner: str,
+        lease: float,
+        now: datetime | None = None,
+    ) -> list[RunRow | None]:
+        """Claim fires, in one transaction: each one's run is inserted (None when it
+        is there already: another scheduler has it) and, by its overlap policy,
+        ``running`` under a lease to ``owner``, ``queued`` behind the run still
+        running (``queue_one``: one at most, the rest skipped) or ``skipped``.
+        Answers a run or None per claim, in order."""
+
+        def work() -> list[RunRow | None]:
             when = self._now(now)
-            status = self._overlap_status(schedule_id, overlap, when)
-            running = status == RUNNING
-            run_id = self._insert_run(
-                schedule=schedule_id, fire_time=fire_time, attempt=1, trigger=trigger,
-                status=status, due_at=when, started_at=when if running else None,
-                finished_at=when if status == SKIPPED else None,
-                lease_owner=owner if running else None,
-                lease_expires_at=when + timedelta(seconds=lease) if running else None,
-                note=note if status != SKIPPED else _joined(note, "the last run was still running"),
-                created_at=when,
-            )  # fmt: skip
-            if run_id is None:
-                return None  # another scheduler has it
-            row = JobRun.get_by_id(run_id)
-            return _run(row, self._name(schedule_id))
+            busy = self._busy([c.schedule_id for c in claims if c.overlap != "allow"], when)
+            rows: list[dict[str, Any]] = []
+            for c in claims:
+                status = _overlap_status(busy.setdefault(c.schedule_id, set()), c.overlap)
+                busy[c.schedule_id].add(status)
+                running = status == RUNNING
+                rows.append(dict(
+                    schedule=c.schedule_id, fire_time=c.fire_time, attempt=1, trigger=c.trigger,
+                    status=status, due_at=when, started_at=when if running else None,
+                    finished_at=when if status == SKIPPED else None,
+                    lease_owner=owner if running else None,
+                    lease_expires_at=when + timedelta(seconds=lease) if running else None,
+                    note=c.note if status != SKIPPED
+                    else _joined(c.note, "the last run was still running"),
+                    created_at=when,
+                ))  # fmt: skip
+            ids: list[int] = []
+            for chunk in chunked(rows, 500):
+                query = JobRun.insert_many(list(chunk)).on_conflict_ignore().returning(JobRun.id)
+                ids += [i for (i,) in query.tuples().execute()]
+            inserted: dict[tuple[int, datetime], RunRow] = {}
+            for chunk in chunked(ids):
+                query = (
+                    JobRun.select(JobRun, Schedule.id, Schedule.name)
+                    .join(Schedule)
+                    .where(JobRun.id.in_(list(chunk)))
+                )
+                for row in query:
+                    inserted[(row.schedule_id, row.fire_time)] = _run(row, row.schedule.name)
+            return [inserted.get((c.schedule_id, c.fire_time)) for c in claims]
 
         return self._write(work)
+
+    def _busy(self, schedule_ids: Sequence[int], now: datetime) -> dict[int, set[str]]:
+        """What each schedule has under way: a run ``running`` (under a live lease)
+        or ``queued``."""
+        busy: dict[int, set[str]] = {}
+        for chunk in chunked(sorted(set(schedule_ids))):
+            query = (
+                JobRun.select(JobRun.schedule_id, JobRun.status)
+                .where(
+                    JobRun.schedule_id.in_(list(chunk))
+                    & (
+                        ((JobRun.status == RUNNING) & (JobRun.lease_expires_at > now))
+                        | (JobRun.status == QUEUED)
+                    )
+                )
+                .distinct()
+                .tuples()
+            )
+            for schedule_id, status in query:
+                busy.setdefault(schedule_id, set()).add(status)
+        return busy
 
     def _insert_run(self, **fields: Any) -> int | None:
         """Insert a run unless its (schedule, fire time, attempt) is there: its id, or None."""
         query = JobRun.insert(**fields).on_conflict_ignore().returning(JobRun.id)
         rows = list(query.tuples().execute())
         return rows[0][0] if rows else None
-
-    def _overlap_status(self, schedule_id: int, overlap: Overlap, now: datetime) -> str:
-        if overlap == "allow":
-            return RUNNING
-        busy = (
-            JobRun.select(JobRun.status)
-            .where(
-                (JobRun.schedule_id == schedule_id)
-                & (
-                    ((JobRun.status == RUNNING) & (JobRun.lease_expires_at > now))
-                    | (JobRun.status == QUEUED)
-                )
-            )
-            .tuples()
-        )
-        statuses = {s for (s,) in busy}
-        if RUNNING not in statuses:
-            return RUNNING if QUEUED not in statuses else QUEUED
-        if overlap == "queue_one" and QUEUED not in statuses:
-            return QUEUED
-        return SKIPPED
 
     def record_fires(
         self,
@@ -485,26 +549,40 @@ class ScheduleOps(StoreBase):
         retry: Retry | None = None,
         now: datetime | None = None,
     ) -> bool:
-        """Write how a run ``owner`` holds ended (``succeeded``, ``failed``,
-        ``interrupted``) and queue its ``retry`` in the same transaction. False
-        when the run is no longer held (its lease ran out and it was taken)."""
-        if status not in FINISHED_RUNS:
-            raise ValueError(f"{status!r} is not how a run ends")
+        """Write how one run ended (``finish_runs``)."""
+        return self.finish_runs([RunEnd(run_id, status, error, output, retry)], owner, now)[0]
 
-        def work() -> bool:
+    def finish_runs(
+        self, ends: Sequence[RunEnd], owner: str, now: datetime | None = None
+    ) -> list[bool]:
+        """Write how runs ``owner`` holds ended (``succeeded``, ``failed``,
+        ``interrupted``) and queue their retries, in one transaction. Per run, in
+        order: False when it is no longer held (its lease ran out and it was taken)."""
+        for end in ends:
+            if end.status not in FINISHED_RUNS:
+                raise ValueError(f"{end.status!r} is not how a run ends")
+
+        def work() -> list[bool]:
             when = self._now(now)
-            row = JobRun.get_or_none(
-                (JobRun.id == run_id) & (JobRun.status == RUNNING) & (JobRun.lease_owner == owner)
-            )
-            if row is None:
-                return False
-            JobRun.update(
-                status=status, finished_at=when, error=error, output=output,
-                lease_owner=None, lease_expires_at=None,
-            ).where(JobRun.id == run_id).execute()  # fmt: skip
-            if retry is not None:
-                self._queue_retry(row, retry, when)
-            return True
+            held: dict[int, JobRun] = {}
+            for chunk in chunked([e.run_id for e in ends]):
+                query = JobRun.select().where(
+                    JobRun.id.in_(list(chunk))
+                    & (JobRun.status == RUNNING)
+                    & (JobRun.lease_owner == owner)
+                )
+                held.update((row.id, row) for row in query)
+            for end in ends:
+                row = held.get(end.run_id)
+                if row is None:
+                    continue
+                JobRun.update(
+                    status=end.status, finished_at=when, error=end.error, output=end.output,
+                    lease_owner=None, lease_expires_at=None,
+                ).where(JobRun.id == end.run_id).execute()  # fmt: skip
+                if end.retry is not None:
+                    self._queue_retry(row, end.retry, when)
+            return [e.run_id in held for e in ends]
 
         return self._write(work)
 
@@ -571,7 +649,7 @@ class ScheduleOps(StoreBase):
         """The ledger, newest first: of one schedule, or of all."""
 
         def work() -> list[RunRow]:
-            query = JobRun.select(JobRun, Schedule.name).join(Schedule)
+            query = JobRun.select(JobRun, Schedule.id, Schedule.name).join(Schedule)
             if name is not None:
                 query = query.where(Schedule.name == name)
             if before_id is not None:

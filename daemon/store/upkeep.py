@@ -95,7 +95,7 @@ class UpkeepOps(StoreBase):
                 )
                 return [_visit(row) for row in query.order_by(Visit.id).limit(limit)]
             query = (
-                JobRun.select(JobRun, Schedule.name)
+                JobRun.select(JobRun, Schedule.id, Schedule.name)
                 .join(Schedule)
                 .where(
                     (JobRun.fire_time >= start) & (JobRun.fire_time < end) & (JobRun.id > after_id)

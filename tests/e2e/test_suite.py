@@ -26,7 +26,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -53,8 +53,12 @@ PROGRAMS = {
     "outboxd:dispatcher-0",
     "outboxd:dispatcher-1",
     "outboxd:poller-0",
+    "outboxd:scheduler-0",
+    "outboxd:scheduler-1",
 }
 TRAFFIC = ("hie", "webhook")  # the channels of demo-traffic and of the tests' messages
+# what the demo's status check makes of a webhook message the partner took
+VERDICTS = {"confirmed", "rejected"}
 STOPWAITSECS = 45  # supervisord.conf, [program:dispatcher]
 MAX_SOCKET_PATH = 100  # AF_UNIX paths are limited to 107 bytes on Linux
 
@@ -171,6 +175,7 @@ class Suite:
     dispatcher_port: int = field(default_factory=free_port_pair)
     control_port: int = field(default_factory=free_port)
     poller_port: int = field(default_factory=free_port)
+    scheduler_port: int = field(default_factory=free_port_pair)
     proc: asyncio.subprocess.Process | None = None
     child_pids: set[int] = field(default_factory=set)
 
@@ -210,6 +215,7 @@ class Suite:
             "OUTBOXD_DISPATCHER_PORT": str(self.dispatcher_port),
             "OUTBOXD_CONTROL_PORT": str(self.control_port),
             "OUTBOXD_POLLER_PORT": str(self.poller_port),
+            "OUTBOXD_SCHEDULER_PORT": str(self.scheduler_port),
         }
 
     def log(self, name: str = "supervisord", tail: int = 3000) -> str:
@@ -358,13 +364,19 @@ class Suite:
     async def aquery(self, sql: str, *params: object) -> list[tuple]:
         return await asyncio.to_thread(self.query, sql, *params)
 
-    async def counts(self, *channels: str) -> dict[str, int]:
-        """{status: count} of the messages of ``channels`` (all, if none given)."""
+    async def counts(self, *channels: str, verdicts: bool = False) -> dict[str, int]:
+        """{status: count} of the messages of ``channels`` (all, if none given); a
+        message the status check moved on from ``sent`` (confirmed, rejected) counts
+        as ``sent`` unless ``verdicts``."""
         where = f"WHERE channel IN ({', '.join('?' * len(channels))})" if channels else ""
         rows = await self.aquery(
             f"SELECT status, count(*) FROM outboxd_message {where} GROUP BY status", *channels
         )
-        return dict(rows)
+        counts: dict[str, int] = {}
+        for status, count in rows:
+            status = "sent" if status in VERDICTS and not verdicts else status
+            counts[status] = counts.get(status, 0) + count
+        return counts
 
     async def held_by(self, pid: int) -> dict[int, str]:
         """{id: key} of the messages a process holds (status sending, its lease)."""
@@ -453,6 +465,10 @@ async def test_suite_runs_and_demo_traffic_flows(suite: Suite):
     status, body = await healthz(suite.poller_port)
     assert status == 200, body
     assert body["role"] == "poller" and body["status"] == "ok"
+    for num in (0, 1):
+        status, body = await healthz(suite.scheduler_port + num)
+        assert status == 200, body
+        assert body["role"] == "scheduler" and body["process"] == num, body
 
     # the demo hospital: its visits reach the BPJS simulator, tasks in order, and
     # each visit's progress in the store says what BPJS holds
@@ -510,6 +526,29 @@ async def test_suite_runs_and_demo_traffic_flows(suite: Suite):
         " AND status NOT IN ('pending', 'sending', 'sent')"
     )
     assert failed == [], failed
+
+    # the demo's status check: the webhook partner's answers move on (RECEIVED,
+    # PROCESSING, ACCEPTED or REJECTED) and so do the messages, each fire of the
+    # schedule run by one of the two schedulers
+    async def a_verdict() -> bool:
+        return bool(set(await suite.counts("webhook", verdicts=True)) & VERDICTS)
+
+    await eventually(
+        a_verdict, 90, "a webhook message confirmed or rejected by the status check",
+        lambda: f"{suite.log('scheduler-0')}\n{suite.log('scheduler-1')}",
+    )  # fmt: skip
+    runs = await suite.aquery(
+        "SELECT r.fire_time, r.attempt, r.status FROM outboxd_job_run r"
+        " JOIN outboxd_schedule s ON s.id = r.schedule_id WHERE s.name = 'webhook-status'"
+    )
+    fires = Counter((fire, attempt) for fire, attempt, _ in runs)
+    assert runs and max(fires.values()) == 1, runs
+    assert {status for _, _, status in runs} <= {"queued", "running", "succeeded"}, runs
+    events = await suite.aquery(
+        "SELECT e.to_status FROM outboxd_status_event e JOIN outboxd_message m"
+        " ON m.id = e.message_id WHERE m.channel = 'webhook' AND e.from_status = 'sent'"
+    )
+    assert events and {to for (to,) in events} <= VERDICTS, events
 
 
 async def test_stop_while_busy_drains_exits_zero_and_loses_nothing(suite: Suite):

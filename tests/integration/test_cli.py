@@ -229,7 +229,8 @@ def test_stats_table(workdir: Path):
 def test_run_names_only_the_roles_there_are(workdir: Path):
     result = outboxd("run", "nosuch", "-c", "outboxd.yaml", cwd=workdir)
     assert result.returncode == 2
-    assert "invalid choice: 'nosuch' (choose from 'dispatcher', 'poller')" in result.stderr.decode()
+    choices = "(choose from 'dispatcher', 'poller', 'scheduler')"
+    assert f"invalid choice: 'nosuch' {choices}" in result.stderr.decode()
 
 
 def test_unreachable_database_is_one_line(tmp_path: Path):

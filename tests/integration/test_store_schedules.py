@@ -11,7 +11,7 @@ import pytest
 
 from daemon.store import Store
 from daemon.store.models import AuditEntry, JobRun
-from daemon.store.schedules import Retry, ScheduleError
+from daemon.store.schedules import Claim, Retry, RunEnd, ScheduleError
 
 T0 = datetime(2026, 11, 23, 1, 0, tzinfo=UTC)
 DEF = {"every": 60.0, "job": "http", "options": {"url": "http://127.0.0.1/"}}
@@ -57,6 +57,54 @@ def test_claims_from_many_threads_start_each_fire_once(store: Store):
         t.join()
     assert sorted(i for _, i in won) == list(range(30))  # each fire exactly once
     assert JobRun.select().count() == 30
+
+
+def test_fires_claimed_together_in_order_the_others_taken_or_held_back(store: Store):
+    """One transaction for the fires of a moment: each claim answered in order, a
+    fire another scheduler has answered None, a schedule with a run under way
+    held back by its policy, two fires of one schedule in a batch as if one after
+    the other."""
+    a, b, c = (schedule(store, name) for name in ("a", "b", "c"))
+    assert store.claim_fire(b, at(60), "cron", "other", 30, "skip", now=at(60)) is not None
+    store.claim_fire(c, at(0), "cron", "other", 300, "skip", now=at(0))  # c: one running
+    claims = [
+        Claim(a, at(60), "cron", "skip"),
+        Claim(b, at(60), "cron", "skip"),  # the other scheduler's already
+        Claim(c, at(60), "cron", "skip"),  # its last run still running
+        Claim(a, at(120), "catch_up", "queue_one", "late"),  # behind a's first
+    ]
+    runs = store.claim_fires(claims, "me", 30, now=at(60))
+    assert [r.status if r else None for r in runs] == ["running", None, "skipped", "queued"]
+    first, _, skipped, queued = runs
+    assert first is not None and (first.schedule, first.schedule_id) == ("a", a)
+    assert first.lease_owner == "me" and first.fire_time == at(60)
+    assert skipped is not None and skipped.note == "the last run was still running"
+    assert queued is not None and (queued.trigger, queued.note) == ("catch_up", "late")
+    assert JobRun.select().count() == 5  # b's and c's first, and these three
+
+
+def test_ends_written_together_each_answered(store: Store):
+    sid = schedule(store)
+    runs = [store.claim_fire(sid, at(i * 60), "cron", "me", 300, "allow", now=at(0))
+            for i in range(3)]  # fmt: skip
+    assert all(runs)
+    theirs = store.claim_fire(sid, at(600), "cron", "them", 300, "allow", now=at(0))
+    ends = [
+        RunEnd(runs[0].id, "succeeded", output={"rows": 3}),
+        RunEnd(runs[1].id, "failed", "boom", retry=Retry(at(200), "retry 2 of 3")),
+        RunEnd(theirs.id, "succeeded"),  # not mine: left as it is
+        RunEnd(runs[2].id, "interrupted", "stopping"),
+    ]
+    assert store.finish_runs(ends, "me", now=at(100)) == [True, True, False, True]
+    got = {r.id: r for r in JobRun.select()}
+    assert got[runs[0].id].status == "succeeded" and got[runs[0].id].output == {"rows": 3}
+    assert got[runs[1].id].status == "failed" and got[runs[1].id].error == "boom"
+    assert got[theirs.id].status == "running" and got[theirs.id].lease_owner == "them"
+    assert got[runs[2].id].status == "interrupted"
+    [retry] = [r for r in got.values() if r.trigger == "retry"]
+    assert (retry.attempt, retry.retry_of, retry.status) == (2, runs[1].id, "queued")
+    with pytest.raises(ValueError, match="not how a run ends"):
+        store.finish_runs([RunEnd(runs[0].id, "running")], "me")
 
 
 @pytest.mark.parametrize(

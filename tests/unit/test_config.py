@@ -236,6 +236,46 @@ def test_settings_are_frozen():
             """,
             "schedules.nightly.job: unknown job 'defrag'; expected one of 'purge', 'export'",
         ),
+        (  # the options of a job that needs some, not given
+            """
+            database: sqlite:///x.db
+            schedules:
+              ping: {every: 1m, job: http}
+            """,
+            "schedules.ping.options: required key is missing (with url)",
+        ),
+        (  # a rule of the schedule itself: the schedule's path, not the job's name
+            """
+            database: sqlite:///x.db
+            schedules:
+              p: {job: purge}
+            """,
+            "schedules.p: give cron or every, one of them",
+        ),
+        (  # no job: the kinds there are
+            """
+            database: sqlite:///x.db
+            schedules:
+              p: {every: 1h}
+            """,
+            "schedules.p.job: required key is missing (one of 'purge', 'export', 'status_check'",
+        ),
+        (  # no kind: the kinds there are
+            """
+            database: sqlite:///x.db
+            channels:
+              c: {host: x, port: 1}
+            """,
+            "channels.c.kind: required key is missing (one of 'mllp', 'http', 'bpjs_antrean')",
+        ),
+        (  # a value that is none of a union's members: one problem, saying what it may be
+            """
+            database: sqlite:///x.db
+            schedules:
+              p: {every: 1h, job: http, options: {url: "http://x/", body: 5}}
+            """,
+            "schedules.p.options.body: expected a string or a mapping or a list, got int",
+        ),
         (
             """
             database: sqlite:///x.db
