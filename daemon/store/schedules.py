@@ -11,6 +11,7 @@ schedules' policies); these operations write what they are told.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -27,7 +28,9 @@ from daemon.store.models import (
     SKIPPED,
     JobRun,
     Schedule,
+    as_utc,
     db_timestamp,
+    read_timestamp,
 )
 from daemon.store.types import InvalidMessage
 
@@ -330,37 +333,53 @@ class ScheduleOps(StoreBase):
         def work() -> list[RunRow | None]:
             when = self._now(now)
             busy = self._busy([c.schedule_id for c in claims if c.overlap != "allow"], when)
-            rows: list[dict[str, Any]] = []
+            runs: list[RunRow] = []
             for c in claims:
                 status = _overlap_status(busy.setdefault(c.schedule_id, set()), c.overlap)
                 busy[c.schedule_id].add(status)
                 running = status == RUNNING
-                rows.append(dict(
-                    schedule=c.schedule_id, fire_time=c.fire_time, attempt=1, trigger=c.trigger,
-                    status=status, due_at=when, started_at=when if running else None,
+                runs.append(RunRow(
+                    0, c.schedule_id, "", as_utc(c.fire_time), 1, c.trigger, status, None, when,
+                    started_at=when if running else None,
                     finished_at=when if status == SKIPPED else None,
                     lease_owner=owner if running else None,
                     lease_expires_at=when + timedelta(seconds=lease) if running else None,
+                    error=None, output=None,
                     note=c.note if status != SKIPPED
                     else _joined(c.note, "the last run was still running"),
-                    created_at=when,
                 ))  # fmt: skip
-            ids: list[int] = []
-            for chunk in chunked(rows, 500):
-                query = JobRun.insert_many(list(chunk)).on_conflict_ignore().returning(JobRun.id)
-                ids += [i for (i,) in query.tuples().execute()]
-            inserted: dict[tuple[int, datetime], RunRow] = {}
-            for chunk in chunked(ids):
-                query = (
-                    JobRun.select(JobRun, Schedule.id, Schedule.name)
-                    .join(Schedule)
-                    .where(JobRun.id.in_(list(chunk)))
-                )
-                for row in query:
-                    inserted[(row.schedule_id, row.fire_time)] = _run(row, row.schedule.name)
-            return [inserted.get((c.schedule_id, c.fire_time)) for c in claims]
+            stamp = db_timestamp(when)
+            inserted: dict[tuple[int, datetime], int] = {}
+            for chunk in chunked(runs, 500):
+                params: list[Any] = []
+                for r in chunk:
+                    params += [
+                        r.schedule_id, db_timestamp(r.fire_time), r.attempt, r.trigger, r.status,
+                        stamp, r.started_at and stamp, r.finished_at and stamp, r.lease_owner,
+                        r.lease_expires_at and db_timestamp(r.lease_expires_at), r.note, stamp,
+                    ]  # fmt: skip
+                for id_, schedule_id, fire_time, _ in self._execute(
+                    self.sql.insert_runs(len(chunk)), params
+                ):
+                    inserted[(schedule_id, read_timestamp(fire_time))] = id_
+            names = self._schedule_names({key[0] for key in inserted})
+            out: list[RunRow | None] = []
+            for r in runs:
+                id_ = inserted.get((r.schedule_id, r.fire_time))
+                out.append(
+                    None if id_ is None
+                    else dataclasses.replace(r, id=id_, schedule=names[r.schedule_id])
+                )  # fmt: skip
+            return out
 
         return self._write(work)
+
+    def _schedule_names(self, ids: Collection[int]) -> dict[int, str]:
+        names: dict[int, str] = {}
+        for chunk in chunked(sorted(ids)):
+            query = Schedule.select(Schedule.id, Schedule.name).where(Schedule.id.in_(list(chunk)))
+            names.update(query.tuples())
+        return names
 
     def _busy(self, schedule_ids: Sequence[int], now: datetime) -> dict[int, set[str]]:
         """What each schedule has under way: a run ``running`` (under a live lease)

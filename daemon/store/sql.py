@@ -27,6 +27,12 @@ _MESSAGE_COLUMNS = (
     "group_key, created_at, updated_at, visit_id"
 )
 MESSAGE_WIDTH = 12
+RUN = "outboxd_job_run"
+_RUN_COLUMNS = (
+    "schedule_id, fire_time, attempt, trigger, status, due_at, started_at, finished_at, "
+    "lease_owner, lease_expires_at, note, created_at"
+)
+RUN_WIDTH = 12
 _DELIVERED = "(" + ", ".join(f"'{status}'" for status in DELIVERED) + ")"
 _UNFINISHED = f"('{PENDING}', '{SENDING}')"  # what an older message of a group may still be
 # (id, status, attempts added, next attempt, error, response, sent at, event details)
@@ -67,6 +73,19 @@ class Statements:
         [message_id, from, to, actor, details] arrays)."""
         take = ", ".join(f"json_extract(value, '$[{i}]')" for i in range(5))
         return f"INSERT INTO {EVENT} ({_EVENT_COLUMNS}) SELECT {take}, :at FROM json_each(:events)"
+
+    @functools.lru_cache(maxsize=64)  # noqa: B019 - one instance per store, a few sizes
+    def insert_runs(self, rows: int) -> str:
+        """Insert ``rows`` runs of the fire ledger, skipping those (schedule, fire
+        time, attempt) already has: another scheduler claimed them; returns (id,
+        schedule_id, fire_time, attempt) of those inserted. Params: a row of values
+        per run, in the order of its column list."""
+        values = ", ".join([self._row(RUN_WIDTH)] * rows)
+        return (
+            f"INSERT INTO {RUN} ({_RUN_COLUMNS}) VALUES {values} "
+            "ON CONFLICT (schedule_id, fire_time, attempt) DO NOTHING "
+            "RETURNING id, schedule_id, fire_time, attempt"
+        )
 
     @functools.lru_cache(maxsize=64)  # noqa: B019 - one instance per store, a few sizes
     def insert_messages(self, rows: int) -> str:
