@@ -171,3 +171,36 @@ class SchedulerMetrics:
             ["target", "result"],
             registry=r,
         )
+
+
+class ControlMetrics:
+    """What the control role reads at scrape time (from the database and from
+    supervisord) and what it counts of the partners' webhooks."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        r = registry
+        self.queue = Gauge(
+            "outboxd_queue_messages",
+            "Messages per channel that wait (pending), are being sent (sending) or failed.",
+            ["channel", "status"],
+            registry=r,
+        )
+        self.oldest_pending = Gauge(
+            "outboxd_queue_oldest_pending_age_seconds",
+            "Age of the channel's oldest pending message (0: none waits).",
+            ["channel"],
+            registry=r,
+        )
+        self.process_running = Gauge(
+            "outboxd_process_running",
+            "1 when supervisord says the program is RUNNING, else 0.",
+            ["program"],
+            registry=r,
+        )
+        self.webhook_receipts = Counter(
+            "outboxd_webhook_receipts",
+            "Partner webhooks by result: applied, unchanged, unknown_message, "
+            "unmapped_status, replayed, or refused (a bad or stale signature).",
+            ["webhook", "result"],
+            registry=r,
+        )

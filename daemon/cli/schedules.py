@@ -9,23 +9,24 @@ import argparse
 import json
 import os
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import yaml
 
+from daemon import schedule_admin as admin
 from daemon.cli.common import EX_DATAERR, EX_USAGE, CliError, open_store, parse_time, settings_of
-from daemon.config import schedule_problems
-from daemon.fires import Fire, Timing, fires_between, next_fires
+from daemon.errors import Refused
+from daemon.fires import Fire, Timing, next_fires
 from daemon.report import printable
-from daemon.scheduling import DefinitionError, definition, read_definition, timing_of, zone_of
+from daemon.schedule_admin import EPSILON
+from daemon.scheduling import DefinitionError, read_definition, timing_of, zone_of
 from daemon.settings import ScheduleSettings, Settings
 from daemon.store import Store
 from daemon.store.schedules import ScheduleError, ScheduleRow
 from daemon.units import format_duration
 
 Add = Callable[[str, Callable[[argparse.Namespace], int], str], argparse.ArgumentParser]
-MAX_BACKFILL = 10_000  # runs one backfill may queue
 MAX_RUNS = 10_000  # runs `outboxd runs` may list
 
 
@@ -33,50 +34,27 @@ def _actor() -> str:
     return f"cli:{os.environ.get('USER', 'operator')}"
 
 
+def _refused(exc: Refused) -> CliError:
+    return CliError(str(exc), EX_USAGE if exc.kind == "usage" else EX_DATAERR)
+
+
 def _spec(row: ScheduleRow) -> ScheduleSettings:
     try:
-        return read_definition(row.definition)
-    except DefinitionError as exc:
-        raise CliError(f"schedule {row.name!r} cannot be read: {exc}", EX_DATAERR) from None
-
-
-NOT_LOADED = "in the file, not loaded yet: a scheduler loads it when it starts or on SIGHUP"
-FILE_DIFFERS = "the file says otherwise: a scheduler loads it on SIGHUP"
+        return admin.spec_of(row)
+    except Refused as exc:
+        raise _refused(exc) from None
 
 
 def _row(store: Store, name: str, settings: Settings) -> ScheduleRow:
-    row = store.schedule(name)
-    if row is None or row.removed_at is not None:
-        if name in settings.schedules:
-            raise CliError(f"schedule {name!r} is {NOT_LOADED}", EX_DATAERR)
-        raise CliError(f"no schedule named {name!r}", EX_DATAERR)
-    return row
-
-
-def _file_differs(row: ScheduleRow, settings: Settings) -> bool:
-    """A schedule of the file's that the file now defines otherwise (edited, not
-    yet reloaded)."""
-    spec = settings.schedules.get(row.name)
-    return row.origin == "file" and spec is not None and definition(spec) != row.definition
-
-
-def _when(spec: ScheduleSettings) -> str:
-    return f"cron '{spec.cron}'" if spec.cron else f"every {format_duration(spec.every or 0)}"
-
-
-def _fire_json(fire: Fire) -> dict[str, Any]:
-    return {"at": fire.at.isoformat(), "local": fire.local.isoformat(), "note": fire.note}
+    try:
+        return admin.found(store.schedule(name), name, settings)
+    except Refused as exc:
+        raise _refused(exc) from None
 
 
 def _fire_line(fire: Fire) -> str:
     note = f"  ({fire.note})" if fire.note else ""
     return f"  {fire.local:%Y-%m-%d %H:%M:%S %Z}   {fire.at:%Y-%m-%d %H:%M:%S} UTC{note}"
-
-
-def _state(row: ScheduleRow, spec: ScheduleSettings) -> str:
-    if row.paused:
-        return f"paused by {row.paused_by}: {row.pause_note or '(no note)'}"
-    return "enabled" if spec.enabled else "disabled"
 
 
 # --- reading ---------------------------------------------------------------------------
@@ -87,44 +65,13 @@ def cmd_list(args: argparse.Namespace) -> int:
     store = open_store(settings)
     try:
         rows = store.schedules()
-        last = {r.schedule: r for r in reversed(store.runs(limit=1000))}  # newest wins
+        recent = store.runs(limit=1000)
     finally:
         store.close()
-    now = datetime.now(UTC)
-    out = []
-    for row in rows:
-        spec = _spec(row)
-        state = _state(row, spec)
-        if _file_differs(row, settings):
-            state += f" ({FILE_DIFFERS})"
-        upcoming = (
-            next_fires(timing_of(spec, settings), now) if spec.enabled and not row.paused else []
-        )
-        recent = last.get(row.name)
-        out.append(
-            {
-                "name": row.name,
-                "job": spec.job,
-                "when": _when(spec),
-                "timezone": str(zone_of(spec, settings)),
-                "origin": row.origin,
-                "state": state,
-                "next": _fire_json(upcoming[0]) if upcoming else None,
-                "last_run": {"status": recent.status, "fire_time": recent.fire_time.isoformat()}
-                if recent
-                else None,
-            }
-        )
-    loaded = {row.name for row in rows}
-    for name, spec in settings.schedules.items():
-        if name not in loaded:
-            out.append(
-                {
-                    "name": name, "job": spec.job, "when": _when(spec),
-                    "timezone": str(zone_of(spec, settings)), "origin": "file",
-                    "state": NOT_LOADED, "next": None, "last_run": None,
-                }
-            )  # fmt: skip
+    try:
+        out = admin.listing(rows, recent, settings, datetime.now(UTC))
+    except Refused as exc:
+        raise _refused(exc) from None
     if args.json:
         print(json.dumps(out, indent=2))
         return 0
@@ -151,55 +98,27 @@ def cmd_show(args: argparse.Namespace) -> int:
     finally:
         store.close()
     spec = _spec(row)
-    upcoming = next_fires(timing_of(spec, settings), datetime.now(UTC), 5)
+    now = datetime.now(UTC)
+    shown = admin.detail(row, runs, settings, now)
     if args.json:
-        shown = {
-            "name": row.name,
-            "origin": row.origin,
-            "revision": row.revision,
-            "paused": row.paused,
-            "pause_note": row.pause_note,
-            "paused_by": row.paused_by,
-            "file_differs": _file_differs(row, settings),
-            "definition": row.definition,
-            "next": [_fire_json(f) for f in upcoming],
-            "runs": [_run_json(r) for r in runs],
-        }
         print(json.dumps(shown, indent=2))
         return 0
-    print(printable(f"{row.name}: {spec.job}, {_when(spec)} ({zone_of(spec, settings)})"))
+    print(printable(f"{row.name}: {spec.job}, {admin.when(spec)} ({zone_of(spec, settings)})"))
     origin = "the YAML file" if row.origin == "file" else "the CLI or the API"
-    print(printable(f"  {_state(row, spec)}; from {origin}, revision {row.revision}"))
-    if _file_differs(row, settings):
-        print(f"  {FILE_DIFFERS}")
+    print(printable(f"  {admin.state(row, spec)}; from {origin}, revision {row.revision}"))
+    if shown["file_differs"]:
+        print(f"  {admin.FILE_DIFFERS}")
     print(
         f"  overlap {spec.overlap}, catch up {format_duration(spec.catch_up)}, "
         f"retry up to {spec.retry.max_attempts} runs"
     )
     print("next fires:")
-    for fire in upcoming:
+    for fire in next_fires(timing_of(spec, settings), now, 5):
         print(_fire_line(fire))
     print("recent runs:")
     for run in runs:
         print(printable(_run_line(run)))
     return 0
-
-
-def _run_json(run: Any) -> dict[str, Any]:
-    return {
-        "id": run.id,
-        "schedule": run.schedule,
-        "fire_time": run.fire_time.isoformat(),
-        "attempt": run.attempt,
-        "trigger": run.trigger,
-        "status": run.status,
-        "started_at": run.started_at.isoformat() if run.started_at else None,
-        "finished_at": run.finished_at.isoformat() if run.finished_at else None,
-        "error": run.error,
-        "output": run.output,
-        "note": run.note,
-        "retry_of": run.retry_of,
-    }
 
 
 def _run_line(run: Any) -> str:
@@ -225,7 +144,7 @@ def cmd_runs(args: argparse.Namespace) -> int:
     finally:
         store.close()
     if args.json:
-        print(json.dumps([_run_json(r) for r in runs], indent=2))
+        print(json.dumps([admin.run_json(r) for r in runs], indent=2))
     else:
         for run in runs:
             print(printable(_run_line(run)))
@@ -251,11 +170,11 @@ def cmd_preview(args: argparse.Namespace) -> int:
     if not 1 <= args.count <= 1000:
         raise CliError("--count: 1 to 1000", EX_USAGE)
     try:
-        upcoming = next_fires(timing, start - _EPSILON, args.count)  # a fire at --from too
+        upcoming = next_fires(timing, start - EPSILON, args.count)  # a fire at --from too
     except OverflowError:
         raise CliError("--from: fires beyond the years 1 to 9999", EX_USAGE) from None
     if args.json:
-        print(json.dumps([_fire_json(f) for f in upcoming], indent=2))
+        print(json.dumps([admin.fire_json(f) for f in upcoming], indent=2))
     else:
         for fire in upcoming:
             print(_fire_line(fire))
@@ -308,26 +227,6 @@ def _options(text: str | None) -> dict[str, Any] | None:
     return value
 
 
-def _built(fields: dict[str, Any], name: str, settings: Settings) -> dict[str, Any]:
-    """The definition to store, checked as the file's schedules are: its own
-    settings, and what it names (notify targets, channels, sources, a calendar)
-    against the file."""
-    try:
-        stored = definition(read_definition(fields, name))
-    except DefinitionError as exc:
-        raise CliError(f"not a valid schedule: {exc}", EX_DATAERR) from None
-    outline = {  # what a schedule may name: the file's channels, sources, targets, calendar
-        "channels": dict.fromkeys(settings.channels, True),
-        "sources": dict.fromkeys(settings.sources, True),
-        "notify": dict.fromkeys(settings.notify, True),
-        "holidays": settings.holidays,
-    }
-    problems = schedule_problems(stored, outline)
-    if problems:
-        raise CliError(f"not a valid schedule: {'; '.join(map(str, problems))}", EX_DATAERR)
-    return stored
-
-
 def cmd_add(args: argparse.Namespace) -> int:
     settings = settings_of(args)
     fields: dict[str, Any] = {"job": args.job}
@@ -341,14 +240,10 @@ def cmd_add(args: argparse.Namespace) -> int:
     if options is not None:
         fields["options"] = options
     fields.update(_with(args.rules))
-    _name(args.name)
-    if args.name in settings.schedules:
-        raise CliError(
-            f"schedule {args.name!r} is the file's: change it there (a scheduler loads it on "
-            "SIGHUP), or give yours another name",
-            EX_DATAERR,
-        )
-    stored = _built(fields, args.name, settings)
+    try:
+        stored = admin.new_definition(args.name, fields, settings)
+    except Refused as exc:
+        raise _refused(exc) from None
     store = open_store(settings)
     try:
         row = store.put_schedule(args.name, stored, _actor(), create=True)
@@ -356,7 +251,7 @@ def cmd_add(args: argparse.Namespace) -> int:
         raise CliError(str(exc), EX_DATAERR) from None
     finally:
         store.close()
-    print(printable(f"schedule {row.name} added ({_when(read_definition(row.definition))})"))
+    print(printable(f"schedule {row.name} added ({admin.when(_spec(row))})"))
     return 0
 
 
@@ -365,22 +260,23 @@ def cmd_edit(args: argparse.Namespace) -> int:
     store = open_store(settings)
     try:
         row = _row(store, args.name, settings)
-        fields = dict(row.definition)
-        for key in ("cron", "every"):
-            if getattr(args, key):
-                fields.pop("cron", None)
-                fields.pop("every", None)
-                fields.pop("anchor", None)
-                fields[key] = getattr(args, key)
+        changes: dict[str, Any] = {}
+        if args.cron:
+            changes["cron"] = args.cron
+        if args.every:
+            changes["every"] = args.every
         if args.timezone:
-            fields["timezone"] = args.timezone
+            changes["timezone"] = args.timezone
         if args.job:
-            fields["job"] = args.job
+            changes["job"] = args.job
         options = _options(args.options)
         if options is not None:
-            fields["options"] = options
-        fields.update(_with(args.rules))
-        stored = _built(fields, args.name, settings)
+            changes["options"] = options
+        changes.update(_with(args.rules))
+        try:
+            stored = admin.edited_definition(row, changes, settings)
+        except Refused as exc:
+            raise _refused(exc) from None
         if stored == row.definition:
             print(f"schedule {args.name} unchanged")
             return 0
@@ -394,22 +290,15 @@ def cmd_edit(args: argparse.Namespace) -> int:
     return 0
 
 
-def _name(name: str) -> None:
-    import re
-
-    if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_.-]{0,63}", name):
-        raise CliError(
-            f"invalid name {name!r}: use letters, digits, '_', '-', '.', starting with a letter",
-            EX_USAGE,
-        )
-
-
 def _simple(action: str) -> Callable[[argparse.Namespace], int]:
     def command(args: argparse.Namespace) -> int:
         settings = settings_of(args)
         note = getattr(args, "note", None)
-        if action == "pause" and not (note or "").strip():
-            raise CliError("--note: say why it is paused (shown with the schedule)", EX_USAGE)
+        if action == "pause":
+            try:
+                note = admin.pause_note(note, {"note": "--note"})
+            except Refused as exc:
+                raise _refused(exc) from None
         store = open_store(settings)
         try:
             row = _row(store, args.name, settings)
@@ -441,18 +330,8 @@ def cmd_run_now(args: argparse.Namespace) -> int:
         store.close()
     if run is None:
         raise CliError("the run was not queued (one for this very instant exists)", EX_DATAERR)
-    print(f"run {run} of {args.name} queued; {_when_it_starts(row, one=True)}")
+    print(f"run {run} of {args.name} queued; {admin.when_it_starts(row, one=True)}")
     return 0
-
-
-def _when_it_starts(row: ScheduleRow, one: bool) -> str:
-    """When queued runs start (``one``: a single run)."""
-    it, starts = ("it", "it starts") if one else ("them", "they start")
-    if row.paused:
-        return f"the schedule is paused: {starts} when it is resumed"
-    if not _spec(row).enabled:
-        return f"the schedule is disabled: {starts} when it is enabled"
-    return f"a scheduler starts {it} within a second or so"
 
 
 def cmd_backfill(args: argparse.Namespace) -> int:
@@ -460,26 +339,15 @@ def cmd_backfill(args: argparse.Namespace) -> int:
     store = open_store(settings)
     try:
         row = _row(store, args.name, settings)
-        spec = _spec(row)
-        timing = timing_of(spec, settings)
-        start = parse_time(args.since, timing.zone, "--from")  # type: ignore[arg-type]
-        end = parse_time(args.until, timing.zone, "--until")  # type: ignore[arg-type]
-        if end <= start:
-            raise CliError("--until must be later than --from", EX_USAGE)
-        if end > datetime.now(UTC):
-            raise CliError(
-                "--until is in the future: a backfill is for fires that have passed "
-                "(the schedule runs the others itself)",
-                EX_USAGE,
-            )
-        fires = []
+        zone = zone_of(_spec(row), settings)
+        start = parse_time(args.since, zone, "--from")
+        end = parse_time(args.until, zone, "--until")
         try:
-            for fire in fires_between(timing, start - _EPSILON, end):
-                fires.append(fire.at)
-                if len(fires) > MAX_BACKFILL:
-                    raise CliError(f"more than {MAX_BACKFILL:,} fires in that range", EX_USAGE)
-        except OverflowError:
-            raise CliError("--from/--until: fires beyond the years 1 to 9999", EX_USAGE) from None
+            fires = admin.backfill_fires(
+                row, settings, start, end, datetime.now(UTC), {"from": "--from", "until": "--until"}
+            )
+        except Refused as exc:
+            raise _refused(exc) from None
         if args.dry_run:
             print(f"{len(fires)} fire(s) of {args.name} in the range; nothing queued (--dry-run)")
             return 0
@@ -488,12 +356,9 @@ def cmd_backfill(args: argparse.Namespace) -> int:
         store.close()
     print(
         f"{len(queued)} run(s) of {args.name} queued, one per fire; "
-        f"{len(fires) - len(queued)} already in the ledger; {_when_it_starts(row, one=False)}"
+        f"{len(fires) - len(queued)} already in the ledger; {admin.when_it_starts(row, one=False)}"
     )
     return 0
-
-
-_EPSILON = timedelta(microseconds=1)  # a fire at --from itself is in the range
 
 
 def register(add: Add, common: argparse.ArgumentParser) -> None:

@@ -14,6 +14,7 @@ ROLES: Mapping[str, str] = {
     "dispatcher": "daemon.roles.dispatcher:Dispatcher",
     "poller": "daemon.roles.poller:Poller",
     "scheduler": "daemon.roles.scheduler:Scheduler",
+    "control": "daemon.roles.control:Control",
 }
 
 

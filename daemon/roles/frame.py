@@ -87,6 +87,19 @@ class Role(Protocol):
         """Routes of the role's own on the health and metrics app."""
         ...
 
+    async def open(self) -> None:
+        """What the role serves itself, opened before its children start (a port
+        it cannot bind: raise ``StartupError``, the process exits 69)."""
+        ...
+
+    async def close(self) -> None:
+        """Close what ``open`` opened, after the children drained."""
+        ...
+
+    async def before_scrape(self) -> None:
+        """Bring gauges read from elsewhere (the database) up to date for /metrics."""
+        ...
+
 
 class RoleBase:
     """Defaults for the optional parts of ``Role``."""
@@ -95,6 +108,15 @@ class RoleBase:
         return []
 
     def add_routes(self, app: web.Application) -> None:
+        return None
+
+    async def open(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None
+
+    async def before_scrape(self) -> None:
         return None
 
 
@@ -259,6 +281,7 @@ class Frame:
         self.reload_requested = asyncio.Event()
         self.metrics = Metrics()
         self.children: Children | None = None
+        self.role: Role | None = None
         self.store: AsyncStore | None = None
         self.context: Context | None = None
 
@@ -301,10 +324,15 @@ class Frame:
             )
             self.context = context
             role = factory(context)
+            self.role = role
             self.children = Children(role, self.role_name)
             server = await self._serve_health(role, host, port)
             try:
-                return await self._supervise(self.children)
+                await role.open()
+                try:
+                    return await self._supervise(self.children)
+                finally:
+                    await role.close()
             finally:
                 await server.cleanup()
         finally:
@@ -410,6 +438,14 @@ class Frame:
         )
 
     async def _metrics(self, _: web.Request) -> web.Response:
+        if self.role is not None:
+            try:
+                await asyncio.wait_for(self.role.before_scrape(), HEALTH_TIMEOUT)
+            except Exception as exc:  # the rest of the scrape still answers
+                log.warning(
+                    "metrics not brought up to date",
+                    extra={"error": f"{type(exc).__name__}: {exc}"},
+                )
         return web.Response(
             body=generate_latest(self.metrics.registry),
             headers={"Content-Type": CONTENT_TYPE_LATEST},

@@ -92,6 +92,7 @@ class AsyncStore:
     cancel = _Operation(Store.cancel)
     stats = _Operation(Store.stats)
     audit = _Operation(Store.audit)
+    queue_gauges = _Operation(Store.queue_gauges)
     # schedules and the fire ledger
     schedules = _Operation(Store.schedules)
     schedule = _Operation(Store.schedule)

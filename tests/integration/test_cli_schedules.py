@@ -48,9 +48,9 @@ RUN_FIELDS = {
     "id", "schedule", "fire_time", "attempt", "trigger", "status", "started_at",
     "finished_at", "error", "output", "note", "retry_of",
 }  # fmt: skip
-LIST_FIELDS = {"name", "job", "when", "timezone", "origin", "state", "next", "last_run"}
+LIST_FIELDS = {"name", "job", "when", "timezone", "origin", "state", "paused", "next", "last_run"}
 SHOW_FIELDS = {
-    "name", "origin", "revision", "paused", "pause_note", "paused_by", "file_differs",
+    "name", "origin", "revision", "state", "paused", "pause_note", "paused_by", "file_differs",
     "definition", "next", "runs",
 }  # fmt: skip
 

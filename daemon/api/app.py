@@ -1,0 +1,113 @@
+"""The control app: one factory that builds the router from the endpoint table,
+with the problem, access and header middlewares."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from aiohttp import web
+
+from daemon.api import messages, overview
+from daemon.api import schedules as sched
+from daemon.api.access import check_access
+from daemon.api.context import CONTROL, Control
+from daemon.api.endpoints import API, Endpoint, Handler
+from daemon.api.etag import cached_json
+from daemon.api.openapi import document
+from daemon.api.page import add_page
+from daemon.api.problems import problems_middleware
+
+HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "X-Frame-Options": "DENY",
+}
+
+
+async def _openapi(request: web.Request) -> web.Response:
+    return cached_json(request, document(ENDPOINTS))
+
+
+ENDPOINTS: tuple[Endpoint, ...] = (
+    Endpoint("GET", f"{API}/openapi.json", _openapi, None, "this document", tag="meta"),
+    Endpoint(
+        "GET", f"{API}/stats", overview.stats, "viewer",
+        "per channel: counts by status, due, oldest pending age, success rate",
+        query=overview.STATS_QUERY, responses={200: "the figures", 304: "unchanged"},
+        tag="stats", cached=True,
+    ),
+    Endpoint(
+        "POST", f"{API}/messages", messages.enqueue, "operator",
+        "enqueue one message or a batch of at most 500, idempotent on (channel, key)",
+        body=messages.ENQUEUE_SCHEMA,
+        responses={201: "stored (some or all new)", 200: "all were there already"},
+        tag="messages",
+    ),
+    *(
+        Endpoint(method, f"{API}/schedules{path}", handler, role, summary, query=query,
+                 body=body, responses=responses, tag="schedules",
+                 path_params=sched.NAME_PARAM if "{name}" in path else {},
+                 cached=method == "GET" and 304 in responses)
+        for method, path, handler, role, summary, query, body, responses in (
+            ("GET", "", sched.list_schedules, "viewer",
+             "every schedule, its next fire and last run", (), None,
+             {200: "the schedules", 304: "unchanged"}),
+            ("POST", "", sched.create, "admin", "add a schedule of the operator's own", (),
+             sched.NEW_SCHEMA, {201: "added", 409: "the name is taken"}),
+            ("GET", "/{name}", sched.show, "viewer",
+             "a schedule, its next fires and its recent runs", (), None,
+             {200: "the schedule", 404: "no such schedule"}),
+            ("PATCH", "/{name}", sched.edit, "admin",
+             "change settings of a schedule of the operator's own", (), sched.SCHEDULE_SCHEMA,
+             {200: "the schedule", 404: "no such schedule", 409: "the file's schedule"}),
+            ("DELETE", "/{name}", sched.delete, "admin",
+             "remove a schedule of the operator's own (its runs stay)", (), None,
+             {204: "removed", 404: "no such schedule", 409: "the file's schedule"}),
+            ("POST", "/{name}/pause", sched.pause, "operator", "pause, saying why", (),
+             sched.NOTE_SCHEMA, {200: "paused", 404: "no such schedule"}),
+            ("POST", "/{name}/resume", sched.resume, "operator", "resume", (), None,
+             {200: "resumed (or was not paused)", 404: "no such schedule"}),
+            ("POST", "/{name}/run", sched.run_now, "operator", "run the job now (manual)", (),
+             None, {202: "queued", 404: "no such schedule", 409: "one for this instant"}),
+            ("POST", "/{name}/backfill", sched.backfill, "operator",
+             "one run per fire of a past range, both ends included", (), sched.RANGE_SCHEMA,
+             {202: "queued", 200: "dry run: how many", 404: "no such schedule"}),
+            ("GET", "/{name}/runs", sched.runs, "viewer", "the fire ledger, newest first",
+             sched.RUNS_QUERY, None,
+             {200: "a page", 304: "unchanged", 404: "no such schedule"}),
+        )
+    ),
+    Endpoint(
+        "GET", f"{API}/audit", overview.audit, "viewer", "operator actions, newest first",
+        query=overview.AUDIT_QUERY, responses={200: "a page", 304: "unchanged"}, tag="audit",
+        cached=True,
+    ),
+)  # fmt: skip
+
+
+def _guarded(endpoint: Endpoint) -> Handler:
+    async def handle(request: web.Request) -> web.StreamResponse:
+        check_access(request, endpoint)
+        return await endpoint.handler(request)
+
+    handle.__name__ = endpoint.handler.__name__
+    return handle
+
+
+@web.middleware
+async def _headers(request: web.Request, handler: Handler) -> web.StreamResponse:
+    response = await handler(request)
+    for name, value in HEADERS.items():
+        response.headers.setdefault(name, value)
+    return response
+
+
+def build_app(
+    control: Control, max_body: int, endpoints: Sequence[Endpoint] = ENDPOINTS
+) -> web.Application:
+    app = web.Application(client_max_size=max_body, middlewares=[_headers, problems_middleware])
+    app[CONTROL] = control
+    for endpoint in endpoints:
+        app.router.add_route(endpoint.method, endpoint.path, _guarded(endpoint))
+    add_page(app)
+    return app

@@ -1,0 +1,51 @@
+"""What the API's handlers reach: the settings as last loaded, the store, the
+metrics. Set on the app under ``CONTROL``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from zoneinfo import ZoneInfo
+
+from aiohttp import web
+
+from daemon.auth import Principal
+from daemon.metrics import ControlMetrics
+from daemon.roles.frame import Context
+from daemon.settings import Settings
+from daemon.store.aio import AsyncStore
+
+
+@dataclass
+class Control:
+    context: Context
+    metrics: ControlMetrics
+
+    @property
+    def settings(self) -> Settings:
+        return self.context.settings  # a reload replaces it
+
+    @property
+    def store(self) -> AsyncStore:
+        return self.context.store
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.settings.timezone)
+
+
+CONTROL = web.AppKey("control", Control)
+PRINCIPAL = "outboxd.principal"  # the request's key for who is calling
+
+
+def control_of(request: web.Request) -> Control:
+    return request.app[CONTROL]
+
+
+def principal_of(request: web.Request) -> Principal:
+    principal: Principal = request[PRINCIPAL]
+    return principal
+
+
+def actor_of(request: web.Request) -> str:
+    """How the audit names the caller: ``api:<token name>``."""
+    return f"api:{principal_of(request).name}"

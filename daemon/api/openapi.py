@@ -1,0 +1,118 @@
+"""The OpenAPI 3.1 document of the API, built from the endpoint table."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from typing import Any
+
+from daemon import __version__
+from daemon.api.endpoints import Endpoint
+
+PROBLEM_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["title", "status", "detail"],
+    "properties": {
+        "type": {"type": "string"},
+        "title": {"type": "string"},
+        "status": {"type": "integer"},
+        "detail": {"type": "string"},
+        "field": {"type": "string", "description": "the field or parameter at fault"},
+    },
+}
+PROBLEM_REF = "#/components/schemas/Problem"
+_ERRORS = {
+    400: "a parameter or a field of the body is wrong: `field` names it",
+    401: "no token, or not one of control.tokens",
+    403: "the token's role is too low",
+    413: "the body is too large",
+    415: "the body is not application/json",
+}
+
+
+def document(endpoints: Sequence[Endpoint]) -> dict[str, Any]:
+    paths: dict[str, dict[str, Any]] = {}
+    for e in endpoints:
+        operation: dict[str, Any] = {
+            "operationId": _operation_id(e),
+            "summary": e.summary,
+            "tags": [e.tag],
+            "responses": _responses(e),
+        }
+        parameters = [
+            {"name": name, "in": "path", "required": True, "schema": schema}
+            for name, schema in e.path_params.items()
+        ] + [
+            {
+                "name": p.name,
+                "in": "query",
+                "required": False,
+                "description": p.description,
+                "schema": p.schema(),
+                **({"style": "form", "explode": True} if p.repeated else {}),
+            }
+            for p in e.query
+        ]
+        if parameters:
+            operation["parameters"] = parameters
+        if e.body is not None:
+            operation["requestBody"] = {
+                "required": True,
+                "content": {"application/json": {"schema": e.body}},
+            }
+        if e.role is None:
+            operation["security"] = []
+        else:
+            operation["description"] = f"Needs the `{e.role}` role."
+        paths.setdefault(e.path, {})[e.method.lower()] = operation
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "outboxd control API", "version": __version__},
+        "servers": [{"url": "/"}],
+        "components": {
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+            "schemas": {"Problem": PROBLEM_SCHEMA},
+        },
+        "security": [{"bearer": []}],
+        "paths": paths,
+    }
+
+
+def _operation_id(e: Endpoint) -> str:
+    words = re.sub(r"[{}]", "", e.path.removeprefix("/api/v1")).strip("/").replace("/", "_")
+    return f"{e.method.lower()}_{words or 'root'}".replace("-", "_")
+
+
+def _responses(e: Endpoint) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for status, text in e.responses.items():
+        if status >= 400:
+            out[str(status)] = _problem(text)
+        elif status == 304:
+            out[str(status)] = {"description": text}
+        else:
+            out[str(status)] = {
+                "description": text,
+                "content": {"application/json": {"schema": {"type": ["object", "array"]}}},
+            }
+    errors = dict(_ERRORS)
+    if e.role is None:
+        errors.pop(401)
+        errors.pop(403)
+    if e.body is None:
+        errors.pop(413)
+        errors.pop(415)
+    if not e.query and e.body is None and not e.path_params:
+        errors.pop(400)
+    for status, text in errors.items():
+        out.setdefault(str(status), _problem(text))
+    return out
+
+
+def _problem(text: str) -> dict[str, Any]:
+    return {
+        "description": text,
+        "content": {
+            "application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}
+        },
+    }

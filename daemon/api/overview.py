@@ -1,0 +1,43 @@
+"""``/api/v1/stats`` and ``/api/v1/audit``: the figures per channel and the record
+of operator actions."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from daemon.api.context import control_of
+from daemon.api.etag import cached_json
+from daemon.api.params import Param, read_query
+from daemon.report import stats_json, stats_rows
+from daemon.store.models import utcnow
+
+STATS_QUERY = (
+    Param("window", "integer", "seconds of the success-rate window", minimum=60,
+          maximum=7 * 86400, default=3600),
+)  # fmt: skip
+AUDIT_QUERY = (
+    Param("limit", "integer", "entries, newest first", minimum=1, maximum=500, default=100),
+    Param("before", "integer", "entries older than this id (the page cursor)", minimum=1,
+          maximum=2**63 - 1),
+)  # fmt: skip
+
+
+async def stats(request: web.Request) -> web.Response:
+    control = control_of(request)
+    query = read_query(request, STATS_QUERY)
+    now = utcnow()
+    window = float(query["window"])
+    rows = stats_rows(
+        await control.store.stats(now=now, window=window), list(control.settings.channels)
+    )
+    data = stats_json(rows, window, now.replace(microsecond=0).isoformat())
+    data.pop("at")  # the tag is of the figures, not of the moment they were read
+    return cached_json(request, data)
+
+
+async def audit(request: web.Request) -> web.Response:
+    control = control_of(request)
+    query = read_query(request, AUDIT_QUERY)
+    entries = await control.store.audit(limit=query["limit"], before_id=query["before"])
+    next_cursor = entries[-1]["id"] if len(entries) == query["limit"] else None
+    return cached_json(request, {"items": entries, "next": next_cursor})

@@ -1,0 +1,161 @@
+"""Reading a request: query parameters declared per endpoint (an unknown one is a
+400 naming it), JSON bodies checked by a pydantic model (an unknown field, a
+wrong type: a 400 naming the field)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+from zoneinfo import ZoneInfo
+
+import pydantic
+from aiohttp import web
+
+from daemon.api.problems import Problem, bad_request
+
+M = TypeVar("M", bound=pydantic.BaseModel)
+
+
+@dataclass(frozen=True)
+class Param:
+    """A query parameter: its name, its type for the OpenAPI document and how to read it."""
+
+    name: str
+    kind: str  # "string", "integer", "date-time", "enum"
+    description: str = ""
+    repeated: bool = False
+    choices: tuple[str, ...] = ()
+    minimum: int | None = None
+    maximum: int | None = None
+    default: Any = None
+    schema_extra: dict[str, Any] = field(default_factory=dict)
+
+    def schema(self) -> dict[str, Any]:
+        base: dict[str, Any]
+        if self.kind == "integer":
+            base = {"type": "integer"}
+            if self.minimum is not None:
+                base["minimum"] = self.minimum
+            if self.maximum is not None:
+                base["maximum"] = self.maximum
+        elif self.kind == "date-time":
+            base = {"type": "string", "format": "date-time"}
+        elif self.kind == "enum":
+            base = {"type": "string", "enum": list(self.choices)}
+        else:
+            base = {"type": "string", "maxLength": 1000}
+        if self.default is not None:
+            base["default"] = self.default
+        base.update(self.schema_extra)
+        return {"type": "array", "items": base} if self.repeated else base
+
+
+def read_query(
+    request: web.Request, params: tuple[Param, ...], zone: ZoneInfo | None = None
+) -> dict[str, Any]:
+    """The declared parameters of the query string, read; anything else is a 400."""
+    declared = {p.name: p for p in params}
+    out: dict[str, Any] = {p.name: ([] if p.repeated else p.default) for p in params}
+    for name in request.query:
+        if name not in declared:
+            known = ", ".join(sorted(declared)) or "none"
+            raise bad_request(f"unknown query parameter {name!r} (known: {known})", name)
+    for p in params:
+        values = request.query.getall(p.name, [])
+        if not values:
+            continue
+        if not p.repeated and len(values) > 1:
+            raise bad_request(f"{p.name}: give it once", p.name)
+        read = [_value(p, v, zone) for part in values for v in _split(p, part)]
+        out[p.name] = read if p.repeated else read[0]
+    return out
+
+
+def _split(p: Param, text: str) -> list[str]:
+    return [v for v in text.split(",") if v] if p.repeated else [text]
+
+
+def _value(p: Param, text: str, zone: ZoneInfo | None) -> Any:
+    if p.kind == "integer":
+        if not (text.isascii() and text.lstrip("-").isdigit()) or len(text) > 19:
+            raise bad_request(f"{p.name}: {text[:40]!r} is not a whole number", p.name)
+        number = int(text)
+        if (p.minimum is not None and number < p.minimum) or (
+            p.maximum is not None and number > p.maximum
+        ):
+            raise bad_request(f"{p.name}: {number} is outside {p.minimum}..{p.maximum}", p.name)
+        return number
+    if p.kind == "date-time":
+        return read_time(text, p.name, zone)
+    if p.kind == "enum":
+        if text not in p.choices:
+            raise bad_request(
+                f"{p.name}: {text[:40]!r} is not one of {', '.join(p.choices)}", p.name
+            )
+        return text
+    if len(text) > 1000 or not text.isprintable():
+        raise bad_request(f"{p.name}: too long or not printable", p.name)
+    return text
+
+
+def read_time(text: str, name: str, zone: ZoneInfo | None = None) -> datetime:
+    """An ISO 8601 time; one without an offset is in ``zone`` (the file's timezone)."""
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        raise bad_request(f"{name}: {text[:40]!r} is not an ISO 8601 time", name) from None
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=zone or UTC)
+    try:
+        return value.astimezone(UTC)
+    except (OverflowError, ValueError):
+        raise bad_request(f"{name}: {text[:40]!r} is out of range", name) from None
+
+
+async def read_json(request: web.Request) -> Any:
+    """The body as JSON: an object or array; anything else is a 400 (or 415)."""
+    if request.content_type != "application/json":
+        raise Problem(415, "send the body as application/json")
+    text = await request.text()
+    try:
+        return json.loads(text)
+    except (ValueError, RecursionError) as exc:
+        raise bad_request(f"the body is not JSON: {exc}") from None
+
+
+def model_of(model: type[M], data: Any, where: str = "") -> M:
+    """``data`` checked by ``model``; the first error names its field."""
+    try:
+        return model.model_validate(data)
+    except pydantic.ValidationError as exc:
+        first = exc.errors()[0]
+        path = where + ".".join(str(part) for part in first["loc"])
+        if first["type"] == "extra_forbidden":
+            raise bad_request(f"unknown field {path!r}", path) from None
+        if first["type"] == "missing":
+            raise bad_request(f"{path}: required", path) from None
+        message = first["msg"].removeprefix("Value error, ")
+        raise bad_request(f"{path or 'body'}: {message}", path or None) from None
+
+
+def json_response(
+    data: Any, status: int = 200, headers: Mapping[str, str] | None = None
+) -> web.Response:
+    return web.Response(
+        status=status,
+        text=json.dumps(data, default=_default),
+        content_type="application/json",
+        headers=headers,
+    )
+
+
+def _default(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    raise TypeError(f"{type(value).__name__} is not JSON")
+
+
+Reader = Callable[[str], Any]

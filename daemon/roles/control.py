@@ -1,0 +1,62 @@
+"""The control role (``outboxd run control``): the JSON API under ``/api/v1`` on
+``control.host:control.port``, beside the health and metrics port every role has
+(``roles.control.base_port``). It has no loops of its own: each request is one
+call of a store operation, the same ones the CLI makes."""
+
+from __future__ import annotations
+
+import logging
+
+from aiohttp import web
+
+from daemon.api.app import build_app
+from daemon.api.context import Control as ControlContext
+from daemon.errors import StartupError
+from daemon.metrics import ControlMetrics
+from daemon.roles.frame import ChildSpec, Context, RoleBase
+from daemon.settings import Settings
+
+log = logging.getLogger("outboxd.control")
+
+
+class Control(RoleBase):
+    def __init__(self, context: Context) -> None:
+        self.ctx = context
+        self.runner: web.AppRunner | None = None
+        self.metrics = ControlMetrics(context.metrics.registry)
+
+    async def before_scrape(self) -> None:
+        """The queue gauges, read from the database now (each an index range read)."""
+        channels = list(self.ctx.settings.channels)
+        gauges = await self.ctx.store.queue_gauges(channels)
+        self.metrics.queue.clear()
+        self.metrics.oldest_pending.clear()
+        for (channel, status), count in gauges.counts.items():
+            self.metrics.queue.labels(channel, status).set(count)
+        for channel, age in gauges.oldest_pending.items():
+            self.metrics.oldest_pending.labels(channel).set(age)
+
+    def children(self, settings: Settings) -> list[ChildSpec]:
+        return []
+
+    async def open(self) -> None:
+        settings = self.ctx.settings.control
+        app = build_app(ControlContext(self.ctx, self.metrics), settings.max_body)
+        runner = web.AppRunner(app, access_log=None, handler_cancellation=False)
+        await runner.setup()
+        host, port = settings.host, settings.port + self.ctx.process_num
+        try:
+            await web.TCPSite(runner, host, port).start()
+        except OSError as exc:
+            await runner.cleanup()
+            raise StartupError(
+                f"cannot serve the control API on {host}:{port}: {exc.strerror or exc} "
+                f"(control.port + process number {self.ctx.process_num})"
+            ) from None
+        self.runner = runner
+        log.info("control API", extra={"listen": f"http://{host}:{port}/api/v1/"})
+
+    async def close(self) -> None:
+        if self.runner is not None:
+            await self.runner.shutdown()
+            await self.runner.cleanup()

@@ -1,0 +1,347 @@
+"""The control API over a real socket on 127.0.0.1, on SQLite and PostgreSQL: the
+OpenAPI document against the routes, auth by role, problems that name the field,
+ETags, enqueue, schedules and the audit."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+from daemon.api.app import ENDPOINTS, build_app
+from daemon.api.context import Control
+from daemon.auth import hash_token
+from daemon.config import parse_config
+from daemon.metrics import ControlMetrics, Metrics
+from daemon.roles.frame import Context
+from daemon.store.aio import open_async_store
+
+TOKENS = {"viewer": "obx_viewer-token", "operator": "obx_operator-token", "admin": "obx_admin"}
+HL7 = (
+    "MSH|^~\\&|SIMRS|RS|HIE|HIE|20261201120000||ADT^A01|MSG0001|P|2.5\r"
+    "PID|1||12345^^^RS^MR||DOE^JOHN||19800101|M\r"
+)
+
+CONFIG = """
+database: {url}
+timezone: Asia/Jakarta
+channels:
+  hie: {{kind: mllp, host: 127.0.0.1, port: 2575}}
+  hook: {{kind: http, url: "http://127.0.0.1:9/hook"}}
+schedules:
+  nightly: {{cron: "30 2 * * *", job: purge, options: {{messages_older_than: 30d}}}}
+control:
+  tokens:
+{tokens}
+"""
+
+
+@dataclass
+class Api:
+    base: str
+    session: aiohttp.ClientSession
+    control: Control
+
+    async def call(
+        self, method: str, path: str, role: str | None = "admin", **kwargs: Any
+    ) -> tuple[int, Any, aiohttp.ClientResponse]:
+        headers = dict(kwargs.pop("headers", {}))
+        if role is not None:
+            headers["Authorization"] = f"Bearer {TOKENS[role]}"
+        async with self.session.request(
+            method, self.base + path, headers=headers, **kwargs
+        ) as response:
+            text = await response.text()
+            body = json.loads(text) if text else None
+            return response.status, body, response
+
+
+@pytest.fixture
+async def api(db_url: str) -> AsyncIterator[Api]:
+    tokens = "\n".join(
+        f"    - {{name: {role}-token, role: {role}, sha256: {hash_token(token)}}}"
+        for role, token in TOKENS.items()
+    )
+    settings = parse_config(CONFIG.format(url=db_url, tokens=tokens))
+    store = open_async_store(settings.database, in_process=False)
+    metrics = Metrics()
+    context = Context("control", 0, "test:control.0", settings, store, metrics)
+    control = Control(context, ControlMetrics(metrics.registry))
+    app = build_app(control, 64 * 1024)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    await store.sync_file_schedules(
+        {name: _definition(spec) for name, spec in settings.schedules.items()}
+    )
+    async with aiohttp.ClientSession() as session:
+        yield Api(f"http://127.0.0.1:{port}", session, control)
+    await runner.cleanup()
+    await store.aclose()
+
+
+def _definition(spec: Any) -> dict[str, Any]:
+    from daemon.scheduling import definition
+
+    return definition(spec)
+
+
+# --- the document ---------------------------------------------------------------------
+
+
+async def test_the_openapi_document_names_every_route_and_only_those(api: Api):
+    status, doc, _ = await api.call("GET", "/api/v1/openapi.json", role=None)
+    assert status == 200 and doc["openapi"].startswith("3.1")
+    documented = {(m.upper(), p) for p, ops in doc["paths"].items() for m in ops}
+    app = build_app(api.control, 1024)
+    routed = {
+        (r.method, r.resource.canonical)  # type: ignore[union-attr]
+        for r in app.router.routes()
+        if r.method != "HEAD" and r.resource.canonical.startswith("/api/")  # type: ignore[union-attr]
+    }
+    assert documented == routed
+    for path, ops in doc["paths"].items():
+        for method, op in ops.items():
+            needs = next(e.role for e in ENDPOINTS if e.path == path and e.method == method.upper())
+            if needs is None:
+                assert op["security"] == []
+            else:
+                assert {"401", "403"} <= set(op["responses"]), (method, path)
+            for name in (p["name"] for p in op.get("parameters", []) if p["in"] == "path"):
+                assert "{" + name + "}" in path
+
+
+# --- auth ------------------------------------------------------------------------------
+
+
+async def test_no_token_is_401_with_a_challenge_and_a_wrong_one_too(api: Api):
+    status, body, response = await api.call("GET", "/api/v1/stats", role=None)
+    assert status == 401
+    assert response.headers["WWW-Authenticate"].startswith('Bearer realm="outboxd"')
+    assert response.content_type == "application/problem+json"
+    assert body["status"] == 401 and "Authorization" in body["detail"]
+    status, body, response = await api.call(
+        "GET", "/api/v1/stats", role=None, headers={"Authorization": "Bearer obx_nope"}
+    )
+    assert status == 401 and 'error="invalid_token"' in response.headers["WWW-Authenticate"]
+    assert "obx_nope" not in json.dumps(body)
+
+
+WRITES = [
+    ("POST", "/api/v1/messages", {"channel": "hook", "key": "k-{role}", "payload": {"a": 1}},
+     "operator"),
+    ("POST", "/api/v1/schedules/nightly/pause", {"note": "maintenance"}, "operator"),
+    ("POST", "/api/v1/schedules/nightly/resume", None, "operator"),
+    ("POST", "/api/v1/schedules/nightly/run", None, "operator"),
+    ("POST", "/api/v1/schedules", {"name": "mine-{role}", "definition": {
+        "every": "1h", "job": "http", "options": {"url": "http://127.0.0.1:9/x"}}}, "admin"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("method", "path", "body", "needs"), WRITES)
+@pytest.mark.parametrize("role", ["viewer", "operator", "admin"])
+async def test_each_write_needs_its_role(api: Api, role, method, path, body, needs):
+    order = ["viewer", "operator", "admin"]
+    payload = json.loads(json.dumps(body).replace("{role}", role)) if body is not None else None
+    status, answer, _ = await api.call(method, path, role=role, json=payload)
+    if order.index(role) < order.index(needs):
+        assert status == 403, answer
+        assert f"needs the {needs} role" in answer["detail"] and role in answer["detail"]
+        _, audit, _ = await api.call("GET", "/api/v1/audit")
+        assert audit["items"] == []  # nothing done, nothing recorded
+    else:
+        assert status in (200, 201, 202), answer
+
+
+async def test_every_read_is_open_to_a_viewer(api: Api):
+    for path in ("/api/v1/stats", "/api/v1/audit", "/api/v1/schedules",
+                 "/api/v1/schedules/nightly", "/api/v1/schedules/nightly/runs"):  # fmt: skip
+        status, body, _ = await api.call("GET", path, role="viewer")
+        assert status == 200, (path, body)
+
+
+# --- problems --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("path", "field", "says"),
+    [
+        ("/api/v1/stats?windw=60", "windw", "unknown query parameter 'windw'"),
+        ("/api/v1/stats?window=abc", "window", "is not a whole number"),
+        ("/api/v1/stats?window=1", "window", "outside 60"),
+        ("/api/v1/audit?limit=501", "limit", "outside 1..500"),
+        ("/api/v1/schedules/nightly/runs?status=bogus", "status", "not one of"),
+    ],
+)
+async def test_a_bad_parameter_is_a_400_naming_it(api: Api, path, field, says):
+    status, body, response = await api.call("GET", path, role="viewer")
+    assert status == 400 and response.content_type == "application/problem+json"
+    assert body["field"] == field and says in body["detail"]
+
+
+@pytest.mark.parametrize(
+    ("body", "field", "says"),
+    [
+        ({"channel": "hook", "key": "a", "payload": "{}", "prio": 1}, "prio", "unknown field"),
+        ({"channel": "hook", "payload": "{}"}, "key", "required"),
+        ({"channel": "nosuch", "key": "a", "payload": "x"}, "channel", "unknown channel 'nosuch'"),
+        ({"channel": "hie", "key": "a", "payload": "not hl7"}, "payload", "MSH"),
+        ({"channel": "hook", "key": "a", "payload": ""}, "payload", "empty"),
+        ({"channel": "hook", "key": 7, "payload": "x"}, "key", "string"),
+        ({"messages": [{"channel": "hook", "key": "a", "payload": "x"}, {"channel": "hook"}]},
+         "messages[1].key", "required"),
+        ({"messages": []}, "messages", "at least 1"),
+        ([1, 2], None, "expected a JSON object"),
+    ],
+)  # fmt: skip
+async def test_a_bad_message_is_a_400_naming_the_field_and_stores_nothing(
+    api: Api, body, field, says
+):
+    status, answer, _ = await api.call("POST", "/api/v1/messages", role="operator", json=body)
+    assert status == 400, answer
+    assert answer.get("field") == field and says in answer["detail"], answer
+    _, stats, _ = await api.call("GET", "/api/v1/stats")
+    assert all(sum(c["counts"].values()) == 0 for c in stats["channels"])
+
+
+async def test_not_json_too_large_and_wrong_type_are_problems(api: Api):
+    status, body, _ = await api.call(
+        "POST", "/api/v1/messages", data=b"{oops", headers={"Content-Type": "application/json"}
+    )
+    assert status == 400 and "not JSON" in body["detail"]
+    status, body, _ = await api.call("POST", "/api/v1/messages", data=b"x=1")
+    assert status == 415
+    big = {"channel": "hook", "key": "big", "payload": "x" * 70_000}
+    status, body, _ = await api.call("POST", "/api/v1/messages", json=big)
+    assert status == 413 and "larger than" in body["detail"]
+    status, body, _ = await api.call("GET", "/api/v1/nothing-here")
+    assert status == 404 and body["title"] == "Not Found"
+    status, body, response = await api.call("DELETE", "/api/v1/stats")
+    assert status == 405 and "GET" in response.headers["Allow"]
+
+
+# --- enqueue and stats -----------------------------------------------------------------
+
+
+async def test_enqueue_one_then_a_batch_idempotent_on_the_key(api: Api):
+    status, body, _ = await api.call(
+        "POST", "/api/v1/messages", role="operator",
+        json={"channel": "hie", "key": "MSG0001", "payload": HL7},
+    )  # fmt: skip
+    assert status == 201
+    [first] = body["items"]
+    assert first["created"] is True and first["status"] == "pending"
+    batch = {"messages": [
+        {"channel": "hie", "key": "MSG0001", "payload": HL7},
+        {"channel": "hook", "key": "h1", "payload": {"visit": 1}},
+        {"channel": "hook", "key": "h2", "payload": "[1, 2]", "after": "h1"},
+    ]}  # fmt: skip
+    status, body, _ = await api.call("POST", "/api/v1/messages", role="operator", json=batch)
+    assert status == 201
+    assert [i["created"] for i in body["items"]] == [False, True, True]
+    assert body["items"][0]["id"] == first["id"]
+    status, body, _ = await api.call("POST", "/api/v1/messages", role="operator", json=batch)
+    assert status == 200 and not any(i["created"] for i in body["items"])
+    _, stats, _ = await api.call("GET", "/api/v1/stats")
+    counts = {c["channel"]: c["counts"]["pending"] for c in stats["channels"]}
+    assert counts == {"hie": 1, "hook": 2}
+
+
+async def test_stats_answer_304_while_nothing_changed(api: Api):
+    status, _, response = await api.call("GET", "/api/v1/stats")
+    tag = response.headers["ETag"]
+    status, body, _ = await api.call("GET", "/api/v1/stats", headers={"If-None-Match": tag})
+    assert status == 304 and body is None
+    await api.call("POST", "/api/v1/messages", json={"channel": "hook", "key": "n", "payload": "x"})
+    status, _, response = await api.call("GET", "/api/v1/stats", headers={"If-None-Match": tag})
+    assert status == 200 and response.headers["ETag"] != tag
+
+
+# --- schedules -------------------------------------------------------------------------
+
+
+async def test_schedules_create_edit_pause_run_backfill_and_delete(api: Api):
+    definition = {"every": "1h", "job": "http", "options": {"url": "http://127.0.0.1:9/x"}}
+    status, body, response = await api.call(
+        "POST", "/api/v1/schedules", json={"name": "sweep", "definition": definition}
+    )
+    assert status == 201 and response.headers["Location"] == "/api/v1/schedules/sweep"
+    assert body["origin"] != "file" and len(body["next"]) == 5
+    status, body, _ = await api.call(
+        "POST", "/api/v1/schedules", json={"name": "sweep", "definition": definition}
+    )
+    assert status == 409 and "exists" in body["detail"]
+    status, body, _ = await api.call("PATCH", "/api/v1/schedules/sweep", json={"every": "2h"})
+    assert status == 200 and body["definition"]["every"] == 7200
+    status, body, _ = await api.call("PATCH", "/api/v1/schedules/sweep", json={"overlap": "x"})
+    assert status == 400 and "overlap" in body["detail"]
+    status, body, _ = await api.call("POST", "/api/v1/schedules/sweep/pause", json={})
+    assert status == 400 and body["field"] == "note"
+    status, body, _ = await api.call(
+        "POST", "/api/v1/schedules/sweep/pause", role="operator", json={"note": "partner down"}
+    )
+    assert status == 200 and body["paused"] and body["pause_note"] == "partner down"
+    assert body["paused_by"] == "api:operator-token"
+    status, body, _ = await api.call("POST", "/api/v1/schedules/sweep/run", role="operator")
+    assert status == 202 and "paused" in body["starts"]
+    now = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+    window = {"from": (now - timedelta(hours=6)).isoformat(), "until": now.isoformat()}
+    status, body, _ = await api.call(
+        "POST", "/api/v1/schedules/sweep/backfill", json={**window, "dry_run": True}
+    )
+    fires = 4 if now.hour % 2 == 0 else 3  # every 2h from the epoch: even hours, both ends in
+    assert status == 200 and body == {"fires": fires, "queued": 0, "dry_run": True}
+    status, body, _ = await api.call("POST", "/api/v1/schedules/sweep/backfill", json=window)
+    assert status == 202 and body["queued"] == body["fires"] == fires
+    status, body, _ = await api.call("POST", "/api/v1/schedules/sweep/backfill", json=window)
+    assert status == 202 and body["queued"] == 0 and body["already"] == body["fires"]
+    future = {"from": now.isoformat(), "until": (now + timedelta(days=1)).isoformat()}
+    status, body, _ = await api.call("POST", "/api/v1/schedules/sweep/backfill", json=future)
+    assert status == 400 and body["field"] == "until" and "future" in body["detail"]
+    status, body, _ = await api.call("GET", "/api/v1/schedules/sweep/runs?status=queued")
+    assert status == 200 and body["items"] and {r["status"] for r in body["items"]} == {"queued"}
+    status, body, _ = await api.call("POST", "/api/v1/schedules/sweep/resume", role="operator")
+    assert status == 200 and not body["paused"]
+    status, _, _ = await api.call("DELETE", "/api/v1/schedules/sweep")
+    assert status == 204
+    status, body, _ = await api.call("GET", "/api/v1/schedules/sweep")
+    assert status == 404 and "no schedule named 'sweep'" in body["detail"]
+    _, audit, _ = await api.call("GET", "/api/v1/audit")
+    done = [(e["action"], e["actor"]) for e in reversed(audit["items"])]
+    assert done == [
+        ("schedule.add", "api:admin-token"),
+        ("schedule.edit", "api:admin-token"),
+        ("schedule.pause", "api:operator-token"),
+        ("schedule.manual", "api:operator-token"),
+        ("schedule.backfill", "api:admin-token"),
+        ("schedule.resume", "api:operator-token"),
+        ("schedule.remove", "api:admin-token"),
+    ]
+
+
+async def test_the_files_schedule_cannot_be_taken_over_or_removed(api: Api):
+    definition = {"every": "1h", "job": "purge", "options": {"messages_older_than": "1d"}}
+    status, body, _ = await api.call(
+        "POST", "/api/v1/schedules", json={"name": "nightly", "definition": definition}
+    )
+    assert status == 400 and body["field"] == "name" and "the file's" in body["detail"]
+    status, body, _ = await api.call("DELETE", "/api/v1/schedules/nightly")
+    assert status == 409 and "YAML file" in body["detail"]
+    status, body, _ = await api.call(
+        "POST", "/api/v1/schedules", json={"name": "9bad", "definition": definition}
+    )
+    assert status == 400 and body["field"] == "name"
+    status, body, _ = await api.call(
+        "POST", "/api/v1/schedules",
+        json={"name": "x", "definition": {"every": "1h", "job": "status_check",
+                                         "options": {"channel": "nosuch"}}},
+    )  # fmt: skip
+    assert status == 400 and "nosuch" in body["detail"]

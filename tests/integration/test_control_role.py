@@ -1,0 +1,95 @@
+"""``outboxd run control`` as a real process on SQLite: the API and the page on
+control.port beside /healthz on roles.control.base_port; a port in use is exit 69
+with the port named; SIGTERM stops it cleanly."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import sys
+from pathlib import Path
+
+import aiohttp
+
+from daemon.settings import DatabaseSettings
+from daemon.store import migrate, open_database
+from tests.integration.daemon_process import ROOT, DaemonProcess, free_port
+
+CONFIG = """
+database: sqlite:///{db}
+channels:
+  hook: {{kind: http, url: "http://127.0.0.1:9/hook"}}
+roles:
+  control: {{base_port: {health}}}
+control: {{port: {api}}}
+"""
+
+
+def _workdir(tmp_path: Path) -> tuple[Path, int, int]:
+    db = tmp_path / "outbox.db"
+    database = open_database(DatabaseSettings(url=f"sqlite:///{db}"))
+    migrate(database)
+    database.close()
+    health, api = free_port(), free_port()
+    (tmp_path / "outboxd.yaml").write_text(CONFIG.format(db=db, health=health, api=api))
+    return tmp_path / "outboxd.yaml", health, api
+
+
+async def test_the_control_role_serves_the_api_and_the_page(tmp_path: Path):
+    config, health, api = _workdir(tmp_path)
+    process = DaemonProcess(tmp_path, config, role="control")
+    await process.start(health)
+    try:
+        status, body = await process.health()
+        assert status == 200 and body["role"] == "control"
+        async with aiohttp.ClientSession() as session:
+            base = f"http://127.0.0.1:{api}"
+            async with session.get(base + "/api/v1/stats") as response:  # loopback, no tokens
+                assert response.status == 200
+                assert [c["channel"] for c in (await response.json())["channels"]] == ["hook"]
+            async with session.get(base + "/") as response:
+                assert response.status == 200 and response.content_type == "text/html"
+                csp = response.headers["Content-Security-Policy"]
+                assert "script-src 'self'" in csp and "default-src 'none'" in csp
+                assert '<script src="/page/admin.js"' in await response.text()
+            async with session.get(base + "/page/admin.js") as response:
+                assert response.status == 200 and "sessionStorage" in await response.text()
+            async with session.get(base + "/page/../outboxd.yaml") as response:
+                assert response.status == 404
+        await _enqueue_two(tmp_path)
+        _, metrics = await process.get("/metrics")
+        assert 'outboxd_queue_messages{channel="hook",status="pending"} 2.0' in metrics
+        assert 'outboxd_queue_messages{channel="hook",status="failed"} 0.0' in metrics
+        ages = [line for line in metrics.splitlines()
+                if line.startswith("outboxd_queue_oldest_pending_age_seconds{")]  # fmt: skip
+        assert len(ages) == 1 and float(ages[0].rsplit(" ", 1)[1]) >= 0
+    finally:
+        assert await process.stop() == 0
+    assert "control API" in process.output()
+
+
+async def _enqueue_two(workdir: Path) -> None:
+    for key in ("a", "b"):
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "daemon", "enqueue", "--channel", "hook", "--key", key,
+            "-c", "outboxd.yaml", "-", cwd=workdir, stdin=asyncio.subprocess.PIPE,
+            env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"},
+        )  # fmt: skip
+        await proc.communicate(b'{"n": 1}')
+        assert proc.returncode == 0
+
+
+async def test_a_control_port_in_use_is_exit_69_naming_it(tmp_path: Path):
+    config, _, api = _workdir(tmp_path)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", api))
+        taken.listen()
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "daemon", "run", "control", "-c", str(config),
+            cwd=tmp_path, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+            env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"},
+        )  # fmt: skip
+        _, err = await asyncio.wait_for(proc.communicate(), 30)
+    assert proc.returncode == 69, err.decode()
+    assert f"cannot serve the control API on 127.0.0.1:{api}" in err.decode()
+    assert "Traceback" not in err.decode()
