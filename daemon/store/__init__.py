@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from daemon.fields import redact_url
 from daemon.store.alerts import AlertOps
+from daemon.store.browse import BrowseOps
 from daemon.store.db import StoreError, StoreUnavailable, open_database
 from daemon.store.migrations import (
     LATEST,
@@ -20,7 +21,9 @@ from daemon.store.upkeep import UpkeepOps
 from daemon.store.visits import VisitOps
 
 
-class Store(OutboxOps, OperatorOps, VisitOps, ScheduleOps, UpkeepOps, TrackingOps, AlertOps):
+class Store(
+    OutboxOps, OperatorOps, BrowseOps, VisitOps, ScheduleOps, UpkeepOps, TrackingOps, AlertOps
+):
     """Every operation on one database. Each method is one unit of work in one
     transaction; roles await them through ``daemon.store.aio.AsyncStore``."""
 

@@ -88,8 +88,14 @@ class AsyncStore:
     sync_visits = _Operation(Store.sync_visits)
     find_visits = _Operation(Store.find_visits)
     # operators
+    list_messages = _Operation(Store.list_messages)
+    message_timeline = _Operation(Store.message_timeline)
     retry = _Operation(Store.retry)
     cancel = _Operation(Store.cancel)
+    resend = _Operation(Store.resend)
+    advance_operation = _Operation(Store.advance_operation)
+    operation = _Operation(Store.operation)
+    operations = _Operation(Store.operations)
     stats = _Operation(Store.stats)
     audit = _Operation(Store.audit)
     # schedules and the fire ledger
