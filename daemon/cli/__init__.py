@@ -1,5 +1,5 @@
 """The ``outboxd`` command: check-config, migrate, run; enqueue, stats, retry, cancel,
-visit; schedules, runs.
+resend, visit; messages list and show; schedules, runs.
 
 Errors are one line on stderr and a sysexits-style code, never a traceback
 (set ``OUTBOXD_DEBUG=1`` to see one).
@@ -14,11 +14,12 @@ import sys
 from collections.abc import Callable, Sequence
 
 from daemon import __version__
-from daemon.cli import messages, schedules, system
+from daemon.cli import browse, messages, schedules, system
 from daemon.cli.common import (
     EX_DATAERR,
     EX_SOFTWARE,
     EX_UNAVAILABLE,
+    EX_USAGE,
     CliError,
     check_text,
 )
@@ -26,7 +27,7 @@ from daemon.config import EX_CONFIG, ConfigError
 from daemon.errors import StartupError
 from daemon.store import SchemaMismatch, StoreError, StoreUnavailable
 from daemon.store.db import DatabaseFileError
-from daemon.store.types import InvalidMessage
+from daemon.store.types import InvalidCursor, InvalidMessage, OperatorRefused
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -53,6 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     system.register(add)
     messages.register(add)
+    browse.register(add, common)
     schedules.register(add, common)
     return parser
 
@@ -74,6 +76,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CliError as exc:
         print(f"outboxd: {exc}", file=sys.stderr)
         return exc.code
+    except (OperatorRefused, InvalidCursor) as exc:  # the selection asked for cannot be
+        print(f"outboxd: {exc}", file=sys.stderr)
+        return EX_USAGE
     except InvalidMessage as exc:
         print(f"outboxd: {exc}", file=sys.stderr)
         return EX_DATAERR

@@ -1,4 +1,4 @@
-"""The commands on messages and visits: enqueue, stats, retry, cancel, visit."""
+"""The commands on messages and visits: enqueue, stats, retry, cancel, resend, visit."""
 
 from __future__ import annotations
 
@@ -6,43 +6,28 @@ import argparse
 import json
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
+from typing import NamedTuple
 from zoneinfo import ZoneInfo
 
 from daemon.channels.registry import InvalidPayload, message_kind, prepare_payload
 from daemon.cli.common import (
     EX_DATAERR,
     EX_USAGE,
-    MAX_ID,
     CliError,
     open_store,
-    parse_time,
     read_payload,
     settings_of,
 )
+from daemon.cli.selectors import add_filter_arguments, selector_of
 from daemon.report import stats_json, stats_rows, stats_table, visit_lines
-from daemon.settings import Settings
 from daemon.store import Store
-from daemon.store.models import STATUSES, utcnow
-from daemon.store.types import MessageFilter, NewMessage, OperatorResult
+from daemon.store.models import SENDING, utcnow
+from daemon.store.types import NewMessage, OperatorResult
 from daemon.store.visits import VisitView
 from daemon.units import parse_duration
 
 Add = Callable[[str, Callable[[argparse.Namespace], int], str], argparse.ArgumentParser]
-
-
-def _ids(groups: Sequence[str]) -> tuple[int, ...]:
-    """``--id 12 --id 13,14``: message ids, each a whole number that can be one."""
-    ids = []
-    for group in groups:
-        for part in group.split(","):
-            text = part.strip()
-            if not text:
-                continue
-            if not (text.isascii() and text.isdigit()) or not 0 < int(text) <= MAX_ID:
-                raise CliError(f"--id: {part!r} is not a message id (a whole number)", EX_USAGE)
-            ids.append(int(text))
-    return tuple(ids)
 
 
 def _window(text: str) -> float:
@@ -55,28 +40,26 @@ def _window(text: str) -> float:
     return seconds
 
 
-def _selector(args: argparse.Namespace, settings: Settings) -> MessageFilter:
-    tz = ZoneInfo(settings.timezone)
-    ids = _ids(args.id or [])
-    selector = MessageFilter(
-        ids=ids,
-        channel=args.channel,
-        statuses=tuple(args.status or ()),
-        since=parse_time(args.since, tz, "--since") if args.since else None,
-        until=parse_time(args.until, tz, "--until") if args.until else None,
-    )
-    if selector.empty:
-        raise CliError("select messages with --id, or --channel/--status/--since/--until", EX_USAGE)
-    return selector
-
-
-def _report_operation(verb: str, result: OperatorResult) -> int:
-    print(f"{verb} {len(result.changed)} message(s)")
-    if result.changed and len(result.changed) <= 50:
-        print("ids: " + ", ".join(map(str, result.changed)))
+def _left(result: OperatorResult) -> None:
     if result.skipped:
-        parts = ", ".join(f"{n} {status}" for status, n in sorted(result.skipped.items()))
+        parts = ", ".join(
+            f"{n} {'being sent' if status == SENDING else status}"
+            for status, n in sorted(result.skipped.items())
+        )
         print(f"left as they are: {parts}")
+
+
+def _report_operation(verbs: Verbs, result: OperatorResult) -> int:
+    if result.dry_run:
+        print(f"would {verbs.base} {result.matched} message(s) (dry run: nothing changed)")
+        if result.sample:
+            more = " …" if result.matched > len(result.sample) else ""
+            print("ids: " + ", ".join(map(str, result.sample)) + more)
+    else:
+        print(f"{verbs.done} {len(result.changed) or result.matched} message(s)")
+        if result.changed and len(result.changed) <= 50:
+            print("ids: " + ", ".join(map(str, result.changed)))
+    _left(result)
     if result.missing:
         print("not found: " + ", ".join(map(str, result.missing)), file=sys.stderr)
         return EX_DATAERR
@@ -138,20 +121,57 @@ def cmd_stats(args: argparse.Namespace) -> int:
     return 0
 
 
+class Verbs(NamedTuple):
+    base: str  # retry
+    done: str  # retried
+    doing: str  # retrying
+
+
 def _operator_command(
-    verb: str, operation: Callable[[Store], Callable[..., OperatorResult]]
+    verbs: Verbs, operation: Callable[[Store], Callable[..., OperatorResult]]
 ) -> Callable[[argparse.Namespace], int]:
     def command(args: argparse.Namespace) -> int:
         settings = settings_of(args)
-        selector = _selector(args, settings)
+        selector = selector_of(args, settings)
+        if selector.empty:
+            raise CliError(
+                "select messages with --id, or --channel/--status/--kind/--key/--since/--until",
+                EX_USAGE,
+            )
         store = open_store(settings)
         try:
-            result = operation(store)(selector, actor=f"cli:{os.environ.get('USER', 'operator')}")
+            result = operation(store)(
+                selector,
+                actor=f"cli:{os.environ.get('USER', 'operator')}",
+                dry_run=args.dry_run,
+                known_channels=set(settings.channels),
+            )
+            if result.operation is not None:
+                return _run_operation(store, verbs, result)
         finally:
             store.close()
-        return _report_operation(verb, result)
+        return _report_operation(verbs, result)
 
     return command
+
+
+def _run_operation(store: Store, verbs: Verbs, result: OperatorResult) -> int:
+    """A bulk operation, to its end: a batch a transaction, a line a batch."""
+    assert result.operation is not None
+    print(
+        f"{verbs.doing} {result.matched} message(s) in batches (operation {result.operation})",
+        flush=True,
+    )
+    while True:
+        view = store.advance_operation(result.operation)
+        if view is None:  # removed under us: nothing more to do
+            break
+        print(f"  {view.done} of {view.matched}", flush=True)
+        if view.finished:
+            print(f"{verbs.done} {view.done} message(s)")
+            break
+    _left(result)
+    return 0
 
 
 def cmd_visit(args: argparse.Namespace) -> int:
@@ -193,8 +213,9 @@ def _visit_json(visit: VisitView) -> dict[str, object]:
     }
 
 
-cmd_retry = _operator_command("retried", lambda store: store.retry)
-cmd_cancel = _operator_command("cancelled", lambda store: store.cancel)
+cmd_retry = _operator_command(Verbs("retry", "retried", "retrying"), lambda s: s.retry)
+cmd_cancel = _operator_command(Verbs("cancel", "cancelled", "cancelling"), lambda s: s.cancel)
+cmd_resend = _operator_command(Verbs("resend", "resent", "resending"), lambda s: s.resend)
 
 
 def register(add: Add) -> None:
@@ -212,15 +233,15 @@ def register(add: Add) -> None:
     stats.add_argument("--window", default="1h", help="success-rate window (default 1h)")
 
     for name, func, text in (
-        ("retry", cmd_retry, "make messages due again with attempts reset"),
+        ("retry", cmd_retry, "make failed, cancelled or pending messages due now, attempts reset"),
         ("cancel", cmd_cancel, "cancel pending or failed messages"),
+        ("resend", cmd_resend, "send sent, confirmed or rejected messages again"),
     ):
         op = add(name, func, text)
-        op.add_argument("--id", action="append", metavar="ID[,ID…]")
-        op.add_argument("--channel")
-        op.add_argument("--status", action="append", choices=STATUSES)
-        op.add_argument("--since", metavar="TIME|AGE", help="created at or after")
-        op.add_argument("--until", metavar="TIME|AGE", help="created before")
+        add_filter_arguments(op, ids=True)
+        op.add_argument(
+            "--dry-run", action="store_true", help="say how many would change; change nothing"
+        )
 
     visit = add("visit", cmd_visit, "a visit's BPJS task progress")
     visit.add_argument("kodebooking")

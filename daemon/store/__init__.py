@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from daemon.fields import redact_url
 from daemon.store.alerts import AlertOps
+from daemon.store.browse import BrowseOps
 from daemon.store.db import StoreError, StoreUnavailable, open_database
 from daemon.store.gauges import GaugeOps
 from daemon.store.migrations import (
@@ -22,7 +23,15 @@ from daemon.store.visits import VisitOps
 
 
 class Store(
-    OutboxOps, OperatorOps, VisitOps, ScheduleOps, UpkeepOps, TrackingOps, AlertOps, GaugeOps
+    OutboxOps,
+    OperatorOps,
+    BrowseOps,
+    VisitOps,
+    ScheduleOps,
+    UpkeepOps,
+    TrackingOps,
+    AlertOps,
+    GaugeOps,
 ):
     """Every operation on one database. Each method is one unit of work in one
     transaction; roles await them through ``daemon.store.aio.AsyncStore``."""

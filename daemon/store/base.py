@@ -119,13 +119,15 @@ class StoreBase:
         details: dict[str, Any] | None,
         changed: int,
         now: datetime,
-    ) -> None:
-        """Record an operator action, inside the unit of work that makes it."""
+    ) -> int:
+        """Record an operator action, inside the unit of work that makes it; its id."""
         from daemon.store.models import AuditEntry
 
-        AuditEntry.insert(
-            actor=actor, action=action, target=target, details=details, changed=changed, at=now
-        ).execute()
+        return int(
+            AuditEntry.insert(
+                actor=actor, action=action, target=target, details=details, changed=changed, at=now
+            ).execute()
+        )
 
     def close(self) -> None:
         if not self.db.is_closed():

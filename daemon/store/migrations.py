@@ -253,6 +253,39 @@ CREATE INDEX outboxd_audit_at ON outboxd_audit (at)
 """
 
 
+# v4: the operator's surface: listings newest first by (created_at, id), in a
+# channel and by status too, keys by prefix; bulk operator actions done in batches.
+_V4 = """
+DROP INDEX outboxd_message_created;
+CREATE INDEX outboxd_message_created ON outboxd_message (created_at, id);
+DROP INDEX outboxd_message_channel_status;
+CREATE INDEX outboxd_message_channel_status
+    ON outboxd_message (channel, status, created_at, id);
+CREATE INDEX outboxd_message_channel_created ON outboxd_message (channel, created_at, id);
+CREATE TABLE outboxd_operation (
+    id {ID},
+    action VARCHAR(64) NOT NULL,
+    filter TEXT NOT NULL,
+    actor VARCHAR(128) NOT NULL,
+    state VARCHAR(16) NOT NULL,
+    matched INTEGER NOT NULL,
+    done INTEGER NOT NULL,
+    skipped TEXT,
+    position {BIGINT} NOT NULL,
+    upto {BIGINT} NOT NULL,
+    result TEXT,
+    started_at {TS} NOT NULL,
+    finished_at {TS}
+);
+CREATE INDEX outboxd_operation_running ON outboxd_operation (id) WHERE state = 'running'
+"""
+# PostgreSQL compares text by the database's collation; a prefix (LIKE 'p%') uses
+# an index only in byte order. SQLite's unique (channel, key) is in byte order.
+_V4_POSTGRES_KEY = """
+CREATE INDEX outboxd_message_key_prefix ON outboxd_message (channel, "key" varchar_pattern_ops)
+"""
+
+
 @dataclass(frozen=True)
 class Migration:
     version: int
@@ -297,6 +330,11 @@ MIGRATIONS: tuple[Migration, ...] = (
         "the scheduler's fire ledger and schedules, alert states, notifications, breaker "
         "states, remote status checks, the audit of operator actions",
         _ddl(_V3),
+    ),
+    Migration(
+        4,
+        "listings newest first by channel, status and key prefix; bulk operator actions",
+        _steps(_ddl(_V4), _ddl("", _V4_POSTGRES_KEY)),
     ),
 )
 LATEST = MIGRATIONS[-1].version

@@ -112,6 +112,13 @@ class Message(BaseModel):
 
     class Meta:
         table_name = "outboxd_message"
+        # made by the migrations; listed for the reader (and checked by a test)
+        indexes = (
+            (("channel", "key"), True),
+            (("created_at", "id"), False),
+            (("channel", "created_at", "id"), False),
+            (("channel", "status", "created_at", "id"), False),
+        )
 
 
 class StatusEvent(BaseModel):
@@ -287,6 +294,32 @@ class AuditEntry(BaseModel):
         table_name = "outboxd_audit"
 
 
+OPERATION_RUNNING = "running"
+OPERATION_FINISHED = "finished"
+
+
+class Operation(BaseModel):
+    """A bulk operator action (retry, cancel, resend by a filter matching many),
+    done in batches of their own transactions: what, by whom, how far."""
+
+    id = pw.BigAutoField()
+    action = pw.CharField(max_length=64)
+    filter = JSONTextField()
+    actor = pw.CharField(max_length=128)
+    state = pw.CharField(max_length=16)
+    matched = pw.IntegerField()
+    done = pw.IntegerField()
+    skipped = JSONTextField(null=True)  # left as they are when it started, by status
+    position = pw.BigIntegerField()  # the last message id done
+    upto = pw.BigIntegerField()  # the newest message id when it started
+    result = JSONTextField(null=True)
+    started_at = UtcDateTimeField()
+    finished_at = UtcDateTimeField(null=True)
+
+    class Meta:
+        table_name = "outboxd_operation"
+
+
 MODELS: tuple[type[BaseModel], ...] = (
     Message,
     StatusEvent,
@@ -300,4 +333,5 @@ MODELS: tuple[type[BaseModel], ...] = (
     BreakerState,
     StatusCheck,
     AuditEntry,
+    Operation,
 )

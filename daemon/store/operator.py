@@ -1,109 +1,147 @@
-"""Operator actions (retry, cancel) and the figures behind ``stats``."""
+"""Operator actions (retry, cancel, resend), the audit, and the figures behind ``stats``."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
 import peewee as pw
 
-from daemon.store.base import CHUNK, EventRow, StoreBase, chunked, literal
-from daemon.store.models import (
-    CANCELLED,
-    FAILED,
-    PENDING,
-    REJECTED,
-    SENT,
-    AuditEntry,
-    Message,
-    StatusEvent,
-)
-from daemon.store.types import ChannelStats, MessageFilter, OperatorResult
+from daemon.store.actions import CANCEL, RESEND, RETRY, Rule
+from daemon.store.base import literal
+from daemon.store.models import FAILED, PENDING, SENT, AuditEntry, Message, StatusEvent
+from daemon.store.operations import OperationOps
+from daemon.store.selection import check_filter, described, filter_json, where
+from daemon.store.types import ChannelStats, MessageFilter, OperatorRefused, OperatorResult
 
-RETRYABLE = (FAILED, CANCELLED, REJECTED, PENDING)
-CANCELLABLE = (PENDING, FAILED)
+SAMPLE = 20  # ids a dry run shows
+BULK_BOUND = 10_000  # a filter matching more runs as a bulk operation, in batches
 
 
-class OperatorOps(StoreBase):
+class OperatorOps(OperationOps):
+    """retry, cancel and resend: by ids or by a filter (see ``daemon.store.actions``
+    for what each takes). A message being sent is never touched; the result says
+    how many matched but were left, by status. ``dry_run`` changes nothing and
+    answers how many would change, with a sample of their ids. A filter matching
+    more than ``bound`` messages starts a bulk operation (``advance_operation``
+    does it in batches); ``known_channels``, when given, refuses any other channel.
+    Every change writes an audit entry in its transaction."""
+
     def retry(
-        self, selector: MessageFilter, actor: str = "operator", now: datetime | None = None
+        self,
+        selector: MessageFilter,
+        actor: str = "operator",
+        now: datetime | None = None,
+        *,
+        dry_run: bool = False,
+        known_channels: Collection[str] | None = None,
+        bound: int = BULK_BOUND,
     ) -> OperatorResult:
-        """Make matching messages due now with their attempts reset. By filter
-        without ``statuses``, only failed messages are retried; by id, any
-        message that is failed, cancelled, rejected or pending."""
-        when = self._now(now)
-        changes = {"status": PENDING, "attempts": 0, "next_attempt_at": when}
-        return self._operate(selector, RETRYABLE, (FAILED,), PENDING, changes, actor, when)
+        """Make failed (by a filter naming no status), cancelled or pending
+        messages due now with their attempts reset."""
+        return self._operate(RETRY, selector, actor, now, dry_run, known_channels, bound)
 
     def cancel(
-        self, selector: MessageFilter, actor: str = "operator", now: datetime | None = None
+        self,
+        selector: MessageFilter,
+        actor: str = "operator",
+        now: datetime | None = None,
+        *,
+        dry_run: bool = False,
+        known_channels: Collection[str] | None = None,
+        bound: int = BULK_BOUND,
     ) -> OperatorResult:
-        """Cancel matching messages that are pending or failed (by filter without
-        ``statuses``: pending only). A message being sent is never cancelled."""
-        when = self._now(now)
-        changes = {"status": CANCELLED}
-        return self._operate(selector, CANCELLABLE, (PENDING,), CANCELLED, changes, actor, when)
+        """Cancel pending (by a filter naming no status) or failed messages."""
+        return self._operate(CANCEL, selector, actor, now, dry_run, known_channels, bound)
+
+    def resend(
+        self,
+        selector: MessageFilter,
+        actor: str = "operator",
+        now: datetime | None = None,
+        *,
+        dry_run: bool = False,
+        known_channels: Collection[str] | None = None,
+        bound: int = BULK_BOUND,
+    ) -> OperatorResult:
+        """Send sent, confirmed or rejected messages again: the same payload and
+        key, pending and due now with attempts reset (a filter must name the
+        statuses)."""
+        return self._operate(RESEND, selector, actor, now, dry_run, known_channels, bound)
 
     def _operate(
         self,
+        rule: Rule,
         selector: MessageFilter,
-        allowed: Sequence[str],
-        filter_default: Sequence[str],
-        target: str,
-        changes: dict[str, Any],
         actor: str,
-        now: datetime,
+        now: datetime | None,
+        dry_run: bool,
+        known_channels: Collection[str] | None,
+        bound: int,
     ) -> OperatorResult:
         if selector.empty:
-            raise ValueError("select messages by id or by a filter (channel, status, time)")
-        wanted = selector.statuses or (allowed if selector.ids else filter_default)
-        statuses = [s for s in wanted if s in allowed]
-
-        def work() -> OperatorResult:
-            where = _where(selector)
-            matched = Message.select(Message.id, Message.status).where(
-                where & Message.status.in_(statuses)
+            raise OperatorRefused(
+                "select messages by id or by a filter (channel, status, kind, key, time)"
             )
-            if self.postgres:
-                matched = matched.for_update()
-            rows = list(matched.tuples())
+        check_filter(selector, known_channels)
+        if len(selector.ids) > bound:
+            raise OperatorRefused(f"at most {bound} ids at once: select by a filter instead")
+        statuses = rule.statuses(selector)
+        base = where(replace(selector, statuses=()), self.postgres)
+        eligible = base & Message.status.in_(list(statuses))
+
+        def counts() -> tuple[int, dict[str, int], list[int]]:
+            matched = Message.select().where(eligible).count()
             others = (
                 Message.select(Message.status, pw.fn.COUNT(Message.id))
-                .where(where & Message.status.not_in(statuses))
+                .where(base & Message.status.not_in(list(statuses)))
                 .group_by(Message.status)
                 .tuples()
             )
-            skipped = dict(others)
-            for chunk in chunked([r[0] for r in rows]):
-                Message.update(
-                    lease_owner=None, lease_expires_at=None, updated_at=now, **changes
-                ).where(Message.id.in_(list(chunk))).execute()
-            self._add_events([EventRow(i, s, target, actor) for i, s in rows], now)
-            if target == PENDING and rows:
-                self._notify(
-                    r[0]
-                    for r in Message.select(Message.channel)
-                    .where(Message.id.in_([i for i, _ in rows[:CHUNK]]))
-                    .distinct()
-                    .tuples()
+            return matched, dict(others), self._missing(selector.ids)
+
+        if dry_run:
+
+            def look() -> OperatorResult:
+                matched, skipped, missing = counts()
+                sample = Message.select(Message.id).where(eligible).order_by(Message.id)
+                return OperatorResult(
+                    skipped=skipped,
+                    missing=missing,
+                    matched=matched,
+                    sample=[r[0] for r in sample.limit(SAMPLE).tuples()],
+                    dry_run=True,
                 )
-            missing: list[int] = []
-            if selector.ids:
-                found = {
-                    r[0]
-                    for r in Message.select(Message.id)
-                    .where(Message.id.in_(list(selector.ids)))
-                    .tuples()
-                }
-                missing = sorted(set(selector.ids) - found)
-            action = "retry" if target == PENDING else "cancel"
-            self._audit(actor, action, _described(selector), _selector(selector), len(rows), now)
+
+            return self._read(look)
+
+        def work() -> OperatorResult:
+            when = self._now(now)
+            matched, skipped, missing = counts()
+            if matched > bound:
+                operation = self._start_operation(
+                    rule, replace(selector, statuses=statuses), actor, matched, skipped, when
+                )
+                return OperatorResult(skipped=skipped, matched=matched, operation=operation)
+            locked = Message.select(Message.id, Message.status).where(eligible)
+            if self.postgres:
+                locked = locked.for_update()
+            rows = sorted(locked.tuples())
+            asked = selector if selector.ids else replace(selector, statuses=statuses)
+            self._change(rule, rows, actor, when, described(asked), filter_json(asked))
             return OperatorResult(
-                changed=sorted(r[0] for r in rows), skipped=skipped, missing=missing
+                changed=[i for i, _ in rows], skipped=skipped, missing=missing, matched=len(rows)
             )
 
         return self._write(work)
+
+    def _missing(self, ids: Sequence[int]) -> list[int]:
+        if not ids:
+            return []
+        found = {r[0] for r in Message.select(Message.id).where(Message.id.in_(list(ids))).tuples()}
+        return sorted(set(ids) - found)
 
     def audit(self, limit: int = 100, before_id: int | None = None) -> list[dict[str, Any]]:
         """The operator actions, newest first."""
@@ -188,42 +226,3 @@ class OperatorOps(StoreBase):
         )
         row = Message.select(Message.created_at).where(Message.id == oldest).first()
         return None if row is None else max(0.0, (now - row.created_at).total_seconds())
-
-
-def _selector(selector: MessageFilter) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    if selector.ids:
-        out["ids"] = list(selector.ids)
-    if selector.channel:
-        out["channel"] = selector.channel
-    if selector.statuses:
-        out["statuses"] = list(selector.statuses)
-    if selector.since:
-        out["since"] = selector.since.isoformat()
-    if selector.until:
-        out["until"] = selector.until.isoformat()
-    return out
-
-
-def _described(selector: MessageFilter) -> str:
-    if selector.ids:
-        shown = ", ".join(map(str, selector.ids[:10]))
-        return f"messages {shown}" + (" …" if len(selector.ids) > 10 else "")
-    parts = [f"{k} {v}" for k, v in _selector(selector).items()]
-    return "messages where " + ", ".join(parts)
-
-
-def _where(selector: MessageFilter) -> pw.Expression:
-    clauses: list[pw.Expression] = []
-    if selector.ids:
-        clauses.append(Message.id.in_(list(selector.ids)))
-    if selector.channel:
-        clauses.append(Message.channel == selector.channel)
-    if selector.since:
-        clauses.append(Message.created_at >= selector.since)
-    if selector.until:
-        clauses.append(Message.created_at < selector.until)
-    expr = clauses[0] if clauses else pw.SQL("1 = 1")
-    for clause in clauses[1:]:
-        expr = expr & clause
-    return expr

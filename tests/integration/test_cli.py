@@ -206,8 +206,8 @@ def test_retry_and_cancel(workdir: Path):
     assert out.startswith("cancelled 3 message(s)")
     out = run_ok(workdir, "retry", "--id", "1,2", "--id", "3")
     assert out.startswith("retried 3 message(s)")
-    out = run_ok(workdir, "cancel", "--id", "1", "--status", "pending", "--since", "1h")
-    assert out.startswith("cancelled 1 message(s)")
+    out = run_ok(workdir, "cancel", "--channel", "hie", "--status", "pending", "--since", "1h")
+    assert out.startswith("cancelled 3 message(s)")
     missing = outboxd("retry", "--id", "1,99", "-c", "outboxd.yaml", cwd=workdir)
     assert missing.returncode == 65
     assert "retried 1 message(s)" in missing.stdout.decode()

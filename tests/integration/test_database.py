@@ -68,6 +68,16 @@ def test_migrations_create_what_the_models_describe(empty_url):
     db.close()
 
 
+def test_migrations_make_the_indexes_the_models_list(empty_url):
+    db = open_url(empty_url)
+    migrate(db)
+    for model in MODELS:
+        made = {tuple(i.columns) for i in db.get_indexes(model._meta.table_name)}
+        for columns, _unique in model._meta.indexes:
+            assert tuple(columns) in made, (model.__name__, columns)
+    db.close()
+
+
 def migrate_at_once(url: str, threads: int) -> tuple[list[int], list[BaseException]]:
     """``migrate`` from ``threads`` threads at once, each with its own connection:
     (versions applied, errors raised)."""

@@ -248,24 +248,39 @@ OPTIONS = st.sampled_from(
         "--json",
         "--source",
         "--process-num",
+        "--dry-run",
+        "--limit",
+        "--cursor",
     ]
 )
 COMMAND_NAMES = st.sampled_from(
-    ["check-config", "migrate", "enqueue", "stats", "retry", "cancel", "visit", "bogus"]
+    [
+        "check-config",
+        "migrate",
+        "enqueue",
+        "stats",
+        "retry",
+        "cancel",
+        "resend",
+        "messages list",
+        "messages show",
+        "visit",
+        "bogus",
+    ]
 )
 
 
 @st.composite
 def argv(draw: st.DrawFn) -> list[str]:
     command = draw(COMMAND_NAMES)
-    tokens = [command, "-c", "outboxd.yaml"]
+    tokens = [*command.split(), "-c", "outboxd.yaml"]
     for _ in range(draw(st.integers(0, 6))):
         tokens.append(draw(OPTIONS))
         if draw(st.booleans()):
             tokens.append(draw(VALUES))
     if command == "enqueue":  # never stdin: a payload file, good or bad
         tokens.append(draw(st.sampled_from(["visit.hl7", "event.json", "deep.json", "nope", "."])))
-    elif command == "visit":
+    elif command in ("visit", "messages show"):
         tokens.append(draw(VALUES))
     return tokens
 

@@ -1,0 +1,168 @@
+"""``outboxd messages list | show``: the outbox as an operator reads it, a page
+of messages newest first, or one message with its timeline."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Callable
+from datetime import datetime, tzinfo
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from daemon.cli.common import EX_DATAERR, EX_USAGE, CliError, open_store, settings_of
+from daemon.cli.selectors import add_filter_arguments, message_id, selector_of
+from daemon.outbox_json import page_json, payload_text, timeline_json
+from daemon.report import printable
+from daemon.store.browse import LIST_WINDOW, MAX_PAGE
+from daemon.store.types import EventView, MessagePage, MessageTimeline
+from daemon.units import format_duration
+
+Add = Callable[[str, Callable[[argparse.Namespace], int], str], argparse.ArgumentParser]
+
+
+def _when(value: datetime | None, tz: tzinfo) -> str:
+    return "-" if value is None else f"{value.astimezone(tz):%Y-%m-%d %H:%M:%S}"
+
+
+def _limit(text: str) -> int:
+    if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= MAX_PAGE:
+        raise CliError(f"--limit: {text!r} is not a number from 1 to {MAX_PAGE}", EX_USAGE)
+    return int(text)
+
+
+def page_table(page: MessagePage, tz: tzinfo) -> list[str]:
+    header = ["id", "channel", "kind", "key", "status", "attempts", "created", "updated"]
+    rows = [header] + [
+        [
+            str(m.id),
+            m.channel,
+            m.kind,
+            m.key,
+            m.status,
+            str(m.attempts),
+            _when(m.created_at, tz),
+            _when(m.updated_at, tz),
+        ]
+        for m in page.items
+    ]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+    numeric = {0, 5}
+    return [
+        printable(
+            "  ".join(
+                cell.rjust(w) if i in numeric else cell.ljust(w)
+                for i, (cell, w) in enumerate(zip(row, widths, strict=True))
+            ).rstrip()
+        )
+        for row in rows
+    ]
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    settings = settings_of(args)
+    selector = selector_of(args, settings)
+    limit = _limit(args.limit)
+    store = open_store(settings)
+    try:
+        page = store.list_messages(
+            selector, limit=limit, cursor=args.cursor, known_channels=set(settings.channels)
+        )
+    finally:
+        store.close()
+    if args.json:
+        print(json.dumps(page_json(page), indent=2))
+        return 0
+    tz = ZoneInfo(settings.timezone)
+    if page.items:
+        print("\n".join(page_table(page, tz)))
+    else:
+        print("no messages")
+    window = (
+        "" if selector.since else f" (the last {format_duration(LIST_WINDOW)}: --since for more)"
+    )
+    print(f"created since {_when(page.since, tz)}{window}")
+    print(f"next: --cursor {page.next}" if page.next else "next: none (the last page)")
+    return 0
+
+
+def _event_line(e: EventView, tz: tzinfo) -> str:
+    change = e.to_status if e.from_status is None else f"{e.from_status} → {e.to_status}"
+    line = f"  {_when(e.at, tz)}  {change} by {e.actor}"
+    details = dict(e.details or {})
+    said = [f"{k} {details.pop(k)}" for k in ("action", "error", "audit") if k in details]
+    said += [f"{k} {v}" for k, v in sorted(details.items())]
+    return printable(line + (": " + ", ".join(said) if said else ""))
+
+
+def timeline_lines(t: MessageTimeline, tz: tzinfo) -> list[str]:
+    text = payload_text(t.payload)
+    lease = f"{t.lease_owner} until {_when(t.lease_expires_at, tz)}" if t.lease_owner else "-"
+    facts: list[tuple[str, Any]] = [
+        ("status", t.status),
+        ("attempts", t.attempts),
+        ("next attempt", _when(t.next_attempt_at, tz)),
+        ("created", _when(t.created_at, tz)),
+        ("updated", _when(t.updated_at, tz)),
+        ("sent", _when(t.sent_at, tz)),
+        ("lease", lease),
+        ("after", t.after_id or "-"),
+        ("group", t.group_key or "-"),
+        ("visit", t.visit_id or "-"),
+        ("last error", t.last_error or "-"),
+        ("response", t.response or "-"),
+        ("payload", f"{len(t.payload)} bytes" + ("" if text is not None else " (not UTF-8)")),
+    ]
+    lines = [f"message {t.id}: channel {t.channel}, kind {t.kind}, key {t.key}"]
+    lines += [f"  {name + ':':<14}{value}" for name, value in facts]
+    lines.append("timeline:")
+    lines += [_event_line(e, tz) for e in t.events]
+    lines.append("operator actions:" if t.actions else "operator actions: none")
+    lines += [
+        f"  {_when(a.at, tz)}  {a.action} by {a.actor} (audit {a.id}): {a.target}, "
+        f"{a.changed} changed"
+        for a in t.actions
+    ]
+    return [printable(line) for line in lines]
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    wanted = message_id(args.id, "ID")
+    settings = settings_of(args)
+    store = open_store(settings)
+    try:
+        timeline = store.message_timeline(wanted)
+    finally:
+        store.close()
+    if timeline is None:
+        raise CliError(f"no message with id {wanted}", EX_DATAERR)
+    if args.json:
+        print(json.dumps(timeline_json(timeline), indent=2))
+    else:
+        print("\n".join(timeline_lines(timeline, ZoneInfo(settings.timezone))))
+    return 0
+
+
+def _usage(_: argparse.Namespace) -> int:
+    raise CliError("give an action: outboxd messages --help", EX_USAGE)
+
+
+def register(add: Add, common: argparse.ArgumentParser) -> None:
+    messages = add("messages", _usage, "messages: list, show")
+    sub = messages.add_subparsers(dest="action", required=True, metavar="ACTION")
+
+    def action(
+        name: str, func: Callable[[argparse.Namespace], int], text: str
+    ) -> argparse.ArgumentParser:
+        cmd = sub.add_parser(name, parents=[common], help=text, description=text)
+        cmd.set_defaults(func=func)
+        return cmd
+
+    listing = action("list", cmd_list, "messages newest first, a page at a time")
+    add_filter_arguments(listing, ids=False)
+    listing.add_argument("--limit", default="50", help=f"per page, 1 to {MAX_PAGE} (default 50)")
+    listing.add_argument("--cursor", help="the next page: the cursor the last page printed")
+    listing.add_argument("--json", action="store_true")
+    show = action("show", cmd_show, "one message, its status events and operator actions")
+    show.add_argument("id", metavar="ID")
+    show.add_argument("--json", action="store_true")

@@ -1,0 +1,175 @@
+"""Reading the outbox as an operator does: a listing of messages newest first, a
+page at a time, and one message with its whole timeline."""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from dataclasses import replace
+from datetime import datetime, timedelta
+
+import peewee as pw
+
+from daemon.store.base import StoreBase
+from daemon.store.models import AuditEntry, Message, StatusEvent, db_timestamp
+from daemon.store.selection import check_filter, decode_cursor, encode_cursor, where
+from daemon.store.types import (
+    AuditView,
+    EventView,
+    MessageFilter,
+    MessagePage,
+    MessageSummary,
+    MessageTimeline,
+    OperatorRefused,
+)
+
+MAX_PAGE = 500
+LIST_WINDOW = 7 * 86400.0  # seconds: what a listing covers when no ``since`` is given
+
+
+class BrowseOps(StoreBase):
+    def list_messages(
+        self,
+        selector: MessageFilter | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+        window: float = LIST_WINDOW,
+        known_channels: Collection[str] | None = None,
+        now: datetime | None = None,
+    ) -> MessagePage:
+        """Messages matching ``selector``, newest first (by creation time, then
+        id), at most ``limit`` (1 to 500). ``cursor`` (a page's ``next``) goes on
+        after that page's last item. Without ``selector.since`` the listing covers
+        the ``window`` seconds before now (the first page's now, for the pages
+        after it), so it never reads the whole table; there is no total count."""
+        selector = selector or MessageFilter()
+        if selector.ids:
+            raise OperatorRefused("a listing takes a filter, not ids: show a message by its id")
+        check_filter(selector, known_channels)
+        if not 1 <= limit <= MAX_PAGE:
+            raise OperatorRefused(f"limit must be 1 to {MAX_PAGE}, not {limit}")
+        if window <= 0:
+            raise OperatorRefused("the listing window must be longer than no time")
+        after = decode_cursor(cursor) if cursor else None
+        since = selector.since
+        if since is None:
+            since = after[2] if after else self._now(now) - timedelta(seconds=window)
+            selector = replace(selector, since=since)
+
+        def work() -> MessagePage:
+            clause = where(selector, self.postgres)
+            if after is not None:
+                last = pw.Tuple(db_timestamp(after[0]), after[1])  # stored form: no conversion
+                clause = clause & (pw.Tuple(Message.created_at, Message.id) < last)
+            query = (
+                Message.select(
+                    Message.id,
+                    Message.channel,
+                    Message.kind,
+                    Message.key,
+                    Message.status,
+                    Message.attempts,
+                    Message.created_at,
+                    Message.updated_at,
+                    Message.next_attempt_at,
+                    Message.sent_at,
+                    Message.last_error,
+                )
+                .where(clause)
+                .order_by(Message.created_at.desc(), Message.id.desc())
+                .limit(limit + 1)
+            )
+            items = [
+                MessageSummary(
+                    id=row.id,
+                    channel=row.channel,
+                    kind=row.kind,
+                    key=row.key,
+                    status=row.status,
+                    attempts=row.attempts,
+                    created_at=row.created_at,
+                    updated_at=row.updated_at,
+                    next_attempt_at=row.next_attempt_at,
+                    sent_at=row.sent_at,
+                    last_error=row.last_error,
+                )
+                for row in query
+            ]
+            more = len(items) > limit
+            items = items[:limit]
+            following = encode_cursor(items[-1].created_at, items[-1].id, since) if more else None
+            return MessagePage(items=items, next=following, since=since)
+
+        return self._read(work)
+
+    def message_timeline(self, message_id: int) -> MessageTimeline | None:
+        """One message: its fields and payload, every status event in order (each
+        attempt's error or the peer's response is in the event's details), and the
+        operator actions that changed it (the audit entries its events name).
+        None when there is no such message."""
+
+        def work() -> MessageTimeline | None:
+            row = Message.select().where(Message.id == message_id).first()
+            if row is None:
+                return None
+            events = [
+                EventView(
+                    id=e.id,
+                    at=e.at,
+                    from_status=e.from_status,
+                    to_status=e.to_status,
+                    actor=e.actor,
+                    details=e.details,
+                )
+                for e in StatusEvent.select()
+                .where(StatusEvent.message == message_id)
+                .order_by(StatusEvent.id)
+            ]
+            audit_ids = sorted(
+                {
+                    e.details["audit"]
+                    for e in events
+                    if isinstance(e.details, dict) and isinstance(e.details.get("audit"), int)
+                }
+            )
+            actions = (
+                [
+                    AuditView(
+                        id=a.id,
+                        at=a.at,
+                        actor=a.actor,
+                        action=a.action,
+                        target=a.target,
+                        details=a.details,
+                        changed=a.changed,
+                    )
+                    for a in AuditEntry.select()
+                    .where(AuditEntry.id.in_(audit_ids))
+                    .order_by(AuditEntry.id)
+                ]
+                if audit_ids
+                else []
+            )
+            return MessageTimeline(
+                id=row.id,
+                channel=row.channel,
+                kind=row.kind,
+                key=row.key,
+                status=row.status,
+                attempts=row.attempts,
+                payload=bytes(row.payload),
+                next_attempt_at=row.next_attempt_at,
+                lease_owner=row.lease_owner,
+                lease_expires_at=row.lease_expires_at,
+                last_error=row.last_error,
+                response=row.response,
+                after_id=row.after_id,
+                group_key=row.group_key,
+                visit_id=row.visit_id,
+                created_at=row.created_at,
+                updated_at=row.updated_at,
+                sent_at=row.sent_at,
+                events=events,
+                actions=actions,
+            )
+
+        return self._read(work)

@@ -1,0 +1,159 @@
+"""Which messages a listing or an operator action is about: a ``MessageFilter`` as
+a WHERE clause the indexes serve, as JSON (for the audit and bulk operations)
+and back, and the listing's cursor."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections.abc import Collection
+from datetime import datetime
+from typing import Any
+
+import peewee as pw
+
+from daemon.store.models import STATUSES, Message, db_timestamp, read_timestamp
+from daemon.store.types import InvalidCursor, MessageFilter, OperatorRefused
+
+
+def check_filter(selector: MessageFilter, known_channels: Collection[str] | None = None) -> None:
+    """Refuse what cannot be meant: ids with a filter, an unknown status, a key
+    prefix without its channel, a channel not in ``known_channels`` (when given)."""
+    if selector.ids and selector.by_filter:
+        raise OperatorRefused(
+            "select messages by id or by a filter (channel, status, kind, key, time), not both"
+        )
+    for name in ("channel", "kind", "key_prefix"):
+        value = getattr(selector, name)
+        if value is not None and not (isinstance(value, str) and value.isprintable()):
+            raise OperatorRefused(f"{name.replace('_', ' ')} {value!r} cannot be one")
+    unknown = [s for s in selector.statuses if s not in STATUSES]
+    if unknown:
+        raise OperatorRefused(f"unknown status {unknown[0]!r} (statuses: {', '.join(STATUSES)})")
+    if selector.key_prefix is not None and not selector.channel:
+        raise OperatorRefused("a key prefix needs its channel (keys are unique per channel)")
+    if selector.key_prefix == "":
+        raise OperatorRefused("a key prefix cannot be empty")
+    if known_channels is not None and selector.channel and selector.channel not in known_channels:
+        known = ", ".join(sorted(known_channels)) or "none configured"
+        raise OperatorRefused(f"unknown channel {selector.channel!r} (channels: {known})")
+    if selector.since and selector.until and selector.since >= selector.until:
+        raise OperatorRefused("since must be earlier than until")
+
+
+def where(selector: MessageFilter, postgres: bool) -> pw.Expression:
+    """The filter as a WHERE clause (every part of it one an index serves, with
+    the channel: (channel, status, created_at, id), (channel, created_at, id),
+    (channel, key); without: (created_at, id))."""
+    clauses: list[pw.Expression] = []
+    if selector.ids:
+        clauses.append(Message.id.in_(list(selector.ids)))
+    if selector.channel:
+        clauses.append(Message.channel == selector.channel)
+    if selector.statuses:
+        clauses.append(Message.status.in_(list(selector.statuses)))
+    if selector.kind:
+        clauses.append(Message.kind == selector.kind)
+    if selector.key_prefix:
+        clauses.append(_key_prefix(selector.key_prefix, postgres))
+    if selector.since:
+        clauses.append(Message.created_at >= selector.since)
+    if selector.until:
+        clauses.append(Message.created_at < selector.until)
+    return _all(clauses)
+
+
+def _all(clauses: list[pw.Expression]) -> pw.Expression:
+    expr = clauses[0] if clauses else pw.SQL("1 = 1")
+    for clause in clauses[1:]:
+        expr = expr & clause
+    return expr
+
+
+def _key_prefix(prefix: str, postgres: bool) -> pw.Expression:
+    """Keys beginning with ``prefix``, case and all. PostgreSQL: LIKE (served by
+    the (channel, key varchar_pattern_ops) index); SQLite: the byte-order range
+    [prefix, prefix with its last character the next one), which the unique
+    (channel, key) index serves."""
+    if postgres:
+        escaped = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        return pw.Expression(Message.key, "LIKE", escaped + "%")
+    exact = pw.fn.substr(Message.key, 1, len(prefix)) == prefix
+    following = ord(prefix[-1]) + 1
+    if following > 0x10FFFF or 0xD800 <= following <= 0xDFFF:
+        return exact
+    return (Message.key >= prefix) & (Message.key < prefix[:-1] + chr(following)) & exact
+
+
+def filter_json(selector: MessageFilter) -> dict[str, Any]:
+    """The selector as the audit and a bulk operation record it."""
+    out: dict[str, Any] = {}
+    if selector.ids:
+        out["ids"] = list(selector.ids)
+    if selector.channel:
+        out["channel"] = selector.channel
+    if selector.statuses:
+        out["statuses"] = list(selector.statuses)
+    if selector.kind:
+        out["kind"] = selector.kind
+    if selector.key_prefix:
+        out["key_prefix"] = selector.key_prefix
+    if selector.since:
+        out["since"] = selector.since.isoformat()
+    if selector.until:
+        out["until"] = selector.until.isoformat()
+    return out
+
+
+def filter_from_json(data: dict[str, Any]) -> MessageFilter:
+    def when(name: str) -> datetime | None:
+        value = data.get(name)
+        return None if value is None else read_timestamp(value)
+
+    return MessageFilter(
+        ids=tuple(data.get("ids", ())),
+        channel=data.get("channel"),
+        statuses=tuple(data.get("statuses", ())),
+        since=when("since"),
+        until=when("until"),
+        kind=data.get("kind"),
+        key_prefix=data.get("key_prefix"),
+    )
+
+
+def described(selector: MessageFilter) -> str:
+    """The audit's target: ``messages 1, 2`` or ``messages where channel hie, …``."""
+    if selector.ids:
+        shown = ", ".join(map(str, selector.ids[:10]))
+        return f"messages {shown}" + (" …" if len(selector.ids) > 10 else "")
+    parts = [
+        f"{k} {','.join(map(str, v)) if isinstance(v, list) else v}"
+        for k, v in filter_json(selector).items()
+    ]
+    return "messages where " + ", ".join(parts)
+
+
+# --- the listing's cursor -----------------------------------------------------------
+
+
+def encode_cursor(created_at: datetime, message_id: int, since: datetime) -> str:
+    """An opaque cursor: the last item's (created_at, id) and the listing's
+    lower bound, so the pages after the first keep the first page's window."""
+    text = json.dumps([db_timestamp(created_at), message_id, db_timestamp(since)])
+    return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, int, datetime]:
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        created, message_id, since = json.loads(base64.urlsafe_b64decode(padded.encode()))
+        if not isinstance(message_id, int) or isinstance(message_id, bool):
+            raise TypeError(message_id)
+        if not 0 < message_id < 2**63 or not isinstance(created, str) or not isinstance(since, str):
+            raise ValueError(cursor)
+        return read_timestamp(created), message_id, read_timestamp(since)
+    except (ValueError, TypeError, binascii.Error, UnicodeError, OverflowError):
+        raise InvalidCursor(
+            f"not a listing cursor: {cursor[:40]!r} (pass the `next` of a page)"
+        ) from None

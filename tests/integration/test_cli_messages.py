@@ -1,0 +1,161 @@
+"""``outboxd messages list | show``, ``resend`` and ``--dry-run``, and the
+selections the operator commands refuse: a real process, a real database."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from daemon.settings import DatabaseSettings
+from daemon.store import Store, open_database
+from daemon.store.models import AuditEntry, Message
+from daemon.store.types import Delivered, Failed
+from tests.integration.test_cli import CONFIG, hl7, outboxd, run_ok
+
+
+@pytest.fixture
+def workdir(tmp_path: Path, db_url: str) -> Path:
+    (tmp_path / "outboxd.yaml").write_text(CONFIG.format(url=db_url))
+    return tmp_path
+
+
+@pytest.fixture
+def store(db_url: str):
+    s = Store(open_database(DatabaseSettings(url=db_url)))
+    yield s
+    s.close()
+
+
+def enqueue(workdir: Path, key: str, channel: str = "hie") -> int:
+    body = hl7(key) if channel == "hie" else json.dumps({"key": key}).encode()
+    out = run_ok(workdir, "enqueue", "--channel", channel, "--key", key, "--json", stdin=body)
+    return json.loads(out)["id"]
+
+
+def fails(workdir: Path, args: list[str], code: int, text: str) -> str:
+    result = outboxd(*args, "-c", "outboxd.yaml", cwd=workdir)
+    err = result.stderr.decode()
+    assert result.returncode == code, err
+    assert text in err, err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    return result.stdout.decode()
+
+
+def test_list_pages_with_a_cursor_and_as_json(workdir: Path):
+    made = [enqueue(workdir, f"visit-{i}") for i in range(5)]
+    other = enqueue(workdir, "order-1", channel="webhook")
+    lines = run_ok(workdir, "messages", "list", "--limit", "2").splitlines()
+    assert lines[0].split() == [
+        "id", "channel", "kind", "key", "status", "attempts", "created", "updated"
+    ]  # fmt: skip
+    assert [line.split()[0] for line in lines[1:3]] == [str(other), str(made[4])]
+    assert "the last 7d" in lines[3]
+    cursor = lines[4].removeprefix("next: --cursor ")
+    rest = json.loads(run_ok(workdir, "messages", "list", "--cursor", cursor, "--json"))
+    assert [m["id"] for m in rest["items"]] == made[3::-1] and rest["next"] is None
+    assert rest["items"][0]["key"] == "visit-3" and rest["items"][0]["status"] == "pending"
+    listed = json.loads(
+        run_ok(workdir, "messages", "list", "--channel", "hie", "--key", "visit-1", "--json")
+    )
+    assert [m["id"] for m in listed["items"]] == [made[1]]
+    out = run_ok(workdir, "messages", "list", "--status", "sent", "--status", "failed")
+    assert out.splitlines()[0] == "no messages" and "next: none" in out
+
+
+@pytest.mark.parametrize(
+    ("args", "text"),
+    [
+        (["--limit", "0"], "--limit: '0' is not a number from 1 to 500"),
+        (["--limit", "many"], "--limit: 'many' is not a number"),
+        (["--cursor", "xyz"], "not a listing cursor"),
+        (["--channel", "nosuch"], "unknown channel 'nosuch' (channels: hie, webhook)"),
+        (["--key", "visit"], "a key prefix needs its channel"),
+        (["--since", "soon"], "--since: invalid time 'soon'"),
+    ],
+)
+def test_list_refuses_bad_arguments_with_64(workdir: Path, args: list[str], text: str):
+    fails(workdir, ["messages", "list", *args], 64, text)
+
+
+def test_show_a_message_and_its_timeline(workdir: Path, store: Store):
+    m = enqueue(workdir, "a")
+    store.claim(["hie"], "w1", 1, 60)
+    store.record("w1", [Failed(m, "AR: unknown patient", response="MSA|AR")])
+    run_ok(workdir, "retry", "--id", str(m))
+    lines = run_ok(workdir, "messages", "show", str(m)).splitlines()
+    assert lines[0] == f"message {m}: channel hie, kind hl7, key a"
+    assert "  status:       pending" in lines
+    text = "\n".join(lines)
+    assert "sending → failed by w1: error AR: unknown patient" in text
+    assert "failed → pending by cli:" in text and "action retry" in text
+    assert "retry by cli:" in text and f"messages {m}, 1 changed" in text
+    data = json.loads(run_ok(workdir, "messages", "show", str(m), "--json"))
+    assert data["payload"].startswith("MSH|") and data["response"] == "MSA|AR"
+    assert [e["to"] for e in data["events"]] == ["pending", "sending", "failed", "pending"]
+    assert [a["action"] for a in data["actions"]] == ["retry"]
+    fails(workdir, ["messages", "show", "424242"], 65, "no message with id 424242")
+    fails(workdir, ["messages", "show", "x1"], 64, "ID: 'x1' is not a message id")
+
+
+def test_resend_and_dry_runs(workdir: Path, store: Store):
+    a, b = enqueue(workdir, "a"), enqueue(workdir, "b")
+    store.claim(["hie"], "w", 2, 60)
+    store.record("w", [Delivered(a, "MSA|AA"), Delivered(b, "MSA|AA")])
+    out = run_ok(workdir, "resend", "--channel", "hie", "--status", "sent", "--dry-run")
+    assert out.splitlines()[:2] == [
+        "would resend 2 message(s) (dry run: nothing changed)",
+        f"ids: {a}, {b}",
+    ]
+    assert {m.status for m in Message.select()} == {"sent"}
+    assert AuditEntry.select().count() == 0
+    out = run_ok(workdir, "resend", "--id", str(a))
+    assert out.splitlines() == ["resent 1 message(s)", f"ids: {a}"]
+    assert Message.get_by_id(a).status == "pending" and Message.get_by_id(a).attempts == 0
+    out = run_ok(workdir, "cancel", "--id", f"{a},{b}", "--dry-run")
+    assert out.splitlines() == [
+        "would cancel 1 message(s) (dry run: nothing changed)",
+        f"ids: {a}",
+        "left as they are: 1 sent",
+    ]
+    store.claim(["hie"], "w", 1, 600)  # a is being sent
+    out = run_ok(workdir, "retry", "--id", str(a))
+    assert out.splitlines() == ["retried 0 message(s)", "left as they are: 1 being sent"]
+    fails(workdir, ["resend", "--channel", "hie"], 64, "resend by a filter needs the statuses")
+
+
+@pytest.mark.parametrize(
+    ("args", "text"),
+    [
+        (
+            ["retry", "--channel", "nosuch"],
+            "unknown channel 'nosuch' (channels: hie, webhook)",
+        ),
+        (
+            ["cancel", "--channel", "nosuch", "--dry-run"],
+            "unknown channel 'nosuch' (channels: hie, webhook)",
+        ),
+        (
+            ["retry", "--id", "1", "--channel", "hie"],
+            "--id selects messages by id: it cannot go with --channel",
+        ),
+        (
+            ["cancel", "--id", "1", "--status", "pending"],
+            "--id selects messages by id: it cannot go with --status",
+        ),
+        (
+            ["retry", "--status", "sent"],
+            "retry does not take sent messages (it takes failed, cancelled, pending): "
+            "send it again with resend",
+        ),
+        (["resend", "--status", "failed"], "it was not sent; use retry"),
+        (["resend"], "select messages with --id, or --channel"),
+    ],
+)
+def test_operator_commands_refuse_what_they_cannot_do(workdir: Path, args: list[str], text: str):
+    m = enqueue(workdir, "a")
+    stdout = fails(workdir, args, 64, text)
+    assert stdout == ""
+    shown = json.loads(run_ok(workdir, "messages", "show", str(m), "--json"))
+    assert shown["status"] == "pending" and len(shown["events"]) == 1
