@@ -78,6 +78,40 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         )
     ),
     Endpoint(
+        "GET", f"{API}/messages", messages.list_messages, "viewer",
+        "messages newest first, a page at a time (keyset cursor); the last 7 days unless since",
+        query=messages.LIST_QUERY, responses={200: "a page", 304: "unchanged"},
+        tag="messages", cached=True,
+    ),
+    Endpoint(
+        "GET", f"{API}/messages/{{id}}", messages.show, "viewer",
+        "a message with its timeline: every status event, each attempt's answer, "
+        "the operator actions",
+        responses={200: "the message", 304: "unchanged", 404: "no such message"},
+        path_params=messages.ID_PARAM, tag="messages", cached=True,
+    ),
+    *(
+        Endpoint(
+            "POST", f"{API}/messages/{name}", handler, "operator", summary,
+            body=messages.ACTION_SCHEMA,
+            responses={200: "done (or, dry_run, what would be)",
+                       202: "a bulk operation started (Location: its progress)"},
+            tag="messages",
+        )
+        for name, handler, summary in (
+            ("retry", messages.retry,
+             "make failed, cancelled or pending messages due now, attempts reset"),
+            ("cancel", messages.cancel, "cancel pending or failed messages"),
+            ("resend", messages.resend, "send sent, confirmed or rejected messages again"),
+        )
+    ),
+    Endpoint(
+        "GET", f"{API}/operations/{{id}}", messages.show_operation, "viewer",
+        "a bulk operation's progress and result",
+        responses={200: "the operation", 304: "unchanged", 404: "no such operation"},
+        path_params=messages.ID_PARAM, tag="messages", cached=True,
+    ),
+    Endpoint(
         "GET", f"{API}/audit", overview.audit, "viewer", "operator actions, newest first",
         query=overview.AUDIT_QUERY, responses={200: "a page", 304: "unchanged"}, tag="audit",
         cached=True,

@@ -3,7 +3,8 @@ metrics. Set on the app under ``CONTROL``."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import asyncio
+from dataclasses import dataclass, field
 from zoneinfo import ZoneInfo
 
 from aiohttp import web
@@ -19,6 +20,11 @@ from daemon.store.aio import AsyncStore
 class Control:
     context: Context
     metrics: ControlMetrics
+    operations_due: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def wake_operations(self) -> None:
+        """A bulk operation was started: the control role's worker goes on with it now."""
+        self.operations_due.set()
 
     @property
     def settings(self) -> Settings:

@@ -1,4 +1,7 @@
-"""``/api/v1/messages``: enqueue one message or a batch."""
+"""``/api/v1/messages``: enqueue one message or a batch, list them (keyset pages,
+newest first), show one with its timeline, retry, cancel or resend by ids or by a
+filter (with a dry run), and the bulk operations a large filter starts. The rules
+and the JSON are the store's and ``daemon.outbox_json``'s, as the CLI's are."""
 
 from __future__ import annotations
 
@@ -9,10 +12,13 @@ import pydantic
 from aiohttp import web
 
 from daemon.api.context import actor_of, control_of
-from daemon.api.params import json_response, model_of, read_json
-from daemon.api.problems import bad_request
+from daemon.api.etag import cached_json
+from daemon.api.params import Param, json_response, model_of, read_json, read_query, read_time
+from daemon.api.problems import Problem, bad_request
 from daemon.intake import Handed, Refused, new_message
-from daemon.store.types import InvalidMessage
+from daemon.outbox_json import operation_json, page_json, result_json, timeline_json
+from daemon.store.models import STATUSES
+from daemon.store.types import InvalidCursor, InvalidMessage, MessageFilter, OperatorRefused
 
 MAX_BATCH = 500
 
@@ -109,3 +115,178 @@ async def enqueue(request: web.Request) -> web.Response:
     ]
     status = 201 if any(r.created for r in results) else 200
     return json_response({"items": items}, status=status)
+
+
+# --- listing and showing ------------------------------------------------------------------
+
+LIST_QUERY = (
+    Param("channel", "string", "one channel"),
+    Param("status", "enum", "statuses, any of them", repeated=True, choices=STATUSES),
+    Param("kind", "string", "the payload kind"),
+    Param("key", "string", "keys starting with this (needs channel)"),
+    Param("since", "date-time", "created at or after (default: the last 7 days)"),
+    Param("until", "date-time", "created before"),
+    Param("limit", "integer", "items per page", minimum=1, maximum=500, default=50),
+    Param("cursor", "string", "the `next` of the page before"),
+)
+ID_PARAM = {"id": {"type": "integer", "minimum": 1, "maximum": 2**63 - 1}}
+
+
+async def list_messages(request: web.Request) -> web.Response:
+    control = control_of(request)
+    q = read_query(request, LIST_QUERY, control.zone)
+    selector = MessageFilter(
+        channel=q["channel"], statuses=tuple(q["status"]), since=q["since"], until=q["until"],
+        kind=q["kind"], key_prefix=q["key"],
+    )  # fmt: skip
+    try:
+        page = await control.store.list_messages(
+            selector, limit=q["limit"], cursor=q["cursor"],
+            known_channels=list(control.settings.channels),
+        )  # fmt: skip
+    except InvalidCursor as exc:
+        raise bad_request(f"cursor: {exc}", "cursor") from None
+    except OperatorRefused as exc:
+        raise bad_request(str(exc), _field_of(str(exc))) from None
+    return cached_json(request, page_json(page))
+
+
+def _message_id(request: web.Request) -> int:
+    text = request.match_info["id"]
+    if not (text.isascii() and text.isdigit()) or not 0 < int(text) < 2**63:
+        raise bad_request(f"id: {text[:40]!r} is not a message id", "id")
+    return int(text)
+
+
+async def show(request: web.Request) -> web.Response:
+    read_query(request, ())
+    message_id = _message_id(request)
+    timeline = await control_of(request).store.message_timeline(message_id)
+    if timeline is None:
+        raise Problem(404, f"no message with id {message_id}")
+    return cached_json(request, timeline_json(timeline))
+
+
+# --- retry, cancel, resend ----------------------------------------------------------------
+
+
+class FilterIn(pydantic.BaseModel):
+    model_config = pydantic.ConfigDict(extra="forbid", strict=True)
+
+    channel: str | None = pydantic.Field(default=None, max_length=128)
+    status: list[str] | str | None = None
+    kind: str | None = pydantic.Field(default=None, max_length=64)
+    key: str | None = pydantic.Field(default=None, max_length=255)
+    since: str | None = pydantic.Field(default=None, max_length=64)
+    until: str | None = pydantic.Field(default=None, max_length=64)
+
+
+class ActionIn(pydantic.BaseModel):
+    model_config = pydantic.ConfigDict(extra="forbid", strict=True)
+
+    ids: list[int] | None = pydantic.Field(default=None, min_length=1, max_length=10_000)
+    filter: FilterIn | None = None
+    dry_run: bool = False
+
+
+FILTER_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {
+        "channel": {"type": "string"},
+        "status": {"type": "array", "items": {"type": "string", "enum": list(STATUSES)}},
+        "kind": {"type": "string"},
+        "key": {"type": "string", "description": "a key prefix (needs channel)"},
+        "since": {"type": "string", "format": "date-time"},
+        "until": {"type": "string", "format": "date-time"},
+    },
+}
+ACTION_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {
+        "ids": {"type": "array", "items": {"type": "integer", "minimum": 1}, "minItems": 1,
+                "maxItems": 10_000},
+        "filter": FILTER_SCHEMA,
+        "dry_run": {"type": "boolean"},
+    },
+}  # fmt: skip
+
+
+def _selector(body: ActionIn, request: web.Request) -> MessageFilter:
+    if body.ids is not None and body.filter is not None:
+        raise bad_request("give ids or a filter, not both", "filter")
+    if body.ids is not None:
+        if any(not 0 < i < 2**63 for i in body.ids):
+            raise bad_request("ids: message ids are whole numbers from 1", "ids")
+        return MessageFilter(ids=tuple(body.ids))
+    if body.filter is None:
+        raise bad_request("give ids, or a filter (channel, status, kind, key, since, until)")
+    f = body.filter
+    zone = control_of(request).zone
+    statuses = [f.status] if isinstance(f.status, str) else list(f.status or [])
+    for status in statuses:
+        if status not in STATUSES:
+            raise bad_request(
+                f"filter.status: {status[:40]!r} is not one of {', '.join(STATUSES)}",
+                "filter.status",
+            )
+    selector = MessageFilter(
+        channel=f.channel, statuses=tuple(statuses), kind=f.kind, key_prefix=f.key,
+        since=read_time(f.since, "filter.since", zone) if f.since else None,
+        until=read_time(f.until, "filter.until", zone) if f.until else None,
+    )  # fmt: skip
+    if not selector.by_filter:
+        raise bad_request("filter: name at least one of channel, status, kind, key, since, until")
+    return selector
+
+
+def _field_of(text: str) -> str | None:
+    for name, at in (("channel", "channel"), ("status", "status"), ("key prefix", "key"),
+                     ("since", "since"), ("limit", "limit")):  # fmt: skip
+        if name in text:
+            return at
+    return None
+
+
+def _action(name: str) -> Any:
+    async def handle(request: web.Request) -> web.Response:
+        control = control_of(request)
+        body = model_of(ActionIn, await read_json(request))
+        selector = _selector(body, request)
+        operation = getattr(control.store, name)
+        try:
+            result = await operation(
+                selector, actor=actor_of(request), dry_run=body.dry_run,
+                known_channels=list(control.settings.channels),
+            )  # fmt: skip
+        except OperatorRefused as exc:
+            at = _field_of(str(exc))
+            raise bad_request(str(exc), f"filter.{at}" if at and body.filter else at) from None
+        answer = result_json(result)
+        if result.operation is not None:
+            control.wake_operations()
+            return json_response(
+                answer, status=202,
+                headers={"Location": f"/api/v1/operations/{result.operation}"},
+            )  # fmt: skip
+        return json_response(answer)
+
+    handle.__name__ = name
+    return handle
+
+
+retry = _action("retry")
+cancel = _action("cancel")
+resend = _action("resend")
+
+
+async def show_operation(request: web.Request) -> web.Response:
+    read_query(request, ())
+    text = request.match_info["id"]
+    if not (text.isascii() and text.isdigit()) or not 0 < int(text) < 2**63:
+        raise bad_request(f"id: {text[:40]!r} is not an operation id", "id")
+    operation = await control_of(request).store.operation(int(text))
+    if operation is None:
+        raise Problem(404, f"no operation with id {text}")
+    return cached_json(request, operation_json(operation))

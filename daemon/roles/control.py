@@ -5,6 +5,8 @@ call of a store operation, the same ones the CLI makes."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 
 from aiohttp import web
@@ -13,10 +15,12 @@ from daemon.api.app import build_app
 from daemon.api.context import Control as ControlContext
 from daemon.errors import StartupError
 from daemon.metrics import ControlMetrics
-from daemon.roles.frame import ChildSpec, Context, RoleBase
+from daemon.roles.frame import ChildSpec, Context, RoleBase, TaskChild
 from daemon.settings import Settings
+from daemon.store import StoreUnavailable
 
 log = logging.getLogger("outboxd.control")
+OPERATIONS_POLL = 5.0  # seconds between looks for bulk operations another process started
 
 
 class Control(RoleBase):
@@ -24,6 +28,7 @@ class Control(RoleBase):
         self.ctx = context
         self.runner: web.AppRunner | None = None
         self.metrics = ControlMetrics(context.metrics.registry)
+        self.api = ControlContext(context, self.metrics)
 
     async def before_scrape(self) -> None:
         """The queue gauges, read from the database now (each an index range read)."""
@@ -37,11 +42,35 @@ class Control(RoleBase):
             self.metrics.oldest_pending.labels(channel).set(age)
 
     def children(self, settings: Settings) -> list[ChildSpec]:
-        return []
+        return [ChildSpec("operations", (), lambda: TaskChild("operations", self._advance))]
+
+    async def _advance(self) -> None:
+        """Bulk operator actions, a batch (its own transaction) at a time, so that
+        delivery is never held up; those a stopped process left are taken up again."""
+        while True:
+            try:
+                running = await self.ctx.store.operations(limit=100, running=True)
+                for operation in reversed(running):  # oldest first
+                    view = await self.ctx.store.advance_operation(operation.id)
+                    if view is not None and view.state != "running":
+                        log.info(
+                            "operation finished",
+                            extra={"operation": view.id, "action": view.action,
+                                   "done": view.done, "state": view.state},
+                        )  # fmt: skip
+            except StoreUnavailable as exc:
+                log.warning("operations wait for the database", extra={"error": str(exc)})
+                running = []
+            if running:
+                await asyncio.sleep(0)  # the next batch at once, after other work
+                continue
+            self.api.operations_due.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.api.operations_due.wait(), OPERATIONS_POLL)
 
     async def open(self) -> None:
         settings = self.ctx.settings.control
-        app = build_app(ControlContext(self.ctx, self.metrics), settings.max_body)
+        app = build_app(self.api, settings.max_body)
         runner = web.AppRunner(app, access_log=None, handler_cancellation=False)
         await runner.setup()
         host, port = settings.host, settings.port + self.ctx.process_num
