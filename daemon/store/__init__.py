@@ -18,9 +18,12 @@ from daemon.store.schedules import ScheduleOps
 from daemon.store.tracking import TrackingOps
 from daemon.store.upkeep import UpkeepOps
 from daemon.store.visits import VisitOps
+from daemon.store.webhooks import WebhookOps
 
 
-class Store(OutboxOps, OperatorOps, VisitOps, ScheduleOps, UpkeepOps, TrackingOps, AlertOps):
+class Store(
+    OutboxOps, OperatorOps, VisitOps, ScheduleOps, UpkeepOps, WebhookOps, TrackingOps, AlertOps
+):
     """Every operation on one database. Each method is one unit of work in one
     transaction; roles await them through ``daemon.store.aio.AsyncStore``."""
 

@@ -253,6 +253,28 @@ CREATE INDEX outboxd_audit_at ON outboxd_audit (at)
 """
 
 
+# v4: partners' signed status callbacks, each kept once per webhook and webhook-id.
+_V4 = """
+CREATE TABLE outboxd_webhook_receipt (
+    id {ID},
+    webhook VARCHAR(64) NOT NULL,
+    webhook_id VARCHAR(255) NOT NULL,
+    received_at {TS} NOT NULL,
+    body TEXT NOT NULL,
+    body_size INTEGER NOT NULL,
+    partner_status VARCHAR(255),
+    result VARCHAR(32) NOT NULL,
+    message_id {BIGINT} REFERENCES outboxd_message (id) ON DELETE SET NULL,
+    answer_status INTEGER NOT NULL,
+    answer TEXT NOT NULL
+);
+CREATE UNIQUE INDEX outboxd_webhook_receipt_once ON outboxd_webhook_receipt (webhook, webhook_id);
+CREATE INDEX outboxd_webhook_receipt_received ON outboxd_webhook_receipt (received_at);
+CREATE INDEX outboxd_webhook_receipt_message ON outboxd_webhook_receipt (message_id)
+    WHERE message_id IS NOT NULL
+"""
+
+
 @dataclass(frozen=True)
 class Migration:
     version: int
@@ -298,6 +320,7 @@ MIGRATIONS: tuple[Migration, ...] = (
         "states, remote status checks, the audit of operator actions",
         _ddl(_V3),
     ),
+    Migration(4, "partners' signed status callbacks (webhook receipts)", _ddl(_V4)),
 )
 LATEST = MIGRATIONS[-1].version
 
