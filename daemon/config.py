@@ -7,6 +7,7 @@ Every problem is reported with its dotted path in the file
 from __future__ import annotations
 
 import difflib
+import ipaddress
 import os
 import types
 import typing
@@ -482,6 +483,8 @@ def cross_check(data: Mapping[str, Any]) -> list[ConfigIssue]:
                 )
     issues += _check_schedules(data)
     issues += _check_alerts(data)
+    issues += _check_control(data)
+    issues += _check_webhooks(data)
     defaults = Settings.model_fields["roles"].default
     ports: dict[int, str] = {}
     control_port = _port(_section(data, "control").get("port", 8080))
@@ -555,6 +558,46 @@ def _check_alerts(data: Mapping[str, Any]) -> list[ConfigIssue]:
             named = alert.get(field)
             if isinstance(named, str) and named not in _section(data, section):
                 issues.append(ConfigIssue(f"alerts[{i}].{field}", f"no {field} named {named!r}"))
+    return issues
+
+
+def is_loopback(host: str) -> bool:
+    """Whether a host is this machine only: ``localhost``, 127.0.0.0/8, ``::1``."""
+    if host.lower().rstrip(".") == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def _check_control(data: Mapping[str, Any]) -> list[ConfigIssue]:
+    control = _section(data, "control")
+    host = control.get("host", "127.0.0.1")
+    tokens = control.get("tokens")
+    if isinstance(host, str) and host and not is_loopback(host) and not tokens:
+        return [
+            ConfigIssue(
+                "control.host",
+                f"{host!r} is reachable from other machines: give control.tokens (outboxd "
+                "token new makes one), or listen on 127.0.0.1",
+            )
+        ]
+    return []
+
+
+def _check_webhooks(data: Mapping[str, Any]) -> list[ConfigIssue]:
+    issues: list[ConfigIssue] = []
+    channels = _section(data, "channels")
+    for name, webhook in _section(data, "webhooks").items():
+        channel = webhook.get("channel") if isinstance(webhook, dict) else None
+        if isinstance(channel, str) and channel not in channels:
+            known = ", ".join(sorted(map(str, channels))) or "none defined"
+            issues.append(
+                ConfigIssue(
+                    f"webhooks.{name}.channel", f"no channel named {channel!r} (channels: {known})"
+                )
+            )
     return issues
 
 

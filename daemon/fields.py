@@ -17,7 +17,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, PlainValidator
 
 from daemon.cron import parse_crontab
-from daemon.units import Rate, parse_duration, parse_rate
+from daemon.units import Rate, parse_duration, parse_rate, parse_size
 
 
 def _check_timezone(name: str) -> str:
@@ -136,6 +136,7 @@ def _number(value: Any) -> Any:
 Duration = Annotated[float, BeforeValidator(setting_duration)]
 PositiveDuration = Annotated[float, BeforeValidator(setting_duration), Field(gt=0)]
 RateValue = Annotated[Rate, PlainValidator(parse_rate)]
+ByteSize = Annotated[int, BeforeValidator(parse_size)]  # bytes, from 65536 or 64KiB
 Integer = Annotated[int, BeforeValidator(whole)]
 Flag = Annotated[bool, BeforeValidator(_flag)]
 Number = Annotated[float, BeforeValidator(_number)]

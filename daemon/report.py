@@ -14,7 +14,7 @@ from daemon.channels.registry import kind_of
 from daemon.fields import redact_url
 from daemon.jobs.registry import JOB_KINDS
 from daemon.notify.registry import NOTIFY_KINDS
-from daemon.settings import Settings
+from daemon.settings import Settings, WebhookSettings
 from daemon.store.models import STATUSES
 from daemon.store.types import ChannelStats
 from daemon.store.visits import VisitView
@@ -65,13 +65,28 @@ def config_summary(settings: Settings, source: str) -> list[str]:
     ]
     lines.append(f"alerts: {len(settings.alerts)}")
     lines += [f"  {a.rule} → {', '.join(a.notify)}" for a in settings.alerts]
-    lines.append(f"control: {settings.control.host}:{settings.control.port}")
+    control = settings.control
+    lines.append(
+        f"control: {control.host}:{control.port}, tokens: "
+        + (", ".join(f"{t.name} ({t.role})" for t in control.tokens) or "none")
+    )
+    lines.append(f"webhooks: {len(settings.webhooks)}")
+    lines += [f"  {n}: {_webhook(w)}" for n, w in sorted(settings.webhooks.items())]
     roles = settings.roles
     lines.append(
         "health/metrics base ports: "
         + ", ".join(f"{role} {getattr(roles, role).base_port}" for role in type(roles).model_fields)
     )
     return [printable(line) for line in lines]
+
+
+def _webhook(webhook: WebhookSettings) -> str:
+    """What a webhook does, for ``check-config`` (no secret)."""
+    if webhook.message_key is not None:
+        names = f"by key at {webhook.message_key}"
+    else:
+        names = f"by the partner's id at {webhook.message_ref} (sent: {webhook.id_pointer})"
+    return f"{webhook.channel} messages {names}, status at {webhook.status}"
 
 
 def stats_rows(stats: Sequence[ChannelStats], configured: Sequence[str]) -> list[ChannelStats]:

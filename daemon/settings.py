@@ -11,16 +11,28 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, BeforeValidator, Field, SecretStr, create_model, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    Field,
+    SecretStr,
+    create_model,
+    field_validator,
+    model_validator,
+)
 
+from daemon.auth import Role
 from daemon.channels.registry import AnyChannelSettings
 from daemon.eventloop import EventLoopName
 from daemon.fields import (
+    ByteSize,
     CronExpression,
     Duration,
     Flag,
     Host,
     Integer,
+    Line,
     Model,
     Name,
     Port,
@@ -29,12 +41,21 @@ from daemon.fields import (
 )
 from daemon.jobs.kind import JobKind, JobOptions
 from daemon.jobs.registry import JOB_KINDS
+from daemon.jsonpointer import JsonPointer
 from daemon.notify.registry import AnyNotifySettings
 from daemon.notify.rules import AlertSettings
+from daemon.signing import secret_key
 from daemon.sources.registry import AnySourceSettings
 from daemon.store.db import DatabaseSettings
 
-__all__ = ["DatabaseSettings", "RoleSettings", "Settings"]
+__all__ = [
+    "ControlSettings",
+    "ControlToken",
+    "DatabaseSettings",
+    "RoleSettings",
+    "Settings",
+    "WebhookSettings",
+]
 
 
 class ScheduleRetrySettings(Model):
@@ -122,10 +143,86 @@ AnyScheduleSettings = Annotated[
 ]
 
 
+def _sha256_hex(value: object) -> object:
+    if isinstance(value, str) and len(value) == 64:
+        try:
+            bytes.fromhex(value)
+        except ValueError:
+            pass
+        else:
+            return value.lower()
+    raise ValueError(
+        "expected the 64 hex digits of the token's SHA-256 (outboxd token new prints them), "
+        "not the token itself"
+    )
+
+
+class ControlToken(Model):
+    """One caller of the control API: the token's name, its role and its SHA-256."""
+
+    name: Name
+    role: Role
+    sha256: Annotated[str, BeforeValidator(_sha256_hex)]
+
+
 class ControlSettings(Model):
-    host: Host = "127.0.0.1"
-    port: Port = 8080
-    token: SecretStr | None = None
+    host: Host = "127.0.0.1"  # another address than a loopback one needs tokens
+    port: Port = 8080  # not 9140: that is roles.control.base_port, its health port
+    tokens: Annotated[list[ControlToken], Field(max_length=1000)] = Field(default_factory=list)
+    max_body: Annotated[ByteSize, Field(ge=1024, le=64 << 20)] = 1 << 20  # a request's body
+
+    @field_validator("tokens")
+    @classmethod
+    def _names_unique(cls, tokens: list[ControlToken]) -> list[ControlToken]:
+        seen: dict[str, int] = {}
+        for i, token in enumerate(tokens):
+            if token.name in seen:
+                raise ValueError(
+                    f"token name {token.name!r} is given twice (tokens[{seen[token.name]}] "
+                    f"and tokens[{i}]): every token needs a name of its own"
+                )
+            seen[token.name] = i
+        return tokens
+
+
+def _webhook_secret(secret: SecretStr) -> SecretStr:
+    secret_key(secret.get_secret_value())
+    return secret
+
+
+WebhookSecret = Annotated[SecretStr, AfterValidator(_webhook_secret)]  # whsec_…
+Outcome = Literal["confirmed", "rejected"]  # what a tracked message that was sent becomes
+
+
+class WebhookSettings(Model):
+    """A partner's status callbacks, POSTed to ``/webhooks/NAME`` and signed the
+    Standard Webhooks way: which of the channel's messages the body is about
+    (its key at ``message_key``, or the partner's id at ``message_ref``, matched
+    with the id at ``id_pointer`` in the answer kept when the message was
+    sent), the partner's status at ``status``, and what it means."""
+
+    secret: WebhookSecret | None = None
+    secrets: Annotated[list[WebhookSecret], Field(min_length=1, max_length=8)] | None = None
+    channel: Name
+    message_key: JsonPointer | None = None
+    message_ref: JsonPointer | None = None
+    id_pointer: JsonPointer = "/id"  # message_ref: the partner's id in the answer kept at send
+    status: JsonPointer = "/status"
+    statuses: Annotated[dict[Line, Outcome], Field(min_length=1)]
+    tolerance: Annotated[PositiveDuration, Field(le=86400.0)] = 300.0
+
+    @model_validator(mode="after")
+    def _one_of_each(self) -> WebhookSettings:
+        if (self.secret is None) == (self.secrets is None):
+            raise ValueError("give secret or secrets (old and new, while rotating), one of them")
+        if (self.message_key is None) == (self.message_ref is None):
+            raise ValueError("give message_key or message_ref, one of them")
+        return self
+
+    def keys(self) -> list[bytes]:
+        """The HMAC keys a signature may be made with (every secret while rotating)."""
+        given = [self.secret] if self.secret is not None else list(self.secrets or [])
+        return [secret_key(s.get_secret_value()) for s in given]
 
 
 class RoleSettings(Model):
@@ -178,5 +275,6 @@ class Settings(Model):
     notify: dict[Name, AnyNotifySettings] = Field(default_factory=dict)
     alerts: list[AlertSettings] = Field(default_factory=list)
     control: ControlSettings = ControlSettings()
+    webhooks: dict[Name, WebhookSettings] = Field(default_factory=dict)
     roles: RolesSettings = RolesSettings()
     logging: LoggingSettings = LoggingSettings()

@@ -19,11 +19,25 @@ from collections.abc import Mapping, Sequence
 
 SECRET_PREFIX = "whsec_"
 TOLERANCE = 300.0  # seconds a timestamp may be off, either way
+_HEADERS = ("webhook-id", "webhook-timestamp", "webhook-signature")
+
+
+MISSING_HEADER = "missing_header"
+BAD_TIMESTAMP = "bad_timestamp"
+STALE = "stale"
+FUTURE = "future"
+NO_MATCH = "no_match"
 
 
 class SignatureError(ValueError):
-    """A message whose signature does not hold: missing headers, a stale or
-    future timestamp, no matching signature. The text says which."""
+    """A message whose signature does not hold: missing headers, a timestamp
+    that is not one, stale or in the future, no matching signature. ``reason``
+    says which (``missing_header``, ``bad_timestamp``, ``stale``, ``future``,
+    ``no_match``), the text in words."""
+
+    def __init__(self, reason: str, text: str) -> None:
+        super().__init__(text)
+        self.reason = reason
 
 
 def secret_key(secret: str) -> bytes:
@@ -72,15 +86,17 @@ def verify(
     message_id = lowered.get("webhook-id", "")
     stamp = lowered.get("webhook-timestamp", "")
     given = lowered.get("webhook-signature", "")
-    if not (message_id and stamp and given):
-        raise SignatureError("missing webhook-id, webhook-timestamp or webhook-signature")
+    values = (message_id, stamp, given)
+    missing = [name for name, value in zip(_HEADERS, values, strict=True) if not value]
+    if missing:
+        raise SignatureError(MISSING_HEADER, f"missing {' and '.join(missing)} header")
     if not (stamp.isascii() and stamp.isdigit() and len(stamp) <= 12):
-        raise SignatureError("webhook-timestamp is not a Unix time in seconds")
+        raise SignatureError(BAD_TIMESTAMP, "webhook-timestamp is not a Unix time in seconds")
     timestamp = int(stamp)
     if timestamp < now - tolerance:
-        raise SignatureError("webhook-timestamp is too old")
+        raise SignatureError(STALE, "webhook-timestamp is too old")
     if timestamp > now + tolerance:
-        raise SignatureError("webhook-timestamp is in the future")
+        raise SignatureError(FUTURE, "webhook-timestamp is in the future")
     offered = []
     for entry in given.split():
         version, _, value = entry.partition(",")
@@ -94,4 +110,4 @@ def verify(
         expected = base64.b64decode(sign(key, message_id, timestamp, body)[3:])
         if any(hmac.compare_digest(expected, candidate) for candidate in offered):
             return message_id
-    raise SignatureError("no signature matches")
+    raise SignatureError(NO_MATCH, "no signature matches")

@@ -92,3 +92,25 @@ def parse_rate(value: object) -> Rate:
     if count > _MAX_RATE_COUNT:
         raise ValueError(f"invalid rate {value!r}: at most {_MAX_RATE_COUNT:.0e} per period")
     return Rate(count=count, per=per)
+
+
+_SIZE_UNITS = {"": 1, "b": 1, "kib": 1 << 10, "mib": 1 << 20, "gib": 1 << 30}
+_SIZE = re.compile(r"(\d{1,12})\s*(b|kib|mib|gib)?")
+
+
+def parse_size(value: object) -> int:
+    """Bytes from ``65536``, ``"64KiB"``, ``"1MiB"``, ``"1 GiB"`` (binary units only:
+    ``1MB`` is refused rather than guessed)."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        if value < 0:
+            raise ValueError(f"a size must not be negative, got {value!r}")
+        return value
+    if not isinstance(value, str):
+        shown = "a boolean" if isinstance(value, bool) else type(value).__name__
+        raise ValueError(f"expected a size such as 64KiB or 1MiB, got {shown}")
+    match = _SIZE.fullmatch(value.strip().lower())
+    if match is None:
+        raise ValueError(
+            f"invalid size {value!r}: a number of bytes, or with B, KiB, MiB, GiB (e.g. 1MiB)"
+        )
+    return int(match.group(1)) * _SIZE_UNITS[match.group(2) or ""]

@@ -15,7 +15,7 @@ from daemon.api.endpoints import API, Endpoint, Handler
 from daemon.api.etag import cached_json
 from daemon.api.openapi import document
 from daemon.api.page import add_page
-from daemon.api.problems import problems_middleware
+from daemon.api.problems import MAX_BODY, problems_middleware
 
 HEADERS = {
     "X-Content-Type-Options": "nosniff",
@@ -141,6 +141,7 @@ def build_app(
 ) -> web.Application:
     app = web.Application(client_max_size=max_body, middlewares=[_headers, problems_middleware])
     app[CONTROL] = control
+    app[MAX_BODY] = max_body
     for endpoint in endpoints:
         app.router.add_route(endpoint.method, endpoint.path, _guarded(endpoint))
     add_page(app)

@@ -40,7 +40,7 @@ class Control:
 
 
 CONTROL = web.AppKey("control", Control)
-PRINCIPAL = "outboxd.principal"  # the request's key for who is calling
+PRINCIPAL = web.RequestKey("principal", Principal)  # who is calling
 
 
 def control_of(request: web.Request) -> Control:
@@ -48,8 +48,7 @@ def control_of(request: web.Request) -> Control:
 
 
 def principal_of(request: web.Request) -> Principal:
-    principal: Principal = request[PRINCIPAL]
-    return principal
+    return request[PRINCIPAL]
 
 
 def actor_of(request: web.Request) -> str:

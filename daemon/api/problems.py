@@ -13,6 +13,7 @@ from aiohttp import web
 log = logging.getLogger("outboxd.api")
 
 PROBLEM = "application/problem+json"
+MAX_BODY = web.AppKey("max_body", int)  # control.max_body, as the app was built with
 TITLES = {
     400: "Bad Request",
     401: "Unauthorized",
@@ -86,8 +87,9 @@ async def problems_middleware(request: web.Request, handler: Handler) -> web.Str
         return problem_response(
             exc.status, exc.detail, field=exc.field, headers=exc.headers, **exc.extra
         )
-    except web.HTTPRequestEntityTooLarge as exc:
-        return problem_response(413, f"the request body is larger than {exc.max_size} bytes")
+    except web.HTTPRequestEntityTooLarge:
+        limit = request.app[MAX_BODY]
+        return problem_response(413, f"the request body is larger than {limit} bytes")
     except web.HTTPException as exc:
         if exc.status < 400:
             raise

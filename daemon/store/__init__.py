@@ -20,6 +20,7 @@ from daemon.store.schedules import ScheduleOps
 from daemon.store.tracking import TrackingOps
 from daemon.store.upkeep import UpkeepOps
 from daemon.store.visits import VisitOps
+from daemon.store.webhooks import WebhookOps
 
 
 class Store(
@@ -29,6 +30,7 @@ class Store(
     VisitOps,
     ScheduleOps,
     UpkeepOps,
+    WebhookOps,
     TrackingOps,
     AlertOps,
     GaugeOps,

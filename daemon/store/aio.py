@@ -125,6 +125,9 @@ class AsyncStore:
     export_page = _Operation(Store.export_page)
     due_status_checks = _Operation(Store.due_status_checks)
     record_status_checks = _Operation(Store.record_status_checks)
+    # partners' status callbacks
+    receive_webhook = _Operation(Store.receive_webhook)
+    webhook_receipts = _Operation(Store.webhook_receipts)
     # alerts
     alert_inputs = _Operation(Store.alert_inputs)
     move_alerts = _Operation(Store.move_alerts)

@@ -284,6 +284,26 @@ CREATE INDEX outboxd_operation_running ON outboxd_operation (id) WHERE state = '
 _V4_POSTGRES_KEY = """
 CREATE INDEX outboxd_message_key_prefix ON outboxd_message (channel, "key" varchar_pattern_ops)
 """
+# v4 too: partners' signed status callbacks, each kept once per webhook and webhook-id.
+_V4_WEBHOOKS = """
+CREATE TABLE outboxd_webhook_receipt (
+    id {ID},
+    webhook VARCHAR(64) NOT NULL,
+    webhook_id VARCHAR(255) NOT NULL,
+    received_at {TS} NOT NULL,
+    body TEXT NOT NULL,
+    body_size INTEGER NOT NULL,
+    partner_status VARCHAR(255),
+    result VARCHAR(32) NOT NULL,
+    message_id {BIGINT} REFERENCES outboxd_message (id) ON DELETE SET NULL,
+    answer_status INTEGER NOT NULL,
+    answer TEXT NOT NULL
+);
+CREATE UNIQUE INDEX outboxd_webhook_receipt_once ON outboxd_webhook_receipt (webhook, webhook_id);
+CREATE INDEX outboxd_webhook_receipt_received ON outboxd_webhook_receipt (received_at);
+CREATE INDEX outboxd_webhook_receipt_message ON outboxd_webhook_receipt (message_id)
+    WHERE message_id IS NOT NULL
+"""
 
 
 @dataclass(frozen=True)
@@ -333,8 +353,9 @@ MIGRATIONS: tuple[Migration, ...] = (
     ),
     Migration(
         4,
-        "listings newest first by channel, status and key prefix; bulk operator actions",
-        _steps(_ddl(_V4), _ddl("", _V4_POSTGRES_KEY)),
+        "listings newest first by channel, status and key prefix; bulk operator actions; "
+        "partners' signed status callbacks (webhook receipts)",
+        _steps(_ddl(_V4), _ddl("", _V4_POSTGRES_KEY), _ddl(_V4_WEBHOOKS)),
     ),
 )
 LATEST = MIGRATIONS[-1].version

@@ -320,6 +320,29 @@ class Operation(BaseModel):
         table_name = "outboxd_operation"
 
 
+class WebhookReceipt(BaseModel):
+    """A partner's signed status callback (unique on webhook and ``webhook-id``):
+    what it said, what it changed, and the answer given, so that a repeat of
+    it is answered the same and changes nothing."""
+
+    id = pw.BigAutoField()
+    webhook = pw.CharField(max_length=64)
+    webhook_id = pw.CharField(max_length=255)
+    received_at = UtcDateTimeField()
+    body = pw.TextField()  # as received, up to WEBHOOK_BODY_KEPT characters
+    body_size = pw.IntegerField()  # bytes received
+    partner_status = pw.CharField(max_length=255, null=True)
+    result = pw.CharField(max_length=32)
+    message = pw.ForeignKeyField(
+        Message, null=True, column_name="message_id", on_delete="SET NULL", lazy_load=False
+    )
+    answer_status = pw.IntegerField()  # the HTTP status answered
+    answer = JSONTextField()
+
+    class Meta:
+        table_name = "outboxd_webhook_receipt"
+
+
 MODELS: tuple[type[BaseModel], ...] = (
     Message,
     StatusEvent,
@@ -334,4 +357,5 @@ MODELS: tuple[type[BaseModel], ...] = (
     StatusCheck,
     AuditEntry,
     Operation,
+    WebhookReceipt,
 )

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Literal
+from typing import Any, Literal
 
 from peewee import JOIN
 
@@ -111,17 +111,31 @@ class TrackingOps(StoreBase):
                 if result.verdict == "open":
                     counts["flagged" if flagged else "open"] += 1
                     continue
-                status = CONFIRMED if result.verdict == "confirmed" else REJECTED
-                moved = (
-                    Message.update(status=status, updated_at=when)
-                    .where((Message.id == result.id) & (Message.status == SENT))
-                    .execute()
-                )
-                if moved:
+                details = {"partner_status": result.answer, "check": checks}
+                event = self._settle_sent(result.id, result.verdict, actor, details, when)
+                if event is not None:
                     counts[result.verdict] += 1
-                    details = {"partner_status": result.answer, "check": checks}
-                    events.append(EventRow(result.id, SENT, status, actor, details))
+                    events.append(event)
             self._add_events(events, when)
             return counts
 
         return self._write(work)
+
+    def _settle_sent(
+        self,
+        message_id: int,
+        verdict: Literal["confirmed", "rejected"],
+        actor: str,
+        details: dict[str, Any],
+        now: datetime,
+    ) -> EventRow | None:
+        """Move a ``sent`` message to what its partner said became of it, inside
+        the caller's unit of work; the status event to write, or None when the
+        message is not ``sent`` (already settled, not sent yet) and nothing moved."""
+        status = CONFIRMED if verdict == "confirmed" else REJECTED
+        moved = (
+            Message.update(status=status, updated_at=now)
+            .where((Message.id == message_id) & (Message.status == SENT))
+            .execute()
+        )
+        return EventRow(message_id, SENT, status, actor, details) if moved else None

@@ -196,7 +196,7 @@ async def test_a_bad_parameter_is_a_400_naming_it(api: Api, path, field, says):
         ({"channel": "hie", "key": "a", "payload": "not hl7"}, "payload", "MSH"),
         ({"channel": "hook", "key": "a", "payload": ""}, "payload", "empty"),
         ({"channel": "hook", "key": 7, "payload": "x"}, "key", "string"),
-        ({"messages": [{"channel": "hook", "key": "a", "payload": "x"}, {"channel": "hook"}]},
+        ({"messages": [{"channel": "hook", "key": "a", "payload": {}}, {"channel": "hook"}]},
          "messages[1].key", "required"),
         ({"messages": []}, "messages", "at least 1"),
         ([1, 2], None, "expected a JSON object"),
@@ -260,7 +260,7 @@ async def test_stats_answer_304_while_nothing_changed(api: Api):
     tag = response.headers["ETag"]
     status, body, _ = await api.call("GET", "/api/v1/stats", headers={"If-None-Match": tag})
     assert status == 304 and body is None
-    await api.call("POST", "/api/v1/messages", json={"channel": "hook", "key": "n", "payload": "x"})
+    await api.call("POST", "/api/v1/messages", json={"channel": "hook", "key": "n", "payload": {}})
     status, _, response = await api.call("GET", "/api/v1/stats", headers={"If-None-Match": tag})
     assert status == 200 and response.headers["ETag"] != tag
 
@@ -322,6 +322,7 @@ async def test_schedules_create_edit_pause_run_backfill_and_delete(api: Api):
         ("schedule.pause", "api:operator-token"),
         ("schedule.manual", "api:operator-token"),
         ("schedule.backfill", "api:admin-token"),
+        ("schedule.backfill", "api:admin-token"),  # the second queued none: recorded too
         ("schedule.resume", "api:operator-token"),
         ("schedule.remove", "api:admin-token"),
     ]
@@ -341,7 +342,8 @@ async def test_the_files_schedule_cannot_be_taken_over_or_removed(api: Api):
     assert status == 400 and body["field"] == "name"
     status, body, _ = await api.call(
         "POST", "/api/v1/schedules",
-        json={"name": "x", "definition": {"every": "1h", "job": "status_check",
-                                         "options": {"channel": "nosuch"}}},
+        json={"name": "x", "definition": {"every": "1h", "job": "status_check", "options": {
+            "channel": "nosuch", "url": "http://127.0.0.1:9/{key}",
+            "statuses": {"OK": "confirmed"}}}},
     )  # fmt: skip
     assert status == 400 and "nosuch" in body["detail"]

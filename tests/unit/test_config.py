@@ -44,13 +44,15 @@ schedules:
     options: {messages_older_than: 30d}
 control:
   port: 8088
-  token: ${CONTROL_TOKEN:-changeme}
+  tokens:
+    - name: ops
+      role: admin
+      sha256: "abababababababababababababababababababababababababababababababab"
 """
 ENV = {
     "DB_PASSWORD": "pw-secret",
     "BPJS_SECRET": "bpjs-secret",
     "BPJS_USER_KEY": "user-key-secret",
-    "CONTROL_TOKEN": "token-secret",
 }
 
 
@@ -85,7 +87,7 @@ def test_full_file():
     assert settings.sources["khanza"].interval == 15.0
     assert settings.sources["khanza"].dsn.get_secret_value() == "mysql://khanza:@127.0.0.1/sik"
     assert settings.schedules["purge-old"].cron == "0 3 * * 0"
-    assert settings.control.token is not None
+    assert settings.control.tokens[0].role == "admin"
 
 
 def test_secrets_never_in_repr():

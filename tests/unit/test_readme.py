@@ -12,7 +12,12 @@ BLOCKS = re.findall(r"```yaml\n(.*?)```", README, re.S)
 
 
 # values of the right shape for the variables whose shape is checked
-SAMPLES = {"OPS_WEBHOOK_SECRET": "whsec_c2FtcGxlLXNlY3JldA=="}
+SAMPLES = {
+    "OPS_WEBHOOK_SECRET": "whsec_c2FtcGxlLXNlY3JldA==",
+    "FILING_WEBHOOK_SECRET": "whsec_bmV3LXNlY3JldA==",
+    "FILING_WEBHOOK_SECRET_OLD": "whsec_b2xkLXNlY3JldA==",
+    "OUTBOXD_CONTROL_PORT": "8080",
+}
 
 
 def test_readme_has_yaml_examples():
