@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 from aiohttp import web
 
-from daemon.api import messages, overview
+from daemon.api import intake, messages, overview
 from daemon.api import schedules as sched
 from daemon.api.access import check_access
 from daemon.api.context import CONTROL, Control
@@ -110,6 +110,17 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         "a bulk operation's progress and result",
         responses={200: "the operation", 304: "unchanged", 404: "no such operation"},
         path_params=messages.ID_PARAM, tag="messages", cached=True,
+    ),
+    Endpoint(
+        "POST", "/webhooks/{name}", intake.receive, None,
+        "a partner's status callback, signed the Standard Webhooks way "
+        "(webhook-id, webhook-timestamp, webhook-signature)",
+        body={"type": "object", "description": "the partner's JSON"},
+        responses={200: "applied", 202: "recorded, nothing to change",
+                   400: "not JSON, or nothing at the webhook's pointers",
+                   401: "a bad, stale or future signature",
+                   404: "no such webhook, or no such message (the receipt is kept)"},
+        path_params={"name": {"type": "string"}}, tag="webhooks",
     ),
     Endpoint(
         "GET", f"{API}/audit", overview.audit, "viewer", "operator actions, newest first",

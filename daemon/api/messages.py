@@ -242,7 +242,7 @@ def _selector(body: ActionIn, request: web.Request) -> MessageFilter:
 
 
 def _field_of(text: str) -> str | None:
-    for name, at in (("channel", "channel"), ("status", "status"), ("key prefix", "key"),
+    for name, at in (("key prefix", "key"), ("channel", "channel"), ("status", "status"),
                      ("since", "since"), ("limit", "limit")):  # fmt: skip
         if name in text:
             return at

@@ -1,0 +1,87 @@
+"""The control API served over a real socket on 127.0.0.1 for tests: the app the
+control role builds, on a real store, with a token per role."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+
+from daemon.api.app import build_app
+from daemon.api.context import Control
+from daemon.auth import hash_token
+from daemon.config import parse_config
+from daemon.metrics import ControlMetrics, Metrics
+from daemon.roles.frame import Context
+from daemon.scheduling import definition
+from daemon.store.aio import open_async_store
+
+TOKENS = {"viewer": "obx_viewer-token", "operator": "obx_operator-token", "admin": "obx_admin"}
+HL7 = (
+    "MSH|^~\\&|SIMRS|RS|HIE|HIE|20261201120000||ADT^A01|MSG0001|P|2.5\r"
+    "PID|1||12345^^^RS^MR||DOE^JOHN||19800101|M\r"
+)
+
+CONFIG = """
+database: {url}
+timezone: Asia/Jakarta
+channels:
+  hie: {{kind: mllp, host: 127.0.0.1, port: 2575}}
+  hook: {{kind: http, url: "http://127.0.0.1:9/hook"}}
+schedules:
+  nightly: {{cron: "30 2 * * *", job: purge, options: {{messages_older_than: 30d}}}}
+control:
+  tokens:
+{tokens}
+"""
+
+
+@dataclass
+class Api:
+    base: str
+    session: aiohttp.ClientSession
+    control: Control
+
+    async def call(
+        self, method: str, path: str, role: str | None = "admin", **kwargs: Any
+    ) -> tuple[int, Any, aiohttp.ClientResponse]:
+        headers = dict(kwargs.pop("headers", {}))
+        if role is not None:
+            headers["Authorization"] = f"Bearer {TOKENS[role]}"
+        async with self.session.request(
+            method, self.base + path, headers=headers, **kwargs
+        ) as response:
+            text = await response.text()
+            body = json.loads(text) if text else None
+            return response.status, body, response
+
+
+@contextlib.asynccontextmanager
+async def serve_api(db_url: str, extra: str = "", max_body: int = 64 * 1024) -> AsyncIterator[Api]:
+    tokens = "\n".join(
+        f"    - {{name: {role}-token, role: {role}, sha256: {hash_token(token)}}}"
+        for role, token in TOKENS.items()
+    )
+    settings = parse_config(CONFIG.format(url=db_url, tokens=tokens) + extra)
+    store = open_async_store(settings.database, in_process=False)
+    metrics = Metrics()
+    context = Context("control", 0, "test:control.0", settings, store, metrics)
+    control = Control(context, ControlMetrics(metrics.registry))
+    app = build_app(control, max_body)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    await store.sync_file_schedules(
+        {name: definition(spec) for name, spec in settings.schedules.items()}
+    )
+    async with aiohttp.ClientSession() as session:
+        yield Api(f"http://127.0.0.1:{port}", session, control)
+    await runner.cleanup()
+    await store.aclose()
