@@ -55,6 +55,7 @@ PROGRAMS = {
     "outboxd:poller-0",
     "outboxd:scheduler-0",
     "outboxd:scheduler-1",
+    "outboxd:control-0",
 }
 TRAFFIC = ("hie", "webhook")  # the channels of demo-traffic and of the tests' messages
 # what the demo's status check makes of a webhook message the partner took
@@ -176,6 +177,7 @@ class Suite:
     control_port: int = field(default_factory=free_port)
     poller_port: int = field(default_factory=free_port)
     scheduler_port: int = field(default_factory=free_port_pair)
+    control_health_port: int = field(default_factory=free_port)
     proc: asyncio.subprocess.Process | None = None
     child_pids: set[int] = field(default_factory=set)
 
@@ -216,6 +218,7 @@ class Suite:
             "OUTBOXD_CONTROL_PORT": str(self.control_port),
             "OUTBOXD_POLLER_PORT": str(self.poller_port),
             "OUTBOXD_SCHEDULER_PORT": str(self.scheduler_port),
+            "OUTBOXD_CONTROL_HEALTH_PORT": str(self.control_health_port),
         }
 
     def log(self, name: str = "supervisord", tail: int = 3000) -> str:
@@ -469,6 +472,16 @@ async def test_suite_runs_and_demo_traffic_flows(suite: Suite):
         status, body = await healthz(suite.scheduler_port + num)
         assert status == 200, body
         assert body["role"] == "scheduler" and body["process"] == num, body
+    status, body = await healthz(suite.control_health_port)
+    assert status == 200 and body["role"] == "control", body
+    # the control API sees what the suite does, as the CLI does
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(f"http://127.0.0.1:{suite.control_port}/api/v1/stats") as response,
+    ):
+        assert response.status == 200
+        stats = {c["channel"]: c for c in (await response.json())["channels"]}
+    assert stats["hie"]["counts"]["sent"] >= 2, stats
 
     # the demo hospital: its visits reach the BPJS simulator, tasks in order, and
     # each visit's progress in the store says what BPJS holds

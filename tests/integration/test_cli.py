@@ -229,7 +229,7 @@ def test_stats_table(workdir: Path):
 def test_run_names_only_the_roles_there_are(workdir: Path):
     result = outboxd("run", "nosuch", "-c", "outboxd.yaml", cwd=workdir)
     assert result.returncode == 2
-    choices = "(choose from 'dispatcher', 'poller', 'scheduler')"
+    choices = "(choose from 'dispatcher', 'poller', 'scheduler', 'control')"
     assert f"invalid choice: 'nosuch' {choices}" in result.stderr.decode()
 
 

@@ -28,6 +28,7 @@ function say(text, bad = false) {
   const status = $("#status");
   status.textContent = text;
   status.className = bad ? "bad" : "";
+  state.trouble = bad;
 }
 
 async function call(method, path, body) {
@@ -211,7 +212,7 @@ async function act(button) {
   if (selector.ids && !selector.ids.length) { say("Select messages first.", true); return; }
   try {
     const { data: dry } = await call("POST", `${API}/messages/${action}`, { ...selector, dry_run: true });
-    const left = dry.left ? Object.entries(dry.left).map(([k, v]) => `${v} ${k}`).join(", ") : "";
+    const left = Object.entries(dry.skipped || {}).map(([k, v]) => `${v} ${k === "sending" ? "being sent" : k}`).join(", ");
     $("#confirm-text").textContent = `${action}: ${dry.matched} message(s) would change` +
       (left ? `; left as they are: ${left}` : "") + ".";
     const dialog = $("#confirm");
@@ -222,7 +223,9 @@ async function act(button) {
       () => resolve(dialog.returnValue === "ok"), { once: true }));
     if (!ok) { say("Nothing done."); return; }
     const { data } = await call("POST", `${API}/messages/${action}`, selector);
-    say(`${action}: ${data.changed} message(s) changed.`);
+    say(data.operation
+      ? `${action}: ${data.matched} message(s), in batches (operation ${data.operation}).`
+      : `${action}: ${data.changed.length} message(s) changed.`);
     state.selected.clear();
     await showMessages(true);
     if (button.dataset.scope === "one") await showTimeline(button.dataset.id);
@@ -317,7 +320,7 @@ async function show(view) {
 
 async function refresh() {
   if (!token() && !state.open) return;
-  try { await VIEWS[state.view](); say(""); }
+  try { await VIEWS[state.view](); if (state.trouble) say(""); }
   catch (err) { if (err.message !== "401") say(err.message, true); }
 }
 
