@@ -6,9 +6,11 @@ A role declares its children from the settings (``Role.children``): each a name
 it. A child starts its tasks, drains within a deadline and says what is wrong
 with it. The frame:
 
-- waits for the database (backing off), then starts every child and serves
-  ``/healthz`` and ``/metrics`` on ``roles.ROLE.host``:``base_port`` + process
-  number; a role may add routes of its own to that app (``Role.add_routes``);
+- binds ``roles.ROLE.host``:``base_port`` + process number first (a port in use
+  is a ``StartupError`` at once: exit 69 within supervisord's startsecs), waits
+  for the database (backing off), then starts every child and serves
+  ``/healthz`` and ``/metrics`` there; a role may add routes of its own to that
+  app (``Role.add_routes``);
 - watches every child's tasks: one that ends on its own stops the role loudly
   (exit 1), instead of leaving it half alive;
 - SIGTERM/SIGINT: stops taking work and drains every child within the role's
@@ -441,9 +443,7 @@ class Frame:
             ) from None
         sockets: list[socket.socket] = []
         try:
-            for family, kind, proto, _, address in dict.fromkeys(
-                (i[0], i[1], i[2], i[3], i[4]) for i in infos
-            ):
+            for family, kind, proto, _, address in dict.fromkeys(infos):
                 sock = socket.socket(family, kind, proto)
                 sockets.append(sock)
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

@@ -349,7 +349,7 @@ def test_a_healthz_that_does_not_answer_is_named() -> None:
     # a program named like scheduler-0 that listens nowhere
     silent = STAND_IN.replace("%(here)s/stand_in.py {port}", '-c "import time; time.sleep(99)"')
     with running(silent) as suite:
-        result = suite.status()
+        result = suite.status("--wait", "3")  # RUNNING by then; never healthy
         assert result.returncode == 1
         url = f"http://127.0.0.1:{suite.scheduler_port}/healthz"
         assert f"not ready: no answer from {url}" in result.stdout, result.stdout
