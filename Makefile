@@ -4,6 +4,8 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 CONFIG ?= config/outboxd.yaml
+# WAIT: seconds `make run` waits for every program to be ready
+WAIT ?= 60
 
 .PHONY: run test lint bench clean
 
@@ -24,11 +26,7 @@ lint: $(BIN)/.installed
 run: $(BIN)/.installed
 	$(BIN)/outboxd check-config -c $(CONFIG)
 	$(BIN)/outboxd migrate -c $(CONFIG)
-	mkdir -p var/log
-	@echo "outboxd: the suite runs in the foreground; Ctrl-C stops it."
-	@echo "outboxd: in another shell: $(BIN)/supervisorctl -c supervisord.conf status"
-	@echo "outboxd:                   $(BIN)/outboxd stats -c $(CONFIG)"
-	$(BIN)/supervisord -c supervisord.conf
+	@sh ops/run.sh $(BIN) $(CONFIG) $(WAIT)
 
 bench: $(BIN)/.installed
 	$(BIN)/python ops/bench/outbox.py

@@ -1,5 +1,5 @@
-"""The ``outboxd`` command: check-config, migrate, run; enqueue, stats, retry, cancel,
-resend, visit; messages list and show; schedules, runs; token.
+"""The ``outboxd`` command: check-config, migrate, run, status; enqueue, stats, retry,
+cancel, resend, visit; messages list and show; schedules, runs; token.
 
 Errors are one line on stderr and a sysexits-style code, never a traceback
 (set ``OUTBOXD_DEBUG=1`` to see one).
@@ -14,7 +14,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from daemon import __version__
-from daemon.cli import browse, messages, schedules, system, tokens
+from daemon.cli import browse, messages, schedules, status, system, tokens
 from daemon.cli.common import (
     EX_DATAERR,
     EX_SOFTWARE,
@@ -53,6 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
         return cmd
 
     system.register(add)
+    status.register(add)
     messages.register(add)
     browse.register(add, common)
     schedules.register(add, common)

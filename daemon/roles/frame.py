@@ -6,9 +6,11 @@ A role declares its children from the settings (``Role.children``): each a name
 it. A child starts its tasks, drains within a deadline and says what is wrong
 with it. The frame:
 
-- waits for the database (backing off), then starts every child and serves
-  ``/healthz`` and ``/metrics`` on ``roles.ROLE.host``:``base_port`` + process
-  number; a role may add routes of its own to that app (``Role.add_routes``);
+- binds ``roles.ROLE.host``:``base_port`` + process number first (a port in use
+  is a ``StartupError`` at once: exit 69 within supervisord's startsecs), waits
+  for the database (backing off), then starts every child and serves
+  ``/healthz`` and ``/metrics`` there; a role may add routes of its own to that
+  app (``Role.add_routes``);
 - watches every child's tasks: one that ends on its own stops the role loudly
   (exit 1), instead of leaving it half alive;
 - SIGTERM/SIGINT: stops taking work and drains every child within the role's
@@ -24,6 +26,7 @@ Signal handlers only set events; the frame's main coroutine acts on them.
 from __future__ import annotations
 
 import asyncio
+import errno
 import json
 import logging
 import os
@@ -302,6 +305,18 @@ class Frame:
 
     async def _run(self, factory: RoleFactory) -> int:
         host, port = health_address(self.settings, self.role_name, self.process_num)
+        # bound before anything else, so a port in use ends the process at once (well
+        # within supervisord's startsecs: the program is FATAL, not restarted forever)
+        sockets = self._bind_health(host, port)
+        try:
+            return await self._run_bound(factory, sockets, host, port)
+        finally:
+            for sock in sockets:
+                sock.close()
+
+    async def _run_bound(
+        self, factory: RoleFactory, sockets: list[socket.socket], host: str, port: int
+    ) -> int:
         logging_settings = self.settings.logging
         store = open_async_store(
             self.settings.database,
@@ -326,7 +341,7 @@ class Frame:
             role = factory(context)
             self.role = role
             self.children = Children(role, self.role_name)
-            server = await self._serve_health(role, host, port)
+            server = await self._serve_health(role, sockets, host, port)
             try:
                 await role.open()
                 try:
@@ -451,7 +466,39 @@ class Frame:
             headers={"Content-Type": CONTENT_TYPE_LATEST},
         )
 
-    async def _serve_health(self, role: Role, host: str, port: int) -> web.AppRunner:
+    def _bind_health(self, host: str, port: int) -> list[socket.socket]:
+        """The listening sockets of /healthz and /metrics (every address ``host``
+        names, as asyncio's ``create_server`` binds them); a port in use is a
+        ``StartupError`` naming it (exit 69)."""
+        where = f"roles.{self.role_name}.base_port + process number {self.process_num}"
+        try:
+            infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+        except OSError as exc:
+            raise StartupError(
+                f"cannot serve /healthz on {host}:{port}: {exc.strerror or exc} ({where})"
+            ) from None
+        sockets: list[socket.socket] = []
+        try:
+            for family, kind, proto, _, address in dict.fromkeys(infos):
+                sock = socket.socket(family, kind, proto)
+                sockets.append(sock)
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                if family == socket.AF_INET6:
+                    sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+                sock.bind(address)
+                sock.listen(128)
+        except OSError as exc:
+            for sock in sockets:
+                sock.close()
+            why = "address already in use" if exc.errno == errno.EADDRINUSE else exc.strerror
+            raise StartupError(
+                f"cannot serve /healthz on {host}:{port}: {why or exc} ({where})"
+            ) from None
+        return sockets
+
+    async def _serve_health(
+        self, role: Role, sockets: list[socket.socket], host: str, port: int
+    ) -> web.AppRunner:
         app = web.Application()
         app[FRAME] = self
         app.router.add_get("/healthz", self._healthz)
@@ -460,13 +507,11 @@ class Frame:
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
         try:
-            await web.TCPSite(runner, host, port).start()
-        except OSError as exc:
+            for sock in sockets:
+                await web.SockSite(runner, sock).start()
+        except BaseException:
             await runner.cleanup()
-            raise StartupError(
-                f"cannot serve /healthz on {host}:{port}: {exc.strerror or exc} "
-                f"(roles.{self.role_name}.base_port + process number {self.process_num})"
-            ) from None
+            raise
         log.info("health and metrics", extra={"listen": f"http://{host}:{port}"})
         return runner
 

@@ -1,0 +1,520 @@
+"""``outboxd status`` against a real supervisord (the venv's) running real outboxd
+pollers and small stand-ins, each in a temporary directory of its own; and
+``daemon.processes``' start, stop and restart."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from daemon.processes import Supervisor, SupervisorError, supervisor_address
+from daemon.store import migrate, open_database
+from daemon.store.db import DatabaseSettings
+from tests.integration.daemon_process import ROOT, free_port, gone
+
+pytestmark = pytest.mark.timeout(90)
+
+BIN = Path(sys.executable).parent
+SUPERVISORD = BIN / "supervisord"
+PYTHON = sys.executable
+
+HEADER = """
+[unix_http_server]
+file=%(here)s/supervisor.sock
+
+[supervisord]
+nodaemon=true
+directory=%(here)s
+logfile=%(here)s/supervisord.log
+pidfile=%(here)s/supervisord.pid
+childlogdir=%(here)s
+
+[rpcinterface:supervisor]
+supervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface
+
+[supervisorctl]
+serverurl=unix://%(here)s/supervisor.sock
+"""
+
+# startsecs stays above the time a poller takes to find its port in use (under a
+# second), so that one is FATAL rather than RUNNING and then EXITED
+POLLERS = """
+[group:outboxd]
+programs=poller
+
+[program:poller]
+command={python} -m daemon run poller -c %(here)s/outboxd.yaml --process-num %(process_num)d
+process_name=%(program_name)s-%(process_num)d
+numprocs=2
+directory=%(here)s
+startsecs=3
+startretries=0
+autorestart=false
+stopwaitsecs=10
+redirect_stderr=true
+stdout_logfile=%(here)s/%(program_name)s-%(process_num)d.log
+"""
+
+SLEEPER = """
+[program:sleeper]
+command={python} -c "import time; time.sleep(3600)"
+startsecs=0
+stopwaitsecs=2
+stdout_logfile=%(here)s/sleeper.log
+redirect_stderr=true
+"""
+
+CRASHER = """
+[program:crasher]
+command={python} -c "import sys; print('crasher: no luck today', flush=True); sys.exit(3)"
+startsecs=1
+startretries=0
+autorestart=false
+stdout_logfile=%(here)s/crasher.log
+redirect_stderr=true
+"""
+
+# an outboxd-named program that is not outboxd: serves a /healthz of its choosing
+STAND_IN = """
+[program:scheduler-0]
+command={python} %(here)s/stand_in.py {port}
+startsecs=0
+stopwaitsecs=2
+stdout_logfile=%(here)s/scheduler-0.log
+redirect_stderr=true
+"""
+
+STAND_IN_PY = """
+import json, sys
+from http.server import BaseHTTPRequestHandler, HTTPServer
+
+BODY = json.dumps({"status": "unhealthy", "role": "scheduler", "process": 0,
+                   "problems": ["database: OperationalError: disk I/O error"]}).encode()
+
+class Handler(BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.send_response(503)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(BODY)))
+        self.end_headers()
+        self.wfile.write(BODY)
+
+HTTPServer(("127.0.0.1", int(sys.argv[1])), Handler).serve_forever()
+"""
+
+YAML = """
+database: sqlite:///{db}
+roles:
+  poller: {{base_port: {poller}, drain_timeout: 2s}}
+  scheduler: {{base_port: {scheduler}}}
+"""
+
+
+def free_port_pair() -> int:
+    """A port p with p and p + 1 free (poller-0 and poller-1)."""
+    for _ in range(100):
+        base = free_port()
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", base + 1))
+            except OSError:
+                continue
+        return base
+    raise RuntimeError("no two consecutive free ports")
+
+
+class Suite:
+    """A supervisord of its own in a short temporary directory (AF_UNIX paths are
+    short), with the programs given."""
+
+    def __init__(self, *programs: str) -> None:
+        self.root = Path(tempfile.mkdtemp(prefix="outboxd-st-"))
+        self.poller_port = free_port_pair()
+        self.scheduler_port = free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+        db = self.root / "o.db"
+        (self.root / "outboxd.yaml").write_text(
+            YAML.format(db=db, poller=self.poller_port, scheduler=self.scheduler_port)
+        )
+        database = open_database(DatabaseSettings(url=f"sqlite:///{db}"))
+        migrate(database)
+        database.close()
+        (self.root / "stand_in.py").write_text(STAND_IN_PY)
+        text = HEADER + "".join(programs)
+        self.conf.write_text(text.replace("{python}", PYTHON).replace(
+            "{port}", str(self.scheduler_port)
+        ))  # fmt: skip
+
+    @property
+    def conf(self) -> Path:
+        return self.root / "supervisord.conf"
+
+    @property
+    def yaml(self) -> Path:
+        return self.root / "outboxd.yaml"
+
+    @property
+    def env(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("OUTBOXD_")}
+        return env | {"PYTHONPATH": str(ROOT)}
+
+    def start(self) -> None:
+        with (self.root / "supervisord.out").open("wb") as out:
+            self.proc = subprocess.Popen(
+                [str(SUPERVISORD), "-c", str(self.conf)],
+                cwd=self.root,
+                env=self.env,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+
+    def status(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+        """``outboxd status -c outboxd.yaml ARGS`` run in the suite's directory."""
+        return subprocess.run(
+            [PYTHON, "-m", "daemon", "status", "-c", str(self.yaml), *args],
+            cwd=self.root,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+
+    def supervisor(self) -> Supervisor:
+        return Supervisor(supervisor_address(str(self.conf)))
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def running(*programs: str) -> Iterator[Suite]:
+    suite = Suite(*programs)
+    try:
+        suite.start()
+        yield suite
+    finally:
+        suite.stop()
+
+
+def table(out: str) -> dict[str, list[str]]:
+    """The status table as {program: [state, pid, uptime, health…]}."""
+    rows = {}
+    for line in out.splitlines()[1:]:
+        parts = line.split(None, 4)
+        if len(parts) >= 4 and parts[1].isupper():
+            rows[parts[0]] = parts[1:]
+    return rows
+
+
+# --- ready ----------------------------------------------------------------------------
+
+
+def test_every_program_ready_is_0_and_wait_covers_supervisord_starting() -> None:
+    suite = Suite(POLLERS, SLEEPER)
+    try:
+        # asked before supervisord runs: --wait keeps asking (what `make run` does)
+        waiting = subprocess.Popen(
+            [PYTHON, "-m", "daemon", "status", "-c", str(suite.yaml), "--wait", "40"],
+            cwd=suite.root, env=suite.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            text=True,
+        )  # fmt: skip
+        time.sleep(0.5)
+        suite.start()
+        out, err = waiting.communicate(timeout=60)
+        assert waiting.returncode == 0, out + err
+        rows = table(out)
+        assert set(rows) == {"outboxd:poller-0", "outboxd:poller-1", "sleeper"}, out
+        assert rows["outboxd:poller-0"][0] == "RUNNING"
+        assert rows["outboxd:poller-0"][-1] == "ready"
+        assert rows["outboxd:poller-1"][-1] == "ready"
+        assert rows["sleeper"][-1] == "-"  # not an outboxd role: no health check
+        assert out.splitlines()[-1] == "ready: 3 programs running, 2 healthy"
+
+        done = suite.status("--json")
+        assert done.returncode == 0, done.stderr
+        body = json.loads(done.stdout)
+        assert body["ready"] is True and body["not_ready"] == []
+        assert body["supervisor"] == f"unix://{suite.root}/supervisor.sock"
+        programs = {p["name"]: p for p in body["programs"]}
+        poller = programs["outboxd:poller-1"]
+        assert poller["group"] == "outboxd" and poller["program"] == "poller-1"
+        assert poller["state"] == "RUNNING" and poller["pid"] > 0
+        assert poller["role"] == "poller" and poller["process"] == 1
+        assert poller["health"]["url"] == f"http://127.0.0.1:{suite.poller_port + 1}/healthz"
+        assert poller["health"]["status"] == 200
+        assert poller["health"]["body"]["status"] == "ok"
+        assert poller["ready"] is True and poller["problems"] == []
+        assert programs["sleeper"]["health"] is None and programs["sleeper"]["role"] is None
+    finally:
+        suite.stop()
+
+
+# --- not ready ------------------------------------------------------------------------
+
+
+def test_a_stopped_program_is_named_and_start_stop_restart_work() -> None:
+    with running(POLLERS, SLEEPER) as suite:
+        assert suite.status("--wait", "40").returncode == 0
+        client = suite.supervisor()
+        client.stop("sleeper")
+        stopped = suite.status()
+        assert stopped.returncode == 1, stopped.stdout
+        assert table(stopped.stdout)["sleeper"][0] == "STOPPED"
+        assert stopped.stdout.splitlines()[-1] == "not ready: sleeper (STOPPED)"
+
+        client.start("sleeper")
+        assert client.program("sleeper").state == "RUNNING"
+        pid = client.program("outboxd:poller-0").pid
+        client.restart("outboxd:poller-0")
+        assert client.program("outboxd:poller-0").pid not in (0, pid)
+        with pytest.raises(SupervisorError, match="no program named 'nobody'"):
+            client.start("nobody")
+        with pytest.raises(SupervisorError, match="already started"):
+            client.start("sleeper")
+        assert suite.status("--wait", "20").returncode == 0
+
+
+def test_a_fatal_program_is_named_with_its_log_and_wait_ends_at_once() -> None:
+    with running(SLEEPER, CRASHER) as suite:
+        began = time.monotonic()
+        result = suite.status("--wait", "60", "--tail", "5")
+        assert time.monotonic() - began < 30  # FATAL is final: no waiting the minute out
+        assert result.returncode == 1, result.stdout
+        assert table(result.stdout)["crasher"][0] == "FATAL"
+        assert "not ready: crasher (FATAL)" in result.stdout
+        assert f"--- crasher: the last 1 lines of {suite.root}/crasher.log ---" in result.stdout
+        assert "crasher: no luck today" in result.stdout
+
+        body = json.loads(suite.status("--json").stdout)
+        assert body["ready"] is False and body["not_ready"] == ["crasher"]
+
+
+def test_a_health_port_in_use_names_the_program_that_cannot_bind() -> None:
+    # a long startsecs: however loaded the machine, the poller finds its port in
+    # use within it, so supervisord says FATAL and the wait ends there
+    suite = Suite(POLLERS.replace("startsecs=3", "startsecs=15"))
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", suite.poller_port + 1))
+        busy.listen()
+        try:
+            suite.start()
+            result = suite.status("--wait", "40", "--tail", "3")
+        finally:
+            suite.stop()
+    assert result.returncode == 1, result.stdout
+    rows = table(result.stdout)
+    assert rows["outboxd:poller-1"][0] == "FATAL", result.stdout
+    assert "outboxd:poller-1 (FATAL)" in result.stdout.splitlines()[3]  # the verdict
+    port = suite.poller_port + 1
+    assert (
+        f"outboxd: cannot serve /healthz on 127.0.0.1:{port}: address already in use "
+        "(roles.poller.base_port + process number 1)"
+    ) in result.stdout
+
+
+def test_a_running_program_whose_healthz_lists_problems_is_not_ready() -> None:
+    with running(STAND_IN) as suite:
+        result = suite.status("--wait", "3")
+        assert result.returncode == 1, result.stdout
+        row = table(result.stdout)["scheduler-0"]
+        assert row[0] == "RUNNING"
+        assert row[-1] == "not ready: database: OperationalError: disk I/O error", result.stdout
+        body = json.loads(suite.status("--json").stdout)
+        (program,) = body["programs"]
+        assert program["health"]["status"] == 503
+        assert program["problems"] == ["database: OperationalError: disk I/O error"]
+
+
+def test_a_healthz_that_does_not_answer_is_named() -> None:
+    # a program named like scheduler-0 that listens nowhere
+    silent = STAND_IN.replace("%(here)s/stand_in.py {port}", '-c "import time; time.sleep(99)"')
+    with running(silent) as suite:
+        result = suite.status("--wait", "3")  # RUNNING by then; never healthy
+        assert result.returncode == 1
+        url = f"http://127.0.0.1:{suite.scheduler_port}/healthz"
+        assert f"not ready: no answer from {url}" in result.stdout, result.stdout
+
+
+# --- supervisord not there ----------------------------------------------------------------
+
+
+def test_no_supervisord_is_69_with_one_line(tmp_path: Path) -> None:
+    suite = Suite(SLEEPER)  # written, never started
+    try:
+        result = suite.status()
+        assert result.returncode == 69
+        assert result.stdout == ""
+        assert result.stderr == (
+            f"outboxd: supervisord is not running: no socket at {suite.root}/supervisor.sock\n"
+        )
+        # a socket file nobody listens on (supervisord killed): refused
+        sock = socket.socket(socket.AF_UNIX)
+        sock.bind(str(suite.root / "supervisor.sock"))
+        try:
+            result = suite.status("--supervisor", str(suite.root / "supervisor.sock"))
+        finally:
+            sock.close()
+        assert result.returncode == 69
+        assert result.stderr == (
+            f"outboxd: supervisord is not running: unix://{suite.root}/supervisor.sock "
+            "refuses connections\n"
+        )
+        # --wait gives up after its time, with the same line
+        env = suite.env | {"OUTBOXD_SUPERVISOR": f"unix://{tmp_path}/none.sock"}
+        began = time.monotonic()
+        waited = subprocess.run(
+            [PYTHON, "-m", "daemon", "status", "-c", str(suite.yaml), "--wait", "1"],
+            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=30,
+        )  # fmt: skip
+        assert waited.returncode == 69
+        assert 1 <= time.monotonic() - began < 20
+        assert waited.stderr.count("\n") == 1
+        assert f"no socket at {tmp_path}/none.sock" in waited.stderr
+    finally:
+        suite.stop()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--supervisor", "ftp://x"], "--supervisor: 'ftp://x': use unix://PATH"),
+        (["--wait", "-1"], "--wait: -1 is not 0 to 86400 seconds"),
+        (["--wait", "nan"], "--wait: nan is not 0 to 86400 seconds"),
+        (["--tail", "5000"], "--tail: 5000 is not 0 to 1000 lines"),
+    ],
+)
+def test_bad_options_are_64(tmp_path: Path, args: list[str], message: str) -> None:
+    (tmp_path / "o.yaml").write_text("database: sqlite:///o.db\n")
+    result = subprocess.run(
+        [PYTHON, "-m", "daemon", "status", "-c", "o.yaml", *args],
+        cwd=tmp_path, capture_output=True, text=True, timeout=30,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )  # fmt: skip
+    assert result.returncode == 64
+    assert result.stderr.startswith(f"outboxd: {message}")
+    assert result.stderr.count("\n") == 1
+
+
+# --- make run (ops/run.sh) ------------------------------------------------------------
+
+
+class RunScript:
+    """``sh ops/run.sh BIN outboxd.yaml WAIT`` in a suite's directory, its output in a file."""
+
+    def __init__(self, suite: Suite, name: str = "run") -> None:
+        self.out = suite.root / f"{name}.out"
+        with self.out.open("wb") as out:
+            self.proc = subprocess.Popen(
+                ["sh", str(ROOT / "ops" / "run.sh"), str(BIN), "outboxd.yaml", "40"],
+                cwd=suite.root, env=suite.env, stdin=subprocess.DEVNULL, stdout=out,
+                stderr=subprocess.STDOUT,
+            )  # fmt: skip
+
+    def text(self) -> str:
+        return self.out.read_text(errors="replace")
+
+    def wait_for(self, what: str, timeout: float = 60) -> str:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if what in (text := self.text()):
+                return text
+            if self.proc.poll() is not None:
+                break
+            time.sleep(0.2)
+        raise AssertionError(f"no {what!r} in the output of ops/run.sh:\n{self.text()}")
+
+    def supervisord_pid(self) -> int:
+        line = self.wait_for("supervisord started (pid ")
+        return int(line.split("supervisord started (pid ", 1)[1].split(")", 1)[0])
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def test_run_script_says_ready_and_term_stops_the_suite() -> None:
+    suite = Suite(POLLERS, SLEEPER)
+    run = RunScript(suite)
+    try:
+        text = run.wait_for("Ctrl-C stops it")
+        assert "outboxd: ready\n" in text
+        assert "ready: 3 programs running, 2 healthy" in text
+        sup = run.supervisord_pid()
+        pollers = [suite.supervisor().program(f"outboxd:poller-{n}").pid for n in (0, 1)]
+
+        again = RunScript(suite, "again")  # a second `make run` in the same directory
+        assert again.proc.wait(30) == 69
+        assert "a supervisord already answers for supervisord.conf" in again.text()
+
+        run.proc.send_signal(signal.SIGTERM)
+        assert run.proc.wait(30) == 130
+        assert "outboxd: stopping the suite" in run.text()
+        for pid in [sup, *pollers]:
+            assert not Path(f"/proc/{pid}").exists() or gone(pid), pid
+    finally:
+        run.kill()
+        suite.stop()
+
+
+def test_run_script_names_what_failed_with_its_log() -> None:
+    suite = Suite(SLEEPER, CRASHER)
+    run = RunScript(suite)
+    try:
+        text = run.wait_for("Ctrl-C stops it")
+        assert "not ready: crasher (FATAL)" in text
+        assert "crasher: no luck today" in text
+        assert "outboxd: not ready: see above; the rest runs on" in text
+        run.proc.send_signal(signal.SIGINT)
+        assert run.proc.wait(30) == 130
+    finally:
+        run.kill()
+        suite.stop()
+
+
+# --- where supervisord is ---------------------------------------------------------------
+
+
+def test_the_supervisor_address_from_option_environment_and_defaults(tmp_path: Path) -> None:
+    conf = tmp_path / "supervisord.conf"
+    assert supervisor_address(None, {}, tmp_path).url == f"unix://{tmp_path}/var/supervisor.sock"
+    conf.write_text("[unix_http_server]\nfile=%(here)s/run/%(ENV_WHO)s.sock\n")
+    found = supervisor_address(None, {"WHO": "ops"}, tmp_path)
+    assert found.url == f"unix://{tmp_path}/run/ops.sock"
+    conf.write_text(
+        "[inet_http_server]\nport=127.0.0.1:9001\n"
+        "[supervisorctl]\nserverurl=http://127.0.0.1:9001\nusername=ops\npassword=s3cret\n"
+    )
+    found = supervisor_address("supervisord.conf", {}, tmp_path)
+    assert (found.url, found.username, found.password) == ("http://127.0.0.1:9001", "ops", "s3cret")
+    conf.write_text("[inet_http_server]\nport=*:9002\n")
+    assert supervisor_address(str(conf), {}, tmp_path).url == "http://127.0.0.1:9002"
+    env = {"OUTBOXD_SUPERVISOR": "unix:///run/supervisor.sock"}
+    assert supervisor_address(None, env, tmp_path).url == "unix:///run/supervisor.sock"
+    assert supervisor_address("sock", env, tmp_path).url == f"unix://{tmp_path}/sock"
+    conf.write_text("[supervisord]\nnodaemon=true\n")
+    with pytest.raises(ValueError, match="no \\[unix_http_server\\] or \\[inet_http_server\\]"):
+        supervisor_address(str(conf), {}, tmp_path)
+    conf.write_text("[unix_http_server]\nfile=%(ENV_NOPE)s\n")
+    with pytest.raises(ValueError, match=r"supervisord\.conf: "):
+        supervisor_address(str(conf), {}, tmp_path)
