@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 from aiohttp import web
 
-from daemon.api import intake, messages, overview
+from daemon.api import intake, messages, overview, processes
 from daemon.api import schedules as sched
 from daemon.api.access import check_access
 from daemon.api.context import CONTROL, Control
@@ -110,6 +110,25 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         "a bulk operation's progress and result",
         responses={200: "the operation", 304: "unchanged", 404: "no such operation"},
         path_params=messages.ID_PARAM, tag="messages", cached=True,
+    ),
+    Endpoint(
+        "GET", f"{API}/processes", processes.list_processes, "viewer",
+        "every program supervisord runs, its state, and each outboxd process's /healthz",
+        responses={200: "the programs", 304: "unchanged", 503: "supervisord does not answer"},
+        tag="processes", cached=True,
+    ),
+    *(
+        Endpoint(
+            "POST", f"{API}/processes/{{name}}/{action}", handler, "admin",
+            f"{action} a program (GROUP:NAME), waiting until supervisord has",
+            responses={200: "done: its state now", 404: "no such program",
+                       409: "not possible now (already started, the answering process)",
+                       503: "supervisord does not answer"},
+            path_params=processes.NAME_PARAM, tag="processes",
+        )
+        for action, handler in zip(
+            processes.ACTIONS, (processes.start, processes.stop, processes.restart), strict=True
+        )
     ),
     Endpoint(
         "POST", "/webhooks/{name}", intake.receive, None,

@@ -98,6 +98,7 @@ class AsyncStore:
     operations = _Operation(Store.operations)
     stats = _Operation(Store.stats)
     audit = _Operation(Store.audit)
+    record_action = _Operation(Store.record_action)
     queue_gauges = _Operation(Store.queue_gauges)
     # schedules and the fire ledger
     schedules = _Operation(Store.schedules)

@@ -143,6 +143,21 @@ class OperatorOps(OperationOps):
         found = {r[0] for r in Message.select(Message.id).where(Message.id.in_(list(ids))).tuples()}
         return sorted(set(ids) - found)
 
+    def record_action(
+        self,
+        actor: str,
+        action: str,
+        target: str | None,
+        details: dict[str, Any] | None = None,
+        changed: int = 1,
+        now: datetime | None = None,
+    ) -> int:
+        """Record an operator action made outside the database (a process started
+        or stopped through supervisord); its audit id."""
+        return self._write(
+            lambda: self._audit(actor, action, target, details, changed, self._now(now))
+        )
+
     def audit(self, limit: int = 100, before_id: int | None = None) -> list[dict[str, Any]]:
         """The operator actions, newest first."""
 
