@@ -1,6 +1,6 @@
 """``job: purge``: delete what has been kept long enough, in batches of a
 bounded size (each its own transaction, so delivery is never held up): delivered
-messages and their status events, finished runs, notifications. Pending,
+messages and their status events, finished runs, notifications, webhook receipts. Pending,
 sending and failed messages are never touched."""
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ class PurgeOptions(JobOptions):
     messages_older_than: PositiveDuration = 30 * 86400.0  # delivered this long ago
     runs_older_than: PositiveDuration = 90 * 86400.0  # finished this long ago
     notifications_older_than: PositiveDuration = 90 * 86400.0
+    receipts_older_than: PositiveDuration = 90 * 86400.0  # partners' webhooks received
     batch: Annotated[Integer, Field(ge=1, le=10_000)] = 1000  # rows per transaction
 
 
@@ -46,7 +47,14 @@ async def run(ctx: JobContext, options: PurgeOptions) -> dict[str, Any]:
         ctx.fire - timedelta(seconds=options.notifications_older_than),
         options.batch,
     )
-    return {"messages": messages, "runs": runs, "notifications": notifications}
+    receipts = await _drain(
+        store.purge_receipts,
+        ctx.fire - timedelta(seconds=options.receipts_older_than),
+        options.batch,
+    )
+    return {
+        "messages": messages, "runs": runs, "notifications": notifications, "receipts": receipts
+    }  # fmt: skip
 
 
 def describe(options: PurgeOptions) -> str:

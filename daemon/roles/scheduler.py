@@ -63,6 +63,7 @@ log = logging.getLogger("outboxd.scheduler")
 MAX_CATCH_UP = 10_000  # fires recorded one by one when a scheduler comes back; the rest summed
 QUEUE_POLL = 0.5  # seconds between looks at queued runs
 STORE_RETRY = 1.0
+CATCH_UP_GRACE = 2.0  # seconds: fires this recent at a sync are the timer's, not caught up
 
 
 def utcnow() -> datetime:
@@ -286,8 +287,10 @@ class ScheduleBook:
             if entry.active:
                 # one instant for both: the catch-up takes the fires up to it, the timer
                 # the next one after it (a fire between the two, were each to read the
-                # clock, would get no run and no row)
-                moment = now or utcnow()
+                # clock, would get no run and no row). The instant is a little in the
+                # past: a fire of the last moments is the timer's, claimed as any late
+                # fire, not caught up (another scheduler may be claiming it right now)
+                moment = (now or utcnow()) - timedelta(seconds=CATCH_UP_GRACE)
                 await self._catch_up(entry, moment)
                 self._arm(entry, moment)
 

@@ -123,6 +123,7 @@ class AsyncStore:
     purge_messages = _Operation(Store.purge_messages)
     purge_runs = _Operation(Store.purge_runs)
     purge_notifications = _Operation(Store.purge_notifications)
+    purge_receipts = _Operation(Store.purge_receipts)
     export_page = _Operation(Store.export_page)
     due_status_checks = _Operation(Store.due_status_checks)
     record_status_checks = _Operation(Store.record_status_checks)

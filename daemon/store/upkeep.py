@@ -18,6 +18,7 @@ from daemon.store.models import (
     Notification,
     Schedule,
     Visit,
+    WebhookReceipt,
 )
 
 Exported = Literal["messages", "visits", "runs"]
@@ -63,6 +64,23 @@ class UpkeepOps(StoreBase):
             )
             ids = [row.id for row in stale]
             return Notification.delete().where(Notification.id.in_(ids)).execute() if ids else 0
+
+        return self._write(work)
+
+    def purge_receipts(self, before: datetime, limit: int = 1000) -> int:
+        """Webhook receipts received before ``before``, at most ``limit`` of them."""
+
+        def work() -> int:
+            stale = (
+                WebhookReceipt.select(WebhookReceipt.id)
+                .where(WebhookReceipt.received_at < before)
+                .order_by(WebhookReceipt.received_at)
+                .limit(limit)
+            )
+            ids = [row.id for row in stale]
+            if not ids:
+                return 0
+            return WebhookReceipt.delete().where(WebhookReceipt.id.in_(ids)).execute()
 
         return self._write(work)
 

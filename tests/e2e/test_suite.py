@@ -20,7 +20,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -39,6 +38,7 @@ from daemon.settings import DatabaseSettings
 from daemon.sim.mllp import MllpSimulator, Rule
 from daemon.store import Store, open_database
 from daemon.store.types import NewMessage
+from tests.integration.daemon_process import free_port, free_port_pair
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
 
@@ -97,25 +97,6 @@ def venv() -> Path:
 
 
 # --- helpers ------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def free_port_pair() -> int:
-    """A port p with p and p + 1 free (dispatcher-0 and dispatcher-1's /healthz)."""
-    for _ in range(100):
-        base = free_port()
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", base + 1))
-            except OSError:
-                continue
-        return base
-    raise RuntimeError("no two consecutive free ports")
 
 
 def hl7(control_id: str, mrn: str) -> bytes:

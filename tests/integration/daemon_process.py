@@ -33,6 +33,20 @@ def free_port() -> int:
             return port
 
 
+def free_port_pair() -> int:
+    """A port p with p and p + 1 free: the health ports of process 0 and 1 of a role."""
+    for _ in range(100):
+        base = free_port()
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", base + 1))
+            except OSError:
+                continue
+        _HANDED_OUT.add(base + 1)
+        return base
+    raise RuntimeError("no two consecutive free ports")
+
+
 def gone(pid: int) -> bool:
     """Exited (a zombie counts: its parent may not have reaped it yet)."""
     try:

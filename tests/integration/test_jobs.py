@@ -334,3 +334,17 @@ async def test_report_summarises_each_channel_to_its_targets(astore):
     assert "filings: 2 delivered, 0 failed (100.0% delivered); 0 pending" in text
     assert "hie: 0 delivered, 0 failed; 1 pending, the oldest 30m" in text
     assert out == {"channels": 2, "sent_to": ["mail: 250 OK"]}
+
+
+async def test_purge_deletes_old_webhook_receipts_only(astore):
+    from daemon.store.types import WebhookCall
+
+    now = datetime.now(UTC)
+    ages = {"old-1": 100, "old-2": 91, "recent": 10}  # days
+    for webhook_id, days in ages.items():
+        at = now - timedelta(days=days)
+        call = WebhookCall("tax", webhook_id, "filings", b"{}", problem="the body is not JSON")
+        await astore.receive_webhook(call, now=at)
+    result = await purge.run(context(astore, now), purge.PurgeOptions(batch=1))
+    assert result["receipts"] == 2
+    assert [r.webhook_id for r in await astore.webhook_receipts()] == ["recent"]

@@ -22,7 +22,7 @@ import pytest
 from daemon.processes import Supervisor, SupervisorError, supervisor_address
 from daemon.store import migrate, open_database
 from daemon.store.db import DatabaseSettings
-from tests.integration.daemon_process import ROOT, free_port, gone
+from tests.integration.daemon_process import ROOT, free_port, free_port_pair, gone
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -120,19 +120,6 @@ roles:
   poller: {{base_port: {poller}, drain_timeout: 2s}}
   scheduler: {{base_port: {scheduler}}}
 """
-
-
-def free_port_pair() -> int:
-    """A port p with p and p + 1 free (poller-0 and poller-1)."""
-    for _ in range(100):
-        base = free_port()
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", base + 1))
-            except OSError:
-                continue
-        return base
-    raise RuntimeError("no two consecutive free ports")
 
 
 class Suite:
