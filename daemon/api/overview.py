@@ -14,6 +14,9 @@ from daemon.store.models import utcnow
 STATS_QUERY = (
     Param("window", "integer", "seconds of the success-rate window", minimum=60,
           maximum=7 * 86400, default=3600),
+    Param("minutes", "integer", "also the sent and failed of each of the last N minutes "
+          "(all channels) and the delivered per minute over the last 5 and 60",
+          minimum=0, maximum=180, default=0),
 )  # fmt: skip
 AUDIT_QUERY = (
     Param("limit", "integer", "entries, newest first", minimum=1, maximum=500, default=100),
@@ -32,6 +35,16 @@ async def stats(request: web.Request) -> web.Response:
     )
     data = stats_json(rows, window, now.replace(microsecond=0).isoformat())
     data.pop("at")  # the tag is of the figures, not of the moment they were read
+    if query["minutes"]:
+        series = await control.store.per_minute(max(query["minutes"], 60), now=now)
+        data["per_minute"] = [
+            {"minute": m.start.isoformat(), "sent": m.sent, "failed": m.failed}
+            for m in series[-query["minutes"] :]
+        ]
+        data["delivered_per_minute"] = {
+            "5m": sum(m.sent for m in series[-5:]) / 5,
+            "60m": sum(m.sent for m in series[-60:]) / 60,
+        }
     return cached_json(request, data)
 
 

@@ -6,7 +6,7 @@ from daemon.fields import redact_url
 from daemon.store.alerts import AlertOps
 from daemon.store.browse import BrowseOps
 from daemon.store.db import StoreError, StoreUnavailable, open_database
-from daemon.store.gauges import GaugeOps
+from daemon.store.gauges import GaugeOps, MinuteOps
 from daemon.store.migrations import (
     LATEST,
     SchemaMismatch,
@@ -34,6 +34,7 @@ class Store(
     TrackingOps,
     AlertOps,
     GaugeOps,
+    MinuteOps,
 ):
     """Every operation on one database. Each method is one unit of work in one
     transaction; roles await them through ``daemon.store.aio.AsyncStore``."""

@@ -100,6 +100,7 @@ class AsyncStore:
     audit = _Operation(Store.audit)
     record_action = _Operation(Store.record_action)
     queue_gauges = _Operation(Store.queue_gauges)
+    per_minute = _Operation(Store.per_minute)
     # schedules and the fire ledger
     schedules = _Operation(Store.schedules)
     schedule = _Operation(Store.schedule)

@@ -8,12 +8,20 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import peewee as pw
 
 from daemon.store.base import StoreBase
-from daemon.store.models import FAILED, PENDING, SENDING, Message, read_timestamp
+from daemon.store.models import (
+    FAILED,
+    PENDING,
+    SENDING,
+    SENT,
+    Message,
+    StatusEvent,
+    read_timestamp,
+)
 
 QUEUE_STATUSES = (PENDING, SENDING, FAILED)
 
@@ -51,5 +59,47 @@ class GaugeOps(StoreBase):
                     else max(0.0, (when - read_timestamp(first)).total_seconds())
                 )
             return QueueGauges(counts, oldest)
+
+        return self._read(work)
+
+
+@dataclass(frozen=True)
+class Minute:
+    start: datetime
+    sent: int
+    failed: int
+
+
+class MinuteOps(StoreBase):
+    def per_minute(self, minutes: int = 60, now: datetime | None = None) -> list[Minute]:
+        """Messages that reached ``sent`` and ``failed`` in each of the last
+        ``minutes`` whole minutes (the current one included), oldest first; read
+        from the status events of that span (their ``at`` index)."""
+        when = self._now(now).replace(second=0, microsecond=0)
+        since = when - timedelta(minutes=minutes - 1)
+
+        def work() -> list[Minute]:
+            bucket = (
+                pw.fn.date_trunc("minute", StatusEvent.at)
+                if self.postgres
+                else pw.fn.substr(StatusEvent.at, 1, 16)
+            )
+            rows = (
+                StatusEvent.select(bucket, StatusEvent.to_status, pw.fn.COUNT(StatusEvent.id))
+                .where((StatusEvent.at >= since) & StatusEvent.to_status.in_((SENT, FAILED)))
+                .group_by(pw.SQL("1"), pw.SQL("2"))  # by position: the minute's parameter
+                .tuples()
+            )
+            counts: dict[tuple[datetime, str], int] = {}
+            for start, status, count in rows:
+                key = read_timestamp(start if not isinstance(start, str) else start + ":00")
+                counts[(key.replace(second=0, microsecond=0), status)] = count
+            out = []
+            for i in range(minutes):
+                start = since + timedelta(minutes=i)
+                out.append(
+                    Minute(start, counts.get((start, SENT), 0), counts.get((start, FAILED), 0))
+                )
+            return out
 
         return self._read(work)

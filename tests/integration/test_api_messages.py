@@ -52,13 +52,18 @@ async def _messages(
     )
 
 
-async def _deliver(store: AsyncStore, keys: set[str], failed: bool = False) -> None:
-    claimed = [c for c in await store.claim(["hook"], "w", 500, 60) if c.key in keys]
-    outcome = (
-        [Failed(c.id, "partner said no") for c in claimed]
-        if failed
-        else [Delivered(c.id, '{"ok": true}') for c in claimed]
-    )
+async def _deliver(
+    store: AsyncStore, keys: set[str], failed: bool = False, failing: frozenset[str] = frozenset()
+) -> None:
+    """Claim the channel's messages; those of ``keys`` delivered (or, ``failed``,
+    failed), those of ``failing`` failed; the rest stay leased to ``w``."""
+    claimed = await store.claim(["hook"], "w", 500, 60)
+    outcome: list[Delivered | Failed] = []
+    for c in claimed:
+        if c.key in failing or (failed and c.key in keys):
+            outcome.append(Failed(c.id, "partner said no"))
+        elif c.key in keys:
+            outcome.append(Delivered(c.id, '{"ok": true}'))
     await store.record("w", outcome)
 
 
@@ -272,3 +277,16 @@ async def test_an_unknown_message_is_404_and_its_receipt_kept(api: Api, store: A
     assert receipt.result == "unknown_message" and receipt.webhook_id == "msg_1"
     status, answer, _ = await _post(api, body, _signed(body), name="nosuch")
     assert status == 404 and "no webhook named 'nosuch'" in answer["detail"]
+
+
+async def test_stats_per_minute_count_what_was_sent_and_failed(api: Api, store: AsyncStore):
+    await _messages(store, 5)
+    await _deliver(store, {"m000", "m001", "m002"}, failing=frozenset({"m003"}))
+    status, body, _ = await api.call("GET", "/api/v1/stats?minutes=60", role="viewer")
+    assert status == 200 and len(body["per_minute"]) == 60
+    assert sum(m["sent"] for m in body["per_minute"]) == 3
+    assert sum(m["failed"] for m in body["per_minute"]) == 1
+    assert body["per_minute"][-1]["sent"] + body["per_minute"][-2]["sent"] == 3  # just now
+    assert body["delivered_per_minute"] == {"5m": 3 / 5, "60m": 3 / 60}
+    status, plain, _ = await api.call("GET", "/api/v1/stats", role="viewer")
+    assert "per_minute" not in plain

@@ -72,7 +72,7 @@ function when(iso) { return iso ? new Date(iso).toLocaleString() : "-"; }
 // --- overview ---------------------------------------------------------------------------
 
 async function showOverview() {
-  const { changed, data } = await call("GET", API + "/stats");
+  const { changed, data } = await call("GET", API + "/stats?minutes=60");
   if (!changed && $("#badges").childElementCount) return;
   const badges = $("#badges");
   badges.replaceChildren();
