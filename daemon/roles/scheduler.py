@@ -292,7 +292,7 @@ class ScheduleBook:
                 # fire, not caught up (another scheduler may be claiming it right now)
                 moment = (now or utcnow()) - timedelta(seconds=CATCH_UP_GRACE)
                 await self._catch_up(entry, moment)
-                self._arm(entry, moment)
+                self._arm(entry, max(moment, row.updated_at))  # never a fire before its change
 
     # --- the timer ------------------------------------------------------------------
 
