@@ -3,6 +3,7 @@ with the problem, access and header middlewares."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 from aiohttp import web
@@ -158,6 +159,30 @@ def _guarded(endpoint: Endpoint) -> Handler:
     return handle
 
 
+def _route(endpoint: Endpoint, endpoints: Sequence[Endpoint]) -> str:
+    """The path as the router matches it: a parameter does not match the name of a
+    fixed sibling (``/messages/{id}`` not ``/messages/retry``), so a wrong method
+    on the sibling is a 405 naming only its own methods."""
+    parts = endpoint.path.split("/")
+    for i, part in enumerate(parts):
+        if not part.startswith("{"):
+            continue
+        siblings = sorted(
+            {
+                other[i]
+                for other in (e.path.split("/") for e in endpoints)
+                if len(other) == len(parts)
+                and other[:i] == parts[:i]
+                and other[i + 1 :] == parts[i + 1 :]
+                and not other[i].startswith("{")
+            }
+        )
+        if siblings:
+            names = "|".join(re.escape(name) for name in siblings)
+            parts[i] = "{" + part.strip("{}") + ":(?!(?:" + names + ")(?![^/]))[^/]+}"
+    return "/".join(parts)
+
+
 @web.middleware
 async def _headers(request: web.Request, handler: Handler) -> web.StreamResponse:
     response = await handler(request)
@@ -173,6 +198,6 @@ def build_app(
     app[CONTROL] = control
     app[MAX_BODY] = max_body
     for endpoint in endpoints:
-        app.router.add_route(endpoint.method, endpoint.path, _guarded(endpoint))
+        app.router.add_route(endpoint.method, _route(endpoint, endpoints), _guarded(endpoint))
     add_page(app)
     return app

@@ -57,9 +57,9 @@ MESSAGE_SCHEMA: dict[str, Any] = {
             "description": "the bytes to send, as text; a JSON value is sent as its JSON text",
             "type": ["string", "object", "array"],
         },
-        "kind": {"type": "string", "maxLength": 64},
-        "after": {"type": "string", "maxLength": 255},
-        "group": {"type": "string", "maxLength": 255},
+        "kind": {"type": ["string", "null"], "maxLength": 64},
+        "after": {"type": ["string", "null"], "maxLength": 255},
+        "group": {"type": ["string", "null"], "maxLength": 255},
     },
 }
 ENQUEUE_SCHEMA: dict[str, Any] = {
@@ -120,15 +120,17 @@ async def enqueue(request: web.Request) -> web.Response:
 # --- listing and showing ------------------------------------------------------------------
 
 LIST_QUERY = (
-    Param("channel", "string", "one channel"),
+    Param("channel", "string", "one channel", max_length=64,
+          schema_extra={"pattern": "^[A-Za-z][A-Za-z0-9_.-]{0,63}$"}),
     Param("status", "enum", "statuses, any of them", repeated=True, choices=STATUSES),
-    Param("kind", "string", "the payload kind"),
-    Param("key", "string", "keys starting with this (needs channel)"),
+    Param("kind", "string", "the payload kind", max_length=64),
+    Param("key", "string", "keys starting with this (needs channel)", max_length=255),
     Param("since", "date-time", "created at or after (default: the last 7 days)"),
     Param("until", "date-time", "created before"),
     Param("limit", "integer", "items per page", minimum=1, maximum=500, default=50),
-    Param("cursor", "string", "the `next` of the page before"),
-)
+    Param("cursor", "string", "the `next` of the page before", max_length=200,
+          schema_extra={"pattern": "^[A-Za-z0-9_-]+$"}),
+)  # fmt: skip
 ID_PARAM = {"id": {"type": "integer", "minimum": 1, "maximum": 2**63 - 1}}
 
 
@@ -189,24 +191,30 @@ class ActionIn(pydantic.BaseModel):
     dry_run: bool = False
 
 
+_STATUS = {"type": "string", "enum": list(STATUSES)}
 FILTER_SCHEMA: dict[str, Any] = {
-    "type": "object",
+    "type": ["object", "null"],
+    "description": "null or a field left out: not filtered on",
     "additionalProperties": False,
     "properties": {
-        "channel": {"type": "string"},
-        "status": {"type": "array", "items": {"type": "string", "enum": list(STATUSES)}},
-        "kind": {"type": "string"},
-        "key": {"type": "string", "description": "a key prefix (needs channel)"},
-        "since": {"type": "string", "format": "date-time"},
-        "until": {"type": "string", "format": "date-time"},
+        "channel": {"type": ["string", "null"], "maxLength": 128},
+        "status": {"anyOf": [{"type": "array", "items": _STATUS}, _STATUS, {"type": "null"}]},
+        "kind": {"type": ["string", "null"], "maxLength": 64},
+        "key": {
+            "type": ["string", "null"],
+            "maxLength": 255,
+            "description": "a key prefix (needs channel)",
+        },
+        "since": {"type": ["string", "null"], "format": "date-time", "maxLength": 64},
+        "until": {"type": ["string", "null"], "format": "date-time", "maxLength": 64},
     },
 }
 ACTION_SCHEMA: dict[str, Any] = {
     "type": "object",
     "additionalProperties": False,
     "properties": {
-        "ids": {"type": "array", "items": {"type": "integer", "minimum": 1}, "minItems": 1,
-                "maxItems": 10_000},
+        "ids": {"type": ["array", "null"], "minItems": 1, "maxItems": 10_000,
+                "items": {"type": "integer", "minimum": 1, "maximum": 2**63 - 1}},
         "filter": FILTER_SCHEMA,
         "dry_run": {"type": "boolean"},
     },

@@ -21,6 +21,8 @@ PROBLEM_SCHEMA: dict[str, Any] = {
     },
 }
 PROBLEM_REF = "#/components/schemas/Problem"
+# aiohttp's HTTP parser answers this itself, as text, before the API sees the request
+PARSER_REFUSES = "a request line or header longer than 8190 bytes is refused as text/plain"
 _ERRORS = {
     400: "a parameter or a field of the body is wrong: `field` names it",
     401: "no token, or not one of control.tokens",
@@ -88,7 +90,7 @@ def _responses(e: Endpoint) -> dict[str, Any]:
     for status, text in e.responses.items():
         if status >= 400:
             out[str(status)] = _problem(text)
-        elif status == 304:
+        elif status in (204, 304):
             out[str(status)] = {"description": text}
         else:
             out[str(status)] = {
@@ -106,6 +108,9 @@ def _responses(e: Endpoint) -> dict[str, Any]:
         errors.pop(400)
     for status, text in errors.items():
         out.setdefault(str(status), _problem(text))
+    if "400" in out:
+        out["400"]["description"] += f"; {PARSER_REFUSES}"
+        out["400"]["content"]["text/plain"] = {"schema": {"type": "string"}}
     return out
 
 

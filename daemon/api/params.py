@@ -31,6 +31,7 @@ class Param:
     minimum: int | None = None
     maximum: int | None = None
     default: Any = None
+    max_length: int = 1000  # of a string: the request line must stay within the server's limit
     schema_extra: dict[str, Any] = field(default_factory=dict)
 
     def schema(self) -> dict[str, Any]:
@@ -42,15 +43,22 @@ class Param:
             if self.maximum is not None:
                 base["maximum"] = self.maximum
         elif self.kind == "date-time":
-            base = {"type": "string", "format": "date-time"}
+            base = {"type": "string", "format": "date-time", "maxLength": 64}
         elif self.kind == "enum":
             base = {"type": "string", "enum": list(self.choices)}
         else:
-            base = {"type": "string", "maxLength": 1000}
+            base = {"type": "string", "minLength": 1, "maxLength": self.max_length}
         if self.default is not None:
             base["default"] = self.default
         base.update(self.schema_extra)
-        return {"type": "array", "items": base} if self.repeated else base
+        if not self.repeated:
+            return base
+        return {"type": "array", "items": base, "maxItems": self.max_items}
+
+    @property
+    def max_items(self) -> int:
+        """How many values a repeated parameter takes: each choice once, or 100."""
+        return len(self.choices) if self.choices else 100
 
 
 def read_query(
@@ -70,6 +78,8 @@ def read_query(
         if not p.repeated and len(values) > 1:
             raise bad_request(f"{p.name}: give it once", p.name)
         read = [_value(p, v, zone) for part in values for v in _split(p, part)]
+        if p.repeated and len(read) > p.max_items:
+            raise bad_request(f"{p.name}: at most {p.max_items} values", p.name)
         out[p.name] = read if p.repeated else read[0]
     return out
 
@@ -89,6 +99,8 @@ def _value(p: Param, text: str, zone: ZoneInfo | None) -> Any:
             raise bad_request(f"{p.name}: {number} is outside {p.minimum}..{p.maximum}", p.name)
         return number
     if p.kind == "date-time":
+        if len(text) > 64:
+            raise bad_request(f"{p.name}: {text[:40]!r}… is too long for a time", p.name)
         return read_time(text, p.name, zone)
     if p.kind == "enum":
         if text not in p.choices:
@@ -96,7 +108,9 @@ def _value(p: Param, text: str, zone: ZoneInfo | None) -> Any:
                 f"{p.name}: {text[:40]!r} is not one of {', '.join(p.choices)}", p.name
             )
         return text
-    if len(text) > 1000 or not text.isprintable():
+    if not text:
+        raise bad_request(f"{p.name}: empty (give a value or leave it out)", p.name)
+    if len(text) > p.max_length or not text.isprintable():
         raise bad_request(f"{p.name}: too long or not printable", p.name)
     return text
 
@@ -119,7 +133,12 @@ async def read_json(request: web.Request) -> Any:
     """The body as JSON: an object or array; anything else is a 400 (or 415)."""
     if request.content_type != "application/json":
         raise Problem(415, "send the body as application/json")
-    text = await request.text()
+    try:
+        text = await request.text()
+    except (UnicodeDecodeError, LookupError) as exc:  # bytes not of the charset, or no such charset
+        raise bad_request(
+            f"the body is not JSON text in {request.charset or 'utf-8'}: {exc}"
+        ) from None
     try:
         return json.loads(text)
     except (ValueError, RecursionError) as exc:

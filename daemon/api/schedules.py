@@ -78,8 +78,12 @@ NEW_SCHEMA: dict[str, Any] = {
 NOTE_SCHEMA: dict[str, Any] = {
     "type": "object",
     "additionalProperties": False,
-    "properties": {"note": {"type": "string", "maxLength": 1000}},
-}
+    "required": ["note"],
+    "properties": {
+        "note": {"type": "string", "minLength": 1, "maxLength": 1000, "pattern": "\\S",
+                 "description": "why it is paused (shown with the schedule)"},
+    },
+}  # fmt: skip
 RANGE_SCHEMA: dict[str, Any] = {
     "type": "object",
     "additionalProperties": False,

@@ -273,3 +273,81 @@ async def test_the_files_schedule_cannot_be_taken_over_or_removed(api: Api):
             "statuses": {"OK": "confirmed"}}}},
     )  # fmt: skip
     assert status == 400 and "nosuch" in body["detail"]
+
+
+# --- found by schemathesis (tests/integration/test_api_schemathesis.py) ------------------
+
+
+@pytest.mark.parametrize(
+    ("path", "data", "content_type"),
+    [
+        ("/api/v1/messages", b"\x10i\xf9\xa5\x85", "application/json"),
+        ("/api/v1/messages/cancel", b'{"ids": [1]}\xff', "application/json"),
+        ("/api/v1/schedules", b"\xec\x1c", "application/json"),
+        ("/api/v1/schedules/nightly/backfill", b"\xa5\x1c\n1", "application/json"),
+        ("/api/v1/messages", b'{"channel": "hook"}', "application/json; charset=nope"),
+    ],
+)
+async def test_a_body_not_in_its_charset_is_a_400_not_a_500(api: Api, path, data, content_type):
+    status, body, response = await api.call(
+        "POST", path, data=data, headers={"Content-Type": content_type}
+    )
+    assert status == 400, body
+    assert response.content_type == "application/problem+json"
+    assert "not JSON text" in body["detail"]
+
+
+async def test_a_wrong_method_on_a_fixed_sibling_of_an_id_route_is_a_405(api: Api):
+    for action in ("retry", "cancel", "resend"):
+        status, body, response = await api.call("GET", f"/api/v1/messages/{action}")
+        assert status == 405, body  # was a 400 from GET /api/v1/messages/{id}
+        assert response.headers["Allow"] == "POST"
+        status, _, response = await api.call("OPTIONS", f"/api/v1/messages/{action}")
+        assert status == 405 and response.headers["Allow"] == "POST"
+    status, body, _ = await api.call("GET", "/api/v1/messages/abc")
+    assert status == 400 and body["field"] == "id"
+
+
+@pytest.mark.parametrize(
+    ("query", "field", "says"),
+    [
+        ("cursor=", "cursor", "empty"),
+        ("kind=" + "k" * 65, "kind", "too long"),
+        ("key=" + "k" * 256 + "&channel=hook", "key", "too long"),
+        ("status=" + ",".join(["pending"] * 8), "status", "at most 7"),
+    ],
+)
+async def test_a_listing_parameter_out_of_its_documented_bounds_is_a_400(
+    api: Api, query, field, says
+):
+    status, body, _ = await api.call("GET", f"/api/v1/messages?{query}")
+    assert status == 400 and body["field"] == field and says in body["detail"], body
+
+
+async def test_the_document_says_what_the_server_answers(api: Api):
+    _, doc, _ = await api.call("GET", "/api/v1/openapi.json", role=None)
+    paths = doc["paths"]
+    assert "content" not in paths["/api/v1/schedules/{name}"]["delete"]["responses"]["204"]
+    pause = paths["/api/v1/schedules/{name}/pause"]["post"]["requestBody"]
+    assert pause["content"]["application/json"]["schema"]["required"] == ["note"]
+    retry = paths["/api/v1/messages/retry"]["post"]["requestBody"]
+    action = retry["content"]["application/json"]["schema"]["properties"]
+    assert "null" in action["filter"]["type"] and "null" in action["ids"]["type"]
+    status, body, _ = await api.call(
+        "POST", "/api/v1/messages/retry", json={"ids": [1], "filter": None}
+    )
+    assert status == 200, body  # null is leaving it out, as the document says
+    listing = {p["name"]: p["schema"] for p in paths["/api/v1/messages"]["get"]["parameters"]}
+    assert listing["cursor"]["maxLength"] == 200 and listing["status"]["maxItems"] == 7
+    # the longest request the document allows fits aiohttp's 8190-byte request line
+    longest = sum(  # a 4-byte character is 12 in the URL, unless a pattern keeps it ASCII
+        len(name) + 2 + schema["maxLength"] * (1 if "pattern" in schema else 12)
+        for name, schema in listing.items()
+        if schema.get("type") == "string"
+    )
+    assert longest + len("&status=confirmed") * 7 + len("GET /api/v1/messages?&limit=500") < 8190
+    # a longer line is refused by the HTTP parser itself, as text: declared too
+    bad = paths["/api/v1/messages"]["get"]["responses"]["400"]["content"]
+    assert set(bad) == {"application/problem+json", "text/plain"}
+    async with api.session.get(f"{api.base}/api/v1/messages?kind={'k' * 9000}") as response:
+        assert response.status == 400 and response.content_type == "text/plain"
