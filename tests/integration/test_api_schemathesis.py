@@ -22,6 +22,7 @@ from schemathesis.specs.openapi.checks import content_type_conformance, status_c
 from daemon.store.types import Delivered, Failed, NewMessage
 from tests.integration.api_harness import HL7, TOKENS, Api, serve_api
 from tests.integration.test_api_messages import WEBHOOKS
+from tests.integration.test_status import SLEEPER, running
 
 SCHEMATHESIS = Path(sys.executable).with_name("schemathesis")
 # Examples per operation and phase: the API layer is the same on both backends,
@@ -60,7 +61,7 @@ database = "none"
 bearer = "{TOKENS["admin"]}"
 
 [dictionaries.names]
-values = ["nightly", "sweep", "taxoffice"]
+values = ["nightly", "sweep", "taxoffice", "sleeper"]
 
 [dictionaries.ids]
 values = [1, 2, 3, 4]
@@ -75,23 +76,34 @@ expected-statuses = [400, 401, 403, 404, 405, 409, 413, 415]
 
 
 @pytest.fixture
-async def api(db_url: str) -> AsyncIterator[Api]:
-    async with serve_api(db_url, WEBHOOKS) as api:
-        store = api.control.store
-        await store.enqueue_many(
-            [NewMessage("hie", "MSG0001", HL7.encode())]
-            + [NewMessage("hook", f"h{i}", b'{"n": %d}' % i) for i in range(5)],
-            actor="test",
-        )
-        claimed = await store.claim(["hook"], "w", 2, 60)
-        await store.record("w", [Delivered(claimed[0].id, "{}"), Failed(claimed[1].id, "no")])
-        status, body, _ = await api.call(
-            "POST", "/api/v1/schedules",
-            json={"name": "sweep", "definition": {
-                "every": "1h", "job": "http", "options": {"url": "http://127.0.0.1:9/x"}}},
-        )  # fmt: skip
-        assert status == 201, body
-        yield api
+async def api(db_url: str, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Api]:
+    with running(SLEEPER) as suite:  # a real supervisord for /api/v1/processes
+        monkeypatch.setenv("OUTBOXD_SUPERVISOR", str(suite.conf))
+        async with serve_api(db_url, WEBHOOKS) as api:
+            yield await _filled(api)
+
+
+async def _filled(api: Api) -> Api:
+    store = api.control.store
+    await store.enqueue_many(
+        [NewMessage("hie", "MSG0001", HL7.encode())]
+        + [NewMessage("hook", f"h{i}", b'{"n": %d}' % i) for i in range(5)],
+        actor="test",
+    )
+    claimed = await store.claim(["hook"], "w", 2, 60)
+    await store.record("w", [Delivered(claimed[0].id, "{}"), Failed(claimed[1].id, "no")])
+    status, body, _ = await api.call(
+        "POST", "/api/v1/schedules",
+        json={"name": "sweep", "definition": {
+            "every": "1h", "job": "http", "options": {"url": "http://127.0.0.1:9/x"}}},
+    )  # fmt: skip
+    assert status == 201, body
+    for _ in range(100):  # supervisord up, its sleeper started
+        status, body, _ = await api.call("GET", "/api/v1/processes")
+        if status == 200 and body["ready"]:
+            break
+        await asyncio.sleep(0.1)
+    return api
 
 
 async def test_schemathesis_run_finds_no_server_error_and_nothing_undeclared(
@@ -107,7 +119,7 @@ async def test_schemathesis_run_finds_no_server_error_and_nothing_undeclared(
     out, _ = await asyncio.wait_for(run.communicate(), 240)
     report = out.decode(errors="replace")
     assert run.returncode == 0, report[-30_000:]
-    assert "Selected: 20/20" in report, report
+    assert "24 selected / 24 total" in report, report
 
 
 def _probe_without_a_token(document: str, base: str) -> list[str]:
@@ -115,7 +127,7 @@ def _probe_without_a_token(document: str, base: str) -> list[str]:
     one answers 401, none a 5xx, each as its document says."""
     schema = schemathesis.openapi.from_url(document)
     operations = [result.ok() for result in schema.get_all_operations()]
-    assert len(operations) == 20
+    assert len(operations) == 24
     wrong: list[str] = []
     for operation in operations:
         _probe(operation, base, wrong)
