@@ -236,8 +236,12 @@ class OperatorOps(OperationOps):
         )
 
     def _oldest_pending_age(self, channel: str, now: datetime) -> float | None:
-        oldest = Message.select(pw.fn.MIN(Message.id)).where(
-            (Message.channel == channel) & (Message.status == PENDING)
+        # the first entry of the (channel, status, created_at, id) index: one row read,
+        # where MIN(id) read every pending message of the channel
+        row = (
+            Message.select(Message.created_at)
+            .where((Message.channel == channel) & (Message.status == PENDING))
+            .order_by(Message.created_at, Message.id)
+            .first()
         )
-        row = Message.select(Message.created_at).where(Message.id == oldest).first()
         return None if row is None else max(0.0, (now - row.created_at).total_seconds())
