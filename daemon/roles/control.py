@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 
 from aiohttp import web
 
@@ -45,13 +46,18 @@ class Control(RoleBase):
         return [ChildSpec("operations", (), lambda: TaskChild("operations", self._advance))]
 
     async def _advance(self) -> None:
-        """Bulk operator actions, a batch (its own transaction) at a time, so that
-        delivery is never held up; those a stopped process left are taken up again."""
+        """Bulk operator actions, a batch (its own transaction) at a time with a
+        pause as long as the batch took, so that delivery goes on beside them;
+        those a stopped process left are taken up again."""
         while True:
             try:
                 running = await self.ctx.store.operations(limit=100, running=True)
                 for operation in reversed(running):  # oldest first
+                    started = time.monotonic()
                     view = await self.ctx.store.advance_operation(operation.id)
+                    # as long again before the next batch: the database is the
+                    # dispatchers' too (on SQLite, one writer at a time)
+                    await asyncio.sleep(max(0.01, time.monotonic() - started))
                     if view is not None and view.state != "running":
                         log.info(
                             "operation finished",
@@ -62,7 +68,6 @@ class Control(RoleBase):
                 log.warning("operations wait for the database", extra={"error": str(exc)})
                 running = []
             if running:
-                await asyncio.sleep(0)  # the next batch at once, after other work
                 continue
             self.api.operations_due.clear()
             with contextlib.suppress(TimeoutError):
