@@ -52,7 +52,10 @@ class BrowseOps(StoreBase):
         after = decode_cursor(cursor) if cursor else None
         since = selector.since
         if since is None:
-            since = after[2] if after else self._now(now) - timedelta(seconds=window)
+            # a whole minute: a listing asked again within the minute is the same
+            # (its ETag holds), and its window moves on a minute at a time
+            start = (self._now(now) - timedelta(seconds=window)).replace(second=0, microsecond=0)
+            since = after[2] if after else start
             selector = replace(selector, since=since)
 
         def work() -> MessagePage:

@@ -290,3 +290,24 @@ async def test_stats_per_minute_count_what_was_sent_and_failed(api: Api, store: 
     assert body["delivered_per_minute"] == {"5m": 3 / 5, "60m": 3 / 60}
     status, plain, _ = await api.call("GET", "/api/v1/stats", role="viewer")
     assert "per_minute" not in plain
+
+
+async def test_a_listing_asked_again_answers_304_while_nothing_changed(api: Api, store: AsyncStore):
+    await _messages(store, 3)
+    status, body, response = await api.call("GET", "/api/v1/messages?channel=hook")
+    assert status == 200 and len(body["items"]) == 3
+    tag = response.headers["ETag"]
+    status, _, again = await api.call(
+        "GET", "/api/v1/messages?channel=hook", headers={"If-None-Match": tag}
+    )
+    if status == 200:  # the minute turned between the two: the window moved on
+        tag = again.headers["ETag"]
+        status, _, _ = await api.call(
+            "GET", "/api/v1/messages?channel=hook", headers={"If-None-Match": tag}
+        )
+    assert status == 304
+    await _messages(store, 4)  # one more (m003)
+    status, body, _ = await api.call(
+        "GET", "/api/v1/messages?channel=hook", headers={"If-None-Match": tag}
+    )
+    assert status == 200 and len(body["items"]) == 4

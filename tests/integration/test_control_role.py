@@ -93,3 +93,48 @@ async def test_a_control_port_in_use_is_exit_69_naming_it(tmp_path: Path):
     assert proc.returncode == 69, err.decode()
     assert f"cannot serve the control API on 127.0.0.1:{api}" in err.decode()
     assert "Traceback" not in err.decode()
+
+
+async def test_a_filter_over_the_bound_is_a_bulk_operation_the_role_carries_to_the_end(
+    tmp_path: Path,
+):
+    from daemon.store import Store
+    from daemon.store.operator import BULK_BOUND
+    from daemon.store.types import Failed, NewMessage
+
+    config, health, api = _workdir(tmp_path)
+    count = BULK_BOUND + 50
+    store = Store(open_database(DatabaseSettings(url=f"sqlite:///{tmp_path / 'outbox.db'}")))
+    try:
+        for start in range(0, count, 1000):
+            keys = range(start, min(start + 1000, count))
+            store.enqueue_many([NewMessage("hook", f"k{i}", b"{}") for i in keys], actor="test")
+            claimed = store.claim(["hook"], "w", 1000, 60)
+            store.record("w", [Failed(c.id, "partner down") for c in claimed])
+    finally:
+        store.close()
+    process = DaemonProcess(tmp_path, config, role="control")
+    await process.start(health)
+    try:
+        async with aiohttp.ClientSession() as session:
+            base = f"http://127.0.0.1:{api}"
+            body = {"filter": {"channel": "hook", "status": ["failed"]}}
+            async with session.post(base + "/api/v1/messages/retry", json=body) as response:
+                assert response.status == 202, await response.text()
+                started = await response.json()
+                location = response.headers["Location"]
+            assert started["matched"] == count and started["changed"] == []
+            assert location == f"/api/v1/operations/{started['operation']}"
+            for _ in range(300):
+                async with session.get(base + location) as response:
+                    operation = await response.json()
+                if operation["state"] != "running":
+                    break
+                await asyncio.sleep(0.1)
+            assert operation["state"] == "finished" and operation["done"] == count, operation
+            async with session.get(base + "/api/v1/stats") as response:
+                [hook] = (await response.json())["channels"]
+            assert hook["counts"]["pending"] == count and hook["counts"]["failed"] == 0
+    finally:
+        assert await process.stop() == 0
+    assert "operation finished" in process.output()
