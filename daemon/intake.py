@@ -1,25 +1,17 @@
 """A message as a caller hands it in (the CLI's ``enqueue``, the API's ``POST
 /api/v1/messages``): its channel looked up in the settings, its kind chosen, its
-payload checked by the channel's kind, before anything is stored."""
+payload checked by the channel's kind, before anything is stored. What is wrong
+is ``daemon.errors.Refused``: ``usage`` for an unknown channel or kind, ``data``
+for a payload the channel cannot send; ``field`` names it."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 from daemon.channels.registry import InvalidPayload, message_kind, prepare_payload
+from daemon.errors import Refused
 from daemon.settings import Settings
 from daemon.store.types import NewMessage
-
-
-class Refused(ValueError):
-    """What is wrong with a message handed in: ``field`` names what is at fault;
-    ``usage`` is True for a mistake in how it was asked (an unknown channel or
-    kind), False for a payload the channel cannot send."""
-
-    def __init__(self, text: str, field: str, usage: bool) -> None:
-        super().__init__(text)
-        self.field = field
-        self.usage = usage
 
 
 @dataclass(frozen=True)
@@ -32,21 +24,27 @@ class Handed:
     group_key: str | None = None
 
 
-def new_message(settings: Settings, handed: Handed) -> NewMessage:
-    channel = settings.channels.get(handed.channel)
+def kind_of(settings: Settings, channel_name: str, kind: str | None) -> str:
+    """The message kind on that channel (its default when none is given); an
+    unknown channel or a kind the channel does not take is refused."""
+    channel = settings.channels.get(channel_name)
     if channel is None:
         known = ", ".join(sorted(settings.channels)) or "none configured"
-        raise Refused(f"unknown channel {handed.channel!r} (channels: {known})", "channel", True)
+        raise Refused(f"unknown channel {channel_name!r} (channels: {known})", "usage", "channel")
     try:
-        kind = message_kind(channel, handed.kind)
+        return message_kind(channel, kind)
     except InvalidPayload as exc:
-        raise Refused(str(exc), "kind", True) from None
+        raise Refused(str(exc), "usage", "kind") from None
+
+
+def new_message(settings: Settings, handed: Handed) -> NewMessage:
+    kind = kind_of(settings, handed.channel, handed.kind)
     if not handed.payload.strip():
-        raise Refused("the payload is empty", "payload", False)
+        raise Refused("the payload is empty", "data", "payload")
     try:
-        payload = prepare_payload(channel, handed.payload, kind)
+        payload = prepare_payload(settings.channels[handed.channel], handed.payload, kind)
     except InvalidPayload as exc:
-        raise Refused(str(exc), "payload", False) from None
+        raise Refused(str(exc), "data", "payload") from None
     return NewMessage(
         channel=handed.channel,
         key=handed.key,

@@ -15,7 +15,8 @@ from daemon.api.context import actor_of, control_of
 from daemon.api.etag import cached_json
 from daemon.api.params import Param, json_response, model_of, read_json, read_query, read_time
 from daemon.api.problems import Problem, bad_request
-from daemon.intake import Handed, Refused, new_message
+from daemon.errors import Refused
+from daemon.intake import Handed, new_message
 from daemon.outbox_json import operation_json, page_json, result_json, timeline_json
 from daemon.store.models import STATUSES
 from daemon.store.types import InvalidCursor, InvalidMessage, MessageFilter, OperatorRefused

@@ -11,7 +11,7 @@ import argparse
 import io
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 from daemon import __version__
 from daemon.cli import browse, messages, schedules, status, system, tokens
@@ -22,6 +22,7 @@ from daemon.cli.common import (
     EX_USAGE,
     CliError,
     check_text,
+    subcommands,
 )
 from daemon.config import EX_CONFIG, ConfigError
 from daemon.errors import StartupError
@@ -43,14 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="outboxd", description="Reliable outbox delivery.", parents=[common]
     )
     parser.add_argument("--version", action="version", version=f"outboxd {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
-    def add(
-        name: str, func: Callable[[argparse.Namespace], int], help_text: str
-    ) -> argparse.ArgumentParser:
-        cmd = sub.add_parser(name, parents=[common], help=help_text, description=help_text)
-        cmd.set_defaults(func=func)
-        return cmd
+    add = subcommands(parser, common, "command", "COMMAND")
 
     system.register(add)
     status.register(add)

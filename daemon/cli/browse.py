@@ -5,20 +5,25 @@ from __future__ import annotations
 
 import argparse
 import json
-from collections.abc import Callable
 from datetime import datetime, tzinfo
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from daemon.cli.common import EX_DATAERR, EX_USAGE, CliError, open_store, settings_of
+from daemon.cli.common import (
+    EX_DATAERR,
+    EX_USAGE,
+    Add,
+    CliError,
+    open_store,
+    settings_of,
+    subcommands,
+)
 from daemon.cli.selectors import add_filter_arguments, message_id, selector_of
 from daemon.outbox_json import page_json, payload_text, timeline_json
 from daemon.report import printable
 from daemon.store.browse import LIST_WINDOW, MAX_PAGE
 from daemon.store.types import EventView, MessagePage, MessageTimeline
 from daemon.units import format_duration
-
-Add = Callable[[str, Callable[[argparse.Namespace], int], str], argparse.ArgumentParser]
 
 
 def _when(value: datetime | None, tz: tzinfo) -> str:
@@ -149,14 +154,7 @@ def _usage(_: argparse.Namespace) -> int:
 
 def register(add: Add, common: argparse.ArgumentParser) -> None:
     messages = add("messages", _usage, "messages: list, show")
-    sub = messages.add_subparsers(dest="action", required=True, metavar="ACTION")
-
-    def action(
-        name: str, func: Callable[[argparse.Namespace], int], text: str
-    ) -> argparse.ArgumentParser:
-        cmd = sub.add_parser(name, parents=[common], help=text, description=text)
-        cmd.set_defaults(func=func)
-        return cmd
+    action = subcommands(messages, common, "action", "ACTION")
 
     listing = action("list", cmd_list, "messages newest first, a page at a time")
     add_filter_arguments(listing, ids=False)

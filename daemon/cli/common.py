@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -15,6 +16,25 @@ from daemon.store import Store, open_database
 from daemon.store.migrations import require_current
 from daemon.store.models import utcnow
 from daemon.units import parse_duration
+
+Command = Callable[[argparse.Namespace], int]
+Add = Callable[[str, Command, str], argparse.ArgumentParser]
+
+
+def subcommands(
+    parser: argparse.ArgumentParser, common: argparse.ArgumentParser, dest: str, metavar: str
+) -> Add:
+    """The function that adds a subcommand (its name, what runs it, its help) under
+    ``parser``, each taking ``common``'s options."""
+    sub = parser.add_subparsers(dest=dest, required=True, metavar=metavar)
+
+    def add(name: str, func: Command, text: str) -> argparse.ArgumentParser:
+        cmd = sub.add_parser(name, parents=[common], help=text, description=text)
+        cmd.set_defaults(func=func)
+        return cmd
+
+    return add
+
 
 EX_USAGE = 64
 EX_DATAERR = 65

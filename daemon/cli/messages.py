@@ -10,24 +10,24 @@ from collections.abc import Callable
 from typing import NamedTuple
 from zoneinfo import ZoneInfo
 
-from daemon.channels.registry import InvalidPayload, message_kind, prepare_payload
 from daemon.cli.common import (
     EX_DATAERR,
     EX_USAGE,
+    Add,
     CliError,
     open_store,
     read_payload,
     settings_of,
 )
 from daemon.cli.selectors import add_filter_arguments, selector_of
+from daemon.errors import Refused
+from daemon.intake import Handed, kind_of, new_message
 from daemon.report import stats_json, stats_rows, stats_table, visit_lines
 from daemon.store import Store
 from daemon.store.models import SENDING, utcnow
-from daemon.store.types import NewMessage, OperatorResult
+from daemon.store.types import OperatorResult
 from daemon.store.visits import VisitView
 from daemon.units import parse_duration
-
-Add = Callable[[str, Callable[[argparse.Namespace], int], str], argparse.ArgumentParser]
 
 
 def _window(text: str) -> float:
@@ -68,29 +68,16 @@ def _report_operation(verbs: Verbs, result: OperatorResult) -> int:
 
 def cmd_enqueue(args: argparse.Namespace) -> int:
     settings = settings_of(args)
-    channel = settings.channels.get(args.channel)
-    if channel is None:
-        known = ", ".join(sorted(settings.channels)) or "none configured"
-        raise CliError(f"unknown channel {args.channel!r} (channels: {known})", EX_USAGE)
     try:
-        kind = message_kind(channel, args.kind)
-    except InvalidPayload as exc:
-        raise CliError(str(exc), EX_USAGE) from None
-    payload = read_payload(args.payload)
-    if not payload.strip():
-        raise CliError("the payload is empty", EX_DATAERR)
-    try:
-        payload = prepare_payload(channel, payload, kind)
-    except InvalidPayload as exc:
-        raise CliError(str(exc), EX_DATAERR) from None
-    message = NewMessage(
-        channel=args.channel,
-        key=args.key,
-        payload=payload,
-        kind=kind,
-        after_key=args.after,
-        group_key=args.group,
-    )
+        kind = kind_of(settings, args.channel, args.kind)  # before the payload is read
+        message = new_message(
+            settings,
+            Handed(
+                args.channel, args.key, read_payload(args.payload), kind, args.after, args.group
+            ),
+        )
+    except Refused as exc:
+        raise CliError(str(exc), EX_USAGE if exc.kind == "usage" else EX_DATAERR) from None
     store = open_store(settings)
     try:
         result = store.enqueue(message, actor="cli")

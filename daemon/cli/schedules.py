@@ -15,7 +15,16 @@ from typing import Any
 import yaml
 
 from daemon import schedule_admin as admin
-from daemon.cli.common import EX_DATAERR, EX_USAGE, CliError, open_store, parse_time, settings_of
+from daemon.cli.common import (
+    EX_DATAERR,
+    EX_USAGE,
+    Add,
+    CliError,
+    open_store,
+    parse_time,
+    settings_of,
+    subcommands,
+)
 from daemon.errors import Refused
 from daemon.fires import Fire, Timing, next_fires
 from daemon.report import printable
@@ -26,7 +35,6 @@ from daemon.store import Store
 from daemon.store.schedules import ScheduleError, ScheduleRow
 from daemon.units import format_duration
 
-Add = Callable[[str, Callable[[argparse.Namespace], int], str], argparse.ArgumentParser]
 MAX_RUNS = 10_000  # runs `outboxd runs` may list
 
 
@@ -363,14 +371,7 @@ def cmd_backfill(args: argparse.Namespace) -> int:
 
 def register(add: Add, common: argparse.ArgumentParser) -> None:
     schedules = add("schedules", _usage, "schedules: list, show, add, edit, remove, pause, run …")
-    sub = schedules.add_subparsers(dest="action", required=True, metavar="ACTION")
-
-    def action(
-        name: str, func: Callable[[argparse.Namespace], int], text: str
-    ) -> argparse.ArgumentParser:
-        cmd = sub.add_parser(name, parents=[common], help=text, description=text)
-        cmd.set_defaults(func=func)
-        return cmd
+    action = subcommands(schedules, common, "action", "ACTION")
 
     listing = action("list", cmd_list, "every schedule with its next fire and last run")
     listing.add_argument("--json", action="store_true")

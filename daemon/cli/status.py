@@ -12,9 +12,8 @@ import argparse
 import asyncio
 import json
 import time
-from collections.abc import Callable
 
-from daemon.cli.common import EX_UNAVAILABLE, EX_USAGE, CliError, settings_of
+from daemon.cli.common import EX_UNAVAILABLE, EX_USAGE, Add, CliError, settings_of
 from daemon.processes import (
     FATAL,
     Supervisor,
@@ -27,7 +26,6 @@ from daemon.readiness import ProgramStatus, SuiteStatus, survey
 from daemon.report import printable
 from daemon.settings import Settings
 
-Add = Callable[[str, Callable[[argparse.Namespace], int], str], argparse.ArgumentParser]
 EX_NOT_READY = 1
 POLL = 0.5  # seconds between two looks with --wait
 MAX_WAIT = 24 * 3600

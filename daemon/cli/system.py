@@ -4,14 +4,11 @@ from __future__ import annotations
 
 import argparse
 import os
-from collections.abc import Callable
 
-from daemon.cli.common import EX_USAGE, CliError, settings_of
+from daemon.cli.common import EX_USAGE, Add, CliError, settings_of
 from daemon.report import config_summary
 from daemon.roles import ROLES
 from daemon.store import LATEST, current_version, migrate, open_database
-
-Add = Callable[[str, Callable[[argparse.Namespace], int], str], argparse.ArgumentParser]
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:

@@ -5,12 +5,10 @@ from __future__ import annotations
 
 import argparse
 import re
-from collections.abc import Callable
 
 from daemon.auth import ROLES, hash_token, new_token, token_entry_line
-from daemon.cli.common import EX_USAGE, CliError
+from daemon.cli.common import EX_USAGE, Add, CliError
 
-Add = Callable[[str, Callable[[argparse.Namespace], int], str], argparse.ArgumentParser]
 _NAME = re.compile(r"[A-Za-z][A-Za-z0-9_.-]{0,63}")  # daemon.fields.Name
 
 
