@@ -70,6 +70,21 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     return url
 
 
+@pytest.fixture(params=BACKENDS)
+def empty_url(request, tmp_path):
+    """A URL to a database with no tables at all."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path}/empty.db"
+        return
+    schema = f"outboxd_empty_{request.node.name.split('[')[0][-20:]}".lower()
+    with pg_admin_connect() as conn:
+        conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+        conn.execute(f"CREATE SCHEMA {schema}")
+    yield pg_schema_url(schema)
+    with pg_admin_connect() as conn:
+        conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+
+
 @pytest.fixture
 def store(db_url: str) -> Iterator[Store]:
     s = Store(open_database(DatabaseSettings(url=db_url)))

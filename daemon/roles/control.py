@@ -17,6 +17,7 @@ from daemon.api.context import Control as ControlContext
 from daemon.errors import StartupError
 from daemon.metrics import ControlMetrics
 from daemon.roles.frame import ChildSpec, Context, RoleBase, TaskChild
+from daemon.roles.tallies import tallies_child
 from daemon.settings import Settings
 from daemon.store import StoreUnavailable
 
@@ -43,7 +44,10 @@ class Control(RoleBase):
             self.metrics.oldest_pending.labels(channel).set(age)
 
     def children(self, settings: Settings) -> list[ChildSpec]:
-        return [ChildSpec("operations", (), lambda: TaskChild("operations", self._advance))]
+        return [
+            ChildSpec("operations", (), lambda: TaskChild("operations", self._advance)),
+            tallies_child(self.ctx.store),
+        ]
 
     async def _advance(self) -> None:
         """Bulk operator actions, a batch (its own transaction) at a time with a

@@ -12,6 +12,7 @@ from daemon.channels.registry import build_channel
 from daemon.roles.delivery import ChannelLoop
 from daemon.roles.doorbell import listen
 from daemon.roles.frame import ChildSpec, Context, RoleBase, TaskChild
+from daemon.roles.tallies import tallies_child
 from daemon.settings import Settings
 from daemon.store import StoreUnavailable
 
@@ -43,6 +44,7 @@ class Dispatcher(RoleBase):
                 lambda: TaskChild("lease-expiry", functools.partial(self._expire_loop, interval)),
             )
         )
+        specs.append(tallies_child(self.ctx.store))
         if self.ctx.store.postgres:
             params = self.ctx.store.listen_params()
             specs.append(

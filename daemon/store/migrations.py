@@ -7,8 +7,9 @@ migration keeps creating exactly what it created when it was written.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 
 import peewee as pw
 
@@ -306,6 +307,124 @@ CREATE INDEX outboxd_webhook_receipt_message ON outboxd_webhook_receipt (message
 """
 
 
+# v5: counts kept as the rows change, so the figures of ``stats`` and the queue gauges
+# cost the same at millions of messages as at a thousand. ``outboxd_tally`` holds how
+# many messages each (channel, status) has; ``outboxd_minute_tally`` how many became
+# sent or failed in each minute (by their ``updated_at``). Triggers keep them, in the
+# transaction of the change. SQLite: one row per key, updated in place (one writer at a
+# time). PostgreSQL: each statement appends its net change as rows of its own (no row
+# two writers would wait for); ``fold_tallies`` sums them up now and then.
+_V5_TABLES = """
+CREATE TABLE outboxd_tally (
+    id {ID},
+    channel VARCHAR(64) NOT NULL,
+    status VARCHAR(16) NOT NULL,
+    n {BIGINT} NOT NULL
+);
+CREATE TABLE outboxd_minute_tally (
+    id {ID},
+    channel VARCHAR(64) NOT NULL,
+    minute {TS} NOT NULL,
+    status VARCHAR(16) NOT NULL,
+    n {BIGINT} NOT NULL
+)
+"""
+_V5_SQLITE = (
+    "CREATE UNIQUE INDEX outboxd_tally_key ON outboxd_tally (channel, status)",
+    "CREATE UNIQUE INDEX outboxd_minute_tally_key"
+    " ON outboxd_minute_tally (minute, channel, status)",
+    """CREATE TRIGGER outboxd_tally_insert AFTER INSERT ON outboxd_message
+BEGIN
+    INSERT INTO outboxd_tally (channel, status, n) VALUES (NEW.channel, NEW.status, 1)
+        ON CONFLICT (channel, status) DO UPDATE SET n = n + 1;
+END""",
+    """CREATE TRIGGER outboxd_tally_update AFTER UPDATE OF status, channel ON outboxd_message
+WHEN OLD.status <> NEW.status OR OLD.channel <> NEW.channel
+BEGIN
+    UPDATE outboxd_tally SET n = n - 1 WHERE channel = OLD.channel AND status = OLD.status;
+    INSERT INTO outboxd_tally (channel, status, n) VALUES (NEW.channel, NEW.status, 1)
+        ON CONFLICT (channel, status) DO UPDATE SET n = n + 1;
+    INSERT INTO outboxd_minute_tally (channel, minute, status, n)
+        SELECT NEW.channel, substr(NEW.updated_at, 1, 16) || ':00.000000', NEW.status, 1
+        WHERE NEW.status IN ('sent', 'failed')
+        ON CONFLICT (minute, channel, status) DO UPDATE SET n = n + 1;
+END""",
+    """CREATE TRIGGER outboxd_tally_delete AFTER DELETE ON outboxd_message
+BEGIN
+    UPDATE outboxd_tally SET n = n - 1 WHERE channel = OLD.channel AND status = OLD.status;
+END""",
+)
+_V5_POSTGRES = (
+    "CREATE INDEX outboxd_minute_tally_minute ON outboxd_minute_tally (minute)",
+    """CREATE FUNCTION outboxd_tally_inserted() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO outboxd_tally (channel, status, n)
+        SELECT channel, status, count(*) FROM outboxd_tally_new GROUP BY channel, status;
+    RETURN NULL;
+END $$""",
+    """CREATE FUNCTION outboxd_tally_updated() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO outboxd_tally (channel, status, n)
+        SELECT channel, status, sum(n) FROM (
+            SELECT channel, status, 1 AS n FROM outboxd_tally_new
+            UNION ALL SELECT channel, status, -1 FROM outboxd_tally_old
+        ) AS change GROUP BY channel, status HAVING sum(n) <> 0;
+    INSERT INTO outboxd_minute_tally (channel, minute, status, n)
+        SELECT now_.channel, date_trunc('minute', now_.updated_at), now_.status, count(*)
+        FROM outboxd_tally_new AS now_ JOIN outboxd_tally_old AS was ON was.id = now_.id
+        WHERE now_.status IN ('sent', 'failed')
+            AND (was.status <> now_.status OR was.channel <> now_.channel)
+        GROUP BY 1, 2, 3;
+    RETURN NULL;
+END $$""",
+    """CREATE FUNCTION outboxd_tally_deleted() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO outboxd_tally (channel, status, n)
+        SELECT channel, status, -count(*) FROM outboxd_tally_old GROUP BY channel, status;
+    RETURN NULL;
+END $$""",
+    """CREATE TRIGGER outboxd_tally_insert AFTER INSERT ON outboxd_message
+    REFERENCING NEW TABLE AS outboxd_tally_new
+    FOR EACH STATEMENT EXECUTE FUNCTION outboxd_tally_inserted()""",
+    """CREATE TRIGGER outboxd_tally_update AFTER UPDATE ON outboxd_message
+    REFERENCING OLD TABLE AS outboxd_tally_old NEW TABLE AS outboxd_tally_new
+    FOR EACH STATEMENT EXECUTE FUNCTION outboxd_tally_updated()""",
+    """CREATE TRIGGER outboxd_tally_delete AFTER DELETE ON outboxd_message
+    REFERENCING OLD TABLE AS outboxd_tally_old
+    FOR EACH STATEMENT EXECUTE FUNCTION outboxd_tally_deleted()""",
+)
+# the counts of what is there already (the triggers, made first, hold writers back
+# until this transaction ends), and the minutes of the last week from the events
+_V5_FILL = """
+INSERT INTO outboxd_tally (channel, status, n)
+    SELECT channel, status, COUNT(*) FROM outboxd_message GROUP BY channel, status;
+INSERT INTO outboxd_minute_tally (channel, minute, status, n)
+    SELECT m.channel, {MINUTE}, e.to_status, COUNT(*)
+    FROM outboxd_status_event e JOIN outboxd_message m ON m.id = e.message_id
+    WHERE e.to_status IN ('sent', 'failed') AND e.at >= {WEEK_AGO}
+    GROUP BY 1, 2, 3
+"""
+
+
+def _statements(sqlite: Sequence[str], postgres: Sequence[str]) -> Callable[[pw.Database], None]:
+    """Run each statement whole (a trigger's or a function's body holds semicolons)."""
+
+    def apply(db: pw.Database) -> None:
+        for statement in postgres if is_postgres(db) else sqlite:
+            db.execute_sql(statement)
+
+    return apply
+
+
+def _fill_tallies(db: pw.Database) -> None:
+    week_ago = db_timestamp(utcnow() - timedelta(days=7))
+    if is_postgres(db):
+        minute, since = "date_trunc('minute', e.at)", f"CAST('{week_ago}' AS TIMESTAMP)"
+    else:
+        minute, since = "substr(e.at, 1, 16) || ':00.000000'", f"'{week_ago}'"
+    _ddl(_V5_FILL.replace("{MINUTE}", minute).replace("{WEEK_AGO}", since))(db)
+
+
 @dataclass(frozen=True)
 class Migration:
     version: int
@@ -356,6 +475,12 @@ MIGRATIONS: tuple[Migration, ...] = (
         "listings newest first by channel, status and key prefix; bulk operator actions; "
         "partners' signed status callbacks (webhook receipts)",
         _steps(_ddl(_V4), _ddl("", _V4_POSTGRES_KEY), _ddl(_V4_WEBHOOKS)),
+    ),
+    Migration(
+        5,
+        "counts per channel and status, and per minute of what became sent or failed, "
+        "kept by triggers",
+        _steps(_ddl(_V5_TABLES), _statements(_V5_SQLITE, _V5_POSTGRES), _fill_tallies),
     ),
 )
 LATEST = MIGRATIONS[-1].version

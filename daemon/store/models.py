@@ -343,6 +343,33 @@ class WebhookReceipt(BaseModel):
         table_name = "outboxd_webhook_receipt"
 
 
+class Tally(BaseModel):
+    """How many messages a (channel, status) has: the sum of its rows (kept by the
+    triggers of schema v5; on PostgreSQL, one row per change until folded)."""
+
+    id = pw.BigAutoField()
+    channel = pw.CharField(max_length=64)
+    status = pw.CharField(max_length=16)
+    n = pw.BigIntegerField()
+
+    class Meta:
+        table_name = "outboxd_tally"
+
+
+class MinuteTally(BaseModel):
+    """How many messages of a channel became ``status`` (sent or failed) in the
+    minute starting at ``minute``: the sum of its rows."""
+
+    id = pw.BigAutoField()
+    channel = pw.CharField(max_length=64)
+    minute = UtcDateTimeField()
+    status = pw.CharField(max_length=16)
+    n = pw.BigIntegerField()
+
+    class Meta:
+        table_name = "outboxd_minute_tally"
+
+
 MODELS: tuple[type[BaseModel], ...] = (
     Message,
     StatusEvent,
@@ -358,4 +385,6 @@ MODELS: tuple[type[BaseModel], ...] = (
     AuditEntry,
     Operation,
     WebhookReceipt,
+    Tally,
+    MinuteTally,
 )

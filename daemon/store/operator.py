@@ -4,17 +4,16 @@ from __future__ import annotations
 
 from collections.abc import Collection, Sequence
 from dataclasses import replace
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 import peewee as pw
 
 from daemon.store.actions import CANCEL, RESEND, RETRY, Rule
-from daemon.store.base import literal
-from daemon.store.models import FAILED, PENDING, SENT, AuditEntry, Message, StatusEvent
+from daemon.store.models import AuditEntry, Message
 from daemon.store.operations import OperationOps
 from daemon.store.selection import check_filter, described, filter_json, where
-from daemon.store.types import ChannelStats, MessageFilter, OperatorRefused, OperatorResult
+from daemon.store.types import MessageFilter, OperatorRefused, OperatorResult
 
 SAMPLE = 20  # ids a dry run shows
 BULK_BOUND = 10_000  # a filter matching more runs as a bulk operation, in batches
@@ -179,69 +178,3 @@ class OperatorOps(OperationOps):
             ]
 
         return self._read(work)
-
-    def stats(self, now: datetime | None = None, window: float = 3600.0) -> list[ChannelStats]:
-        """Per channel: counts by status, how many are due, the age of the oldest
-        pending message, and how many reached sent / failed in ``window`` seconds."""
-        when = self._now(now)
-        since = when - timedelta(seconds=window)
-
-        def work() -> list[ChannelStats]:
-            counts: dict[str, dict[str, int]] = {}
-            grouped = (
-                Message.select(Message.channel, Message.status, pw.fn.COUNT(Message.id))
-                .group_by(Message.channel, Message.status)
-                .tuples()
-            )
-            for channel, status, count in grouped:
-                counts.setdefault(channel, {})[status] = count
-            finished: dict[tuple[str, str], int] = {}
-            recent = (
-                StatusEvent.select(
-                    Message.channel, StatusEvent.to_status, pw.fn.COUNT(StatusEvent.id)
-                )
-                .join(Message)
-                .where((StatusEvent.at >= since) & StatusEvent.to_status.in_((SENT, FAILED)))
-                .group_by(Message.channel, StatusEvent.to_status)
-                .tuples()
-            )
-            for channel, status, count in recent:
-                finished[(channel, status)] = count
-                counts.setdefault(channel, {})
-            return [
-                ChannelStats(
-                    channel=channel,
-                    counts=dict(sorted(by_status.items())),
-                    due=self._due(channel, when) if by_status.get(PENDING) else 0,
-                    oldest_pending_age=self._oldest_pending_age(channel, when)
-                    if by_status.get(PENDING)
-                    else None,
-                    sent_in_window=finished.get((channel, SENT), 0),
-                    failed_in_window=finished.get((channel, FAILED), 0),
-                )
-                for channel, by_status in sorted(counts.items())
-            ]
-
-        return self._read(work)
-
-    def _due(self, channel: str, now: datetime) -> int:
-        return (
-            Message.select()
-            .where(
-                (Message.channel == channel)
-                & (Message.status == literal(PENDING))
-                & (Message.next_attempt_at <= now)
-            )
-            .count()
-        )
-
-    def _oldest_pending_age(self, channel: str, now: datetime) -> float | None:
-        # the first entry of the (channel, status, created_at, id) index: one row read,
-        # where MIN(id) read every pending message of the channel
-        row = (
-            Message.select(Message.created_at)
-            .where((Message.channel == channel) & (Message.status == PENDING))
-            .order_by(Message.created_at, Message.id)
-            .first()
-        )
-        return None if row is None else max(0.0, (now - row.created_at).total_seconds())

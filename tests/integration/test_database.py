@@ -22,26 +22,11 @@ from daemon.store import (
 from daemon.store.migrations import VERSION_TABLE, require_current
 from daemon.store.models import MODELS
 from daemon.store.types import NewMessage
-from tests.services import pg_admin_connect, pg_schema_url
+from tests.services import pg_admin_connect
 
 
 def open_url(url: str) -> pw.Database:
     return open_database(DatabaseSettings(url=url))
-
-
-@pytest.fixture(params=("sqlite", "postgres"))
-def empty_url(request, tmp_path):
-    """A URL to a database with no tables at all."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path}/empty.db"
-        return
-    schema = f"outboxd_empty_{request.node.name.split('[')[0][-20:]}".lower()
-    with pg_admin_connect() as conn:
-        conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
-        conn.execute(f"CREATE SCHEMA {schema}")
-    yield pg_schema_url(schema)
-    with pg_admin_connect() as conn:
-        conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
 
 
 def test_migrate_is_idempotent_and_records_its_version(empty_url):
