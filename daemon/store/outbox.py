@@ -39,6 +39,9 @@ from daemon.store.types import (
 
 _LIMITS = {"channel": 64, "key": 255, "kind": 64, "group_key": 255, "after_key": 255}
 _OPTIONAL = ("group_key", "after_key")
+# the array parameters of ``Statements.insert_messages_arrays``, in the order of
+# the rows ``_insert_messages`` builds
+ARRAY_PARAMS = ("channel", "kind", "key", "payload", "due", "after", "group", "visit")
 
 
 def check_name(what: str, value: object, limit: int) -> None:
@@ -100,18 +103,7 @@ class OutboxOps(StoreBase):
         created: dict[tuple[str, str], int] = {}
         stamp = db_timestamp(now)
         for chunk in chunked(batch):
-            params: list[Any] = []
-            for m in chunk:
-                after = m.after_id
-                if after is None and m.after_key:
-                    after = ids.get((m.channel, m.after_key))
-                due = db_timestamp(max(m.not_before, now)) if m.not_before else stamp
-                params += [m.channel, m.kind, m.key, m.payload, PENDING, 0, due, after]
-                visit = visit_ids.get(m.visit) if visit_ids and m.visit is not None else None
-                params += [m.group_key, stamp, stamp, visit]
-            if self.postgres:
-                params += [actor, stamp]  # the creation events, written by the same statement
-            rows = self._execute(self.sql.insert_messages(len(chunk)), params)
+            rows = self._insert_messages(chunk, ids, visit_ids, actor, stamp, now)
             for id_, channel, key in rows:
                 created[(channel, key)] = id_
             if not self.postgres:
@@ -133,6 +125,36 @@ class OutboxOps(StoreBase):
                 found_id, status = existing[pair]
                 results.append(EnqueueResult(found_id, False, status))
         return results
+
+    def _insert_messages(
+        self,
+        chunk: Sequence[NewMessage],
+        ids: Mapping[tuple[str, str], int],
+        visit_ids: Mapping[str, int] | None,
+        actor: str,
+        stamp: str,
+        now: datetime,
+    ) -> list[tuple[Any, ...]]:
+        """Insert one chunk in one statement (on PostgreSQL with its creation
+        events); (id, channel, key) of the rows inserted."""
+        rows = []
+        for m in chunk:
+            after = m.after_id
+            if after is None and m.after_key:
+                after = ids.get((m.channel, m.after_key))
+            due = db_timestamp(max(m.not_before, now)) if m.not_before else stamp
+            visit = visit_ids.get(m.visit) if visit_ids and m.visit is not None else None
+            rows.append((m.channel, m.kind, m.key, m.payload, due, after, m.group_key, visit))
+        if self.postgres:
+            columns = zip(*rows, strict=True)
+            arrays = {name: list(c) for name, c in zip(ARRAY_PARAMS, columns, strict=True)}
+            params = {"status": PENDING, "at": stamp, "actor": actor, **arrays}
+            return self._execute(self.sql.insert_messages_arrays, params)
+        values: list[Any] = []
+        for channel, kind, key, payload, due, after, group, visit in rows:
+            values += [channel, kind, key, payload, PENDING, 0, due, after, group, stamp, stamp]
+            values.append(visit)
+        return self._execute(self.sql.insert_messages(len(chunk)), values)
 
     def _link_batch_prerequisites(
         self,

@@ -28,6 +28,9 @@ FILE`` starts (no tokens: a loopback caller is admin) and the bench measures:
    send time is printed.) Between repeats the retried and the delivered rows are put
    back with plain SQL, untimed.
 
+``--only reads|enqueue|bulk`` runs one of these parts (1-3, 4, or 5) after the prefill
+and skips the others, e.g. to time the enqueue path alone.
+
 Latency figures are the median over ``--repeat`` runs of each run's p50 and p99;
 rates the median of the runs. Nothing is asserted: the targets are printed beside the
 figures.
@@ -35,6 +38,7 @@ figures.
     .venv/bin/python ops/bench/control.py --quick            # smoke run, a minute or two
     .venv/bin/python ops/bench/control.py --backend sqlite   # 1,000,000 rows
     .venv/bin/python ops/bench/control.py --backend postgres --rows 300000
+    .venv/bin/python ops/bench/control.py --quick --only enqueue --repeat 5
 """
 
 from __future__ import annotations
@@ -89,6 +93,7 @@ STOP_TIMEOUT = 10.0
 TARGET_LATENCY_P99 = 50.0  # ms: stats and list pages
 TARGET_ENQUEUE = 10_000.0  # msg/s in batches
 TARGET_SLOWDOWN = 2.0  # delivery during a bulk action: at most this much slower
+PARTS = frozenset(("reads", "enqueue", "bulk"))  # what --only chooses from
 
 
 # --- sizes ---------------------------------------------------------------------------------
@@ -656,7 +661,12 @@ UNIT_OF = {
 
 
 async def bench_backend(
-    backend: Backend, sizes: Sizes, repeat: int, tmp: Path, setup: dict[str, str]
+    backend: Backend,
+    sizes: Sizes,
+    repeat: int,
+    tmp: Path,
+    setup: dict[str, str],
+    parts: frozenset[str] = PARTS,
 ) -> list[Figure]:
     workdir = Path(tempfile.mkdtemp(prefix=f"{backend.name}-", dir=tmp))
     log(f"{backend.name}: migrating and filling {sizes.rows:,} rows")
@@ -698,8 +708,11 @@ async def bench_backend(
         async with aiohttp.ClientSession(connector=connector) as session:
             api = Api(session, ports, ports + 1)
             for run in range(repeat):
-                log(f"{backend.name}: run {run + 1}: reads, {sizes.requests} requests each")
-                await read_side(api, sizes, collected)
+                if "reads" in parts:
+                    log(f"{backend.name}: run {run + 1}: reads, {sizes.requests} requests each")
+                    await read_side(api, sizes, collected)
+                if "enqueue" not in parts:
+                    continue
                 log(f"{backend.name}: run {run + 1}: enqueue")
                 await enqueue_side(api, sizes, run, collected)
                 for name in collected.values:
@@ -708,7 +721,8 @@ async def bench_backend(
                 control.check()
             bulk: list[BulkRun] = []
             try:
-                await bulk_runs(backend, api, sizes, repeat, config, workdir, filled, bulk)
+                if "bulk" in parts:
+                    await bulk_runs(backend, api, sizes, repeat, config, workdir, filled, bulk)
             except Exception as exc:  # the figures so far are kept
                 log(f"{backend.name}: bulk FAILED: {exc}")
                 failure = Figure(backend.name, "failed", 0, "", note=join("bulk", first_line(exc)))
@@ -777,6 +791,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--bulk", type=int, help="failed messages retried in bulk")
     parser.add_argument("--backlog", type=int, help="pending messages the dispatcher delivers")
     parser.add_argument("--requests", type=int, help="timed requests per latency figure")
+    parser.add_argument(
+        "--only", choices=sorted(PARTS), help="run this part alone (after the prefill)"
+    )
     cli.add_run_options(parser, "runs per figure, median printed (default 3; --quick 1)")
     cli.add_json_option(parser)
     args = cli.parse(parser, argv)
@@ -801,12 +818,17 @@ def choose_sizes(args: argparse.Namespace) -> tuple[Sizes, int]:
 
 
 async def bench(
-    backends: Sequence[Backend], sizes: Sizes, repeat: int, tmp: Path, setup: dict[str, str]
+    backends: Sequence[Backend],
+    sizes: Sizes,
+    repeat: int,
+    tmp: Path,
+    setup: dict[str, str],
+    parts: frozenset[str] = PARTS,
 ) -> list[Figure]:
     figures: list[Figure] = []
     for backend in backends:
         try:
-            figures += await bench_backend(backend, sizes, repeat, tmp, setup)
+            figures += await bench_backend(backend, sizes, repeat, tmp, setup, parts)
         except Exception as exc:  # reported; the other backend still runs
             log(f"{backend.name}: FAILED: {exc}")
             figures.append(Figure(backend.name, "failed", 0, "", note=first_line(exc)))
@@ -832,8 +854,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             "body read",
             **locations(backends),
         }
+        parts = frozenset((args.only,)) if args.only else PARTS
+        if args.only:
+            setup["only"] = args.only
         started = time.perf_counter()
-        figures = asyncio.run(bench(backends, sizes, repeat, tmp, setup))
+        figures = asyncio.run(bench(backends, sizes, repeat, tmp, setup, parts))
         if pg_skipped:
             figures.append(Figure("postgres", "skipped", 0, "", note=pg_skipped))
         load = " ".join(f"{x:.2f}" for x in os.getloadavg())

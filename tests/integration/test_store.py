@@ -79,6 +79,26 @@ def test_enqueue_many_keeps_order_and_dedupes_within_batch(store: Store):
     assert Message.select().count() == 3
 
 
+def test_enqueue_many_ids_follow_the_batch_and_columns_stay_apart(store: Store):
+    # more than one statement's chunk (500), keys in descending order, the
+    # optional columns set on some rows only
+    keys = [f"k{i:04d}" for i in range(620, 0, -1)]
+    batch = [
+        msg(k, group_key=f"g{i % 3}" if i % 2 else None, not_before=at(i) if i % 7 == 0 else None)
+        for i, k in enumerate(keys)
+    ]
+    results = store.enqueue_many(batch, now=T0)
+    ids = [r.id for r in results]
+    assert ids == sorted(ids) and len(set(ids)) == len(keys)
+    rows = {m.id: m for m in Message.select()}
+    for i, (m, r) in enumerate(zip(batch, results, strict=True)):
+        row = rows[r.id]
+        assert (row.key, bytes(row.payload), row.group_key) == (m.key, m.payload, m.group_key)
+        assert row.next_attempt_at == (at(i) if i % 7 == 0 and i else T0)
+        assert (row.status, row.attempts, row.created_at) == ("pending", 0, T0)
+    assert StatusEvent.select().count() == len(keys)
+
+
 def test_payload_bytes_round_trip(store: Store):
     raw = bytes(range(256)) + "é\r\n".encode("latin-1")
     result = store.enqueue(NewMessage("hie", "bin", raw))

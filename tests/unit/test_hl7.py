@@ -125,6 +125,50 @@ def test_control_id_fast_path_equals_full_parse(path: Path) -> None:
     assert control_id(path.read_bytes()) == str(parsed[10])  # "\n" line ends too
 
 
+_MSH_FIELD = st.text(alphabet="AZaz09 .-_^~&#", max_size=6)
+
+
+@given(
+    st.lists(_MSH_FIELD, min_size=6, max_size=6),
+    _MSH_FIELD,
+    _MSH_FIELD,
+    st.sampled_from(["2.5.1", " 2.3 ", "2.5^HL7", "2.x", "", " "]),
+    st.lists(_MSH_FIELD, max_size=3),
+    st.sampled_from(["", " ", " \t"]),
+)
+def test_validate_reads_msh_as_python_hl7_does(
+    head: list[str], kind: str, control: str, version: str, tail: list[str], end: str
+) -> None:
+    # validate reads MSH-9, -10 and -12 from its own split of the segment: the
+    # values python-hl7's parse of the MSH segment gives
+    fields = [*head, "ADT^" + kind, control, "P", version, *tail]
+    raw = ("MSH|^~\\&|" + "|".join(fields) + end + "\rPID|1\r").encode()
+    parsed = hl7.parse(raw.decode()[: raw.index(b"\r")]).segment("MSH")
+
+    def read(n: int) -> str:
+        return str(parsed[n]).strip() if len(parsed) > n else ""
+
+    expected_version = read(12).split("^")[0]
+    if not read(10) or not re.fullmatch(r"2\.\d+(?:\.\d+)*", expected_version):
+        with pytest.raises(InvalidHL7, match=r"MSH-1[02]"):
+            validate(raw)
+        return
+    info = validate(raw)
+    assert (info.control_id, info.message_type) == (str(parsed[10]), read(9))
+    assert info.version == expected_version
+
+
+def test_the_delimiters_are_checked_every_time() -> None:
+    # the declarations are remembered once valid: a bad one is refused again,
+    # and messages of different delimiters still read their own
+    bad = b"MSH|^^\\&|A|B|C|D|T||ADT^A04|X|P|2.5"
+    for _ in range(2):
+        with pytest.raises(InvalidHL7, match="must all differ"):
+            validate(bad)
+    other = b"MSH#:*!@#A#B#C#D#T##ORU:R01#ID9#P#2.7\r"
+    assert [validate(raw).control_id for raw in (GOOD, other, GOOD)] == ["CTRL-1", "ID9", "CTRL-1"]
+
+
 def test_validate_other_delimiters_and_truncation_character() -> None:
     raw = b"MSH#:*!@%#A#B#C#D#2024##ORU:R01#ID9#P#2.7\rOBX#1#ST#X:Y##a!F!b!P!c\r"
     info = validate(raw)
