@@ -89,21 +89,13 @@ class Statements:
 
     @functools.lru_cache(maxsize=64)  # noqa: B019 - one instance per store, a few sizes
     def insert_messages(self, rows: int) -> str:
-        """Insert ``rows`` messages, skipping (channel, key) pairs already stored;
-        returns (id, channel, key) of those inserted. On PostgreSQL the creation
-        events are inserted too; params end with (actor, at). (The store uses
-        ``insert_messages_arrays`` on PostgreSQL.)"""
+        """SQLite: insert ``rows`` messages, skipping (channel, key) pairs already
+        stored; returns (id, channel, key) of those inserted. (PostgreSQL:
+        ``insert_messages_arrays``.)"""
         values = ", ".join([self._row(MESSAGE_WIDTH)] * rows)
-        insert = (
+        return (
             f"INSERT INTO {MESSAGE} ({_MESSAGE_COLUMNS}) VALUES {values} "
             f'ON CONFLICT (channel, "key") DO NOTHING RETURNING id, channel, "key"'
-        )
-        if not self.postgres:
-            return insert
-        return (
-            f"WITH ins AS ({insert}), ev AS (INSERT INTO {EVENT} ({_EVENT_COLUMNS}) "
-            f"SELECT id, NULL, 'pending', {self.p}, NULL, {self.p} FROM ins) "
-            'SELECT id, channel, "key" FROM ins'
         )
 
     @functools.cached_property
