@@ -106,6 +106,9 @@ def stats_json(stats: Sequence[ChannelStats], window: float, at: str) -> dict[st
                 "counts": {status: s.counts.get(status, 0) for status in STATUSES},
                 "due": s.due,
                 "oldest_pending_age_seconds": s.oldest_pending_age,
+                "oldest_pending_since": None
+                if s.oldest_pending_at is None
+                else s.oldest_pending_at.isoformat(),
                 "sent_in_window": s.sent_in_window,
                 "failed_in_window": s.failed_in_window,
                 "success_rate": s.success_rate,

@@ -8,15 +8,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 import time
 
 from aiohttp import web
 
 from daemon.api.app import build_app
 from daemon.api.context import Control as ControlContext
-from daemon.errors import StartupError
 from daemon.metrics import ControlMetrics
-from daemon.roles.frame import ChildSpec, Context, RoleBase, TaskChild
+from daemon.roles.frame import ChildSpec, Context, RoleBase, TaskChild, bind_listeners
 from daemon.roles.tallies import tallies_child
 from daemon.settings import Settings
 from daemon.store import StoreUnavailable
@@ -77,21 +77,27 @@ class Control(RoleBase):
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.api.operations_due.wait(), OPERATIONS_POLL)
 
+    @staticmethod
+    def bind(settings: Settings, process_num: int) -> list[socket.socket]:
+        """The control API's sockets, bound by the frame at start (with the health
+        port, before the database wait): a port in use ends the process at once."""
+        host, port = settings.control.host, settings.control.port + process_num
+        where = f"control.port + process number {process_num}"
+        return bind_listeners(host, port, "the control API", where)
+
     async def open(self) -> None:
         settings = self.ctx.settings.control
         app = build_app(self.api, settings.max_body)
         runner = web.AppRunner(app, access_log=None, handler_cancellation=False)
         await runner.setup()
-        host, port = settings.host, settings.port + self.ctx.process_num
         try:
-            await web.TCPSite(runner, host, port).start()
-        except OSError as exc:
+            for sock in self.ctx.listeners:
+                await web.SockSite(runner, sock).start()
+        except BaseException:
             await runner.cleanup()
-            raise StartupError(
-                f"cannot serve the control API on {host}:{port}: {exc.strerror or exc} "
-                f"(control.port + process number {self.ctx.process_num})"
-            ) from None
+            raise
         self.runner = runner
+        host, port = settings.host, settings.port + self.ctx.process_num
         log.info("control API", extra={"listen": f"http://{host}:{port}/api/v1/"})
 
     async def close(self) -> None:

@@ -34,7 +34,7 @@ import signal
 import socket
 import time
 from collections.abc import Callable, Collection, Coroutine
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from aiohttp import web
@@ -133,6 +133,7 @@ class Context:
     settings: Settings  # the running settings (replaced on a reload)
     store: AsyncStore
     metrics: Metrics
+    listeners: list[socket.socket] = field(default_factory=list)  # the role's ``bind``
 
 
 RoleFactory = Callable[[Context], Role]
@@ -161,6 +162,36 @@ class TaskChild:
 
 def owner_id(role: str, process_num: int) -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{role}.{process_num}"
+
+
+def bind_listeners(host: str, port: int, what: str, where: str) -> list[socket.socket]:
+    """Listening sockets on every address ``host`` names (as asyncio's
+    ``create_server`` binds them), for ``what``; one that cannot be bound (a port
+    in use) is a ``StartupError`` naming the address and ``where`` it is set (exit 69)."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except OSError as exc:
+        raise StartupError(
+            f"cannot serve {what} on {host}:{port}: {exc.strerror or exc} ({where})"
+        ) from None
+    sockets: list[socket.socket] = []
+    try:
+        for family, kind, proto, _, address in dict.fromkeys(infos):
+            sock = socket.socket(family, kind, proto)
+            sockets.append(sock)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            sock.bind(address)
+            sock.listen(128)
+    except OSError as exc:
+        for sock in sockets:
+            sock.close()
+        why = "address already in use" if exc.errno == errno.EADDRINUSE else exc.strerror
+        raise StartupError(
+            f"cannot serve {what} on {host}:{port}: {why or exc} ({where})"
+        ) from None
+    return sockets
 
 
 class NoHealthPort(StartupError):
@@ -287,6 +318,7 @@ class Frame:
         self.role: Role | None = None
         self.store: AsyncStore | None = None
         self.context: Context | None = None
+        self.listeners: list[socket.socket] = []  # the role's own, bound at start
 
     @property
     def role_settings(self) -> RoleSettings:
@@ -309,7 +341,14 @@ class Frame:
         # within supervisord's startsecs: the program is FATAL, not restarted forever)
         sockets = self._bind_health(host, port)
         try:
-            return await self._run_bound(factory, sockets, host, port)
+            # a role's own listeners too (the control API), before the database wait
+            bind = getattr(factory, "bind", None)
+            self.listeners = bind(self.settings, self.process_num) if bind else []
+            try:
+                return await self._run_bound(factory, sockets, host, port)
+            finally:
+                for sock in self.listeners:
+                    sock.close()
         finally:
             for sock in sockets:
                 sock.close()
@@ -336,6 +375,7 @@ class Frame:
                 self.settings,
                 store,
                 self.metrics,
+                self.listeners,
             )
             self.context = context
             role = factory(context)
@@ -467,34 +507,8 @@ class Frame:
         )
 
     def _bind_health(self, host: str, port: int) -> list[socket.socket]:
-        """The listening sockets of /healthz and /metrics (every address ``host``
-        names, as asyncio's ``create_server`` binds them); a port in use is a
-        ``StartupError`` naming it (exit 69)."""
         where = f"roles.{self.role_name}.base_port + process number {self.process_num}"
-        try:
-            infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
-        except OSError as exc:
-            raise StartupError(
-                f"cannot serve /healthz on {host}:{port}: {exc.strerror or exc} ({where})"
-            ) from None
-        sockets: list[socket.socket] = []
-        try:
-            for family, kind, proto, _, address in dict.fromkeys(infos):
-                sock = socket.socket(family, kind, proto)
-                sockets.append(sock)
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                if family == socket.AF_INET6:
-                    sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-                sock.bind(address)
-                sock.listen(128)
-        except OSError as exc:
-            for sock in sockets:
-                sock.close()
-            why = "address already in use" if exc.errno == errno.EADDRINUSE else exc.strerror
-            raise StartupError(
-                f"cannot serve /healthz on {host}:{port}: {why or exc} ({where})"
-            ) from None
-        return sockets
+        return bind_listeners(host, port, "/healthz", where)
 
     async def _serve_health(
         self, role: Role, sockets: list[socket.socket], host: str, port: int

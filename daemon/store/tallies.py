@@ -123,20 +123,29 @@ class TallyOps(StoreBase):
                 finished[(channel, status)] = finished.get((channel, status), 0) + n
                 counts.setdefault(channel, {})
             return [
-                ChannelStats(
-                    channel=channel,
-                    counts=dict(sorted(by_status.items())),
-                    due=self._due(channel, when, by_status.get(PENDING, 0)),
-                    oldest_pending_age=self._oldest_pending_age(channel, when)
-                    if by_status.get(PENDING)
-                    else None,
-                    sent_in_window=finished.get((channel, SENT), 0),
-                    failed_in_window=finished.get((channel, FAILED), 0),
-                )
+                self._channel_stats(channel, by_status, finished, when)
                 for channel, by_status in sorted(counts.items())
             ]
 
         return self._read(work)
+
+    def _channel_stats(
+        self,
+        channel: str,
+        by_status: dict[str, int],
+        finished: dict[tuple[str, str], int],
+        now: datetime,
+    ) -> ChannelStats:
+        oldest = self._oldest_pending(channel) if by_status.get(PENDING) else None
+        return ChannelStats(
+            channel=channel,
+            counts=dict(sorted(by_status.items())),
+            due=self._due(channel, now, by_status.get(PENDING, 0)),
+            oldest_pending_age=None if oldest is None else _age(oldest, now),
+            sent_in_window=finished.get((channel, SENT), 0),
+            failed_in_window=finished.get((channel, FAILED), 0),
+            oldest_pending_at=oldest,
+        )
 
     def _due(self, channel: str, now: datetime, pending: int) -> int:
         """The pending less those waiting for a later time (a retry's backoff, a
@@ -154,7 +163,7 @@ class TallyOps(StoreBase):
         )
         return max(0, pending - later)
 
-    def _oldest_pending_age(self, channel: str, now: datetime) -> float | None:
+    def _oldest_pending(self, channel: str) -> datetime | None:
         # the first entry of the (channel, status, created_at, id) index: one row read,
         # where MIN(id) read every pending message of the channel
         row = (
@@ -163,4 +172,12 @@ class TallyOps(StoreBase):
             .order_by(Message.created_at, Message.id)
             .first()
         )
-        return None if row is None else max(0.0, (now - row.created_at).total_seconds())
+        return None if row is None else row.created_at
+
+    def _oldest_pending_age(self, channel: str, now: datetime) -> float | None:
+        oldest = self._oldest_pending(channel)
+        return None if oldest is None else _age(oldest, now)
+
+
+def _age(since: datetime, now: datetime) -> float:
+    return max(0.0, (now - since).total_seconds())

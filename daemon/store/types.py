@@ -305,6 +305,7 @@ class ChannelStats:
     oldest_pending_age: float | None  # seconds
     sent_in_window: int
     failed_in_window: int
+    oldest_pending_at: datetime | None = None  # when the oldest pending one was created
 
     @property
     def success_rate(self) -> float | None:

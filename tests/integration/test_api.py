@@ -4,6 +4,7 @@ ETags, enqueue, schedules and the audit."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -11,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from daemon.api.app import ENDPOINTS, build_app
+from daemon.store.models import utcnow
 from tests.integration.api_harness import HL7, Api, serve_api
 
 
@@ -187,6 +189,28 @@ async def test_stats_answer_304_while_nothing_changed(api: Api):
     status, body, _ = await api.call("GET", "/api/v1/stats", headers={"If-None-Match": tag})
     assert status == 304 and body is None
     await api.call("POST", "/api/v1/messages", json={"channel": "hook", "key": "n", "payload": {}})
+    status, _, response = await api.call("GET", "/api/v1/stats", headers={"If-None-Match": tag})
+    assert status == 200 and response.headers["ETag"] != tag
+
+
+async def test_stats_answer_304_while_a_message_waits_and_only_its_age_moves(api: Api):
+    await api.call("POST", "/api/v1/messages", json={"channel": "hook", "key": "w", "payload": {}})
+    _, first, response = await api.call("GET", "/api/v1/stats")
+    tag = response.headers["ETag"]
+    assert tag.startswith('W/"')  # a weak tag: the age moves by itself
+    (hook,) = [c for c in first["channels"] if c["channel"] == "hook"]
+    since = datetime.fromisoformat(hook["oldest_pending_since"])
+    assert abs((utcnow() - since).total_seconds() - hook["oldest_pending_age_seconds"]) < 5
+    await asyncio.sleep(0.05)
+    _, second, _ = await api.call("GET", "/api/v1/stats")
+    (later,) = [c for c in second["channels"] if c["channel"] == "hook"]
+    assert later["oldest_pending_age_seconds"] > hook["oldest_pending_age_seconds"]
+    status, body, _ = await api.call("GET", "/api/v1/stats", headers={"If-None-Match": tag})
+    assert status == 304 and body is None
+    # the weak tag is compared weakly: sent back without its W/ it still matches
+    status, _, _ = await api.call("GET", "/api/v1/stats", headers={"If-None-Match": tag[2:]})
+    assert status == 304
+    await api.call("POST", "/api/v1/messages", json={"channel": "hook", "key": "x", "payload": {}})
     status, _, response = await api.call("GET", "/api/v1/stats", headers={"If-None-Match": tag})
     assert status == 200 and response.headers["ETag"] != tag
 

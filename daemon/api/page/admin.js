@@ -4,7 +4,7 @@
 
 const API = "/api/v1";
 const POLL_MS = 5000;
-const state = { cursor: null, cursors: [], filters: {}, tags: new Map(), cache: new Map(),
+const state = { cursor: null, cursors: [], filters: {}, tags: new Map(), cache: new Map(), fetched: new Map(),
   selected: new Set(), view: "overview" };
 
 const $ = (sel, root = document) => root.querySelector(sel);
@@ -43,7 +43,9 @@ async function call(method, path, body) {
   if (!response.ok) throw new Error(await problem(response));
   const data = response.status === 204 ? null : await response.json();
   const tag = response.headers.get("ETag");
-  if (method === "GET" && tag) { state.tags.set(path, tag); state.cache.set(path, data); }
+  if (method === "GET" && tag) {
+    state.tags.set(path, tag); state.cache.set(path, data); state.fetched.set(path, Date.now());
+  }
   return { changed: true, data };
 }
 
@@ -72,8 +74,10 @@ function when(iso) { return iso ? new Date(iso).toLocaleString() : "-"; }
 // --- overview ---------------------------------------------------------------------------
 
 async function showOverview() {
-  const { changed, data } = await call("GET", API + "/stats?minutes=60");
-  if (!changed && $("#badges").childElementCount) return;
+  const path = API + "/stats?minutes=60";
+  const { changed, data } = await call("GET", path);
+  // a 304 keeps the figures; the oldest pending age goes on from when they were read
+  const since = (Date.now() - (state.fetched.get(path) || Date.now())) / 1000;
   const badges = $("#badges");
   badges.replaceChildren();
   for (const c of data.channels) {
@@ -84,14 +88,15 @@ async function showOverview() {
       el("dl", {},
         el("dt", { text: "pending" }), el("dd", { text: c.counts.pending || 0 }),
         el("dt", { text: "failed" }), el("dd", { class: failed ? "bad" : "", text: failed }),
-        el("dt", { text: "oldest pending" }), el("dd", { text: age(c.oldest_pending_age_seconds) }),
+        el("dt", { text: "oldest pending" }),
+        el("dd", { text: age(c.oldest_pending_age_seconds === null ? null : c.oldest_pending_age_seconds + since) }),
         el("dt", { text: "success rate" }), el("dd", { text: rate }))));
   }
   const select = $("#filters select[name=channel]");
   if (select.options.length === 1) {
     for (const c of data.channels) select.append(el("option", { text: c.channel }));
   }
-  drawChart(data.per_minute || []);
+  if (changed || !$("#chart").childElementCount) drawChart(data.per_minute || []);
 }
 
 function drawChart(minutes) {
