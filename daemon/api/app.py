@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 from aiohttp import web
 
-from daemon.api import intake, messages, overview, processes
+from daemon.api import intake, messages, overview, processes, visits
 from daemon.api import schedules as sched
 from daemon.api.access import check_access
 from daemon.api.context import CONTROL, Control
@@ -111,6 +111,14 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         "a bulk operation's progress and result",
         responses={200: "the operation", 304: "unchanged", 404: "no such operation"},
         path_params=messages.ID_PARAM, tag="messages", cached=True,
+    ),
+    Endpoint(
+        "GET", f"{API}/visits/{{kodebooking}}", visits.show, "viewer",
+        "a visit's task progress, one per source that has the booking code "
+        "(or the one of source)",
+        query=visits.VISIT_QUERY,
+        responses={200: "the visits", 304: "unchanged", 404: "no such visit"},
+        path_params=visits.KODEBOOKING_PARAM, tag="visits", cached=True,
     ),
     Endpoint(
         "GET", f"{API}/processes", processes.list_processes, "viewer",

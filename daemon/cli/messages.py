@@ -22,11 +22,10 @@ from daemon.cli.common import (
 from daemon.cli.selectors import add_filter_arguments, selector_of
 from daemon.errors import Refused
 from daemon.intake import Handed, kind_of, new_message
-from daemon.report import stats_json, stats_rows, stats_table, visit_lines
+from daemon.report import stats_json, stats_rows, stats_table, visit_json, visit_lines
 from daemon.store import Store
 from daemon.store.models import SENDING, utcnow
 from daemon.store.types import OperatorResult
-from daemon.store.visits import VisitView
 from daemon.units import parse_duration
 
 
@@ -181,23 +180,13 @@ def cmd_visit(args: argparse.Namespace) -> int:
     if args.json:
         print(
             json.dumps(
-                [_visit_json(v) for v in visits] if len(visits) > 1 else _visit_json(visits[0]),
+                [visit_json(v) for v in visits] if len(visits) > 1 else visit_json(visits[0]),
                 indent=2,
             )
         )
     else:
         print("\n".join(visit_lines(visits[0], ZoneInfo(settings.timezone))))
     return 0
-
-
-def _visit_json(visit: VisitView) -> dict[str, object]:
-    return {
-        "kodebooking": visit.kodebooking,
-        "source": visit.source,
-        "task_progress": visit.task_progress,
-        "created_at": visit.created_at.isoformat(),
-        "updated_at": visit.updated_at.isoformat(),
-    }
 
 
 cmd_retry = _operator_command(Verbs("retry", "retried", "retrying"), lambda s: s.retry)

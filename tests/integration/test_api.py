@@ -90,8 +90,10 @@ async def test_each_write_needs_its_role(api: Api, role, method, path, body, nee
 
 
 async def test_every_read_is_open_to_a_viewer(api: Api):
+    await api.control.store.sync_visits("khanza", {"KB-9": {"add": {"status": "queued"}}}, [])
     for path in ("/api/v1/stats", "/api/v1/audit", "/api/v1/schedules",
-                 "/api/v1/schedules/nightly", "/api/v1/schedules/nightly/runs"):  # fmt: skip
+                 "/api/v1/schedules/nightly", "/api/v1/schedules/nightly/runs",
+                 "/api/v1/visits/KB-9"):  # fmt: skip
         status, body, _ = await api.call("GET", path, role="viewer")
         assert status == 200, (path, body)
 
@@ -213,6 +215,36 @@ async def test_stats_answer_304_while_a_message_waits_and_only_its_age_moves(api
     await api.call("POST", "/api/v1/messages", json={"channel": "hook", "key": "x", "payload": {}})
     status, _, response = await api.call("GET", "/api/v1/stats", headers={"If-None-Match": tag})
     assert status == 200 and response.headers["ETag"] != tag
+
+
+async def test_a_visit_shows_its_task_progress_as_the_cli_does(api: Api):
+    store = api.control.store
+    progress = {
+        "add": {"status": "sent", "sent_at": "2026-11-23T01:00:00+00:00"},
+        "4": {"status": "held", "reason": "task 4 at 08:01 is earlier than task 3 at 08:05"},
+    }
+    await store.sync_visits("khanza", {"KB-1": progress}, [])
+    await store.sync_visits("other", {"KB-1": {"add": {"status": "queued"}}}, [])
+    status, body, response = await api.call("GET", "/api/v1/visits/KB-1", role="viewer")
+    assert status == 200 and [v["source"] for v in body["items"]] == ["khanza", "other"]
+    assert body["items"][0]["task_progress"] == progress
+    assert body["items"][0]["kodebooking"] == "KB-1"
+    tag = response.headers["ETag"]
+    status, _, _ = await api.call("GET", "/api/v1/visits/KB-1", headers={"If-None-Match": tag})
+    assert status == 304
+    status, body, _ = await api.call("GET", "/api/v1/visits/KB-1?source=other")
+    assert status == 200 and [v["source"] for v in body["items"]] == ["other"]
+    status, body, response = await api.call("GET", "/api/v1/visits/KB-404")
+    assert status == 404 and response.content_type == "application/problem+json"
+    assert "no visit with kodebooking 'KB-404'" in body["detail"]
+    status, body, _ = await api.call("GET", "/api/v1/visits/KB-1?source=nosuch")
+    assert status == 404 and "from source 'nosuch'" in body["detail"]
+    status, body, _ = await api.call("GET", "/api/v1/visits/KB-1?sourec=other")
+    assert status == 400 and body["field"] == "sourec"
+    status, body, _ = await api.call("GET", "/api/v1/visits/" + "K" * 65)
+    assert status == 400 and body["field"] == "kodebooking"
+    status, _, _ = await api.call("GET", "/api/v1/visits/KB-1", role=None)
+    assert status == 401
 
 
 # --- schedules -------------------------------------------------------------------------
