@@ -16,6 +16,7 @@ from daemon.api.endpoints import API, Endpoint, Handler
 from daemon.api.etag import cached_json
 from daemon.api.openapi import document
 from daemon.api.page import add_page
+from daemon.api.params import check_path
 from daemon.api.problems import MAX_BODY, problems_middleware
 
 HEADERS = {
@@ -161,6 +162,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
 def _guarded(endpoint: Endpoint) -> Handler:
     async def handle(request: web.Request) -> web.StreamResponse:
         check_access(request, endpoint)
+        check_path(request, endpoint.path_params)
         return await endpoint.handler(request)
 
     handle.__name__ = endpoint.handler.__name__

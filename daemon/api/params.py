@@ -5,6 +5,7 @@ wrong type: a 400 naming the field)."""
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -113,6 +114,21 @@ def _value(p: Param, text: str, zone: ZoneInfo | None) -> Any:
     if len(text) > p.max_length or not text.isprintable():
         raise bad_request(f"{p.name}: too long or not printable", p.name)
     return text
+
+
+def check_path(request: web.Request, schemas: Mapping[str, Mapping[str, Any]]) -> None:
+    """The path's text parameters against their schema in the document: printable
+    (a NUL would reach the database), within ``maxLength``, matching ``pattern``;
+    else a 400 naming the parameter."""
+    for name, schema in schemas.items():
+        if schema.get("type") != "string":
+            continue
+        value = request.match_info.get(name, "")
+        if not value.isprintable() or len(value) > schema.get("maxLength", 1000):
+            raise bad_request(f"{name}: too long or not printable", name)
+        pattern = schema.get("pattern")
+        if pattern is not None and re.search(pattern, value) is None:
+            raise bad_request(f"{name}: {value[:40]!r} does not match {pattern}", name)
 
 
 def read_time(text: str, name: str, zone: ZoneInfo | None = None) -> datetime:

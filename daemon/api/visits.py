@@ -12,7 +12,9 @@ from daemon.api.params import Param, read_query
 from daemon.api.problems import Problem
 from daemon.report import visit_json
 
-KODEBOOKING_PARAM = {"kodebooking": {"type": "string", "minLength": 1, "maxLength": 64}}
+KODEBOOKING_PARAM = {  # printable ASCII, no spaces: as SIMRS and BPJS write booking codes
+    "kodebooking": {"type": "string", "pattern": "^[!-~]{1,64}$", "maxLength": 64}
+}
 VISIT_QUERY = (
     Param("source", "string", "the source's name, when several have this booking code",
           max_length=64),
@@ -23,8 +25,6 @@ async def show(request: web.Request) -> web.Response:
     control = control_of(request)
     query = read_query(request, VISIT_QUERY)
     kodebooking = request.match_info["kodebooking"]
-    if len(kodebooking) > 64:
-        raise Problem(400, "a kodebooking is at most 64 characters", field="kodebooking")
     visits = await control.store.find_visits(kodebooking, query["source"])
     if not visits:
         where = f" from source {query['source']!r}" if query["source"] else ""

@@ -118,6 +118,27 @@ async def test_a_bad_parameter_is_a_400_naming_it(api: Api, path, field, says):
 
 
 @pytest.mark.parametrize(
+    ("method", "path", "field"),
+    [
+        ("GET", "/api/v1/visits/K%00B", "kodebooking"),
+        ("GET", "/api/v1/visits/" + "K" * 65, "kodebooking"),
+        ("GET", "/api/v1/schedules/a%00b", "name"),
+        ("GET", "/api/v1/schedules/a%00b/runs", "name"),
+        ("POST", "/api/v1/schedules/a%00b/pause", "name"),
+        ("POST", "/api/v1/processes/outboxd:a%00b/restart", "name"),
+        ("POST", "/webhooks/a%00b", "name"),
+    ],
+)
+async def test_a_path_parameter_that_cannot_be_one_is_a_400_not_a_500(
+    api: Api, method, path, field
+):
+    """PostgreSQL refuses a NUL in text: one in the path is refused before the store."""
+    status, body, response = await api.call(method, path, json={})
+    assert status == 400, body
+    assert response.content_type == "application/problem+json" and body["field"] == field
+
+
+@pytest.mark.parametrize(
     ("body", "field", "says"),
     [
         ({"channel": "hook", "key": "a", "payload": "{}", "prio": 1}, "prio", "unknown field"),
