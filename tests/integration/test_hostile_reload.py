@@ -129,6 +129,11 @@ async def test_a_bad_file_on_sighup_is_refused_and_delivery_and_health_go_on(tmp
             stop.set()
             await watcher
             assert slowest < 2.0  # no reload froze the loop (a bomb took ~25 s once)
+            # the outcome is written after the sink has answered: wait for the last one
+            deadline = time.monotonic() + 20
+            while Message.select().where(Message.status == "sent").count() < len(BAD):
+                assert time.monotonic() < deadline, "not all recorded as sent"
+                await asyncio.sleep(0.05)
             assert Message.select().where(Message.status == "sent").count() == len(BAD)
             assert await proc.stop() == 0
         finally:
