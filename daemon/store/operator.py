@@ -13,13 +13,14 @@ from daemon.store.actions import CANCEL, RESEND, RETRY, Rule
 from daemon.store.models import AuditEntry, Message
 from daemon.store.operations import OperationOps
 from daemon.store.selection import check_filter, described, filter_json, where
+from daemon.store.tallies import TallyOps
 from daemon.store.types import MessageFilter, OperatorRefused, OperatorResult
 
 SAMPLE = 20  # ids a dry run shows
 BULK_BOUND = 10_000  # a filter matching more runs as a bulk operation, in batches
 
 
-class OperatorOps(OperationOps):
+class OperatorOps(OperationOps, TallyOps):
     """retry, cancel and resend: by ids or by a filter (see ``daemon.store.actions``
     for what each takes). A message being sent is never touched; the result says
     how many matched but were left, by status. ``dry_run`` changes nothing and
@@ -92,6 +93,13 @@ class OperatorOps(OperationOps):
         eligible = base & Message.status.in_(list(statuses))
 
         def counts() -> tuple[int, dict[str, int], list[int]]:
+            if _whole_channels(selector):  # "all failed on hie": the tallies have it
+                scope: dict[str, int] = {}
+                for (channel, status), n in self._counts().items():
+                    if selector.channel in (None, channel):
+                        scope[status] = scope.get(status, 0) + n
+                matched = sum(scope.get(s, 0) for s in statuses)
+                return matched, {s: n for s, n in scope.items() if s not in statuses}, []
             matched = Message.select().where(eligible).count()
             others = (
                 Message.select(Message.status, pw.fn.COUNT(Message.id))
@@ -178,3 +186,10 @@ class OperatorOps(OperationOps):
             ]
 
         return self._read(work)
+
+
+def _whole_channels(selector: MessageFilter) -> bool:
+    """A filter by channel (or none) and statuses only: its counts are the tallies'."""
+    return not (
+        selector.ids or selector.since or selector.until or selector.kind or selector.key_prefix
+    )

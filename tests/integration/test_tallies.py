@@ -245,3 +245,26 @@ def test_writers_at_once_lose_nothing(store: Store):
     assert sum(n for (_c, s), n in counted().items() if s in ("sent", "failed")) == 400
     minutes = store._read(lambda: store._minutes(T0))
     assert sum(minutes.values()) == 400
+
+
+def test_an_operator_filter_by_channel_counts_from_the_tallies_as_the_table_would(store: Store):
+    store.enqueue_many([msg(f"o{i}") for i in range(6)] + [msg("w", "webhook")], now=at(0))
+    claimed = store.claim(["hie", "webhook"], "d", 10, 60, now=at(1))
+    hie = [c.id for c in claimed if c.channel == "hie"]
+    hook = [c.id for c in claimed if c.channel == "webhook"]
+    store.record(
+        "d",
+        [Failed(i, "AE") for i in hie[:3] + hook] + [Delivered(hie[3])]
+        + [RetryAt(i, at(2), "later") for i in hie[4:]],
+        now=at(2),
+    )  # fmt: skip
+    by_channel = MessageFilter(channel="hie", statuses=("failed",))
+    counted = MessageFilter(channel="hie", statuses=("failed",), since=T0 - timedelta(days=1))
+    tallied = store.retry(by_channel, dry_run=True, now=at(3))
+    scanned = store.retry(counted, dry_run=True, now=at(3))
+    assert (tallied.matched, tallied.skipped) == (scanned.matched, scanned.skipped)
+    assert (tallied.matched, tallied.skipped) == (3, {"pending": 2, "sent": 1})
+    everywhere = store.retry(MessageFilter(statuses=("failed",)), dry_run=True, now=at(3))
+    assert everywhere.matched == 4
+    done = store.retry(by_channel, now=at(4), bound=2)  # over the bound: a bulk operation
+    assert done.operation is not None and done.matched == 3
