@@ -630,7 +630,11 @@ def bulk_figures(runs: list[BulkRun], into: Collected) -> None:
         note = f"{r.done:,} msgs, batches of 1,000, each its own transaction; state {r.state}"
         into.add("bulk retry by filter, until finished", r.seconds, note)
         into.add("bulk retry, msgs/s", r.done / r.seconds)
-        into.add("bulk retry, POST -> 202", r.request_ms, "counts the matches in the request")
+        into.add(
+            "bulk retry, POST -> 202",
+            r.request_ms,
+            "counts the matches (a whole channel: its tallies)",
+        )
         into.add(
             "delivery before bulk (dispatcher)",
             r.rate_before,
