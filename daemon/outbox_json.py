@@ -1,5 +1,5 @@
 """The outbox's values as JSON: what ``--json`` prints, and what the control API
-will answer."""
+answers."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from daemon.store.types import (
     OperationView,
     OperatorResult,
 )
+from daemon.store.visits import VisitView
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -65,6 +66,17 @@ def audit_json(a: AuditView) -> dict[str, Any]:
         "target": a.target,
         "details": a.details,
         "changed": a.changed,
+    }
+
+
+def visit_json(visit: VisitView) -> dict[str, Any]:
+    """A visit as ``outboxd visit --json`` and ``GET /api/v1/visits/…`` show it."""
+    return {
+        "kodebooking": visit.kodebooking,
+        "source": visit.source,
+        "task_progress": visit.task_progress,
+        "created_at": _iso(visit.created_at),
+        "updated_at": _iso(visit.updated_at),
     }
 
 

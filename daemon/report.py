@@ -149,17 +149,6 @@ def _step_key(step: str) -> int:
     return _STEP_ORDER.get(step, int(step) if step.isdigit() else 50)
 
 
-def visit_json(visit: VisitView) -> dict[str, object]:
-    """A visit as ``outboxd visit --json`` and ``GET /api/v1/visits/…`` show it."""
-    return {
-        "kodebooking": visit.kodebooking,
-        "source": visit.source,
-        "task_progress": visit.task_progress,
-        "created_at": visit.created_at.isoformat(),
-        "updated_at": visit.updated_at.isoformat(),
-    }
-
-
 def visit_lines(visit: VisitView, tz: tzinfo) -> list[str]:
     """A visit's progress, one step a line, times in the configured zone:
     ``task 5   sent     waktu 09:12:30, sent 09:12:31``."""

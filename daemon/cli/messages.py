@@ -22,7 +22,8 @@ from daemon.cli.common import (
 from daemon.cli.selectors import add_filter_arguments, selector_of
 from daemon.errors import Refused
 from daemon.intake import Handed, kind_of, new_message
-from daemon.report import stats_json, stats_rows, stats_table, visit_json, visit_lines
+from daemon.outbox_json import visit_json
+from daemon.report import stats_json, stats_rows, stats_table, visit_lines
 from daemon.store import Store
 from daemon.store.models import SENDING, utcnow
 from daemon.store.types import OperatorResult

@@ -7,7 +7,9 @@ it. A child starts its tasks, drains within a deadline and says what is wrong
 with it. The frame:
 
 - binds ``roles.ROLE.host``:``base_port`` + process number first (a port in use
-  is a ``StartupError`` at once: exit 69 within supervisord's startsecs), waits
+  is a ``StartupError`` at once: exit 69 within supervisord's startsecs), and the
+  role's own listeners when its class has ``bind(settings, process_num)`` (the
+  control API: ``Context.listeners``), waits
   for the database (backing off), then starts every child and serves
   ``/healthz`` and ``/metrics`` there; a role may add routes of its own to that
   app (``Role.add_routes``);

@@ -102,7 +102,6 @@ class AsyncStore:
     queue_gauges = _Operation(Store.queue_gauges)
     per_minute = _Operation(Store.per_minute)
     fold_tallies = _Operation(Store.fold_tallies)
-    tally_counts = _Operation(Store.tally_counts)
     # schedules and the fire ledger
     schedules = _Operation(Store.schedules)
     schedule = _Operation(Store.schedule)

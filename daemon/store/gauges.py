@@ -36,7 +36,7 @@ class GaugeOps(TallyOps):
                 for status in QUEUE_STATUSES
             }
             oldest = {
-                channel: self._oldest_pending_age(channel, when) or 0.0
+                channel: (self._oldest_pending_age(channel, when) or 0.0)
                 if counts[(channel, PENDING)]
                 else 0.0
                 for channel in channels

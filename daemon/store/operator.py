@@ -1,4 +1,4 @@
-"""Operator actions (retry, cancel, resend), the audit, and the figures behind ``stats``."""
+"""Operator actions (retry, cancel, resend) and the audit."""
 
 from __future__ import annotations
 
