@@ -7,9 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from daemon.settings import DatabaseSettings
-from daemon.store import Store, migrate, open_database
+from daemon.config.database import DatabaseSettings
+from daemon.store.db import open_database
+from daemon.store.migrations import migrate
 from daemon.store.models import MODELS
+from daemon.store.sync import Store
 from tests.services import pg_admin_connect, pg_schema_url
 
 BACKENDS = ("sqlite", "postgres")

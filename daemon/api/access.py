@@ -11,7 +11,7 @@ from aiohttp import web
 from daemon.api.context import PRINCIPAL, control_of
 from daemon.api.endpoints import Endpoint
 from daemon.api.problems import Problem
-from daemon.auth import AuthError, Principal, authenticate, permits
+from daemon.domain.auth import AuthError, Principal, authenticate, permits
 
 LOCAL = Principal("local", "admin")
 CHALLENGE = 'Bearer realm="outboxd"'

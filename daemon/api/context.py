@@ -9,10 +9,10 @@ from zoneinfo import ZoneInfo
 
 from aiohttp import web
 
-from daemon.auth import Principal
-from daemon.metrics import ControlMetrics
-from daemon.roles.frame import Context
-from daemon.settings import Settings
+from daemon.config.settings import Settings
+from daemon.domain.auth import Principal
+from daemon.runtime.frame import Context
+from daemon.runtime.metrics import ControlMetrics
 from daemon.store.aio import AsyncStore
 
 

@@ -11,7 +11,7 @@ from typing import Any
 from aiohttp import web
 
 from daemon.api.params import Param
-from daemon.auth import Role
+from daemon.domain.auth import Role
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 API = "/api/v1"

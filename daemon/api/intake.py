@@ -13,8 +13,8 @@ from aiohttp import web
 from daemon.api.context import control_of
 from daemon.api.params import json_response
 from daemon.api.problems import Problem
-from daemon.signing import SignatureError
-from daemon.webhooks import read_call, verify_call
+from daemon.operator.callbacks import read_call, verify_call
+from daemon.webhooks.signing import SignatureError
 
 log = logging.getLogger("outboxd.webhooks")
 REFUSED = "refused"

@@ -1,7 +1,7 @@
 """``/api/v1/messages``: enqueue one message or a batch, list them (keyset pages,
 newest first), show one with its timeline, retry, cancel or resend by ids or by a
 filter (with a dry run), and the bulk operations a large filter starts. The rules
-and the JSON are the store's and ``daemon.outbox_json``'s, as the CLI's are."""
+and the JSON are the store's and ``daemon.operator.shapes``'s, as the CLI's are."""
 
 from __future__ import annotations
 
@@ -15,11 +15,12 @@ from daemon.api.context import actor_of, control_of
 from daemon.api.etag import cached_json
 from daemon.api.params import Param, json_response, model_of, read_json, read_query, read_time
 from daemon.api.problems import Problem, bad_request
-from daemon.errors import Refused
-from daemon.intake import Handed, new_message
-from daemon.outbox_json import operation_json, page_json, result_json, timeline_json
-from daemon.store.models import STATUSES
-from daemon.store.types import InvalidCursor, InvalidMessage, MessageFilter, OperatorRefused
+from daemon.domain.errors import Refused
+from daemon.domain.messages import InvalidMessage
+from daemon.domain.selection import InvalidCursor, MessageFilter, OperatorRefused
+from daemon.domain.statuses import STATUSES
+from daemon.operator.enqueue import Handed, new_message
+from daemon.operator.shapes import operation_json, page_json, result_json, timeline_json
 
 MAX_BATCH = 500
 

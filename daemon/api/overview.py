@@ -8,8 +8,8 @@ from aiohttp import web
 from daemon.api.context import control_of
 from daemon.api.etag import cached_json
 from daemon.api.params import Param, read_query
-from daemon.report import stats_json, stats_rows
-from daemon.store.models import utcnow
+from daemon.domain.clock import utcnow
+from daemon.operator.summaries import stats_json, stats_rows
 
 STATS_QUERY = (
     Param("window", "integer", "seconds of the success-rate window", minimum=60,

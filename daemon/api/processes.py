@@ -15,8 +15,13 @@ from daemon.api.context import actor_of, control_of
 from daemon.api.etag import cached_json
 from daemon.api.params import json_response, read_query
 from daemon.api.problems import Problem
-from daemon.processes import Supervisor, SupervisorError, SupervisorUnavailable, supervisor_address
-from daemon.readiness import survey
+from daemon.suite.readiness import survey
+from daemon.suite.supervisor import (
+    Supervisor,
+    SupervisorError,
+    SupervisorUnavailable,
+    supervisor_address,
+)
 
 ACTIONS = ("start", "stop", "restart")
 NAME_PARAM = {"name": {"type": "string", "pattern": "^[A-Za-z0-9_.:-]{1,128}$"}}

@@ -1,5 +1,5 @@
 """``/api/v1/schedules``: list, show, create, edit, delete, pause and resume with a
-note, run now, backfill, and the fire ledger; the rules are ``daemon.schedule_admin``'s,
+note, run now, backfill, and the fire ledger; the rules are ``daemon.operator.schedules``'s,
 as the CLI's are."""
 
 from __future__ import annotations
@@ -10,14 +10,14 @@ from typing import Any
 import pydantic
 from aiohttp import web
 
-from daemon import schedule_admin as admin
 from daemon.api.context import actor_of, control_of
 from daemon.api.etag import cached_json
 from daemon.api.params import Param, json_response, model_of, read_json, read_query, read_time
 from daemon.api.problems import Problem
-from daemon.errors import Refused
-from daemon.store.models import RUN_STATUSES
-from daemon.store.schedules import ScheduleError, ScheduleRow
+from daemon.domain.errors import Refused
+from daemon.domain.schedules import ScheduleError, ScheduleRow
+from daemon.domain.statuses import RUN_STATUSES
+from daemon.operator import schedules as admin
 
 MAX_RUNS = 500
 RUNS_QUERY = (

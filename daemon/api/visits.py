@@ -10,7 +10,7 @@ from daemon.api.context import control_of
 from daemon.api.etag import cached_json
 from daemon.api.params import Param, read_query
 from daemon.api.problems import Problem
-from daemon.outbox_json import visit_json
+from daemon.operator.shapes import visit_json
 
 KODEBOOKING_PARAM = {  # printable ASCII, no spaces: as SIMRS and BPJS write booking codes
     "kodebooking": {"type": "string", "pattern": "^[!-~]{1,64}$", "maxLength": 64}

@@ -26,7 +26,14 @@ from datetime import datetime
 from typing import Any
 
 from daemon.bpjs import payloads
-from daemon.store.types import AttemptResult, ClaimedMessage, Delivered, Failed, Progress, RetryAt
+from daemon.domain.messages import (
+    AttemptResult,
+    ClaimedMessage,
+    Delivered,
+    Failed,
+    Progress,
+    RetryAt,
+)
 
 ADD = "add"
 KIND_ADD = "bpjs.add"

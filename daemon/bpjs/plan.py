@@ -38,7 +38,7 @@ from typing import Any, Literal
 
 from daemon.bpjs.flow import ADD, KIND_ADD, KIND_TASK, add_key, task_key
 from daemon.bpjs.payloads import CANCELLED_TASK, AddAntrean, PayloadError, UpdateWaktu
-from daemon.store.types import NewMessage
+from daemon.domain.messages import NewMessage
 
 NEW_PATIENT_TASKS = (1, 2, 3, 4, 5, 6, 7)
 RETURNING_PATIENT_TASKS = (3, 4, 5, 6, 7)

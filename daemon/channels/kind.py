@@ -18,8 +18,8 @@ from typing import Annotated, Generic, TypeVar
 from pydantic import Field, model_validator
 
 from daemon.channels.base import Channel
-from daemon.fields import Flag, Integer, Model, PositiveDuration, RateValue
-from daemon.store.types import AttemptResult, ClaimedMessage, Progress
+from daemon.domain.fields import Flag, Integer, Model, PositiveDuration, RateValue
+from daemon.domain.messages import AttemptResult, ClaimedMessage, Progress
 
 
 class RetrySettings(Model):

@@ -8,9 +8,9 @@ from typing import Annotated, Any, Union
 
 from pydantic import Field
 
+from daemon.channels import bpjs_antrean, http, mllp
 from daemon.channels.base import Channel
 from daemon.channels.kind import ChannelKind, ChannelSettings, InvalidPayload
-from daemon.channels.kinds import bpjs_antrean, http, mllp
 
 CHANNEL_KINDS: Mapping[str, ChannelKind[Any]] = {
     kind.name: kind for kind in (mllp.KIND, http.KIND, bpjs_antrean.KIND)

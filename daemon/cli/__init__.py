@@ -24,11 +24,16 @@ from daemon.cli.common import (
     check_text,
     subcommands,
 )
-from daemon.config import EX_CONFIG, ConfigError
-from daemon.errors import StartupError
-from daemon.store import SchemaMismatch, StoreError, StoreUnavailable
-from daemon.store.db import DatabaseFileError
-from daemon.store.types import InvalidCursor, InvalidMessage, OperatorRefused
+from daemon.config.loader import EX_CONFIG, ConfigError
+from daemon.domain.errors import (
+    DatabaseFileError,
+    SchemaMismatch,
+    StartupError,
+    StoreError,
+    StoreUnavailable,
+)
+from daemon.domain.messages import InvalidMessage
+from daemon.domain.selection import InvalidCursor, OperatorRefused
 
 
 def build_parser() -> argparse.ArgumentParser:

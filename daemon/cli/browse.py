@@ -19,11 +19,11 @@ from daemon.cli.common import (
     subcommands,
 )
 from daemon.cli.selectors import add_filter_arguments, message_id, selector_of
-from daemon.outbox_json import page_json, payload_text, timeline_json
-from daemon.report import printable
+from daemon.domain.units import format_duration
+from daemon.domain.views import EventView, MessagePage, MessageTimeline
+from daemon.operator.shapes import page_json, payload_text, timeline_json
+from daemon.operator.summaries import printable
 from daemon.store.browse import LIST_WINDOW, MAX_PAGE
-from daemon.store.types import EventView, MessagePage, MessageTimeline
-from daemon.units import format_duration
 
 
 def _when(value: datetime | None, tz: tzinfo) -> str:

@@ -10,12 +10,13 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from daemon.config import load_config
-from daemon.settings import Settings
-from daemon.store import Store, open_database
+from daemon.config.loader import load_config
+from daemon.config.settings import Settings
+from daemon.domain.clock import utcnow
+from daemon.domain.units import parse_duration
+from daemon.store.db import open_database
 from daemon.store.migrations import require_current
-from daemon.store.models import utcnow
-from daemon.units import parse_duration
+from daemon.store.sync import Store
 
 Command = Callable[[argparse.Namespace], int]
 Add = Callable[[str, Command, str], argparse.ArgumentParser]

@@ -20,14 +20,15 @@ from daemon.cli.common import (
     settings_of,
 )
 from daemon.cli.selectors import add_filter_arguments, selector_of
-from daemon.errors import Refused
-from daemon.intake import Handed, kind_of, new_message
-from daemon.outbox_json import visit_json
-from daemon.report import stats_json, stats_rows, stats_table, visit_lines
-from daemon.store import Store
-from daemon.store.models import SENDING, utcnow
-from daemon.store.types import OperatorResult
-from daemon.units import parse_duration
+from daemon.domain.clock import utcnow
+from daemon.domain.errors import Refused
+from daemon.domain.statuses import SENDING
+from daemon.domain.units import parse_duration
+from daemon.domain.views import OperatorResult
+from daemon.operator.enqueue import Handed, kind_of, new_message
+from daemon.operator.shapes import visit_json
+from daemon.operator.summaries import stats_json, stats_rows, stats_table, visit_lines
+from daemon.store.sync import Store
 
 
 def _window(text: str) -> float:

@@ -14,7 +14,6 @@ from typing import Any
 
 import yaml
 
-from daemon import schedule_admin as admin
 from daemon.cli.common import (
     EX_DATAERR,
     EX_USAGE,
@@ -25,15 +24,16 @@ from daemon.cli.common import (
     settings_of,
     subcommands,
 )
-from daemon.errors import Refused
-from daemon.fires import Fire, Timing, next_fires
-from daemon.report import printable
-from daemon.schedule_admin import EPSILON
-from daemon.scheduling import DefinitionError, read_definition, timing_of, zone_of
-from daemon.settings import ScheduleSettings, Settings
-from daemon.store import Store
-from daemon.store.schedules import ScheduleError, ScheduleRow
-from daemon.units import format_duration
+from daemon.config.schedules import DefinitionError, read_definition, timing_of, zone_of
+from daemon.config.settings import ScheduleSettings, Settings
+from daemon.domain.errors import Refused
+from daemon.domain.schedules import ScheduleError, ScheduleRow
+from daemon.domain.units import format_duration
+from daemon.operator import schedules as admin
+from daemon.operator.schedules import EPSILON
+from daemon.operator.summaries import printable
+from daemon.scheduling.fires import Fire, Timing, next_fires
+from daemon.store.sync import Store
 
 MAX_RUNS = 10_000  # runs `outboxd runs` may list
 

@@ -8,9 +8,9 @@ from collections.abc import Sequence
 from zoneinfo import ZoneInfo
 
 from daemon.cli.common import EX_USAGE, MAX_ID, CliError, parse_time
-from daemon.settings import Settings
-from daemon.store.models import STATUSES
-from daemon.store.types import MessageFilter
+from daemon.config.settings import Settings
+from daemon.domain.selection import MessageFilter
+from daemon.domain.statuses import STATUSES
 
 FILTER_OPTIONS = ("channel", "status", "kind", "key", "since", "until")
 

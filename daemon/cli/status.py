@@ -14,7 +14,10 @@ import json
 import time
 
 from daemon.cli.common import EX_UNAVAILABLE, EX_USAGE, Add, CliError, settings_of
-from daemon.processes import (
+from daemon.config.settings import Settings
+from daemon.operator.summaries import printable
+from daemon.suite.readiness import ProgramStatus, SuiteStatus, survey
+from daemon.suite.supervisor import (
     FATAL,
     Supervisor,
     SupervisorError,
@@ -22,9 +25,6 @@ from daemon.processes import (
     last_lines,
     supervisor_address,
 )
-from daemon.readiness import ProgramStatus, SuiteStatus, survey
-from daemon.report import printable
-from daemon.settings import Settings
 
 EX_NOT_READY = 1
 POLL = 0.5  # seconds between two looks with --wait

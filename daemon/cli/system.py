@@ -6,9 +6,10 @@ import argparse
 import os
 
 from daemon.cli.common import EX_USAGE, Add, CliError, settings_of
-from daemon.report import config_summary
+from daemon.operator.summaries import config_summary
 from daemon.roles import ROLES
-from daemon.store import LATEST, current_version, migrate, open_database
+from daemon.store.db import open_database
+from daemon.store.migrations import LATEST, current_version, migrate
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
@@ -37,7 +38,7 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from daemon.roles import role_factory
-    from daemon.roles.frame import NoHealthPort, run_role
+    from daemon.runtime.frame import NoHealthPort, run_role
 
     try:
         return run_role(args.role, args.process_num, args.config, role_factory(args.role))

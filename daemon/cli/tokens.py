@@ -6,10 +6,10 @@ from __future__ import annotations
 import argparse
 import re
 
-from daemon.auth import ROLES, hash_token, new_token, token_entry_line
 from daemon.cli.common import EX_USAGE, Add, CliError
+from daemon.domain.auth import ROLES, hash_token, new_token, token_entry_line
 
-_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_.-]{0,63}")  # daemon.fields.Name
+_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_.-]{0,63}")  # daemon.domain.fields.Name
 
 
 def cmd_token_new(args: argparse.Namespace) -> int:

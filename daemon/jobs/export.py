@@ -28,7 +28,7 @@ from zoneinfo import ZoneInfo
 
 from pydantic import model_validator
 
-from daemon.fields import Line, PositiveDuration
+from daemon.domain.fields import Line, PositiveDuration
 from daemon.jobs.kind import JobContext, JobFailed, JobKind, JobOptions
 
 Period = Literal["yesterday", "last_week", "last_month", "last_24h"]
@@ -185,17 +185,17 @@ async def _export(
 async def _query(
     ctx: JobContext, options: ExportOptions, start: datetime, end: datetime
 ) -> tuple[list[str], list[tuple[Any, ...]]]:
-    from daemon.sources import SourceError
+    from daemon.sources.base import SourceError
     from daemon.sources.registry import source_kind
 
     assert options.source is not None and options.sql is not None
-    source = ctx.settings.sources.get(options.source)
+    source = ctx.sources.get(options.source)
     if source is None:
         raise JobFailed(f"no source named {options.source!r}")
     kind = source_kind(source)
     if kind.query is None:
         raise JobFailed(f"a {kind.name} source cannot answer a query")
-    zone = ZoneInfo(source.timezone or ctx.settings.timezone)
+    zone = ZoneInfo(source.timezone or ctx.timezone)
     params = {
         "start": start.astimezone(zone).replace(tzinfo=None),
         "end": end.astimezone(zone).replace(tzinfo=None),

@@ -9,8 +9,8 @@ from typing import Any, Literal
 import aiohttp
 from pydantic import Field
 
-from daemon.channels.kinds.http import HttpHeaders
-from daemon.fields import HttpUrl, PositiveDuration, redact_url
+from daemon.channels.http.settings import HttpHeaders
+from daemon.domain.fields import HttpUrl, PositiveDuration, redact_url
 from daemon.jobs.kind import JobContext, JobFailed, JobKind, JobOptions
 
 ANSWER_KEPT = 500  # characters of the answer kept in the run's output

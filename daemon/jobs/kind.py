@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 from zoneinfo import ZoneInfo
 
-from daemon.fields import Model
-
-if TYPE_CHECKING:
-    from daemon.settings import Settings
-    from daemon.store.aio import AsyncStore
+from daemon.domain.fields import Model
+from daemon.domain.tracking import CheckResult, DueCheck
+from daemon.domain.views import ChannelStats, Exported
+from daemon.sources.base import SourceSettings
 
 
 class JobOptions(Model):
@@ -31,6 +30,49 @@ class Notify(Protocol):
         ...
 
 
+class JobStore(Protocol):
+    """The store's operations a job may call (``daemon.store.aio.AsyncStore`` has them)."""
+
+    async def stats(
+        self, now: datetime | None = None, window: float = 3600.0
+    ) -> list[ChannelStats]: ...
+
+    async def purge_messages(self, before: datetime, limit: int = 1000) -> int: ...
+
+    async def purge_runs(self, before: datetime, limit: int = 1000) -> int: ...
+
+    async def purge_notifications(self, before: datetime, limit: int = 1000) -> int: ...
+
+    async def purge_receipts(self, before: datetime, limit: int = 1000) -> int: ...
+
+    async def export_page(
+        self,
+        what: Exported,
+        start: datetime,
+        end: datetime,
+        after_id: int = 0,
+        limit: int = 1000,
+        channel: str | None = None,
+    ) -> list[dict[str, Any]]: ...
+
+    async def due_status_checks(
+        self,
+        channel: str,
+        every: float,
+        max_checks: int,
+        limit: int = 100,
+        now: datetime | None = None,
+    ) -> list[DueCheck]: ...
+
+    async def record_status_checks(
+        self,
+        results: Sequence[CheckResult],
+        max_checks: int,
+        actor: str,
+        now: datetime | None = None,
+    ) -> dict[str, int]: ...
+
+
 @dataclass
 class JobContext:
     schedule: str
@@ -38,8 +80,9 @@ class JobContext:
     fire: datetime  # the instant the run is for (aware UTC)
     attempt: int
     zone: ZoneInfo  # the schedule's
-    settings: Settings
-    store: AsyncStore
+    timezone: str  # the file's (``timezone:``), for what has no zone of its own
+    sources: Mapping[str, SourceSettings]  # the file's sources, by name
+    store: JobStore
     notify: Notify
     log: logging.Logger = field(default_factory=lambda: logging.getLogger("outboxd.jobs"))
 

@@ -10,9 +10,9 @@ from typing import Annotated, Any
 
 from pydantic import Field
 
-from daemon.fields import Integer, PositiveDuration
+from daemon.domain.fields import Integer, PositiveDuration
+from daemon.domain.units import format_duration
 from daemon.jobs.kind import JobContext, JobKind, JobOptions
-from daemon.units import format_duration
 
 
 class PurgeOptions(JobOptions):

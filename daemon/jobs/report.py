@@ -8,9 +8,9 @@ from typing import Annotated, Any
 
 from pydantic import Field
 
-from daemon.fields import Line, PositiveDuration
+from daemon.domain.fields import Line, PositiveDuration
+from daemon.domain.units import format_duration
 from daemon.jobs.kind import JobContext, JobFailed, JobKind, JobOptions
-from daemon.units import format_duration
 
 
 class ReportOptions(JobOptions):

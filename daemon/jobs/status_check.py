@@ -24,11 +24,11 @@ from urllib.parse import quote
 import aiohttp
 from pydantic import Field, field_validator
 
-from daemon.channels.kinds.http import HttpHeaders
-from daemon.fields import Integer, Line, PositiveDuration, redact_url
+from daemon.channels.http.settings import HttpHeaders
+from daemon.domain.fields import Integer, Line, PositiveDuration, redact_url
+from daemon.domain.tracking import CheckResult, DueCheck
+from daemon.domain.units import format_duration
 from daemon.jobs.kind import JobContext, JobFailed, JobKind, JobOptions
-from daemon.store.tracking import CheckResult, DueCheck
-from daemon.units import format_duration
 
 
 def pointer(document: Any, path: str) -> Any:

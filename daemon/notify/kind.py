@@ -6,7 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Generic, Protocol, TypeVar
 
-from daemon.fields import Model
+from daemon.domain.fields import Model
 
 
 class NotifySettings(Model):

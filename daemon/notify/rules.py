@@ -19,9 +19,9 @@ from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
-from daemon.fields import Line, Model, PositiveDuration
-from daemon.store.alerts import AlertInputs
-from daemon.units import format_duration
+from daemon.domain.alerts import AlertInputs
+from daemon.domain.fields import Line, Model, PositiveDuration
+from daemon.domain.units import format_duration
 
 When = Literal[
     "run_failed", "fire_missed", "no_success", "messages_failed", "breaker_open", "queue_age"

@@ -9,7 +9,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, SecretStr
 
-from daemon.fields import Host, Line, Model, Port, PositiveDuration
+from daemon.domain.fields import Host, Line, Model, Port, PositiveDuration
 from daemon.notify.kind import NotifyFailed, NotifyKind, NotifySettings
 
 Address = Annotated[str, Field(pattern=r"^[^@\s<>]+@[^@\s<>]+$", max_length=254)]

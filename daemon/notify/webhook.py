@@ -1,6 +1,6 @@
 """``kind: webhook``: a notification as JSON to a URL, signed the Standard
 Webhooks way (``webhook-id``, ``webhook-timestamp``, ``webhook-signature``,
-``daemon.signing``), so the receiver can check it came from here."""
+``daemon.webhooks.signing``), so the receiver can check it came from here."""
 
 from __future__ import annotations
 
@@ -12,10 +12,10 @@ from typing import Any, Literal
 import aiohttp
 from pydantic import Field, SecretStr, field_validator
 
-from daemon.channels.kinds.http import HttpHeaders
-from daemon.fields import HttpUrl, PositiveDuration, redact_url
+from daemon.channels.http.settings import HttpHeaders
+from daemon.domain.fields import HttpUrl, PositiveDuration, redact_url
 from daemon.notify.kind import NotifyFailed, NotifyKind, NotifySettings
-from daemon.signing import secret_key, signed_headers
+from daemon.webhooks.signing import secret_key, signed_headers
 
 
 class WebhookNotifySettings(NotifySettings):

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Protocol
 
-from daemon.units import format_duration
+from daemon.domain.units import format_duration
 
 _MAX_EXPONENT = 62
 RECONNECT_CAP = 30.0  # the longest wait between tries of something that keeps failing

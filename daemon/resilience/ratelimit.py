@@ -7,7 +7,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from daemon.units import Rate
+from daemon.domain.units import Rate
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,5 @@
-"""The roles a process can run (``outboxd run NAME``), on the frame in ``frame.py``.
+"""The roles a process can run (``outboxd run NAME``), on the frame
+(``daemon.runtime.frame``). May import runtime, suite, operator and below; no face.
 
 ``ROLES`` maps a role's name to where it is defined; it is imported only when run.
 """
@@ -8,13 +9,13 @@ from __future__ import annotations
 import importlib
 from collections.abc import Mapping
 
-from daemon.roles.frame import RoleFactory
+from daemon.runtime.frame import RoleFactory
 
 ROLES: Mapping[str, str] = {
     "dispatcher": "daemon.roles.dispatcher:Dispatcher",
     "poller": "daemon.roles.poller:Poller",
     "scheduler": "daemon.roles.scheduler:Scheduler",
-    "control": "daemon.roles.control:Control",
+    "control": "daemon.api.role:Control",
 }
 
 

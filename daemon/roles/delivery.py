@@ -29,21 +29,15 @@ from collections.abc import Sequence
 from daemon.channels.base import Channel, Envelope, Outcome, Sender
 from daemon.channels.kind import ChannelSettings
 from daemon.channels.registry import kind_of
-from daemon.metrics import Metrics
+from daemon.domain.errors import StoreError, StoreUnavailable
+from daemon.domain.messages import AttemptResult, ClaimedMessage, Delivered, Failed, Released
 from daemon.resilience.backoff import Backoff, RetryPolicy
 from daemon.resilience.breaker import BreakerState, CircuitBreaker
 from daemon.resilience.ratelimit import Bucket
 from daemon.roles.prefetch import Prefetch
 from daemon.roles.settle import settle
-from daemon.store import StoreError, StoreUnavailable
+from daemon.runtime.metrics import Metrics
 from daemon.store.aio import AsyncStore
-from daemon.store.types import (
-    AttemptResult,
-    ClaimedMessage,
-    Delivered,
-    Failed,
-    Released,
-)
 
 log = logging.getLogger("outboxd.delivery")
 

@@ -9,12 +9,12 @@ import logging
 
 from daemon.channels.kind import ChannelSettings
 from daemon.channels.registry import build_channel
+from daemon.config.settings import Settings
+from daemon.domain.errors import StoreUnavailable
 from daemon.roles.delivery import ChannelLoop
-from daemon.roles.doorbell import listen
-from daemon.roles.frame import ChildSpec, Context, RoleBase, TaskChild
 from daemon.roles.tallies import tallies_child
-from daemon.settings import Settings
-from daemon.store import StoreUnavailable
+from daemon.runtime.frame import ChildSpec, Context, RoleBase, TaskChild
+from daemon.store.listen import listen
 
 log = logging.getLogger("outboxd.dispatcher")
 

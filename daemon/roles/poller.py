@@ -30,15 +30,15 @@ from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from daemon.metrics import PollerMetrics
+from daemon.config.settings import Settings
+from daemon.domain.errors import StoreError
+from daemon.domain.messages import InvalidMessage, NewMessage
 from daemon.resilience.backoff import backoff_ceiling
-from daemon.roles.frame import ChildSpec, Context, RoleBase
-from daemon.settings import Settings
+from daemon.runtime.frame import ChildSpec, Context, RoleBase
+from daemon.runtime.metrics import PollerMetrics
 from daemon.sources.base import Batch, Reading, Source, SourceError, SourceSettings
 from daemon.sources.registry import source_kind
-from daemon.store import StoreError
 from daemon.store.aio import AsyncStore
-from daemon.store.types import InvalidMessage, NewMessage
 
 log = logging.getLogger("outboxd.poller")
 

@@ -7,7 +7,7 @@ Its children on the frame:
   on a reload (by name; the database is the truth, the CLI adds its own), then
   read back every ``sync_interval``: a schedule added, changed, paused or
   resumed anywhere is seen within seconds. Each live schedule has its next fire
-  armed on APScheduler's timer (``daemon.fires`` computes it; APScheduler only
+  armed on APScheduler's timer (``daemon.scheduling.fires`` computes it; APScheduler only
   wakes the loop at that instant, its misfire grace off). At a fire the run is
   claimed by inserting it (unique on schedule, fire time and attempt): the
   scheduler that inserts it runs it, under the schedule's overlap policy. A
@@ -38,15 +38,7 @@ from typing import Any
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.date import DateTrigger
 
-from daemon.fires import Fire, Timing, fires_between, next_fires
-from daemon.jobs.kind import JobContext, JobFailed
-from daemon.jobs.registry import JOB_KINDS
-from daemon.metrics import SchedulerMetrics
-from daemon.notify.kind import Notifier, NotifyFailed
-from daemon.notify.registry import build_notifier
-from daemon.notify.rules import AlertSettings, evaluate
-from daemon.roles.frame import ChildSpec, Context, RoleBase, TaskChild
-from daemon.scheduling import (
+from daemon.config.schedules import (
     DefinitionError,
     definition,
     read_definition,
@@ -54,10 +46,18 @@ from daemon.scheduling import (
     timing_of,
     zone_of,
 )
-from daemon.settings import SchedulerRoleSettings, ScheduleSettings, Settings
-from daemon.store import StoreError, StoreUnavailable
-from daemon.store.models import COALESCED, MISSED, QUEUED, RUNNING, SKIPPED
-from daemon.store.schedules import Claim, Retry, RunEnd, RunRow, ScheduleRow
+from daemon.config.settings import SchedulerRoleSettings, ScheduleSettings, Settings
+from daemon.domain.errors import StoreError, StoreUnavailable
+from daemon.domain.schedules import Claim, Retry, RunEnd, RunRow, ScheduleRow
+from daemon.domain.statuses import COALESCED, MISSED, QUEUED, RUNNING, SKIPPED
+from daemon.jobs.kind import JobContext, JobFailed
+from daemon.jobs.registry import JOB_KINDS
+from daemon.notify.kind import Notifier, NotifyFailed
+from daemon.notify.registry import build_notifier
+from daemon.notify.rules import AlertSettings, evaluate
+from daemon.runtime.frame import ChildSpec, Context, RoleBase, TaskChild
+from daemon.runtime.metrics import SchedulerMetrics
+from daemon.scheduling.fires import Fire, Timing, fires_between, next_fires
 
 log = logging.getLogger("outboxd.scheduler")
 MAX_CATCH_UP = 10_000  # fires recorded one by one when a scheduler comes back; the rest summed
@@ -550,7 +550,7 @@ class RunKeeper:
                 await asyncio.sleep(random.random() * spec.jitter)
             context = JobContext(
                 run.schedule, run.id, run.fire_time, run.attempt, zone_of(spec, settings),
-                settings, role.ctx.store, self._notify_for(run.schedule),
+                settings.timezone, settings.sources, role.ctx.store, self._notify_for(run.schedule),
             )  # fmt: skip
             output = await asyncio.wait_for(kind.run(context, spec.options), spec.timeout)
             status = "succeeded"

@@ -22,8 +22,8 @@ from typing import Any
 
 from daemon.channels.base import Outcome, Verdict
 from daemon.channels.kind import ProgressRule
+from daemon.domain.messages import ClaimedMessage, Delivered, Failed, RetryAt
 from daemon.resilience.backoff import RetryPolicy
-from daemon.store.types import ClaimedMessage, Delivered, Failed, RetryAt
 
 
 def _utcnow() -> datetime:

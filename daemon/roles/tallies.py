@@ -8,8 +8,8 @@ import asyncio
 import functools
 import logging
 
-from daemon.roles.frame import ChildSpec, TaskChild
-from daemon.store import StoreUnavailable
+from daemon.domain.errors import StoreUnavailable
+from daemon.runtime.frame import ChildSpec, TaskChild
 from daemon.store.aio import AsyncStore
 
 log = logging.getLogger("outboxd.tallies")

@@ -62,10 +62,10 @@ from zoneinfo import ZoneInfo
 from aiohttp import web
 from multidict import CIMultiDict
 
-from daemon import eventloop
 from daemon.bpjs import crypto, payloads, signing
 from daemon.bpjs.payloads import AddAntrean, BatalAntrean, GetListTask, PayloadError, UpdateWaktu
-from daemon.logs import setup_logging
+from daemon.domain.logs import setup_logging
+from daemon.runtime import eventloop
 from daemon.sim.journal import Journal, JournalError
 from daemon.sim.server import SimulatorServer
 

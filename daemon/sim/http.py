@@ -40,9 +40,9 @@ from typing import Any
 from aiohttp import web
 from multidict import CIMultiDict
 
-from daemon import eventloop
-from daemon.channels.http_rules import basic_credentials, signature_matches
-from daemon.logs import setup_logging
+from daemon.channels.http.rules import basic_credentials, signature_matches
+from daemon.domain.logs import setup_logging
+from daemon.runtime import eventloop
 from daemon.sim.server import SimulatorServer
 
 log = logging.getLogger(__name__)

@@ -52,8 +52,8 @@ from datetime import date, datetime, timedelta, tzinfo
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from daemon.logs import setup_logging
-from daemon.units import parse_duration
+from daemon.domain.logs import setup_logging
+from daemon.domain.units import parse_duration
 
 log = logging.getLogger("outboxd.sim.khanza")
 

@@ -35,7 +35,7 @@ from datetime import UTC, datetime
 from types import TracebackType
 from typing import Literal, cast
 
-from daemon import eventloop
+from daemon.domain.logs import setup_logging
 from daemon.hl7 import (
     ACK_CODES,
     FrameDecoder,
@@ -45,7 +45,7 @@ from daemon.hl7 import (
     frame,
     raw_control_id,
 )
-from daemon.logs import setup_logging
+from daemon.runtime import eventloop
 
 log = logging.getLogger("outboxd.sim.mllp")
 

@@ -11,14 +11,14 @@ import os
 import sys
 from urllib.parse import urlsplit
 
-from daemon.channels.kinds.bpjs_antrean import BpjsAntreanSettings
-from daemon.channels.kinds.http import HttpSettings
-from daemon.channels.kinds.mllp import MllpSettings
-from daemon.config import EX_CONFIG, ConfigError, load_config
-from daemon.settings import Settings
-from daemon.sources import SourceError
-from daemon.sources.khanza import connect_args
-from daemon.sources.kinds.khanza import KhanzaSettings
+from daemon.channels.bpjs_antrean.settings import BpjsAntreanSettings
+from daemon.channels.http.settings import HttpSettings
+from daemon.channels.mllp.settings import MllpSettings
+from daemon.config.loader import EX_CONFIG, ConfigError, load_config
+from daemon.config.settings import Settings
+from daemon.sources.base import SourceError
+from daemon.sources.khanza.reader import connect_args
+from daemon.sources.khanza.settings import KhanzaSettings
 
 CHANNEL_KINDS = ("mllp", "http", "bpjs")
 SOURCE_KINDS = ("khanza",)

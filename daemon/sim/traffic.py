@@ -12,12 +12,14 @@ import signal
 import threading
 from datetime import UTC, datetime
 
-from daemon.channels.kinds.http import HttpSettings
-from daemon.channels.kinds.mllp import MllpSettings
-from daemon.config import load_config
-from daemon.store import Store, StoreUnavailable, open_database
-from daemon.store.types import NewMessage
-from daemon.units import parse_duration
+from daemon.channels.http.settings import HttpSettings
+from daemon.channels.mllp.settings import MllpSettings
+from daemon.config.loader import load_config
+from daemon.domain.errors import StoreUnavailable
+from daemon.domain.messages import NewMessage
+from daemon.domain.units import parse_duration
+from daemon.store.db import open_database
+from daemon.store.sync import Store
 
 log = logging.getLogger("outboxd.sim.traffic")
 NAMES = ("Santoso^Budi", "Wijaya^Siti", "Hidayat^Agus", "Lestari^Dewi", "Pratama^Rizky")

@@ -19,8 +19,8 @@ from zoneinfo import ZoneInfo
 
 from pydantic import Field
 
-from daemon.fields import Model, Number, PositiveDuration, TimeZoneName
-from daemon.store.types import NewMessage
+from daemon.domain.fields import Model, Number, PositiveDuration, TimeZoneName
+from daemon.domain.messages import NewMessage
 
 
 class SourceError(Exception):

@@ -8,8 +8,8 @@ from typing import Annotated, Any, Union
 
 from pydantic import Field
 
+from daemon.sources import khanza
 from daemon.sources.base import SourceKind, SourceSettings
-from daemon.sources.kinds import khanza
 
 SOURCE_KINDS: Mapping[str, SourceKind[Any]] = {kind.name: kind for kind in (khanza.KIND,)}
 

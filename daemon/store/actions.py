@@ -9,19 +9,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from daemon.domain.selection import MessageFilter, OperatorRefused
+from daemon.domain.statuses import CANCELLED, CONFIRMED, FAILED, PENDING, REJECTED, SENDING, SENT
 from daemon.store.base import CHUNK, EventRow, StoreBase, chunked
-from daemon.store.models import (
-    CANCELLED,
-    CONFIRMED,
-    FAILED,
-    PENDING,
-    REJECTED,
-    SENDING,
-    SENT,
-    Message,
-    StatusCheck,
-)
-from daemon.store.types import MessageFilter, OperatorRefused
+from daemon.store.models import Message, StatusCheck
 
 
 @dataclass(frozen=True)

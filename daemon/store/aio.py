@@ -13,8 +13,9 @@ import functools
 from collections.abc import Awaitable, Callable
 from typing import Any, Concatenate, Generic, ParamSpec, Protocol, TypeVar, overload
 
-from daemon.store import Store, open_database
-from daemon.store.db import DatabaseSettings
+from daemon.config.database import DatabaseSettings
+from daemon.store.db import open_database
+from daemon.store.sync import Store
 
 P = ParamSpec("P")
 T = TypeVar("T")

@@ -10,13 +10,12 @@ next window)."""
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 import peewee as pw
 
-from daemon.store.base import StoreBase
-from daemon.store.models import (
+from daemon.domain.alerts import AlertInputs, Transition
+from daemon.domain.statuses import (
     FAILED,
     FAILED_RUN,
     INTERRUPTED,
@@ -25,6 +24,9 @@ from daemon.store.models import (
     QUEUED,
     RUNNING,
     SUCCEEDED,
+)
+from daemon.store.base import StoreBase
+from daemon.store.models import (
     Alert,
     BreakerState,
     JobRun,
@@ -33,30 +35,6 @@ from daemon.store.models import (
     Schedule,
     StatusEvent,
 )
-
-
-@dataclass(frozen=True)
-class Transition:
-    rule: str
-    subject: str
-    event: str  # "firing" (first, or again after the window) or "resolved"
-    details: str | None
-    since: datetime
-
-
-@dataclass
-class AlertInputs:
-    """The facts the rules judge, read at one moment."""
-
-    now: datetime
-    # schedule → (how the latest fire whose runs are done ended, its error, a retry to come)
-    last_outcomes: dict[str, tuple[str, str | None, bool]] = field(default_factory=dict)
-    last_success: dict[str, datetime | None] = field(default_factory=dict)  # per schedule
-    schedule_since: dict[str, datetime] = field(default_factory=dict)  # created or changed
-    missed: dict[str, int] = field(default_factory=dict)  # per schedule, in the window
-    failed_messages: dict[str, int] = field(default_factory=dict)  # per channel, in the window
-    oldest_pending: dict[str, datetime] = field(default_factory=dict)  # per channel
-    breakers_open: dict[str, datetime] = field(default_factory=dict)  # per channel: since
 
 
 class AlertOps(StoreBase):

@@ -9,10 +9,12 @@ from typing import Any, TypeVar
 
 import peewee as pw
 
-from daemon.store.db import StoreUnavailable, is_postgres, unavailable_on_error
-from daemon.store.models import as_utc, database_proxy, db_timestamp, utcnow
+from daemon.domain.clock import as_utc, utcnow
+from daemon.domain.errors import StoreUnavailable
+from daemon.domain.messages import Progress
+from daemon.store.db import is_postgres, unavailable_on_error
+from daemon.store.models import database_proxy, db_timestamp
 from daemon.store.sql import Statements
-from daemon.store.types import Progress
 
 T = TypeVar("T")
 NOTIFY_CHANNEL = "outboxd"  # PostgreSQL NOTIFY channel; the payload is the outbox channel

@@ -10,51 +10,9 @@ from pathlib import Path
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 import peewee as pw
-from pydantic import SecretStr, field_validator
 
-from daemon.fields import Model, PositiveDuration
-
-
-class StoreError(Exception):
-    """Base of the store's own errors."""
-
-
-class StoreUnavailable(StoreError):
-    """The database did not answer or refused the unit of work; try again later."""
-
-
-class DatabaseFileError(StoreError):
-    """The database the settings name is not one outboxd can use (no such file, a
-    directory, not SQLite, damaged); the text names the file and what is wrong."""
-
-
-STORE_SCHEMES = ("sqlite", "postgres", "postgresql")
-
-
-class DatabaseSettings(Model):
-    """``database:`` in the YAML file (a URL alone is short for ``{url: …}``)."""
-
-    url: SecretStr
-    busy_timeout: PositiveDuration = 10.0
-    connect_timeout: PositiveDuration = 10.0
-
-    @field_validator("url")
-    @classmethod
-    def _known_scheme(cls, url: SecretStr) -> SecretStr:
-        text = url.get_secret_value()
-        try:
-            parts = urlsplit(text)
-            parts.port  # noqa: B018 - raises for a port that is not one
-        except ValueError as exc:
-            raise ValueError(f"not a database URL: {exc}") from None
-        if parts.scheme not in STORE_SCHEMES:
-            raise ValueError(
-                f"unsupported database scheme {parts.scheme or '(none)'!r}: "
-                "use sqlite:///PATH or postgresql://USER@HOST/DB"
-            )
-        if any(c in text for c in "\r\n\0"):
-            raise ValueError("the database URL holds a line break or a NUL")
-        return url
+from daemon.config.database import DatabaseSettings
+from daemon.domain.errors import DatabaseFileError, StoreError, StoreUnavailable
 
 
 def _one_line(exc: BaseException) -> str:

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from daemon.store.models import FAILED, PENDING, SENDING, SENT
+from daemon.domain.statuses import FAILED, PENDING, SENDING, SENT
 from daemon.store.tallies import TallyOps, minute_of
 
 QUEUE_STATUSES = (PENDING, SENDING, FAILED)

@@ -13,8 +13,10 @@ from datetime import timedelta
 
 import peewee as pw
 
-from daemon.store.db import StoreError, StoreUnavailable, is_postgres, unavailable_on_error
-from daemon.store.models import db_timestamp, utcnow
+from daemon.domain.clock import utcnow
+from daemon.domain.errors import SchemaMismatch, StoreUnavailable
+from daemon.store.db import is_postgres, unavailable_on_error
+from daemon.store.models import db_timestamp
 
 VERSION_TABLE = "outboxd_schema"
 _LOCK_ID = 0x6F7574626F78  # pg_advisory_xact_lock key: "outbox"
@@ -484,10 +486,6 @@ MIGRATIONS: tuple[Migration, ...] = (
     ),
 )
 LATEST = MIGRATIONS[-1].version
-
-
-class SchemaMismatch(StoreError):
-    """The database's schema is not the one this outboxd expects."""
 
 
 def _lock(db: pw.Database) -> None:

@@ -4,32 +4,15 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import peewee as pw
 
+from daemon.domain.clock import as_utc
+from daemon.domain.statuses import PENDING
+
 database_proxy = pw.DatabaseProxy()
-
-# Message statuses.
-PENDING = "pending"
-SENDING = "sending"
-SENT = "sent"
-FAILED = "failed"
-CANCELLED = "cancelled"
-CONFIRMED = "confirmed"
-REJECTED = "rejected"
-STATUSES = (PENDING, SENDING, SENT, FAILED, CANCELLED, CONFIRMED, REJECTED)
-DELIVERED = (SENT, CONFIRMED)  # delivered: a prerequisite in one of these is met
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
-def as_utc(value: datetime) -> datetime:
-    """An aware UTC datetime; a naive one is taken to be UTC already."""
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 def db_timestamp(value: datetime) -> str:
@@ -152,19 +135,6 @@ class PollCursor(BaseModel):
 
     class Meta:
         table_name = "outboxd_poll_cursor"
-
-
-# Run statuses: the fire ledger.
-QUEUED = "queued"  # waiting to start: a run asked for, a retry, one behind a running run
-RUNNING = "running"
-SUCCEEDED = "succeeded"
-FAILED_RUN = "failed"
-INTERRUPTED = "interrupted"  # its scheduler died or was stopped while it ran
-SKIPPED = "skipped"  # the overlap policy: the last run was still running
-MISSED = "missed"  # fell due while no scheduler ran, beyond the catch-up window
-COALESCED = "coalesced"  # fell due while no scheduler ran: caught up as one run
-RUN_STATUSES = (QUEUED, RUNNING, SUCCEEDED, FAILED_RUN, INTERRUPTED, SKIPPED, MISSED, COALESCED)
-FINISHED_RUNS = (SUCCEEDED, FAILED_RUN, INTERRUPTED, SKIPPED, MISSED, COALESCED)
 
 
 class Schedule(BaseModel):
@@ -292,10 +262,6 @@ class AuditEntry(BaseModel):
 
     class Meta:
         table_name = "outboxd_audit"
-
-
-OPERATION_RUNNING = "running"
-OPERATION_FINISHED = "finished"
 
 
 class Operation(BaseModel):

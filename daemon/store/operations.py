@@ -9,10 +9,12 @@ from datetime import datetime
 
 import peewee as pw
 
+from daemon.domain.selection import MessageFilter
+from daemon.domain.statuses import OPERATION_FINISHED, OPERATION_RUNNING
+from daemon.domain.views import OperationView
 from daemon.store.actions import RULES, ActionBase, Rule
-from daemon.store.models import OPERATION_FINISHED, OPERATION_RUNNING, Message, Operation
+from daemon.store.models import Message, Operation
 from daemon.store.selection import described, filter_from_json, filter_json, where
-from daemon.store.types import MessageFilter, OperationView
 
 BATCH = 1000  # messages a batch changes
 

@@ -9,12 +9,13 @@ from typing import Any
 
 import peewee as pw
 
+from daemon.domain.selection import MessageFilter, OperatorRefused
+from daemon.domain.views import OperatorResult
 from daemon.store.actions import CANCEL, RESEND, RETRY, Rule
 from daemon.store.models import AuditEntry, Message
 from daemon.store.operations import OperationOps
 from daemon.store.selection import check_filter, described, filter_json, where
 from daemon.store.tallies import TallyOps
-from daemon.store.types import MessageFilter, OperatorRefused, OperatorResult
 
 SAMPLE = 20  # ids a dry run shows
 BULK_BOUND = 10_000  # a filter matching more runs as a bulk operation, in batches

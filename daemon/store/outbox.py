@@ -9,21 +9,8 @@ from typing import Any
 
 import peewee as pw
 
-from daemon.resilience.ratelimit import Bucket
-from daemon.store.base import EventRow, StoreBase, chunked, literal
-from daemon.store.db import StoreError
-from daemon.store.models import (
-    DELIVERED,
-    FAILED,
-    PENDING,
-    SENDING,
-    SENT,
-    Message,
-    RateBucket,
-    db_timestamp,
-    read_timestamp,
-)
-from daemon.store.types import (
+from daemon.domain.errors import StoreError
+from daemon.domain.messages import (
     AttemptResult,
     ClaimedMessage,
     Delivered,
@@ -36,6 +23,10 @@ from daemon.store.types import (
     RetryAt,
     UnknownPrerequisite,
 )
+from daemon.domain.statuses import DELIVERED, FAILED, PENDING, SENDING, SENT
+from daemon.resilience.ratelimit import Bucket
+from daemon.store.base import EventRow, StoreBase, chunked, literal
+from daemon.store.models import Message, RateBucket, db_timestamp, read_timestamp
 
 _LIMITS = {"channel": 64, "key": 255, "kind": 64, "group_key": 255, "after_key": 255}
 _OPTIONAL = ("group_key", "after_key")

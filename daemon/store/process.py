@@ -22,8 +22,8 @@ import sys
 import time
 from typing import Any, cast
 
-from daemon.store import StoreError, StoreUnavailable
-from daemon.store.db import DatabaseSettings
+from daemon.config.database import DatabaseSettings
+from daemon.domain.errors import StoreError, StoreUnavailable
 from daemon.store.worker import HEADER, encode
 
 log = logging.getLogger("outboxd.store")

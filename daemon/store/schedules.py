@@ -13,99 +13,26 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Collection, Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Literal
+from typing import Any
 
 import peewee as pw
 
-from daemon.store.base import StoreBase, chunked
-from daemon.store.models import (
-    FINISHED_RUNS,
-    INTERRUPTED,
-    QUEUED,
-    RUNNING,
-    SKIPPED,
-    JobRun,
-    Schedule,
-    as_utc,
-    db_timestamp,
-    read_timestamp,
+from daemon.domain.clock import as_utc
+from daemon.domain.schedules import (
+    Claim,
+    Overlap,
+    Retry,
+    RunEnd,
+    RunRow,
+    ScheduleError,
+    ScheduleRow,
 )
-from daemon.store.types import InvalidMessage
+from daemon.domain.statuses import FINISHED_RUNS, INTERRUPTED, QUEUED, RUNNING, SKIPPED
+from daemon.store.base import StoreBase, chunked
+from daemon.store.models import JobRun, Schedule, db_timestamp, read_timestamp
 
-Overlap = Literal["skip", "queue_one", "allow"]
 FILE_SCHEDULES_LOCK = 0x6F7574626F7864  # PostgreSQL advisory lock of sync_file_schedules
-
-
-class ScheduleError(InvalidMessage):
-    """An operation on a schedule that cannot be done as asked; the text says why."""
-
-
-@dataclass(frozen=True)
-class ScheduleRow:
-    id: int
-    name: str
-    definition: dict[str, Any]
-    origin: str
-    revision: int
-    paused: bool
-    pause_note: str | None
-    paused_by: str | None
-    paused_at: datetime | None
-    removed_at: datetime | None
-    created_at: datetime
-    updated_at: datetime
-
-
-@dataclass(frozen=True)
-class RunRow:
-    id: int
-    schedule_id: int
-    schedule: str
-    fire_time: datetime
-    attempt: int
-    trigger: str
-    status: str
-    retry_of: int | None
-    due_at: datetime
-    started_at: datetime | None
-    finished_at: datetime | None
-    lease_owner: str | None
-    lease_expires_at: datetime | None
-    error: str | None
-    output: dict[str, Any] | None
-    note: str | None
-
-
-@dataclass(frozen=True)
-class Retry:
-    """A retry to queue: the next attempt of a fire, due at ``due_at``."""
-
-    due_at: datetime
-    note: str | None = None
-
-
-@dataclass(frozen=True)
-class RunEnd:
-    """How a run ended: its status, error, output, and the retry to queue."""
-
-    run_id: int
-    status: str
-    error: str | None = None
-    output: dict[str, Any] | None = None
-    retry: Retry | None = None
-
-
-@dataclass(frozen=True)
-class Claim:
-    """A fire to claim: its schedule, time, trigger and the schedule's overlap policy."""
-
-    schedule_id: int
-    fire_time: datetime
-    trigger: str
-    overlap: Overlap
-    note: str | None = None
 
 
 def _overlap_status(under_way: set[str], overlap: Overlap) -> str:

@@ -13,8 +13,9 @@ from typing import Any
 
 import peewee as pw
 
-from daemon.store.models import STATUSES, Message, db_timestamp, read_timestamp
-from daemon.store.types import InvalidCursor, MessageFilter, OperatorRefused
+from daemon.domain.selection import InvalidCursor, MessageFilter, OperatorRefused
+from daemon.domain.statuses import STATUSES
+from daemon.store.models import Message, db_timestamp, read_timestamp
 
 
 def check_filter(selector: MessageFilter, known_channels: Collection[str] | None = None) -> None:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import functools
 
-from daemon.store.models import DELIVERED, PENDING, SENDING
+from daemon.domain.statuses import DELIVERED, PENDING, SENDING
 
 MESSAGE = "outboxd_message"
 EVENT = "outboxd_status_event"

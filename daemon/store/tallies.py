@@ -12,18 +12,10 @@ from datetime import datetime, timedelta
 
 import peewee as pw
 
+from daemon.domain.statuses import FAILED, PENDING, SENT
+from daemon.domain.views import ChannelStats
 from daemon.store.base import StoreBase, literal
-from daemon.store.models import (
-    FAILED,
-    PENDING,
-    SENT,
-    Message,
-    MinuteTally,
-    Tally,
-    db_timestamp,
-    read_timestamp,
-)
-from daemon.store.types import ChannelStats
+from daemon.store.models import Message, MinuteTally, Tally, db_timestamp, read_timestamp
 
 FOLD_AT = 200  # rows beyond which a fold is worth its statement
 MINUTES_KEPT = timedelta(days=8)  # the stats window goes back a week at most

@@ -13,7 +13,8 @@ import functools
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from daemon.store import Store, StoreUnavailable
+from daemon.domain.errors import StoreUnavailable
+from daemon.store.sync import Store
 
 
 class StoreThread:

@@ -7,31 +7,15 @@ operator."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from peewee import JOIN
 
+from daemon.domain.statuses import CONFIRMED, REJECTED, SENT
+from daemon.domain.tracking import CheckResult, DueCheck
 from daemon.store.base import EventRow, StoreBase, chunked
-from daemon.store.models import CONFIRMED, REJECTED, SENT, Message, StatusCheck
-
-Verdict = Literal["confirmed", "rejected", "open"]
-
-
-@dataclass(frozen=True)
-class DueCheck:
-    id: int
-    key: str
-    response: str | None  # what the partner answered when the message was sent
-    checks: int  # checks made so far
-
-
-@dataclass(frozen=True)
-class CheckResult:
-    id: int
-    verdict: Verdict
-    answer: str  # the partner's status, as it said it
+from daemon.store.models import Message, StatusCheck
 
 
 class TrackingOps(StoreBase):

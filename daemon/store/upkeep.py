@@ -6,22 +6,14 @@ from __future__ import annotations
 
 import base64
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any
 
 import peewee as pw
 
+from daemon.domain.statuses import DELIVERED
+from daemon.domain.views import Exported
 from daemon.store.base import StoreBase
-from daemon.store.models import (
-    DELIVERED,
-    JobRun,
-    Message,
-    Notification,
-    Schedule,
-    Visit,
-    WebhookReceipt,
-)
-
-Exported = Literal["messages", "visits", "runs"]
+from daemon.store.models import JobRun, Message, Notification, Schedule, Visit, WebhookReceipt
 
 
 class UpkeepOps(StoreBase):

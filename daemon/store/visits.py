@@ -12,25 +12,16 @@ linked to their visit when they are enqueued with it.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from daemon.domain.messages import EnqueueResult, NewMessage, Progress
+from daemon.domain.views import VisitView
 from daemon.store.base import StoreBase, chunked
 from daemon.store.models import Message, PollCursor, Visit
-from daemon.store.types import EnqueueResult, NewMessage, Progress
 
 SOURCE_FACTS = "source"  # the part of an entry an outcome keeps
 _FILLABLE = (None, "queued", "held")  # steps a source's entry may (re)write
-
-
-@dataclass(frozen=True)
-class VisitView:
-    kodebooking: str
-    source: str
-    task_progress: dict[str, dict[str, Any]]
-    created_at: datetime
-    updated_at: datetime
 
 
 class VisitOps(StoreBase):

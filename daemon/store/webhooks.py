@@ -16,10 +16,10 @@ import re
 from datetime import datetime
 from typing import Any, Literal
 
-from daemon.jsonpointer import resolve, scalar_text
+from daemon.domain.jsonpointer import resolve, scalar_text
+from daemon.domain.webhooks import WebhookCall, WebhookOutcome, WebhookReceiptRow
 from daemon.store.models import Message, WebhookReceipt
 from daemon.store.tracking import TrackingOps
-from daemon.store.types import WebhookCall, WebhookOutcome, WebhookReceiptRow
 
 APPLIED = "applied"  # the message moved on, with a status event
 UNCHANGED = "unchanged"  # the message is not sent (already settled, or not sent yet)

@@ -26,8 +26,10 @@ import struct
 import sys
 from typing import Any, BinaryIO
 
-from daemon.store import Store, StoreError, open_database
-from daemon.store.types import InvalidMessage
+from daemon.domain.errors import StoreError
+from daemon.domain.messages import InvalidMessage
+from daemon.store.db import open_database
+from daemon.store.sync import Store
 
 HEADER = struct.Struct(">QQ")  # body length, sequence number
 log = logging.getLogger("outboxd.store")
@@ -81,7 +83,7 @@ def run_one(store: Store, body: bytes) -> tuple[bool, Any]:
 
 def open_store(body: bytes) -> Store:
     database, log_level, log_format, process = pickle.loads(body)
-    from daemon.logs import setup_logging
+    from daemon.domain.logs import setup_logging
 
     setup_logging(log_level, log_format, f"{process}.store")
     return Store(open_database(database))

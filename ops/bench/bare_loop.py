@@ -25,7 +25,7 @@ from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from daemon.eventloop import add_argument, run
+from daemon.runtime.eventloop import add_argument, run
 from daemon.store.models import db_timestamp
 
 END = b"\x1c\r"

@@ -84,15 +84,16 @@ from lib.processes import (
 from lib.report import first_line, join, log, median, percentile, verdict
 
 from daemon.bpjs.payloads import AddAntrean, UpdateWaktu
+from daemon.domain.messages import NewMessage
+from daemon.domain.statuses import PENDING, SENDING, SENT
+from daemon.domain.units import parse_rate
 from daemon.hl7 import validate
 from daemon.resilience.ratelimit import Bucket
 from daemon.sim.bpjs import BpjsSimulator
 from daemon.sim.mllp import MllpSimulator
-from daemon.store import Store
 from daemon.store.base import NOTIFY_CHANNEL
-from daemon.store.models import PENDING, SENDING, SENT, Message, StatusEvent, read_timestamp
-from daemon.store.types import NewMessage
-from daemon.units import parse_rate
+from daemon.store.models import Message, StatusEvent, read_timestamp
+from daemon.store.sync import Store
 
 BPJS_CONS_ID, BPJS_SECRET, BPJS_USER_KEY = "1234", "bench-secret", "bench-user-key"
 BPJS_ZONE = "Asia/Jakarta"

@@ -35,9 +35,10 @@ from lib import cli, report
 from lib.backends import CHANNEL, Backend, Connection, locations, open_backends, scratch, utcnow
 from lib.report import join, log, median, percentile, verdict
 
-from daemon.settings import DatabaseSettings
-from daemon.store import Store, open_database
-from daemon.store.types import AttemptResult, Delivered, NewMessage, Released
+from daemon.config.database import DatabaseSettings
+from daemon.domain.messages import AttemptResult, Delivered, NewMessage, Released
+from daemon.store.db import open_database
+from daemon.store.sync import Store
 
 OWNER = "bench-worker"
 PAYLOAD = b"MSH|^~\\&|BENCH|" + b"x" * 241  # 256 bytes, about a small HL7 message

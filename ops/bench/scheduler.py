@@ -82,8 +82,9 @@ from lib.processes import (
 )
 from lib.report import first_line, join, log, median, percentile
 
-from daemon.store import Store
-from daemon.store.models import COALESCED, MISSED, SKIPPED, JobRun, Schedule, read_timestamp
+from daemon.domain.statuses import COALESCED, MISSED, SKIPPED
+from daemon.store.models import JobRun, Schedule, read_timestamp
+from daemon.store.sync import Store
 
 PG_SCHEMA = "outboxd_bench_scheduler"
 PROCESSES = 2

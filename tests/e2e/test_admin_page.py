@@ -11,9 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from daemon.settings import DatabaseSettings
-from daemon.store import migrate, open_database
-from daemon.store.types import Failed, NewMessage
+from daemon.config.database import DatabaseSettings
+from daemon.domain.messages import Failed, NewMessage
+from daemon.store.db import open_database
+from daemon.store.migrations import migrate
 from tests.integration.api_harness import TOKENS, Api, serve_api
 from tests.services import unavailable
 

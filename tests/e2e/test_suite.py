@@ -34,10 +34,11 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from daemon.settings import DatabaseSettings
+from daemon.config.database import DatabaseSettings
+from daemon.domain.messages import NewMessage
 from daemon.sim.mllp import MllpSimulator, Rule
-from daemon.store import Store, open_database
-from daemon.store.types import NewMessage
+from daemon.store.db import open_database
+from daemon.store.sync import Store
 from tests.integration.daemon_process import free_port, free_port_pair
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]

@@ -14,11 +14,11 @@ from aiohttp import web
 
 from daemon.api.app import build_app
 from daemon.api.context import Control
-from daemon.auth import hash_token
-from daemon.config import parse_config
-from daemon.metrics import ControlMetrics, Metrics
-from daemon.roles.frame import Context
-from daemon.scheduling import definition
+from daemon.config.loader import parse_config
+from daemon.config.schedules import definition
+from daemon.domain.auth import hash_token
+from daemon.runtime.frame import Context
+from daemon.runtime.metrics import ControlMetrics, Metrics
 from daemon.store.aio import open_async_store
 
 TOKENS = {"viewer": "obx_viewer-token", "operator": "obx_operator-token", "admin": "obx_admin"}

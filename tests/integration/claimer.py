@@ -28,9 +28,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TextIO
 
-from daemon.settings import DatabaseSettings
-from daemon.store import Store, open_database
-from daemon.store.types import ClaimedMessage, Delivered
+from daemon.config.database import DatabaseSettings
+from daemon.domain.messages import ClaimedMessage, Delivered
+from daemon.store.db import open_database
+from daemon.store.sync import Store
 
 EXIT_OK = 0
 EXIT_DEADLINE = 2

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from daemon.sim import khanza as khanza_sim
-from daemon.sources.khanza_sqlite import sqlite_params, sqlite_sql
+from daemon.sim.khanza_sqlite import sqlite_params, sqlite_sql
 from tests.services import mariadb_connect, mariadb_url
 
 _SHARED = Path(__file__).resolve().parents[3] / "shared" / "reference" / "khanza_schema.sql"

@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from daemon.api.app import ENDPOINTS, build_app
-from daemon.store.models import utcnow
+from daemon.domain.clock import utcnow
 from tests.integration.api_harness import HL7, Api, serve_api
 
 

@@ -12,9 +12,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from daemon.signing import secret_key, signed_headers
+from daemon.domain.messages import Delivered, Failed, NewMessage
 from daemon.store.aio import AsyncStore
-from daemon.store.types import Delivered, Failed, NewMessage
+from daemon.webhooks.signing import secret_key, signed_headers
 from tests.integration.api_harness import Api, serve_api
 
 OLD = "whsec_b2xkLXNlY3JldC1vbGQtc2VjcmV0LWtleQ=="

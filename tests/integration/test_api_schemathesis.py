@@ -19,7 +19,7 @@ import schemathesis
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import content_type_conformance, status_code_conformance
 
-from daemon.store.types import Delivered, Failed, NewMessage
+from daemon.domain.messages import Delivered, Failed, NewMessage
 from tests.integration.api_harness import HL7, TOKENS, Api, serve_api
 from tests.integration.test_api_messages import WEBHOOKS
 from tests.integration.test_status import SLEEPER, running

@@ -16,11 +16,13 @@ from pathlib import Path
 
 import pytest
 
-from daemon.settings import DatabaseSettings
-from daemon.store import StoreUnavailable, migrate, open_database
+from daemon.config.database import DatabaseSettings
+from daemon.domain.errors import StoreUnavailable
+from daemon.domain.messages import Delivered, InvalidMessage, NewMessage
 from daemon.store.aio import AsyncStore, open_async_store
+from daemon.store.db import open_database
+from daemon.store.migrations import migrate
 from daemon.store.process import StoreProcess
-from daemon.store.types import Delivered, InvalidMessage, NewMessage
 from tests.integration.daemon_process import ROOT, gone
 
 pytestmark = pytest.mark.both_loops  # uvloop is the dispatcher's default
@@ -204,7 +206,7 @@ async def test_close_lets_the_worker_answer_what_it_was_sent_then_it_exits(tmp_p
 
 PARENT = """
 import asyncio, sys
-from daemon.settings import DatabaseSettings
+from daemon.config.settings import DatabaseSettings
 from daemon.store.aio import open_async_store
 
 async def main():
@@ -241,7 +243,7 @@ class _Odd(Exception):
 
 
 def test_an_error_that_cannot_cross_arrives_as_a_store_error_naming_it():
-    from daemon.store import StoreError
+    from daemon.domain.errors import StoreError
     from daemon.store.worker import HEADER, answer
 
     frame = answer(5, False, _Odd(7, "odd"))
@@ -274,7 +276,7 @@ async def test_an_argument_the_worker_cannot_read_is_refused_and_it_goes_on(
 
 
 async def test_answers_in_pieces_and_an_answer_that_cannot_be_read():
-    from daemon.store import StoreError
+    from daemon.domain.errors import StoreError
     from daemon.store.process import _Answers
     from daemon.store.worker import HEADER, encode
 
@@ -305,7 +307,7 @@ async def test_a_worker_that_cannot_start_says_so(db_url: str, monkeypatch):
 
 
 async def test_settings_the_worker_refuses_are_raised_as_its_error(db_url: str):
-    from daemon.store import StoreError
+    from daemon.domain.errors import StoreError
 
     runner = StoreProcess(DatabaseSettings(url="sqlite:///:memory:"))  # fine to describe
     try:

@@ -19,8 +19,8 @@ import pytest
 
 from daemon.bpjs import crypto, signing
 from daemon.channels.base import Envelope, Outcome, Verdict
-from daemon.channels.bpjs import BpjsAntreanChannel
-from daemon.channels.kinds.bpjs_antrean import BpjsAntreanSettings as BpjsSettings
+from daemon.channels.bpjs_antrean.channel import BpjsAntreanChannel
+from daemon.channels.bpjs_antrean.settings import BpjsAntreanSettings as BpjsSettings
 from daemon.sim.bpjs import BpjsSimulator, Fault
 
 pytestmark = pytest.mark.timeout(30)

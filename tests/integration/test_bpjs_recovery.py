@@ -18,10 +18,12 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from daemon.settings import DatabaseSettings
+from daemon.config.database import DatabaseSettings
 from daemon.sim.bpjs import BpjsSimulator
-from daemon.store import Store, migrate, open_database
+from daemon.store.db import open_database
+from daemon.store.migrations import migrate
 from daemon.store.models import Message, StatusEvent
+from daemon.store.sync import Store
 from tests.integration.daemon_process import ROOT, DaemonProcess, free_port
 from tests.integration.khanza_db import KhanzaDb, at
 from tests.integration.khanza_db import no_rawat as rawat

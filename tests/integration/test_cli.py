@@ -255,8 +255,9 @@ def test_console_script_matches_module(workdir: Path):
 
 
 def test_visit_shows_task_progress(workdir: Path, db_url: str):
-    from daemon.settings import DatabaseSettings
-    from daemon.store import Store, open_database
+    from daemon.config.database import DatabaseSettings
+    from daemon.store.db import open_database
+    from daemon.store.sync import Store
 
     store = Store(open_database(DatabaseSettings(url=db_url)))
     store.sync_visits(

@@ -8,10 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from daemon.settings import DatabaseSettings
-from daemon.store import Store, open_database
+from daemon.config.database import DatabaseSettings
+from daemon.domain.messages import Delivered, Failed
+from daemon.store.db import open_database
 from daemon.store.models import AuditEntry, Message
-from daemon.store.types import Delivered, Failed
+from daemon.store.sync import Store
 from tests.integration.test_cli import CONFIG, hl7, outboxd, run_ok
 
 

@@ -23,11 +23,13 @@ from pathlib import Path
 import pytest
 
 from daemon.cli import main
-from daemon.config import load_config
-from daemon.scheduling import definition
-from daemon.settings import DatabaseSettings
-from daemon.store import Store, migrate, open_database
+from daemon.config.database import DatabaseSettings
+from daemon.config.loader import load_config
+from daemon.config.schedules import definition
+from daemon.store.db import open_database
+from daemon.store.migrations import migrate
 from daemon.store.models import AuditEntry, JobRun
+from daemon.store.sync import Store
 from tests.integration.test_cli import ROOT
 
 # A file schedule at 02:30 in Europe/Berlin: on 2026-03-29 that wall time does not

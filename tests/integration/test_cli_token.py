@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from daemon.auth import TOKEN_PREFIX, hash_token
+from daemon.domain.auth import TOKEN_PREFIX, hash_token
 from tests.integration.test_cli import outboxd
 
 

@@ -22,9 +22,11 @@ from typing import Any
 import peewee as pw
 import pytest
 
-from daemon.store import Store
-from daemon.store.models import PENDING, SENDING, SENT, Message, StatusEvent, utcnow
-from daemon.store.types import Delivered, NewMessage, RecordResult
+from daemon.domain.clock import utcnow
+from daemon.domain.messages import Delivered, NewMessage, RecordResult
+from daemon.domain.statuses import PENDING, SENDING, SENT
+from daemon.store.models import Message, StatusEvent
+from daemon.store.sync import Store
 
 pytestmark = pytest.mark.slow
 

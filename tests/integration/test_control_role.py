@@ -12,8 +12,9 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from daemon.settings import DatabaseSettings
-from daemon.store import migrate, open_database
+from daemon.config.database import DatabaseSettings
+from daemon.store.db import open_database
+from daemon.store.migrations import migrate
 from tests.integration.daemon_process import ROOT, DaemonProcess, free_port
 
 CONFIG = """
@@ -109,9 +110,9 @@ async def test_a_control_port_in_use_is_exit_69_naming_it(tmp_path: Path, databa
 async def test_a_filter_over_the_bound_is_a_bulk_operation_the_role_carries_to_the_end(
     tmp_path: Path,
 ):
-    from daemon.store import Store
+    from daemon.domain.messages import Failed, NewMessage
     from daemon.store.operator import BULK_BOUND
-    from daemon.store.types import Failed, NewMessage
+    from daemon.store.sync import Store
 
     config, health, api = _workdir(tmp_path)
     count = BULK_BOUND + 50

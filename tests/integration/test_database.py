@@ -7,21 +7,14 @@ import threading
 import peewee as pw
 import pytest
 
-from daemon.settings import DatabaseSettings
-from daemon.store import (
-    LATEST,
-    SchemaMismatch,
-    Store,
-    StoreError,
-    StoreUnavailable,
-    current_version,
-    migrate,
-    open_database,
-    redact_url,
-)
-from daemon.store.migrations import VERSION_TABLE, require_current
+from daemon.config.database import DatabaseSettings
+from daemon.domain.errors import SchemaMismatch, StoreError, StoreUnavailable
+from daemon.domain.fields import redact_url
+from daemon.domain.messages import NewMessage
+from daemon.store.db import open_database
+from daemon.store.migrations import LATEST, VERSION_TABLE, current_version, migrate, require_current
 from daemon.store.models import MODELS
-from daemon.store.types import NewMessage
+from daemon.store.sync import Store
 from tests.services import pg_admin_connect
 
 

@@ -7,13 +7,14 @@ from pathlib import Path
 import pytest
 
 from daemon.channels.registry import prepare_payload
-from daemon.config import parse_config
+from daemon.config.database import DatabaseSettings
+from daemon.config.loader import parse_config
+from daemon.domain.messages import NewMessage
 from daemon.hl7 import control_id, normalize
-from daemon.settings import DatabaseSettings
 from daemon.sim.mllp import MllpSimulator, Rule
-from daemon.store import Store, open_database
+from daemon.store.db import open_database
 from daemon.store.models import Message
-from daemon.store.types import NewMessage
+from daemon.store.sync import Store
 from tests.integration.daemon_process import ROOT, DaemonProcess, free_port
 from tests.integration.test_dispatcher import eventually, statuses
 

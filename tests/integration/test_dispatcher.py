@@ -12,11 +12,12 @@ from pathlib import Path
 
 import pytest
 
-from daemon.settings import DatabaseSettings
+from daemon.config.database import DatabaseSettings
+from daemon.domain.messages import NewMessage
 from daemon.sim.http import Faults, HttpSink
-from daemon.store import Store, open_database
+from daemon.store.db import open_database
 from daemon.store.models import Message
-from daemon.store.types import NewMessage
+from daemon.store.sync import Store
 from tests.integration.daemon_process import ROOT, DaemonProcess, free_port, gone
 
 pytestmark = pytest.mark.slow

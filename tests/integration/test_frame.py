@@ -15,10 +15,11 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from daemon.config import load_config
-from daemon.roles.frame import FRAME, ChildSpec, Context, Frame, RoleBase, TaskChild
-from daemon.settings import Settings
-from daemon.store import migrate, open_database
+from daemon.config.loader import load_config
+from daemon.config.settings import Settings
+from daemon.runtime.frame import FRAME, ChildSpec, Context, Frame, RoleBase, TaskChild
+from daemon.store.db import open_database
+from daemon.store.migrations import migrate
 from tests.integration.daemon_process import free_port
 
 pytestmark = pytest.mark.timeout(60)
@@ -165,8 +166,8 @@ async def test_a_child_that_dies_stops_the_role_loudly(config, caplog):
 
 
 async def test_no_port_for_a_process_number_is_refused_before_anything_starts(config):
-    from daemon.errors import StartupError
-    from daemon.roles.frame import health_address
+    from daemon.domain.errors import StartupError
+    from daemon.runtime.frame import health_address
 
     path, port = config
     settings = load_config(path)

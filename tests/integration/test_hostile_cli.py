@@ -16,8 +16,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from daemon.cli import main
-from daemon.settings import DatabaseSettings
-from daemon.store import migrate, open_database
+from daemon.config.database import DatabaseSettings
+from daemon.store.db import open_database
+from daemon.store.migrations import migrate
 from tests.integration.test_cli import CONFIG, HL7, ROOT
 
 EXIT_CODES = {0, 2, 64, 65, 66, 69, 78}  # the README's table, but 70

@@ -18,14 +18,16 @@ import yaml
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from daemon.config import ConfigError, load_config, parse_config
+from daemon.config.database import DatabaseSettings
+from daemon.config.loader import ConfigError, load_config, parse_config
+from daemon.domain.messages import NewMessage
 from daemon.roles.dispatcher import Dispatcher
-from daemon.roles.frame import Frame
-from daemon.settings import DatabaseSettings
+from daemon.runtime.frame import Frame
 from daemon.sim.http import HttpSink
-from daemon.store import Store, migrate, open_database
+from daemon.store.db import open_database
+from daemon.store.migrations import migrate
 from daemon.store.models import Message
-from daemon.store.types import NewMessage
+from daemon.store.sync import Store
 from tests.integration.daemon_process import DaemonProcess, free_port
 
 pytestmark = pytest.mark.slow

@@ -13,8 +13,8 @@ from email.utils import format_datetime
 import pytest
 
 from daemon.channels.base import Envelope, Verdict
-from daemon.channels.http import HttpChannel
-from daemon.channels.kinds.http import HttpSettings
+from daemon.channels.http.channel import HttpChannel
+from daemon.channels.http.settings import HttpSettings
 from daemon.sim.http import Faults, HttpSink
 
 pytestmark = pytest.mark.timeout(30)

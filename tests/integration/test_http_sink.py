@@ -8,7 +8,7 @@ import sys
 import aiohttp
 import pytest
 
-from daemon.channels.http_rules import signature
+from daemon.channels.http.rules import signature
 from daemon.sim.http import Faults, HttpSink
 
 pytestmark = pytest.mark.timeout(30)

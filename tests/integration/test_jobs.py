@@ -15,14 +15,14 @@ from zoneinfo import ZoneInfo
 import aiohttp
 import pytest
 
-from daemon.config import parse_config
+from daemon.config.database import DatabaseSettings
+from daemon.config.loader import parse_config
+from daemon.domain.messages import Delivered, NewMessage
 from daemon.jobs import export, http, purge, report, status_check
 from daemon.jobs.kind import JobContext, JobFailed
-from daemon.settings import DatabaseSettings
 from daemon.sim.http import Faults, HttpSink
 from daemon.store.aio import AsyncStore, open_async_store
 from daemon.store.models import Message, StatusCheck, StatusEvent
-from daemon.store.types import Delivered, NewMessage
 
 BERLIN = ZoneInfo("Europe/Berlin")
 
@@ -48,7 +48,9 @@ def context(store: AsyncStore, fire: datetime, text: str = "", notify: Any = Non
     async def no_notify(targets: list[str], subject: str, body: str) -> list[str]:
         return []
 
-    return JobContext("test", 1, fire, 1, BERLIN, settings, store, notify or no_notify)
+    return JobContext(
+        "test", 1, fire, 1, BERLIN, settings.timezone, settings.sources, store, notify or no_notify
+    )
 
 
 async def sent(
@@ -171,7 +173,7 @@ async def test_purge_deletes_old_delivered_messages_only_in_batches(astore):
     await astore.enqueue(NewMessage("filings", "recent", b"{}", "json"))
     failed = (await astore.enqueue(NewMessage("other", "failed-old", b"{}", "json"), now=old)).id
     [claimed] = await astore.claim(["other"], "w", 1, 60, now=old)
-    from daemon.store.types import Failed
+    from daemon.domain.messages import Failed
 
     await astore.record("w", [Failed(claimed.id, "no")], now=old)
     result = await purge.run(context(astore, datetime.now(UTC)), purge.PurgeOptions(batch=3))
@@ -337,7 +339,7 @@ async def test_report_summarises_each_channel_to_its_targets(astore):
 
 
 async def test_purge_deletes_old_webhook_receipts_only(astore):
-    from daemon.store.types import WebhookCall
+    from daemon.domain.webhooks import WebhookCall
 
     now = datetime.now(UTC)
     ages = {"old-1": 100, "old-2": 91, "recent": 10}  # days

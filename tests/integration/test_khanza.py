@@ -19,9 +19,9 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from daemon.bpjs.plan import Booking, epoch_ms, plan_visit
-from daemon.sources import SourceError
-from daemon.sources.khanza import KhanzaSource
-from daemon.sources.kinds.khanza import KhanzaSettings
+from daemon.sources.base import SourceError
+from daemon.sources.khanza.reader import KhanzaSource
+from daemon.sources.khanza.settings import KhanzaSettings
 from tests.integration.khanza_db import (
     ZERO_DATE,
     ZERO_DATETIME,

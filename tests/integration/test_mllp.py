@@ -20,8 +20,8 @@ from pathlib import Path
 import pytest
 
 from daemon.channels.base import Envelope, Outcome, Verdict
-from daemon.channels.kinds.mllp import MllpSettings, TlsSettings
-from daemon.channels.mllp import MllpChannel, MllpSender
+from daemon.channels.mllp.channel import MllpChannel, MllpSender
+from daemon.channels.mllp.settings import MllpSettings, TlsSettings
 from daemon.hl7 import build_ack, control_id, frame, normalize, read_ack, validate
 from daemon.sim.mllp import MllpSimulator, Rule
 

@@ -10,9 +10,10 @@ from datetime import UTC, datetime, timedelta
 import peewee as pw
 import pytest
 
-from daemon.store import Store
+from daemon.domain.messages import Delivered, Failed, NewMessage
+from daemon.domain.selection import MessageFilter, OperatorRefused
 from daemon.store.models import AuditEntry, Message, Operation, StatusCheck, StatusEvent
-from daemon.store.types import Delivered, Failed, MessageFilter, NewMessage, OperatorRefused
+from daemon.store.sync import Store
 
 T0 = datetime(2026, 11, 23, 1, 0, tzinfo=UTC)
 

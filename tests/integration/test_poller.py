@@ -17,15 +17,19 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from daemon.bpjs.plan import Booking
-from daemon.config import parse_config
-from daemon.metrics import Metrics
-from daemon.roles.frame import Children, Context
+from daemon.config.loader import parse_config
+from daemon.domain.errors import StoreUnavailable
 from daemon.roles.poller import FAILING_AFTER, Poller, SourceLoop
-from daemon.sources import SourceError
-from daemon.sources.kinds.khanza import KhanzaBpjsSource, KhanzaSettings
-from daemon.store import Store, StoreUnavailable, migrate, open_database
+from daemon.runtime.frame import Children, Context
+from daemon.runtime.metrics import Metrics
+from daemon.sources.base import SourceError
+from daemon.sources.khanza.settings import KhanzaSettings
+from daemon.sources.khanza.source import KhanzaBpjsSource
 from daemon.store.aio import open_async_store
+from daemon.store.db import open_database
+from daemon.store.migrations import migrate
 from daemon.store.models import Message
+from daemon.store.sync import Store
 from tests.unit.test_bpjs_plan import ADD_FIELDS
 
 pytestmark = pytest.mark.timeout(60)

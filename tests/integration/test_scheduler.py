@@ -20,10 +20,11 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from daemon.settings import DatabaseSettings
+from daemon.config.database import DatabaseSettings
 from daemon.sim.http import Faults, HttpSink
-from daemon.store import Store, open_database
+from daemon.store.db import open_database
 from daemon.store.models import JobRun, Notification, Schedule
+from daemon.store.sync import Store
 from tests.integration.daemon_process import DaemonProcess, free_port, free_port_pair
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]

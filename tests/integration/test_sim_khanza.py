@@ -16,8 +16,8 @@ import pytest
 from daemon.bpjs.plan import plan_visit
 from daemon.sim import khanza as sim
 from daemon.sim.run import main as run_main
-from daemon.sources.khanza import KhanzaSource
-from daemon.sources.kinds.khanza import KhanzaSettings
+from daemon.sources.khanza.reader import KhanzaSource
+from daemon.sources.khanza.settings import KhanzaSettings
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -1,6 +1,6 @@
 """``outboxd status`` against a real supervisord (the venv's) running real outboxd
 pollers and small stand-ins, each in a temporary directory of its own; and
-``daemon.processes``' start, stop and restart."""
+``daemon.suite.supervisor``' start, stop and restart."""
 
 from __future__ import annotations
 
@@ -19,9 +19,10 @@ from pathlib import Path
 
 import pytest
 
-from daemon.processes import Supervisor, SupervisorError, supervisor_address
-from daemon.store import migrate, open_database
-from daemon.store.db import DatabaseSettings
+from daemon.config.database import DatabaseSettings
+from daemon.store.db import open_database
+from daemon.store.migrations import migrate
+from daemon.suite.supervisor import Supervisor, SupervisorError, supervisor_address
 from tests.integration.daemon_process import ROOT, free_port, free_port_pair, gone
 
 pytestmark = pytest.mark.timeout(90)

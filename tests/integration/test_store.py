@@ -7,18 +7,18 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from daemon.store import Store
-from daemon.store.models import Message, StatusEvent
-from daemon.store.types import (
+from daemon.domain.messages import (
     Delivered,
     Failed,
     InvalidMessage,
-    MessageFilter,
     NewMessage,
     Released,
     RetryAt,
     UnknownPrerequisite,
 )
+from daemon.domain.selection import MessageFilter
+from daemon.store.models import Message, StatusEvent
+from daemon.store.sync import Store
 
 T0 = datetime(2026, 11, 23, 1, 0, tzinfo=UTC)
 
@@ -491,8 +491,8 @@ def test_take_tokens_shares_one_bucket(store: Store):
 def test_enqueue_notifies_postgres_listeners(pg_url):
     import psycopg
 
-    from daemon.settings import DatabaseSettings
-    from daemon.store import open_database
+    from daemon.config.database import DatabaseSettings
+    from daemon.store.db import open_database
 
     store = Store(open_database(DatabaseSettings(url=pg_url)))
     with psycopg.connect(pg_url.split("?")[0], autocommit=True) as listener:

@@ -7,18 +7,11 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from daemon.store import Store
+from daemon.config.database import DatabaseSettings
+from daemon.domain.messages import Delivered, Failed, NewMessage, RetryAt
+from daemon.domain.selection import InvalidCursor, MessageFilter, OperatorRefused
 from daemon.store.aio import AsyncStore, open_async_store
-from daemon.store.db import DatabaseSettings
-from daemon.store.types import (
-    Delivered,
-    Failed,
-    InvalidCursor,
-    MessageFilter,
-    NewMessage,
-    OperatorRefused,
-    RetryAt,
-)
+from daemon.store.sync import Store
 
 T0 = datetime(2026, 11, 23, 1, 0, tzinfo=UTC)
 NOW = T0 + timedelta(days=1)

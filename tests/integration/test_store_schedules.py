@@ -9,9 +9,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from daemon.store import Store
+from daemon.domain.schedules import Claim, Retry, RunEnd, ScheduleError
 from daemon.store.models import AuditEntry, JobRun
-from daemon.store.schedules import Claim, Retry, RunEnd, ScheduleError
+from daemon.store.sync import Store
 
 T0 = datetime(2026, 11, 23, 1, 0, tzinfo=UTC)
 DEF = {"every": 60.0, "job": "http", "options": {"url": "http://127.0.0.1/"}}

@@ -15,9 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from daemon.store import Store
+from daemon.domain.messages import Delivered, NewMessage
+from daemon.domain.webhooks import WebhookCall
 from daemon.store.models import Message, StatusEvent, WebhookReceipt
-from daemon.store.types import Delivered, NewMessage, WebhookCall
+from daemon.store.sync import Store
 from daemon.store.webhooks import BODY_KEPT
 
 T0 = datetime(2026, 11, 23, 1, 0, tzinfo=UTC)
@@ -250,7 +251,7 @@ def test_a_failure_leaves_nothing_behind(store: Store, monkeypatch: pytest.Monke
 RECEIVER = """
 import json, sys, time
 from pathlib import Path
-from daemon.settings import DatabaseSettings
+from daemon.config.settings import DatabaseSettings
 from daemon.store import Store, open_database
 from daemon.store.types import WebhookCall
 store = Store(open_database(DatabaseSettings(url=sys.argv[1])))
@@ -308,7 +309,7 @@ def test_receipts_newest_first_per_webhook_and_limit(store: Store):
 
 @pytest.mark.parametrize("in_process", [False, True], ids=["thread", "process"])
 async def test_through_the_async_store(store: Store, db_url: str, in_process: bool):
-    from daemon.settings import DatabaseSettings
+    from daemon.config.database import DatabaseSettings
     from daemon.store.aio import open_async_store
 
     message = sent(store, "k1")

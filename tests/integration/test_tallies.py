@@ -12,11 +12,13 @@ from datetime import UTC, datetime, timedelta
 import peewee as pw
 import pytest
 
-from daemon.store import Store, open_database
-from daemon.store.db import DatabaseSettings
+from daemon.config.database import DatabaseSettings
+from daemon.domain.messages import Delivered, Failed, NewMessage, RetryAt
+from daemon.domain.selection import MessageFilter
+from daemon.store.db import open_database
 from daemon.store.migrations import MIGRATIONS, VERSION_TABLE, _ensure_version_table, migrate
 from daemon.store.models import Message, MinuteTally, StatusEvent, Tally, db_timestamp
-from daemon.store.types import Delivered, Failed, MessageFilter, NewMessage, RetryAt
+from daemon.store.sync import Store
 
 T0 = datetime(2026, 11, 23, 1, 0, tzinfo=UTC)
 

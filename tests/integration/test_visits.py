@@ -11,9 +11,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from daemon.store import Store
+from daemon.domain.messages import Delivered, Failed, NewMessage, RetryAt, UnknownPrerequisite
 from daemon.store.models import Message, StatusEvent
-from daemon.store.types import Delivered, Failed, NewMessage, RetryAt, UnknownPrerequisite
+from daemon.store.sync import Store
 
 T0 = datetime(2026, 11, 23, 1, 0, tzinfo=UTC)
 WAKTU = 1795910400000

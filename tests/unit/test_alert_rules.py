@@ -14,10 +14,12 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
+from daemon.config.database import DatabaseSettings
+from daemon.domain.alerts import AlertInputs
 from daemon.notify.rules import AlertSettings, evaluate
-from daemon.settings import DatabaseSettings
-from daemon.store import Store, migrate, open_database
-from daemon.store.alerts import AlertInputs
+from daemon.store.db import open_database
+from daemon.store.migrations import migrate
+from daemon.store.sync import Store
 
 NOW = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
 SINCE_LONG_AGO = NOW - timedelta(days=30)

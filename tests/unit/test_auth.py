@@ -1,4 +1,4 @@
-"""Tokens and roles of the control API (``daemon.auth``)."""
+"""Tokens and roles of the control API (``daemon.domain.auth``)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,9 @@ import hmac
 
 import pytest
 
-from daemon import auth
-from daemon.auth import (
+from daemon.config.settings import ControlToken
+from daemon.domain import auth
+from daemon.domain.auth import (
     ROLES,
     TOKEN_PREFIX,
     AuthError,
@@ -21,7 +22,6 @@ from daemon.auth import (
     permits,
     token_entry_line,
 )
-from daemon.settings import ControlToken
 
 TOKENS = {name: new_token() for name in ("ana", "budi", "citra")}
 ENTRIES = [

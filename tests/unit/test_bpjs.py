@@ -14,15 +14,9 @@ from lzstring import LZString
 
 from daemon.bpjs import crypto, payloads, signing
 from daemon.bpjs.crypto import DecryptError
-from daemon.bpjs.payloads import (
-    AddAntrean,
-    BatalAntrean,
-    GetListTask,
-    PayloadError,
-    UpdateWaktu,
-)
+from daemon.bpjs.payloads import AddAntrean, BatalAntrean, GetListTask, PayloadError, UpdateWaktu
 from daemon.bpjs.results import Result, classify_answer, classify_envelope, wrong_service_date
-from daemon.channels.bpjs import check_payload
+from daemon.channels.bpjs_antrean.channel import check_payload
 
 # the reference's known-answer vectors
 CONS_ID = "12345"

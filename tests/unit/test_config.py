@@ -4,9 +4,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from daemon.channels.kinds.bpjs_antrean import BpjsAntreanSettings
-from daemon.channels.kinds.mllp import MllpSettings
-from daemon.config import ConfigError, load_config, parse_config
+from daemon.channels.bpjs_antrean.settings import BpjsAntreanSettings
+from daemon.channels.mllp.settings import MllpSettings
+from daemon.config.loader import ConfigError, load_config, parse_config
 
 MINIMAL = "database: sqlite:///var/outboxd.db\n"
 
@@ -503,7 +503,7 @@ def test_a_key_given_twice_is_still_refused_beside_a_merge():
 
 
 def test_a_line_break_from_a_variable_never_reaches_the_summary():
-    from daemon.report import config_summary
+    from daemon.operator.summaries import config_summary
 
     with pytest.raises(ConfigError, match=r"channels\.h\.url: a URL has no spaces"):
         parse(

@@ -7,8 +7,8 @@ import textwrap
 
 import pytest
 
-from daemon.auth import hash_token
-from daemon.config import ConfigError, parse_config
+from daemon.config.loader import ConfigError, parse_config
+from daemon.domain.auth import hash_token
 
 HASH = hash_token("obx_example")
 SECRET = "whsec_c2FtcGxlLXNlY3JldA=="

@@ -16,13 +16,13 @@ from hypothesis import strategies as st
 
 from daemon.channels.base import Outcome
 from daemon.channels.registry import build_channel
-from daemon.config import MAX_DEPTH, ConfigError, parse_config
+from daemon.config.loader import MAX_DEPTH, ConfigError, parse_config
+from daemon.config.settings import Settings
+from daemon.domain.messages import ClaimedMessage
 from daemon.resilience.backoff import RetryPolicy
 from daemon.resilience.ratelimit import Bucket
-from daemon.roles.frame import health_address
 from daemon.roles.settle import settle
-from daemon.settings import Settings
-from daemon.store.types import ClaimedMessage
+from daemon.runtime.frame import health_address
 
 BASE: dict[str, Any] = {
     "database": "sqlite:///var/outboxd.db",

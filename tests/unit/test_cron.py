@@ -1,4 +1,4 @@
-"""Crontab reading and the fire maths (``daemon.cron``, ``daemon.fires``), from
+"""Crontab reading and the fire maths (``daemon.scheduling.cron``, ``.fires``), from
 tables with the instant passed in: no clock is mocked. DST both ways in
 Europe/Berlin and America/New_York under both policies, 29 February, month
 ends, day-of-week 0 and 7, day-of-month and day-of-week together (cron's OR),
@@ -12,8 +12,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from daemon.cron import parse_crontab
-from daemon.fires import Timing, fires_between, next_fires
+from daemon.scheduling.cron import parse_crontab
+from daemon.scheduling.fires import Timing, fires_between, next_fires
 
 JKT = ZoneInfo("Asia/Jakarta")
 BERLIN = ZoneInfo("Europe/Berlin")

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from daemon.config import parse_config
-from daemon.diff import changes
+from daemon.config.diff import changes
+from daemon.config.loader import parse_config
 
 BASE = """
 database: sqlite:///x.db

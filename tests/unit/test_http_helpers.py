@@ -7,7 +7,7 @@ import pytest
 from multidict import CIMultiDict
 
 from daemon.channels.base import Verdict
-from daemon.channels.http_rules import (
+from daemon.channels.http.rules import (
     MAX_RETRY_AFTER,
     basic_credentials,
     decode_body,

@@ -2,7 +2,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from daemon.interpolation import InterpolationError, interpolate
+from daemon.config.interpolation import InterpolationError, interpolate
 
 names = st.from_regex(r"[A-Za-z_][A-Za-z0-9_]{0,12}", fullmatch=True)
 values = st.text(max_size=30)

@@ -6,7 +6,7 @@ import pytest
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from daemon.metrics import Metrics, PollerMetrics
+from daemon.runtime.metrics import Metrics, PollerMetrics
 
 ALLOWED_LABELS = {"channel", "result", "loop", "role", "source"}
 

@@ -8,11 +8,11 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from daemon.config import ConfigError, parse_config
+from daemon.config.loader import ConfigError, parse_config
 from daemon.roles.poller import next_delay
-from daemon.sources import SourceError
-from daemon.sources.khanza import connect_args, describe, local_pair, local_time
-from daemon.sources.kinds.khanza import cursor_date, cursor_value, poll_window
+from daemon.sources.base import SourceError
+from daemon.sources.khanza.reader import connect_args, describe, local_pair, local_time
+from daemon.sources.khanza.source import cursor_date, cursor_value, poll_window
 
 JAKARTA = ZoneInfo("Asia/Jakarta")
 MAKASSAR = ZoneInfo("Asia/Makassar")

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from daemon.metrics import Metrics, SchedulerMetrics
+from daemon.runtime.metrics import Metrics, SchedulerMetrics
 from tests.services import unavailable
 
 OPS = Path(__file__).resolve().parents[2] / "ops" / "prometheus"

@@ -2,8 +2,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from daemon.domain.units import Rate
 from daemon.resilience.ratelimit import Bucket
-from daemon.units import Rate
 
 
 @pytest.mark.parametrize(

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from daemon.config import parse_config
+from daemon.config.loader import parse_config
 
 README = (Path(__file__).resolve().parents[2] / "README.md").read_text()
 BLOCKS = re.findall(r"```yaml\n(.*?)```", README, re.S)

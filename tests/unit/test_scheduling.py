@@ -1,7 +1,7 @@
-"""A schedule's settings as the scheduler reads them (``daemon.scheduling``): the
+"""A schedule's settings as the scheduler reads them (``daemon.config.schedules``): the
 waits between the runs of a failed fire, the stored definition read back, the
 timing of its fires with a real holiday calendar (the ``holidays`` package)
-feeding the business-day rules of ``daemon.fires``, and definitions that are not
+feeding the business-day rules of ``daemon.scheduling.fires``, and definitions that are not
 one. The fire maths itself is ``test_cron.py``'s."""
 
 from __future__ import annotations
@@ -13,9 +13,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from daemon.fires import EPOCH, next_fires
-from daemon.jobs.registry import JOB_KINDS
-from daemon.scheduling import (
+from daemon.config.schedules import (
     DefinitionError,
     calendar,
     definition,
@@ -24,7 +22,9 @@ from daemon.scheduling import (
     timing_of,
     zone_of,
 )
-from daemon.settings import ScheduleSettings, Settings
+from daemon.config.settings import ScheduleSettings, Settings
+from daemon.jobs.registry import JOB_KINDS
+from daemon.scheduling.fires import EPOCH, next_fires
 
 BERLIN = ZoneInfo("Europe/Berlin")
 JAKARTA = ZoneInfo("Asia/Jakarta")

@@ -9,9 +9,9 @@ import pytest
 
 from daemon.bpjs import flow
 from daemon.channels.base import Outcome
+from daemon.domain.messages import ClaimedMessage, Delivered, Failed, RetryAt
 from daemon.resilience.backoff import RetryPolicy
 from daemon.roles.settle import settle
-from daemon.store.types import ClaimedMessage, Delivered, Failed, RetryAt
 
 T0 = datetime(2026, 11, 23, 1, 0, tzinfo=UTC)
 POLICY = RetryPolicy(max_attempts=3, backoff=10, max_backoff=100, max_age=3600)

@@ -1,4 +1,4 @@
-"""Standard Webhooks signatures (``daemon.signing``) against the reference library
+"""Standard Webhooks signatures (``daemon.webhooks.signing``) against the reference library
 (``standardwebhooks``) as the oracle, both ways, and what our verify refuses.
 
 Our ``verify`` takes the instant it judges at (``now``); the library's reads the
@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 import pytest
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
-from daemon.signing import (
+from daemon.webhooks.signing import (
     SECRET_PREFIX,
     TOLERANCE,
     SignatureError,

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from daemon.store.types import ClaimedMessage, Delivered, Failed, Released, RetryAt
+from daemon.domain.messages import ClaimedMessage, Delivered, Failed, Released, RetryAt
 
 NOW = datetime(2026, 11, 23, 1, 2, 3, 456789, tzinfo=UTC)
 

@@ -1,6 +1,6 @@
 import pytest
 
-from daemon.units import Rate, format_duration, parse_duration, parse_rate
+from daemon.domain.units import Rate, format_duration, parse_duration, parse_rate
 
 
 @pytest.mark.parametrize(

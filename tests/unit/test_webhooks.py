@@ -1,4 +1,4 @@
-"""A partner's callback before the store (``daemon.webhooks``): the signature
+"""A partner's callback before the store (``daemon.operator.callbacks``): the signature
 checked with the webhook's secrets, each refusal with its reason, and the body
 read at the webhook's pointers. The ``standardwebhooks`` package is the oracle
 for what a partner's library sends."""
@@ -15,9 +15,9 @@ from datetime import UTC, datetime
 import pytest
 from standardwebhooks.webhooks import Webhook
 
-from daemon.settings import WebhookSettings
-from daemon.signing import SignatureError, signed_headers
-from daemon.webhooks import read_call, verify_call
+from daemon.config.settings import WebhookSettings
+from daemon.operator.callbacks import read_call, verify_call
+from daemon.webhooks.signing import SignatureError, signed_headers
 
 OLD_KEY = b"the old key of the filing partner"
 NEW_KEY = b"the new key of the filing partner"

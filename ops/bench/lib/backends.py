@@ -18,9 +18,12 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import psycopg
 
-from daemon.settings import DatabaseSettings
-from daemon.store import Store, migrate, open_database, redact_url
+from daemon.config.database import DatabaseSettings
+from daemon.domain.fields import redact_url
 from daemon.store.base import NOTIFY_CHANNEL
+from daemon.store.db import open_database
+from daemon.store.migrations import migrate
+from daemon.store.sync import Store
 from lib.report import first_line, log
 
 P = ParamSpec("P")

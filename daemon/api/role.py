@@ -1,0 +1,106 @@
+"""The control role (``outboxd run control``): the JSON API under ``/api/v1`` on
+``control.host:control.port``, beside the health and metrics port every role has
+(``roles.control.base_port``). It has no loops of its own: each request is one
+call of a store operation, the same ones the CLI makes."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+import time
+
+from aiohttp import web
+
+from daemon.api.app import build_app
+from daemon.api.context import Control as ControlContext
+from daemon.config.settings import Settings
+from daemon.domain.errors import StoreUnavailable
+from daemon.roles.tallies import tallies_child
+from daemon.runtime.frame import ChildSpec, Context, RoleBase, TaskChild, bind_listeners
+from daemon.runtime.metrics import ControlMetrics
+
+log = logging.getLogger("outboxd.control")
+OPERATIONS_POLL = 5.0  # seconds between looks for bulk operations another process started
+
+
+class Control(RoleBase):
+    def __init__(self, context: Context) -> None:
+        self.ctx = context
+        self.runner: web.AppRunner | None = None
+        self.metrics = ControlMetrics(context.metrics.registry)
+        self.api = ControlContext(context, self.metrics)
+
+    async def before_scrape(self) -> None:
+        """The queue gauges, read from the database now (each an index range read)."""
+        channels = list(self.ctx.settings.channels)
+        gauges = await self.ctx.store.queue_gauges(channels)
+        self.metrics.queue.clear()
+        self.metrics.oldest_pending.clear()
+        for (channel, status), count in gauges.counts.items():
+            self.metrics.queue.labels(channel, status).set(count)
+        for channel, age in gauges.oldest_pending.items():
+            self.metrics.oldest_pending.labels(channel).set(age)
+
+    def children(self, settings: Settings) -> list[ChildSpec]:
+        return [
+            ChildSpec("operations", (), lambda: TaskChild("operations", self._advance)),
+            tallies_child(self.ctx.store),
+        ]
+
+    async def _advance(self) -> None:
+        """Bulk operator actions, a batch (its own transaction) at a time with a
+        pause as long as the batch took, so that delivery goes on beside them;
+        those a stopped process left are taken up again."""
+        while True:
+            try:
+                running = await self.ctx.store.operations(limit=100, running=True)
+                for operation in reversed(running):  # oldest first
+                    started = time.monotonic()
+                    view = await self.ctx.store.advance_operation(operation.id)
+                    # as long again before the next batch: the database is the
+                    # dispatchers' too (on SQLite, one writer at a time)
+                    await asyncio.sleep(max(0.01, time.monotonic() - started))
+                    if view is not None and view.state != "running":
+                        log.info(
+                            "operation finished",
+                            extra={"operation": view.id, "action": view.action,
+                                   "done": view.done, "state": view.state},
+                        )  # fmt: skip
+            except StoreUnavailable as exc:
+                log.warning("operations wait for the database", extra={"error": str(exc)})
+                running = []
+            if running:
+                continue
+            self.api.operations_due.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.api.operations_due.wait(), OPERATIONS_POLL)
+
+    @staticmethod
+    def bind(settings: Settings, process_num: int) -> list[socket.socket]:
+        """The control API's sockets, bound by the frame at start (with the health
+        port, before the database wait): a port in use ends the process at once."""
+        host, port = settings.control.host, settings.control.port + process_num
+        where = f"control.port + process number {process_num}"
+        return bind_listeners(host, port, "the control API", where)
+
+    async def open(self) -> None:
+        settings = self.ctx.settings.control
+        app = build_app(self.api, settings.max_body)
+        runner = web.AppRunner(app, access_log=None, handler_cancellation=False)
+        await runner.setup()
+        try:
+            for sock in self.ctx.listeners:
+                await web.SockSite(runner, sock).start()
+        except BaseException:
+            await runner.cleanup()
+            raise
+        self.runner = runner
+        host, port = settings.host, settings.port + self.ctx.process_num
+        log.info("control API", extra={"listen": f"http://{host}:{port}/api/v1/"})
+
+    async def close(self) -> None:
+        if self.runner is not None:
+            await self.runner.shutdown()
+            await self.runner.cleanup()

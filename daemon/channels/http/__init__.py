@@ -1,0 +1,44 @@
+"""``kind: http``: JSON (or any body) to a webhook (``daemon.channels.http.channel``)."""
+
+from __future__ import annotations
+
+import json
+
+from daemon.channels.base import Channel
+from daemon.channels.http.settings import HttpSettings
+from daemon.channels.kind import ChannelKind, InvalidPayload
+from daemon.domain.fields import redact_url
+
+
+def _build(settings: HttpSettings) -> Channel:
+    from daemon.channels.http.channel import HttpChannel
+
+    return HttpChannel(settings)
+
+
+def _check(settings: HttpSettings, payload: bytes, _kind: str) -> bytes:
+    """JSON checked when the channel sends JSON; any other body as given."""
+    if "json" in settings.content_type.lower():
+        try:
+            json.loads(payload)
+        except ValueError as exc:
+            raise InvalidPayload(f"not valid JSON: {exc}") from None
+        except RecursionError:
+            raise InvalidPayload("not valid JSON: nested too deeply") from None
+    return payload
+
+
+def _describe(settings: HttpSettings) -> str:
+    """The method and URL, without a password or the query (it may carry a token)."""
+    url, query = settings.url.partition("?")[::2]
+    return f"{settings.method} {redact_url(url)}" + ("?…" if query else "")
+
+
+KIND = ChannelKind(
+    name="http",
+    settings=HttpSettings,
+    build=_build,
+    check_payload=_check,
+    describe=_describe,
+    default_message_kind="json",
+)

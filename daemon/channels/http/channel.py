@@ -1,0 +1,181 @@
+"""Webhook delivery over HTTP(S).
+
+What the peer receives, per message:
+
+* the payload bytes, unchanged, as the body, with the configured method, URL and
+  headers; ``Content-Type: application/json`` and ``User-Agent: outboxd/<version>``
+  unless the configured headers name their own;
+* ``Idempotency-Key: <message key>``: the same on every attempt of a message, so the
+  peer can de-duplicate a repeat (delivery is at least once);
+* ``Authorization: Bearer …`` or ``Basic …`` when ``auth`` is set;
+* with ``hmac`` set, its header (default ``X-Outboxd-Signature``) carrying
+  ``sha256=<hex HMAC-SHA256 of the exact body bytes>``.
+
+The headers outboxd computes (Idempotency-Key, the signature, Authorization when
+``auth`` is set) win over configured headers of the same name.
+
+Redirects are never followed. No cookies are kept. One ``aiohttp.ClientSession`` per
+channel, created in the running loop on the first send, its pool sized to the
+channel's ``concurrency``; every worker's sender shares it. The answer is judged
+by ``http_rules.judge_response``; transport failures retry with
+``transport_error=True``. Details never quote the URL's path or query, a
+credential or a configured header value.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+
+import aiohttp
+from multidict import CIMultiDict
+from yarl import URL
+
+from daemon import __version__
+from daemon.channels.base import Envelope, Outcome
+from daemon.channels.http.rules import (
+    IDEMPOTENCY_HEADER,
+    RESPONSE_LIMIT,
+    basic_credentials,
+    decode_body,
+    idempotency_value,
+    judge_response,
+    signature,
+)
+from daemon.channels.http.settings import BasicAuthSettings, HttpSettings
+from daemon.channels.session import SessionChannel
+
+log = logging.getLogger(__name__)
+
+_REDACTED = "***"
+_MIN_REDACTABLE = 4  # shorter configured values are not worth hiding (and would mangle text)
+
+
+class HttpChannel(SessionChannel):
+    """One configured HTTP channel: its settings, its session, its senders."""
+
+    def __init__(self, settings: HttpSettings) -> None:
+        self.settings = settings
+        self.url = URL(settings.url)
+        self._headers = _fixed_headers(settings)
+        self._secret = settings.hmac.secret.get_secret_value().encode() if settings.hmac else None
+        self._secrets = _secrets_of(settings)
+        super().__init__()
+
+    async def send(self, envelope: Envelope) -> Outcome:
+        """Deliver one message; never raises except ``asyncio.CancelledError``."""
+        if self._closed:
+            return Outcome.retry("channel is closed")
+        try:
+            session = self._open_session()
+            headers = self._request_headers(envelope)
+            async with session.request(
+                self.settings.method,
+                self.url,
+                data=envelope.payload,
+                headers=headers,
+                allow_redirects=False,
+            ) as response:
+                data, truncated, failure = await _read_capped(response, RESPONSE_LIMIT)
+                body = decode_body(data, response.charset, truncated)
+                if failure:
+                    body += f"\n[body incomplete: {failure}]"
+                return judge_response(
+                    response.status, response.reason or "", response.headers, body
+                )
+        except asyncio.CancelledError:
+            raise
+        except aiohttp.ConnectionTimeoutError:
+            return self._unreachable(f"connect timed out after {self.settings.connect_timeout:g}s")
+        except TimeoutError:
+            return self._unreachable(f"no response within {self.settings.timeout:g}s")
+        except aiohttp.ClientConnectorDNSError:
+            return self._unreachable(f"DNS lookup failed for {self.url.host}")
+        except aiohttp.ClientConnectorError as exc:
+            errno = exc.os_error.errno
+            reason = os.strerror(errno) if errno else exc.strerror or type(exc.os_error).__name__
+            return self._unreachable(f"cannot connect to {self._address}: {reason}")
+        except aiohttp.ServerDisconnectedError:
+            return self._unreachable(f"{self._address} closed the connection without answering")
+        except aiohttp.ClientError as exc:
+            return self._unreachable(f"HTTP exchange with {self._address} failed: {self._why(exc)}")
+        except Exception as exc:
+            log.warning(
+                "unexpected error in HTTP send",
+                extra={"host": self.url.host, "error": self._why(exc)},
+            )
+            return self._unreachable(f"request not sent: {self._why(exc)}")
+
+    # --- internals ------------------------------------------------------------------
+
+    @property
+    def _address(self) -> str:
+        return f"{self.url.host}:{self.url.port}"
+
+    def _unreachable(self, detail: str) -> Outcome:
+        return Outcome.retry(detail, transport_error=True)
+
+    def _why(self, exc: BaseException) -> str:
+        """``Type: message`` with every configured secret and the URL blanked out."""
+        text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        for secret in self._secrets:
+            text = text.replace(secret, _REDACTED)
+        return text
+
+    def _request_headers(self, envelope: Envelope) -> CIMultiDict[str]:
+        headers = self._headers.copy()
+        headers[IDEMPOTENCY_HEADER] = idempotency_value(envelope.key)
+        if self._secret is not None and self.settings.hmac is not None:
+            headers[self.settings.hmac.header] = signature(self._secret, envelope.payload)
+        return headers
+
+
+def _fixed_headers(settings: HttpSettings) -> CIMultiDict[str]:
+    """The headers every request carries; configured ones first, ours on top."""
+    headers: CIMultiDict[str] = CIMultiDict(settings.headers)
+    headers.setdefault("Content-Type", "application/json")
+    headers.setdefault("User-Agent", f"outboxd/{__version__}")
+    if isinstance(settings.auth, BasicAuthSettings):
+        headers["Authorization"] = basic_credentials(
+            settings.auth.username, settings.auth.password.get_secret_value()
+        )
+    elif settings.auth is not None:
+        headers["Authorization"] = f"Bearer {settings.auth.token.get_secret_value()}"
+    return headers
+
+
+def _secrets_of(settings: HttpSettings) -> list[str]:
+    """Strings a detail or log line must not show, longest first."""
+    url = URL(settings.url)
+    found = [settings.url, url.raw_path_qs, url.path_qs, *settings.headers.values()]
+    found += [part for part in (url.raw_password, url.password) if part]
+    if settings.auth is not None:
+        if isinstance(settings.auth, BasicAuthSettings):
+            found.append(settings.auth.password.get_secret_value())
+        else:
+            found.append(settings.auth.token.get_secret_value())
+    if settings.hmac is not None:
+        found.append(settings.hmac.secret.get_secret_value())
+    found = [s for s in set(found) if len(s) >= _MIN_REDACTABLE]
+    return sorted(found, key=len, reverse=True)
+
+
+async def _read_capped(
+    response: aiohttp.ClientResponse, limit: int
+) -> tuple[bytes, bool, str | None]:
+    """Up to ``limit`` bytes of the body, whether there was more, and why reading
+    stopped early (a timeout or a dropped connection after the status line arrived:
+    the status still decides)."""
+    buffer = bytearray()
+    try:
+        while len(buffer) <= limit:
+            chunk = await response.content.read(limit + 1 - len(buffer))
+            if not chunk:
+                break
+            buffer += chunk
+    except TimeoutError:
+        return bytes(buffer[:limit]), len(buffer) > limit, "timed out"
+    except aiohttp.ClientError as exc:
+        return bytes(buffer[:limit]), len(buffer) > limit, type(exc).__name__
+    return bytes(buffer[:limit]), len(buffer) > limit, None

@@ -1,1 +1,0 @@
-"""The channel kinds, one module each; ``daemon.channels.registry`` maps their names."""

@@ -1,0 +1,608 @@
+"""Load the YAML file: parse, interpolate ``${VAR}``, validate, cross-check.
+
+Every problem is reported with its dotted path in the file
+(``channels.malaffi.rate: …``); all of them at once, not the first only.
+"""
+
+from __future__ import annotations
+
+import difflib
+import ipaddress
+import os
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from daemon.config.interpolation import InterpolationError, interpolate
+from daemon.config.settings import Settings
+from daemon.jobs.registry import JOB_KINDS
+from daemon.sources.registry import SOURCE_KINDS
+
+EX_CONFIG = 78  # sysexits.h: configuration error
+CONFIG_ENV = "OUTBOXD_CONFIG"
+MAX_BYTES = 1 << 20  # a config file is at most 1 MiB
+MAX_VALUES = 100_000  # values in the document once YAML aliases are expanded
+MAX_DEPTH = 64  # mappings and lists nested in one another
+
+
+@dataclass(frozen=True)
+class ConfigIssue:
+    path: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.message}" if self.path else self.message
+
+
+class ConfigError(Exception):
+    """The file could not be turned into settings; ``issues`` lists every reason."""
+
+    def __init__(self, source: str, issues: list[ConfigIssue]) -> None:
+        self.source = source
+        self.issues = issues
+        super().__init__(str(self))
+
+    def __str__(self) -> str:
+        if len(self.issues) == 1:
+            return f"{self.source}: {self.issues[0]}"
+        lines = [f"{self.source}: {len(self.issues)} errors"]
+        lines += [f"  {issue}" for issue in self.issues]
+        return "\n".join(lines)
+
+
+def config_path(explicit: str | os.PathLike[str] | None, environ: Mapping[str, str]) -> Path:
+    """The file named by ``-c`` or else by ``$OUTBOXD_CONFIG``."""
+    chosen = explicit or environ.get(CONFIG_ENV)
+    if not chosen:
+        raise ConfigError(
+            "outboxd", [ConfigIssue("", f"no config file: pass -c FILE or set {CONFIG_ENV}")]
+        )
+    return Path(chosen)
+
+
+def load_config(
+    path: str | os.PathLike[str] | None = None, environ: Mapping[str, str] | None = None
+) -> Settings:
+    env = os.environ if environ is None else environ
+    file = config_path(path, env)
+    try:
+        with file.open("rb") as handle:
+            raw = handle.read(MAX_BYTES + 1)
+    except OSError as exc:
+        raise ConfigError(
+            str(file), [ConfigIssue("", f"cannot read: {exc.strerror or exc}")]
+        ) from None
+    if len(raw) > MAX_BYTES:
+        raise ConfigError(str(file), [ConfigIssue("", f"larger than {MAX_BYTES >> 20} MiB")])
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        issue = ConfigIssue("", f"not UTF-8 text (byte {exc.start}: {exc.reason})")
+        raise ConfigError(str(file), [issue]) from None
+    return parse_config(text, source=str(file), environ=env)
+
+
+def parse_config(
+    text: str, *, source: str = "<config>", environ: Mapping[str, str] | None = None
+) -> Settings:
+    env = os.environ if environ is None else environ
+    raw = _load_yaml(text, source)
+    issues: list[ConfigIssue] = []
+    data = _interpolate_tree(raw, env, (), issues)
+    failed = {issue.path for issue in issues}
+    settings = None
+    try:
+        settings = Settings.model_validate(data)
+    except ValidationError as exc:
+        issues += [i for i in _issues_from_pydantic(exc.errors(), data) if i.path not in failed]
+    issues += cross_check(data)
+    if issues or settings is None:
+        raise ConfigError(source, issues)
+    return settings
+
+
+# --- YAML ---------------------------------------------------------------------
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """SafeLoader that refuses a key given twice in one mapping. Merge keys
+    (``<<: *defaults``) are taken: the mapping's own keys win over merged ones."""
+
+    def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
+        self._outboxd_mark = node.start_mark  # where a constructor that fails was
+        return super().construct_object(node, deep=deep)
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key = self.construct_object(key_node, deep=deep)
+            line = key_node.start_mark.line + 1
+            if isinstance(key, typing.Hashable) and key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None,
+                    None,
+                    f"duplicate key {key!r} (first given at line {seen[key]})",
+                    key_node.start_mark,
+                )
+            if isinstance(key, typing.Hashable):
+                seen[key] = line
+        return super().construct_mapping(node, deep=deep)
+
+
+def _bounded(root: yaml.Node) -> str | None:
+    """Why a document is too big once its aliases are expanded, or nested too
+    deeply, or None. Walks the node graph (aliases are shared nodes) without
+    expanding it, stopping as soon as a limit is passed."""
+    stack: list[tuple[yaml.Node, int]] = [(root, 1)]
+    values = 0
+    while stack:
+        node, depth = stack.pop()
+        values += 1
+        if values > MAX_VALUES:
+            return f"more than {MAX_VALUES:,} values once its aliases are expanded"
+        if depth > MAX_DEPTH:
+            return f"nested more than {MAX_DEPTH} levels deep"
+        if isinstance(node, yaml.MappingNode):
+            stack += [(n, depth + 1) for pair in node.value for n in pair]
+        elif isinstance(node, yaml.SequenceNode):
+            stack += [(n, depth + 1) for n in node.value]
+    return None
+
+
+def _where_constructing(loader: yaml.SafeLoader | None) -> str:
+    mark = getattr(loader, "_outboxd_mark", None)
+    return f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+
+
+def _too_deep(text: str) -> bool:
+    """Whether collections nest more than ``MAX_DEPTH`` deep, read from the parser's
+    events (composing such a document would recurse past Python's limit)."""
+    depth = 0
+    for event in yaml.parse(text, Loader=yaml.SafeLoader):
+        if isinstance(event, yaml.CollectionStartEvent):
+            depth += 1
+            if depth > MAX_DEPTH:
+                return True
+        elif isinstance(event, yaml.CollectionEndEvent):
+            depth -= 1
+    return False
+
+
+def _load_yaml(text: str, source: str) -> dict[str, Any]:
+    loader: _StrictLoader | None = None
+    try:
+        loader = _StrictLoader(text)
+        if _too_deep(text):
+            raise ConfigError(
+                source, [ConfigIssue("", f"the YAML is nested more than {MAX_DEPTH} levels deep")]
+            )
+        node = loader.get_single_node()
+        too_big = _bounded(node) if node is not None else None
+        if too_big is not None:
+            raise ConfigError(source, [ConfigIssue("", f"the YAML is {too_big}")])
+        data = loader.construct_document(node) if node is not None else None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(source, [ConfigIssue("", f"invalid YAML: {where}{problem}")]) from None
+    except RecursionError:
+        issue = ConfigIssue("", f"the YAML is nested more than {MAX_DEPTH} levels deep")
+        raise ConfigError(source, [issue]) from None
+    except ValueError as exc:  # a value the constructors cannot take (a 5,000-digit number)
+        where = _where_constructing(loader)
+        issue = ConfigIssue("", f"invalid YAML: {where}{' '.join(str(exc).split()[:6])}")
+        raise ConfigError(source, [issue]) from None
+    finally:
+        if loader is not None:
+            loader.dispose()
+    if data is None:
+        raise ConfigError(source, [ConfigIssue("", "the file is empty")])
+    if not isinstance(data, dict):
+        raise ConfigError(
+            source, [ConfigIssue("", f"expected a mapping at the top, got {type(data).__name__}")]
+        )
+    # top-level keys starting with "x-" are the file's own (a place for YAML anchors)
+    return {k: v for k, v in data.items() if not (isinstance(k, str) and k.startswith("x-"))}
+
+
+# --- interpolation ------------------------------------------------------------
+
+
+def _interpolate_tree(
+    node: Any, environ: Mapping[str, str], path: tuple[Any, ...], issues: list[ConfigIssue]
+) -> Any:
+    if isinstance(node, str):
+        try:
+            return interpolate(node, environ)
+        except InterpolationError as exc:
+            issues.append(ConfigIssue(format_path(path), str(exc)))
+            return node
+    if isinstance(node, dict):
+        return {k: _interpolate_tree(v, environ, (*path, k), issues) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_interpolate_tree(v, environ, (*path, i), issues) for i, v in enumerate(node)]
+    return node
+
+
+# --- pydantic errors → dotted paths ---------------------------------------------
+
+
+def format_path(parts: tuple[Any, ...] | list[Any]) -> str:
+    out = ""
+    for part in parts:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out
+
+
+def _present(node: Any, part: Any) -> bool:
+    if isinstance(node, dict):
+        return part in node
+    return isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node)
+
+
+# What pydantic puts in an error's location besides the file's keys: the member
+# of a union it tried ("str", "dict[str,any]", "HttpSettings") or a validator.
+_MEMBERS = {
+    "str": "a string", "int": "a whole number", "float": "a number", "bool": "true or false",
+    "none": "nothing", "list": "a list", "dict": "a mapping", "tuple": "a list",
+}  # fmt: skip
+
+
+def _member(part: Any) -> str | None:
+    """What a location part that is a union member stands for, or None for a key."""
+    if not isinstance(part, str):
+        return None
+    base = part.split("[", 1)[0]
+    if base in _MEMBERS:
+        return _MEMBERS[base]
+    if part.startswith(("function-", "json-or-python", "lax-or-strict", "chain")):
+        return ""
+    if part[:1].isupper() and part.isidentifier():  # a model's name
+        return "a mapping"
+    return None
+
+
+def _real_path(loc: tuple[Any, ...], data: Any) -> tuple[list[Any], str | None]:
+    """The parts of a pydantic location that are in the file, and the union member
+    the error is about (if any). Union tags and validators are dropped; where the
+    file has nothing (a missing key, or a section left to its defaults), the rest
+    of the location is the path."""
+    parts: list[Any] = []
+    member: str | None = None
+    node = data
+    for part in loc:
+        if part == "[key]":
+            continue
+        if node is not None and _present(node, part):
+            parts.append(part)
+            node = node[part]
+            continue
+        if isinstance(node, dict) and part in (node.get("kind"), node.get("job")):
+            continue  # a union's tag
+        what = _member(part)
+        if what is not None:
+            member = what or member
+            continue
+        parts.append(part)
+        node = None
+    return parts, member
+
+
+def _issues_from_pydantic(errors: list[Any], data: Any, strip: int = 0) -> list[ConfigIssue]:
+    """One issue per place: the errors of a union's members at one path (a value
+    that is none of them) become one, saying what it may be."""
+    issues: list[ConfigIssue] = []
+    members: dict[str, list[str]] = {}
+    inputs: dict[str, Any] = {}
+    for error in errors:
+        parts, member = _real_path(tuple(error["loc"]), data)
+        issue = _issue_from_pydantic(error, data, parts, strip)
+        if member and error["loc"][-1:] != ("[key]",) and error["type"] != "extra_forbidden":
+            if issue.path not in members:
+                issues.append(issue)
+                inputs[issue.path] = error.get("input")
+            if member not in members.setdefault(issue.path, []):
+                members[issue.path].append(member)
+            continue
+        issues.append(issue)
+    out = []
+    for issue in issues:
+        kinds = members.get(issue.path, [])
+        if len(kinds) > 1:
+            given = type(inputs[issue.path]).__name__
+            issue = ConfigIssue(issue.path, f"expected {' or '.join(kinds)}, got {given}")
+        out.append(issue)
+    return out
+
+
+def _issue_from_pydantic(error: Any, data: Any, parts: list[Any], strip: int = 0) -> ConfigIssue:
+    loc = tuple(error["loc"])
+    kind = error["type"]
+    message = error["msg"]
+    if kind == "extra_forbidden":
+        allowed = _allowed_keys(parts[:-1], data)
+        message = "unknown key"
+        close = difflib.get_close_matches(str(parts[-1]), allowed, n=1)
+        if close:
+            message += f" (did you mean {close[0]!r}?)"
+        elif allowed:
+            message += f" (expected one of: {', '.join(sorted(allowed))})"
+    elif kind == "missing":
+        message = "required key is missing"
+        needs = [  # a job's options: which of them must be given
+            name
+            for model in (_models_at(parts, data)[:1] if parts[-1:] == ["options"] else [])
+            for name, field in model.model_fields.items()
+            if field.is_required() and name not in ("kind", "job")
+        ]
+        if needs:
+            message += f" (with {', '.join(needs)})"
+    elif kind in ("union_tag_invalid", "union_tag_not_found"):
+        tag_name = str(error.get("ctx", {}).get("discriminator", "kind")).strip("'")
+        if kind == "union_tag_not_found" and parts and parts[-1] == tag_name:
+            parts = parts[:-1]
+        tags = error.get("ctx", {}).get("expected_tags") or ", ".join(
+            repr(t) for t in _tags_at(parts, data)
+        )
+        parts = [*parts, tag_name]
+        message = (
+            f"unknown {tag_name} {error['ctx'].get('tag')!r}; expected one of {tags}"
+            if kind == "union_tag_invalid"
+            else f"required key is missing (one of {tags})"
+        )
+    elif loc and loc[-1] == "[key]":
+        message = (
+            f"invalid name {loc[-2]!r}: use letters, digits, '_', '-', '.', starting with a letter"
+        )
+    elif message.startswith("Value error, "):
+        message = message[len("Value error, ") :]
+    elif kind == "model_type" or kind == "dict_type":
+        message = f"expected a mapping, got {type(error.get('input')).__name__}"
+    return ConfigIssue(format_path(parts[strip:]), message)
+
+
+def problems_at(exc: ValidationError, data: Any, at: tuple[str, ...]) -> list[ConfigIssue]:
+    """The problems of ``data`` validated alone as the file's node at ``at`` (a
+    schedule given on the command line is ``("schedules", NAME)``), in the words
+    and paths a check of the file would use, the paths relative to that node."""
+    root: Any = data
+    for part in reversed(at):
+        root = {part: root}
+    errors = [{**e, "loc": (*at, *e["loc"])} for e in exc.errors()]
+    return _issues_from_pydantic(errors, root, strip=len(at))
+
+
+def _unwrap(annotation: Any) -> list[Any]:
+    """The model classes an annotation can hold (through Optional, Annotated, dict)."""
+    origin = typing.get_origin(annotation)
+    if origin is typing.Annotated:
+        return _unwrap(typing.get_args(annotation)[0])
+    if origin in (typing.Union, types.UnionType):
+        return [m for arg in typing.get_args(annotation) for m in _unwrap(arg)]
+    if origin is dict:
+        return [("dict", typing.get_args(annotation)[1])]
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation]
+    return []
+
+
+def _tags_at(parts: list[Any], data: Any) -> list[str]:
+    """The tags (``kind`` or ``job``) the union at ``parts`` takes."""
+    return [t for m in _models_at(parts, data) if (t := _kind_of(m)) is not None]
+
+
+def _allowed_keys(parts: list[Any], data: Any) -> list[str]:
+    """The keys the settings accept at ``parts``, found by walking the models (a
+    union narrowed by the node's ``kind`` or ``job`` on the way)."""
+    node: Any = data
+    for part in parts:
+        node = node.get(part) if isinstance(node, dict) else None
+    models = [c for c in _tagged(_models_at(parts, data), node) if not isinstance(c, tuple)]
+    return list(models[0].model_fields) if models else []
+
+
+def _models_at(parts: list[Any], data: Any) -> list[Any]:
+    candidates: list[Any] = [Settings]
+    node = data
+    for part in parts:
+        candidates = _tagged(candidates, node)
+        node = node.get(part) if isinstance(node, dict) else None
+        nxt: list[Any] = []
+        for cand in candidates:
+            if isinstance(cand, tuple):  # a dict: every key holds the value type
+                nxt += _unwrap(cand[1])
+            elif part in cand.model_fields:
+                nxt += _unwrap(cand.model_fields[part].annotation)
+        candidates = nxt
+    return [c for c in candidates if not isinstance(c, tuple)]
+
+
+def _tagged(candidates: list[Any], node: Any) -> list[Any]:
+    """The models of a union that the node's tag (``kind`` or ``job``) picks, or all."""
+    tag = (node.get("kind") or node.get("job")) if isinstance(node, dict) else None
+    models = [c for c in candidates if not isinstance(c, tuple)]
+    picked = [m for m in models if tag is not None and _kind_of(m) == tag]
+    return picked if picked else candidates
+
+
+def _kind_of(model: type[BaseModel]) -> str | None:
+    field = model.model_fields.get("kind") or model.model_fields.get("job")
+    args = typing.get_args(field.annotation) if field else ()
+    return args[0] if args else None
+
+
+# --- cross-references -----------------------------------------------------------
+
+
+def _section(data: Mapping[str, Any], key: str) -> dict[str, Any]:
+    value = data.get(key)
+    return value if isinstance(value, dict) else {}
+
+
+def cross_check(data: Mapping[str, Any]) -> list[ConfigIssue]:
+    """Checks between sections, on the interpolated document (so they run even
+    when a section has errors of its own, and every problem is told at once)."""
+    issues: list[ConfigIssue] = []
+    channels = _section(data, "channels")
+    for name, source in _section(data, "sources").items():
+        channel = source.get("channel") if isinstance(source, dict) else None
+        if isinstance(channel, str) and channel not in channels:
+            known = ", ".join(sorted(map(str, channels))) or "none defined"
+            issues.append(
+                ConfigIssue(
+                    f"sources.{name}.channel", f"no channel named {channel!r} (channels: {known})"
+                )
+            )
+        elif (
+            isinstance(channel, str)
+            and isinstance(source.get("kind"), str)
+            and (source["kind"] in SOURCE_KINDS)
+        ):
+            wanted = SOURCE_KINDS[source["kind"]].channel_kinds
+            target = channels[channel]
+            kind = target.get("kind") if isinstance(target, dict) else None
+            if kind not in wanted:
+                issues.append(
+                    ConfigIssue(
+                        f"sources.{name}.channel",
+                        f"a {source['kind']} source sends to a {' or '.join(wanted)} channel; "
+                        f"{channel!r} is {kind!r}",
+                    )
+                )
+    issues += _check_schedules(data)
+    issues += _check_alerts(data)
+    issues += _check_control(data)
+    issues += _check_webhooks(data)
+    defaults = Settings.model_fields["roles"].default
+    ports: dict[int, str] = {}
+    control_port = _port(_section(data, "control").get("port", 8080))
+    if control_port is not None:
+        ports[control_port] = "control.port"
+    roles = _section(data, "roles")
+    for role in type(defaults).model_fields:
+        given = roles.get(role)
+        raw = given.get("base_port") if isinstance(given, dict) else None
+        port = _port(raw if raw is not None else getattr(defaults, role).base_port)
+        if port is None:
+            continue  # not a port: the field's own check says so
+        path = f"roles.{role}.base_port"
+        if port in ports:
+            issues.append(ConfigIssue(path, f"port {port} is already used by {ports[port]}"))
+        ports.setdefault(port, path)
+    return issues
+
+
+def _check_schedules(data: Mapping[str, Any]) -> list[ConfigIssue]:
+    return [
+        ConfigIssue(f"schedules.{name}.{issue.path}", issue.message)
+        for name, schedule in _section(data, "schedules").items()
+        if isinstance(schedule, dict)
+        for issue in schedule_problems(schedule, data)
+    ]
+
+
+def schedule_problems(
+    schedule: Mapping[str, Any], document: Mapping[str, Any]
+) -> list[ConfigIssue]:
+    """What a schedule names that the file does not have (a notify target, a
+    channel, a source, a holiday calendar); paths relative to the schedule. The
+    file's schedules are checked with it, and those given on the command line."""
+    issues: list[ConfigIssue] = []
+    job = schedule.get("job")
+    options = schedule.get("options")
+    if isinstance(job, str) and job in JOB_KINDS and isinstance(options, dict):
+        for path, problem in JOB_KINDS[job].check(options, document):
+            issues.append(ConfigIssue(f"options.{path}", problem))
+    skip = schedule.get("skip")
+    wants_calendar = isinstance(skip, list) and "holidays" in skip
+    if wants_calendar and schedule.get("holidays") is None and document.get("holidays") is None:
+        issues.append(
+            ConfigIssue(
+                "skip",
+                "holidays needs a calendar: holidays: {country: …} in the schedule or "
+                "at the top of the file",
+            )
+        )
+    return issues
+
+
+def _check_alerts(data: Mapping[str, Any]) -> list[ConfigIssue]:
+    issues: list[ConfigIssue] = []
+    targets = _section(data, "notify")
+    alerts = data.get("alerts")
+    for i, alert in enumerate(alerts if isinstance(alerts, list) else []):
+        if not isinstance(alert, dict):
+            continue
+        names = alert.get("notify")
+        for j, target in enumerate(names if isinstance(names, list) else []):
+            if isinstance(target, str) and target not in targets:
+                known = ", ".join(sorted(map(str, targets))) or "none defined"
+                issues.append(
+                    ConfigIssue(
+                        f"alerts[{i}].notify[{j}]", f"no notify target {target!r} ({known})"
+                    )
+                )
+        for field, section in (("schedule", "schedules"), ("channel", "channels")):
+            named = alert.get(field)
+            if isinstance(named, str) and named not in _section(data, section):
+                issues.append(ConfigIssue(f"alerts[{i}].{field}", f"no {field} named {named!r}"))
+    return issues
+
+
+def is_loopback(host: str) -> bool:
+    """Whether a host is this machine only: ``localhost``, 127.0.0.0/8, ``::1``."""
+    if host.lower().rstrip(".") == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def _check_control(data: Mapping[str, Any]) -> list[ConfigIssue]:
+    control = _section(data, "control")
+    host = control.get("host", "127.0.0.1")
+    tokens = control.get("tokens")
+    if isinstance(host, str) and host and not is_loopback(host) and not tokens:
+        return [
+            ConfigIssue(
+                "control.host",
+                f"{host!r} is reachable from other machines: give control.tokens (outboxd "
+                "token new makes one), or listen on 127.0.0.1",
+            )
+        ]
+    return []
+
+
+def _check_webhooks(data: Mapping[str, Any]) -> list[ConfigIssue]:
+    issues: list[ConfigIssue] = []
+    channels = _section(data, "channels")
+    for name, webhook in _section(data, "webhooks").items():
+        channel = webhook.get("channel") if isinstance(webhook, dict) else None
+        if isinstance(channel, str) and channel not in channels:
+            known = ", ".join(sorted(map(str, channels))) or "none defined"
+            issues.append(
+                ConfigIssue(
+                    f"webhooks.{name}.channel", f"no channel named {channel!r} (channels: {known})"
+                )
+            )
+    return issues
+
+
+def _port(value: Any) -> int | None:
+    """A port number as given (an int, or its text), else None."""
+    if isinstance(value, str) and value.strip().isdigit() and len(value.strip()) <= 5:
+        return int(value)
+    return value if isinstance(value, int) and not isinstance(value, bool) else None

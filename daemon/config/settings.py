@@ -1,0 +1,288 @@
+"""The typed, frozen settings a YAML file is validated into.
+
+Every model forbids unknown keys (``daemon.domain.fields.Model``). A channel's or a
+source's settings are its kind's model (``daemon.channels.registry``,
+``daemon.sources.registry``); secrets are ``SecretStr`` so they never show in a
+repr or a log line.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    Field,
+    SecretStr,
+    create_model,
+    field_validator,
+    model_validator,
+)
+
+from daemon.channels.registry import AnyChannelSettings
+from daemon.config.database import DatabaseSettings
+from daemon.domain.auth import Role
+from daemon.domain.fields import (
+    ByteSize,
+    Duration,
+    EventLoopName,
+    Flag,
+    Host,
+    Integer,
+    Line,
+    Model,
+    Name,
+    Port,
+    PositiveDuration,
+    TimeZoneName,
+)
+from daemon.domain.jsonpointer import JsonPointer
+from daemon.jobs.kind import JobKind, JobOptions
+from daemon.jobs.registry import JOB_KINDS
+from daemon.notify.registry import AnyNotifySettings
+from daemon.notify.rules import AlertSettings
+from daemon.scheduling.cron import parse_crontab
+from daemon.sources.registry import AnySourceSettings
+from daemon.webhooks.signing import secret_key
+
+__all__ = [
+    "ControlSettings",
+    "ControlToken",
+    "DatabaseSettings",
+    "RoleSettings",
+    "Settings",
+    "WebhookSettings",
+]
+
+
+def _check_cron(expression: str) -> str:
+    parse_crontab(expression)
+    return expression
+
+
+CronExpression = Annotated[str, AfterValidator(_check_cron)]
+
+
+class ScheduleRetrySettings(Model):
+    max_attempts: Annotated[Integer, Field(ge=1, le=100)] = 3  # runs of one fire, at most
+    backoff: PositiveDuration = 60.0  # before the first retry; twice that before the next
+    max_backoff: PositiveDuration = 3600.0
+
+
+class HolidaySettings(Model):
+    """Public holidays of a country (and one of its subdivisions), from the
+    ``holidays`` package: ``{country: DE, subdiv: BE}``, ``{country: ID}``."""
+
+    country: Annotated[str, Field(pattern=r"^[A-Z]{2,3}$")]
+    subdiv: Annotated[str, Field(pattern=r"^[A-Z0-9-]{1,10}$")] | None = None
+
+    @model_validator(mode="after")
+    def _known(self) -> HolidaySettings:
+        import holidays
+
+        supported = holidays.list_supported_countries()
+        if self.country not in supported:
+            raise ValueError(f"holidays: no calendar for country {self.country!r}")
+        if self.subdiv is not None and self.subdiv not in supported[self.country]:
+            known = ", ".join(supported[self.country]) or "none"
+            raise ValueError(
+                f"holidays: {self.country} has no subdivision {self.subdiv!r} ({known})"
+            )
+        return self
+
+
+class ScheduleSettings(Model):
+    """One schedule: when (``cron`` or ``every``), with which rules, what job."""
+
+    cron: CronExpression | None = None
+    every: Annotated[PositiveDuration, Field(ge=1.0)] | None = None
+    anchor: datetime | None = None  # every: the instant its multiples count from
+    timezone: TimeZoneName | None = None
+    on_missing_time: Literal["shift", "skip"] = "shift"
+    on_repeated_time: Literal["once", "twice"] = "once"
+    skip: list[Literal["weekends", "holidays"]] = Field(default_factory=list)
+    if_skipped: Literal["drop", "next_business_day"] = "drop"
+    holidays: HolidaySettings | None = None  # the calendar of skip: [holidays]
+    overlap: Literal["skip", "queue_one", "allow"] = "skip"
+    catch_up: Duration = 3600.0
+    jitter: Duration = 0.0  # a start delayed by up to this much (the fire time is kept)
+    timeout: PositiveDuration = 3600.0  # a run taking longer fails
+    retry: ScheduleRetrySettings = ScheduleRetrySettings()
+    enabled: Flag = True
+    job: str
+    options: JobOptions
+
+    @model_validator(mode="after")
+    def _when(self) -> ScheduleSettings:
+        if (self.cron is None) == (self.every is None):
+            raise ValueError("give cron or every, one of them")
+        if self.anchor is not None and self.every is None:
+            raise ValueError("anchor is for every")
+        if self.if_skipped == "next_business_day" and self.cron is None:
+            raise ValueError("if_skipped: next_business_day is for cron schedules")
+        if self.if_skipped == "next_business_day" and not self.skip:
+            raise ValueError("if_skipped says what to do with skipped days: give skip")
+        return self
+
+
+def _schedule_model(kind: JobKind[Any]) -> type[ScheduleSettings]:
+    return create_model(  # type: ignore[call-overload, no-any-return]
+        f"{kind.name.title().replace('_', '')}ScheduleSettings",
+        __base__=ScheduleSettings,
+        job=(Literal[kind.name], ...),
+        options=(kind.options, Field(default_factory=kind.options))
+        if _has_defaults(kind.options)
+        else (kind.options, ...),
+    )
+
+
+def _has_defaults(model: type[BaseModel]) -> bool:
+    """Whether the model can be made from nothing (every field has a default)."""
+    return all(not field.is_required() for field in model.model_fields.values())
+
+
+SCHEDULE_MODELS = {name: _schedule_model(kind) for name, kind in JOB_KINDS.items()}
+AnyScheduleSettings = Annotated[
+    Union[tuple(SCHEDULE_MODELS.values())],  # noqa: UP007
+    Field(discriminator="job"),
+]
+
+
+def _sha256_hex(value: object) -> object:
+    if isinstance(value, str) and len(value) == 64:
+        try:
+            bytes.fromhex(value)
+        except ValueError:
+            pass
+        else:
+            return value.lower()
+    raise ValueError(
+        "expected the 64 hex digits of the token's SHA-256 (outboxd token new prints them), "
+        "not the token itself"
+    )
+
+
+class ControlToken(Model):
+    """One caller of the control API: the token's name, its role and its SHA-256."""
+
+    name: Name
+    role: Role
+    sha256: Annotated[str, BeforeValidator(_sha256_hex)]
+
+
+class ControlSettings(Model):
+    host: Host = "127.0.0.1"  # another address than a loopback one needs tokens
+    port: Port = 8080  # not 9140: that is roles.control.base_port, its health port
+    tokens: Annotated[list[ControlToken], Field(max_length=1000)] = Field(default_factory=list)
+    max_body: Annotated[ByteSize, Field(ge=1024, le=64 << 20)] = 1 << 20  # a request's body
+
+    @field_validator("tokens")
+    @classmethod
+    def _names_unique(cls, tokens: list[ControlToken]) -> list[ControlToken]:
+        seen: dict[str, int] = {}
+        for i, token in enumerate(tokens):
+            if token.name in seen:
+                raise ValueError(
+                    f"token name {token.name!r} is given twice (tokens[{seen[token.name]}] "
+                    f"and tokens[{i}]): every token needs a name of its own"
+                )
+            seen[token.name] = i
+        return tokens
+
+
+def _webhook_secret(secret: SecretStr) -> SecretStr:
+    secret_key(secret.get_secret_value())
+    return secret
+
+
+WebhookSecret = Annotated[SecretStr, AfterValidator(_webhook_secret)]  # whsec_…
+Outcome = Literal["confirmed", "rejected"]  # what a tracked message that was sent becomes
+
+
+class WebhookSettings(Model):
+    """A partner's status callbacks, POSTed to ``/webhooks/NAME`` and signed the
+    Standard Webhooks way: which of the channel's messages the body is about
+    (its key at ``message_key``, or the partner's id at ``message_ref``, matched
+    with the id at ``id_pointer`` in the answer kept when the message was
+    sent), the partner's status at ``status``, and what it means."""
+
+    secret: WebhookSecret | None = None
+    secrets: Annotated[list[WebhookSecret], Field(min_length=1, max_length=8)] | None = None
+    channel: Name
+    message_key: JsonPointer | None = None
+    message_ref: JsonPointer | None = None
+    id_pointer: JsonPointer = "/id"  # message_ref: the partner's id in the answer kept at send
+    status: JsonPointer = "/status"
+    statuses: Annotated[dict[Line, Outcome], Field(min_length=1)]
+    tolerance: Annotated[PositiveDuration, Field(le=86400.0)] = 300.0
+
+    @model_validator(mode="after")
+    def _one_of_each(self) -> WebhookSettings:
+        if (self.secret is None) == (self.secrets is None):
+            raise ValueError("give secret or secrets (old and new, while rotating), one of them")
+        if (self.message_key is None) == (self.message_ref is None):
+            raise ValueError("give message_key or message_ref, one of them")
+        return self
+
+    def keys(self) -> list[bytes]:
+        """The HMAC keys a signature may be made with (every secret while rotating)."""
+        given = [self.secret] if self.secret is not None else list(self.secrets or [])
+        return [secret_key(s.get_secret_value()) for s in given]
+
+
+class RoleSettings(Model):
+    host: Host = "127.0.0.1"
+    base_port: Port
+    drain_timeout: PositiveDuration = 30.0
+    # The asyncio event loop implementation: "uvloop" (libuv; less CPU per message,
+    # the default where it is installed, i.e. not on Windows) or "asyncio" (the
+    # standard library's).
+    event_loop: EventLoopName = "uvloop"
+
+
+class DispatcherRoleSettings(RoleSettings):
+    # Run the process's database work in a child process of its own (true) or on
+    # a thread (false). A busy event loop and a store thread take turns on one
+    # interpreter lock, so a thread makes both wait; a child process does not
+    # (about 1.5x the messages a second on SQLite). Read at start.
+    store_process: Flag = True
+
+
+class SchedulerRoleSettings(RoleSettings):
+    run_lease: Annotated[PositiveDuration, Field(ge=1.0)] = 30.0  # renewed every third of it
+    sync_interval: PositiveDuration = 2.0  # how soon a schedule changed in the database is seen
+    alert_interval: PositiveDuration = 15.0  # how often the alert rules are judged
+
+
+class RolesSettings(Model):
+    poller: RoleSettings = RoleSettings(base_port=9100)
+    dispatcher: DispatcherRoleSettings = DispatcherRoleSettings(base_port=9110)
+    scheduler: SchedulerRoleSettings = SchedulerRoleSettings(base_port=9130)
+    control: RoleSettings = RoleSettings(base_port=9140)
+
+
+class LoggingSettings(Model):
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    format: Literal["text", "json"] = "text"
+
+
+def _database_shorthand(value: object) -> object:
+    return {"url": value} if isinstance(value, str) else value
+
+
+class Settings(Model):
+    database: Annotated[DatabaseSettings, BeforeValidator(_database_shorthand)]
+    timezone: TimeZoneName = "UTC"
+    channels: dict[Name, AnyChannelSettings] = Field(default_factory=dict)
+    sources: dict[Name, AnySourceSettings] = Field(default_factory=dict)
+    schedules: dict[Name, AnyScheduleSettings] = Field(default_factory=dict)
+    holidays: HolidaySettings | None = None  # the calendar of schedules' skip: [holidays]
+    notify: dict[Name, AnyNotifySettings] = Field(default_factory=dict)
+    alerts: list[AlertSettings] = Field(default_factory=list)
+    control: ControlSettings = ControlSettings()
+    webhooks: dict[Name, WebhookSettings] = Field(default_factory=dict)
+    roles: RolesSettings = RolesSettings()
+    logging: LoggingSettings = LoggingSettings()

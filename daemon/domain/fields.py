@@ -1,0 +1,151 @@
+"""The field types every settings model shares, and the frozen, strict base model.
+
+Durations are seconds (``float``) parsed from ``30s``-style strings; rates are
+``Rate``; ports, names, time zones, URLs and encodings are checked where they are
+read, so a model only says which one a field is.
+"""
+
+from __future__ import annotations
+
+import codecs
+import math
+import re
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit, urlunsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, PlainValidator
+
+from daemon.domain.units import Rate, parse_duration, parse_rate, parse_size
+
+
+def _check_timezone(name: str) -> str:
+    try:
+        if len(name) > 64:
+            raise ValueError(name)
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError, OSError):
+        raise ValueError(
+            f"unknown time zone {name!r} (use an IANA name such as Asia/Jakarta)"
+        ) from None
+    return name
+
+
+def _check_encoding(name: str) -> str:
+    try:
+        codecs.lookup(name)
+    except LookupError:
+        raise ValueError(f"unknown text encoding {name!r}") from None
+    return name
+
+
+def _check_host(host: str) -> str:
+    if not host or len(host) > 253 or any(c.isspace() or not c.isprintable() for c in host):
+        raise ValueError(f"not a host name or address: {host!r}")
+    return host
+
+
+def _check_line(text: str) -> str:
+    if not text.isprintable():
+        raise ValueError(f"must be one line of printable text, got {text!r}")
+    return text
+
+
+def _check_http_url(url: str) -> str:
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises for a port that is not one
+    except ValueError as exc:
+        raise ValueError(f"not a URL: {url!r} ({exc})") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"expected an http:// or https:// URL, got {url!r}")
+    if not url.isprintable() or any(c.isspace() for c in url):
+        raise ValueError(f"a URL has no spaces or control characters: {url!r}")
+    return url
+
+
+def redact_url(url: str) -> str:
+    """The URL with any password replaced by ``***``: safe for logs and summaries."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.hostname or ""
+    if parts.port:
+        host += f":{parts.port}"
+    netloc = f"{parts.username}:***@{host}" if parts.username else f":***@{host}"
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+LONGEST_SETTING = 366 * 86400.0  # the longest duration a setting takes
+_WHOLE = re.compile(r"[+-]?\d{1,18}")
+
+
+def _kind(value: Any) -> str:
+    return {bool: "a boolean", float: "a fraction", str: "text"}.get(
+        type(value), type(value).__name__
+    )
+
+
+def setting_duration(value: Any) -> float:
+    seconds = parse_duration(value)
+    if seconds > LONGEST_SETTING:
+        raise ValueError(f"duration {value!r} is too long: at most 366d")
+    return seconds
+
+
+def whole(value: Any) -> Any:
+    """A whole number: an integer, or text of one (from ``${VAR}``); never a
+    boolean (``true`` is not 1) or a fraction."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, str) and _WHOLE.fullmatch(value.strip()):
+        return int(value)
+    shown = repr(value) if isinstance(value, str | float) else _kind(value)
+    raise ValueError(f"expected a whole number, got {shown}")
+
+
+def _flag(value: Any) -> Any:
+    """``true`` or ``false`` (or their text, from ``${VAR}``); never 0 or 1."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in ("true", "false"):
+        return value.strip().lower() == "true"
+    shown = repr(value) if isinstance(value, str | int | float) else _kind(value)
+    raise ValueError(f"expected true or false, got {shown}")
+
+
+def _number(value: Any) -> Any:
+    """A finite number, or text of one; never a boolean."""
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise ValueError(f"expected a number, got {_kind(value)}")
+    try:
+        number = float(value)
+    except ValueError:
+        raise ValueError(f"expected a number, got {value!r}") from None
+    if not math.isfinite(number):
+        raise ValueError(f"expected a finite number, got {value!r}")
+    return number
+
+
+Duration = Annotated[float, BeforeValidator(setting_duration)]
+PositiveDuration = Annotated[float, BeforeValidator(setting_duration), Field(gt=0)]
+RateValue = Annotated[Rate, PlainValidator(parse_rate)]
+ByteSize = Annotated[int, BeforeValidator(parse_size)]  # bytes, from 65536 or 64KiB
+Integer = Annotated[int, BeforeValidator(whole)]
+Flag = Annotated[bool, BeforeValidator(_flag)]
+Number = Annotated[float, BeforeValidator(_number)]
+Port = Annotated[int, BeforeValidator(whole), Field(ge=1, le=65535)]
+TimeZoneName = Annotated[str, AfterValidator(_check_timezone)]
+Name = Annotated[str, Field(pattern=r"^[A-Za-z][A-Za-z0-9_.-]{0,63}$")]
+HttpUrl = Annotated[str, AfterValidator(_check_http_url)]
+Encoding = Annotated[str, AfterValidator(_check_encoding)]
+Host = Annotated[str, AfterValidator(_check_host)]
+Line = Annotated[str, AfterValidator(_check_line)]  # one line of printable text
+
+
+class Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+EventLoopName = Literal["uvloop", "asyncio"]  # the asyncio event loop a process runs on
+EVENT_LOOPS: tuple[EventLoopName, ...] = ("uvloop", "asyncio")

@@ -1,0 +1,82 @@
+"""Schedules and their runs as the store answers them, and what the scheduler asks it
+to record."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal
+
+from daemon.domain.messages import InvalidMessage
+
+Overlap = Literal["skip", "queue_one", "allow"]
+
+
+class ScheduleError(InvalidMessage):
+    """An operation on a schedule that cannot be done as asked; the text says why."""
+
+
+@dataclass(frozen=True)
+class ScheduleRow:
+    id: int
+    name: str
+    definition: dict[str, Any]
+    origin: str
+    revision: int
+    paused: bool
+    pause_note: str | None
+    paused_by: str | None
+    paused_at: datetime | None
+    removed_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True)
+class RunRow:
+    id: int
+    schedule_id: int
+    schedule: str
+    fire_time: datetime
+    attempt: int
+    trigger: str
+    status: str
+    retry_of: int | None
+    due_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    lease_owner: str | None
+    lease_expires_at: datetime | None
+    error: str | None
+    output: dict[str, Any] | None
+    note: str | None
+
+
+@dataclass(frozen=True)
+class Retry:
+    """A retry to queue: the next attempt of a fire, due at ``due_at``."""
+
+    due_at: datetime
+    note: str | None = None
+
+
+@dataclass(frozen=True)
+class RunEnd:
+    """How a run ended: its status, error, output, and the retry to queue."""
+
+    run_id: int
+    status: str
+    error: str | None = None
+    output: dict[str, Any] | None = None
+    retry: Retry | None = None
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A fire to claim: its schedule, time, trigger and the schedule's overlap policy."""
+
+    schedule_id: int
+    fire_time: datetime
+    trigger: str
+    overlap: Overlap
+    note: str | None = None

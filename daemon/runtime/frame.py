@@ -1,0 +1,560 @@
+"""The frame every role stands on: signals, the store, the health and metrics
+server, and the role's named children, supervised, drained and reloaded.
+
+A role declares its children from the settings (``Role.children``): each a name
+(``channel hie``), the part of the settings it is built from, and how to build
+it. A child starts its tasks, drains within a deadline and says what is wrong
+with it. The frame:
+
+- binds ``roles.ROLE.host``:``base_port`` + process number first (a port in use
+  is a ``StartupError`` at once: exit 69 within supervisord's startsecs), and the
+  role's own listeners when its class has ``bind(settings, process_num)`` (the
+  control API: ``Context.listeners``), waits
+  for the database (backing off), then starts every child and serves
+  ``/healthz`` and ``/metrics`` there; a role may add routes of its own to that
+  app (``Role.add_routes``);
+- watches every child's tasks: one that ends on its own stops the role loudly
+  (exit 1), instead of leaving it half alive;
+- SIGTERM/SIGINT: stops taking work and drains every child within the role's
+  ``drain_timeout``, then exits 0;
+- SIGHUP: reads the YAML file again off the event loop. A file with errors is
+  refused and the running settings stay; otherwise children whose settings
+  changed are drained and built again, those removed drained, those added
+  started, and each change is logged with what changed (``rate 20/s → 5/s``).
+
+Signal handlers only set events; the frame's main coroutine acts on them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import json
+import logging
+import os
+import signal
+import socket
+import time
+from collections.abc import Callable, Collection, Coroutine
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from daemon.config.diff import changes
+from daemon.config.loader import ConfigError, load_config
+from daemon.config.settings import RoleSettings, Settings
+from daemon.domain.errors import StartupError, StoreUnavailable
+from daemon.resilience.backoff import Backoff
+from daemon.runtime.metrics import Metrics
+from daemon.store.aio import AsyncStore, open_async_store
+
+log = logging.getLogger("outboxd.frame")
+HEALTH_TIMEOUT = 2.0  # seconds /healthz waits for the database's answer
+MAX_PORT = 65535
+
+
+class Child(Protocol):
+    """A named part of a role: a loop per channel, per source, a side task."""
+
+    def start(self) -> Collection[asyncio.Task[Any]]:
+        """Start; the frame watches the tasks returned (they end only when drained)."""
+        ...
+
+    async def drain(self, timeout: float) -> None:
+        """Stop taking work, finish or release what is in flight within ``timeout``."""
+        ...
+
+    def problems(self) -> list[str]:
+        """What is wrong right now, for /healthz; empty when healthy."""
+        ...
+
+
+@dataclass(frozen=True)
+class ChildSpec:
+    name: str  # e.g. "channel hie": in logs and health problems
+    config: object  # what the child is built from; a change rebuilds it on reload
+    build: Callable[[], Child]
+
+
+class Role(Protocol):
+    def children(self, settings: Settings) -> list[ChildSpec]:
+        """The children these settings call for (asked at start and on every reload)."""
+        ...
+
+    def problems(self) -> list[str]:
+        """Problems of the role beyond its children's."""
+        ...
+
+    def add_routes(self, app: web.Application) -> None:
+        """Routes of the role's own on the health and metrics app."""
+        ...
+
+    async def open(self) -> None:
+        """What the role serves itself, opened before its children start (a port
+        it cannot bind: raise ``StartupError``, the process exits 69)."""
+        ...
+
+    async def close(self) -> None:
+        """Close what ``open`` opened, after the children drained."""
+        ...
+
+    async def before_scrape(self) -> None:
+        """Bring gauges read from elsewhere (the database) up to date for /metrics."""
+        ...
+
+
+class RoleBase:
+    """Defaults for the optional parts of ``Role``."""
+
+    def problems(self) -> list[str]:
+        return []
+
+    def add_routes(self, app: web.Application) -> None:
+        return None
+
+    async def open(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None
+
+    async def before_scrape(self) -> None:
+        return None
+
+
+@dataclass
+class Context:
+    """What a role gets from the frame."""
+
+    role: str
+    process_num: int
+    owner: str  # unique per process: host, pid, role and number
+    settings: Settings  # the running settings (replaced on a reload)
+    store: AsyncStore
+    metrics: Metrics
+    listeners: list[socket.socket] = field(default_factory=list)  # the role's ``bind``
+
+
+RoleFactory = Callable[[Context], Role]
+
+
+class TaskChild:
+    """A child that is one task: a coroutine running until it is cancelled at drain."""
+
+    def __init__(self, name: str, run: Callable[[], Coroutine[Any, Any, None]]) -> None:
+        self.name = name
+        self._run = run
+        self.task: asyncio.Task[None] | None = None
+
+    def start(self) -> list[asyncio.Task[None]]:
+        self.task = asyncio.create_task(self._run(), name=self.name)
+        return [self.task]
+
+    async def drain(self, timeout: float) -> None:
+        if self.task is not None:
+            self.task.cancel()
+            await asyncio.gather(self.task, return_exceptions=True)
+
+    def problems(self) -> list[str]:
+        return [f"{self.name} stopped"] if self.task is not None and self.task.done() else []
+
+
+def owner_id(role: str, process_num: int) -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{role}.{process_num}"
+
+
+def bind_listeners(host: str, port: int, what: str, where: str) -> list[socket.socket]:
+    """Listening sockets on every address ``host`` names (as asyncio's
+    ``create_server`` binds them), for ``what``; one that cannot be bound (a port
+    in use) is a ``StartupError`` naming the address and ``where`` it is set (exit 69)."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except OSError as exc:
+        raise StartupError(
+            f"cannot serve {what} on {host}:{port}: {exc.strerror or exc} ({where})"
+        ) from None
+    sockets: list[socket.socket] = []
+    try:
+        for family, kind, proto, _, address in dict.fromkeys(infos):
+            sock = socket.socket(family, kind, proto)
+            sockets.append(sock)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            sock.bind(address)
+            sock.listen(128)
+    except OSError as exc:
+        for sock in sockets:
+            sock.close()
+        why = "address already in use" if exc.errno == errno.EADDRINUSE else exc.strerror
+        raise StartupError(
+            f"cannot serve {what} on {host}:{port}: {why or exc} ({where})"
+        ) from None
+    return sockets
+
+
+class NoHealthPort(StartupError):
+    """The role's base port and the process number give no port."""
+
+
+def health_address(settings: Settings, role: str, process_num: int) -> tuple[str, int]:
+    """Where a role's process serves /healthz; a number that gives no port is refused."""
+    role_settings: RoleSettings = getattr(settings.roles, role)
+    port = role_settings.base_port + process_num
+    if process_num < 0 or port > MAX_PORT:
+        raise NoHealthPort(
+            f"no health port for process number {process_num}: roles.{role}.base_port "
+            f"{role_settings.base_port} + {process_num} is not a port (1-{MAX_PORT})"
+        )
+    return role_settings.host, port
+
+
+class Children:
+    """A role's running children: started from its specs, watched, rebuilt on a
+    reload where their settings changed (logged with what changed), drained."""
+
+    def __init__(self, role: Role, role_name: str) -> None:
+        self.role = role
+        self.role_name = role_name
+        self.running: dict[str, tuple[ChildSpec, Child, list[asyncio.Task[Any]]]] = {}
+        self.broken: dict[str, str] = {}  # a child a reload could not build: why
+
+    def get(self, name: str) -> Child | None:
+        entry = self.running.get(name)
+        return entry[1] if entry is not None else None
+
+    def start(self, settings: Settings) -> None:
+        for spec in self.role.children(settings):
+            self._start(spec)
+
+    def _start(self, spec: ChildSpec) -> None:
+        child = spec.build()
+        tasks = list(child.start())
+        self.running[spec.name] = (spec, child, tasks)
+
+    async def drain(self, timeout: float, names: list[str] | None = None) -> None:
+        """Drain these children (all by default) at once, each within ``timeout``;
+        their tasks still running afterwards are cancelled."""
+        chosen = list(self.running) if names is None else names
+        entries = [self.running.pop(name) for name in chosen if name in self.running]
+        await asyncio.gather(*(child.drain(timeout) for _, child, _ in entries))
+        tasks = [task for _, _, ts in entries for task in ts]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def wait(self, *events: asyncio.Event) -> tuple[str, asyncio.Task[Any]] | None:
+        """Wait for one of ``events`` or for a child's task to end; return one that ended."""
+        owners = {task: name for name, (_, _, ts) in self.running.items() for task in ts}
+        waiters = [asyncio.ensure_future(event.wait()) for event in events]
+        try:
+            done, _ = await asyncio.wait([*owners, *waiters], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiter in waiters:
+                waiter.cancel()
+        ended = [task for task in owners if task in done]
+        return (owners[ended[0]], ended[0]) if ended else None
+
+    async def reload(self, settings: Settings) -> None:
+        """Apply new (valid) settings: drain what was removed or changed, build what
+        changed or was added; each logged, a change with what changed."""
+        wanted = {spec.name: spec for spec in self.role.children(settings)}
+        removed = [name for name in self.running if name not in wanted]
+        retried = [spec for name, spec in wanted.items() if name in self.broken]
+        changed = {
+            name: spec
+            for name, spec in wanted.items()
+            if name in self.running and self.running[name][0].config != spec.config
+        }
+        added = [
+            spec
+            for name, spec in wanted.items()
+            if name not in self.running and name not in self.broken
+        ]
+        for name in removed:
+            log.info("%s removed", name)
+        for name, spec in changed.items():
+            what = ", ".join(changes(self.running[name][0].config, spec.config)) or "rebuilt"
+            log.info("%s changed: %s", name, what)
+        timeout = getattr(settings.roles, self.role_name).drain_timeout
+        await self.drain(timeout, [*removed, *changed])
+        self.broken = {name: why for name, why in self.broken.items() if name in wanted}
+        for spec in [*changed.values(), *retried, *added]:
+            try:
+                self._start(spec)
+            except Exception as exc:  # the rest run on; /healthz names this one
+                log.exception("%s could not be started", spec.name)
+                self.broken[spec.name] = f"{type(exc).__name__}: {exc}"
+                continue
+            self.broken.pop(spec.name, None)
+            if spec in added:
+                log.info("%s added", spec.name)
+        log.info(
+            "reloaded",
+            extra={"added": len(added), "changed": len(changed), "removed": len(removed)},
+        )
+
+    def problems(self) -> list[str]:
+        out = list(self.role.problems())
+        for _, child, _ in self.running.values():
+            out += child.problems()
+        out += [f"{name}: not running ({why})" for name, why in sorted(self.broken.items())]
+        return out
+
+
+class Frame:
+    def __init__(
+        self, role: str, process_num: int, config_path: str | None, settings: Settings
+    ) -> None:
+        self.role_name = role
+        self.process_num = process_num
+        self.config_path = config_path
+        self.settings = settings
+        self.stopping = asyncio.Event()
+        self.reload_requested = asyncio.Event()
+        self.metrics = Metrics()
+        self.children: Children | None = None
+        self.role: Role | None = None
+        self.store: AsyncStore | None = None
+        self.context: Context | None = None
+        self.listeners: list[socket.socket] = []  # the role's own, bound at start
+
+    @property
+    def role_settings(self) -> RoleSettings:
+        return getattr(self.settings.roles, self.role_name)
+
+    async def run(self, factory: RoleFactory) -> int:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.stopping.set)
+        loop.add_signal_handler(signal.SIGHUP, self.reload_requested.set)
+        try:
+            return await self._run(factory)
+        finally:
+            for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+                loop.remove_signal_handler(sig)
+
+    async def _run(self, factory: RoleFactory) -> int:
+        host, port = health_address(self.settings, self.role_name, self.process_num)
+        # bound before anything else, so a port in use ends the process at once (well
+        # within supervisord's startsecs: the program is FATAL, not restarted forever)
+        sockets = self._bind_health(host, port)
+        try:
+            # a role's own listeners too (the control API), before the database wait
+            bind = getattr(factory, "bind", None)
+            self.listeners = bind(self.settings, self.process_num) if bind else []
+            try:
+                return await self._run_bound(factory, sockets, host, port)
+            finally:
+                for sock in self.listeners:
+                    sock.close()
+        finally:
+            for sock in sockets:
+                sock.close()
+
+    async def _run_bound(
+        self, factory: RoleFactory, sockets: list[socket.socket], host: str, port: int
+    ) -> int:
+        logging_settings = self.settings.logging
+        store = open_async_store(
+            self.settings.database,
+            in_process=getattr(self.role_settings, "store_process", False),
+            log_level=logging_settings.level,
+            log_format=logging_settings.format,
+            process=f"{self.role_name}.{self.process_num}",
+        )
+        self.store = store
+        try:
+            if not await self._wait_for_database(store):
+                return 0
+            context = Context(
+                self.role_name,
+                self.process_num,
+                owner_id(self.role_name, self.process_num),
+                self.settings,
+                store,
+                self.metrics,
+                self.listeners,
+            )
+            self.context = context
+            role = factory(context)
+            self.role = role
+            self.children = Children(role, self.role_name)
+            server = await self._serve_health(role, sockets, host, port)
+            try:
+                await role.open()
+                try:
+                    return await self._supervise(self.children)
+                finally:
+                    await role.close()
+            finally:
+                await server.cleanup()
+        finally:
+            await store.aclose()
+
+    # --- start and stop -------------------------------------------------------------
+
+    async def _wait_for_database(self, store: AsyncStore) -> bool:
+        """Check the schema, waiting for a database that does not answer yet
+        (False when told to stop first). A schema mismatch is raised."""
+        backoff = Backoff(1.0)
+        while True:
+            try:
+                await store.check_schema()
+                return True
+            except StoreUnavailable as exc:
+                delay = backoff.next()
+                log.warning(
+                    "waiting for the database", extra={"error": str(exc), "retry_in": delay}
+                )
+            try:
+                await asyncio.wait_for(self.stopping.wait(), delay)
+                return False
+            except TimeoutError:
+                pass
+
+    async def _supervise(self, children: Children) -> int:
+        children.start(self.settings)
+        self.metrics.up.labels(self.role_name).set(1)
+        assert self.store is not None
+        log.info(
+            "started",
+            extra={
+                "role": self.role_name,
+                "children": len(children.running),
+                "loop": type(asyncio.get_running_loop()).__module__.split(".", 1)[0],
+                "store": "process" if self.store.runs_in_process else "thread",
+            },
+        )
+        code = 0
+        try:
+            while not self.stopping.is_set():
+                died = await children.wait(self.stopping, self.reload_requested)
+                if died is not None:
+                    name, task = died
+                    log.error(
+                        "a loop ended unexpectedly; stopping",
+                        extra={"child": name, "task": task.get_name()},
+                        exc_info=task.exception() if not task.cancelled() else None,
+                    )
+                    code = 1
+                    break
+                if self.reload_requested.is_set():
+                    self.reload_requested.clear()
+                    await self._reload(children)
+        finally:
+            self.metrics.up.labels(self.role_name).set(0)
+            timeout = self.role_settings.drain_timeout
+            log.info("draining", extra={"deadline_seconds": timeout})
+            started = time.monotonic()
+            await children.drain(timeout)
+            log.info(
+                "stopped",
+                extra={"exit_code": code, "drain_seconds": round(time.monotonic() - started, 3)},
+            )
+        return code
+
+    async def _reload(self, children: Children) -> None:
+        try:
+            settings = await asyncio.to_thread(load_config, self.config_path)
+        except ConfigError as exc:
+            log.error(
+                "reload refused: the config has errors; keeping the running settings",
+                extra={"errors": "; ".join(map(str, exc.issues))},
+            )
+            return
+        for line in _restart_only(self.settings, settings, self.role_name):
+            log.warning("%s changed; it takes effect at the next restart", line)
+        self.settings = settings
+        if self.context is not None:
+            self.context.settings = settings
+        await children.reload(settings)
+
+    # --- health and metrics ---------------------------------------------------------
+
+    async def _healthz(self, _: web.Request) -> web.Response:
+        problems = self.children.problems() if self.children is not None else []
+        assert self.store is not None
+        try:
+            await asyncio.wait_for(self.store.ping(), HEALTH_TIMEOUT)
+        except Exception as exc:
+            problems.append(f"database: {type(exc).__name__}: {exc}")
+        body = {
+            "status": "ok" if not problems else "unhealthy",
+            "role": self.role_name,
+            "process": self.process_num,
+            "problems": problems,
+        }
+        return web.Response(
+            text=json.dumps(body),
+            status=200 if not problems else 503,
+            content_type="application/json",
+        )
+
+    async def _metrics(self, _: web.Request) -> web.Response:
+        if self.role is not None:
+            try:
+                await asyncio.wait_for(self.role.before_scrape(), HEALTH_TIMEOUT)
+            except Exception as exc:  # the rest of the scrape still answers
+                log.warning(
+                    "metrics not brought up to date",
+                    extra={"error": f"{type(exc).__name__}: {exc}"},
+                )
+        return web.Response(
+            body=generate_latest(self.metrics.registry),
+            headers={"Content-Type": CONTENT_TYPE_LATEST},
+        )
+
+    def _bind_health(self, host: str, port: int) -> list[socket.socket]:
+        where = f"roles.{self.role_name}.base_port + process number {self.process_num}"
+        return bind_listeners(host, port, "/healthz", where)
+
+    async def _serve_health(
+        self, role: Role, sockets: list[socket.socket], host: str, port: int
+    ) -> web.AppRunner:
+        app = web.Application()
+        app[FRAME] = self
+        app.router.add_get("/healthz", self._healthz)
+        app.router.add_get("/metrics", self._metrics)
+        role.add_routes(app)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        try:
+            for sock in sockets:
+                await web.SockSite(runner, sock).start()
+        except BaseException:
+            await runner.cleanup()
+            raise
+        log.info("health and metrics", extra={"listen": f"http://{host}:{port}"})
+        return runner
+
+
+FRAME = web.AppKey("frame", Frame)  # the frame, for a role's handlers
+
+
+def _restart_only(old: Settings, new: Settings, role: str) -> list[str]:
+    """Settings read at start only, named when a reload changes them."""
+    out = [f"database: {c}" for c in changes(old.database, new.database)]
+    out += [
+        f"roles.{role}.{c}"
+        for c in changes(getattr(old.roles, role), getattr(new.roles, role))
+        if not c.startswith("drain_timeout")
+    ]
+    if old.logging != new.logging:
+        out.append("logging")
+    return out
+
+
+def run_role(role: str, process_num: int, config_path: str | None, factory: RoleFactory) -> int:
+    """Load the settings and run ``role`` until it is told to stop. A bad config
+    raises ``ConfigError`` (the CLI reports it, exit 78)."""
+    from daemon.domain.logs import setup_logging
+    from daemon.runtime import eventloop
+
+    settings = load_config(config_path)
+    health_address(settings, role, process_num)  # refused before anything starts
+    setup_logging(settings.logging.level, settings.logging.format, f"{role}.{process_num}")
+    frame = Frame(role, process_num, config_path, settings)
+    return eventloop.run(frame.run(factory), getattr(settings.roles, role).event_loop)

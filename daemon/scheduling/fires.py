@@ -1,0 +1,202 @@
+"""When a schedule fires: a pure function of the schedule's timing and an instant.
+
+A ``cron`` schedule fires at the wall-clock times its crontab names, in its
+time zone. Where the zone changes its clocks:
+
+| the wall time                         | ``on_missing_time`` / ``on_repeated_time`` |
+|---------------------------------------|--------------------------------------------|
+| does not exist (spring forward: 02:30 | ``shift`` (default): once, at the instant  |
+| in Europe/Berlin on the last Sunday   | the clock would show it had it not jumped  |
+| of March)                             | (03:30 CEST); ``skip``: not that day        |
+| happens twice (fall back: 02:30 on    | ``once`` (default): at the first (CEST);   |
+| the last Sunday of October)           | ``twice``: at both                          |
+
+An ``every`` schedule fires at whole multiples of its interval from a fixed
+anchor (the Unix epoch unless ``anchor`` is given), so every process computes
+the same instants whatever its clock or zone; DST does not move them.
+
+Business days: ``skip: [weekends, holidays]`` drops a fire on a Saturday or
+Sunday (in the schedule's zone) or a public holiday, or, with
+``if_skipped: next_business_day``, moves it to the same wall time on the next
+business day (a fire already there is not doubled).
+
+Each fire says when it is (an aware UTC instant), its local wall time, and what
+moved it, if anything.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time, timedelta, tzinfo
+from typing import Literal
+
+from daemon.scheduling.cron import Crontab, parse_crontab
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+HORIZON_DAYS = 366 * 8 + 2  # the longest a cron schedule may go without firing (29 Feb)
+MAX_BUSINESS_SEARCH = 31  # days looked ahead for the next business day
+
+MissingTime = Literal["shift", "skip"]
+RepeatedTime = Literal["once", "twice"]
+IfSkipped = Literal["drop", "next_business_day"]
+Holidays = Callable[[date], bool]
+
+
+@dataclass(frozen=True)
+class Timing:
+    """What decides a schedule's fires."""
+
+    zone: tzinfo
+    cron: Crontab | None = None
+    every: float | None = None  # seconds
+    anchor: datetime = EPOCH
+    on_missing_time: MissingTime = "shift"
+    on_repeated_time: RepeatedTime = "once"
+    skip_weekends: bool = False
+    skip_holidays: bool = False
+    if_skipped: IfSkipped = "drop"
+    holidays: Holidays = field(default=lambda _day: False, compare=False)
+
+    @classmethod
+    def crontab(cls, expression: str, zone: tzinfo, **rules: object) -> Timing:
+        return cls(zone, cron=parse_crontab(expression), **rules)  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True)
+class Fire:
+    at: datetime  # the instant, aware UTC
+    local: datetime  # the wall time in the schedule's zone (fold=1: the repeated one)
+    note: str | None = None  # why it is not simply the wall time the schedule names
+
+    def __lt__(self, other: Fire) -> bool:
+        return self.at < other.at
+
+
+def next_fires(timing: Timing, after: datetime, count: int = 1) -> list[Fire]:
+    """The next ``count`` fires strictly after ``after``."""
+    out: list[Fire] = []
+    for fire in fires_from(timing, after):
+        out.append(fire)
+        if len(out) >= count:
+            break
+    return out
+
+
+def fires_between(timing: Timing, start: datetime, end: datetime) -> Iterator[Fire]:
+    """The fires ``start < at <= end``, in order."""
+    for fire in fires_from(timing, start):
+        if fire.at > end:
+            return
+        yield fire
+
+
+def fires_from(timing: Timing, after: datetime) -> Iterator[Fire]:
+    """Every fire strictly after ``after``, in order (an endless iterator, except
+    for a crontab no date matches within ``HORIZON_DAYS``)."""
+    after = after.astimezone(UTC)
+    if timing.every is not None:
+        yield from _every(timing, after)
+    elif timing.cron is not None:
+        yield from _cron(timing, after)
+
+
+# --- every ----------------------------------------------------------------------------
+
+
+def _every(timing: Timing, after: datetime) -> Iterator[Fire]:
+    assert timing.every is not None
+    step = timedelta(seconds=timing.every)
+    anchor = timing.anchor.astimezone(UTC)
+    n = (after - anchor) // step + 1
+    while True:
+        at = anchor + n * step
+        n += 1
+        local = at.astimezone(timing.zone)
+        if _skipped(timing, local.date()) is None:
+            yield Fire(at, local)
+
+
+# --- cron -----------------------------------------------------------------------------
+
+
+def _cron(timing: Timing, after: datetime) -> Iterator[Fire]:
+    assert timing.cron is not None
+    cron = timing.cron
+    back = MAX_BUSINESS_SEARCH if timing.if_skipped == "next_business_day" else 1
+    day = after.astimezone(timing.zone).date() - timedelta(days=back)  # moved ones arrive later
+    last_match = day
+    moved: list[Fire] = []  # fires moved to a later business day, not yet yielded
+    emitted: set[datetime] = set()
+    while True:
+        if (day - last_match).days > HORIZON_DAYS and not moved:
+            return
+        day_fires: list[Fire] = []
+        if cron.matches(day):
+            last_match = day
+            why = _skipped(timing, day)
+            for wall in cron.times():
+                for fire in _instants(timing, day, wall):
+                    if why is None:
+                        day_fires.append(fire)
+                    elif timing.if_skipped == "next_business_day":
+                        target = _next_business_day(timing, day)
+                        if target is not None:
+                            moved += _move(timing, fire, target, why)
+        if moved:
+            due = [f for f in moved if f.local.date() == day]
+            moved = [f for f in moved if f.local.date() != day]
+            day_fires += due
+        for fire in sorted(day_fires):
+            if fire.at > after and fire.at not in emitted:
+                emitted.add(fire.at)
+                yield fire
+        emitted = {at for at in emitted if at >= after}  # keep it small
+        day += timedelta(days=1)
+
+
+def _instants(timing: Timing, day: date, wall: time) -> list[Fire]:
+    """The instants of a wall time on a day in the zone, by the DST rules."""
+    naive = datetime.combine(day, wall)
+    first = naive.replace(tzinfo=timing.zone, fold=0)
+    second = naive.replace(tzinfo=timing.zone, fold=1)
+    if first.utcoffset() == second.utcoffset():  # an ordinary time
+        return [Fire(first.astimezone(UTC), first)]
+    at_first, at_second = first.astimezone(UTC), second.astimezone(UTC)
+    if at_first > at_second:  # the gap: the wall time does not exist that day
+        if timing.on_missing_time == "skip":
+            return []
+        shown = first.astimezone(UTC).astimezone(timing.zone)
+        note = f"{wall:%H:%M} does not exist on {day}; run at {shown:%H:%M %Z}"
+        return [Fire(at_first, shown, note)]
+    # the fold: the wall time happens twice
+    fires = [Fire(at_first, first)]
+    if timing.on_repeated_time == "twice":
+        fires.append(Fire(at_second, second, f"{wall:%H:%M} again, the hour repeated"))
+    return fires
+
+
+# --- business days -----------------------------------------------------------------------
+
+
+def _skipped(timing: Timing, day: date) -> str | None:
+    """Why ``day`` is not a business day for this schedule, or None."""
+    if timing.skip_weekends and day.isoweekday() >= 6:
+        return "a weekend"
+    if timing.skip_holidays and timing.holidays(day):
+        return "a public holiday"
+    return None
+
+
+def _next_business_day(timing: Timing, day: date) -> date | None:
+    for ahead in range(1, MAX_BUSINESS_SEARCH + 1):
+        candidate = day + timedelta(days=ahead)
+        if _skipped(timing, candidate) is None:
+            return candidate
+    return None
+
+
+def _move(timing: Timing, fire: Fire, target: date, why: str) -> list[Fire]:
+    wall = fire.local.replace(tzinfo=None).time()
+    note = f"moved from {fire.local:%a %Y-%m-%d}, {why}"
+    return [Fire(f.at, f.local, note) for f in _instants(timing, target, wall)][:1]

@@ -1,1 +1,0 @@
-"""The source kinds, one module each; ``daemon.sources.registry`` maps their names."""
