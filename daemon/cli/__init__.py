@@ -1,30 +1,25 @@
 """The ``outboxd`` command: check-config, migrate, run, status; enqueue, stats, retry,
 cancel, resend, visit; messages list and show; schedules, runs; token.
 
-Errors are one line on stderr and a sysexits-style code, never a traceback
-(set ``OUTBOXD_DEBUG=1`` to see one).
+The command line is parsed first (``parser``); then the module of the chosen
+command is imported and run, so each command loads only what it needs. Errors
+are one line on stderr and a sysexits-style code, never a traceback (set
+``OUTBOXD_DEBUG=1`` to see one). The faces (this, the API, the page) call the
+operator layer; this one may import anything below it and not the API.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import io
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
-from daemon import __version__
-from daemon.cli import browse, messages, schedules, status, system, tokens
-from daemon.cli.common import (
-    EX_DATAERR,
-    EX_SOFTWARE,
-    EX_UNAVAILABLE,
-    EX_USAGE,
-    CliError,
-    check_text,
-    subcommands,
-)
-from daemon.config.loader import EX_CONFIG, ConfigError
+from daemon.cli.errors import EX_DATAERR, EX_SOFTWARE, EX_UNAVAILABLE, EX_USAGE, CliError
+from daemon.cli.parser import build_parser
+from daemon.config.errors import EX_CONFIG, ConfigError
 from daemon.domain.errors import (
     DatabaseFileError,
     SchemaMismatch,
@@ -35,42 +30,41 @@ from daemon.domain.errors import (
 from daemon.domain.messages import InvalidMessage
 from daemon.domain.selection import InvalidCursor, OperatorRefused
 
+Command = Callable[[argparse.Namespace], int]
 
-def build_parser() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument(
-        "-c",
-        "--config",
-        metavar="FILE",
-        default=argparse.SUPPRESS,
-        help="the YAML file (default: $OUTBOXD_CONFIG)",
-    )
-    parser = argparse.ArgumentParser(
-        prog="outboxd", description="Reliable outbox delivery.", parents=[common]
-    )
-    parser.add_argument("--version", action="version", version=f"outboxd {__version__}")
-    add = subcommands(parser, common, "command", "COMMAND")
 
-    system.register(add)
-    status.register(add)
-    messages.register(add)
-    browse.register(add, common)
-    schedules.register(add, common)
-    tokens.register(add, common)
-    return parser
+def command_of(target: str) -> Command:
+    """The function a parsed command names (``module:function``), imported now."""
+    module, _, name = target.partition(":")
+    command: Command = getattr(importlib.import_module(module), name)
+    return command
+
+
+def check_text(args: argparse.Namespace) -> None:
+    """Every text argument a message or a lookup uses must be UTF-8 (a shell can
+    pass any bytes; they cannot be stored, compared or printed as they are)."""
+    for name, value in vars(args).items():
+        if name in ("config", "payload", "target") or not isinstance(value, str | list):
+            continue
+        for item in value if isinstance(value, list) else [value]:
+            if isinstance(item, str):
+                try:
+                    item.encode("utf-8")
+                except UnicodeEncodeError:
+                    option = name if name in ("kodebooking",) else f"--{name.replace('_', '-')}"
+                    raise CliError(f"{option}: not valid UTF-8 text", EX_DATAERR) from None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     for stream in (sys.stdout, sys.stderr):  # an argument that is not UTF-8 still prints
         if isinstance(stream, io.TextIOWrapper):
             stream.reconfigure(errors="backslashreplace")
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    args = build_parser().parse_args(argv)
     if not hasattr(args, "config"):
         args.config = None
     try:
         check_text(args)
-        return args.func(args)
+        return command_of(args.target)(args)
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         return EX_CONFIG

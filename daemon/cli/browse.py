@@ -9,21 +9,14 @@ from datetime import datetime, tzinfo
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from daemon.cli.common import (
-    EX_DATAERR,
-    EX_USAGE,
-    Add,
-    CliError,
-    open_store,
-    settings_of,
-    subcommands,
-)
-from daemon.cli.selectors import add_filter_arguments, message_id, selector_of
+from daemon.cli.common import open_store, settings_of
+from daemon.cli.errors import EX_DATAERR, EX_USAGE, CliError
+from daemon.cli.selectors import message_id, selector_of
+from daemon.domain.limits import LIST_WINDOW, MAX_PAGE
 from daemon.domain.units import format_duration
 from daemon.domain.views import EventView, MessagePage, MessageTimeline
 from daemon.operator.shapes import page_json, payload_text, timeline_json
 from daemon.operator.summaries import printable
-from daemon.store.browse import LIST_WINDOW, MAX_PAGE
 
 
 def _when(value: datetime | None, tz: tzinfo) -> str:
@@ -146,21 +139,3 @@ def cmd_show(args: argparse.Namespace) -> int:
     else:
         print("\n".join(timeline_lines(timeline, ZoneInfo(settings.timezone))))
     return 0
-
-
-def _usage(_: argparse.Namespace) -> int:
-    raise CliError("give an action: outboxd messages --help", EX_USAGE)
-
-
-def register(add: Add, common: argparse.ArgumentParser) -> None:
-    messages = add("messages", _usage, "messages: list, show")
-    action = subcommands(messages, common, "action", "ACTION")
-
-    listing = action("list", cmd_list, "messages newest first, a page at a time")
-    add_filter_arguments(listing, ids=False)
-    listing.add_argument("--limit", default="50", help=f"per page, 1 to {MAX_PAGE} (default 50)")
-    listing.add_argument("--cursor", help="the next page: the cursor the last page printed")
-    listing.add_argument("--json", action="store_true")
-    show = action("show", cmd_show, "one message, its status events and operator actions")
-    show.add_argument("id", metavar="ID")
-    show.add_argument("--json", action="store_true")

@@ -1,15 +1,15 @@
-"""What every ``outboxd`` command shares: exit codes, the one-line error, the
-settings and the store of the file named, times and text from the command line."""
+"""What the ``outboxd`` commands share: the settings and the store of the file
+named, times and text from the command line."""
 
 from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+from daemon.cli.errors import EX_NOINPUT, EX_USAGE, CliError
 from daemon.config.loader import load_config
 from daemon.config.settings import Settings
 from daemon.domain.clock import utcnow
@@ -17,39 +17,6 @@ from daemon.domain.units import parse_duration
 from daemon.store.db import open_database
 from daemon.store.migrations import require_current
 from daemon.store.sync import Store
-
-Command = Callable[[argparse.Namespace], int]
-Add = Callable[[str, Command, str], argparse.ArgumentParser]
-
-
-def subcommands(
-    parser: argparse.ArgumentParser, common: argparse.ArgumentParser, dest: str, metavar: str
-) -> Add:
-    """The function that adds a subcommand (its name, what runs it, its help) under
-    ``parser``, each taking ``common``'s options."""
-    sub = parser.add_subparsers(dest=dest, required=True, metavar=metavar)
-
-    def add(name: str, func: Command, text: str) -> argparse.ArgumentParser:
-        cmd = sub.add_parser(name, parents=[common], help=text, description=text)
-        cmd.set_defaults(func=func)
-        return cmd
-
-    return add
-
-
-EX_USAGE = 64
-EX_DATAERR = 65
-EX_NOINPUT = 66
-EX_UNAVAILABLE = 69
-EX_SOFTWARE = 70
-MAX_ID = 2**63 - 1  # the largest id a message can have
-
-
-class CliError(Exception):
-    def __init__(self, message: str, code: int) -> None:
-        super().__init__(message)
-        self.code = code
-
 
 # --- helpers ------------------------------------------------------------------------
 
@@ -86,21 +53,6 @@ def parse_time(text: str, tz: ZoneInfo, option: str = "--since") -> datetime:
             "such as 2h",
             EX_USAGE,
         ) from None
-
-
-def check_text(args: argparse.Namespace) -> None:
-    """Every text argument a message or a lookup uses must be UTF-8 (a shell can
-    pass any bytes; they cannot be stored, compared or printed as they are)."""
-    for name, value in vars(args).items():
-        if name in ("config", "payload") or not isinstance(value, str | list):
-            continue
-        for item in value if isinstance(value, list) else [value]:
-            if isinstance(item, str):
-                try:
-                    item.encode("utf-8")
-                except UnicodeEncodeError:
-                    option = name if name in ("kodebooking",) else f"--{name.replace('_', '-')}"
-                    raise CliError(f"{option}: not valid UTF-8 text", EX_DATAERR) from None
 
 
 def read_payload(source: str) -> bytes:

@@ -10,16 +10,9 @@ from collections.abc import Callable
 from typing import NamedTuple
 from zoneinfo import ZoneInfo
 
-from daemon.cli.common import (
-    EX_DATAERR,
-    EX_USAGE,
-    Add,
-    CliError,
-    open_store,
-    read_payload,
-    settings_of,
-)
-from daemon.cli.selectors import add_filter_arguments, selector_of
+from daemon.cli.common import open_store, read_payload, settings_of
+from daemon.cli.errors import EX_DATAERR, EX_USAGE, CliError
+from daemon.cli.selectors import selector_of
 from daemon.domain.clock import utcnow
 from daemon.domain.errors import Refused
 from daemon.domain.statuses import SENDING
@@ -194,34 +187,3 @@ def cmd_visit(args: argparse.Namespace) -> int:
 cmd_retry = _operator_command(Verbs("retry", "retried", "retrying"), lambda s: s.retry)
 cmd_cancel = _operator_command(Verbs("cancel", "cancelled", "cancelling"), lambda s: s.cancel)
 cmd_resend = _operator_command(Verbs("resend", "resent", "resending"), lambda s: s.resend)
-
-
-def register(add: Add) -> None:
-    enqueue = add("enqueue", cmd_enqueue, "store one message for delivery")
-    enqueue.add_argument("--channel", required=True)
-    enqueue.add_argument("--key", required=True, help="idempotency key, unique per channel")
-    enqueue.add_argument("--after", metavar="KEY", help="a message of the channel to send first")
-    enqueue.add_argument("--kind", help="payload kind (default from the channel)")
-    enqueue.add_argument("--group", help="ordering key: on an ordered channel, one at a time")
-    enqueue.add_argument("--json", action="store_true", help="print the result as JSON")
-    enqueue.add_argument("payload", nargs="?", default="-", metavar="FILE|-")
-
-    stats = add("stats", cmd_stats, "counts per channel and status, oldest pending age")
-    stats.add_argument("--json", action="store_true")
-    stats.add_argument("--window", default="1h", help="success-rate window (default 1h)")
-
-    for name, func, text in (
-        ("retry", cmd_retry, "make failed, cancelled or pending messages due now, attempts reset"),
-        ("cancel", cmd_cancel, "cancel pending or failed messages"),
-        ("resend", cmd_resend, "send sent, confirmed or rejected messages again"),
-    ):
-        op = add(name, func, text)
-        add_filter_arguments(op, ids=True)
-        op.add_argument(
-            "--dry-run", action="store_true", help="say how many would change; change nothing"
-        )
-
-    visit = add("visit", cmd_visit, "a visit's BPJS task progress")
-    visit.add_argument("kodebooking")
-    visit.add_argument("--source", help="the source, when several have this kodebooking")
-    visit.add_argument("--json", action="store_true")

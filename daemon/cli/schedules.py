@@ -14,16 +14,8 @@ from typing import Any
 
 import yaml
 
-from daemon.cli.common import (
-    EX_DATAERR,
-    EX_USAGE,
-    Add,
-    CliError,
-    open_store,
-    parse_time,
-    settings_of,
-    subcommands,
-)
+from daemon.cli.common import open_store, parse_time, settings_of
+from daemon.cli.errors import EX_DATAERR, EX_USAGE, CliError
 from daemon.config.schedules import DefinitionError, read_definition, timing_of, zone_of
 from daemon.config.settings import ScheduleSettings, Settings
 from daemon.domain.errors import Refused
@@ -327,6 +319,11 @@ def _simple(action: str) -> Callable[[argparse.Namespace], int]:
     return command
 
 
+cmd_remove = _simple("remove")
+cmd_pause = _simple("pause")
+cmd_resume = _simple("resume")
+
+
 def cmd_run_now(args: argparse.Namespace) -> int:
     settings = settings_of(args)
     store = open_store(settings)
@@ -367,63 +364,3 @@ def cmd_backfill(args: argparse.Namespace) -> int:
         f"{len(fires) - len(queued)} already in the ledger; {admin.when_it_starts(row, one=False)}"
     )
     return 0
-
-
-def register(add: Add, common: argparse.ArgumentParser) -> None:
-    schedules = add("schedules", _usage, "schedules: list, show, add, edit, remove, pause, run …")
-    action = subcommands(schedules, common, "action", "ACTION")
-
-    listing = action("list", cmd_list, "every schedule with its next fire and last run")
-    listing.add_argument("--json", action="store_true")
-    show = action("show", cmd_show, "a schedule, its next fires and its recent runs")
-    show.add_argument("name")
-    show.add_argument("--json", action="store_true")
-    for name, func, text in (
-        ("add", cmd_add, "add a schedule of your own"),
-        ("edit", cmd_edit, "change a schedule of your own"),
-    ):
-        cmd = action(name, func, text)
-        cmd.add_argument("name")
-        cmd.add_argument(
-            "--job", required=name == "add", help="purge, export, status_check, report, http"
-        )
-        cmd.add_argument("--cron", metavar="EXPR")
-        cmd.add_argument("--every", metavar="DURATION")
-        cmd.add_argument("--timezone", metavar="ZONE")
-        cmd.add_argument("--options", metavar="JSON", help="the job's options as a JSON object")
-        cmd.add_argument(
-            "--with", dest="rules", action="append", metavar="KEY=VALUE",
-            help="any other setting (overlap=queue_one, catch_up=2h, skip=[weekends], …)",
-        )  # fmt: skip
-    remove = action("remove", _simple("remove"), "remove a schedule of your own (its runs stay)")
-    remove.add_argument("name")
-    pause = action("pause", _simple("pause"), "pause a schedule, saying why")
-    pause.add_argument("name")
-    pause.add_argument("--note", required=True, help="why (shown with the schedule)")
-    resume = action("resume", _simple("resume"), "resume a paused schedule")
-    resume.add_argument("name")
-    run = action("run", cmd_run_now, "run a schedule's job now (trigger manual)")
-    run.add_argument("name")
-    backfill = action("backfill", cmd_backfill, "one run per fire of a time range")
-    backfill.add_argument("name")
-    backfill.add_argument("--from", dest="since", required=True, metavar="TIME|AGE")
-    backfill.add_argument("--until", required=True, metavar="TIME|AGE")
-    backfill.add_argument("--dry-run", action="store_true", help="say how many; queue nothing")
-    preview = action("preview", cmd_preview, "the next fires of a schedule or an expression")
-    preview.add_argument("name", nargs="?")
-    preview.add_argument("--cron", metavar="EXPR")
-    preview.add_argument("--every", metavar="DURATION")
-    preview.add_argument("--timezone", metavar="ZONE")
-    preview.add_argument("--with", dest="rules", action="append", metavar="KEY=VALUE")
-    preview.add_argument("--from", dest="since", metavar="TIME|AGE", help="default: now")
-    preview.add_argument("--count", type=int, default=10)
-    preview.add_argument("--json", action="store_true")
-
-    runs = add("runs", cmd_runs, "a schedule's ledger: every fire and what became of it")
-    runs.add_argument("name")
-    runs.add_argument("--limit", type=int, default=50)
-    runs.add_argument("--json", action="store_true")
-
-
-def _usage(_: argparse.Namespace) -> int:
-    raise CliError("give an action: outboxd schedules --help", EX_USAGE)

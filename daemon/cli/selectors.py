@@ -7,12 +7,12 @@ import argparse
 from collections.abc import Sequence
 from zoneinfo import ZoneInfo
 
-from daemon.cli.common import EX_USAGE, MAX_ID, CliError, parse_time
+from daemon.cli.common import parse_time
+from daemon.cli.errors import EX_USAGE, CliError
+from daemon.cli.parser import FILTER_OPTIONS
 from daemon.config.settings import Settings
+from daemon.domain.limits import MAX_ID
 from daemon.domain.selection import MessageFilter
-from daemon.domain.statuses import STATUSES
-
-FILTER_OPTIONS = ("channel", "status", "kind", "key", "since", "until")
 
 
 def message_id(text: str, option: str = "--id") -> int:
@@ -25,17 +25,6 @@ def message_id(text: str, option: str = "--id") -> int:
 def message_ids(groups: Sequence[str]) -> tuple[int, ...]:
     """``--id 12 --id 13,14``: message ids, each a whole number that can be one."""
     return tuple(message_id(part) for group in groups for part in group.split(",") if part.strip())
-
-
-def add_filter_arguments(parser: argparse.ArgumentParser, ids: bool) -> None:
-    if ids:
-        parser.add_argument("--id", action="append", metavar="ID[,ID…]")
-    parser.add_argument("--channel")
-    parser.add_argument("--status", action="append", choices=STATUSES)
-    parser.add_argument("--kind")
-    parser.add_argument("--key", metavar="PREFIX", help="keys beginning so (with --channel)")
-    parser.add_argument("--since", metavar="TIME|AGE", help="created at or after")
-    parser.add_argument("--until", metavar="TIME|AGE", help="created before")
 
 
 def selector_of(args: argparse.Namespace, settings: Settings) -> MessageFilter:

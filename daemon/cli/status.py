@@ -13,7 +13,8 @@ import asyncio
 import json
 import time
 
-from daemon.cli.common import EX_UNAVAILABLE, EX_USAGE, Add, CliError, settings_of
+from daemon.cli.common import settings_of
+from daemon.cli.errors import EX_UNAVAILABLE, EX_USAGE, CliError
 from daemon.config.settings import Settings
 from daemon.operator.summaries import printable
 from daemon.suite.readiness import ProgramStatus, SuiteStatus, survey
@@ -127,33 +128,3 @@ def _tails(supervisor: Supervisor, entries: list[ProgramStatus], count: int) -> 
         out.append(printable(f"--- {name}: the last {len(lines)} lines of {where} ---"))
         out += [printable(line) for line in lines]
     return out
-
-
-def register(add: Add) -> None:
-    cmd = add(
-        "status",
-        cmd_status,
-        "every program supervisord runs and outboxd's /healthz; exit 0 when all are ready",
-    )
-    cmd.add_argument(
-        "--supervisor",
-        metavar="URL_OR_SOCKET",
-        default=None,
-        help="unix://PATH, http://HOST:PORT, a socket or a supervisord.conf (default: "
-        "$OUTBOXD_SUPERVISOR, else ./supervisord.conf, else ./var/supervisor.sock)",
-    )
-    cmd.add_argument("--json", action="store_true", help="print JSON")
-    cmd.add_argument(
-        "--wait",
-        metavar="SECONDS",
-        type=float,
-        default=0.0,
-        help="ask again until all are ready, one is FATAL, or SECONDS pass",
-    )
-    cmd.add_argument(
-        "--tail",
-        metavar="LINES",
-        type=int,
-        default=0,
-        help="print the last LINES log lines of each program not ready",
-    )

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 
-from daemon.cli.common import EX_USAGE, Add, CliError, settings_of
+from daemon.cli.common import settings_of
+from daemon.cli.errors import EX_USAGE, CliError
+from daemon.cli.parser import ROLES
 from daemon.operator.summaries import config_summary
-from daemon.roles import ROLES
 from daemon.store.db import open_database
 from daemon.store.migrations import LATEST, current_version, migrate
 
@@ -37,18 +39,11 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from daemon.roles import role_factory
-    from daemon.runtime.frame import NoHealthPort, run_role
+    from daemon.runtime.frame import NoHealthPort, RoleFactory, run_role
 
+    module, _, attribute = ROLES[args.role].partition(":")
+    factory: RoleFactory = getattr(importlib.import_module(module), attribute)
     try:
-        return run_role(args.role, args.process_num, args.config, role_factory(args.role))
+        return run_role(args.role, args.process_num, args.config, factory)
     except NoHealthPort as exc:
         raise CliError(f"--process-num: {exc}", EX_USAGE) from None
-
-
-def register(add: Add) -> None:
-    add("check-config", cmd_check_config, "validate the YAML file and summarise it")
-    add("migrate", cmd_migrate, "create or upgrade the database schema")
-    run = add("run", cmd_run, f"run a role until SIGTERM ({', '.join(ROLES)})")
-    run.add_argument("role", choices=list(ROLES))
-    run.add_argument("--process-num", type=int, default=0)

@@ -12,48 +12,22 @@ import os
 import types
 import typing
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
 from pydantic import BaseModel, ValidationError
 
+from daemon.config.errors import ConfigError, ConfigIssue
 from daemon.config.interpolation import InterpolationError, interpolate
 from daemon.config.settings import Settings
 from daemon.jobs.registry import JOB_KINDS
 from daemon.sources.registry import SOURCE_KINDS
 
-EX_CONFIG = 78  # sysexits.h: configuration error
 CONFIG_ENV = "OUTBOXD_CONFIG"
 MAX_BYTES = 1 << 20  # a config file is at most 1 MiB
 MAX_VALUES = 100_000  # values in the document once YAML aliases are expanded
 MAX_DEPTH = 64  # mappings and lists nested in one another
-
-
-@dataclass(frozen=True)
-class ConfigIssue:
-    path: str
-    message: str
-
-    def __str__(self) -> str:
-        return f"{self.path}: {self.message}" if self.path else self.message
-
-
-class ConfigError(Exception):
-    """The file could not be turned into settings; ``issues`` lists every reason."""
-
-    def __init__(self, source: str, issues: list[ConfigIssue]) -> None:
-        self.source = source
-        self.issues = issues
-        super().__init__(str(self))
-
-    def __str__(self) -> str:
-        if len(self.issues) == 1:
-            return f"{self.source}: {self.issues[0]}"
-        lines = [f"{self.source}: {len(self.issues)} errors"]
-        lines += [f"  {issue}" for issue in self.issues]
-        return "\n".join(lines)
 
 
 def config_path(explicit: str | os.PathLike[str] | None, environ: Mapping[str, str]) -> Path:

@@ -43,7 +43,8 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from daemon.config.diff import changes
-from daemon.config.loader import ConfigError, load_config
+from daemon.config.errors import ConfigError
+from daemon.config.loader import load_config
 from daemon.config.settings import RoleSettings, Settings
 from daemon.domain.errors import StartupError, StoreUnavailable
 from daemon.resilience.backoff import Backoff

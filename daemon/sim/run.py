@@ -14,7 +14,8 @@ from urllib.parse import urlsplit
 from daemon.channels.bpjs_antrean.settings import BpjsAntreanSettings
 from daemon.channels.http.settings import HttpSettings
 from daemon.channels.mllp.settings import MllpSettings
-from daemon.config.loader import EX_CONFIG, ConfigError, load_config
+from daemon.config.errors import EX_CONFIG, ConfigError
+from daemon.config.loader import load_config
 from daemon.config.settings import Settings
 from daemon.sources.base import SourceError
 from daemon.sources.khanza.reader import connect_args

@@ -9,14 +9,12 @@ from datetime import datetime, timedelta
 
 import peewee as pw
 
+from daemon.domain.limits import LIST_WINDOW, MAX_PAGE
 from daemon.domain.selection import MessageFilter, OperatorRefused
 from daemon.domain.views import AuditView, EventView, MessagePage, MessageSummary, MessageTimeline
 from daemon.store.base import StoreBase
 from daemon.store.models import AuditEntry, Message, StatusEvent, db_timestamp
 from daemon.store.selection import check_filter, decode_cursor, encode_cursor, where
-
-MAX_PAGE = 500
-LIST_WINDOW = 7 * 86400.0  # seconds: what a listing covers when no ``since`` is given
 
 
 class BrowseOps(StoreBase):

@@ -19,7 +19,8 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from daemon.config.database import DatabaseSettings
-from daemon.config.loader import ConfigError, load_config, parse_config
+from daemon.config.errors import ConfigError
+from daemon.config.loader import load_config, parse_config
 from daemon.domain.messages import NewMessage
 from daemon.roles.dispatcher import Dispatcher
 from daemon.runtime.frame import Frame

@@ -17,7 +17,8 @@ from daemon.channels.registry import (
     message_kind,
     prepare_payload,
 )
-from daemon.config.loader import ConfigError, parse_config
+from daemon.config.errors import ConfigError
+from daemon.config.loader import parse_config
 
 HL7 = b"MSH|^~\\&|A|B|C|D|20261123||ADT^A04|MSG1|P|2.5.1\rPID|1||42\r"
 ADD = (

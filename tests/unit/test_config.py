@@ -6,7 +6,8 @@ from hypothesis import strategies as st
 
 from daemon.channels.bpjs_antrean.settings import BpjsAntreanSettings
 from daemon.channels.mllp.settings import MllpSettings
-from daemon.config.loader import ConfigError, load_config, parse_config
+from daemon.config.errors import ConfigError
+from daemon.config.loader import load_config, parse_config
 
 MINIMAL = "database: sqlite:///var/outboxd.db\n"
 

@@ -7,7 +7,8 @@ import textwrap
 
 import pytest
 
-from daemon.config.loader import ConfigError, parse_config
+from daemon.config.errors import ConfigError
+from daemon.config.loader import parse_config
 from daemon.domain.auth import hash_token
 
 HASH = hash_token("obx_example")

@@ -16,7 +16,8 @@ from hypothesis import strategies as st
 
 from daemon.channels.base import Outcome
 from daemon.channels.registry import build_channel
-from daemon.config.loader import MAX_DEPTH, ConfigError, parse_config
+from daemon.config.errors import ConfigError
+from daemon.config.loader import MAX_DEPTH, parse_config
 from daemon.config.settings import Settings
 from daemon.domain.messages import ClaimedMessage
 from daemon.resilience.backoff import RetryPolicy

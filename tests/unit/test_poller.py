@@ -8,7 +8,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from daemon.config.loader import ConfigError, parse_config
+from daemon.config.errors import ConfigError
+from daemon.config.loader import parse_config
 from daemon.roles.poller import next_delay
 from daemon.sources.base import SourceError
 from daemon.sources.khanza.reader import connect_args, describe, local_pair, local_time

@@ -1,0 +1,242 @@
+"""Every ``outboxd`` command's arguments, and the function that runs it named by
+its path (``module:function``), imported only once the command line is parsed:
+``outboxd --help`` and a mistyped option load no configuration, database driver
+or web framework. Imports only the standard library and light values of domain."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+
+from daemon import __version__
+from daemon.domain.auth import ROLES as TOKEN_ROLES
+from daemon.domain.limits import MAX_PAGE
+from daemon.domain.statuses import STATUSES
+
+# ``outboxd run NAME``: the roles a process can run, and where each is defined.
+ROLES = {
+    "dispatcher": "daemon.roles.dispatcher:Dispatcher",
+    "poller": "daemon.roles.poller:Poller",
+    "scheduler": "daemon.roles.scheduler:Scheduler",
+    "control": "daemon.api.role:Control",
+}
+
+Add = Callable[[str, str, str], argparse.ArgumentParser]
+FILTER_OPTIONS = ("channel", "status", "kind", "key", "since", "until")
+
+
+def subcommands(
+    parser: argparse.ArgumentParser, common: argparse.ArgumentParser, dest: str, metavar: str
+) -> Add:
+    """The function that adds a subcommand (its name, the path of what runs it, its
+    help) under ``parser``, each taking ``common``'s options."""
+    sub = parser.add_subparsers(dest=dest, required=True, metavar=metavar)
+
+    def add(name: str, target: str, text: str) -> argparse.ArgumentParser:
+        cmd = sub.add_parser(name, parents=[common], help=text, description=text)
+        cmd.set_defaults(target=target)
+        return cmd
+
+    return add
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "-c",
+        "--config",
+        metavar="FILE",
+        default=argparse.SUPPRESS,
+        help="the YAML file (default: $OUTBOXD_CONFIG)",
+    )
+    parser = argparse.ArgumentParser(
+        prog="outboxd", description="Reliable outbox delivery.", parents=[common]
+    )
+    parser.add_argument("--version", action="version", version=f"outboxd {__version__}")
+    add = subcommands(parser, common, "command", "COMMAND")
+    _system(add)
+    _status(add)
+    _messages(add)
+    _browse(add, common)
+    _schedules(add, common)
+    _tokens(add, common)
+    return parser
+
+
+def _system(add: Add) -> None:
+    add(
+        "check-config",
+        "daemon.cli.system:cmd_check_config",
+        "validate the YAML file and summarise it",
+    )
+    add("migrate", "daemon.cli.system:cmd_migrate", "create or upgrade the database schema")
+    run = add("run", "daemon.cli.system:cmd_run", f"run a role until SIGTERM ({', '.join(ROLES)})")
+    run.add_argument("role", choices=list(ROLES))
+    run.add_argument("--process-num", type=int, default=0)
+
+
+def _status(add: Add) -> None:
+    cmd = add(
+        "status",
+        "daemon.cli.status:cmd_status",
+        "every program supervisord runs and outboxd's /healthz; exit 0 when all are ready",
+    )
+    cmd.add_argument(
+        "--supervisor",
+        metavar="URL_OR_SOCKET",
+        default=None,
+        help="unix://PATH, http://HOST:PORT, a socket or a supervisord.conf (default: "
+        "$OUTBOXD_SUPERVISOR, else ./supervisord.conf, else ./var/supervisor.sock)",
+    )
+    cmd.add_argument("--json", action="store_true", help="print JSON")
+    cmd.add_argument(
+        "--wait",
+        metavar="SECONDS",
+        type=float,
+        default=0.0,
+        help="ask again until all are ready, one is FATAL, or SECONDS pass",
+    )
+    cmd.add_argument(
+        "--tail",
+        metavar="LINES",
+        type=int,
+        default=0,
+        help="print the last LINES log lines of each program not ready",
+    )
+
+
+def add_filter_arguments(parser: argparse.ArgumentParser, ids: bool) -> None:
+    """``--id``, ``--channel``, ``--status``, ``--kind``, ``--key``, ``--since``,
+    ``--until``: the options that select messages."""
+    if ids:
+        parser.add_argument("--id", action="append", metavar="ID[,ID…]")
+    parser.add_argument("--channel")
+    parser.add_argument("--status", action="append", choices=STATUSES)
+    parser.add_argument("--kind")
+    parser.add_argument("--key", metavar="PREFIX", help="keys beginning so (with --channel)")
+    parser.add_argument("--since", metavar="TIME|AGE", help="created at or after")
+    parser.add_argument("--until", metavar="TIME|AGE", help="created before")
+
+
+def _messages(add: Add) -> None:
+    m = "daemon.cli.messages:"
+    enqueue = add("enqueue", m + "cmd_enqueue", "store one message for delivery")
+    enqueue.add_argument("--channel", required=True)
+    enqueue.add_argument("--key", required=True, help="idempotency key, unique per channel")
+    enqueue.add_argument("--after", metavar="KEY", help="a message of the channel to send first")
+    enqueue.add_argument("--kind", help="payload kind (default from the channel)")
+    enqueue.add_argument("--group", help="ordering key: on an ordered channel, one at a time")
+    enqueue.add_argument("--json", action="store_true", help="print the result as JSON")
+    enqueue.add_argument("payload", nargs="?", default="-", metavar="FILE|-")
+
+    stats = add("stats", m + "cmd_stats", "counts per channel and status, oldest pending age")
+    stats.add_argument("--json", action="store_true")
+    stats.add_argument("--window", default="1h", help="success-rate window (default 1h)")
+
+    for name, text in (
+        ("retry", "make failed, cancelled or pending messages due now, attempts reset"),
+        ("cancel", "cancel pending or failed messages"),
+        ("resend", "send sent, confirmed or rejected messages again"),
+    ):
+        op = add(name, f"{m}cmd_{name}", text)
+        add_filter_arguments(op, ids=True)
+        op.add_argument(
+            "--dry-run", action="store_true", help="say how many would change; change nothing"
+        )
+
+    visit = add("visit", m + "cmd_visit", "a visit's BPJS task progress")
+    visit.add_argument("kodebooking")
+    visit.add_argument("--source", help="the source, when several have this kodebooking")
+    visit.add_argument("--json", action="store_true")
+
+
+def _browse(add: Add, common: argparse.ArgumentParser) -> None:
+    b = "daemon.cli.browse:"
+    messages = add("messages", "daemon.cli.parser:no_action", "messages: list, show")
+    action = subcommands(messages, common, "action", "ACTION")
+    listing = action("list", b + "cmd_list", "messages newest first, a page at a time")
+    add_filter_arguments(listing, ids=False)
+    listing.add_argument("--limit", default="50", help=f"per page, 1 to {MAX_PAGE} (default 50)")
+    listing.add_argument("--cursor", help="the next page: the cursor the last page printed")
+    listing.add_argument("--json", action="store_true")
+    show = action("show", b + "cmd_show", "one message, its status events and operator actions")
+    show.add_argument("id", metavar="ID")
+    show.add_argument("--json", action="store_true")
+
+
+def _schedules(add: Add, common: argparse.ArgumentParser) -> None:
+    s = "daemon.cli.schedules:"
+    schedules = add(
+        "schedules",
+        "daemon.cli.parser:no_action",
+        "schedules: list, show, add, edit, remove, pause, run …",
+    )
+    action = subcommands(schedules, common, "action", "ACTION")
+
+    listing = action("list", s + "cmd_list", "every schedule with its next fire and last run")
+    listing.add_argument("--json", action="store_true")
+    show = action("show", s + "cmd_show", "a schedule, its next fires and its recent runs")
+    show.add_argument("name")
+    show.add_argument("--json", action="store_true")
+    for name, text in (
+        ("add", "add a schedule of your own"),
+        ("edit", "change a schedule of your own"),
+    ):
+        cmd = action(name, f"{s}cmd_{name}", text)
+        cmd.add_argument("name")
+        cmd.add_argument(
+            "--job", required=name == "add", help="purge, export, status_check, report, http"
+        )
+        cmd.add_argument("--cron", metavar="EXPR")
+        cmd.add_argument("--every", metavar="DURATION")
+        cmd.add_argument("--timezone", metavar="ZONE")
+        cmd.add_argument("--options", metavar="JSON", help="the job's options as a JSON object")
+        cmd.add_argument(
+            "--with", dest="rules", action="append", metavar="KEY=VALUE",
+            help="any other setting (overlap=queue_one, catch_up=2h, skip=[weekends], …)",
+        )  # fmt: skip
+    remove = action("remove", s + "cmd_remove", "remove a schedule of your own (its runs stay)")
+    remove.add_argument("name")
+    pause = action("pause", s + "cmd_pause", "pause a schedule, saying why")
+    pause.add_argument("name")
+    pause.add_argument("--note", required=True, help="why (shown with the schedule)")
+    resume = action("resume", s + "cmd_resume", "resume a paused schedule")
+    resume.add_argument("name")
+    run = action("run", s + "cmd_run_now", "run a schedule's job now (trigger manual)")
+    run.add_argument("name")
+    backfill = action("backfill", s + "cmd_backfill", "one run per fire of a time range")
+    backfill.add_argument("name")
+    backfill.add_argument("--from", dest="since", required=True, metavar="TIME|AGE")
+    backfill.add_argument("--until", required=True, metavar="TIME|AGE")
+    backfill.add_argument("--dry-run", action="store_true", help="say how many; queue nothing")
+    preview = action("preview", s + "cmd_preview", "the next fires of a schedule or an expression")
+    preview.add_argument("name", nargs="?")
+    preview.add_argument("--cron", metavar="EXPR")
+    preview.add_argument("--every", metavar="DURATION")
+    preview.add_argument("--timezone", metavar="ZONE")
+    preview.add_argument("--with", dest="rules", action="append", metavar="KEY=VALUE")
+    preview.add_argument("--from", dest="since", metavar="TIME|AGE", help="default: now")
+    preview.add_argument("--count", type=int, default=10)
+    preview.add_argument("--json", action="store_true")
+
+    runs = add("runs", s + "cmd_runs", "a schedule's ledger: every fire and what became of it")
+    runs.add_argument("name")
+    runs.add_argument("--limit", type=int, default=50)
+    runs.add_argument("--json", action="store_true")
+
+
+def _tokens(add: Add, common: argparse.ArgumentParser) -> None:
+    token = add("token", "daemon.cli.parser:no_action", "tokens of the control API: new")
+    action = subcommands(token, common, "action", "ACTION")
+    new = action(
+        "new",
+        "daemon.cli.tokens:cmd_token_new",
+        "a new token, printed once, and the control.tokens line for it",
+    )
+    new.add_argument("--name", required=True, help="who the token is for")
+    new.add_argument("--role", required=True, help=", ".join(TOKEN_ROLES))
+
+
+def no_action(_args: argparse.Namespace) -> int:
+    """A command that needs an action (``outboxd schedules list``) given none."""
+    raise SystemExit("outboxd: give an action (see --help)")
