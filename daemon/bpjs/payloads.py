@@ -52,7 +52,7 @@ class _Body:
 
     def body(self) -> dict[str, Any]:
         """The JSON object to send (optional fields left out when unset)."""
-        return {k: v for k, v in asdict(self).items() if v is not None}
+        return {k: v for k, v in asdict(self).items() if v is not None}  # type: ignore[call-overload]
 
     def to_json(self) -> bytes:
         return json.dumps(self.body(), ensure_ascii=False).encode("utf-8")
@@ -63,7 +63,7 @@ class _Body:
         if not isinstance(body, Mapping):
             raise PayloadError("body", f"expected a JSON object, got {_kind(body)}")
         values: dict[str, Any] = {}
-        for spec in fields(cls):
+        for spec in fields(cls):  # type: ignore[arg-type]
             if spec.name in body:
                 values[spec.name] = body[spec.name]
             elif spec.default is MISSING and spec.default_factory is MISSING:

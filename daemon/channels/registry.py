@@ -4,7 +4,7 @@ kind's declaration (``kind.py``); a kind not in it cannot be configured or built
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Annotated, Any, Union
+from typing import TYPE_CHECKING, Annotated, Any, Union
 
 from pydantic import Field
 
@@ -17,10 +17,13 @@ CHANNEL_KINDS: Mapping[str, ChannelKind[Any]] = {
 }
 
 # The settings of any registered kind, told apart by ``kind``.
-AnyChannelSettings = Annotated[
-    Union[tuple(kind.settings for kind in CHANNEL_KINDS.values())],  # noqa: UP007
-    Field(discriminator="kind"),
-]
+if TYPE_CHECKING:  # a type checker sees the base; pydantic, the union of the kinds
+    AnyChannelSettings = ChannelSettings
+else:
+    AnyChannelSettings = Annotated[
+        Union[tuple(kind.settings for kind in CHANNEL_KINDS.values())],  # noqa: UP007
+        Field(discriminator="kind"),
+    ]
 
 
 def kind_of(settings: ChannelSettings) -> ChannelKind[Any]:

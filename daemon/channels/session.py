@@ -3,7 +3,7 @@ lazily inside the running loop, used by every worker's sender."""
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Generic, Protocol, TypeVar
 
 import aiohttp
 
@@ -21,10 +21,13 @@ class _SessionSettings(Protocol):
     def connect_timeout(self) -> float: ...
 
 
-class SessionChannel:
+S = TypeVar("S", bound=_SessionSettings)
+
+
+class SessionChannel(Generic[S]):
     """Subclasses implement ``send``; after ``close`` they should answer retry."""
 
-    settings: _SessionSettings
+    settings: S
 
     def __init__(self) -> None:
         self._session: aiohttp.ClientSession | None = None

@@ -35,7 +35,7 @@ def read_definition(data: Any, name: str = "schedule") -> ScheduleSettings:
     """A definition checked as the YAML file's schedules are; ``DefinitionError``
     naming each problem with its path, in the words of ``check-config``."""
     try:
-        return _SCHEDULE.validate_python(data)  # type: ignore[no-any-return]
+        return _SCHEDULE.validate_python(data)
     except ValidationError as exc:
         from daemon.config.loader import problems_at
 

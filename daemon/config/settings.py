@@ -9,7 +9,7 @@ repr or a log line.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any, Literal, Union
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
 
 from pydantic import (
     AfterValidator,
@@ -129,10 +129,11 @@ class ScheduleSettings(Model):
 
 
 def _schedule_model(kind: JobKind[Any]) -> type[ScheduleSettings]:
-    return create_model(  # type: ignore[call-overload, no-any-return]
+    job: Any = Literal[kind.name]  # a literal made at run time, one per kind
+    return create_model(
         f"{kind.name.title().replace('_', '')}ScheduleSettings",
         __base__=ScheduleSettings,
-        job=(Literal[kind.name], ...),
+        job=(job, ...),
         options=(kind.options, Field(default_factory=kind.options))
         if _has_defaults(kind.options)
         else (kind.options, ...),
@@ -145,10 +146,13 @@ def _has_defaults(model: type[BaseModel]) -> bool:
 
 
 SCHEDULE_MODELS = {name: _schedule_model(kind) for name, kind in JOB_KINDS.items()}
-AnyScheduleSettings = Annotated[
-    Union[tuple(SCHEDULE_MODELS.values())],  # noqa: UP007
-    Field(discriminator="job"),
-]
+if TYPE_CHECKING:  # a type checker sees the base; pydantic, the union of the kinds
+    AnyScheduleSettings = ScheduleSettings
+else:
+    AnyScheduleSettings = Annotated[
+        Union[tuple(SCHEDULE_MODELS.values())],  # noqa: UP007
+        Field(discriminator="job"),
+    ]
 
 
 def _sha256_hex(value: object) -> object:

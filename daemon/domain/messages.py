@@ -29,7 +29,7 @@ def positional_pickle(cls: type[C]) -> type[C]:
             return object.__reduce_ex__(self, pickle.HIGHEST_PROTOCOL)  # type: ignore[return-value]
         return cls, values(self)
 
-    cls.__reduce__ = __reduce__  # type: ignore[method-assign,assignment]
+    cls.__reduce__ = __reduce__  # type: ignore[method-assign]
     return cls
 
 

@@ -168,8 +168,8 @@ async def _export(
     if options.what == "query":
         columns, rows = await _query(ctx, options, start, end)
         writer = _Writer(handle, options.format, columns)
-        for row in rows:
-            writer.write(dict(zip(columns, row, strict=True)))
+        for values in rows:
+            writer.write(dict(zip(columns, values, strict=True)))
         return writer.rows
     writer = _Writer(handle, options.format, list(COLUMNS[options.what]))
     after = 0

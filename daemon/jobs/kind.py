@@ -33,19 +33,19 @@ class Notify(Protocol):
 class JobStore(Protocol):
     """The store's operations a job may call (``daemon.store.aio.AsyncStore`` has them)."""
 
-    async def stats(
+    def stats(
         self, now: datetime | None = None, window: float = 3600.0
-    ) -> list[ChannelStats]: ...
+    ) -> Awaitable[list[ChannelStats]]: ...
 
-    async def purge_messages(self, before: datetime, limit: int = 1000) -> int: ...
+    def purge_messages(self, before: datetime, limit: int = 1000) -> Awaitable[int]: ...
 
-    async def purge_runs(self, before: datetime, limit: int = 1000) -> int: ...
+    def purge_runs(self, before: datetime, limit: int = 1000) -> Awaitable[int]: ...
 
-    async def purge_notifications(self, before: datetime, limit: int = 1000) -> int: ...
+    def purge_notifications(self, before: datetime, limit: int = 1000) -> Awaitable[int]: ...
 
-    async def purge_receipts(self, before: datetime, limit: int = 1000) -> int: ...
+    def purge_receipts(self, before: datetime, limit: int = 1000) -> Awaitable[int]: ...
 
-    async def export_page(
+    def export_page(
         self,
         what: Exported,
         start: datetime,
@@ -53,24 +53,24 @@ class JobStore(Protocol):
         after_id: int = 0,
         limit: int = 1000,
         channel: str | None = None,
-    ) -> list[dict[str, Any]]: ...
+    ) -> Awaitable[list[dict[str, Any]]]: ...
 
-    async def due_status_checks(
+    def due_status_checks(
         self,
         channel: str,
         every: float,
         max_checks: int,
         limit: int = 100,
         now: datetime | None = None,
-    ) -> list[DueCheck]: ...
+    ) -> Awaitable[list[DueCheck]]: ...
 
-    async def record_status_checks(
+    def record_status_checks(
         self,
         results: Sequence[CheckResult],
         max_checks: int,
         actor: str,
         now: datetime | None = None,
-    ) -> dict[str, int]: ...
+    ) -> Awaitable[dict[str, int]]: ...
 
 
 @dataclass

@@ -26,7 +26,7 @@ from pydantic import Field, field_validator
 
 from daemon.channels.http.settings import HttpHeaders
 from daemon.domain.fields import Integer, Line, PositiveDuration, redact_url
-from daemon.domain.tracking import CheckResult, DueCheck
+from daemon.domain.tracking import CheckResult, DueCheck, Verdict
 from daemon.domain.units import format_duration
 from daemon.jobs.kind import JobContext, JobFailed, JobKind, JobOptions
 
@@ -120,7 +120,7 @@ async def _ask(
             return f"{where}: the answer is not JSON"
         said = f"HTTP {status}"  # it answered, saying nothing we can read: still open
     text = str(said) if said is not None else f"HTTP {status}"
-    verdict = options.statuses.get(text, "open")
+    verdict: Verdict = options.statuses.get(text, "open")
     return CheckResult(due.id, verdict, text[:200])
 
 

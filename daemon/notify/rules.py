@@ -102,10 +102,10 @@ def evaluate(rule: AlertSettings, facts: AlertInputs) -> dict[str, str]:
                     f"{format_duration(rule.window)}"
                 )
         elif rule.when == "breaker_open":
-            since = facts.breakers_open.get(channel)
-            if since is not None and now - since > timedelta(seconds=over):
+            opened = facts.breakers_open.get(channel)
+            if opened is not None and now - opened > timedelta(seconds=over):
                 out[channel] = (
-                    f"the circuit breaker of {channel} has been open for {_age(now, since)}"
+                    f"the circuit breaker of {channel} has been open for {_age(now, opened)}"
                 )
         else:
             oldest = facts.oldest_pending.get(channel)

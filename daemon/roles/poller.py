@@ -147,6 +147,7 @@ class SourceLoop:
         ``store_error`` or ``error``) and never raises but for cancellation."""
         started = time.monotonic()
         now = now or datetime.now(UTC)
+        error: str | None
         try:
             enqueued, held, records = await self._poll(now)
         except SourceError as exc:
@@ -309,8 +310,9 @@ class Poller(RoleBase):
         specs = []
         for name, source in settings.sources.items():
             # the zone it runs in, inherited or its own, is part of what it is built from
-            effective = source.model_copy(update={"timezone": source.timezone or settings.timezone})
-            zone = ZoneInfo(effective.timezone)
+            timezone = source.timezone or settings.timezone
+            effective = source.model_copy(update={"timezone": timezone})
+            zone = ZoneInfo(timezone)
             build = functools.partial(self._loop, name, source, zone)
             specs.append(ChildSpec(f"source {name}", effective, build))
         return specs

@@ -340,7 +340,7 @@ class ScheduleBook:
                 claimed = await self._claim_batch(batch)
             except Exception as exc:  # a bug: each waiting fire hears of it, the loop goes on
                 log.exception("fires not claimed")
-                claimed = [exc] * len(batch)
+                claimed = [exc] * len(batch)  # type: ignore[list-item]
             for (_, _, _, done), result in zip(batch, claimed, strict=True):
                 if done.done():
                     continue

@@ -153,9 +153,9 @@ class HttpSink(SimulatorServer):
             self.failed += 1
             return _answer(faults.fail_status, b'{"error": "injected failure"}', faults.headers)
         if request.method == "GET" and request.path.startswith("/status/") and faults.status < 300:
-            key = request.match_info.get("tail", "")[len("status/") :]
-            status = self.status_of(key)
-            body = json.dumps({"key": key, "status": status or "UNKNOWN"}).encode()
+            wanted = request.match_info.get("tail", "")[len("status/") :]
+            status = self.status_of(wanted)
+            body = json.dumps({"key": wanted, "status": status or "UNKNOWN"}).encode()
             return _answer(200 if status else 404, body, faults.headers)
         key = received.headers.get("Idempotency-Key")
         if key is not None and request.method != "GET":

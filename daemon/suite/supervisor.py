@@ -185,7 +185,11 @@ class _Transport(SupervisorTransport):
         super().__init__(address.username, address.password, address.url)
         path = address.socket_path
         if path is not None:
-            self._get_connection = lambda: _UnixConnection(path, timeout)
+
+            def connect_unix() -> http.client.HTTPConnection:
+                return _UnixConnection(path, timeout)
+
+            self._get_connection = connect_unix
         else:
             inet = self._get_connection
 

@@ -53,7 +53,7 @@ CONTENT_TYPES = {"json": "application/json", "form": "application/x-www-form-url
 _REDACTED = "***"
 
 
-class BpjsAntreanChannel(SessionChannel):
+class BpjsAntreanChannel(SessionChannel[BpjsAntreanSettings]):
     """One configured BPJS Antrean channel: its settings, its session, its senders."""
 
     def __init__(

@@ -52,7 +52,7 @@ _REDACTED = "***"
 _MIN_REDACTABLE = 4  # shorter configured values are not worth hiding (and would mangle text)
 
 
-class HttpChannel(SessionChannel):
+class HttpChannel(SessionChannel[HttpSettings]):
     """One configured HTTP channel: its settings, its session, its senders."""
 
     def __init__(self, settings: HttpSettings) -> None:

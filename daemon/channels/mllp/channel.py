@@ -36,7 +36,7 @@ import logging
 import os
 import ssl
 import weakref
-from typing import cast
+from typing import Any, cast
 
 from daemon.channels.base import Envelope, Outcome
 from daemon.channels.mllp.settings import MllpSettings, client_ssl_context
@@ -278,7 +278,7 @@ class MllpSender:
 
     async def _connect(self) -> Outcome | None:
         settings = self.settings
-        extra = {}
+        extra: dict[str, Any] = {}
         if self._ssl is not None:
             extra = {"ssl": self._ssl, "server_hostname": self._server_hostname()}
         loop = asyncio.get_running_loop()

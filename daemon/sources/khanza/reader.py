@@ -671,7 +671,7 @@ def _named(cursor: Any, row: Sequence[Any]) -> dict[str, Any]:
 
 
 def _why(exc: BaseException) -> str:
-    args = getattr(exc, "args", ())
+    args: tuple[Any, ...] = getattr(exc, "args", ())
     if isinstance(exc, pymysql.MySQLError) and len(args) == 2:
         return f"{type(exc).__name__} {args[0]}: {' '.join(str(args[1]).split())}"
     return " ".join(f"{type(exc).__name__}: {exc}".split())
