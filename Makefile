@@ -17,11 +17,14 @@ $(BIN)/.installed: pyproject.toml
 
 test: $(BIN)/.installed
 	$(BIN)/ruff check daemon tests ops
+	$(BIN)/lint-imports
 	$(BIN)/pytest
 
 lint: $(BIN)/.installed
 	$(BIN)/ruff check daemon tests ops
 	$(BIN)/ruff format --check daemon tests ops
+	$(BIN)/lint-imports
+	$(BIN)/mypy
 
 run: $(BIN)/.installed
 	$(BIN)/outboxd check-config -c $(CONFIG)
