@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 from typing import Any, Literal
 
-import aiohttp
 from pydantic import Field
 
 from daemon.channels.http.settings import HttpHeaders
@@ -25,6 +24,8 @@ class HttpJobOptions(JobOptions):
 
 
 async def run(ctx: JobContext, options: HttpJobOptions) -> dict[str, Any]:
+    import aiohttp  # the job's own dependency, loaded when it runs
+
     headers = dict(options.headers)
     data: bytes | None = None
     if isinstance(options.body, str):

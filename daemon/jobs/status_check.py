@@ -18,10 +18,9 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Mapping
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 from urllib.parse import quote
 
-import aiohttp
 from pydantic import Field, field_validator
 
 from daemon.channels.http.settings import HttpHeaders
@@ -29,6 +28,9 @@ from daemon.domain.fields import Integer, Line, PositiveDuration, redact_url
 from daemon.domain.tracking import CheckResult, DueCheck, Verdict
 from daemon.domain.units import format_duration
 from daemon.jobs.kind import JobContext, JobFailed, JobKind, JobOptions
+
+if TYPE_CHECKING:
+    import aiohttp
 
 
 def pointer(document: Any, path: str) -> Any:
@@ -99,6 +101,8 @@ async def _ask(
     session: aiohttp.ClientSession, options: StatusCheckOptions, due: DueCheck
 ) -> CheckResult | str:
     """The partner's verdict on one message, or why there is none (a string)."""
+    import aiohttp
+
     url = _url(options, due)
     if url is None:
         return f"message {due.id}: no {options.id_pointer} in the answer kept at send"
@@ -130,6 +134,8 @@ async def run(ctx: JobContext, options: StatusCheckOptions) -> dict[str, Any]:
     )
     if not due:
         return {"checked": 0}
+    import aiohttp  # the job's own dependency, loaded when it runs
+
     timeout = aiohttp.ClientTimeout(total=options.timeout)
     limit = asyncio.Semaphore(options.concurrency)
 

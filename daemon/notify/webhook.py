@@ -9,7 +9,6 @@ import time
 import uuid
 from typing import Any, Literal
 
-import aiohttp
 from pydantic import Field, SecretStr, field_validator
 
 from daemon.channels.http.settings import HttpHeaders
@@ -38,6 +37,8 @@ class WebhookNotifier:
         self.key = secret_key(settings.secret.get_secret_value())
 
     async def send(self, subject: str, text: str, event: dict[str, Any]) -> str:
+        import aiohttp  # the notifier's own dependency, loaded when it sends
+
         s = self.settings
         body = json.dumps({"subject": subject, "text": text, **event}, sort_keys=True).encode()
         message_id = f"msg_{uuid.uuid4().hex}"

@@ -136,7 +136,9 @@ class StoreProcess:
         try:
             try:
                 self._proc = await asyncio.create_subprocess_exec(
-                    sys.executable, "-m", WORKER, str(theirs.fileno()),
+                    # -P: the daemon's current directory is not searched first, so a
+                    # ``daemon`` folder there cannot stand in for the installed one
+                    sys.executable, "-P", "-m", WORKER, str(theirs.fileno()),
                     pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL,
                     start_new_session=True,  # signals to the daemon's group are not for it
                 )  # fmt: skip

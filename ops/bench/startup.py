@@ -1,0 +1,319 @@
+"""Start-up costs: the CPU one ``outboxd`` call spends, and the time from a
+dispatcher's exec to its first delivered message.
+
+Each figure is the median of ``--repeat`` runs (default 5), with the smallest and the
+largest beside it:
+
+- ``outboxd --help``: CPU seconds (user + sys) of the whole process;
+- ``outboxd enqueue`` of one HL7 message into a SQLite database: CPU seconds;
+- ``outboxd enqueue --batch`` of 2,000 HL7 messages (JSON Lines), where the command
+  has ``--batch``: CPU seconds;
+- a dispatcher started as supervisord starts it (``outboxd run dispatcher``), one
+  message waiting: wall milliseconds from the exec to the moment the message
+  reaches a local MLLP peer (a peer of this script's, answering AA at once).
+
+``--vs PATH`` measures a second ``outboxd`` (another checkout's console script) in
+turns with the first and prints the ratios, run by run: a figure and its ratio hold
+on a shared, noisy machine where a single absolute time would not.
+
+    .venv/bin/python ops/bench/startup.py
+    .venv/bin/python ops/bench/startup.py --vs ../older-checkout/.venv/bin/outboxd
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from statistics import median
+
+ROOT = Path(__file__).resolve().parents[2]
+DEFAULT_OUTBOXD = ROOT / ".venv" / "bin" / "outboxd"
+BATCH = 2000
+# The commands run in a directory of their own, so no checkout's ``daemon`` in the
+# current directory shadows the one the measured command has installed.
+WORKDIR = tempfile.gettempdir()
+START_TIMEOUT = 60.0  # seconds a dispatcher may take to deliver its first message
+SB, EB, CR = b"\x0b", b"\x1c", b"\r"  # MLLP framing
+
+HL7 = (
+    "MSH|^~\\&|BENCH|CLINIC|HIE|HIE|20261205083000||ADT^A04^ADT_A01|{id}|P|2.5.1\r"
+    "EVN|A04|20261205083000\r"
+    "PID|1||{id}^^^CLINIC^MR||DOE^JANE||19800101|F\r"
+    "PV1|1|O|CLINIC^^^^^^^^OPD||||1234^SMITH^JOHN\r"
+)
+
+
+def log(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+class Peer:
+    """An MLLP peer on a thread: notes when the first frame arrives, answers AA."""
+
+    def __init__(self) -> None:
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port: int = self.listener.getsockname()[1]
+        self.first: float | None = None
+        self.arrived = threading.Event()
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._talk, args=(conn,), daemon=True).start()
+
+    def _talk(self, conn: socket.socket) -> None:
+        buffer = b""
+        with conn:
+            while True:
+                try:
+                    data = conn.recv(65536)
+                except OSError:
+                    return
+                if not data:
+                    return
+                buffer += data
+                while EB + CR in buffer:
+                    frame, _, buffer = buffer.partition(EB + CR)
+                    if self.first is None:
+                        self.first = time.monotonic()
+                        self.arrived.set()
+                    message = frame.lstrip(SB).decode("utf-8", "replace")
+                    control = message.split("\r", 1)[0].split("|")[9]
+                    ack = (
+                        "MSH|^~\\&|HIE|HIE|BENCH|CLINIC|20261205083001||ACK|A"
+                        f"{control}|P|2.5.1\rMSA|AA|{control}\r"
+                    )
+                    conn.sendall(SB + ack.encode() + EB + CR)
+
+    def close(self) -> None:
+        self.listener.close()
+
+
+class Setup:
+    """A directory with a YAML file: a SQLite database, one MLLP channel to ``peer``."""
+
+    def __init__(self, peer_port: int) -> None:
+        self.dir = Path(tempfile.mkdtemp(prefix="outboxd-startup-"))
+        self.config = self.dir / "outboxd.yaml"
+        base = free_port()
+        self.config.write_text(
+            f"database: sqlite:///{self.dir}/outboxd.db\n"
+            "channels:\n"
+            "  hie:\n"
+            "    kind: mllp\n"
+            "    host: 127.0.0.1\n"
+            f"    port: {peer_port}\n"
+            "roles:\n"
+            f"  dispatcher: {{base_port: {base}}}\n"
+            f"  poller: {{base_port: {free_port()}}}\n"
+            f"  scheduler: {{base_port: {free_port()}}}\n"
+            f"  control: {{base_port: {free_port()}}}\n"
+        )
+        self.payload = self.dir / "message.hl7"
+        self.payload.write_text(HL7.format(id="M1"))
+        self.batch = self.dir / "batch.jsonl"
+        with self.batch.open("w") as out:
+            for n in range(BATCH):
+                item = {"channel": "hie", "key": f"b{n}", "payload": HL7.format(id=f"B{n}")}
+                out.write(json.dumps(item) + "\n")
+
+    def fresh_database(self, outboxd: str) -> None:
+        for suffix in ("", "-wal", "-shm"):
+            (self.dir / f"outboxd.db{suffix}").unlink(missing_ok=True)
+        run_quietly([outboxd, "migrate", "-c", str(self.config)])
+
+    def remove(self) -> None:
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def run_quietly(argv: Sequence[str], stdin: Path | None = None) -> None:
+    """Run ``argv`` to its end; a failure stops the benchmark with the command's own
+    words."""
+    with open(stdin or os.devnull, "rb") as given:
+        process = subprocess.Popen(
+            argv, stdin=given, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=WORKDIR
+        )
+        out, err = process.communicate()
+    if process.returncode != 0:
+        raise SystemExit(
+            f"{' '.join(argv)} exited {process.returncode}: {(err or out).decode().strip()}"
+        )
+
+
+def cpu_of(argv: Sequence[str], stdin: Path | None = None) -> float:
+    """The CPU seconds (user + sys) one run of ``argv`` spends, from the kernel's own
+    accounting of the finished child."""
+    before = os.times()
+    run_quietly(argv, stdin)
+    after = os.times()
+    return (after.children_user - before.children_user) + (
+        after.children_system - before.children_system
+    )
+
+
+def first_delivery(outboxd: str, setup: Setup, peer: Peer) -> float:
+    """Milliseconds from a dispatcher's exec to its first message at the peer."""
+    setup.fresh_database(outboxd)
+    run_quietly(
+        [outboxd, "enqueue", "-c", str(setup.config), "--channel", "hie", "--key", "m1",
+         str(setup.payload)]
+    )  # fmt: skip
+    peer.first = None
+    peer.arrived.clear()
+    log_file = open(setup.dir / "dispatcher.log", "wb")  # noqa: SIM115 - closed below
+    started = time.monotonic()
+    process = subprocess.Popen(
+        [outboxd, "run", "dispatcher", "-c", str(setup.config)],
+        stdout=log_file,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+        cwd=WORKDIR,
+    )
+    try:
+        if not peer.arrived.wait(START_TIMEOUT):
+            tail = (setup.dir / "dispatcher.log").read_text(errors="replace")[-2000:]
+            raise SystemExit(f"no message delivered within {START_TIMEOUT:g}s:\n{tail}")
+        assert peer.first is not None
+        return (peer.first - started) * 1000.0
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+        log_file.close()
+
+
+def has_batch(outboxd: str) -> bool:
+    text = subprocess.run([outboxd, "enqueue", "--help"], capture_output=True, text=True).stdout
+    return "--batch" in text
+
+
+@dataclass
+class Figure:
+    name: str
+    unit: str
+    runs: dict[str, list[float]]  # per command measured
+
+
+def measure(
+    commands: Sequence[str], repeat: int, setup: Setup, peer: Peer, only: set[str] | None
+) -> list[Figure]:
+    def enqueue_one(outboxd: str) -> float:
+        setup.fresh_database(outboxd)
+        return cpu_of(
+            [outboxd, "enqueue", "-c", str(setup.config), "--channel", "hie", "--key", "k1",
+             str(setup.payload)]
+        )  # fmt: skip
+
+    def enqueue_batch(outboxd: str) -> float:
+        setup.fresh_database(outboxd)
+        return cpu_of([outboxd, "enqueue", "-c", str(setup.config), "--batch", "-"], setup.batch)
+
+    plan: list[tuple[str, str, Callable[[str], float]]] = [
+        ("outboxd --help", "s CPU", lambda o: cpu_of([o, "--help"])),
+        ("outboxd enqueue (1 message)", "s CPU", enqueue_one),
+        (f"outboxd enqueue --batch ({BATCH:,} HL7)", "s CPU", enqueue_batch),
+        ("dispatcher exec → first delivery", "ms", lambda o: first_delivery(o, setup, peer)),
+    ]
+    keys = {"help": 0, "enqueue": 1, "batch": 2, "first": 3}
+    if only:
+        plan = [plan[keys[k]] for k in keys if k in only]
+    figures = []
+    for name, unit, how in plan:
+        runs: dict[str, list[float]] = {c: [] for c in commands}
+        usable = [c for c in commands if "--batch" not in name or has_batch(c)]
+        if not usable:
+            continue
+        log(f"{name}: {repeat} runs of each, in turns")
+        how(usable[0])  # a warm-up, not counted (files in the page cache)
+        for _ in range(repeat):
+            for command in usable:
+                runs[command].append(how(command))
+        figures.append(Figure(name, unit, {c: r for c, r in runs.items() if r}))
+    return figures
+
+
+def table(figures: Sequence[Figure], commands: Sequence[str]) -> str:
+    lines = [
+        "Start-up costs (medians; min to max)",
+        "",
+        f"  cpus           {os.cpu_count()} (a shared machine: read medians and ratios)",
+        f"  load average   {' '.join(f'{x:.2f}' for x in os.getloadavg())}",
+        *(f"  command {i + 1}      {c}" for i, c in enumerate(commands)),
+        "",
+    ]
+    for figure in figures:
+        cells = []
+        for i, command in enumerate(commands):
+            runs = figure.runs.get(command)
+            if not runs:
+                cells.append(f"command {i + 1}: (no such command)")
+                continue
+            fmt = "{:.0f}" if figure.unit == "ms" else "{:.3f}"
+            cells.append(
+                f"command {i + 1}: {fmt.format(median(runs))} {figure.unit} "
+                f"({fmt.format(min(runs))} to {fmt.format(max(runs))})"
+            )
+        if len(commands) == 2 and all(figure.runs.get(c) for c in commands):
+            a, b = (figure.runs[c] for c in commands)
+            ratios = [x / y for x, y in zip(a, b, strict=True) if y > 0]
+            cells.append(f"ratio 1/2: {median(ratios):.2f} (run by run)")
+        lines.append(f"{figure.name}")
+        lines += [f"    {cell}" for cell in cells]
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
+    parser.add_argument("--outboxd", default=str(DEFAULT_OUTBOXD), help="the command measured")
+    parser.add_argument("--vs", metavar="PATH", help="a second outboxd, measured in turns")
+    parser.add_argument("--repeat", type=int, default=5, help="counted runs (default 5)")
+    parser.add_argument(
+        "--only", help="comma-separated: help, enqueue, batch, first (default: all)"
+    )
+    parser.add_argument("--json", action="store_true", help="print the runs as JSON")
+    args = parser.parse_args(argv)
+    commands = [args.outboxd] + ([args.vs] if args.vs else [])
+    only = set(args.only.split(",")) if args.only else None
+    peer = Peer()
+    setup = Setup(peer.port)
+    try:
+        figures = measure(commands, args.repeat, setup, peer, only)
+    finally:
+        setup.remove()
+        peer.close()
+    if args.json:
+        print(json.dumps([f.__dict__ for f in figures], indent=2))
+    else:
+        print(table(figures, commands))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
