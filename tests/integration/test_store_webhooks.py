@@ -251,9 +251,10 @@ def test_a_failure_leaves_nothing_behind(store: Store, monkeypatch: pytest.Monke
 RECEIVER = """
 import json, sys, time
 from pathlib import Path
-from daemon.config.settings import DatabaseSettings
-from daemon.store import Store, open_database
-from daemon.store.types import WebhookCall
+from daemon.config.database import DatabaseSettings
+from daemon.domain.webhooks import WebhookCall
+from daemon.store.db import open_database
+from daemon.store.sync import Store
 store = Store(open_database(DatabaseSettings(url=sys.argv[1])))
 go = Path(sys.argv[2])
 while not go.exists():
