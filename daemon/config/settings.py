@@ -8,7 +8,7 @@ repr or a log line.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
 
 from pydantic import (
@@ -45,6 +45,7 @@ from daemon.jobs.registry import JOB_KINDS
 from daemon.notify.registry import AnyNotifySettings
 from daemon.notify.rules import AlertSettings
 from daemon.scheduling.cron import parse_crontab
+from daemon.scheduling.fires import EPOCH, Timing, next_fires
 from daemon.sources.registry import AnySourceSettings
 from daemon.webhooks.signing import secret_key
 
@@ -125,6 +126,13 @@ class ScheduleSettings(Model):
             raise ValueError("if_skipped: next_business_day is for cron schedules")
         if self.if_skipped == "next_business_day" and not self.skip:
             raise ValueError("if_skipped says what to do with skipped days: give skip")
+        if self.cron is not None and "weekends" in self.skip and self.if_skipped == "drop":
+            weekdays = Timing(UTC, parse_crontab(self.cron), skip_weekends=True)
+            if not next_fires(weekdays, EPOCH):
+                raise ValueError(
+                    f"cron {self.cron!r} runs on weekends only and skip: [weekends] drops "
+                    "every fire (if_skipped: next_business_day moves them)"
+                )
         return self
 
 

@@ -34,8 +34,8 @@ from typing import Literal
 from daemon.scheduling.cron import Crontab, parse_crontab
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-HORIZON_DAYS = 366 * 8 + 2  # the longest a cron schedule may go without firing (29 Feb)
 MAX_BUSINESS_SEARCH = 31  # days looked ahead for the next business day
+MAX_SKIPPED_RUN = 100  # matching days in a row with every fire dropped: the rules drop all
 
 MissingTime = Literal["shift", "skip"]
 RepeatedTime = Literal["once", "twice"]
@@ -92,8 +92,10 @@ def fires_between(timing: Timing, start: datetime, end: datetime) -> Iterator[Fi
 
 
 def fires_from(timing: Timing, after: datetime) -> Iterator[Fire]:
-    """Every fire strictly after ``after``, in order (an endless iterator, except
-    for a crontab no date matches within ``HORIZON_DAYS``)."""
+    """Every fire strictly after ``after``, in order: an endless iterator (a crontab
+    no date matches is refused when it is read), except for a cron schedule whose
+    business-day rules drop the fires of ``MAX_SKIPPED_RUN`` matching days in a row
+    (a crontab of weekends with ``skip: [weekends]``): that one ends."""
     after = after.astimezone(UTC)
     if timing.every is not None:
         yield from _every(timing, after)
@@ -121,38 +123,46 @@ def _every(timing: Timing, after: datetime) -> Iterator[Fire]:
 
 
 def _cron(timing: Timing, after: datetime) -> Iterator[Fire]:
+    """Day by day through the days the crontab matches: each wall time made an
+    instant by the DST rules; a fire on a skipped day dropped or moved to the next
+    business day, where it is merged with that day's own (one fire per instant)."""
     assert timing.cron is not None
     cron = timing.cron
     back = MAX_BUSINESS_SEARCH if timing.if_skipped == "next_business_day" else 1
-    day = after.astimezone(timing.zone).date() - timedelta(days=back)  # moved ones arrive later
-    last_match = day
+    start = after.astimezone(timing.zone).date() - timedelta(days=back)  # moved ones come later
     moved: list[Fire] = []  # fires moved to a later business day, not yet yielded
-    emitted: set[datetime] = set()
-    while True:
-        if (day - last_match).days > HORIZON_DAYS and not moved:
-            return
+    dropped = 0  # matching days in a row whose fires were all dropped
+    for day in cron.days(start):
+        earlier = [f for f in moved if f.local.date() < day]  # moved onto a day of no fires
+        moved = [f for f in moved if f.local.date() >= day]
+        yield from _after(sorted(earlier), after)
+        arriving = [f for f in moved if f.local.date() == day]
+        moved = [f for f in moved if f.local.date() != day]
         day_fires: list[Fire] = []
-        if cron.matches(day):
-            last_match = day
-            why = _skipped(timing, day)
-            for wall in cron.times():
-                for fire in _instants(timing, day, wall):
-                    if why is None:
-                        day_fires.append(fire)
-                    elif timing.if_skipped == "next_business_day":
-                        target = _next_business_day(timing, day)
-                        if target is not None:
-                            moved += _move(timing, fire, target, why)
-        if moved:
-            due = [f for f in moved if f.local.date() == day]
-            moved = [f for f in moved if f.local.date() != day]
-            day_fires += due
-        for fire in sorted(day_fires):
-            if fire.at > after and fire.at not in emitted:
-                emitted.add(fire.at)
-                yield fire
-        emitted = {at for at in emitted if at >= after}  # keep it small
-        day += timedelta(days=1)
+        why = _skipped(timing, day)
+        target = None
+        if why is not None and timing.if_skipped == "next_business_day":
+            target = _next_business_day(timing, day)
+        for wall in cron.times:
+            for fire in _instants(timing, day, wall):
+                if why is None:
+                    day_fires.append(fire)
+                elif target is not None:
+                    moved += _move(timing, fire, target, why)
+        yield from _after(sorted(day_fires + arriving), after)  # the day's own first
+        dropped = dropped + 1 if why is not None and target is None else 0
+        if dropped > MAX_SKIPPED_RUN and not moved:  # a crontab of weekends, skip: [weekends]
+            return
+    yield from _after(sorted(moved), after)
+
+
+def _after(fires: list[Fire], after: datetime) -> Iterator[Fire]:
+    """The fires after ``after``, in order, each instant once."""
+    last: datetime | None = None
+    for fire in fires:
+        if fire.at > after and fire.at != last:
+            last = fire.at
+            yield fire
 
 
 def _instants(timing: Timing, day: date, wall: time) -> list[Fire]:

@@ -1,12 +1,15 @@
 """Crontab reading and the fire maths (``daemon.scheduling.cron``, ``.fires``), from
 tables with the instant passed in: no clock is mocked. DST both ways in
 Europe/Berlin and America/New_York under both policies, 29 February, month
-ends, day-of-week 0 and 7, day-of-month and day-of-week together (cron's OR),
-business days and holidays, intervals on a fixed anchor."""
+ends, day-of-week 0 and 7, steps in the day fields, day-of-month and day-of-week
+together (cronie's rule: both when either starts with ``*``, else either), ``L``,
+``L-N``, ``#``, expressions that never fire, business days and holidays,
+intervals on a fixed anchor. ``test_cron_oracle.py`` checks the same against
+croniter and a brute-force walk over thousands of random expressions."""
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from itertools import pairwise
 from zoneinfo import ZoneInfo
 
@@ -99,8 +102,95 @@ def test_the_first_and_every_monday_together():
     ]
 
 
-def test_an_expression_that_never_matches_ends():
-    assert fires("0 0 31 2 *", JKT, MONDAY, 1) == []
+# --- the day fields: steps, both fields, L, #, 5/2 --------------------------------------
+
+
+def days_of(expression: str, start: str, count: int) -> list[str]:
+    after = datetime.fromisoformat(start).replace(tzinfo=UTC) - timedelta(microseconds=1)
+    got = fires(expression, UTC, after, count)
+    return [f.strftime("%a %d %b") for f in got]
+
+
+@pytest.mark.parametrize(
+    ("expression", "start", "expected"),
+    [
+        # a step in day-of-month: the 1st, 3rd, 5th ... of each month (31 then 1 again)
+        (
+            "0 0 */2 * *", "2027-01-27",
+            ["Wed 27 Jan", "Fri 29 Jan", "Sun 31 Jan", "Mon 01 Feb", "Wed 03 Feb"],
+        ),
+        ("30 6 */10 * *", "2027-01-02", ["Mon 11 Jan", "Thu 21 Jan", "Sun 31 Jan", "Mon 01 Feb"]),
+        ("0 0 10-20/5 * *", "2027-01-01", ["Sun 10 Jan", "Fri 15 Jan", "Wed 20 Jan", "Wed 10 Feb"]),
+        # a step in day-of-week: Sunday, Tuesday, Thursday, Saturday
+        (
+            "0 0 * * */2", "2027-01-04",
+            ["Tue 05 Jan", "Thu 07 Jan", "Sat 09 Jan", "Sun 10 Jan", "Tue 12 Jan"],
+        ),
+        ("0 0 * * 1-5/2", "2027-01-04", ["Mon 04 Jan", "Wed 06 Jan", "Fri 08 Jan", "Mon 11 Jan"]),
+        # N/STEP runs to the field's last value, and day-of-week's is 7 (Sunday): Fri, Sun
+        ("0 0 * * 5/2", "2027-01-04", ["Fri 08 Jan", "Sun 10 Jan", "Fri 15 Jan", "Sun 17 Jan"]),
+        ("0 0 * * fri-sun", "2027-01-04", ["Fri 08 Jan", "Sat 09 Jan", "Sun 10 Jan", "Fri 15 Jan"]),
+        # either field starts with *: both must match (the Mondays among 1, 11, 21, 31)
+        (
+            "0 0 */10 * 1", "2027-01-01",
+            ["Mon 11 Jan", "Mon 01 Feb", "Mon 01 Mar", "Mon 31 May", "Mon 21 Jun"],
+        ),
+        ("0 0 1-7 * */7", "2027-01-01", ["Sun 03 Jan", "Sun 07 Feb", "Sun 07 Mar", "Sun 04 Apr"]),
+        # neither does: either may (the 1st and 15th, and the Fridays)
+        ("0 0 1,15 * fri", "2027-01-01", ["Fri 01 Jan", "Fri 08 Jan", "Fri 15 Jan", "Fri 22 Jan"]),
+        ("0 0 13 * 5", "2027-02-01", ["Fri 05 Feb", "Fri 12 Feb", "Sat 13 Feb", "Fri 19 Feb"]),
+        # L: the last day of the month, L-2 two days before it (29 February in a leap year)
+        ("0 0 L * *", "2028-01-15", ["Mon 31 Jan", "Tue 29 Feb", "Fri 31 Mar", "Sun 30 Apr"]),
+        ("0 0 L-2 * *", "2028-01-15", ["Sat 29 Jan", "Sun 27 Feb", "Wed 29 Mar", "Fri 28 Apr"]),
+        ("0 0 L-2 * *", "2027-02-01", ["Fri 26 Feb", "Mon 29 Mar"]),
+        ("0 0 1,L * *", "2027-01-15", ["Sun 31 Jan", "Mon 01 Feb", "Sun 28 Feb", "Mon 01 Mar"]),
+        ("0 0 L * 5", "2027-01-20", ["Fri 22 Jan", "Fri 29 Jan", "Sun 31 Jan", "Fri 05 Feb"]),
+        # #: the first Monday, the third Friday; with a day-of-month, either
+        ("0 6 * * 1#1", "2027-01-01", ["Mon 04 Jan", "Mon 01 Feb", "Mon 01 Mar", "Mon 05 Apr"]),
+        ("0 6 * * fri#3,mon#1", "2027-01-01", ["Mon 04 Jan", "Fri 15 Jan", "Mon 01 Feb"]),
+        ("0 6 * * 7#5", "2027-01-01", ["Sun 31 Jan", "Sun 30 May", "Sun 29 Aug", "Sun 31 Oct"]),
+        ("0 6 15 * 1#1", "2027-01-01", ["Mon 04 Jan", "Fri 15 Jan", "Mon 01 Feb", "Mon 15 Feb"]),
+        # names and macros
+        ("0 0 1 jan-mar/2 *", "2027-01-01", ["Fri 01 Jan", "Mon 01 Mar", "Sat 01 Jan"]),
+        ("@monthly", "2027-01-02", ["Mon 01 Feb", "Mon 01 Mar"]),
+        ("@annually", "2027-01-02", ["Sat 01 Jan"]),
+    ],
+)  # fmt: skip
+def test_the_day_fields(expression: str, start: str, expected: list[str]):
+    assert days_of(expression, start, len(expected)) == expected
+
+
+@pytest.mark.parametrize(
+    "expression",
+    [
+        "0 0 30 2 *",  # 30 February
+        "0 0 31 2 *",
+        "0 0 31 4,6,9,11 *",  # the 31st of a 30-day month
+        "0 0 31 apr *",
+        "0 0 30,31 feb *",
+        "0 0 L-29 2 *",  # 29 days before the end of February
+        "0 0 */30 2 1#5",  # the 1st or 31st of February that is its fifth Monday
+    ],
+)
+def test_an_expression_that_never_fires_is_refused(expression: str):
+    with pytest.raises(ValueError, match="it never fires"):
+        parse_crontab(expression)
+
+
+@pytest.mark.parametrize(
+    "expression",
+    [
+        "0 0 29 2 *",  # leap years
+        "0 0 29 2 1",  # either: every Monday of February
+        "0 0 30 2 1",
+        "0 0 */30 2 *",  # the 1st of February
+        "0 0 29 2 */7",  # both: 29 February on a Sunday (2032, 2060 ...)
+        "0 0 L-28 2 *",  # 1 February of a leap year
+        "0 0 * 2 1#5",  # a fifth Monday in February: 29 February on a Monday
+    ],
+)
+def test_expressions_that_fire_seldom_are_accepted(expression: str):
+    assert next_fires(Timing.crontab(expression, UTC), utc(2026, 1, 1), 1)
 
 
 # --- DST ------------------------------------------------------------------------------
@@ -263,6 +353,21 @@ def test_every_skips_weekends():
         ("@reboot", "unknown macro"),
         ("1-2-3 * * * *", "invalid minute part"),
         ("", "expected 5 fields"),
+        ("0 0 ? * *", "Quartz"),
+        ("0 0 15W * *", "nearest weekday"),
+        ("H 0 * * *", "hashed"),
+        ("0 0 * * 5L", "L is read in day-of-month only"),
+        ("0 0 L/2 * *", "L stands alone or as L-N"),
+        ("0 0 L-31 * *", "L-N takes N from 1 to 30"),
+        ("0 0 * * 1#6", "#N takes N from 1 to 5"),
+        ("0 0 * * 1-5#1", "# follows one day"),
+        ("0 0 * * 1#1,5", "cannot hold plain days"),
+        ("0 0 * * sun-sat-mon", "invalid day-of-week part"),
+        ("0 0 * * 6-1", "runs backwards"),
+        ("0 0 1 0 *", "month '0' is not 1-12"),
+        ("0 0 0 * *", "day-of-month '0' is not 1-31"),
+        ("0 0 * * 1\u00a02", "invalid day-of-week part"),  # a no-break space is no separator
+        ("0 0 30 2 *", "never fires"),
     ],
 )
 def test_bad_expressions(expression: str, reason: str):
@@ -274,8 +379,19 @@ def test_steps_and_lists():
     cron = parse_crontab("5-20/5,59 */6 * * *")
     assert sorted(cron.minutes) == [5, 10, 15, 20, 59]
     assert sorted(cron.hours) == [0, 6, 12, 18]
-    assert parse_crontab("0 0 * * 7").weekdays == frozenset({0})
-    assert parse_crontab("0 0 * * 1/2").weekdays == frozenset({1, 3, 5, 0})  # 7 is Sunday
+    assert cron.times[:3] == (time(0, 5), time(0, 10), time(0, 15))
+    sunday = date(2027, 1, 3)
+    assert parse_crontab("0 0 * * 7").matches(sunday)
+    week = [sunday + timedelta(days=i) for i in range(7)]
+    on = [d.strftime("%a") for d in week if parse_crontab("0 0 * * 1/2").matches(d)]
+    assert on == ["Sun", "Mon", "Wed", "Fri"]  # 1-7/2: 7 is Sunday
+
+
+def test_the_day_rule_is_read_from_the_fields_as_written():
+    assert not parse_crontab("0 0 */10 * 1").either  # a field starts with *: both
+    assert not parse_crontab("0 0 1 * *").either
+    assert parse_crontab("0 0 1-31 * 1").either  # every day, written out: either
+    assert parse_crontab("0 0 L * 1#1").either
 
 
 def test_the_horizon_is_long_enough_for_29_february():
