@@ -26,6 +26,7 @@ moved it, if anything.
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
@@ -129,7 +130,8 @@ def _cron(timing: Timing, after: datetime) -> Iterator[Fire]:
     assert timing.cron is not None
     cron = timing.cron
     back = MAX_BUSINESS_SEARCH if timing.if_skipped == "next_business_day" else 1
-    start = after.astimezone(timing.zone).date() - timedelta(days=back)  # moved ones come later
+    local = after.astimezone(timing.zone).replace(tzinfo=None)
+    start = local.date() - timedelta(days=back)  # fires moved from before come later
     moved: list[Fire] = []  # fires moved to a later business day, not yet yielded
     dropped = 0  # matching days in a row whose fires were all dropped
     for day in cron.days(start):
@@ -138,8 +140,15 @@ def _cron(timing: Timing, after: datetime) -> Iterator[Fire]:
         yield from _after(sorted(earlier), after)
         arriving = [f for f in moved if f.local.date() == day]
         moved = [f for f in moved if f.local.date() != day]
-        day_fires: list[Fire] = []
         why = _skipped(timing, day)
+        if why is None and not arriving and _steady(timing.zone, day):  # in wall order, lazily
+            dropped = 0
+            times = cron.times
+            first = bisect.bisect_right(times, local.time()) if day == local.date() else 0
+            for wall in times[first:]:
+                yield from _after(_instants(timing, day, wall), after)
+            continue
+        day_fires: list[Fire] = []
         target = None
         if why is not None and timing.if_skipped == "next_business_day":
             target = _next_business_day(timing, day)
@@ -154,6 +163,13 @@ def _cron(timing: Timing, after: datetime) -> Iterator[Fire]:
         if dropped > MAX_SKIPPED_RUN and not moved:  # a crontab of weekends, skip: [weekends]
             return
     yield from _after(sorted(moved), after)
+
+
+def _steady(zone: tzinfo, day: date) -> bool:
+    """Whether the clocks keep one offset all day (its midnights at one offset): then
+    its fires come in the order of their wall times."""
+    start = datetime.combine(day, time(), zone)
+    return start.utcoffset() == datetime.combine(day + timedelta(days=1), time(), zone).utcoffset()
 
 
 def _after(fires: list[Fire], after: datetime) -> Iterator[Fire]:
