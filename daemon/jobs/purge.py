@@ -1,7 +1,8 @@
 """``job: purge``: delete what has been kept long enough, in batches of a
-bounded size (each its own transaction, so delivery is never held up): delivered
-messages and their status events, finished runs, notifications, webhook receipts. Pending,
-sending and failed messages are never touched."""
+bounded size (each its own transaction, so delivery is never held up): messages
+that ended (sent, confirmed, rejected, cancelled) and their status events,
+finished runs, notifications, webhook receipts. Pending, sending and failed
+messages are never touched."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from daemon.jobs.kind import JobContext, JobKind, JobOptions
 
 
 class PurgeOptions(JobOptions):
-    messages_older_than: PositiveDuration = 30 * 86400.0  # delivered this long ago
+    messages_older_than: PositiveDuration = 30 * 86400.0  # ended this long ago
     runs_older_than: PositiveDuration = 90 * 86400.0  # finished this long ago
     notifications_older_than: PositiveDuration = 90 * 86400.0
     receipts_older_than: PositiveDuration = 90 * 86400.0  # partners' webhooks received
@@ -59,7 +60,7 @@ async def run(ctx: JobContext, options: PurgeOptions) -> dict[str, Any]:
 
 def describe(options: PurgeOptions) -> str:
     return (
-        f"delivered messages older than {format_duration(options.messages_older_than)}, "
+        f"ended messages older than {format_duration(options.messages_older_than)}, "
         f"runs older than {format_duration(options.runs_older_than)}"
     )
 

@@ -1,6 +1,6 @@
-"""What the scheduler's housekeeping jobs read and delete: delivered messages and
-old notifications purged in bounded batches, and rows of a period paged out for
-an export."""
+"""What the scheduler's housekeeping jobs read and delete: messages that ended
+(delivered, rejected, cancelled) and old notifications purged in bounded
+batches, and rows of a period paged out for an export."""
 
 from __future__ import annotations
 
@@ -10,33 +10,37 @@ from typing import Any
 
 import peewee as pw
 
-from daemon.domain.statuses import DELIVERED
+from daemon.domain.statuses import CANCELLED, DELIVERED, REJECTED
 from daemon.domain.views import Exported
 from daemon.store.base import StoreBase
 from daemon.store.models import JobRun, Message, Notification, Schedule, Visit, WebhookReceipt
 
+ENDED_UNDELIVERED = (REJECTED, CANCELLED)  # ended without being delivered: purged too
+
 
 class UpkeepOps(StoreBase):
     def purge_messages(self, before: datetime, limit: int = 1000) -> int:
-        """Delete up to ``limit`` delivered (sent or confirmed) messages delivered
-        before ``before``, with their status events; never a pending, sending,
-        failed, cancelled or rejected one, nor one a message still waiting names
-        as its prerequisite."""
+        """Delete up to ``limit`` messages that ended before ``before``, with their
+        status events: delivered (sent or confirmed) by when they were sent,
+        rejected or cancelled by their last change; never a pending, sending or
+        failed one, nor one a message still waiting names as its prerequisite."""
 
         def work() -> int:
             waiting = Message.alias()
+            ended = (Message.status.in_(list(DELIVERED)) & (Message.sent_at < before)) | (
+                Message.status.in_(list(ENDED_UNDELIVERED)) & (Message.updated_at < before)
+            )
             stale = (
                 Message.select(Message.id)
                 .where(
-                    Message.status.in_(list(DELIVERED))
-                    & (Message.sent_at < before)
+                    ended
                     & ~pw.fn.EXISTS(
                         waiting.select(waiting.id).where(
                             (waiting.after == Message.id) & waiting.status.not_in(list(DELIVERED))
                         )
                     )
                 )
-                .order_by(Message.sent_at)
+                .order_by(Message.id)
                 .limit(limit)
             )
             ids = [row.id for row in stale]

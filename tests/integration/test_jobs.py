@@ -17,7 +17,9 @@ import pytest
 
 from daemon.config.database import DatabaseSettings
 from daemon.config.loader import parse_config
-from daemon.domain.messages import Delivered, NewMessage
+from daemon.domain.messages import Delivered, Failed, NewMessage
+from daemon.domain.selection import MessageFilter
+from daemon.domain.tracking import CheckResult
 from daemon.jobs import export, http, purge, report, status_check
 from daemon.jobs.kind import JobContext, JobFailed
 from daemon.sim.http import Faults, HttpSink
@@ -173,8 +175,6 @@ async def test_purge_deletes_old_delivered_messages_only_in_batches(astore):
     await astore.enqueue(NewMessage("filings", "recent", b"{}", "json"))
     failed = (await astore.enqueue(NewMessage("other", "failed-old", b"{}", "json"), now=old)).id
     [claimed] = await astore.claim(["other"], "w", 1, 60, now=old)
-    from daemon.domain.messages import Failed
-
     await astore.record("w", [Failed(claimed.id, "no")], now=old)
     result = await purge.run(context(astore, datetime.now(UTC)), purge.PurgeOptions(batch=3))
     assert result["messages"] == 7
@@ -200,6 +200,42 @@ async def test_purge_keeps_a_delivered_message_a_waiting_one_names_first(astore)
         "messages"
     ] == 0
     assert statuses() == {"KB:add": "sent", "KB:task:3": "pending"}
+
+
+async def test_purge_deletes_rejected_and_cancelled_messages_past_the_age(astore):
+    """Messages that ended rejected or cancelled go as the delivered ones do, counted
+    from when they ended; a recent one stays, and so does one a waiting message
+    names first, and failed and pending ones."""
+    now = datetime.now(UTC)
+    old, recent = now - timedelta(days=40), now - timedelta(days=2)
+    [rej_old, rej_recent, _] = await sent(astore, None, ["rej-old", "rej-recent", "sent-old"], old)
+    await astore.record_status_checks(
+        [CheckResult(rej_old, "rejected", "REJECTED")], 48, "t", now=old
+    )
+    await astore.record_status_checks(
+        [CheckResult(rej_recent, "rejected", "REJECTED")], 48, "t", now=recent
+    )  # sent long ago, rejected lately: it ended lately
+    for key in ("can-old", "can-recent", "can-named", "pending-old"):
+        await astore.enqueue(NewMessage("other", key, b"{}", "json"), now=old)
+    named = Message.get(Message.key == "can-named").id
+    await astore.enqueue(NewMessage("other", "waits", b"{}", "json", after_id=named), now=old)
+    for keys, when in ((("can-old", "can-named"), old), (("can-recent",), recent)):
+        ids = tuple(Message.get(Message.key == k).id for k in keys)
+        await astore.cancel(MessageFilter(ids=ids), actor="t", now=when)
+    await astore.enqueue(NewMessage("third", "failed-old", b"{}", "json"), now=old)
+    [claimed] = await astore.claim(["third"], "w", 1, 60, now=old)
+    await astore.record("w", [Failed(claimed.id, "no")], now=old)
+    before = statuses()
+    assert before["rej-old"] == "rejected" and before["can-old"] == "cancelled"
+
+    result = await purge.run(context(astore, now), purge.PurgeOptions(batch=2))
+    assert result["messages"] == 3  # rej-old, can-old, sent-old
+    assert statuses() == {
+        "rej-recent": "rejected", "can-recent": "cancelled", "can-named": "cancelled",
+        "waits": "pending", "pending-old": "pending", "failed-old": "failed",
+    }  # fmt: skip
+    kept = [m.id for m in Message.select(Message.id)]
+    assert StatusEvent.select().where(StatusEvent.message.not_in(kept)).count() == 0
 
 
 # --- export -------------------------------------------------------------------------------
