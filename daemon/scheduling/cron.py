@@ -24,13 +24,15 @@ field starts with ``*`` a day must match both, otherwise it must match either.
 every Monday.
 
 What it runs on is croniter: given the days in the form it reads without
-surprises (numbers, ``*``, ``L``, ``D#N``), it finds the dates a crontab matches
-(month lengths, leap years, weekdays, ``L``, ``#``). Each side of an "either"
-is its own croniter (croniter's own union intersects a ``#``). ``L-N`` is ours:
-croniter does not read it, so it is given the candidate days and each date is
-checked here. The times of a matching day are the hours crossed with the
-minutes. An expression no date matches is refused: the calendar repeats every
-400 years, so a search of 400 years from any start is the whole answer.
+surprises (numbers, ``*``, ``L`` alone, ``D#N``), it finds the dates a crontab
+matches (month lengths, leap years, weekdays, ``L``, ``#``). Each side of an
+"either" is its own croniter (croniter's own union intersects a ``#``). ``L-N``
+is ours, and so is ``L`` in a list: croniter does not read the one and miscounts
+the other (``L`` beside 30 other days reads to it as every day), so it is given
+the days they can be and each date it finds is checked here. The times of a
+matching day are the hours crossed with the minutes. An expression no date
+matches is refused: the calendar repeats every 400 years, so a search of 400
+years from any start is the whole answer.
 
 Pure, no clock; croniter is imported when the first expression is read.
 """
@@ -99,13 +101,22 @@ class _MonthDays:
     last: bool = False  # L
     before_last: frozenset[int] = frozenset()  # L-N: N days before the last
 
+    @property
+    def checked(self) -> bool:
+        """Whether each date croniter finds is checked here: for ``L-N``, which croniter
+        does not read, and for ``L`` in a list (croniter counts it as one more day, and
+        ``L`` beside 30 others reads to it as every day of the month)."""
+        return bool(self.before_last) or (self.last and bool(self.days))
+
     def croniter_text(self) -> str:
-        """What croniter is given: the days, and for ``L-N`` every day it can be."""
+        """What croniter is given: the days, ``L``, and, when each date is checked
+        here, every day that ``L`` and ``L-N`` can be."""
+        if not self.checked:
+            return ",".join([str(d) for d in sorted(self.days)] + (["l"] if self.last else []))
         days = set(self.days)
-        for n in self.before_last:
+        for n in self.before_last | ({0} if self.last else set()):
             days.update(length - n for length in (28, 29, 30, 31) if length - n >= 1)
-        items = [str(d) for d in sorted(days)] + (["l"] if self.last else [])
-        return ",".join(items)
+        return ",".join(str(d) for d in sorted(days))
 
     def exact(self, day: date) -> bool:
         last = calendar.monthrange(day.year, day.month)[1]
@@ -215,7 +226,7 @@ def _parse(expression: str) -> Crontab:
     either = not fields[2].startswith("*") and not fields[4].startswith("*")
     month_text = _listed(months, 1, 12)
     dom = month_days.croniter_text() if month_days.days != frozenset(range(1, 32)) else "*"
-    check = month_days if month_days.before_last else None
+    check = month_days if month_days.checked else None
     # either: each field its own side (the other *), a day of either side runs
     candidates = [(dom, "*", check), ("*", weekdays, None)] if either else [(dom, weekdays, check)]
     sides = tuple(

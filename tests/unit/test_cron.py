@@ -145,6 +145,9 @@ def days_of(expression: str, start: str, count: int) -> list[str]:
         ("0 0 L-2 * *", "2027-02-01", ["Fri 26 Feb", "Mon 29 Mar"]),
         ("0 0 1,L * *", "2027-01-15", ["Sun 31 Jan", "Mon 01 Feb", "Sun 28 Feb", "Mon 01 Mar"]),
         ("0 0 L * 5", "2027-01-20", ["Fri 22 Jan", "Fri 29 Jan", "Sun 31 Jan", "Fri 05 Feb"]),
+        # L beside 30 other days is 30 or 31 days, not every day (croniter: every day)
+        ("0 0 1-29,31,L * *", "2027-03-28", ["Sun 28 Mar", "Mon 29 Mar", "Wed 31 Mar"]),
+        ("0 0 1-29,31,L * *", "2027-04-28", ["Wed 28 Apr", "Thu 29 Apr", "Fri 30 Apr"]),
         # #: the first Monday, the third Friday; with a day-of-month, either
         ("0 6 * * 1#1", "2027-01-01", ["Mon 04 Jan", "Mon 01 Feb", "Mon 01 Mar", "Mon 05 Apr"]),
         ("0 6 * * fri#3,mon#1", "2027-01-01", ["Mon 04 Jan", "Fri 15 Jan", "Mon 01 Feb"]),
