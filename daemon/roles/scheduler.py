@@ -64,6 +64,7 @@ MAX_CATCH_UP = 10_000  # fires recorded one by one when a scheduler comes back; 
 QUEUE_POLL = 0.5  # seconds between looks at queued runs
 STORE_RETRY = 1.0
 CATCH_UP_GRACE = 2.0  # seconds: fires this recent at a sync are the timer's, not caught up
+ON_TIME = CATCH_UP_GRACE  # seconds: a fire claimed this late by a scheduler up at it is on time
 
 
 def utcnow() -> datetime:
@@ -194,6 +195,17 @@ class Scheduler(RoleBase):
 # --- schedules and their timer ------------------------------------------------------------
 
 
+@dataclass
+class Claiming:
+    """A fire waiting to be claimed, and the future its caller awaits."""
+
+    entry: Known
+    fire: Fire
+    trigger: str
+    on_time: bool  # the timer was set before its instant: the scheduler was up at it
+    done: asyncio.Future[RunRow | None]
+
+
 class ScheduleBook:
     """The schedules: written from the file, read back, each with its next fire armed."""
 
@@ -207,7 +219,7 @@ class ScheduleBook:
         self.task: asyncio.Task[None] | None = None
         self.caught_up: set[tuple[int, int]] = set()  # (schedule id, revision) caught up
         # fires due at one moment are claimed together, one transaction for all
-        self.claiming: list[tuple[Known, Fire, str, asyncio.Future[RunRow | None]]] = []
+        self.claiming: list[Claiming] = []
         self.claimer: asyncio.Task[None] | None = None
 
     @property
@@ -296,7 +308,10 @@ class ScheduleBook:
 
     # --- the timer ------------------------------------------------------------------
 
-    def _arm(self, entry: Known, after: datetime) -> None:
+    def _arm(self, entry: Known, after: datetime, up: bool = False) -> None:
+        """The timer set for the next fire after ``after``. It is on time when the
+        timer is set before its instant, or when ``up``: armed from the fire before
+        it, claimed on time (this scheduler was up all along)."""
         start = max(after, entry.armed) if entry.armed else after
         found = next_fires(entry.timing, start)
         if not found:
@@ -307,7 +322,7 @@ class ScheduleBook:
         self.timer.add_job(
             self._on_fire,
             DateTrigger(run_date=fire.at),
-            args=[entry.row.name, entry.row.revision, fire],
+            args=[entry.row.name, entry.row.revision, fire, up or fire.at > utcnow()],
             id=entry.row.name,
             replace_existing=True,
         )
@@ -316,19 +331,22 @@ class ScheduleBook:
         with contextlib.suppress(Exception):  # not armed: nothing to do
             self.timer.remove_job(name)
 
-    async def _on_fire(self, name: str, revision: int, fire: Fire) -> None:
+    async def _on_fire(self, name: str, revision: int, fire: Fire, on_time: bool) -> None:
         entry = self.role.known.get(name)
         if entry is None or entry.row.revision != revision or not entry.active:
             return
-        self._arm(entry, fire.at)  # the next fire's timer now, whatever the claim takes
-        await self.fire(entry, fire, "cron")
+        self._arm(entry, fire.at, up=on_time)  # the next fire's timer now, whatever the claim takes
+        await self.fire(entry, fire, "cron", on_time)
 
-    async def fire(self, entry: Known, fire: Fire, trigger: str) -> RunRow | None:
+    async def fire(
+        self, entry: Known, fire: Fire, trigger: str, on_time: bool = False
+    ) -> RunRow | None:
         """Claim a fire and start its run when it is this scheduler's. The fires of
         one moment are claimed together: the first starts a claimer that takes
-        every fire queued by the time it runs, and the ones after it, batch by batch."""
+        every fire queued by the time it runs, and the ones after it, batch by batch.
+        ``on_time``: the timer was set before the fire's instant (``_arm``)."""
         done: asyncio.Future[RunRow | None] = asyncio.get_running_loop().create_future()
-        self.claiming.append((entry, fire, trigger, done))
+        self.claiming.append(Claiming(entry, fire, trigger, on_time, done))
         if self.claimer is None or self.claimer.done():
             self.claimer = asyncio.create_task(self._claim(), name="schedules.claims")
         return await asyncio.shield(done)
@@ -341,7 +359,8 @@ class ScheduleBook:
             except Exception as exc:  # a bug: each waiting fire hears of it, the loop goes on
                 log.exception("fires not claimed")
                 claimed = [exc] * len(batch)  # type: ignore[list-item]
-            for (_, _, _, done), result in zip(batch, claimed, strict=True):
+            for item, result in zip(batch, claimed, strict=True):
+                done = item.done
                 if done.done():
                     continue
                 if isinstance(result, BaseException):
@@ -349,26 +368,32 @@ class ScheduleBook:
                 else:
                     done.set_result(result)
 
-    async def _claim_batch(
-        self, batch: list[tuple[Known, Fire, str, asyncio.Future[RunRow | None]]]
-    ) -> list[RunRow | None]:
+    async def _claim_batch(self, batch: list[Claiming]) -> list[RunRow | None]:
+        """The timer's fires are claimed when on time (``ON_TIME`` late at most, the
+        scheduler up at their instant) or within ``catch_up``; later than both, they
+        are missed. A fire that fell due before this scheduler armed it, too late for
+        ``catch_up`` but recent enough for a scheduler up at it to be claiming it
+        now, is left to that one: missed only if no one has it once ``ON_TIME`` is past."""
         role = self.role
         results: list[RunRow | None] = [None] * len(batch)
         todo: list[int] = []
-        for i, (entry, fire, trigger, _) in enumerate(batch):
+        for i, item in enumerate(batch):
+            entry, fire = item.entry, item.fire
             late = (utcnow() - fire.at).total_seconds()
-            if late > entry.spec.catch_up and trigger == "cron":  # woke too late to run it
+            if item.trigger != "cron" or late <= self._allowed(entry, item.on_time):
+                todo.append(i)
+            elif item.on_time or late > ON_TIME:  # woke too late to run it
                 with contextlib.suppress(StoreUnavailable):
                     await self.store.record_fires(
                         entry.row.id, [(fire.at, MISSED, "claimed too late")]
                     )
                 role.metrics.fires.labels(entry.row.name, MISSED).inc()
             else:
-                todo.append(i)
+                self._record_missed_later(entry, fire)
         while todo:
             claims = [
-                Claim(batch[i][0].row.id, batch[i][1].at, batch[i][2], batch[i][0].spec.overlap,
-                      batch[i][1].note)
+                Claim(batch[i].entry.row.id, batch[i].fire.at, batch[i].trigger,
+                      batch[i].entry.spec.overlap, batch[i].fire.note)
                 for i in todo
             ]  # fmt: skip
             try:
@@ -379,12 +404,12 @@ class ScheduleBook:
             except StoreUnavailable as exc:
                 log.warning("fires not claimed yet: the database", extra={"error": str(exc)})
                 await asyncio.sleep(STORE_RETRY)
-                todo = [i for i in todo if self._still_due(batch[i][0], batch[i][1])]
+                todo = [i for i in todo if self._still_due(batch[i])]
         else:
             return results
         now = utcnow()
         for i, run in zip(todo, runs, strict=True):
-            entry = batch[i][0]
+            entry = batch[i].entry
             name = entry.row.name
             results[i] = run
             if run is None:
@@ -401,10 +426,37 @@ class ScheduleBook:
                 log.info("fire skipped: the last run is still running", extra={"schedule": name})
         return results
 
-    def _still_due(self, entry: Known, fire: Fire) -> bool:
-        """A fire the database did not take: worth claiming again within its catch-up
-        window; past it, it is lost, and said so."""
-        if (utcnow() - fire.at).total_seconds() <= entry.spec.catch_up:
+    @staticmethod
+    def _allowed(entry: Known, on_time: bool) -> float:
+        """How late a fire of the timer may be claimed: within ``catch_up``, and
+        within ``ON_TIME`` when the scheduler was up at its instant (``catch_up: 0``
+        means no catch-up after a time no scheduler ran, not no run at all)."""
+        return max(entry.spec.catch_up, ON_TIME) if on_time else entry.spec.catch_up
+
+    def _record_missed_later(self, entry: Known, fire: Fire) -> None:
+        """Record a fire missed once ``ON_TIME`` is past it, unless a scheduler up at
+        its instant claimed it by then (a run in the ledger is left as it is)."""
+        self.timer.add_job(
+            self._record_missed,
+            DateTrigger(run_date=fire.at + timedelta(seconds=ON_TIME)),
+            args=[entry, fire],
+            id=f"{entry.row.name}@{fire.at.isoformat()}",  # a name has no @
+            replace_existing=True,
+        )
+
+    async def _record_missed(self, entry: Known, fire: Fire) -> None:
+        with contextlib.suppress(StoreUnavailable):
+            note = "no scheduler ran"
+            if await self.store.record_fires(entry.row.id, [(fire.at, MISSED, note)]):
+                self.role.metrics.fires.labels(entry.row.name, MISSED).inc()
+
+    def _still_due(self, item: Claiming) -> bool:
+        """A fire the database did not take: worth claiming again as long as it may
+        be claimed at all; past that, it is lost, and said so."""
+        entry, fire = item.entry, item.fire
+        late = (utcnow() - fire.at).total_seconds()
+        on_time = item.on_time and item.trigger == "cron"
+        if late <= self._allowed(entry, on_time):
             return True
         log.error(
             "fire not claimed: the database did not answer within its catch-up window",

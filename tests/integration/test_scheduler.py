@@ -12,7 +12,7 @@ import signal
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from itertools import pairwise
 from pathlib import Path
 from typing import Any
@@ -356,3 +356,70 @@ async def test_sigterm_past_the_deadline_marks_the_run_interrupted_and_queues_it
         assert first.status == "interrupted" and "stopping" in (first.error or "")
         assert (retry.status, retry.trigger, retry.attempt) == ("queued", "retry", 2)
         assert len(sink.requests) == 1
+
+
+NO_CATCH_UP = """  beat:
+    every: 1s
+    catch_up: 0s
+    job: http
+    options: {{url: "{url}", method: POST}}
+"""
+
+
+async def test_catch_up_0_runs_every_fire_on_time_and_catches_none_up(suite, store):
+    """``catch_up: 0``: two schedulers run every fire that falls due while they are up
+    (a claim is a few ms late, and a scheduler starting beside a running one leaves
+    it its fires); after both stop for a few fires, those are ``missed`` and none of
+    them runs, on a restart or later."""
+
+    def now() -> datetime:
+        return datetime.now(UTC)
+
+    def firsts() -> list[JobRun]:
+        return [r for r in ledger("beat") if r.attempt == 1]
+
+    def ran(since: datetime, count: int) -> bool:
+        return sum(r.status == "succeeded" and r.fire_time > since for r in firsts()) >= count
+
+    async with HttpSink() as sink:
+        suite.write(NO_CATCH_UP.format(url=sink.url("/beat")))
+        await suite.start(0)
+        await suite.start(1)
+        up = now()
+        await eventually(lambda: ran(up, 8), "fires with both up", dump=suite.output)
+        stopping = now()
+        assert await suite.procs[0].stop() == 0
+        assert await suite.procs[1].stop() == 0
+        down = now()
+        while now() < down + timedelta(seconds=3.5):  # a few fires fall due with none up
+            await asyncio.sleep(0.1)
+        back = now()
+        await suite.start(0)
+        await suite.start(1)
+        ready = now()
+
+        def recorded() -> bool:  # the fires while down are in the ledger, and runs go on
+            times = {r.fire_time for r in firsts()}
+            second = down.replace(microsecond=0) + timedelta(seconds=1)
+            return ran(ready, 5) and all(
+                second + timedelta(seconds=i) in times
+                for i in range(int((back - second).total_seconds()))
+            )
+
+        await eventually(recorded, "the fires while down recorded", dump=suite.output)
+        end = now()
+        assert await suite.procs[0].stop() == 0
+        assert await suite.procs[1].stop() == 0
+
+    runs = firsts()
+    times = [r.fire_time for r in runs]
+    assert len(times) == len(set(times))  # each fire once
+    assert not [r for r in ledger("beat") if r.trigger == "catch_up" or r.status == "coalesced"]
+    on_time = [r for r in runs if up + timedelta(seconds=1) < r.fire_time < stopping]
+    on_time += [r for r in runs if ready + timedelta(seconds=1) < r.fire_time < end]
+    assert len(on_time) >= 10 and {r.status for r in on_time} == {"succeeded"}, suite.output()
+    while_down = [r for r in runs if down < r.fire_time < back]
+    assert len(while_down) >= 3
+    assert {(r.status, r.trigger) for r in while_down} == {("missed", "cron")}
+    # one row a second, the stop included: none skipped in the ledger
+    assert set(b - a for a, b in pairwise(sorted(times))) == {timedelta(seconds=1)}
