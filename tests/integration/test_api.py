@@ -428,3 +428,21 @@ async def test_the_document_says_what_the_server_answers(api: Api):
     assert set(bad) == {"application/problem+json", "text/plain"}
     async with api.session.get(f"{api.base}/api/v1/messages?kind={'k' * 9000}") as response:
         assert response.status == 400 and response.content_type == "text/plain"
+
+
+async def test_a_schedule_that_never_fires_is_a_400_naming_its_cron(api: Api):
+    says = "not a valid schedule: cron: invalid cron expression '0 0 30 2 *': it never fires"
+    definition = {"cron": "0 0 30 2 *", "job": "http", "options": {"url": "http://127.0.0.1:9/x"}}
+    status, body, _ = await api.call(
+        "POST", "/api/v1/schedules", json={"name": "feb30", "definition": definition}
+    )
+    assert status == 400 and body["detail"].startswith(says), body
+    definition["cron"] = "0 0 L 2 *"  # the last day of February
+    status, body, _ = await api.call(
+        "POST", "/api/v1/schedules", json={"name": "feb30", "definition": definition}
+    )
+    assert status == 201 and body["next"][0]["local"][5:10] in ("02-28", "02-29")
+    status, body, _ = await api.call(
+        "PATCH", "/api/v1/schedules/feb30", json={"cron": "0 0 30 2 *"}
+    )
+    assert status == 400 and body["detail"].startswith(says), body

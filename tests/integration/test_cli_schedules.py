@@ -605,11 +605,33 @@ def test_preview_reads_from_in_the_configured_zone_and_an_age(sqlite_workdir, cl
     assert timedelta(minutes=118) < ago <= timedelta(hours=2)
 
 
-def test_preview_of_an_expression_that_never_fires(sqlite_workdir, cli):
-    assert ok(cli("schedules", "preview", "--cron", "0 0 30 2 *")).strip() == (
-        "no fire: the expression matches no date"
+@pytest.mark.parametrize("expression", ["0 0 30 2 *", "0 0 31 4,6,9,11 *", "0 0 L-29 feb *"])
+def test_an_expression_that_never_fires_is_refused(workdir, cli, expression):
+    says = f"cron: invalid cron expression '{expression}': it never fires"
+    refused(cli("schedules", "preview", "--cron", expression), 65, says)
+    refused(cli("schedules", "add", "never", *HOOK, "--cron", expression), 65, says)
+    ok(cli("schedules", "add", "month-end", *HOOK, "--cron", "0 23 L * *"))
+    refused(cli("schedules", "edit", "month-end", "--cron", expression), 65, says)
+    assert cli("schedules", "show", "month-end", "--json").json()["definition"]["cron"] == (
+        "0 23 L * *"
     )
-    assert cli("schedules", "preview", "--cron", "0 0 30 2 *", "--json").json() == []
+    assert listed(cli) == {"nightly", "month-end"}
+
+
+def test_preview_of_the_day_fields(sqlite_workdir, cli):
+    def days(expression: str) -> list[str]:
+        fires = cli(
+            "schedules", "preview", "--cron", expression, "--timezone", "UTC",
+            "--from", "2027-01-01", "--count", "4", "--json",
+        ).json()  # fmt: skip
+        return [datetime.fromisoformat(f["local"]).strftime("%a %d %b") for f in fires]
+
+    assert days("0 0 */2 * *") == ["Fri 01 Jan", "Sun 03 Jan", "Tue 05 Jan", "Thu 07 Jan"]
+    assert days("0 0 * * */2") == ["Sat 02 Jan", "Sun 03 Jan", "Tue 05 Jan", "Thu 07 Jan"]
+    assert days("0 0 */10 * 1") == ["Mon 11 Jan", "Mon 01 Feb", "Mon 01 Mar", "Mon 31 May"]
+    assert days("0 0 * * 5/2") == ["Fri 01 Jan", "Sun 03 Jan", "Fri 08 Jan", "Sun 10 Jan"]
+    assert days("0 0 L * *") == ["Sun 31 Jan", "Sun 28 Feb", "Wed 31 Mar", "Fri 30 Apr"]
+    assert days("0 0 * * mon#1") == ["Mon 04 Jan", "Mon 01 Feb", "Mon 01 Mar", "Mon 05 Apr"]
 
 
 def test_preview_of_a_stored_schedule(workdir, db_url, cli):

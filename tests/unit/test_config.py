@@ -231,6 +231,22 @@ def test_settings_are_frozen():
             """,
             "schedules.nightly.cron: invalid cron expression '0 2 * *': expected 5 fields",
         ),
+        (  # an expression no date matches: 31 April, June, September, November
+            """
+            database: sqlite:///x.db
+            schedules:
+              month-end: {cron: "0 0 31 4,6,9,11 *", job: purge}
+            """,
+            "schedules.month-end.cron: invalid cron expression '0 0 31 4,6,9,11 *': it never fires",
+        ),
+        (
+            """
+            database: sqlite:///x.db
+            schedules:
+              weekend: {cron: "0 8 * * sat,sun", skip: [weekends], job: purge}
+            """,
+            "schedules.weekend: cron '0 8 * * sat,sun' runs on weekends only and skip: [weekends]",
+        ),
         (
             """
             database: sqlite:///x.db

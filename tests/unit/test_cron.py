@@ -300,6 +300,21 @@ def test_business_days(expression, after, rules, expected):
     assert got == [e.astimezone(UTC) for e in expected]
 
 
+def test_rules_that_drop_every_fire_end_the_search():
+    """A crontab of weekends with weekends skipped, or of a day that is always a holiday
+    with holidays skipped: no fire, and the search ends (the YAML check refuses the
+    first; a calendar is known only to the scheduler)."""
+    weekends = Timing.crontab("0 8 * * sat,sun", BERLIN, skip_weekends=True)
+    assert next_fires(weekends, local(BERLIN, 2026, 1, 1), 1) == []
+    christmas = Timing.crontab(
+        "0 6 25 12 *", BERLIN, skip_holidays=True, holidays=lambda d: (d.month, d.day) == (12, 25)
+    )
+    assert next_fires(christmas, local(BERLIN, 2026, 1, 1), 1) == []
+    moved = Timing.crontab("0 8 * * sat,sun", BERLIN, skip_weekends=True, **MOVE)
+    got = next_fires(moved, local(BERLIN, 2027, 1, 1), 2)
+    assert [f.local.strftime("%a %d") for f in got] == ["Mon 04", "Mon 11"]  # Sat's and Sun's
+
+
 def test_a_moved_fire_says_from_where():
     timing = Timing.crontab("0 6 1 * *", BERLIN, skip_weekends=True, if_skipped="next_business_day")
     [fire] = next_fires(timing, local(BERLIN, 2026, 8, 2))  # Sunday: after the skipped Saturday
