@@ -137,7 +137,7 @@ class _Side:
 
     def days(self, start: date, until: date | None = None) -> Iterator[date]:
         """The matching days from ``start`` on (before ``until``, if given)."""
-        from croniter import CroniterBadDateError  # type: ignore[import-untyped]
+        from croniter import CroniterBadDateError
 
         walk = copy.copy(self.matcher)
         walk.set_current(datetime.combine(start, time()) - timedelta(minutes=1), force=True)
@@ -245,9 +245,10 @@ def _parse(expression: str) -> Crontab:
 
 
 def _side(text: str, check: _MonthDays | None) -> _Side:
-    from croniter import croniter  # type: ignore[import-untyped]
+    from croniter import croniter
 
-    matcher = croniter(text, _PROBE, day_or=False, max_years_between_matches=CYCLE_YEARS + 1)
+    start = datetime.combine(_PROBE, time())  # each walk sets its own
+    matcher = croniter(text, start, day_or=False, max_years_between_matches=CYCLE_YEARS + 1)
     return _Side(text, check, matcher)
 
 

@@ -423,3 +423,22 @@ def test_every_day_of_a_year_in_a_zone_with_dst_is_one_fire():
     got = list(fires_between(timing, utc(2025, 12, 31, 12), utc(2026, 12, 31, 12)))
     assert len(got) == 365
     assert all(b.at - a.at >= timedelta(hours=23) for a, b in pairwise(got))
+
+
+def test_croniter_is_imported_when_the_first_expression_is_read():
+    """The scheduling package stays cheap to import (the CLI's parser, the config
+    models): croniter and dateutil come with the first crontab read."""
+    import json
+    import subprocess
+    import sys
+
+    probe = (
+        "import sys, json, daemon.scheduling.fires, daemon.scheduling.cron as c\n"
+        "before = sorted(m.split('.')[0] for m in sys.modules)\n"
+        "c.parse_crontab('0 6 * * *')\n"
+        "print(json.dumps([before, sorted(m.split('.')[0] for m in sys.modules)]))"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    before, after = json.loads(out.stdout)
+    assert not {"croniter", "dateutil"} & set(before)
+    assert {"croniter", "dateutil"} <= set(after)

@@ -104,7 +104,7 @@ def _croniter_either(f: list[str]) -> bool:
 
 def _croniter_days(f: list[str]) -> list[object] | None:
     try:
-        return croniter.expand(" ".join(f))[0][2]  # type: ignore[no-any-return]
+        return list(croniter.expand(" ".join(f))[0][2])
     except CroniterBadCronError:
         return None
 
