@@ -36,6 +36,7 @@ from daemon.scheduling.cron import Crontab, parse_crontab
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 MAX_BUSINESS_SEARCH = 31  # days looked ahead for the next business day
+ONE_DAY = timedelta(days=1)
 MAX_SKIPPED_RUN = 100  # matching days in a row with every fire dropped: the rules drop all
 
 MissingTime = Literal["shift", "skip"]
@@ -143,6 +144,8 @@ def _cron(timing: Timing, after: datetime) -> Iterator[Fire]:
         why = _skipped(timing, day)
         if why is None and not arriving and _steady(timing.zone, day):  # in wall order, lazily
             dropped = 0
+            if day < local.date() and _midnight(timing.zone, day + ONE_DAY) <= after:
+                continue  # every fire of the day is before the start
             times = cron.times
             first = bisect.bisect_right(times, local.time()) if day == local.date() else 0
             for wall in times[first:]:
@@ -169,7 +172,11 @@ def _steady(zone: tzinfo, day: date) -> bool:
     """Whether the clocks keep one offset all day (its midnights at one offset): then
     its fires come in the order of their wall times."""
     start = datetime.combine(day, time(), zone)
-    return start.utcoffset() == datetime.combine(day + timedelta(days=1), time(), zone).utcoffset()
+    return start.utcoffset() == datetime.combine(day + ONE_DAY, time(), zone).utcoffset()
+
+
+def _midnight(zone: tzinfo, day: date) -> datetime:
+    return datetime.combine(day, time(), zone).astimezone(UTC)
 
 
 def _after(fires: list[Fire], after: datetime) -> Iterator[Fire]:
