@@ -62,7 +62,6 @@ DAYS = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")
 MAX_STEP = 99
 CYCLE_YEARS = 400  # the Gregorian calendar repeats after 400 years (146,097 days: whole weeks)
 _PROBE = date(2000, 1, 1)  # where the search for a first match starts (any date would do)
-_FIELD_NAMES = ("minute", "hour", "day-of-month", "month", "day-of-week")
 _VALUE = r"[a-z0-9]+"
 _RANGE = re.compile(rf"(\*|{_VALUE})(?:-({_VALUE}))?(?:/([0-9]+))?")
 _NTH = re.compile(rf"({_VALUE})#([0-9]+)")
@@ -129,7 +128,8 @@ class _MonthDays:
 
 @dataclass(frozen=True)
 class _Side:
-    """Days croniter finds (``0 0 DOM MONTH DOW``), checked here when ``L-N`` says so."""
+    """Days croniter finds (``0 0 DOM MONTH DOW``), each checked here when ``check``
+    is given (``L-N``, ``L`` in a list)."""
 
     text: str
     check: _MonthDays | None
@@ -353,7 +353,7 @@ def _weekdays(text: str) -> str:
             raise ValueError(f"day-of-week {part!r}: L is read in day-of-month only")
         days.update(d % 7 for d in _range(part, spec))
     if nth and days:
-        raise ValueError(f"day-of-week {text!r}: a list of N#M items cannot hold plain days too")
+        raise ValueError(f"day-of-week {text!r}: a list of D#N items cannot hold plain days too")
     if nth:
         return ",".join(sorted(nth))
     return _listed(frozenset(days), 0, 6)
