@@ -89,6 +89,9 @@ def empty_url(request, tmp_path):
 
 @pytest.fixture
 def store(db_url: str) -> Iterator[Store]:
+    """A store on ``db_url``; the model declarations bound to its database for the
+    test's own queries (the store binds its own models)."""
     s = Store(open_database(DatabaseSettings(url=db_url)))
-    yield s
+    with s.db.bind_ctx(MODELS):
+        yield s
     s.close()

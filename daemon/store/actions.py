@@ -11,8 +11,9 @@ from typing import Any
 
 from daemon.domain.selection import MessageFilter, OperatorRefused
 from daemon.domain.statuses import CANCELLED, CONFIRMED, FAILED, PENDING, REJECTED, SENDING, SENT
-from daemon.store.base import CHUNK, EventRow, StoreBase, chunked
-from daemon.store.models import Message, StatusCheck
+from daemon.store.audit import Audit
+from daemon.store.sql.base import CHUNK, EventRow, chunked
+from daemon.store.unit import Unit
 
 
 @dataclass(frozen=True)
@@ -81,8 +82,15 @@ RESEND = Rule(
 RULES = {rule.action: rule for rule in (RETRY, CANCEL, RESEND)}
 
 
-class ActionBase(StoreBase):
-    def _change(
+class Actions:
+    """The one way operator actions change messages."""
+
+    def __init__(self, unit: Unit, audit: Audit) -> None:
+        self.unit = unit
+        self.m = unit.models
+        self.audit = audit
+
+    def change(
         self,
         rule: Rule,
         rows: Sequence[tuple[int, str]],
@@ -94,9 +102,10 @@ class ActionBase(StoreBase):
         """Apply ``rule`` to ``rows`` (id, status), locked by the caller: the
         audit entry first (its id goes in every status event), then the rows,
         their events, and a wake-up for the dispatchers. Returns the audit id."""
-        audit_id = self._audit(actor, rule.action, target, details, len(rows), now)
+        audit_id = self.audit.entry(actor, rule.action, target, details, len(rows), now)
         if not rows:
             return audit_id
+        Message, StatusCheck = self.m.Message, self.m.StatusCheck
         ids = [i for i, _ in rows]
         changes = rule.changes(now)
         for chunk in chunked(ids):
@@ -108,9 +117,9 @@ class ActionBase(StoreBase):
         event = {"action": rule.action, "audit": audit_id}
         if "operation" in details:
             event["operation"] = details["operation"]
-        self._add_events([EventRow(i, s, rule.target, actor, event) for i, s in rows], now)
+        self.unit.events([EventRow(i, s, rule.target, actor, event) for i, s in rows], now)
         if rule.target == PENDING:
-            self._notify(
+            self.unit.notify(
                 r[0]
                 for r in Message.select(Message.channel)
                 .where(Message.id.in_(ids[:CHUNK]))

@@ -25,24 +25,24 @@ from daemon.domain.statuses import (
     RUNNING,
     SUCCEEDED,
 )
-from daemon.store.base import StoreBase
-from daemon.store.models import (
-    Alert,
-    BreakerState,
-    JobRun,
-    Message,
-    Notification,
-    Schedule,
-    StatusEvent,
-)
+from daemon.store.models import db_timestamp
+from daemon.store.unit import Unit
 
 
-class AlertOps(StoreBase):
+class Alerts:
+    def __init__(self, unit: Unit) -> None:
+        self.unit = unit
+        self.sql = unit.sql
+        self.m = unit.models
+
     def alert_inputs(
         self, window: float, now: datetime | None = None, breaker_fresh: float = 120.0
     ) -> AlertInputs:
-        when = self._now(now)
+        when = self.unit.now(now)
         since = when - timedelta(seconds=window)
+        m = self.m
+        Schedule, JobRun, Message, StatusEvent = m.Schedule, m.JobRun, m.Message, m.StatusEvent
+        BreakerState = m.BreakerState
 
         def work() -> AlertInputs:
             facts = AlertInputs(when)
@@ -114,7 +114,7 @@ class AlertOps(StoreBase):
                 )
             return facts
 
-        return self._read(work)
+        return self.unit.read(work)
 
     def move_alerts(
         self,
@@ -127,13 +127,12 @@ class AlertOps(StoreBase):
         its details; the others are clear. Answers the transitions this call
         made, each to be notified once: a subject newly firing, one still firing
         past its window, one that cleared."""
+        Alert = self.m.Alert
 
         def work() -> list[Transition]:
-            when = self._now(now)
+            when = self.unit.now(now)
             query = Alert.select().where(Alert.rule == rule)
-            if self.postgres:
-                query = query.for_update()
-            rows = {row.subject: row for row in query}
+            rows = {row.subject: row for row in self.sql.for_update(query)}
             out: list[Transition] = []
             for subject, details in sorted(firing.items()):
                 row = rows.get(subject)
@@ -168,7 +167,7 @@ class AlertOps(StoreBase):
                     out.append(Transition(rule, subject, "resolved", row.details, row.since))
             return out
 
-        return self._write(work)
+        return self.unit.write(work)
 
     def record_notification(
         self,
@@ -181,14 +180,16 @@ class AlertOps(StoreBase):
         now: datetime | None = None,
     ) -> None:
         def work() -> None:
-            Notification.insert(
+            self.m.Notification.insert(
                 rule=rule, subject=subject, event=event, target=target, ok=ok,
-                answer=answer, at=self._now(now),
+                answer=answer, at=self.unit.now(now),
             ).execute()  # fmt: skip
 
-        self._write(work)
+        self.unit.write(work)
 
     def notifications(self, limit: int = 100) -> list[dict[str, object]]:
+        Notification = self.m.Notification
+
         def work() -> list[dict[str, object]]:
             query = Notification.select().order_by(Notification.id.desc()).limit(limit)
             return [
@@ -204,7 +205,7 @@ class AlertOps(StoreBase):
                 for row in query
             ]
 
-        return self._read(work)
+        return self.unit.read(work)
 
     def report_breaker(
         self,
@@ -218,21 +219,10 @@ class AlertOps(StoreBase):
         other state is kept (with when it began) and refreshed while it lasts."""
 
         def work() -> None:
-            when = self._now(now)
-            where = (BreakerState.channel == channel) & (BreakerState.owner == owner)
             if state == "closed":
-                BreakerState.delete().where(where).execute()
-                return
-            row = BreakerState.get_or_none(where)
-            if row is None:
-                BreakerState.insert(
-                    channel=channel, owner=owner, state=state, since=when, detail=detail,
-                    updated_at=when,
-                ).on_conflict_ignore().execute()  # fmt: skip
+                self.sql.clear_breaker(channel, owner)
             else:
-                since = row.since if row.state == state else when
-                BreakerState.update(state=state, since=since, detail=detail, updated_at=when).where(
-                    where
-                ).execute()
+                stamp = db_timestamp(self.unit.now(now))
+                self.sql.report_breaker(channel, owner, state, detail, stamp)
 
-        self._write(work)
+        self.unit.write(work)

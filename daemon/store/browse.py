@@ -12,12 +12,17 @@ import peewee as pw
 from daemon.domain.limits import LIST_WINDOW, MAX_PAGE
 from daemon.domain.selection import MessageFilter, OperatorRefused
 from daemon.domain.views import AuditView, EventView, MessagePage, MessageSummary, MessageTimeline
-from daemon.store.base import StoreBase
-from daemon.store.models import AuditEntry, Message, StatusEvent, db_timestamp
-from daemon.store.selection import check_filter, decode_cursor, encode_cursor, where
+from daemon.store.models import db_timestamp
+from daemon.store.selection import Selection, check_filter, decode_cursor, encode_cursor
+from daemon.store.unit import Unit
 
 
-class BrowseOps(StoreBase):
+class Browse:
+    def __init__(self, unit: Unit, selection: Selection) -> None:
+        self.unit = unit
+        self.m = unit.models
+        self.selection = selection
+
     def list_messages(
         self,
         selector: MessageFilter | None = None,
@@ -45,12 +50,15 @@ class BrowseOps(StoreBase):
         if since is None:
             # a whole minute: a listing asked again within the minute is the same
             # (its ETag holds), and its window moves on a minute at a time
-            start = (self._now(now) - timedelta(seconds=window)).replace(second=0, microsecond=0)
+            start = self.unit.now(now) - timedelta(seconds=window)
+            start = start.replace(second=0, microsecond=0)
             since = after[2] if after else start
             selector = replace(selector, since=since)
 
+        Message = self.m.Message
+
         def work() -> MessagePage:
-            clause = where(selector, self.postgres)
+            clause = self.selection.where(selector)
             if after is not None:
                 last = pw.Tuple(db_timestamp(after[0]), after[1])  # stored form: no conversion
                 clause = clause & (pw.Tuple(Message.created_at, Message.id) < last)
@@ -93,13 +101,14 @@ class BrowseOps(StoreBase):
             following = encode_cursor(items[-1].created_at, items[-1].id, since) if more else None
             return MessagePage(items=items, next=following, since=since)
 
-        return self._read(work)
+        return self.unit.read(work)
 
     def message_timeline(self, message_id: int) -> MessageTimeline | None:
         """One message: its fields and payload, every status event in order (each
         attempt's error or the peer's response is in the event's details), and the
         operator actions that changed it (the audit entries its events name).
         None when there is no such message."""
+        Message, StatusEvent, AuditEntry = self.m.Message, self.m.StatusEvent, self.m.AuditEntry
 
         def work() -> MessageTimeline | None:
             row = Message.select().where(Message.id == message_id).first()
@@ -166,4 +175,4 @@ class BrowseOps(StoreBase):
                 actions=actions,
             )
 
-        return self._read(work)
+        return self.unit.read(work)

@@ -11,7 +11,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from daemon.domain.statuses import FAILED, PENDING, SENDING, SENT
-from daemon.store.tallies import TallyOps, minute_of
+from daemon.store.tallies import Tallies, minute_of
+from daemon.store.unit import Unit
 
 QUEUE_STATUSES = (PENDING, SENDING, FAILED)
 
@@ -22,30 +23,6 @@ class QueueGauges:
     oldest_pending: dict[str, float] = field(default_factory=dict)  # channel: age in seconds
 
 
-class GaugeOps(TallyOps):
-    def queue_gauges(self, channels: Sequence[str], now: datetime | None = None) -> QueueGauges:
-        """For each of ``channels``: the count of each queue status and the oldest
-        pending message's age (0 when none waits)."""
-
-        def work() -> QueueGauges:
-            when = self._now(now)
-            tallied = self._counts()
-            counts = {
-                (channel, status): tallied.get((channel, status), 0)
-                for channel in channels
-                for status in QUEUE_STATUSES
-            }
-            oldest = {
-                channel: (self._oldest_pending_age(channel, when) or 0.0)
-                if counts[(channel, PENDING)]
-                else 0.0
-                for channel in channels
-            }
-            return QueueGauges(counts, oldest)
-
-        return self._read(work)
-
-
 @dataclass(frozen=True)
 class Minute:
     start: datetime
@@ -53,16 +30,44 @@ class Minute:
     failed: int
 
 
-class MinuteOps(TallyOps):
+class Gauges:
+    """The figures of a scrape, read from the tallies."""
+
+    def __init__(self, unit: Unit, tallies: Tallies) -> None:
+        self.unit = unit
+        self.tallies = tallies
+
+    def queue_gauges(self, channels: Sequence[str], now: datetime | None = None) -> QueueGauges:
+        """For each of ``channels``: the count of each queue status and the oldest
+        pending message's age (0 when none waits)."""
+
+        def work() -> QueueGauges:
+            when = self.unit.now(now)
+            tallied = self.tallies.counts()
+            counts = {
+                (channel, status): tallied.get((channel, status), 0)
+                for channel in channels
+                for status in QUEUE_STATUSES
+            }
+            oldest = {
+                channel: (self.tallies.oldest_pending_age(channel, when) or 0.0)
+                if counts[(channel, PENDING)]
+                else 0.0
+                for channel in channels
+            }
+            return QueueGauges(counts, oldest)
+
+        return self.unit.read(work)
+
     def per_minute(self, minutes: int = 60, now: datetime | None = None) -> list[Minute]:
         """Messages that became ``sent`` and ``failed`` in each of the last
         ``minutes`` whole minutes (the current one included), all channels, oldest
         first; read from the minute tallies."""
-        since = minute_of(self._now(now)) - timedelta(minutes=minutes - 1)
+        since = minute_of(self.unit.now(now)) - timedelta(minutes=minutes - 1)
 
         def work() -> list[Minute]:
             counts: dict[tuple[datetime, str], int] = {}
-            for (_channel, start, status), n in self._minutes(since).items():
+            for (_channel, start, status), n in self.tallies.minutes(since).items():
                 counts[(start, status)] = counts.get((start, status), 0) + n
             out = []
             for i in range(minutes):
@@ -72,4 +77,4 @@ class MinuteOps(TallyOps):
                 )
             return out
 
-        return self._read(work)
+        return self.unit.read(work)

@@ -15,7 +15,7 @@ from collections.abc import Callable
 import psycopg
 
 from daemon.resilience.backoff import Backoff
-from daemon.store.base import NOTIFY_CHANNEL
+from daemon.store.sql.base import NOTIFY_CHANNEL
 
 log = logging.getLogger("outboxd.doorbell")
 

@@ -1,18 +1,20 @@
 """Peewee models of the outbox. Tables are created by migrations, not by
-``create_tables``: the models describe the newest schema for queries."""
+``create_tables``: the models describe the newest schema for queries.
+
+The classes here are declarations, bound to no database. A store binds its own
+copies to its database (``Models``): two stores on two databases in one process
+never share a model, a connection or a proxy."""
 
 from __future__ import annotations
 
 import json
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import peewee as pw
 
 from daemon.domain.clock import as_utc
 from daemon.domain.statuses import PENDING
-
-database_proxy = pw.DatabaseProxy()
 
 
 def db_timestamp(value: datetime) -> str:
@@ -51,7 +53,7 @@ class JSONTextField(pw.TextField):
 
 class BaseModel(pw.Model):
     class Meta:
-        database = database_proxy
+        database = None  # a store's ``Models`` binds its copies
         legacy_table_names = False
 
 
@@ -354,3 +356,65 @@ MODELS: tuple[type[BaseModel], ...] = (
     Tally,
     MinuteTally,
 )
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+class Models:
+    """The models bound to one database: a subclass of each declaration, whose
+    foreign keys point at the other models of the same database."""
+
+    def __init__(self, db: pw.Database) -> None:
+        self.db = db
+        self._bound: dict[type[BaseModel], type[BaseModel]] = {}
+        waiting = list(MODELS)
+        while waiting:  # a model after those its foreign keys name
+            model = next(m for m in waiting if self._ready(m))
+            self._bound[model] = self._bind(model)
+            waiting.remove(model)
+        self.Message = self.of(Message)
+        self.StatusEvent = self.of(StatusEvent)
+        self.RateBucket = self.of(RateBucket)
+        self.Visit = self.of(Visit)
+        self.PollCursor = self.of(PollCursor)
+        self.Schedule = self.of(Schedule)
+        self.JobRun = self.of(JobRun)
+        self.Alert = self.of(Alert)
+        self.Notification = self.of(Notification)
+        self.BreakerState = self.of(BreakerState)
+        self.StatusCheck = self.of(StatusCheck)
+        self.AuditEntry = self.of(AuditEntry)
+        self.Operation = self.of(Operation)
+        self.WebhookReceipt = self.of(WebhookReceipt)
+        self.Tally = self.of(Tally)
+        self.MinuteTally = self.of(MinuteTally)
+
+    def of(self, model: type[M]) -> type[M]:
+        """The copy of ``model`` bound to this database."""
+        bound = self._bound[model]
+        assert issubclass(bound, model)
+        return bound
+
+    def _ready(self, model: type[BaseModel]) -> bool:
+        return all(f.rel_model is model or f.rel_model in self._bound for f in _foreign_keys(model))
+
+    def _bind(self, model: type[BaseModel]) -> type[BaseModel]:
+        meta = type("Meta", (), {"database": self.db, "table_name": model._meta.table_name})
+        attrs: dict[str, Any] = {"Meta": meta, "__module__": __name__}
+        for fk in _foreign_keys(model):
+            target: Any = "self" if fk.rel_model is model else self._bound[fk.rel_model]
+            attrs[fk.name] = pw.ForeignKeyField(
+                target,
+                null=fk.null,
+                column_name=fk.column_name,
+                on_delete=fk.on_delete,
+                lazy_load=fk.lazy_load,
+                primary_key=fk.primary_key,
+                backref="+",  # none: no model of another store is touched
+            )
+        return type(model.__name__, (model,), attrs)
+
+
+def _foreign_keys(model: type[BaseModel]) -> list[pw.ForeignKeyField]:
+    return [f for f in model._meta.sorted_fields if isinstance(f, pw.ForeignKeyField)]

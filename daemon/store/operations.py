@@ -12,15 +12,23 @@ import peewee as pw
 from daemon.domain.selection import MessageFilter
 from daemon.domain.statuses import OPERATION_FINISHED, OPERATION_RUNNING
 from daemon.domain.views import OperationView
-from daemon.store.actions import RULES, ActionBase, Rule
-from daemon.store.models import Message, Operation
-from daemon.store.selection import described, filter_from_json, filter_json, where
+from daemon.store.actions import RULES, Actions, Rule
+from daemon.store.models import Operation
+from daemon.store.selection import Selection, described, filter_from_json, filter_json
+from daemon.store.unit import Unit
 
 BATCH = 1000  # messages a batch changes
 
 
-class OperationOps(ActionBase):
-    def _start_operation(
+class Operations:
+    def __init__(self, unit: Unit, actions: Actions, selection: Selection) -> None:
+        self.unit = unit
+        self.sql = unit.sql
+        self.m = unit.models
+        self.actions = actions
+        self.selection = selection
+
+    def start(
         self,
         rule: Rule,
         selector: MessageFilter,
@@ -31,6 +39,7 @@ class OperationOps(ActionBase):
     ) -> int:
         """Record a bulk action, to be done by ``advance_operation``: the messages
         there are now (up to the newest id) that match when their batch comes."""
+        Message, Operation = self.m.Message, self.m.Operation
         newest = Message.select(pw.fn.MAX(Message.id)).scalar() or 0
         return int(
             Operation.insert(
@@ -55,11 +64,12 @@ class OperationOps(ActionBase):
         are left. None when there is no such operation; a finished one as it is."""
         if batch < 1:
             raise ValueError("a batch is one message or more")
+        Message, Operation = self.m.Message, self.m.Operation
 
         def work() -> OperationView | None:
-            when = self._now(now)
+            when = self.unit.now(now)
             query = Operation.select().where(Operation.id == operation_id)
-            op = (query.for_update() if self.postgres else query).first()
+            op = self.sql.for_update(query).first()
             if op is None or op.state != OPERATION_RUNNING:
                 return None if op is None else _view(op)
             rule = RULES[op.action]
@@ -67,20 +77,18 @@ class OperationOps(ActionBase):
             locked = (
                 Message.select(Message.id, Message.status)
                 .where(
-                    where(selector, self.postgres)
+                    self.selection.where(selector)
                     & (Message.id > op.position)
                     & (Message.id <= op.upto)
                 )
                 .order_by(Message.id)
                 .limit(batch)
             )
-            if self.postgres:
-                locked = locked.for_update()
-            rows = list(locked.tuples())
+            rows = list(self.sql.for_update(locked).tuples())
             if rows:
                 details = {**op.filter, "operation": op.id, "position": op.position}
                 target = f"operation {op.id}: {described(selector)}"
-                self._change(rule, rows, op.actor, when, target, details)
+                self.actions.change(rule, rows, op.actor, when, target, details)
                 op.done += len(rows)
                 op.position = rows[-1][0]
             if len(rows) < batch:
@@ -90,19 +98,21 @@ class OperationOps(ActionBase):
             op.save()
             return _view(op)
 
-        return self._write(work)
+        return self.unit.write(work)
 
     def operation(self, operation_id: int) -> OperationView | None:
         """A bulk operation as it stands (None: no such operation)."""
+        Operation = self.m.Operation
 
         def work() -> OperationView | None:
             op = Operation.select().where(Operation.id == operation_id).first()
             return None if op is None else _view(op)
 
-        return self._read(work)
+        return self.unit.read(work)
 
     def operations(self, limit: int = 20, running: bool = False) -> list[OperationView]:
         """The bulk operations, newest first (``running``: those not finished)."""
+        Operation = self.m.Operation
 
         def work() -> list[OperationView]:
             query = Operation.select().order_by(Operation.id.desc()).limit(limit)
@@ -110,7 +120,7 @@ class OperationOps(ActionBase):
                 query = query.where(Operation.state == OPERATION_RUNNING)
             return [_view(op) for op in query]
 
-        return self._read(work)
+        return self.unit.read(work)
 
 
 def _view(op: Operation) -> OperationView:

@@ -5,23 +5,22 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 from dataclasses import replace
 from datetime import datetime
-from typing import Any
 
 import peewee as pw
 
 from daemon.domain.selection import MessageFilter, OperatorRefused
 from daemon.domain.views import OperatorResult
-from daemon.store.actions import CANCEL, RESEND, RETRY, Rule
-from daemon.store.models import AuditEntry, Message
-from daemon.store.operations import OperationOps
-from daemon.store.selection import check_filter, described, filter_json, where
-from daemon.store.tallies import TallyOps
+from daemon.store.actions import CANCEL, RESEND, RETRY, Actions, Rule
+from daemon.store.operations import Operations
+from daemon.store.selection import Selection, check_filter, described, filter_json
+from daemon.store.tallies import Tallies
+from daemon.store.unit import Unit
 
 SAMPLE = 20  # ids a dry run shows
 BULK_BOUND = 10_000  # a filter matching more runs as a bulk operation, in batches
 
 
-class OperatorOps(OperationOps, TallyOps):
+class Operator:
     """retry, cancel and resend: by ids or by a filter (see ``daemon.store.actions``
     for what each takes). A message being sent is never touched; the result says
     how many matched but were left, by status. ``dry_run`` changes nothing and
@@ -29,6 +28,22 @@ class OperatorOps(OperationOps, TallyOps):
     more than ``bound`` messages starts a bulk operation (``advance_operation``
     does it in batches); ``known_channels``, when given, refuses any other channel.
     Every change writes an audit entry in its transaction."""
+
+    def __init__(
+        self,
+        unit: Unit,
+        actions: Actions,
+        operations: Operations,
+        selection: Selection,
+        tallies: Tallies,
+    ) -> None:
+        self.unit = unit
+        self.sql = unit.sql
+        self.m = unit.models
+        self.actions = actions
+        self.operations = operations
+        self.selection = selection
+        self.tallies = tallies
 
     def retry(
         self,
@@ -90,13 +105,14 @@ class OperatorOps(OperationOps, TallyOps):
         if len(selector.ids) > bound:
             raise OperatorRefused(f"at most {bound} ids at once: select by a filter instead")
         statuses = rule.statuses(selector)
-        base = where(replace(selector, statuses=()), self.postgres)
+        Message = self.m.Message
+        base = self.selection.where(replace(selector, statuses=()))
         eligible = base & Message.status.in_(list(statuses))
 
         def counts() -> tuple[int, dict[str, int], list[int]]:
             if _whole_channels(selector):  # "all failed on hie": the tallies have it
                 scope: dict[str, int] = {}
-                for (channel, status), n in self._counts().items():
+                for (channel, status), n in self.tallies.counts().items():
                     if selector.channel in (None, channel):
                         scope[status] = scope.get(status, 0) + n
                 matched = sum(scope.get(s, 0) for s in statuses)
@@ -123,70 +139,32 @@ class OperatorOps(OperationOps, TallyOps):
                     dry_run=True,
                 )
 
-            return self._read(look)
+            return self.unit.read(look)
 
         def work() -> OperatorResult:
-            when = self._now(now)
+            when = self.unit.now(now)
             matched, skipped, missing = counts()
             if matched > bound:
-                operation = self._start_operation(
+                operation = self.operations.start(
                     rule, replace(selector, statuses=statuses), actor, matched, skipped, when
                 )
                 return OperatorResult(skipped=skipped, matched=matched, operation=operation)
             locked = Message.select(Message.id, Message.status).where(eligible)
-            if self.postgres:
-                locked = locked.for_update()
-            rows = sorted(locked.tuples())
+            rows = sorted(self.sql.for_update(locked).tuples())
             asked = selector if selector.ids else replace(selector, statuses=statuses)
-            self._change(rule, rows, actor, when, described(asked), filter_json(asked))
+            self.actions.change(rule, rows, actor, when, described(asked), filter_json(asked))
             return OperatorResult(
                 changed=[i for i, _ in rows], skipped=skipped, missing=missing, matched=len(rows)
             )
 
-        return self._write(work)
+        return self.unit.write(work)
 
     def _missing(self, ids: Sequence[int]) -> list[int]:
         if not ids:
             return []
+        Message = self.m.Message
         found = {r[0] for r in Message.select(Message.id).where(Message.id.in_(list(ids))).tuples()}
         return sorted(set(ids) - found)
-
-    def record_action(
-        self,
-        actor: str,
-        action: str,
-        target: str | None,
-        details: dict[str, Any] | None = None,
-        changed: int = 1,
-        now: datetime | None = None,
-    ) -> int:
-        """Record an operator action made outside the database (a process started
-        or stopped through supervisord); its audit id."""
-        return self._write(
-            lambda: self._audit(actor, action, target, details, changed, self._now(now))
-        )
-
-    def audit(self, limit: int = 100, before_id: int | None = None) -> list[dict[str, Any]]:
-        """The operator actions, newest first."""
-
-        def work() -> list[dict[str, Any]]:
-            query = AuditEntry.select().order_by(AuditEntry.id.desc()).limit(limit)
-            if before_id is not None:
-                query = query.where(AuditEntry.id < before_id)
-            return [
-                {
-                    "id": row.id,
-                    "actor": row.actor,
-                    "action": row.action,
-                    "target": row.target,
-                    "details": row.details,
-                    "changed": row.changed,
-                    "at": row.at.isoformat(),
-                }
-                for row in query
-            ]
-
-        return self._read(work)
 
 
 def _whole_channels(selector: MessageFilter) -> bool:

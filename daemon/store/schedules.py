@@ -29,8 +29,10 @@ from daemon.domain.schedules import (
     ScheduleRow,
 )
 from daemon.domain.statuses import FINISHED_RUNS, INTERRUPTED, QUEUED, RUNNING, SKIPPED
-from daemon.store.base import StoreBase, chunked
+from daemon.store.audit import Audit
 from daemon.store.models import JobRun, Schedule, db_timestamp, read_timestamp
+from daemon.store.sql.base import chunked
+from daemon.store.unit import Unit
 
 FILE_SCHEDULES_LOCK = 0x6F7574626F7864  # PostgreSQL advisory lock of sync_file_schedules
 
@@ -61,24 +63,34 @@ def _run(row: JobRun, name: str) -> RunRow:
     )  # fmt: skip
 
 
-class ScheduleOps(StoreBase):
+class Schedules:
+    def __init__(self, unit: Unit, audit: Audit) -> None:
+        self.unit = unit
+        self.sql = unit.sql
+        self.m = unit.models
+        self.audit = audit
+
     # --- schedules --------------------------------------------------------------------
 
     def schedules(self, include_removed: bool = False) -> list[ScheduleRow]:
+        Schedule = self.m.Schedule
+
         def work() -> list[ScheduleRow]:
             query = Schedule.select().order_by(Schedule.name)
             if not include_removed:
                 query = query.where(Schedule.removed_at.is_null())
             return [_schedule(row) for row in query]
 
-        return self._read(work)
+        return self.unit.read(work)
 
     def schedule(self, name: str) -> ScheduleRow | None:
+        Schedule = self.m.Schedule
+
         def work() -> ScheduleRow | None:
             row = Schedule.get_or_none(Schedule.name == name)
             return None if row is None else _schedule(row)
 
-        return self._read(work)
+        return self.unit.read(work)
 
     def sync_file_schedules(
         self, definitions: Mapping[str, dict[str, Any]], now: datetime | None = None
@@ -87,12 +99,13 @@ class ScheduleOps(StoreBase):
         (a new revision), unchanged, or removed (a file schedule no longer in the
         file: marked removed, its ledger kept). A name an operator defined is
         left alone and answered ``operator``. Answers name → what happened."""
+        Schedule = self.m.Schedule
 
         def work() -> dict[str, str]:
-            if self.postgres:  # one at a time, as BEGIN IMMEDIATE does on SQLite: schedulers
-                # starting at once would both insert a new schedule (a unique violation)
-                self.db.execute_sql("SELECT pg_advisory_xact_lock(%s)", (FILE_SCHEDULES_LOCK,))
-            when = self._now(now)
+            # one at a time: schedulers starting at once would both insert a new
+            # schedule (a unique violation)
+            self.sql.exclusive(FILE_SCHEDULES_LOCK)
+            when = self.unit.now(now)
             rows = {row.name: row for row in Schedule.select()}
             done: dict[str, str] = {}
             for name, definition in definitions.items():
@@ -119,7 +132,7 @@ class ScheduleOps(StoreBase):
                     done[name] = "removed"
             return done
 
-        return self._write(work)
+        return self.unit.write(work)
 
     def put_schedule(
         self,
@@ -131,9 +144,10 @@ class ScheduleOps(StoreBase):
     ) -> ScheduleRow:
         """Add (``create``) or change an operator's schedule. One the YAML file
         defines is changed there, not here."""
+        Schedule = self.m.Schedule
 
         def work() -> ScheduleRow:
-            when = self._now(now)
+            when = self.unit.now(now)
             row = Schedule.get_or_none(Schedule.name == name)
             live = row is not None and row.removed_at is None
             if create and live:
@@ -155,16 +169,17 @@ class ScheduleOps(StoreBase):
                     removed_at=None, updated_at=when,
                 ).where(Schedule.id == row.id).execute()  # fmt: skip
             action = "schedule.add" if create else "schedule.edit"
-            self._audit(actor, action, f"schedule {name}", {"definition": definition}, 1, when)
+            self.audit.entry(actor, action, f"schedule {name}", {"definition": definition}, 1, when)
             return _schedule(Schedule.get(Schedule.name == name))
 
-        return self._write(work)
+        return self.unit.write(work)
 
     def remove_schedule(self, name: str, actor: str, now: datetime | None = None) -> ScheduleRow:
         """Remove an operator's schedule; its ledger is kept."""
+        Schedule = self.m.Schedule
 
         def work() -> ScheduleRow:
-            when = self._now(now)
+            when = self.unit.now(now)
             row = self._live(name)
             if row.origin == "file":
                 raise ScheduleError(
@@ -173,19 +188,20 @@ class ScheduleOps(StoreBase):
             Schedule.update(removed_at=when, revision=row.revision + 1, updated_at=when).where(
                 Schedule.id == row.id
             ).execute()
-            self._audit(actor, "schedule.remove", f"schedule {name}", None, 1, when)
+            self.audit.entry(actor, "schedule.remove", f"schedule {name}", None, 1, when)
             return _schedule(Schedule.get_by_id(row.id))
 
-        return self._write(work)
+        return self.unit.write(work)
 
     def pause_schedule(
         self, name: str, paused: bool, note: str | None, actor: str, now: datetime | None = None
     ) -> ScheduleRow:
         """Pause (with a note: who, why) or resume a schedule. Its fires while
         paused are not run and not recorded."""
+        Schedule = self.m.Schedule
 
         def work() -> ScheduleRow:
-            when = self._now(now)
+            when = self.unit.now(now)
             row = self._live(name)
             changes: dict[Any, Any] = {Schedule.paused: paused, Schedule.updated_at: when}
             changes.update(
@@ -197,12 +213,13 @@ class ScheduleOps(StoreBase):
             Schedule.update(changes).where(Schedule.id == row.id).execute()
             action = "schedule.pause" if paused else "schedule.resume"
             details = {"note": note} if note else None
-            self._audit(actor, action, f"schedule {name}", details, 1, when)
+            self.audit.entry(actor, action, f"schedule {name}", details, 1, when)
             return _schedule(Schedule.get_by_id(row.id))
 
-        return self._write(work)
+        return self.unit.write(work)
 
     def _live(self, name: str) -> Schedule:
+        Schedule = self.m.Schedule
         row = Schedule.get_or_none((Schedule.name == name) & Schedule.removed_at.is_null())
         if row is None:
             raise ScheduleError(f"no schedule named {name!r}")
@@ -212,6 +229,7 @@ class ScheduleOps(StoreBase):
 
     def last_fires(self, schedule_ids: Collection[int]) -> dict[int, datetime]:
         """The latest fire time in each schedule's ledger (first attempts)."""
+        JobRun = self.m.JobRun
 
         def work() -> dict[int, datetime]:
             found: dict[int, datetime] = {}
@@ -227,7 +245,7 @@ class ScheduleOps(StoreBase):
                         found[schedule_id] = JobRun.fire_time.python_value(latest)
             return found
 
-        return self._read(work)
+        return self.unit.read(work)
 
     def claim_fire(
         self,
@@ -258,7 +276,7 @@ class ScheduleOps(StoreBase):
         Answers a run or None per claim, in order."""
 
         def work() -> list[RunRow | None]:
-            when = self._now(now)
+            when = self.unit.now(now)
             busy = self._busy([c.schedule_id for c in claims if c.overlap != "allow"], when)
             runs: list[RunRow] = []
             for c in claims:
@@ -285,7 +303,7 @@ class ScheduleOps(StoreBase):
                         stamp, r.started_at and stamp, r.finished_at and stamp, r.lease_owner,
                         r.lease_expires_at and db_timestamp(r.lease_expires_at), r.note, stamp,
                     ]  # fmt: skip
-                for id_, schedule_id, fire_time, _ in self._execute(
+                for id_, schedule_id, fire_time, _ in self.sql.rows(
                     self.sql.insert_runs(len(chunk)), params
                 ):
                     inserted[(schedule_id, read_timestamp(fire_time))] = id_
@@ -299,9 +317,10 @@ class ScheduleOps(StoreBase):
                 )  # fmt: skip
             return out
 
-        return self._write(work)
+        return self.unit.write(work)
 
     def _schedule_names(self, ids: Collection[int]) -> dict[int, str]:
+        Schedule = self.m.Schedule
         names: dict[int, str] = {}
         for chunk in chunked(sorted(ids)):
             query = Schedule.select(Schedule.id, Schedule.name).where(Schedule.id.in_(list(chunk)))
@@ -311,6 +330,7 @@ class ScheduleOps(StoreBase):
     def _busy(self, schedule_ids: Sequence[int], now: datetime) -> dict[int, set[str]]:
         """What each schedule has under way: a run ``running`` (under a live lease)
         or ``queued``."""
+        JobRun = self.m.JobRun
         busy: dict[int, set[str]] = {}
         for chunk in chunked(sorted(set(schedule_ids))):
             query = (
@@ -331,6 +351,7 @@ class ScheduleOps(StoreBase):
 
     def _insert_run(self, **fields: Any) -> int | None:
         """Insert a run unless its (schedule, fire time, attempt) is there: its id, or None."""
+        JobRun = self.m.JobRun
         query = JobRun.insert(**fields).on_conflict_ignore().returning(JobRun.id)
         rows = list(query.tuples().execute())
         return rows[0][0] if rows else None
@@ -345,9 +366,10 @@ class ScheduleOps(StoreBase):
         """Record fires that are not run (``missed``, ``coalesced``): (fire time,
         status, note) each; one already in the ledger is left as it is. Answers
         how many were recorded."""
+        JobRun = self.m.JobRun
 
         def work() -> int:
-            when = self._now(now)
+            when = self.unit.now(now)
             rows = [
                 {
                     "schedule": schedule_id, "fire_time": at, "attempt": 1, "trigger": trigger,
@@ -362,7 +384,7 @@ class ScheduleOps(StoreBase):
                 count += len(list(query.tuples().execute()))
             return count
 
-        return self._write(work)
+        return self.unit.write(work)
 
     def queue_runs(
         self,
@@ -378,7 +400,7 @@ class ScheduleOps(StoreBase):
         ids of the runs queued."""
 
         def work() -> list[int]:
-            when = self._now(now)
+            when = self.unit.now(now)
             queued: list[int] = []
             for at in fire_times:
                 run_id = self._insert_run(
@@ -395,12 +417,12 @@ class ScheduleOps(StoreBase):
                         "until": fire_times[-1].isoformat(),
                     }
                 name = self._name(schedule_id)
-                self._audit(
+                self.audit.entry(
                     actor, f"schedule.{trigger}", f"schedule {name}", details, len(queued), when
                 )
             return queued
 
-        return self._write(work)
+        return self.unit.write(work)
 
     def start_queued(
         self,
@@ -414,9 +436,10 @@ class ScheduleOps(StoreBase):
         """Start queued runs that are due, oldest first, of these schedules: a run
         of a schedule with a run still running waits, unless the schedule allows
         overlap. Answers the runs now running under a lease to ``owner``."""
+        JobRun = self.m.JobRun
 
         def work() -> list[RunRow]:
-            when = self._now(now)
+            when = self.unit.now(now)
             due = (
                 JobRun.select()
                 .where(
@@ -427,8 +450,7 @@ class ScheduleOps(StoreBase):
                 .order_by(JobRun.due_at, JobRun.id)
                 .limit(limit * 4)
             )
-            if self.postgres:
-                due = due.for_update(skip_locked=True)
+            due = self.sql.skip_locked(due)
             started: list[RunRow] = []
             busy = self._running_schedules(when)
             for row in due:
@@ -449,9 +471,10 @@ class ScheduleOps(StoreBase):
                     started.append(_run(JobRun.get_by_id(row.id), self._name(row.schedule_id)))
             return started
 
-        return self._write(work)
+        return self.unit.write(work)
 
     def _running_schedules(self, now: datetime) -> set[int]:
+        JobRun = self.m.JobRun
         query = (
             JobRun.select(JobRun.schedule_id)
             .where((JobRun.status == RUNNING) & (JobRun.lease_expires_at > now))
@@ -466,9 +489,10 @@ class ScheduleOps(StoreBase):
         self, owner: str, run_ids: Sequence[int], lease: float, now: datetime | None = None
     ) -> list[int]:
         """Extend the leases of runs ``owner`` still holds; answers those renewed."""
+        JobRun = self.m.JobRun
 
         def work() -> list[int]:
-            when = self._now(now)
+            when = self.unit.now(now)
             renewed: list[int] = []
             for chunk in chunked(list(run_ids)):
                 query = (
@@ -483,7 +507,7 @@ class ScheduleOps(StoreBase):
                 renewed += [row[0] for row in query.tuples().execute()]
             return sorted(renewed)
 
-        return self._write(work) if run_ids else []
+        return self.unit.write(work) if run_ids else []
 
     def finish_run(
         self,
@@ -504,12 +528,13 @@ class ScheduleOps(StoreBase):
         """Write how runs ``owner`` holds ended (``succeeded``, ``failed``,
         ``interrupted``) and queue their retries, in one transaction. Per run, in
         order: False when it is no longer held (its lease ran out and it was taken)."""
+        JobRun = self.m.JobRun
         for end in ends:
             if end.status not in FINISHED_RUNS:
                 raise ValueError(f"{end.status!r} is not how a run ends")
 
         def work() -> list[bool]:
-            when = self._now(now)
+            when = self.unit.now(now)
             held: dict[int, JobRun] = {}
             for chunk in chunked([e.run_id for e in ends]):
                 query = JobRun.select().where(
@@ -530,13 +555,14 @@ class ScheduleOps(StoreBase):
                     self._queue_retry(row, end.retry, when)
             return [e.run_id in held for e in ends]
 
-        return self._write(work)
+        return self.unit.write(work)
 
     def expired_runs(self, now: datetime | None = None, limit: int = 100) -> list[RunRow]:
         """Running runs whose lease ran out: their scheduler died or hung."""
+        JobRun = self.m.JobRun
 
         def work() -> list[RunRow]:
-            when = self._now(now)
+            when = self.unit.now(now)
             query = (
                 JobRun.select()
                 .where((JobRun.status == RUNNING) & (JobRun.lease_expires_at < when))
@@ -545,7 +571,7 @@ class ScheduleOps(StoreBase):
             )
             return [_run(row, self._name(row.schedule_id)) for row in query]
 
-        return self._read(work)
+        return self.unit.read(work)
 
     def interrupt_run(
         self,
@@ -558,9 +584,10 @@ class ScheduleOps(StoreBase):
         """Mark an expired run ``interrupted`` (only if it still holds the lease
         seen when it was found expired: nobody renewed it since) and queue its
         retry. False when someone got there first."""
+        JobRun = self.m.JobRun
 
         def work() -> bool:
-            when = self._now(now)
+            when = self.unit.now(now)
             row = JobRun.get_or_none((JobRun.id == run_id) & (JobRun.status == RUNNING))
             if (
                 row is None
@@ -576,7 +603,7 @@ class ScheduleOps(StoreBase):
                 self._queue_retry(row, retry, when)
             return True
 
-        return self._write(work)
+        return self.unit.write(work)
 
     def _queue_retry(self, row: JobRun, retry: Retry, now: datetime) -> None:
         self._insert_run(
@@ -593,6 +620,7 @@ class ScheduleOps(StoreBase):
         statuses: Collection[str] = (),
     ) -> list[RunRow]:
         """The ledger, newest first: of one schedule, or of all."""
+        JobRun, Schedule = self.m.JobRun, self.m.Schedule
 
         def work() -> list[RunRow]:
             query = JobRun.select(JobRun, Schedule.id, Schedule.name).join(Schedule)
@@ -605,14 +633,16 @@ class ScheduleOps(StoreBase):
             query = query.order_by(JobRun.id.desc()).limit(limit)
             return [_run(row, row.schedule.name) for row in query]
 
-        return self._read(work)
+        return self.unit.read(work)
 
     def _name(self, schedule_id: int) -> str:
+        Schedule = self.m.Schedule
         row = Schedule.select(Schedule.name).where(Schedule.id == schedule_id).first()
         return row.name if row is not None else "?"
 
     def purge_runs(self, before: datetime, limit: int = 1000) -> int:
         """Delete up to ``limit`` finished runs that ended before ``before``."""
+        JobRun = self.m.JobRun
 
         def work() -> int:
             stale = (
@@ -626,7 +656,7 @@ class ScheduleOps(StoreBase):
                 return 0
             return JobRun.delete().where(JobRun.id.in_(ids)).execute()
 
-        return self._write(work)
+        return self.unit.write(work)
 
 
 def _joined(*parts: str | None) -> str | None:
@@ -634,4 +664,4 @@ def _joined(*parts: str | None) -> str | None:
     return text or None
 
 
-__all__ = ["Retry", "RunRow", "ScheduleError", "ScheduleOps", "ScheduleRow", "db_timestamp"]
+__all__ = ["Retry", "RunRow", "ScheduleError", "ScheduleRow", "Schedules", "db_timestamp"]

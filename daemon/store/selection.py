@@ -15,7 +15,8 @@ import peewee as pw
 
 from daemon.domain.selection import InvalidCursor, MessageFilter, OperatorRefused
 from daemon.domain.statuses import STATUSES
-from daemon.store.models import Message, db_timestamp, read_timestamp
+from daemon.store.models import db_timestamp, read_timestamp
+from daemon.store.unit import Unit
 
 
 def check_filter(selector: MessageFilter, known_channels: Collection[str] | None = None) -> None:
@@ -43,48 +44,37 @@ def check_filter(selector: MessageFilter, known_channels: Collection[str] | None
         raise OperatorRefused("since must be earlier than until")
 
 
-def where(selector: MessageFilter, postgres: bool) -> pw.Expression:
-    """The filter as a WHERE clause (every part of it one an index serves, with
-    the channel: (channel, status, created_at, id), (channel, created_at, id),
-    (channel, key); without: (created_at, id))."""
-    clauses: list[pw.Expression] = []
-    if selector.ids:
-        clauses.append(Message.id.in_(list(selector.ids)))
-    if selector.channel:
-        clauses.append(Message.channel == selector.channel)
-    if selector.statuses:
-        clauses.append(Message.status.in_(list(selector.statuses)))
-    if selector.kind:
-        clauses.append(Message.kind == selector.kind)
-    if selector.key_prefix:
-        clauses.append(_key_prefix(selector.key_prefix, postgres))
-    if selector.since:
-        clauses.append(Message.created_at >= selector.since)
-    if selector.until:
-        clauses.append(Message.created_at < selector.until)
-    return _all(clauses)
+class Selection:
+    """A ``MessageFilter`` as a WHERE clause on one store's messages."""
 
+    def __init__(self, unit: Unit) -> None:
+        self.sql = unit.sql
+        self.m = unit.models
 
-def _all(clauses: list[pw.Expression]) -> pw.Expression:
-    expr = clauses[0] if clauses else pw.SQL("1 = 1")
-    for clause in clauses[1:]:
-        expr = expr & clause
-    return expr
-
-
-def _key_prefix(prefix: str, postgres: bool) -> pw.Expression:
-    """Keys beginning with ``prefix``, case and all. PostgreSQL: LIKE (served by
-    the (channel, key varchar_pattern_ops) index); SQLite: the byte-order range
-    [prefix, prefix with its last character the next one), which the unique
-    (channel, key) index serves."""
-    if postgres:
-        escaped = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-        return pw.Expression(Message.key, "LIKE", escaped + "%")
-    exact = pw.fn.substr(Message.key, 1, len(prefix)) == prefix
-    following = ord(prefix[-1]) + 1
-    if following > 0x10FFFF or 0xD800 <= following <= 0xDFFF:
-        return exact
-    return (Message.key >= prefix) & (Message.key < prefix[:-1] + chr(following)) & exact
+    def where(self, selector: MessageFilter) -> pw.ColumnBase:
+        """The filter as a WHERE clause (every part of it one an index serves, with
+        the channel: (channel, status, created_at, id), (channel, created_at, id),
+        (channel, key); without: (created_at, id))."""
+        Message = self.m.Message
+        clauses: list[pw.ColumnBase] = []
+        if selector.ids:
+            clauses.append(Message.id.in_(list(selector.ids)))
+        if selector.channel:
+            clauses.append(Message.channel == selector.channel)
+        if selector.statuses:
+            clauses.append(Message.status.in_(list(selector.statuses)))
+        if selector.kind:
+            clauses.append(Message.kind == selector.kind)
+        if selector.key_prefix:
+            clauses.append(self.sql.key_prefix(Message.key, selector.key_prefix))
+        if selector.since:
+            clauses.append(Message.created_at >= selector.since)
+        if selector.until:
+            clauses.append(Message.created_at < selector.until)
+        expr: pw.ColumnBase = clauses[0] if clauses else pw.SQL("1 = 1")
+        for clause in clauses[1:]:
+            expr = expr & clause
+        return expr
 
 
 def filter_json(selector: MessageFilter) -> dict[str, Any]:

@@ -14,34 +14,30 @@ import peewee as pw
 
 from daemon.domain.statuses import FAILED, PENDING, SENT
 from daemon.domain.views import ChannelStats
-from daemon.store.base import StoreBase, literal
-from daemon.store.models import Message, MinuteTally, Tally, db_timestamp, read_timestamp
+from daemon.store.models import db_timestamp, read_timestamp
+from daemon.store.sql.base import literal
+from daemon.store.unit import Unit
 
 FOLD_AT = 200  # rows beyond which a fold is worth its statement
 MINUTES_KEPT = timedelta(days=8)  # the stats window goes back a week at most
 RECENT = timedelta(hours=2)  # the minutes a fold sums up
-
-_FOLD_COUNTS = (
-    "WITH gone AS (DELETE FROM outboxd_tally RETURNING channel, status, n) "
-    "INSERT INTO outboxd_tally (channel, status, n) "
-    "SELECT channel, status, SUM(n) FROM gone GROUP BY channel, status HAVING SUM(n) <> 0"
-)
-_FOLD_MINUTES = (  # the recent minutes: changes are written to the current one
-    "WITH gone AS (DELETE FROM outboxd_minute_tally WHERE minute >= %s "
-    "RETURNING channel, minute, status, n) "
-    "INSERT INTO outboxd_minute_tally (channel, minute, status, n) "
-    "SELECT channel, minute, status, SUM(n) FROM gone GROUP BY channel, minute, status"
-)
-_FOLD_LOCK = 0x74616C6C79  # pg_try_advisory_xact_lock key: "tally"
 
 
 def minute_of(when: datetime) -> datetime:
     return when.replace(second=0, microsecond=0)
 
 
-class TallyOps(StoreBase):
-    def _counts(self) -> dict[tuple[str, str], int]:
+class Tallies:
+    """The counts, and what reads them: ``stats``."""
+
+    def __init__(self, unit: Unit) -> None:
+        self.unit = unit
+        self.sql = unit.sql
+        self.m = unit.models
+
+    def counts(self) -> dict[tuple[str, str], int]:
         """(channel, status): how many messages; no key for none. Inside a unit of work."""
+        Tally = self.m.Tally
         rows = (
             Tally.select(Tally.channel, Tally.status, pw.fn.SUM(Tally.n))
             .group_by(Tally.channel, Tally.status)
@@ -49,10 +45,10 @@ class TallyOps(StoreBase):
         )
         return {(channel, status): int(n) for channel, status, n in rows if n}
 
-    def _minutes(self, since: datetime) -> dict[tuple[str, datetime, str], int]:
+    def minutes(self, since: datetime) -> dict[tuple[str, datetime, str], int]:
         """(channel, minute, status): how many became sent or failed in each minute
         from the one holding ``since`` on. Inside a unit of work."""
-        t = MinuteTally
+        t = self.m.MinuteTally
         rows = (
             t.select(t.channel, t.minute, t.status, pw.fn.SUM(t.n))
             .where(t.minute >= minute_of(since))
@@ -67,51 +63,31 @@ class TallyOps(StoreBase):
 
     def tally_counts(self) -> dict[tuple[str, str], int]:
         """How many messages each (channel, status) has (none: no key)."""
-        return self._read(self._counts)
+        return self.unit.read(self.counts)
 
     def fold_tallies(self, now: datetime | None = None, at_least: int = FOLD_AT) -> int:
         """Sum the tallies' rows into one per key (PostgreSQL, where every change adds
         rows; SQLite keeps one per key already) once there are more than ``at_least``,
         and drop the minutes older than the stats window can ask for. One caller at a
         time: another finding the lock taken skips. Returns the rows removed."""
-        when = self._now(now)
+        when = self.unit.now(now)
         old, recent = db_timestamp(when - MINUTES_KEPT), db_timestamp(minute_of(when - RECENT))
-
-        def rows() -> int:
-            return (
-                Tally.select().count()
-                + MinuteTally.select().where(MinuteTally.minute >= recent).count()
-            )
-
-        def work() -> int:
-            removed = MinuteTally.delete().where(MinuteTally.minute < old).execute()
-            if not self.postgres:
-                return removed + Tally.delete().where(Tally.n == 0).execute()
-            if not self._execute("SELECT pg_try_advisory_xact_lock(%s)", (_FOLD_LOCK,))[0][0]:
-                return removed
-            before = rows()
-            if before <= at_least:
-                return removed
-            self.db.execute_sql(_FOLD_COUNTS)
-            self.db.execute_sql(_FOLD_MINUTES, (recent,))
-            return removed + before - rows()
-
-        return self._write(work)
+        return self.unit.write(lambda: self.sql.fold_tallies(old, recent, at_least))
 
     def stats(self, now: datetime | None = None, window: float = 3600.0) -> list[ChannelStats]:
         """Per channel: counts by status, how many are due, the age of the oldest
         pending message, and how many reached sent / failed in the last ``window``
         seconds, counted in whole minutes: the current one and those before it, as
         many as the window has minutes (rounded up)."""
-        when = self._now(now)
+        when = self.unit.now(now)
         since = minute_of(when) - timedelta(minutes=max(1, math.ceil(window / 60)) - 1)
 
         def work() -> list[ChannelStats]:
             counts: dict[str, dict[str, int]] = {}
-            for (channel, status), n in self._counts().items():
+            for (channel, status), n in self.counts().items():
                 counts.setdefault(channel, {})[status] = n
             finished: dict[tuple[str, str], int] = {}
-            for (channel, _minute, status), n in self._minutes(since).items():
+            for (channel, _minute, status), n in self.minutes(since).items():
                 finished[(channel, status)] = finished.get((channel, status), 0) + n
                 counts.setdefault(channel, {})
             return [
@@ -119,7 +95,7 @@ class TallyOps(StoreBase):
                 for channel, by_status in sorted(counts.items())
             ]
 
-        return self._read(work)
+        return self.unit.read(work)
 
     def _channel_stats(
         self,
@@ -144,6 +120,7 @@ class TallyOps(StoreBase):
         ``not_before``): usually few, read from the due index's far end."""
         if not pending:
             return 0
+        Message = self.m.Message
         later = (
             Message.select()
             .where(
@@ -158,6 +135,7 @@ class TallyOps(StoreBase):
     def _oldest_pending(self, channel: str) -> datetime | None:
         # the first entry of the (channel, status, created_at, id) index: one row read,
         # where MIN(id) read every pending message of the channel
+        Message = self.m.Message
         row = (
             Message.select(Message.created_at)
             .where((Message.channel == channel) & (Message.status == PENDING))
@@ -166,7 +144,7 @@ class TallyOps(StoreBase):
         )
         return None if row is None else row.created_at
 
-    def _oldest_pending_age(self, channel: str, now: datetime) -> float | None:
+    def oldest_pending_age(self, channel: str, now: datetime) -> float | None:
         oldest = self._oldest_pending(channel)
         return None if oldest is None else _age(oldest, now)
 

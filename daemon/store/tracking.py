@@ -14,11 +14,15 @@ from peewee import JOIN
 
 from daemon.domain.statuses import CONFIRMED, REJECTED, SENT
 from daemon.domain.tracking import CheckResult, DueCheck
-from daemon.store.base import EventRow, StoreBase, chunked
-from daemon.store.models import Message, StatusCheck
+from daemon.store.sql.base import EventRow, chunked
+from daemon.store.unit import Unit
 
 
-class TrackingOps(StoreBase):
+class Tracking:
+    def __init__(self, unit: Unit) -> None:
+        self.unit = unit
+        self.m = unit.models
+
     def due_status_checks(
         self,
         channel: str,
@@ -29,9 +33,10 @@ class TrackingOps(StoreBase):
     ) -> list[DueCheck]:
         """Sent messages of the channel due a check: never checked, or last
         checked ``every`` seconds ago or more, not flagged, oldest first."""
+        Message, StatusCheck = self.m.Message, self.m.StatusCheck
 
         def work() -> list[DueCheck]:
-            when = self._now(now)
+            when = self.unit.now(now)
             query = (
                 Message.select(Message.id, Message.key, Message.response, StatusCheck.checks)
                 .join(
@@ -55,7 +60,7 @@ class TrackingOps(StoreBase):
             )
             return [DueCheck(i, key, response, checks or 0) for i, key, response, checks in query]
 
-        return self._read(work)
+        return self.unit.read(work)
 
     def record_status_checks(
         self,
@@ -67,9 +72,10 @@ class TrackingOps(StoreBase):
         """Write what the partner said of each message: confirmed or rejected
         (from ``sent``, with a status event), or still open (flagged once it was
         checked ``max_checks`` times). Answers counts by what happened."""
+        StatusCheck = self.m.StatusCheck
 
         def work() -> dict[str, int]:
-            when = self._now(now)
+            when = self.unit.now(now)
             counts = {"confirmed": 0, "rejected": 0, "open": 0, "flagged": 0}
             ids = [r.id for r in results]
             current = {
@@ -96,16 +102,16 @@ class TrackingOps(StoreBase):
                     counts["flagged" if flagged else "open"] += 1
                     continue
                 details = {"partner_status": result.answer, "check": checks}
-                event = self._settle_sent(result.id, result.verdict, actor, details, when)
+                event = self.settle_sent(result.id, result.verdict, actor, details, when)
                 if event is not None:
                     counts[result.verdict] += 1
                     events.append(event)
-            self._add_events(events, when)
+            self.unit.events(events, when)
             return counts
 
-        return self._write(work)
+        return self.unit.write(work)
 
-    def _settle_sent(
+    def settle_sent(
         self,
         message_id: int,
         verdict: Literal["confirmed", "rejected"],
@@ -117,6 +123,7 @@ class TrackingOps(StoreBase):
         the caller's unit of work; the status event to write, or None when the
         message is not ``sent`` (already settled, not sent yet) and nothing moved."""
         status = CONFIRMED if verdict == "confirmed" else REJECTED
+        Message = self.m.Message
         moved = (
             Message.update(status=status, updated_at=now)
             .where((Message.id == message_id) & (Message.status == SENT))

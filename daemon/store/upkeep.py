@@ -12,18 +12,23 @@ import peewee as pw
 
 from daemon.domain.statuses import CANCELLED, DELIVERED, REJECTED
 from daemon.domain.views import Exported
-from daemon.store.base import StoreBase
-from daemon.store.models import JobRun, Message, Notification, Schedule, Visit, WebhookReceipt
+from daemon.store.models import JobRun, Message, Visit
+from daemon.store.unit import Unit
 
 ENDED_UNDELIVERED = (REJECTED, CANCELLED)  # ended without being delivered: purged too
 
 
-class UpkeepOps(StoreBase):
+class Upkeep:
+    def __init__(self, unit: Unit) -> None:
+        self.unit = unit
+        self.m = unit.models
+
     def purge_messages(self, before: datetime, limit: int = 1000) -> int:
         """Delete up to ``limit`` messages that ended before ``before``, with their
         status events: delivered (sent or confirmed) by when they were sent,
         rejected or cancelled by their last change; never a pending, sending or
         failed one, nor one a message still waiting names as its prerequisite."""
+        Message = self.m.Message
 
         def work() -> int:
             waiting = Message.alias()
@@ -48,9 +53,11 @@ class UpkeepOps(StoreBase):
                 return 0
             return Message.delete().where(Message.id.in_(ids)).execute()
 
-        return self._write(work)
+        return self.unit.write(work)
 
     def purge_notifications(self, before: datetime, limit: int = 1000) -> int:
+        Notification = self.m.Notification
+
         def work() -> int:
             stale = (
                 Notification.select(Notification.id)
@@ -61,10 +68,11 @@ class UpkeepOps(StoreBase):
             ids = [row.id for row in stale]
             return Notification.delete().where(Notification.id.in_(ids)).execute() if ids else 0
 
-        return self._write(work)
+        return self.unit.write(work)
 
     def purge_receipts(self, before: datetime, limit: int = 1000) -> int:
         """Webhook receipts received before ``before``, at most ``limit`` of them."""
+        WebhookReceipt = self.m.WebhookReceipt
 
         def work() -> int:
             stale = (
@@ -78,7 +86,7 @@ class UpkeepOps(StoreBase):
                 return 0
             return WebhookReceipt.delete().where(WebhookReceipt.id.in_(ids)).execute()
 
-        return self._write(work)
+        return self.unit.write(work)
 
     def export_page(
         self,
@@ -92,6 +100,8 @@ class UpkeepOps(StoreBase):
         """Up to ``limit`` rows created ``start <= at < end`` with an id above
         ``after_id``, in id order (page by the last id): messages (a payload as
         text when it is UTF-8, else base64), visits, or runs."""
+        m = self.m
+        Message, Visit, JobRun, Schedule = m.Message, m.Visit, m.JobRun, m.Schedule
 
         def work() -> list[dict[str, Any]]:
             if what == "messages":
@@ -117,7 +127,7 @@ class UpkeepOps(StoreBase):
             )
             return [_job_run(row) for row in query.order_by(JobRun.id).limit(limit)]
 
-        return self._read(work)
+        return self.unit.read(work)
 
 
 def _iso(value: datetime | None) -> str | None:

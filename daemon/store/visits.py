@@ -17,16 +17,120 @@ from typing import Any
 
 from daemon.domain.messages import EnqueueResult, NewMessage, Progress
 from daemon.domain.views import VisitView
-from daemon.store.base import StoreBase, chunked
-from daemon.store.models import Message, PollCursor, Visit
+from daemon.store.enqueue import Enqueuer
+from daemon.store.models import Visit, db_timestamp
+from daemon.store.sql.base import chunked
+from daemon.store.unit import Unit
 
 SOURCE_FACTS = "source"  # the part of an entry an outcome keeps
 _FILLABLE = (None, "queued", "held")  # steps a source's entry may (re)write
 
 
-class VisitOps(StoreBase):
+def merged(
+    current: Mapping[str, Any], steps: Mapping[str, dict[str, Any]], outcome: bool
+) -> dict[str, Any]:
+    """A visit's progress with ``steps`` merged in: a delivery outcome's entry
+    replaces its step's (keeping the source's facts); a source's entry fills a
+    step that is new, ``queued`` or ``held``."""
+    out = dict(current)
+    for step, entry in steps.items():
+        previous = current.get(step)
+        if outcome:
+            facts = previous.get(SOURCE_FACTS) if isinstance(previous, dict) else None
+            out[step] = {**entry, SOURCE_FACTS: facts} if facts else entry
+        elif not isinstance(previous, dict) or previous.get("status") in _FILLABLE:
+            out[step] = entry
+    return out
+
+
+class VisitProgress:
+    """Progress entries merged into visits, inside the caller's unit of work."""
+
+    def __init__(self, unit: Unit) -> None:
+        self.sql = unit.sql
+        self.m = unit.models
+
+    def merge_outcomes(self, progress: Mapping[int, Progress], now: datetime) -> None:
+        """Merge delivery outcomes' entries (message id → (step, entry)) into the
+        visits of their messages (the dialect's statements: on the delivery path)."""
+        visit_of = self.sql.message_visits(sorted(progress))
+        if not visit_of:
+            return
+        current = self.sql.locked_progress(sorted(set(visit_of.values())))
+        by_visit: dict[int, dict[str, dict[str, Any]]] = {}
+        for message_id, (step, entry) in sorted(progress.items()):
+            visit = visit_of.get(message_id)
+            if visit is not None and visit in current:
+                by_visit.setdefault(visit, {})[step] = entry
+        stamp = db_timestamp(now)
+        for visit, steps in by_visit.items():
+            was = current[visit] or {}
+            now_ = merged(was, steps, outcome=True)
+            if now_ != was:
+                self.sql.save_progress(visit, now_, stamp)
+
+    def locked_visits(self, source: str, keys: Iterable[str], now: datetime) -> dict[str, Visit]:
+        """The source's visits with these keys, created where missing, locked."""
+        Visit = self.m.Visit
+        wanted = sorted(set(keys))
+        found: dict[str, Visit] = {}
+
+        def read(chunk: Sequence[str]) -> None:
+            query = Visit.select().where(
+                (Visit.source == source) & Visit.kodebooking.in_(list(chunk))
+            )
+            found.update({row.kodebooking: row for row in self.sql.for_update(query)})
+
+        for chunk in chunked(wanted):
+            read(chunk)
+        missing = [k for k in wanted if k not in found]
+        for chunk in chunked(missing):
+            Visit.insert_many(
+                [
+                    {
+                        "kodebooking": key,
+                        "source": source,
+                        "task_progress": {},
+                        "created_at": now,
+                        "updated_at": now,
+                    }
+                    for key in chunk
+                ]
+            ).on_conflict_ignore().execute()
+            read(chunk)
+        return found
+
+    def merge_sources(
+        self,
+        rows: Mapping[str, Visit],
+        progress: Mapping[str, Mapping[str, dict[str, Any]]],
+        now: datetime,
+    ) -> None:
+        """Merge a source's entries (visit key → step → entry) into its visits."""
+        Visit = self.m.Visit
+        for key, steps in progress.items():
+            row = rows.get(key)
+            if row is None:
+                continue
+            current = row.task_progress or {}
+            now_ = merged(current, steps, outcome=False)
+            if now_ != current:
+                Visit.update(task_progress=now_, updated_at=now).where(Visit.id == row.id).execute()
+                row.task_progress = now_
+
+
+class Visits:
+    """Tracked items and poll cursors: a source's side."""
+
+    def __init__(self, unit: Unit, enqueuer: Enqueuer, progress: VisitProgress) -> None:
+        self.unit = unit
+        self.m = unit.models
+        self.enqueuer = enqueuer
+        self.progress = progress
+
     def find_visits(self, kodebooking: str, source: str | None = None) -> list[VisitView]:
         """The visits with this key (one per source that has it), or that source's."""
+        Visit = self.m.Visit
 
         def work() -> list[VisitView]:
             where = Visit.kodebooking == kodebooking
@@ -34,10 +138,11 @@ class VisitOps(StoreBase):
                 where &= Visit.source == source
             return [_view(row) for row in Visit.select().where(where).order_by(Visit.source)]
 
-        return self._read(work)
+        return self.unit.read(work)
 
     def task_progress(self, source: str, visits: Sequence[str]) -> dict[str, dict[str, Any]]:
         """The progress of those of the source's visits that are known, by key."""
+        Visit = self.m.Visit
 
         def work() -> dict[str, dict[str, Any]]:
             found: dict[str, dict[str, Any]] = {}
@@ -49,7 +154,7 @@ class VisitOps(StoreBase):
                     found[row.kodebooking] = row.task_progress
             return found
 
-        return self._read(work)
+        return self.unit.read(work)
 
     def sync_visits(
         self,
@@ -66,117 +171,33 @@ class VisitOps(StoreBase):
         is further along (a step already sent stays sent)."""
 
         def work() -> list[EnqueueResult]:
-            when = self._now(now)
+            when = self.unit.now(now)
             keys = set(progress) | {m.visit for m in messages if m.visit is not None}
-            rows = self._locked_visits(source, keys, when)
-            self._merge(rows, progress, when, outcome=False)
+            rows = self.progress.locked_visits(source, keys, when)
+            self.progress.merge_sources(rows, progress, when)
             ids = {key: row.id for key, row in rows.items()}
-            results = self._enqueue(list(messages), actor, when, ids) if messages else []
+            results = self.enqueuer.enqueue(list(messages), actor, when, ids) if messages else []
             if cursor is not None:
                 self._set_cursor(source, cursor, when)
             return results
 
-        return self._write(work)
+        return self.unit.write(work)
 
     def get_cursor(self, source: str) -> str | None:
+        PollCursor = self.m.PollCursor
+
         def work() -> str | None:
             row = PollCursor.get_or_none(PollCursor.source == source)
             return None if row is None else row.value
 
-        return self._read(work)
-
-    # --- internals (inside a unit of work) -----------------------------------------
+        return self.unit.read(work)
 
     def _set_cursor(self, source: str, value: str, now: datetime) -> None:
+        PollCursor = self.m.PollCursor
         PollCursor.insert(source=source, value=value, updated_at=now).on_conflict(
             conflict_target=[PollCursor.source],
             update={PollCursor.value: value, PollCursor.updated_at: now},
         ).execute()
-
-    def _locked_visits(self, source: str, keys: Iterable[str], now: datetime) -> dict[str, Visit]:
-        """The source's visits with these keys, created where missing, locked."""
-        wanted = sorted(set(keys))
-        found: dict[str, Visit] = {}
-        for chunk in chunked(wanted):
-            query = Visit.select().where(
-                (Visit.source == source) & Visit.kodebooking.in_(list(chunk))
-            )
-            if self.postgres:
-                query = query.for_update()
-            found.update({row.kodebooking: row for row in query})
-        missing = [k for k in wanted if k not in found]
-        for chunk in chunked(missing):
-            Visit.insert_many(
-                [
-                    {
-                        "kodebooking": key,
-                        "source": source,
-                        "task_progress": {},
-                        "created_at": now,
-                        "updated_at": now,
-                    }
-                    for key in chunk
-                ]
-            ).on_conflict_ignore().execute()
-            query = Visit.select().where(
-                (Visit.source == source) & Visit.kodebooking.in_(list(chunk))
-            )
-            if self.postgres:
-                query = query.for_update()
-            found.update({row.kodebooking: row for row in query})
-        return found
-
-    def _merge(
-        self,
-        rows: Mapping[str, Visit],
-        progress: Mapping[str, Mapping[str, dict[str, Any]]],
-        now: datetime,
-        outcome: bool,
-    ) -> None:
-        for key, steps in progress.items():
-            row = rows.get(key)
-            if row is None:
-                continue
-            current = row.task_progress or {}
-            merged = dict(current)
-            for step, entry in steps.items():
-                previous = current.get(step)
-                if outcome:
-                    facts = previous.get(SOURCE_FACTS) if isinstance(previous, dict) else None
-                    merged[step] = {**entry, SOURCE_FACTS: facts} if facts else entry
-                elif not isinstance(previous, dict) or previous.get("status") in _FILLABLE:
-                    merged[step] = entry
-            if merged != current:
-                Visit.update(task_progress=merged, updated_at=now).where(
-                    Visit.id == row.id
-                ).execute()
-                row.task_progress = merged
-
-    def _merge_message_progress(self, progress: Mapping[int, Progress], now: datetime) -> None:
-        """Merge delivery outcomes' entries into the visits of their messages."""
-        visit_of: dict[int, int] = {}
-        for chunk in chunked(sorted(progress)):
-            query = Message.select(Message.id, Message.visit_id).where(
-                Message.id.in_(list(chunk)) & Message.visit_id.is_null(False)
-            )
-            visit_of.update(dict(query.tuples()))
-        if not visit_of:
-            return
-        rows: dict[int, Visit] = {}
-        for chunk in chunked(sorted(set(visit_of.values()))):
-            query = Visit.select().where(Visit.id.in_(list(chunk)))
-            if self.postgres:
-                query = query.for_update()
-            rows.update({row.id: row for row in query})
-        by_visit: dict[str, dict[str, dict[str, Any]]] = {}
-        keyed: dict[str, Visit] = {}
-        for message_id, (step, entry) in sorted(progress.items()):
-            row = rows.get(visit_of.get(message_id, -1))
-            if row is not None:
-                name = str(row.id)
-                keyed[name] = row
-                by_visit.setdefault(name, {})[step] = entry
-        self._merge(keyed, by_visit, now, outcome=True)
 
 
 def _view(row: Visit) -> VisitView:

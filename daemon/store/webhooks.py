@@ -4,7 +4,7 @@ with what it changed and the answer given.
 A callback is about one message of the webhook's channel, found by its key or
 by the id the partner gave it (in the answer kept when it was sent). A mapped
 status moves a ``sent`` message to ``confirmed`` or ``rejected`` the way a
-status check does (``TrackingOps._settle_sent``), with its status event, in
+status check does (``Tracking.settle_sent``), with its status event, in
 the transaction that stores the receipt; a repeat of a ``webhook-id`` changes
 nothing and is answered as the first one was.
 """
@@ -18,8 +18,9 @@ from typing import Any, Literal
 
 from daemon.domain.jsonpointer import resolve, scalar_text
 from daemon.domain.webhooks import WebhookCall, WebhookOutcome, WebhookReceiptRow
-from daemon.store.models import Message, WebhookReceipt
-from daemon.store.tracking import TrackingOps
+from daemon.store.models import db_timestamp
+from daemon.store.tracking import Tracking
+from daemon.store.unit import Unit
 
 APPLIED = "applied"  # the message moved on, with a status event
 UNCHANGED = "unchanged"  # the message is not sent (already settled, or not sent yet)
@@ -53,7 +54,13 @@ def _needle(ref: str) -> str | None:
     return max(runs, key=len) if runs else None
 
 
-class WebhookOps(TrackingOps):
+class Webhooks:
+    def __init__(self, unit: Unit, tracking: Tracking) -> None:
+        self.unit = unit
+        self.db = unit.db
+        self.m = unit.models
+        self.tracking = tracking
+
     def receive_webhook(self, call: WebhookCall, now: datetime | None = None) -> WebhookOutcome:
         """Store a partner's callback and do what it says, in one transaction:
         the receipt (a ``webhook-id`` already received for that webhook changes
@@ -64,9 +71,10 @@ class WebhookOps(TrackingOps):
         printable characters."""
         if not (0 < len(call.webhook_id) <= 255 and call.webhook_id.isprintable()):
             raise ValueError("webhook-id: 1 to 255 printable characters")
+        WebhookReceipt = self.m.WebhookReceipt
 
         def work() -> WebhookOutcome:
-            when = self._now(now)
+            when = self.unit.now(now)
             receipt_id = self._receipt_insert(call, when)
             if receipt_id is None:
                 return self._receipt_replay(call.webhook, call.webhook_id)
@@ -83,7 +91,7 @@ class WebhookOps(TrackingOps):
             ).where(WebhookReceipt.id == receipt_id).execute()
             return WebhookOutcome(receipt_id, result, status, answer, message_id, False)
 
-        return self._write(work)
+        return self.unit.write(work)
 
     def webhook_receipts(
         self, webhook: str | None = None, limit: int = 100, result: str | None = None
@@ -91,6 +99,7 @@ class WebhookOps(TrackingOps):
         """The latest receipts, newest first (of one webhook, with one result)."""
         if not 1 <= limit <= MAX_RECEIPTS:
             raise ValueError(f"limit: 1 to {MAX_RECEIPTS}")
+        WebhookReceipt = self.m.WebhookReceipt
 
         def work() -> list[WebhookReceiptRow]:
             query = WebhookReceipt.select()
@@ -115,7 +124,7 @@ class WebhookOps(TrackingOps):
                 for r in query.order_by(WebhookReceipt.id.desc()).limit(limit)
             ]
 
-        return self._read(work)
+        return self.unit.read(work)
 
     # --- the parts of a receipt ----------------------------------------------------------
 
@@ -123,14 +132,14 @@ class WebhookOps(TrackingOps):
         """The new receipt's id, or None when the webhook-id was received before
         (on PostgreSQL a concurrent insert of it is waited for)."""
         p = self.db.param
-        rows = self._execute(
+        rows = self.unit.sql.rows(
             "INSERT INTO outboxd_webhook_receipt (webhook, webhook_id, received_at, body, "
             f"body_size, result, answer_status, answer) VALUES ({p}, {p}, {p}, {p}, {p}, {p}, "
             f"{p}, {p}) ON CONFLICT (webhook, webhook_id) DO NOTHING RETURNING id",
             (
                 call.webhook,
                 call.webhook_id,
-                WebhookReceipt.received_at.db_value(now),
+                db_timestamp(now),
                 _text(call.body.decode("utf-8", "replace"), BODY_KEPT),
                 len(call.body),
                 "received",
@@ -141,6 +150,7 @@ class WebhookOps(TrackingOps):
         return int(rows[0][0]) if rows else None
 
     def _receipt_replay(self, webhook: str, webhook_id: str) -> WebhookOutcome:
+        WebhookReceipt = self.m.WebhookReceipt
         first = WebhookReceipt.get(
             (WebhookReceipt.webhook == webhook) & (WebhookReceipt.webhook_id == webhook_id)
         )
@@ -170,14 +180,15 @@ class WebhookOps(TrackingOps):
         verdict: Literal["confirmed", "rejected"] = (
             "confirmed" if call.outcome == "confirmed" else "rejected"
         )
-        event = self._settle_sent(message_id, verdict, actor, details, now)
+        event = self.tracking.settle_sent(message_id, verdict, actor, details, now)
         if event is None:
             return UNCHANGED, message_id, {"result": UNCHANGED, **answer, "status": status}
-        self._add_events([event], now)
+        self.unit.events([event], now)
         return APPLIED, message_id, {"result": APPLIED, **answer, "status": call.outcome}
 
     def _callback_message(self, call: WebhookCall) -> tuple[int, str] | None:
         """(id, status) of the channel's message the callback names, or None."""
+        Message = self.m.Message
         if call.message_key is not None:
             row = (
                 Message.select(Message.id, Message.status)
@@ -196,6 +207,7 @@ class WebhookOps(TrackingOps):
         """The newest message of the channel whose kept answer has ``ref`` at
         ``ref_pointer``: the answers that contain the id's text are read (a
         message not sent yet has none), newest first."""
+        Message = self.m.Message
         where = (Message.channel == channel) & Message.response.is_null(False)
         needle = _needle(ref)
         if needle is not None:

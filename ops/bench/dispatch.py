@@ -91,8 +91,8 @@ from daemon.hl7 import validate
 from daemon.resilience.ratelimit import Bucket
 from daemon.sim.bpjs import BpjsSimulator
 from daemon.sim.mllp import MllpSimulator
-from daemon.store.base import NOTIFY_CHANNEL
-from daemon.store.models import Message, StatusEvent, read_timestamp
+from daemon.store.models import read_timestamp
+from daemon.store.sql.base import NOTIFY_CHANNEL
 from daemon.store.sync import Store
 
 BPJS_CONS_ID, BPJS_SECRET, BPJS_USER_KEY = "1234", "bench-secret", "bench-user-key"
@@ -408,6 +408,7 @@ async def bare_run(backend: Backend, workdir: Path, sizes: Sizes, batch_size: in
 
 
 def remaining(store: Store) -> int:
+    Message = store.models.Message
     query = Message.select().where(
         (Message.channel == CHANNEL) & Message.status.in_([PENDING, SENDING])
     )
@@ -436,6 +437,7 @@ class DeliveryStats:
 
 def delivery_stats(store: Store) -> DeliveryStats:
     """What the database says about the run."""
+    Message, StatusEvent = store.models.Message, store.models.StatusEvent
     events = {
         status: StatusEvent.select(
             peewee.fn.MIN(StatusEvent.at), peewee.fn.COUNT(StatusEvent.at.distinct())

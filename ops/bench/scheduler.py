@@ -83,7 +83,7 @@ from lib.processes import (
 from lib.report import first_line, join, log, median, percentile
 
 from daemon.domain.statuses import COALESCED, MISSED, SKIPPED
-from daemon.store.models import JobRun, Schedule, read_timestamp
+from daemon.store.models import read_timestamp
 from daemon.store.sync import Store
 
 PG_SCHEMA = "outboxd_bench_scheduler"
@@ -229,6 +229,7 @@ class Ledger:
 
 
 def read_ledger(store: Store) -> Ledger:
+    JobRun, Schedule = store.models.JobRun, store.models.Schedule
     query = (
         JobRun.select(
             JobRun.id,
@@ -261,6 +262,7 @@ def read_ledger(store: Store) -> Ledger:
 
 def duplicate_firsts(store: Store) -> int:
     """First attempts beyond one per (schedule, fire time), counted by the database."""
+    JobRun = store.models.JobRun
     per_fire = (
         JobRun.select(peewee.fn.COUNT(JobRun.id).alias("n"))
         .where(JobRun.attempt == 1)

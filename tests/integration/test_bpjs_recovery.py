@@ -22,7 +22,7 @@ from daemon.config.database import DatabaseSettings
 from daemon.sim.bpjs import BpjsSimulator
 from daemon.store.db import open_database
 from daemon.store.migrations import migrate
-from daemon.store.models import Message, StatusEvent
+from daemon.store.models import MODELS, Message, StatusEvent
 from daemon.store.sync import Store
 from tests.integration.daemon_process import ROOT, DaemonProcess, free_port
 from tests.integration.khanza_db import KhanzaDb, at
@@ -58,6 +58,7 @@ async def suite(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
     db = open_database(DatabaseSettings(url=f"sqlite:///{store_path}"))
     migrate(db)
     store = Store(db)
+    db.bind(MODELS)  # the model declarations, for this test's own queries
     ports = {
         "poller_port": free_port(),
         "dispatcher_port": free_port(),

@@ -11,7 +11,7 @@ import pytest
 from daemon.config.database import DatabaseSettings
 from daemon.domain.messages import Delivered, Failed
 from daemon.store.db import open_database
-from daemon.store.models import AuditEntry, Message
+from daemon.store.models import MODELS, AuditEntry, Message
 from daemon.store.sync import Store
 from tests.integration.test_cli import CONFIG, hl7, outboxd, run_ok
 
@@ -25,7 +25,8 @@ def workdir(tmp_path: Path, db_url: str) -> Path:
 @pytest.fixture
 def store(db_url: str):
     s = Store(open_database(DatabaseSettings(url=db_url)))
-    yield s
+    with s.db.bind_ctx(MODELS):
+        yield s
     s.close()
 
 

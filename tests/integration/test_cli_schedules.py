@@ -28,7 +28,7 @@ from daemon.config.loader import load_config
 from daemon.config.schedules import definition
 from daemon.store.db import open_database
 from daemon.store.migrations import migrate
-from daemon.store.models import AuditEntry, JobRun
+from daemon.store.models import MODELS, AuditEntry, JobRun
 from daemon.store.sync import Store
 from tests.integration.test_cli import ROOT
 
@@ -130,7 +130,8 @@ def refused(result: Result, code: int, says: str) -> None:
 def opened(url: str) -> Iterator[Store]:
     store = Store(open_database(DatabaseSettings(url=url)))
     try:
-        yield store
+        with store.db.bind_ctx(MODELS):  # the model declarations, for the test's queries
+            yield store
     finally:
         store.close()
 

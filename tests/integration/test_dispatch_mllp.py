@@ -13,7 +13,7 @@ from daemon.domain.messages import NewMessage
 from daemon.hl7 import control_id, normalize
 from daemon.sim.mllp import MllpSimulator, Rule
 from daemon.store.db import open_database
-from daemon.store.models import Message
+from daemon.store.models import MODELS, Message
 from daemon.store.sync import Store
 from tests.integration.daemon_process import ROOT, DaemonProcess, free_port
 from tests.integration.test_dispatcher import eventually, statuses
@@ -76,7 +76,8 @@ def demo(control: str) -> bytes:
 @pytest.fixture
 def store(db_url: str):
     s = Store(open_database(DatabaseSettings(url=db_url)))
-    yield s
+    with s.db.bind_ctx(MODELS):
+        yield s
     s.close()
 
 

@@ -16,7 +16,7 @@ from daemon.config.database import DatabaseSettings
 from daemon.domain.messages import NewMessage
 from daemon.sim.http import Faults, HttpSink
 from daemon.store.db import open_database
-from daemon.store.models import Message
+from daemon.store.models import MODELS, Message
 from daemon.store.sync import Store
 from tests.integration.daemon_process import ROOT, DaemonProcess, free_port, gone
 
@@ -47,7 +47,8 @@ def write_config(path: Path, **values: object) -> Path:
 @pytest.fixture
 def store(db_url: str):
     s = Store(open_database(DatabaseSettings(url=db_url)))
-    yield s
+    with s.db.bind_ctx(MODELS):
+        yield s
     s.close()
 
 

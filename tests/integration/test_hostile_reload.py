@@ -27,7 +27,7 @@ from daemon.runtime.frame import Frame
 from daemon.sim.http import HttpSink
 from daemon.store.db import open_database
 from daemon.store.migrations import migrate
-from daemon.store.models import Message
+from daemon.store.models import MODELS, Message
 from daemon.store.sync import Store
 from tests.integration.daemon_process import DaemonProcess, free_port
 
@@ -93,6 +93,7 @@ async def test_a_bad_file_on_sighup_is_refused_and_delivery_and_health_go_on(tmp
     db = tmp_path / "o.db"
     migrate(open_database(DatabaseSettings(url=f"sqlite:///{db}")))
     store = Store(open_database(DatabaseSettings(url=f"sqlite:///{db}")))
+    store.db.bind(MODELS)  # the model declarations, for this test's own queries
     health = free_port()
     async with HttpSink() as sink:
         config = tmp_path / "o.yaml"
@@ -151,6 +152,7 @@ async def test_a_drain_with_nothing_in_flight_ends_at_once(tmp_path):
     db = tmp_path / "o.db"
     migrate(open_database(DatabaseSettings(url=f"sqlite:///{db}")))
     store = Store(open_database(DatabaseSettings(url=f"sqlite:///{db}")))
+    store.db.bind(MODELS)  # the model declarations, for this test's own queries
     health = free_port()
     async with HttpSink() as sink:
         config = tmp_path / "o.yaml"

@@ -24,7 +24,7 @@ from daemon.jobs import export, http, purge, report, status_check
 from daemon.jobs.kind import JobContext, JobFailed
 from daemon.sim.http import Faults, HttpSink
 from daemon.store.aio import AsyncStore, open_async_store
-from daemon.store.models import Message, StatusCheck, StatusEvent
+from daemon.store.models import MODELS, Message, StatusCheck, StatusEvent
 
 BERLIN = ZoneInfo("Europe/Berlin")
 
@@ -40,7 +40,8 @@ class Clock:
 @pytest.fixture
 async def astore(db_url: str) -> AsyncIterator[AsyncStore]:
     store = open_async_store(DatabaseSettings(url=db_url), in_process=False)
-    yield store
+    with store._store.db.bind_ctx(MODELS):  # the model declarations, for the test's queries
+        yield store
     await store.aclose()
 
 

@@ -28,7 +28,7 @@ from daemon.sources.khanza.source import KhanzaBpjsSource
 from daemon.store.aio import open_async_store
 from daemon.store.db import open_database
 from daemon.store.migrations import migrate
-from daemon.store.models import Message
+from daemon.store.models import MODELS, Message
 from daemon.store.sync import Store
 from tests.unit.test_bpjs_plan import ADD_FIELDS
 
@@ -113,7 +113,8 @@ class Harness:
             ctx, lambda name, settings, zone: KhanzaBpjsSource(settings, zone, source)
         )
         self.children = Children(self.role, "poller")
-        self.store: Store = ctx.store._store  # one Store per process: the models share it
+        self.store: Store = ctx.store._store  # this process's view of the database
+        self.store.db.bind(MODELS)  # the model declarations, for the test's own queries
 
     @property
     def loop(self) -> SourceLoop:

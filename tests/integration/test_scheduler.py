@@ -23,7 +23,7 @@ from aiohttp import web
 from daemon.config.database import DatabaseSettings
 from daemon.sim.http import Faults, HttpSink
 from daemon.store.db import open_database
-from daemon.store.models import JobRun, Notification, Schedule
+from daemon.store.models import MODELS, JobRun, Notification, Schedule
 from daemon.store.sync import Store
 from tests.integration.daemon_process import DaemonProcess, free_port, free_port_pair
 
@@ -48,7 +48,8 @@ control: {{port: {control}}}
 @pytest.fixture
 def store(db_url: str):
     s = Store(open_database(DatabaseSettings(url=db_url)))
-    yield s
+    with s.db.bind_ctx(MODELS):
+        yield s
     s.close()
 
 

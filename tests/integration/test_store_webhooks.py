@@ -238,7 +238,7 @@ def test_a_failure_leaves_nothing_behind(store: Store, monkeypatch: pytest.Monke
     def broken(*args, **kwargs):
         raise RuntimeError("the event write failed")
 
-    monkeypatch.setattr(store, "_add_events", broken)
+    monkeypatch.setattr(store.unit, "events", broken)
     with pytest.raises(RuntimeError):
         store.receive_webhook(call())
     monkeypatch.undo()

@@ -17,7 +17,7 @@ from daemon.domain.messages import Delivered, Failed, NewMessage, RetryAt
 from daemon.domain.selection import MessageFilter
 from daemon.store.db import open_database
 from daemon.store.migrations import MIGRATIONS, VERSION_TABLE, _ensure_version_table, migrate
-from daemon.store.models import Message, MinuteTally, StatusEvent, Tally, db_timestamp
+from daemon.store.models import MODELS, Message, MinuteTally, StatusEvent, Tally, db_timestamp
 from daemon.store.sync import Store
 
 T0 = datetime(2026, 11, 23, 1, 0, tzinfo=UTC)
@@ -92,14 +92,14 @@ def test_every_kind_of_change_is_counted(store: Store):
             ("webhook", "cancelled"): 5,
         }
     )
-    minutes = store._read(lambda: store._minutes(T0))
+    minutes = store.unit.read(lambda: store.tallies.minutes(T0))
     assert minutes == finished_per_minute()
     assert sum(minutes.values()) == 10 + 4 + 2 + 18  # resent ones count again
     assert store.purge_messages(before=at(10_000)) == 35  # the sent and the cancelled
     assert store.tally_counts() == counted()
     assert len(created) == 30
     # the minutes are a history: purging what ended leaves them
-    assert store._read(lambda: store._minutes(T0)) == minutes
+    assert store.unit.read(lambda: store.tallies.minutes(T0)) == minutes
 
 
 def test_minutes_count_what_became_sent_or_failed(store: Store):
@@ -111,7 +111,7 @@ def test_minutes_count_what_became_sent_or_failed(store: Store):
     second = store.claim(["hie"], "d", 6, 600, now=at(65))
     store.record("d", [Delivered(c.id) for c in second], now=at(70))
     store.record("d", [Delivered(first[5].id)], now=at(130))
-    minutes = store._read(lambda: store._minutes(T0))
+    minutes = store.unit.read(lambda: store.tallies.minutes(T0))
     assert minutes == {
         ("hie", T0, "sent"): 4,
         ("hie", T0, "failed"): 1,
@@ -148,12 +148,12 @@ def test_fold_keeps_the_counts_and_drops_old_minutes(store: Store):
         (c,) = store.claim(["hie"], "d", 1, 60, now=at(100 + i))
         store.record("d", [Delivered(c.id) if i % 4 else Failed(c.id, "AE")], now=at(100 + i))
     before = store.tally_counts()
-    minutes = store._read(lambda: store._minutes(T0))
+    minutes = store.unit.read(lambda: store.tallies.minutes(T0))
     assert before == counted()
     rows = Tally.select().count()
     removed = store.fold_tallies(now=at(200), at_least=0)
     assert store.tally_counts() == before == counted()
-    assert store._read(lambda: store._minutes(T0)) == minutes
+    assert store.unit.read(lambda: store.tallies.minutes(T0)) == minutes
     assert Tally.select().count() == 3  # pending, sent, failed: one row each
     assert MinuteTally.select().count() == 2  # the minute from 100 s: sent, failed
     if store.postgres:  # a row or more per statement, summed
@@ -199,9 +199,11 @@ def test_a_database_migrated_with_messages_in_it_starts_counted(empty_url: str):
     db.close()
     store = Store(open_database(DatabaseSettings(url=empty_url)))
     try:
-        assert store.tally_counts() == counted()
+        with store.db.bind_ctx(MODELS):
+            assert store.tally_counts() == counted()
         assert sum(store.tally_counts().values()) == 9
-        minutes = store._read(lambda: store._minutes(datetime.now(UTC) - timedelta(days=30)))
+        since = datetime.now(UTC) - timedelta(days=30)
+        minutes = store.unit.read(lambda: store.tallies.minutes(since))
         assert sum(minutes.values()) == 6
         assert {status for (_c, _m, status) in minutes} == {"sent", "failed"}
     finally:
@@ -245,7 +247,7 @@ def test_writers_at_once_lose_nothing(store: Store):
     assert errors == []
     assert store.tally_counts() == counted()
     assert sum(n for (_c, s), n in counted().items() if s in ("sent", "failed")) == 400
-    minutes = store._read(lambda: store._minutes(T0))
+    minutes = store.unit.read(lambda: store.tallies.minutes(T0))
     assert sum(minutes.values()) == 400
 
 

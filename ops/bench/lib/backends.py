@@ -20,9 +20,9 @@ import psycopg
 
 from daemon.config.database import DatabaseSettings
 from daemon.domain.fields import redact_url
-from daemon.store.base import NOTIFY_CHANNEL
 from daemon.store.db import open_database
 from daemon.store.migrations import migrate
+from daemon.store.sql.base import NOTIFY_CHANNEL
 from daemon.store.sync import Store
 from lib.report import first_line, log
 
