@@ -14,7 +14,6 @@ from daemon.domain.errors import StoreUnavailable
 from daemon.roles.delivery import ChannelLoop
 from daemon.roles.tallies import tallies_child
 from daemon.runtime.frame import ChildSpec, Context, RoleBase, TaskChild
-from daemon.store.listen import listen
 
 log = logging.getLogger("outboxd.dispatcher")
 
@@ -45,15 +44,9 @@ class Dispatcher(RoleBase):
             )
         )
         specs.append(tallies_child(self.ctx.store))
-        if self.ctx.store.postgres:
-            params = self.ctx.store.listen_params()
-            specs.append(
-                ChildSpec(
-                    "doorbell",
-                    None,
-                    lambda: TaskChild("doorbell", functools.partial(listen, params, self._ring)),
-                )
-            )
+        if self.ctx.store.notifies:
+            listen = functools.partial(self.ctx.store.listen, self._ring)
+            specs.append(ChildSpec("doorbell", None, lambda: TaskChild("doorbell", listen)))
         return specs
 
     def _loop(self, name: str, settings: ChannelSettings) -> ChannelLoop:
@@ -64,7 +57,7 @@ class Dispatcher(RoleBase):
             self.ctx.store,
             self.ctx.metrics,
             self.ctx.owner,
-            notified=self.ctx.store.postgres,
+            notified=self.ctx.store.notifies,
         )
         self.loops[name] = loop
         return loop

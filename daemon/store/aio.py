@@ -54,6 +54,7 @@ class AsyncStore:
         self._runner = runner
         self._store = store  # this process's view: the dialect, the connection settings
         self.postgres = store.postgres
+        self._conninfo = store.unit.sql.listen_conninfo()
 
     @property
     def runs_in_process(self) -> bool:
@@ -61,10 +62,21 @@ class AsyncStore:
 
         return isinstance(self._runner, StoreProcess)
 
-    def listen_params(self) -> dict[str, Any]:
-        """psycopg connection parameters, for a PostgreSQL LISTEN of one's own."""
-        db = self._store.db
-        return {"dbname": db.database, **db.connect_params}
+    @property
+    def notifies(self) -> bool:
+        """Does the database wake listeners when messages fall due (PostgreSQL
+        NOTIFY)? Else the delivery loops poll."""
+        return self._conninfo is not None
+
+    async def listen(self, ring: Callable[[str], None]) -> None:
+        """Call ``ring(channel)`` whenever messages of that channel were committed
+        due now, reconnecting forever (on a connection of its own); returns at
+        once where the database has no such signal."""
+        if self._conninfo is None:
+            return
+        from daemon.store.listen import listen
+
+        await listen(self._conninfo, ring)
 
     async def _call(self, name: str, *args: Any, **kwargs: Any) -> Any:
         return await self._runner.call(name, args, kwargs)

@@ -3,7 +3,9 @@
 The store sends ``NOTIFY outboxd, '<channel>'`` when it commits messages that
 are due now; a listener wakes that channel's loop at once. On SQLite there is
 no such signal and the loops poll (briefly after activity, at most every
-``IDLE_POLL`` seconds when idle).
+``IDLE_POLL`` seconds when idle). Roles reach this through the store
+(``AsyncStore.notifies``, ``AsyncStore.listen``), never with SQL or connection
+parameters of their own.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
+from typing import Any
 
 import psycopg
 
@@ -20,7 +23,7 @@ from daemon.store.sql.base import NOTIFY_CHANNEL
 log = logging.getLogger("outboxd.doorbell")
 
 
-async def listen(conninfo: dict[str, object], ring: Callable[[str], None]) -> None:
+async def listen(conninfo: dict[str, Any], ring: Callable[[str], None]) -> None:
     """Call ``ring(channel)`` for every notification, reconnecting forever."""
     backoff = Backoff(0.5)
     while True:

@@ -316,3 +316,37 @@ async def test_settings_the_worker_refuses_are_raised_as_its_error(db_url: str):
         assert runner.pid is None
     finally:
         await runner.aclose()
+
+
+# --- wake-ups ------------------------------------------------------------------------------
+
+
+async def test_the_store_wakes_its_listener_where_the_database_can(astore: AsyncStore):
+    """PostgreSQL: ``listen`` rings for a channel whose messages were committed due
+    now, on a connection the store opens itself. SQLite: no such signal, and
+    ``listen`` returns at once (the loops poll)."""
+    if not astore.postgres:
+        assert not astore.notifies
+        await asyncio.wait_for(astore.listen(lambda channel: None), 1.0)
+        return
+    assert astore.notifies
+    channel = f"wake-{os.getpid()}-{time.monotonic_ns()}"  # NOTIFY reaches the database
+    rung: asyncio.Queue[str] = asyncio.Queue()
+    listener = asyncio.create_task(astore.listen(rung.put_nowait))
+    try:
+        deadline = time.monotonic() + 10
+        key = 0
+        while True:  # until the listener is connected: each enqueue rings again
+            key += 1
+            await astore.enqueue(NewMessage(channel, f"k{key}", b"x"))
+            try:
+                while (await asyncio.wait_for(rung.get(), 0.2)) != channel:
+                    pass
+                break
+            except TimeoutError:
+                assert time.monotonic() < deadline, "no wake-up within 10 s"
+        assert not listener.done()
+    finally:
+        listener.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await listener

@@ -214,6 +214,10 @@ class Dialect(ABC):
     def notify(self, channels: Iterable[str]) -> None:
         """Wake the listeners of these channels when the transaction commits."""
 
+    def listen_conninfo(self) -> dict[str, Any] | None:
+        """Connection parameters for a listener of ``notify``; None: no such signal."""
+        return None
+
     # --- the rest ----------------------------------------------------------------------
 
     @abstractmethod

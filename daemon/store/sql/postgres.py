@@ -332,6 +332,10 @@ class PostgresDialect(Dialect):
         for channel in sorted(set(channels)):
             self.rows(self.NOTIFY, (NOTIFY_CHANNEL, channel))
 
+    def listen_conninfo(self) -> dict[str, Any] | None:
+        """psycopg's parameters for a connection of the listener's own."""
+        return {"dbname": self.db.database, **self.db.connect_params}
+
     # --- the rest --------------------------------------------------------------------
 
     @functools.lru_cache(maxsize=64)  # noqa: B019 - a few sizes
