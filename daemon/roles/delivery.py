@@ -21,10 +21,12 @@ each result into the item's progress entry, written with it.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from daemon.channels.base import Channel, Envelope, Outcome, Sender
 from daemon.channels.kind import ChannelSettings
@@ -50,6 +52,15 @@ BREAKER_REFRESH = 30.0  # seconds between reports of a breaker that stays open
 _STOP = None
 
 
+@dataclass(slots=True)
+class _TokenWaiter:
+    """A worker waiting for a rate-limit token: True when it has one, False when
+    draining started first; since when it waits beyond the first request."""
+
+    granted: asyncio.Future[bool]
+    denied_at: float | None = None
+
+
 class ChannelLoop:
     def __init__(
         self,
@@ -71,6 +82,8 @@ class ChannelLoop:
         self.policy = RetryPolicy.from_settings(settings.retry)
         self.progress_rule = kind_of(settings).progress  # the tracked items' progress, if any
         self.bucket = Bucket.for_rate(settings.rate, settings.burst) if settings.rate else None
+        self.token_waiters: collections.deque[_TokenWaiter] = collections.deque()
+        self.token_taker: asyncio.Task[None] | None = None  # takes tokens for the waiters
         self.breaker = CircuitBreaker(settings.breaker.failures, settings.breaker.cooldown)
         self.queue: asyncio.Queue[ClaimedMessage | None] = asyncio.Queue()
         self.held: dict[int, ClaimedMessage] = {}  # claimed and not yet recorded
@@ -143,7 +156,9 @@ class ChannelLoop:
         for worker in self.workers:
             worker.cancel()
         await asyncio.gather(*self.workers, return_exceptions=True)
-        side = [t for t in (self.feeder, self.recorder, self.renewer) if t is not None]
+        side = [
+            t for t in (self.feeder, self.recorder, self.renewer, self.token_taker) if t is not None
+        ]
         for task in side:
             task.cancel()
         await asyncio.gather(*side, return_exceptions=True)
@@ -321,28 +336,64 @@ class ChannelLoop:
             await self.store.report_breaker(self.name, self.owner, state, detail)
 
     async def _take_token(self) -> bool:
-        """Wait for a token of the channel's rate limit; False when draining starts first."""
+        """Wait for a token of the channel's rate limit; False when draining starts first.
+
+        The workers waiting for one queue up; one request at a time takes as many
+        as are waiting from the store, in one transaction (the bucket's row is
+        locked while it changes, so the limit holds across processes), and hands
+        them out in order; when none was granted it waits the time the store said
+        and asks again."""
+        if self.stopping.is_set():
+            return False
+        waiter = _TokenWaiter(asyncio.get_running_loop().create_future())
+        self.token_waiters.append(waiter)
+        if self.token_taker is None or self.token_taker.done():
+            self.token_taker = asyncio.create_task(self._take_tokens(), name=f"{self.name}.tokens")
+        return await waiter.granted
+
+    async def _take_tokens(self) -> None:
         assert self.bucket is not None
-        waited = 0.0
         try:
             while not self.stopping.is_set():
+                waiting = [w for w in self.token_waiters if not w.granted.done()]
+                self.token_waiters = collections.deque(waiting)
+                if not waiting:
+                    return
                 try:
-                    granted, wait = await self.store.take_tokens(self.name, 1, self.bucket)
+                    granted, wait = await self.store.take_tokens(
+                        self.name, len(waiting), self.bucket
+                    )
                 except StoreUnavailable:
                     self.metrics.loop_errors.labels("rate_limit").inc()
                     granted, wait = 0, STORE_RETRY
+                now = time.monotonic()
+                for _ in range(granted):
+                    self._hand_token(self.token_waiters.popleft(), True, now)
                 if granted:
-                    return True
-                if waited == 0.0:
-                    self.m_waits.inc()
-                began = time.monotonic()
+                    continue
+                for waiter in self.token_waiters:
+                    if waiter.denied_at is None:
+                        waiter.denied_at = now
+                        self.m_waits.inc()
                 with contextlib.suppress(asyncio.TimeoutError):
                     await asyncio.wait_for(self.stopping.wait(), wait)
-                waited += time.monotonic() - began
-            return False
+        except Exception as exc:  # a bug: the workers waiting fail with it, loudly
+            for waiter in self.token_waiters:
+                if not waiter.granted.done():
+                    waiter.granted.set_exception(exc)
+            self.token_waiters.clear()
+            raise
         finally:
-            if waited:
-                self.m_wait_seconds.inc(waited)
+            if self.stopping.is_set():
+                now = time.monotonic()
+                while self.token_waiters:
+                    self._hand_token(self.token_waiters.popleft(), False, now)
+
+    def _hand_token(self, waiter: _TokenWaiter, granted: bool, now: float) -> None:
+        if waiter.denied_at is not None:
+            self.m_wait_seconds.inc(now - waiter.denied_at)
+        if not waiter.granted.done():  # a worker cancelled at the deadline: its token is lost
+            waiter.granted.set_result(granted)
 
     # --- what an answer becomes -----------------------------------------------------
 
