@@ -12,6 +12,7 @@ from typing import Any
 from daemon.domain.selection import MessageFilter, OperatorRefused
 from daemon.domain.statuses import CANCELLED, CONFIRMED, FAILED, PENDING, REJECTED, SENDING, SENT
 from daemon.store.audit import Audit
+from daemon.store.models import tuples
 from daemon.store.sql.base import CHUNK, EventRow, chunked
 from daemon.store.unit import Unit
 
@@ -119,11 +120,6 @@ class Actions:
             event["operation"] = details["operation"]
         self.unit.events([EventRow(i, s, rule.target, actor, event) for i, s in rows], now)
         if rule.target == PENDING:
-            self.unit.notify(
-                r[0]
-                for r in Message.select(Message.channel)
-                .where(Message.id.in_(ids[:CHUNK]))
-                .distinct()
-                .tuples()
-            )
+            query = Message.select(Message.channel).where(Message.id.in_(ids[:CHUNK])).distinct()
+            self.unit.notify(r[0] for r in tuples(query))
         return audit_id

@@ -25,7 +25,7 @@ from daemon.domain.statuses import (
     RUNNING,
     SUCCEEDED,
 )
-from daemon.store.models import db_timestamp
+from daemon.store.models import db_timestamp, read_timestamp, tuples
 from daemon.store.unit import Unit
 
 
@@ -49,14 +49,10 @@ class Alerts:
             names = {row.id: row for row in Schedule.select().where(Schedule.removed_at.is_null())}
             for schedule_id, row in names.items():
                 facts.schedule_since[row.name] = row.updated_at
-                pending = {
-                    JobRun.fire_time.python_value(at)
-                    for (at,) in JobRun.select(JobRun.fire_time)
-                    .where(
-                        (JobRun.schedule_id == schedule_id) & JobRun.status.in_([QUEUED, RUNNING])
-                    )
-                    .tuples()
-                }
+                under_way = JobRun.select(JobRun.fire_time).where(
+                    (JobRun.schedule_id == schedule_id) & JobRun.status.in_([QUEUED, RUNNING])
+                )
+                pending = {JobRun.fire_time.python_value(at) for (at,) in tuples(under_way)}
                 finished = (
                     JobRun.select(JobRun.status, JobRun.error, JobRun.fire_time)
                     .where(
@@ -82,9 +78,8 @@ class Alerts:
                 JobRun.select(JobRun.schedule_id, pw.fn.COUNT(JobRun.id))
                 .where((JobRun.status == MISSED) & (JobRun.created_at >= since))
                 .group_by(JobRun.schedule_id)
-                .tuples()
             )
-            for schedule_id, count in missed:
+            for schedule_id, count in tuples(missed):
                 if schedule_id in names:
                     facts.missed[names[schedule_id].name] = count
             failed = (
@@ -92,25 +87,21 @@ class Alerts:
                 .join(Message)
                 .where((StatusEvent.at >= since) & (StatusEvent.to_status == FAILED))
                 .group_by(Message.channel)
-                .tuples()
             )
-            facts.failed_messages = dict(failed)
-            pending = (
+            facts.failed_messages = {channel: n for channel, n in tuples(failed)}
+            waiting = (
                 Message.select(Message.channel, pw.fn.MIN(Message.created_at))
                 .where(Message.status == PENDING)
                 .group_by(Message.channel)
-                .tuples()
             )
-            facts.oldest_pending = {
-                channel: Message.created_at.python_value(at) for channel, at in pending
-            }
+            facts.oldest_pending = {channel: read_timestamp(at) for channel, at in tuples(waiting)}
             fresh = when - timedelta(seconds=breaker_fresh)
-            for row in BreakerState.select().where(
+            for breaker in BreakerState.select().where(
                 (BreakerState.state == "open") & (BreakerState.updated_at >= fresh)
             ):
-                current = facts.breakers_open.get(row.channel)
-                facts.breakers_open[row.channel] = (
-                    row.since if current is None else min(current, row.since)
+                current = facts.breakers_open.get(breaker.channel)
+                facts.breakers_open[breaker.channel] = (
+                    breaker.since if current is None else min(current, breaker.since)
                 )
             return facts
 
@@ -137,15 +128,13 @@ class Alerts:
             for subject, details in sorted(firing.items()):
                 row = rows.get(subject)
                 if row is None:
-                    inserted = list(
+                    inserted = tuples(
                         Alert.insert(
                             rule=rule, subject=subject, state="firing", since=when,
                             notified_at=when, details=details,
                         )
                         .on_conflict_ignore()
                         .returning(Alert.subject)
-                        .tuples()
-                        .execute()
                     )  # fmt: skip
                     if inserted:
                         out.append(Transition(rule, subject, "firing", details, when))

@@ -7,6 +7,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 import peewee as pw
@@ -67,12 +68,14 @@ class _SqliteDatabase(pw.SqliteDatabase):
     WAL takes a lock SQLite's busy handler does not wait for, so processes
     opening a fresh database at once could fail with "database is locked"."""
 
-    def _set_pragmas(self, conn: sqlite3.Connection) -> None:
-        deadline = time.monotonic() + max(1.0, float(self._timeout or 0))
+    lock_wait = 1.0  # seconds to wait out that lock (the busy timeout, 1 s at least)
+
+    def _set_pragmas(self, conn: sqlite3.Connection) -> None:  # peewee's hook, not in its stubs
+        deadline = time.monotonic() + self.lock_wait
         delay = 0.005
         while True:
             try:
-                super()._set_pragmas(conn)
+                pw.SqliteDatabase._set_pragmas(self, conn)  # type: ignore[attr-defined]
                 return
             except sqlite3.OperationalError as exc:
                 if "locked" not in str(exc) or time.monotonic() >= deadline:
@@ -119,7 +122,7 @@ def _sqlite(raw_path: str, settings: DatabaseSettings, create: bool) -> pw.Sqlit
             "other processes; give a file path such as sqlite:///var/outboxd.db"
         )
     check_sqlite_file(Path(path), create)
-    return _SqliteDatabase(
+    db = _SqliteDatabase(
         path,
         pragmas={
             "journal_mode": "wal",
@@ -131,11 +134,13 @@ def _sqlite(raw_path: str, settings: DatabaseSettings, create: bool) -> pw.Sqlit
         lock_type="IMMEDIATE",  # take the write lock at BEGIN: no upgrade deadlocks
         returning_clause=True,
     )
+    db.lock_wait = max(1.0, settings.busy_timeout)
+    return db
 
 
 def _postgres(url: str, settings: DatabaseSettings) -> pw.PostgresqlDatabase:
     parts = urlsplit(url)
-    params: dict[str, object] = dict(parse_qsl(parts.query))
+    params: dict[str, Any] = dict(parse_qsl(parts.query))
     params.setdefault("connect_timeout", max(1, round(settings.connect_timeout)))
     params.setdefault("application_name", "outboxd")
     if parts.username:

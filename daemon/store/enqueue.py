@@ -9,7 +9,7 @@ from datetime import datetime
 
 from daemon.domain.messages import EnqueueResult, InvalidMessage, NewMessage, UnknownPrerequisite
 from daemon.domain.statuses import PENDING
-from daemon.store.models import db_timestamp
+from daemon.store.models import db_timestamp, tuples
 from daemon.store.sql.base import NewRow, chunked
 from daemon.store.unit import Unit
 
@@ -141,16 +141,16 @@ class Enqueuer:
     ) -> dict[tuple[str, str], tuple[int, str]]:
         Message = self.m.Message
         by_channel: dict[str, list[str]] = {}
-        for channel, key in pairs:
-            if key is not None:
-                by_channel.setdefault(channel, []).append(key)
+        for channel, maybe_key in pairs:
+            if maybe_key is not None:
+                by_channel.setdefault(channel, []).append(maybe_key)
         found: dict[tuple[str, str], tuple[int, str]] = {}
         for channel, keys in by_channel.items():
             for chunk in chunked(sorted(set(keys))):
                 query = Message.select(Message.id, Message.key, Message.status).where(
                     (Message.channel == channel) & Message.key.in_(list(chunk))
                 )
-                for id_, key, status in query.tuples():
+                for id_, key, status in tuples(query):
                     found[(channel, key)] = (id_, status)
         return found
 
@@ -158,7 +158,7 @@ class Enqueuer:
         if not ids:
             return
         Message = self.m.Message
-        query = Message.select(Message.id).where(Message.id.in_(list(ids))).tuples()
-        missing = sorted(ids - {r[0] for r in query})
+        query = Message.select(Message.id).where(Message.id.in_(list(ids)))
+        missing = sorted(ids - {r[0] for r in tuples(query)})
         if missing:
             raise UnknownPrerequisite(f"prerequisite message id {missing[0]} does not exist")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast, overload
 
 import peewee as pw
 
@@ -25,6 +25,28 @@ def db_timestamp(value: datetime) -> str:
 def read_timestamp(value: str | datetime) -> datetime:
     """A stored timestamp (text on SQLite, naive datetime on PostgreSQL) as aware UTC."""
     return as_utc(datetime.fromisoformat(value) if isinstance(value, str) else value)
+
+
+def tuples(query: pw.BaseQuery) -> list[tuple[Any, ...]]:
+    """A query's rows as tuples (peewee's types do not follow ``.tuples()``)."""
+    return cast(list[tuple[Any, ...]], list(query.tuples().execute()))
+
+
+V = TypeVar("V")
+
+
+class _ForeignId(Generic[V]):
+    """For the type checker only: ``Model.fk_id`` is the foreign key's column on
+    the class and its value (an id) on a row, as peewee's accessor makes it."""
+
+    @overload
+    def __get__(self, obj: None, owner: Any) -> pw.ForeignKeyField: ...
+
+    @overload
+    def __get__(self, obj: object, owner: Any) -> V: ...
+
+    def __get__(self, obj: object, owner: Any) -> Any:
+        raise NotImplementedError
 
 
 class UtcDateTimeField(pw.Field):
@@ -94,6 +116,9 @@ class Message(BaseModel):
         Visit, null=True, column_name="visit_id", on_delete="SET NULL", lazy_load=False
     )  # the tracked item the message reports on
     predecessors_resent_at = UtcDateTimeField(null=True)  # its group's earlier ones sent again
+    if TYPE_CHECKING:
+        after_id = _ForeignId[int | None]()
+        visit_id = _ForeignId[int | None]()
 
     class Meta:
         table_name = "outboxd_message"
@@ -117,6 +142,9 @@ class StatusEvent(BaseModel):
 
     class Meta:
         table_name = "outboxd_status_event"
+
+    if TYPE_CHECKING:
+        message_id = _ForeignId[int]()
 
 
 class RateBucket(BaseModel):
@@ -183,6 +211,8 @@ class JobRun(BaseModel):
     output = JSONTextField(null=True)
     note = pw.TextField(null=True)
     created_at = UtcDateTimeField()
+    if TYPE_CHECKING:
+        schedule_id = _ForeignId[int]()
 
     class Meta:
         table_name = "outboxd_job_run"
@@ -245,6 +275,8 @@ class StatusCheck(BaseModel):
     checked_at = UtcDateTimeField()
     answer = pw.TextField(null=True)
     flagged = pw.BooleanField()
+    if TYPE_CHECKING:
+        message_id = _ForeignId[int]()
 
     class Meta:
         table_name = "outboxd_status_check"
@@ -306,6 +338,8 @@ class WebhookReceipt(BaseModel):
     )
     answer_status = pw.IntegerField()  # the HTTP status answered
     answer = JSONTextField()
+    if TYPE_CHECKING:
+        message_id = _ForeignId[int | None]()
 
     class Meta:
         table_name = "outboxd_webhook_receipt"

@@ -13,7 +13,7 @@ from daemon.domain.selection import MessageFilter
 from daemon.domain.statuses import OPERATION_FINISHED, OPERATION_RUNNING
 from daemon.domain.views import OperationView
 from daemon.store.actions import RULES, Actions, Rule
-from daemon.store.models import Operation
+from daemon.store.models import Operation, tuples
 from daemon.store.selection import Selection, described, filter_from_json, filter_json
 from daemon.store.unit import Unit
 
@@ -84,7 +84,7 @@ class Operations:
                 .order_by(Message.id)
                 .limit(batch)
             )
-            rows = list(self.sql.for_update(locked).tuples())
+            rows = tuples(self.sql.for_update(locked))
             if rows:
                 details = {**op.filter, "operation": op.id, "position": op.position}
                 target = f"operation {op.id}: {described(selector)}"

@@ -11,6 +11,7 @@ import peewee as pw
 from daemon.domain.selection import MessageFilter, OperatorRefused
 from daemon.domain.views import OperatorResult
 from daemon.store.actions import CANCEL, RESEND, RETRY, Actions, Rule
+from daemon.store.models import tuples
 from daemon.store.operations import Operations
 from daemon.store.selection import Selection, check_filter, described, filter_json
 from daemon.store.tallies import Tallies
@@ -122,9 +123,8 @@ class Operator:
                 Message.select(Message.status, pw.fn.COUNT(Message.id))
                 .where(base & Message.status.not_in(list(statuses)))
                 .group_by(Message.status)
-                .tuples()
             )
-            return matched, dict(others), self._missing(selector.ids)
+            return matched, {s: n for s, n in tuples(others)}, self._missing(selector.ids)
 
         if dry_run:
 
@@ -135,7 +135,7 @@ class Operator:
                     skipped=skipped,
                     missing=missing,
                     matched=matched,
-                    sample=[r[0] for r in sample.limit(SAMPLE).tuples()],
+                    sample=[r[0] for r in tuples(sample.limit(SAMPLE))],
                     dry_run=True,
                 )
 
@@ -150,7 +150,7 @@ class Operator:
                 )
                 return OperatorResult(skipped=skipped, matched=matched, operation=operation)
             locked = Message.select(Message.id, Message.status).where(eligible)
-            rows = sorted(self.sql.for_update(locked).tuples())
+            rows = sorted(tuples(self.sql.for_update(locked)))
             asked = selector if selector.ids else replace(selector, statuses=statuses)
             self.actions.change(rule, rows, actor, when, described(asked), filter_json(asked))
             return OperatorResult(
@@ -163,7 +163,7 @@ class Operator:
         if not ids:
             return []
         Message = self.m.Message
-        found = {r[0] for r in Message.select(Message.id).where(Message.id.in_(list(ids))).tuples()}
+        found = {r[0] for r in tuples(Message.select(Message.id).where(Message.id.in_(list(ids))))}
         return sorted(set(ids) - found)
 
 

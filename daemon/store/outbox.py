@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from collections.abc import Collection, Sequence
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 from daemon.domain.messages import (
     AttemptResult,
@@ -22,7 +22,7 @@ from daemon.domain.messages import (
 from daemon.domain.statuses import DELIVERED, FAILED, PENDING, SENDING, SENT
 from daemon.resilience.ratelimit import Bucket
 from daemon.store.enqueue import Enqueuer, checked
-from daemon.store.models import db_timestamp, read_timestamp
+from daemon.store.models import db_timestamp, read_timestamp, tuples
 from daemon.store.sql.base import EventRow, OutcomeRow, chunked
 from daemon.store.unit import Unit
 from daemon.store.visits import VisitProgress
@@ -149,7 +149,7 @@ class Outbox:
             )
             if row is None or row.predecessors_resent_at is not None or row.group_key is None:
                 return None
-            earlier = list(
+            earlier = tuples(
                 Message.select(Message.id, Message.key, Message.status)
                 .where(
                     (Message.channel == row.channel)
@@ -158,7 +158,6 @@ class Outbox:
                     & Message.status.in_(DELIVERED)
                 )
                 .order_by(Message.id)
-                .tuples()
             )
             Message.update(predecessors_resent_at=when).where(Message.id == message_id).execute()
             if not earlier:
@@ -246,6 +245,7 @@ def _outcome_rows(results: Sequence[AttemptResult], stamp: str) -> list[OutcomeR
     rows: list[OutcomeRow] = []
     for r in results:
         details: dict[str, Any] | None
+        row: tuple[Any, ...]
         if isinstance(r, Delivered):
             row = (r.id, SENT, 1, None, None, r.response, stamp)
             details = None
@@ -259,5 +259,6 @@ def _outcome_rows(results: Sequence[AttemptResult], stamp: str) -> list[OutcomeR
         else:
             row = (r.id, PENDING, 0, None, None, None, None)
             details = {"released": True}
-        rows.append((*row, None if details is None else json.dumps(details, sort_keys=True)))
+        text = None if details is None else json.dumps(details, sort_keys=True)
+        rows.append(cast(OutcomeRow, (*row, text)))
     return rows

@@ -29,8 +29,9 @@ from daemon.domain.schedules import (
     ScheduleRow,
 )
 from daemon.domain.statuses import FINISHED_RUNS, INTERRUPTED, QUEUED, RUNNING, SKIPPED
+from daemon.store import models
 from daemon.store.audit import Audit
-from daemon.store.models import JobRun, Schedule, db_timestamp, read_timestamp
+from daemon.store.models import JobRun, Schedule, db_timestamp, read_timestamp, tuples
 from daemon.store.sql.base import chunked
 from daemon.store.unit import Unit
 
@@ -154,7 +155,7 @@ class Schedules:
                 raise ScheduleError(f"a schedule named {name!r} exists (edit it instead)")
             if not create and not live:
                 raise ScheduleError(f"no schedule named {name!r}")
-            if live and row.origin == "file":
+            if live and row is not None and row.origin == "file":
                 raise ScheduleError(
                     f"schedule {name!r} is defined in the YAML file: change it there"
                 )
@@ -238,11 +239,10 @@ class Schedules:
                     JobRun.select(JobRun.schedule_id, pw.fn.MAX(JobRun.fire_time))
                     .where(JobRun.schedule_id.in_(list(chunk)) & (JobRun.attempt == 1))
                     .group_by(JobRun.schedule_id)
-                    .tuples()
                 )
-                for schedule_id, latest in query:
+                for schedule_id, latest in tuples(query):
                     if latest is not None:
-                        found[schedule_id] = JobRun.fire_time.python_value(latest)
+                        found[schedule_id] = read_timestamp(latest)
             return found
 
         return self.unit.read(work)
@@ -324,7 +324,7 @@ class Schedules:
         names: dict[int, str] = {}
         for chunk in chunked(sorted(ids)):
             query = Schedule.select(Schedule.id, Schedule.name).where(Schedule.id.in_(list(chunk)))
-            names.update(query.tuples())
+            names.update((i, name) for i, name in tuples(query))
         return names
 
     def _busy(self, schedule_ids: Sequence[int], now: datetime) -> dict[int, set[str]]:
@@ -343,9 +343,8 @@ class Schedules:
                     )
                 )
                 .distinct()
-                .tuples()
             )
-            for schedule_id, status in query:
+            for schedule_id, status in tuples(query):
                 busy.setdefault(schedule_id, set()).add(status)
         return busy
 
@@ -353,8 +352,8 @@ class Schedules:
         """Insert a run unless its (schedule, fire time, attempt) is there: its id, or None."""
         JobRun = self.m.JobRun
         query = JobRun.insert(**fields).on_conflict_ignore().returning(JobRun.id)
-        rows = list(query.tuples().execute())
-        return rows[0][0] if rows else None
+        rows = tuples(query)
+        return int(rows[0][0]) if rows else None
 
     def record_fires(
         self,
@@ -381,7 +380,7 @@ class Schedules:
             count = 0
             for chunk in chunked(rows, 200):
                 query = JobRun.insert_many(chunk).on_conflict_ignore().returning(JobRun.id)
-                count += len(list(query.tuples().execute()))
+                count += len(tuples(query))
             return count
 
         return self.unit.write(work)
@@ -479,9 +478,8 @@ class Schedules:
             JobRun.select(JobRun.schedule_id)
             .where((JobRun.status == RUNNING) & (JobRun.lease_expires_at > now))
             .distinct()
-            .tuples()
         )
-        return {schedule_id for (schedule_id,) in query}
+        return {schedule_id for (schedule_id,) in tuples(query)}
 
     # --- runs -------------------------------------------------------------------------
 
@@ -504,7 +502,7 @@ class Schedules:
                     )
                     .returning(JobRun.id)
                 )
-                renewed += [row[0] for row in query.tuples().execute()]
+                renewed += [row[0] for row in tuples(query)]
             return sorted(renewed)
 
         return self.unit.write(work) if run_ids else []
@@ -535,7 +533,7 @@ class Schedules:
 
         def work() -> list[bool]:
             when = self.unit.now(now)
-            held: dict[int, JobRun] = {}
+            held: dict[int, models.JobRun] = {}
             for chunk in chunked([e.run_id for e in ends]):
                 query = JobRun.select().where(
                     JobRun.id.in_(list(chunk))

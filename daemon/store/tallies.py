@@ -14,7 +14,7 @@ import peewee as pw
 
 from daemon.domain.statuses import FAILED, PENDING, SENT
 from daemon.domain.views import ChannelStats
-from daemon.store.models import db_timestamp, read_timestamp
+from daemon.store.models import db_timestamp, read_timestamp, tuples
 from daemon.store.sql.base import literal
 from daemon.store.unit import Unit
 
@@ -38,12 +38,10 @@ class Tallies:
     def counts(self) -> dict[tuple[str, str], int]:
         """(channel, status): how many messages; no key for none. Inside a unit of work."""
         Tally = self.m.Tally
-        rows = (
-            Tally.select(Tally.channel, Tally.status, pw.fn.SUM(Tally.n))
-            .group_by(Tally.channel, Tally.status)
-            .tuples()
+        rows = Tally.select(Tally.channel, Tally.status, pw.fn.SUM(Tally.n)).group_by(
+            Tally.channel, Tally.status
         )
-        return {(channel, status): int(n) for channel, status, n in rows if n}
+        return {(channel, status): int(n) for channel, status, n in tuples(rows) if n}
 
     def minutes(self, since: datetime) -> dict[tuple[str, datetime, str], int]:
         """(channel, minute, status): how many became sent or failed in each minute
@@ -53,11 +51,10 @@ class Tallies:
             t.select(t.channel, t.minute, t.status, pw.fn.SUM(t.n))
             .where(t.minute >= minute_of(since))
             .group_by(t.channel, t.minute, t.status)
-            .tuples()
         )
         return {
             (channel, read_timestamp(minute), status): int(n)
-            for channel, minute, status, n in rows
+            for channel, minute, status, n in tuples(rows)
             if n
         }
 

@@ -14,6 +14,7 @@ from peewee import JOIN
 
 from daemon.domain.statuses import CONFIRMED, REJECTED, SENT
 from daemon.domain.tracking import CheckResult, DueCheck
+from daemon.store.models import tuples
 from daemon.store.sql.base import EventRow, chunked
 from daemon.store.unit import Unit
 
@@ -56,9 +57,11 @@ class Tracking:
                 )
                 .order_by(Message.id)
                 .limit(limit)
-                .tuples()
             )
-            return [DueCheck(i, key, response, checks or 0) for i, key, response, checks in query]
+            return [
+                DueCheck(i, key, response, checks or 0)
+                for i, key, response, checks in tuples(query)
+            ]
 
         return self.unit.read(work)
 

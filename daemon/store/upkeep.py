@@ -105,27 +105,27 @@ class Upkeep:
 
         def work() -> list[dict[str, Any]]:
             if what == "messages":
-                query = Message.select().where(
+                messages = Message.select().where(
                     (Message.created_at >= start)
                     & (Message.created_at < end)
                     & (Message.id > after_id)
                 )
                 if channel is not None:
-                    query = query.where(Message.channel == channel)
-                return [_message(row) for row in query.order_by(Message.id).limit(limit)]
+                    messages = messages.where(Message.channel == channel)
+                return [_message(row) for row in messages.order_by(Message.id).limit(limit)]
             if what == "visits":
-                query = Visit.select().where(
+                visits = Visit.select().where(
                     (Visit.created_at >= start) & (Visit.created_at < end) & (Visit.id > after_id)
                 )
-                return [_visit(row) for row in query.order_by(Visit.id).limit(limit)]
-            query = (
+                return [_visit(row) for row in visits.order_by(Visit.id).limit(limit)]
+            runs = (
                 JobRun.select(JobRun, Schedule.id, Schedule.name)
                 .join(Schedule)
                 .where(
                     (JobRun.fire_time >= start) & (JobRun.fire_time < end) & (JobRun.id > after_id)
                 )
             )
-            return [_job_run(row) for row in query.order_by(JobRun.id).limit(limit)]
+            return [_job_run(row) for row in runs.order_by(JobRun.id).limit(limit)]
 
         return self.unit.read(work)
 

@@ -17,6 +17,7 @@ from typing import Any
 
 from daemon.domain.messages import EnqueueResult, NewMessage, Progress
 from daemon.domain.views import VisitView
+from daemon.store import models
 from daemon.store.enqueue import Enqueuer
 from daemon.store.models import Visit, db_timestamp
 from daemon.store.sql.base import chunked
@@ -73,7 +74,7 @@ class VisitProgress:
         """The source's visits with these keys, created where missing, locked."""
         Visit = self.m.Visit
         wanted = sorted(set(keys))
-        found: dict[str, Visit] = {}
+        found: dict[str, models.Visit] = {}
 
         def read(chunk: Sequence[str]) -> None:
             query = Visit.select().where(

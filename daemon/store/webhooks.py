@@ -18,7 +18,7 @@ from typing import Any, Literal
 
 from daemon.domain.jsonpointer import resolve, scalar_text
 from daemon.domain.webhooks import WebhookCall, WebhookOutcome, WebhookReceiptRow
-from daemon.store.models import db_timestamp
+from daemon.store.models import db_timestamp, tuples
 from daemon.store.tracking import Tracking
 from daemon.store.unit import Unit
 
@@ -190,13 +190,12 @@ class Webhooks:
         """(id, status) of the channel's message the callback names, or None."""
         Message = self.m.Message
         if call.message_key is not None:
-            row = (
+            found = tuples(
                 Message.select(Message.id, Message.status)
                 .where((Message.channel == call.channel) & (Message.key == call.message_key))
-                .tuples()
-                .first()
+                .limit(1)
             )
-            return None if row is None else (row[0], row[1])
+            return (found[0][0], found[0][1]) if found else None
         if call.message_ref is None:
             return None
         return self._message_by_partner_id(call.channel, call.message_ref, call.ref_pointer)
@@ -215,12 +214,11 @@ class Webhooks:
         below: int | None = None
         while True:
             page = where if below is None else where & (Message.id < below)
-            rows = list(
+            rows = tuples(
                 Message.select(Message.id, Message.status, Message.response)
                 .where(page)
                 .order_by(Message.id.desc())
                 .limit(_PAGE)
-                .tuples()
             )
             for message_id, status, response in rows:
                 try:

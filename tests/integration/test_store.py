@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
+import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -494,12 +496,15 @@ def test_enqueue_notifies_postgres_listeners(pg_url):
     from daemon.config.database import DatabaseSettings
     from daemon.store.db import open_database
 
+    # NOTIFY reaches every session of the database, other test runs' too: a channel
+    # of this run's own, and only its notifications counted
+    channel = f"notify-{os.getpid()}-{time.monotonic_ns()}"
     store = Store(open_database(DatabaseSettings(url=pg_url)))
     with psycopg.connect(pg_url.split("?")[0], autocommit=True) as listener:
         listener.execute("LISTEN outboxd")
-        store.enqueue(msg("notify-a", channel="notify"))
-        store.enqueue(msg("notify-b", channel="notify", not_before=T0 + timedelta(days=3650)))
-        store.enqueue(msg("notify-a", channel="notify"))  # a duplicate: nothing new
-        notes = [n.payload for n in listener.notifies(timeout=1.0)]
+        store.enqueue(msg("notify-a", channel=channel))
+        store.enqueue(msg("notify-b", channel=channel, not_before=T0 + timedelta(days=3650)))
+        store.enqueue(msg("notify-a", channel=channel))  # a duplicate: nothing new
+        notes = [n.payload for n in listener.notifies(timeout=1.0) if n.payload == channel]
     store.close()
-    assert notes == ["notify"]
+    assert notes == [channel]

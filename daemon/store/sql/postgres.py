@@ -348,10 +348,10 @@ class PostgresDialect(Dialect):
         )
 
     def for_update(self, query: Q) -> Q:
-        return query.for_update()  # type: ignore[attr-defined, no-any-return]
+        return query.for_update()
 
     def skip_locked(self, query: Q) -> Q:
-        return query.for_update(skip_locked=True)  # type: ignore[attr-defined, no-any-return]
+        return query.for_update(skip_locked=True)
 
     def exclusive(self, key: int) -> None:
         self.rows("SELECT pg_advisory_xact_lock(%s)", (key,))
