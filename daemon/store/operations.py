@@ -9,14 +9,16 @@ from datetime import datetime
 
 import peewee as pw
 
+from daemon.domain.actions import RULES, Rule
+from daemon.domain.limits import BULK_BATCH
 from daemon.domain.selection import MessageFilter
 from daemon.domain.statuses import OPERATION_FINISHED, OPERATION_RUNNING
 from daemon.domain.views import OperationView
-from daemon.store.actions import RULES, ActionBase, Rule
+from daemon.store.actions import ActionBase
 from daemon.store.models import Message, Operation
 from daemon.store.selection import described, filter_from_json, filter_json, where
 
-BATCH = 1000  # messages a batch changes
+BATCH = BULK_BATCH  # messages a batch changes
 
 
 class OperationOps(ActionBase):

@@ -9,6 +9,7 @@ from typing import Any
 
 import peewee as pw
 
+from daemon.domain.limits import BULK_BOUND
 from daemon.domain.selection import MessageFilter, OperatorRefused
 from daemon.domain.views import OperatorResult
 from daemon.store.actions import CANCEL, RESEND, RETRY, Rule
@@ -18,7 +19,6 @@ from daemon.store.selection import check_filter, described, filter_json, where
 from daemon.store.tallies import TallyOps
 
 SAMPLE = 20  # ids a dry run shows
-BULK_BOUND = 10_000  # a filter matching more runs as a bulk operation, in batches
 
 
 class OperatorOps(OperationOps, TallyOps):
@@ -84,11 +84,11 @@ class OperatorOps(OperationOps, TallyOps):
     ) -> OperatorResult:
         if selector.empty:
             raise OperatorRefused(
-                "select messages by id or by a filter (channel, status, kind, key, time)"
+                "select messages by id or by a filter (channel, status, kind, key, time)", "ids"
             )
         check_filter(selector, known_channels)
         if len(selector.ids) > bound:
-            raise OperatorRefused(f"at most {bound} ids at once: select by a filter instead")
+            raise OperatorRefused(f"at most {bound} ids at once: select by a filter instead", "ids")
         statuses = rule.statuses(selector)
         base = where(replace(selector, statuses=()), self.postgres)
         eligible = base & Message.status.in_(list(statuses))

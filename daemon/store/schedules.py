@@ -139,7 +139,7 @@ class ScheduleOps(StoreBase):
             if create and live:
                 raise ScheduleError(f"a schedule named {name!r} exists (edit it instead)")
             if not create and not live:
-                raise ScheduleError(f"no schedule named {name!r}")
+                raise ScheduleError(f"no schedule named {name!r}", "missing")
             if live and row.origin == "file":
                 raise ScheduleError(
                     f"schedule {name!r} is defined in the YAML file: change it there"
@@ -205,7 +205,7 @@ class ScheduleOps(StoreBase):
     def _live(self, name: str) -> Schedule:
         row = Schedule.get_or_none((Schedule.name == name) & Schedule.removed_at.is_null())
         if row is None:
-            raise ScheduleError(f"no schedule named {name!r}")
+            raise ScheduleError(f"no schedule named {name!r}", "missing")
         return row
 
     # --- fires ------------------------------------------------------------------------
