@@ -290,3 +290,34 @@ def test_visit_shows_task_progress(workdir: Path, db_url: str):
     assert (
         missing.returncode == 65 and "no visit with kodebooking 'KB-404'" in missing.stderr.decode()
     )
+
+
+HEAVY = ("pydantic", "yaml", "peewee", "aiohttp", "psycopg", "apscheduler")
+
+
+@pytest.mark.parametrize(
+    ("args", "code"),
+    [
+        (["--help"], 0),
+        (["enqueue", "--help"], 0),
+        (["retry", "--bogus"], 2),
+        (["messages", "list", "--status", "failed,lost"], 2),
+    ],
+)
+def test_the_command_line_is_read_before_anything_heavy_is_loaded(tmp_path: Path, args, code):
+    """``outboxd --help`` and a mistyped command line load no settings model, YAML
+    reader, database driver or web framework: what Python imports, from its own
+    account (``-X importtime``)."""
+    result = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "daemon", *args],
+        cwd=tmp_path, capture_output=True, timeout=60,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )  # fmt: skip
+    assert result.returncode == code, result.stderr.decode()[-2000:]
+    imported = {
+        line.rsplit("|", 1)[1].strip().split(".")[0]
+        for line in result.stderr.decode().splitlines()
+        if line.startswith("import time:") and "|" in line
+    }
+    assert "daemon" in imported  # the account is there
+    assert imported.isdisjoint(HEAVY), sorted(imported & set(HEAVY))
