@@ -20,6 +20,7 @@ from daemon.api.page import add_page
 from daemon.api.params import check_path
 from daemon.api.problems import MAX_BODY, problems_middleware
 from daemon.domain.auth import Role
+from daemon.domain.limits import MAX_BATCH
 
 HEADERS = {
     "X-Content-Type-Options": "nosniff",
@@ -42,7 +43,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     ),
     Endpoint(
         "POST", f"{API}/messages", messages.enqueue, "operator",
-        "enqueue one message or a batch of at most 500, idempotent on (channel, key)",
+        f"enqueue one message or a batch of at most {MAX_BATCH}, idempotent on (channel, key)",
         body=messages.ENQUEUE_BODY,
         responses={201: "stored (some or all new)", 200: "all were there already"},
         tag="messages",

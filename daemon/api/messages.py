@@ -35,7 +35,7 @@ ACTION_BODY = ActionIn
 
 async def enqueue(request: web.Request) -> web.Response:
     """Store one message (a JSON object) or a batch (``{"messages": [...]}``, at
-    most 500) in one transaction, idempotent on (channel, key); answers at once."""
+    most ``MAX_BATCH``) in one transaction, idempotent on (channel, key); answers at once."""
     body = await read_json(request)
     if not isinstance(body, dict):
         raise bad_request("body: expected a JSON object")
