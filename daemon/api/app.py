@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from typing import cast
 
 from aiohttp import web
 
@@ -18,6 +19,8 @@ from daemon.api.openapi import document
 from daemon.api.page import add_page
 from daemon.api.params import check_path
 from daemon.api.problems import MAX_BODY, problems_middleware
+from daemon.domain.auth import Role
+from daemon.domain.limits import MAX_BATCH
 
 HEADERS = {
     "X-Content-Type-Options": "nosniff",
@@ -40,13 +43,13 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     ),
     Endpoint(
         "POST", f"{API}/messages", messages.enqueue, "operator",
-        "enqueue one message or a batch of at most 500, idempotent on (channel, key)",
-        body=messages.ENQUEUE_SCHEMA,
+        f"enqueue one message or a batch of at most {MAX_BATCH}, idempotent on (channel, key)",
+        body=messages.ENQUEUE_BODY,
         responses={201: "stored (some or all new)", 200: "all were there already"},
         tag="messages",
     ),
     *(
-        Endpoint(method, f"{API}/schedules{path}", handler, role, summary, query=query,
+        Endpoint(method, f"{API}/schedules{path}", handler, cast(Role, role), summary, query=query,
                  body=body, responses=responses, tag="schedules",
                  path_params=sched.NAME_PARAM if "{name}" in path else {},
                  cached=method == "GET" and 304 in responses)
@@ -55,24 +58,24 @@ ENDPOINTS: tuple[Endpoint, ...] = (
              "every schedule, its next fire and last run", (), None,
              {200: "the schedules", 304: "unchanged"}),
             ("POST", "", sched.create, "admin", "add a schedule of the operator's own", (),
-             sched.NEW_SCHEMA, {201: "added", 409: "the name is taken"}),
+             sched.NEW_BODY, {201: "added", 409: "the name is taken"}),
             ("GET", "/{name}", sched.show, "viewer",
              "a schedule, its next fires and its recent runs", (), None,
              {200: "the schedule", 404: "no such schedule"}),
             ("PATCH", "/{name}", sched.edit, "admin",
-             "change settings of a schedule of the operator's own", (), sched.SCHEDULE_SCHEMA,
+             "change settings of a schedule of the operator's own", (), sched.CHANGES_BODY,
              {200: "the schedule", 404: "no such schedule", 409: "the file's schedule"}),
             ("DELETE", "/{name}", sched.delete, "admin",
              "remove a schedule of the operator's own (its runs stay)", (), None,
              {204: "removed", 404: "no such schedule", 409: "the file's schedule"}),
             ("POST", "/{name}/pause", sched.pause, "operator", "pause, saying why", (),
-             sched.NOTE_SCHEMA, {200: "paused", 404: "no such schedule"}),
+             sched.PAUSE_BODY, {200: "paused", 404: "no such schedule"}),
             ("POST", "/{name}/resume", sched.resume, "operator", "resume", (), None,
              {200: "resumed (or was not paused)", 404: "no such schedule"}),
             ("POST", "/{name}/run", sched.run_now, "operator", "run the job now (manual)", (),
              None, {202: "queued", 404: "no such schedule", 409: "one for this instant"}),
             ("POST", "/{name}/backfill", sched.backfill, "operator",
-             "one run per fire of a past range, both ends included", (), sched.RANGE_SCHEMA,
+             "one run per fire of a past range, both ends included", (), sched.RANGE_BODY,
              {202: "queued", 200: "dry run: how many", 404: "no such schedule"}),
             ("GET", "/{name}/runs", sched.runs, "viewer", "the fire ledger, newest first",
              sched.RUNS_QUERY, None,
@@ -95,7 +98,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     *(
         Endpoint(
             "POST", f"{API}/messages/{name}", handler, "operator", summary,
-            body=messages.ACTION_SCHEMA,
+            body=messages.ACTION_BODY,
             responses={200: "done (or, dry_run, what would be)",
                        202: "a bulk operation started (Location: its progress)"},
             tag="messages",

@@ -1,5 +1,5 @@
 """What the API's handlers reach: the settings as last loaded, the store, the
-metrics. Set on the app under ``CONTROL``."""
+metrics, and the caller as an ``Operator``. Set on the app under ``CONTROL``."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from aiohttp import web
 
 from daemon.config.settings import Settings
 from daemon.domain.auth import Principal
+from daemon.operator.base import Operator
 from daemon.runtime.frame import Context
 from daemon.runtime.metrics import ControlMetrics
 from daemon.store.aio import AsyncStore
@@ -54,3 +55,10 @@ def principal_of(request: web.Request) -> Principal:
 def actor_of(request: web.Request) -> str:
     """How the audit names the caller: ``api:<token name>``."""
     return f"api:{principal_of(request).name}"
+
+
+def operator_of(request: web.Request) -> Operator:
+    """The caller as the operator layer takes it: the store, the settings as
+    last loaded, the actor."""
+    control = control_of(request)
+    return Operator(control.store, control.settings, actor_of(request))

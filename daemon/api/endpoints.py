@@ -25,7 +25,9 @@ class Endpoint:
     role: Role | None  # None: no token needed (the document itself, partners' webhooks)
     summary: str
     query: tuple[Param, ...] = ()
-    body: dict[str, Any] | None = None  # the JSON schema of the request body
+    # the request body: the pydantic model that checks it (or a union of models),
+    # whose JSON Schema the document shows; a schema as is for a body no model reads
+    body: Any = None
     responses: dict[int, str] = field(default_factory=lambda: {200: "OK"})
     path_params: dict[str, dict[str, Any]] = field(default_factory=dict)
     tag: str = "api"

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import time
+from typing import Any
 
 from aiohttp import web
 
@@ -48,5 +49,5 @@ async def receive(request: web.Request) -> web.Response:
     return json_response(outcome.answer, status=outcome.http_status)
 
 
-def _extra(answer: dict[str, object]) -> dict[str, object]:
+def _extra(answer: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in answer.items() if k not in ("type", "title", "status", "detail")}

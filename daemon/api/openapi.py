@@ -1,10 +1,14 @@
-"""The OpenAPI 3.1 document of the API, built from the endpoint table."""
+"""The OpenAPI 3.1 document of the API, built from the endpoint table: a request
+body's schema is the JSON Schema of the pydantic model that checks it, its
+models under ``components.schemas``."""
 
 from __future__ import annotations
 
 import re
 from collections.abc import Sequence
 from typing import Any
+
+import pydantic
 
 from daemon import __version__
 from daemon.api.endpoints import Endpoint
@@ -21,6 +25,7 @@ PROBLEM_SCHEMA: dict[str, Any] = {
     },
 }
 PROBLEM_REF = "#/components/schemas/Problem"
+SCHEMAS = "#/components/schemas/{model}"
 # aiohttp's HTTP parser answers this itself, as text, before the API sees the request
 PARSER_REFUSES = "a request line or header longer than 8190 bytes is refused as text/plain"
 _ERRORS = {
@@ -32,8 +37,19 @@ _ERRORS = {
 }
 
 
+def body_schema(body: Any, schemas: dict[str, Any]) -> dict[str, Any]:
+    """The JSON Schema of a request body: of its model (or union of models), the
+    models it refers to added to ``schemas``; a dict is a schema already."""
+    if isinstance(body, dict):
+        return body
+    schema = pydantic.TypeAdapter(body).json_schema(ref_template=SCHEMAS)
+    schemas.update(schema.pop("$defs", {}))
+    return schema
+
+
 def document(endpoints: Sequence[Endpoint]) -> dict[str, Any]:
     paths: dict[str, dict[str, Any]] = {}
+    schemas: dict[str, Any] = {"Problem": PROBLEM_SCHEMA}
     for e in endpoints:
         operation: dict[str, Any] = {
             "operationId": _operation_id(e),
@@ -60,7 +76,7 @@ def document(endpoints: Sequence[Endpoint]) -> dict[str, Any]:
         if e.body is not None:
             operation["requestBody"] = {
                 "required": True,
-                "content": {"application/json": {"schema": e.body}},
+                "content": {"application/json": {"schema": body_schema(e.body, schemas)}},
             }
         if e.role is None:
             operation["security"] = []
@@ -73,7 +89,7 @@ def document(endpoints: Sequence[Endpoint]) -> dict[str, Any]:
         "servers": [{"url": "/"}],
         "components": {
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
-            "schemas": {"Problem": PROBLEM_SCHEMA},
+            "schemas": schemas,
         },
         "security": [{"bearer": []}],
         "paths": paths,

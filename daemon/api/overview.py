@@ -5,11 +5,13 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from daemon.api.context import control_of
+from daemon.api.context import control_of, operator_of
 from daemon.api.etag import cached_json
 from daemon.api.params import Param, read_query
 from daemon.domain.clock import utcnow
-from daemon.operator.summaries import stats_json, stats_rows
+from daemon.domain.limits import MAX_ID, MAX_PAGE
+from daemon.operator.messages import stats as channel_stats
+from daemon.operator.summaries import stats_json
 
 STATS_QUERY = (
     Param("window", "integer", "seconds of the success-rate window", minimum=60,
@@ -19,9 +21,10 @@ STATS_QUERY = (
           minimum=0, maximum=180, default=0),
 )  # fmt: skip
 AUDIT_QUERY = (
-    Param("limit", "integer", "entries, newest first", minimum=1, maximum=500, default=100),
+    Param("limit", "integer", "entries, newest first", minimum=1, maximum=MAX_PAGE,
+          default=100),
     Param("before", "integer", "entries older than this id (the page cursor)", minimum=1,
-          maximum=2**63 - 1),
+          maximum=MAX_ID),
 )  # fmt: skip
 
 
@@ -30,9 +33,7 @@ async def stats(request: web.Request) -> web.Response:
     query = read_query(request, STATS_QUERY)
     now = utcnow()
     window = float(query["window"])
-    rows = stats_rows(
-        await control.store.stats(now=now, window=window), list(control.settings.channels)
-    )
+    rows = await channel_stats(operator_of(request), window, now)
     data = stats_json(rows, window, now.replace(microsecond=0).isoformat())
     data.pop("at")  # the tag is of the figures, not of the moment they were read
     if query["minutes"]:

@@ -15,7 +15,10 @@ from zoneinfo import ZoneInfo
 import pydantic
 from aiohttp import web
 
-from daemon.api.problems import Problem, bad_request
+from daemon.api.problems import Problem, bad_request, refused
+from daemon.domain.errors import Refused
+from daemon.domain.limits import MAX_ID, TIME_MAX, read_id
+from daemon.operator.requests import parse
 
 M = TypeVar("M", bound=pydantic.BaseModel)
 
@@ -44,7 +47,7 @@ class Param:
             if self.maximum is not None:
                 base["maximum"] = self.maximum
         elif self.kind == "date-time":
-            base = {"type": "string", "format": "date-time", "maxLength": 64}
+            base = {"type": "string", "format": "date-time", "maxLength": TIME_MAX}
         elif self.kind == "enum":
             base = {"type": "string", "enum": list(self.choices)}
         else:
@@ -100,7 +103,7 @@ def _value(p: Param, text: str, zone: ZoneInfo | None) -> Any:
             raise bad_request(f"{p.name}: {number} is outside {p.minimum}..{p.maximum}", p.name)
         return number
     if p.kind == "date-time":
-        if len(text) > 64:
+        if len(text) > TIME_MAX:
             raise bad_request(f"{p.name}: {text[:40]!r}… is too long for a time", p.name)
         return read_time(text, p.name, zone)
     if p.kind == "enum":
@@ -161,19 +164,25 @@ async def read_json(request: web.Request) -> Any:
         raise bad_request(f"the body is not JSON: {exc}") from None
 
 
-def model_of(model: type[M], data: Any, where: str = "") -> M:
-    """``data`` checked by ``model``; the first error names its field."""
+def model_of(model: type[M], data: Any) -> M:
+    """``data`` checked by ``model`` (``daemon.operator.requests``); the first
+    error is a 400 naming its field."""
     try:
-        return model.model_validate(data)
-    except pydantic.ValidationError as exc:
-        first = exc.errors()[0]
-        path = where + ".".join(str(part) for part in first["loc"])
-        if first["type"] == "extra_forbidden":
-            raise bad_request(f"unknown field {path!r}", path) from None
-        if first["type"] == "missing":
-            raise bad_request(f"{path}: required", path) from None
-        message = first["msg"].removeprefix("Value error, ")
-        raise bad_request(f"{path or 'body'}: {message}", path or None) from None
+        return parse(model, data)
+    except Refused as exc:
+        raise refused(exc, naming=True) from None
+
+
+ID_SCHEMA = {"type": "integer", "minimum": 1, "maximum": MAX_ID}
+
+
+def path_id(request: web.Request, what: str = "message") -> int:
+    """The ``{id}`` of the path, or a 400 naming it."""
+    text = request.match_info["id"]
+    found = read_id(text) if text == text.strip() else None
+    if found is None:
+        raise bad_request(f"id: {text[:40]!r} is not a {what} id", "id")
+    return found
 
 
 def json_response(

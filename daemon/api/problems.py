@@ -10,6 +10,8 @@ from typing import Any
 
 from aiohttp import web
 
+from daemon.domain.errors import Refused
+
 log = logging.getLogger("outboxd.api")
 
 PROBLEM = "application/problem+json"
@@ -53,6 +55,17 @@ def bad_request(detail: str, field: str | None = None) -> Problem:
     return Problem(400, detail, field=field)
 
 
+STATUS_OF = {"usage": 400, "data": 400, "missing": 404, "conflict": 409}  # by Refused.kind
+
+
+def refused(exc: Refused, naming: bool = False) -> Problem:
+    """An operator's request refused, as a problem: its status by the kind of
+    refusal, its field; ``naming``: the detail begins with the field (for a
+    reason that does not say where, ``required``)."""
+    detail = f"{exc.field or 'body'}: {exc}" if naming else str(exc)
+    return Problem(STATUS_OF.get(exc.kind, 400), detail, field=exc.field)
+
+
 def problem_response(
     status: int,
     detail: str,
@@ -83,10 +96,10 @@ async def problems_middleware(request: web.Request, handler: Handler) -> web.Str
         return await handler(request)
     try:
         return await handler(request)
+    except Refused as exc:  # as the operator layer words it
+        return _answer(refused(exc))
     except Problem as exc:
-        return problem_response(
-            exc.status, exc.detail, field=exc.field, headers=exc.headers, **exc.extra
-        )
+        return _answer(exc)
     except web.HTTPRequestEntityTooLarge:
         limit = request.app[MAX_BODY]
         return problem_response(413, f"the request body is larger than {limit} bytes")
@@ -101,6 +114,12 @@ async def problems_middleware(request: web.Request, handler: Handler) -> web.Str
     except Exception:
         log.exception("internal error", extra={"method": request.method, "path": request.path})
         return problem_response(500, "an internal error: the control role's log has it")
+
+
+def _answer(exc: Problem) -> web.Response:
+    return problem_response(
+        exc.status, exc.detail, field=exc.field, headers=exc.headers, **exc.extra
+    )
 
 
 def _ours(request: web.Request) -> bool:

@@ -1,7 +1,8 @@
 """The control role (``outboxd run control``): the JSON API under ``/api/v1`` on
 ``control.host:control.port``, beside the health and metrics port every role has
-(``roles.control.base_port``). It has no loops of its own: each request is one
-call of a store operation, the same ones the CLI makes."""
+(``roles.control.base_port``). Each request is one step of the operator layer
+(``daemon.operator``), the same ones the CLI takes; its one loop carries on the
+bulk operations requests start."""
 
 from __future__ import annotations
 
@@ -9,7 +10,6 @@ import asyncio
 import contextlib
 import logging
 import socket
-import time
 
 from aiohttp import web
 
@@ -17,6 +17,7 @@ from daemon.api.app import build_app
 from daemon.api.context import Control as ControlContext
 from daemon.config.settings import Settings
 from daemon.domain.errors import StoreUnavailable
+from daemon.operator.bulk import paced_batch
 from daemon.roles.tallies import tallies_child
 from daemon.runtime.frame import ChildSpec, Context, RoleBase, TaskChild, bind_listeners
 from daemon.runtime.metrics import ControlMetrics
@@ -51,17 +52,14 @@ class Control(RoleBase):
 
     async def _advance(self) -> None:
         """Bulk operator actions, a batch (its own transaction) at a time with a
-        pause as long as the batch took, so that delivery goes on beside them;
-        those a stopped process left are taken up again."""
+        pause as long as the batch took (``daemon.operator.bulk``), so that
+        delivery goes on beside them; those a stopped process left are taken up
+        again."""
         while True:
             try:
                 running = await self.ctx.store.operations(limit=100, running=True)
                 for operation in reversed(running):  # oldest first
-                    started = time.monotonic()
-                    view = await self.ctx.store.advance_operation(operation.id)
-                    # as long again before the next batch: the database is the
-                    # dispatchers' too (on SQLite, one writer at a time)
-                    await asyncio.sleep(max(0.01, time.monotonic() - started))
+                    view = await paced_batch(self.ctx.store, operation.id)
                     if view is not None and view.state != "running":
                         log.info(
                             "operation finished",

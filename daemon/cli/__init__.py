@@ -2,7 +2,9 @@
 cancel, resend, visit; messages list and show; schedules, runs; token.
 
 The command line is parsed first (``parser``); then the module of the chosen
-command is imported and run, so each command loads only what it needs. Errors
+command is imported and run, so each command loads only what it needs. A
+command runs the operator layer's steps (``daemon.operator``), the coroutines the
+control API awaits, with ``asyncio.run`` over a store whose work is on a thread. Errors
 are one line on stderr and a sysexits-style code, never a traceback (set
 ``OUTBOXD_DEBUG=1`` to see one). The faces (this, the API, the page) call the
 operator layer; this one may import anything below it and not the API.
@@ -22,13 +24,12 @@ from daemon.cli.parser import build_parser
 from daemon.config.errors import EX_CONFIG, ConfigError
 from daemon.domain.errors import (
     DatabaseFileError,
+    Refused,
     SchemaMismatch,
     StartupError,
     StoreError,
     StoreUnavailable,
 )
-from daemon.domain.messages import InvalidMessage
-from daemon.domain.selection import InvalidCursor, OperatorRefused
 
 Command = Callable[[argparse.Namespace], int]
 
@@ -44,7 +45,7 @@ def check_text(args: argparse.Namespace) -> None:
     """Every text argument a message or a lookup uses must be UTF-8 (a shell can
     pass any bytes; they cannot be stored, compared or printed as they are)."""
     for name, value in vars(args).items():
-        if name in ("config", "payload", "target") or not isinstance(value, str | list):
+        if name in ("config", "payload", "batch", "target") or not isinstance(value, str | list):
             continue
         for item in value if isinstance(value, list) else [value]:
             if isinstance(item, str):
@@ -71,12 +72,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CliError as exc:
         print(f"outboxd: {exc}", file=sys.stderr)
         return exc.code
-    except (OperatorRefused, InvalidCursor) as exc:  # the selection asked for cannot be
+    except Refused as exc:  # the operator layer's: asked wrongly (64), or cannot be done (65)
         print(f"outboxd: {exc}", file=sys.stderr)
-        return EX_USAGE
-    except InvalidMessage as exc:
-        print(f"outboxd: {exc}", file=sys.stderr)
-        return EX_DATAERR
+        return EX_USAGE if exc.kind == "usage" else EX_DATAERR
     except SchemaMismatch as exc:
         print(f"outboxd: {exc}", file=sys.stderr)
         return EX_CONFIG

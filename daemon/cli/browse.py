@@ -1,5 +1,6 @@
 """``outboxd messages list | show``: the outbox as an operator reads it, a page
-of messages newest first, or one message with its timeline."""
+of messages newest first, or one message with its timeline (the steps of
+``daemon.operator.messages`` the API's listing and message take)."""
 
 from __future__ import annotations
 
@@ -9,12 +10,14 @@ from datetime import datetime, tzinfo
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from daemon.cli.common import open_store, settings_of
-from daemon.cli.errors import EX_DATAERR, EX_USAGE, CliError
-from daemon.cli.selectors import message_id, selector_of
+from daemon.cli.common import operate, settings_of
+from daemon.cli.errors import EX_USAGE, CliError
+from daemon.cli.selectors import filter_of, message_id
 from daemon.domain.limits import LIST_WINDOW, MAX_PAGE
+from daemon.domain.selection import MessageFilter
 from daemon.domain.units import format_duration
 from daemon.domain.views import EventView, MessagePage, MessageTimeline
+from daemon.operator import messages as ops
 from daemon.operator.shapes import page_json, payload_text, timeline_json
 from daemon.operator.summaries import printable
 
@@ -59,15 +62,9 @@ def page_table(page: MessagePage, tz: tzinfo) -> list[str]:
 
 def cmd_list(args: argparse.Namespace) -> int:
     settings = settings_of(args)
-    selector = selector_of(args, settings)
+    selector = filter_of(args, settings) or MessageFilter()
     limit = _limit(args.limit)
-    store = open_store(settings)
-    try:
-        page = store.list_messages(
-            selector, limit=limit, cursor=args.cursor, known_channels=set(settings.channels)
-        )
-    finally:
-        store.close()
+    page = operate(settings, lambda op: ops.listing(op, selector, limit, args.cursor))
     if args.json:
         print(json.dumps(page_json(page), indent=2))
         return 0
@@ -127,13 +124,7 @@ def timeline_lines(t: MessageTimeline, tz: tzinfo) -> list[str]:
 def cmd_show(args: argparse.Namespace) -> int:
     wanted = message_id(args.id, "ID")
     settings = settings_of(args)
-    store = open_store(settings)
-    try:
-        timeline = store.message_timeline(wanted)
-    finally:
-        store.close()
-    if timeline is None:
-        raise CliError(f"no message with id {wanted}", EX_DATAERR)
+    timeline = operate(settings, lambda op: ops.timeline(op, wanted))
     if args.json:
         print(json.dumps(timeline_json(timeline), indent=2))
     else:

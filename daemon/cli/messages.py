@@ -1,27 +1,32 @@
-"""The commands on messages and visits: enqueue, stats, retry, cancel, resend, visit."""
+"""The commands on messages and visits: enqueue (one, or a batch of JSON Lines),
+stats, retry, cancel, resend, visit. Each runs a step of
+``daemon.operator.messages``, as the control API's handlers do."""
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from collections.abc import Callable
 from typing import NamedTuple
 from zoneinfo import ZoneInfo
 
-from daemon.cli.common import open_store, read_payload, settings_of
+from daemon.cli.common import operate, read_input, read_payload, settings_of
 from daemon.cli.errors import EX_DATAERR, EX_USAGE, CliError
-from daemon.cli.selectors import selector_of
+from daemon.cli.selectors import NAMES, filter_of, message_ids
 from daemon.domain.clock import utcnow
-from daemon.domain.errors import Refused
 from daemon.domain.statuses import SENDING
 from daemon.domain.units import parse_duration
-from daemon.domain.views import OperatorResult
+from daemon.domain.views import OperationView, OperatorResult
+from daemon.operator import messages as ops
+from daemon.operator.base import Operator
+from daemon.operator.bulk import carry_on
 from daemon.operator.enqueue import Handed, kind_of, new_message
 from daemon.operator.shapes import visit_json
-from daemon.operator.summaries import stats_json, stats_rows, stats_table, visit_lines
-from daemon.store.sync import Store
+from daemon.operator.summaries import printable, stats_json, stats_table, visit_lines
+
+ENQUEUED_BY = "cli"  # the actor of an enqueued message's first status event
+MESSAGE_OPTIONS = ("channel", "key", "after", "kind", "group")
 
 
 def _window(text: str) -> float:
@@ -60,23 +65,21 @@ def _report_operation(verbs: Verbs, result: OperatorResult) -> int:
     return 0
 
 
+# --- enqueue -----------------------------------------------------------------------------
+
+
 def cmd_enqueue(args: argparse.Namespace) -> int:
+    if args.batch is not None:
+        return _enqueue_batch(args)
+    if args.channel is None:
+        raise CliError("--channel: required (or --batch FILE|-)", EX_USAGE)
     settings = settings_of(args)
-    try:
-        kind = kind_of(settings, args.channel, args.kind)  # before the payload is read
-        message = new_message(
-            settings,
-            Handed(
-                args.channel, args.key, read_payload(args.payload), kind, args.after, args.group
-            ),
-        )
-    except Refused as exc:
-        raise CliError(str(exc), EX_USAGE if exc.kind == "usage" else EX_DATAERR) from None
-    store = open_store(settings)
-    try:
-        result = store.enqueue(message, actor="cli")
-    finally:
-        store.close()
+    kind = kind_of(settings, args.channel, args.kind)  # before the payload is read
+    handed = Handed(
+        args.channel, args.key, read_payload(args.payload or "-"), kind, args.after, args.group
+    )
+    message = new_message(settings, handed)
+    [result] = operate(settings, lambda op: ops.store_checked(op, [message]), ENQUEUED_BY)
     if args.json:
         print(json.dumps({"id": result.id, "created": result.created, "status": result.status}))
     elif result.created:
@@ -86,15 +89,40 @@ def cmd_enqueue(args: argparse.Namespace) -> int:
     return 0
 
 
+def _enqueue_batch(args: argparse.Namespace) -> int:
+    """``--batch FILE|-``: JSON Lines, each a message as ``POST /api/v1/messages``
+    takes it, stored ``MAX_BATCH`` to a transaction; what is refused is named by
+    its line, the rest stored."""
+    given = [f"--{name}" for name in MESSAGE_OPTIONS if getattr(args, name) is not None]
+    if given or args.payload is not None:
+        named = ", ".join(given + ([args.payload] if args.payload is not None else []))
+        raise CliError(
+            f"--batch reads each message's fields from its line: {named} cannot go with it",
+            EX_USAGE,
+        )
+    settings = settings_of(args)
+    lines = read_input(args.batch, "batch").split(b"\n")
+    report = operate(settings, lambda op: ops.enqueue_lines(op, lines), ENQUEUED_BY)
+    if args.json:
+        refused = [{"line": r.line, "field": r.field, "reason": r.reason} for r in report.refused]
+        print(json.dumps({"new": report.new, "duplicates": report.duplicates,
+                          "refused": refused}))  # fmt: skip
+    else:
+        print(f"{report.new} new, {report.duplicates} duplicate(s), {len(report.refused)} refused")
+    for r in report.refused:
+        where = f"{r.field}: " if r.field else ""
+        print(printable(f"line {r.line}: {where}{r.reason}"), file=sys.stderr)
+    return EX_DATAERR if report.refused else 0
+
+
+# --- stats, visit -------------------------------------------------------------------------
+
+
 def cmd_stats(args: argparse.Namespace) -> int:
     window = _window(args.window)
     settings = settings_of(args)
-    store = open_store(settings)
-    try:
-        now = utcnow()
-        rows = stats_rows(store.stats(now=now, window=window), list(settings.channels))
-    finally:
-        store.close()
+    now = utcnow()
+    rows = operate(settings, lambda op: ops.stats(op, window, now))
     if args.json:
         print(json.dumps(stats_json(rows, window, now.isoformat()), indent=2))
     else:
@@ -102,69 +130,9 @@ def cmd_stats(args: argparse.Namespace) -> int:
     return 0
 
 
-class Verbs(NamedTuple):
-    base: str  # retry
-    done: str  # retried
-    doing: str  # retrying
-
-
-def _operator_command(
-    verbs: Verbs, operation: Callable[[Store], Callable[..., OperatorResult]]
-) -> Callable[[argparse.Namespace], int]:
-    def command(args: argparse.Namespace) -> int:
-        settings = settings_of(args)
-        selector = selector_of(args, settings)
-        if selector.empty:
-            raise CliError(
-                "select messages with --id, or --channel/--status/--kind/--key/--since/--until",
-                EX_USAGE,
-            )
-        store = open_store(settings)
-        try:
-            result = operation(store)(
-                selector,
-                actor=f"cli:{os.environ.get('USER', 'operator')}",
-                dry_run=args.dry_run,
-                known_channels=set(settings.channels),
-            )
-            if result.operation is not None:
-                return _run_operation(store, verbs, result)
-        finally:
-            store.close()
-        return _report_operation(verbs, result)
-
-    return command
-
-
-def _run_operation(store: Store, verbs: Verbs, result: OperatorResult) -> int:
-    """A bulk operation, to its end: a batch a transaction, a line a batch."""
-    assert result.operation is not None
-    print(
-        f"{verbs.doing} {result.matched} message(s) in batches (operation {result.operation})",
-        flush=True,
-    )
-    while True:
-        view = store.advance_operation(result.operation)
-        if view is None:  # removed under us: nothing more to do
-            break
-        print(f"  {view.done} of {view.matched}", flush=True)
-        if view.finished:
-            print(f"{verbs.done} {view.done} message(s)")
-            break
-    _left(result)
-    return 0
-
-
 def cmd_visit(args: argparse.Namespace) -> int:
     settings = settings_of(args)
-    store = open_store(settings)
-    try:
-        visits = store.find_visits(args.kodebooking, args.source)
-    finally:
-        store.close()
-    if not visits:
-        where = f" from source {args.source!r}" if args.source else ""
-        raise CliError(f"no visit with kodebooking {args.kodebooking!r}{where}", EX_DATAERR)
+    visits = operate(settings, lambda op: ops.visits(op, args.kodebooking, args.source))
     if len(visits) > 1 and not args.json:
         sources = ", ".join(v.source for v in visits)
         raise CliError(
@@ -184,6 +152,47 @@ def cmd_visit(args: argparse.Namespace) -> int:
     return 0
 
 
-cmd_retry = _operator_command(Verbs("retry", "retried", "retrying"), lambda s: s.retry)
-cmd_cancel = _operator_command(Verbs("cancel", "cancelled", "cancelling"), lambda s: s.cancel)
-cmd_resend = _operator_command(Verbs("resend", "resent", "resending"), lambda s: s.resend)
+# --- retry, cancel, resend ----------------------------------------------------------------
+
+
+class Verbs(NamedTuple):
+    base: str  # retry
+    done: str  # retried
+    doing: str  # retrying
+
+
+def _operator_command(verbs: Verbs) -> Callable[[argparse.Namespace], int]:
+    def command(args: argparse.Namespace) -> int:
+        settings = settings_of(args)
+        selector = ops.selection(message_ids(args.id or []), filter_of(args, settings), NAMES)
+
+        async def step(op: Operator) -> tuple[OperatorResult, OperationView | None]:
+            result = await ops.act(op, verbs.base, selector, args.dry_run, NAMES)
+            if result.operation is None:
+                return result, None
+            print(
+                f"{verbs.doing} {result.matched} message(s) in batches "
+                f"(operation {result.operation})",
+                flush=True,
+            )
+            done = await carry_on(op.store, result.operation, _progress)
+            return result, done
+
+        result, done = operate(settings, step)
+        if result.operation is None:
+            return _report_operation(verbs, result)
+        if done is not None:
+            print(f"{verbs.done} {done.done} message(s)")
+        _left(result)
+        return 0
+
+    return command
+
+
+def _progress(view: OperationView) -> None:
+    print(f"  {view.done} of {view.matched}", flush=True)
+
+
+cmd_retry = _operator_command(Verbs("retry", "retried", "retrying"))
+cmd_cancel = _operator_command(Verbs("cancel", "cancelled", "cancelling"))
+cmd_resend = _operator_command(Verbs("resend", "resent", "resending"))

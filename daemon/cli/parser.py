@@ -10,8 +10,8 @@ from collections.abc import Callable
 
 from daemon import __version__
 from daemon.domain.auth import ROLES as TOKEN_ROLES
-from daemon.domain.limits import MAX_PAGE
-from daemon.domain.statuses import STATUSES
+from daemon.domain.limits import MAX_BATCH, MAX_PAGE
+from daemon.domain.statuses import RUN_STATUSES, STATUSES
 
 # ``outboxd run NAME``: the roles a process can run, and where each is defined.
 ROLES = {
@@ -105,13 +105,36 @@ def _status(add: Add) -> None:
     )
 
 
+def listed(choices: tuple[str, ...]) -> Callable[[str], list[str]]:
+    """The type of an option that takes several of ``choices``, comma-separated
+    (``--status failed,cancelled``) or the option repeated (``action="extend"``)."""
+
+    def read(text: str) -> list[str]:
+        values = [v.strip() for v in text.split(",") if v.strip()]
+        for value in values:
+            if value not in choices:
+                shown = ", ".join(repr(c) for c in choices)
+                raise argparse.ArgumentTypeError(f"invalid choice: {value!r} (choose from {shown})")
+        if not values:
+            raise argparse.ArgumentTypeError("give one or more, separated by commas")
+        return values
+
+    return read
+
+
 def add_filter_arguments(parser: argparse.ArgumentParser, ids: bool) -> None:
     """``--id``, ``--channel``, ``--status``, ``--kind``, ``--key``, ``--since``,
     ``--until``: the options that select messages."""
     if ids:
         parser.add_argument("--id", action="append", metavar="ID[,ID…]")
     parser.add_argument("--channel")
-    parser.add_argument("--status", action="append", choices=STATUSES)
+    parser.add_argument(
+        "--status",
+        action="extend",
+        type=listed(STATUSES),
+        metavar="STATUS[,STATUS…]",
+        help=f"any of {', '.join(STATUSES)}; again or comma-separated for several",
+    )
     parser.add_argument("--kind")
     parser.add_argument("--key", metavar="PREFIX", help="keys beginning so (with --channel)")
     parser.add_argument("--since", metavar="TIME|AGE", help="created at or after")
@@ -120,14 +143,26 @@ def add_filter_arguments(parser: argparse.ArgumentParser, ids: bool) -> None:
 
 def _messages(add: Add) -> None:
     m = "daemon.cli.messages:"
-    enqueue = add("enqueue", m + "cmd_enqueue", "store one message for delivery")
-    enqueue.add_argument("--channel", required=True)
-    enqueue.add_argument("--key", required=True, help="idempotency key, unique per channel")
+    enqueue = add(
+        "enqueue", m + "cmd_enqueue", "store one message for delivery, or a batch (--batch)"
+    )
+    enqueue.add_argument("--channel")
+    which = enqueue.add_mutually_exclusive_group(required=True)
+    which.add_argument("--key", help="idempotency key, unique per channel")
+    which.add_argument(
+        "--batch",
+        metavar="FILE|-",
+        help="JSON Lines, each a message as POST /api/v1/messages takes it ({channel, key, "
+        f"payload, kind?, after?, group?}}), stored {MAX_BATCH} to a transaction; prints how "
+        "many were new, duplicates and refused (each refused line with its number)",
+    )
     enqueue.add_argument("--after", metavar="KEY", help="a message of the channel to send first")
     enqueue.add_argument("--kind", help="payload kind (default from the channel)")
     enqueue.add_argument("--group", help="ordering key: on an ordered channel, one at a time")
     enqueue.add_argument("--json", action="store_true", help="print the result as JSON")
-    enqueue.add_argument("payload", nargs="?", default="-", metavar="FILE|-")
+    enqueue.add_argument(
+        "payload", nargs="?", metavar="FILE|-", help="the payload (default: standard input)"
+    )
 
     stats = add("stats", m + "cmd_stats", "counts per channel and status, oldest pending age")
     stats.add_argument("--json", action="store_true")
@@ -222,6 +257,13 @@ def _schedules(add: Add, common: argparse.ArgumentParser) -> None:
     runs = add("runs", s + "cmd_runs", "a schedule's ledger: every fire and what became of it")
     runs.add_argument("name")
     runs.add_argument("--limit", type=int, default=50)
+    runs.add_argument(
+        "--status",
+        action="extend",
+        type=listed(tuple(RUN_STATUSES)),
+        metavar="STATUS[,STATUS…]",
+        help=f"only runs in these statuses ({', '.join(RUN_STATUSES)})",
+    )
     runs.add_argument("--json", action="store_true")
 
 

@@ -7,49 +7,24 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
 import yaml
 
-from daemon.cli.common import open_store, parse_time, settings_of
+from daemon.cli.common import operate, parse_time, settings_of
 from daemon.cli.errors import EX_DATAERR, EX_USAGE, CliError
 from daemon.config.schedules import DefinitionError, read_definition, timing_of, zone_of
-from daemon.config.settings import ScheduleSettings, Settings
-from daemon.domain.errors import Refused
-from daemon.domain.schedules import ScheduleError, ScheduleRow
+from daemon.config.settings import Settings
+from daemon.domain.schedules import RunRow
 from daemon.domain.units import format_duration
-from daemon.operator import schedules as admin
+from daemon.operator import schedules as steps
+from daemon.operator.base import Operator
 from daemon.operator.schedules import EPSILON
 from daemon.operator.summaries import printable
 from daemon.scheduling.fires import Fire, Timing, next_fires
-from daemon.store.sync import Store
 
 MAX_RUNS = 10_000  # runs `outboxd runs` may list
-
-
-def _actor() -> str:
-    return f"cli:{os.environ.get('USER', 'operator')}"
-
-
-def _refused(exc: Refused) -> CliError:
-    return CliError(str(exc), EX_USAGE if exc.kind == "usage" else EX_DATAERR)
-
-
-def _spec(row: ScheduleRow) -> ScheduleSettings:
-    try:
-        return admin.spec_of(row)
-    except Refused as exc:
-        raise _refused(exc) from None
-
-
-def _row(store: Store, name: str, settings: Settings) -> ScheduleRow:
-    try:
-        return admin.found(store.schedule(name), name, settings)
-    except Refused as exc:
-        raise _refused(exc) from None
 
 
 def _fire_line(fire: Fire) -> str:
@@ -62,16 +37,7 @@ def _fire_line(fire: Fire) -> str:
 
 def cmd_list(args: argparse.Namespace) -> int:
     settings = settings_of(args)
-    store = open_store(settings)
-    try:
-        rows = store.schedules()
-        recent = store.runs(limit=1000)
-    finally:
-        store.close()
-    try:
-        out = admin.listing(rows, recent, settings, datetime.now(UTC))
-    except Refused as exc:
-        raise _refused(exc) from None
+    out = operate(settings, lambda op: steps.schedule_listing(op, datetime.now(UTC)))
     if args.json:
         print(json.dumps(out, indent=2))
         return 0
@@ -91,23 +57,17 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 def cmd_show(args: argparse.Namespace) -> int:
     settings = settings_of(args)
-    store = open_store(settings)
-    try:
-        row = _row(store, args.name, settings)
-        runs = store.runs(args.name, limit=10)
-    finally:
-        store.close()
-    spec = _spec(row)
     now = datetime.now(UTC)
-    shown = admin.detail(row, runs, settings, now)
+    shown = operate(settings, lambda op: steps.shown(op, args.name, now))
     if args.json:
-        print(json.dumps(shown, indent=2))
+        print(json.dumps(shown.detail, indent=2))
         return 0
-    print(printable(f"{row.name}: {spec.job}, {admin.when(spec)} ({zone_of(spec, settings)})"))
+    row, spec = shown.row, shown.spec
+    print(printable(f"{row.name}: {spec.job}, {steps.when(spec)} ({zone_of(spec, settings)})"))
     origin = "the YAML file" if row.origin == "file" else "the CLI or the API"
-    print(printable(f"  {admin.state(row, spec)}; from {origin}, revision {row.revision}"))
-    if shown["file_differs"]:
-        print(f"  {admin.FILE_DIFFERS}")
+    print(printable(f"  {steps.state(row, spec)}; from {origin}, revision {row.revision}"))
+    if shown.detail["file_differs"]:
+        print(f"  {steps.FILE_DIFFERS}")
     print(
         f"  overlap {spec.overlap}, catch up {format_duration(spec.catch_up)}, "
         f"retry up to {spec.retry.max_attempts} runs"
@@ -116,12 +76,12 @@ def cmd_show(args: argparse.Namespace) -> int:
     for fire in next_fires(timing_of(spec, settings), now, 5):
         print(_fire_line(fire))
     print("recent runs:")
-    for run in runs:
+    for run in shown.runs:
         print(printable(_run_line(run)))
     return 0
 
 
-def _run_line(run: Any) -> str:
+def _run_line(run: RunRow) -> str:
     took = ""
     if run.started_at and run.finished_at:
         took = f" in {format_duration((run.finished_at - run.started_at).total_seconds())}"
@@ -136,15 +96,13 @@ def cmd_runs(args: argparse.Namespace) -> int:
     settings = settings_of(args)
     if not 1 <= args.limit <= MAX_RUNS:
         raise CliError(f"--limit: 1 to {MAX_RUNS:,}", EX_USAGE)
-    store = open_store(settings)
-    try:
-        if store.schedule(args.name) is None:
-            _row(store, args.name, settings)  # says why there is none
-        runs = store.runs(args.name, limit=args.limit)
-    finally:
-        store.close()
+    statuses = tuple(dict.fromkeys(args.status or ()))
+    runs = operate(
+        settings,
+        lambda op: steps.ledger(op, args.name, args.limit, statuses=statuses, removed_too=True),
+    )
     if args.json:
-        print(json.dumps([admin.run_json(r) for r in runs], indent=2))
+        print(json.dumps([steps.run_json(r) for r in runs], indent=2))
     else:
         for run in runs:
             print(printable(_run_line(run)))
@@ -155,18 +113,15 @@ def cmd_runs(args: argparse.Namespace) -> int:
 
 def cmd_preview(args: argparse.Namespace) -> int:
     settings = settings_of(args)
+    now = datetime.now(UTC)
     if args.name:
         if args.cron or args.every:
             raise CliError("give a schedule's name, or --cron / --every, not both", EX_USAGE)
-        store = open_store(settings)
-        try:
-            spec = _spec(_row(store, args.name, settings))
-        finally:
-            store.close()
+        spec = operate(settings, lambda op: steps.shown(op, args.name, now, runs=0)).spec
         timing = timing_of(spec, settings)
     else:
         timing = _adhoc_timing(args, settings)
-    start = parse_time(args.since, timing.zone, "--from") if args.since else datetime.now(UTC)  # type: ignore[arg-type]
+    start = parse_time(args.since, timing.zone, "--from") if args.since else now
     if not 1 <= args.count <= 1000:
         raise CliError("--count: 1 to 1000", EX_USAGE)
     try:
@@ -174,7 +129,7 @@ def cmd_preview(args: argparse.Namespace) -> int:
     except OverflowError:
         raise CliError("--from: fires beyond the years 1 to 9999", EX_USAGE) from None
     if args.json:
-        print(json.dumps([admin.fire_json(f) for f in upcoming], indent=2))
+        print(json.dumps([steps.fire_json(f) for f in upcoming], indent=2))
     else:
         for fire in upcoming:
             print(_fire_line(fire))
@@ -227,140 +182,87 @@ def _options(text: str | None) -> dict[str, Any] | None:
     return value
 
 
-def cmd_add(args: argparse.Namespace) -> int:
-    settings = settings_of(args)
-    fields: dict[str, Any] = {"job": args.job}
-    if args.cron:
-        fields["cron"] = args.cron
-    if args.every:
-        fields["every"] = args.every
-    if args.timezone:
-        fields["timezone"] = args.timezone
+def _fields(args: argparse.Namespace) -> dict[str, Any]:
+    """The settings the options give (``--with`` last: it may say any of them)."""
+    fields: dict[str, Any] = {}
+    for name in ("cron", "every", "timezone", "job"):
+        if getattr(args, name):
+            fields[name] = getattr(args, name)
     options = _options(args.options)
     if options is not None:
         fields["options"] = options
     fields.update(_with(args.rules))
-    try:
-        stored = admin.new_definition(args.name, fields, settings)
-    except Refused as exc:
-        raise _refused(exc) from None
-    store = open_store(settings)
-    try:
-        row = store.put_schedule(args.name, stored, _actor(), create=True)
-    except ScheduleError as exc:
-        raise CliError(str(exc), EX_DATAERR) from None
-    finally:
-        store.close()
-    print(printable(f"schedule {row.name} added ({admin.when(_spec(row))})"))
+    return fields
+
+
+def cmd_add(args: argparse.Namespace) -> int:
+    settings = settings_of(args)
+    fields = _fields(args)
+    steps.new_definition(args.name, fields, settings)  # refused before the database is opened
+    row = operate(settings, lambda op: steps.add(op, args.name, fields))
+    print(printable(f"schedule {row.name} added ({steps.when(steps.spec_of(row))})"))
     return 0
 
 
 def cmd_edit(args: argparse.Namespace) -> int:
     settings = settings_of(args)
-    store = open_store(settings)
-    try:
-        row = _row(store, args.name, settings)
-        changes: dict[str, Any] = {}
-        if args.cron:
-            changes["cron"] = args.cron
-        if args.every:
-            changes["every"] = args.every
-        if args.timezone:
-            changes["timezone"] = args.timezone
-        if args.job:
-            changes["job"] = args.job
-        options = _options(args.options)
-        if options is not None:
-            changes["options"] = options
-        changes.update(_with(args.rules))
-        try:
-            stored = admin.edited_definition(row, changes, settings)
-        except Refused as exc:
-            raise _refused(exc) from None
-        if stored == row.definition:
-            print(f"schedule {args.name} unchanged")
-            return 0
-        try:
-            store.put_schedule(args.name, stored, _actor(), create=False)
-        except ScheduleError as exc:
-            raise CliError(str(exc), EX_DATAERR) from None
-    finally:
-        store.close()
-    print(f"schedule {args.name} changed")
+    changes = _fields(args)
+    _, changed = operate(settings, lambda op: steps.edit(op, args.name, changes))
+    print(f"schedule {args.name} {'changed' if changed else 'unchanged'}")
     return 0
 
 
-def _simple(action: str) -> Callable[[argparse.Namespace], int]:
-    def command(args: argparse.Namespace) -> int:
-        settings = settings_of(args)
-        note = getattr(args, "note", None)
-        if action == "pause":
-            try:
-                note = admin.pause_note(note, {"note": "--note"})
-            except Refused as exc:
-                raise _refused(exc) from None
-        store = open_store(settings)
-        try:
-            row = _row(store, args.name, settings)
-            if action == "resume" and not row.paused:
-                print(f"schedule {args.name} is not paused; nothing changed")
-                return 0
-            if action == "remove":
-                store.remove_schedule(args.name, _actor())
-            else:
-                store.pause_schedule(args.name, action == "pause", note, _actor())
-        except ScheduleError as exc:
-            raise CliError(str(exc), EX_DATAERR) from None
-        finally:
-            store.close()
-        print(f"schedule {args.name} {'removed' if action == 'remove' else action + 'd'}")
-        return 0
-
-    return command
+def cmd_remove(args: argparse.Namespace) -> int:
+    operate(settings_of(args), lambda op: steps.remove(op, args.name))
+    print(f"schedule {args.name} removed")
+    return 0
 
 
-cmd_remove = _simple("remove")
-cmd_pause = _simple("pause")
-cmd_resume = _simple("resume")
+def cmd_pause(args: argparse.Namespace) -> int:
+    settings = settings_of(args)
+    steps.pause_note(args.note, {"note": "--note"})  # refused before the database is opened
+    operate(settings, lambda op: steps.pause(op, args.name, args.note, {"note": "--note"}))
+    print(f"schedule {args.name} paused")
+    return 0
+
+
+def cmd_resume(args: argparse.Namespace) -> int:
+    _, resumed = operate(settings_of(args), lambda op: steps.resume(op, args.name))
+    if not resumed:
+        print(f"schedule {args.name} is not paused; nothing changed")
+    else:
+        print(f"schedule {args.name} resumed")
+    return 0
 
 
 def cmd_run_now(args: argparse.Namespace) -> int:
     settings = settings_of(args)
-    store = open_store(settings)
-    try:
-        row = _row(store, args.name, settings)
-        now = datetime.now(UTC)
-        [run] = store.queue_runs(row.id, [now], "manual", note="run now", actor=_actor()) or [None]
-    finally:
-        store.close()
-    if run is None:
-        raise CliError("the run was not queued (one for this very instant exists)", EX_DATAERR)
-    print(f"run {run} of {args.name} queued; {admin.when_it_starts(row, one=True)}")
+    row, run = operate(settings, lambda op: steps.run_now(op, args.name, datetime.now(UTC)))
+    print(f"run {run} of {args.name} queued; {steps.when_it_starts(row, one=True)}")
     return 0
+
+
+BACKFILL_NAMES = {"from": "--from", "until": "--until"}
 
 
 def cmd_backfill(args: argparse.Namespace) -> int:
     settings = settings_of(args)
-    store = open_store(settings)
-    try:
-        row = _row(store, args.name, settings)
-        zone = zone_of(_spec(row), settings)
+
+    async def step(op: Operator) -> steps.Backfilled:
+        row = await steps.found_row(op, args.name)
+        zone = zone_of(steps.spec_of(row), settings)  # the times are the schedule's
         start = parse_time(args.since, zone, "--from")
         end = parse_time(args.until, zone, "--until")
-        try:
-            fires = admin.backfill_fires(
-                row, settings, start, end, datetime.now(UTC), {"from": "--from", "until": "--until"}
-            )
-        except Refused as exc:
-            raise _refused(exc) from None
-        if args.dry_run:
-            print(f"{len(fires)} fire(s) of {args.name} in the range; nothing queued (--dry-run)")
-            return 0
-        queued = store.queue_runs(row.id, fires, "backfill", note="backfill", actor=_actor())
-    finally:
-        store.close()
+        return await steps.backfill(
+            op, args.name, start, end, datetime.now(UTC), args.dry_run, BACKFILL_NAMES
+        )
+
+    done = operate(settings, step)
+    if done.dry_run:
+        print(f"{done.fires} fire(s) of {args.name} in the range; nothing queued (--dry-run)")
+        return 0
     print(
-        f"{len(queued)} run(s) of {args.name} queued, one per fire; "
-        f"{len(fires) - len(queued)} already in the ledger; {admin.when_it_starts(row, one=False)}"
+        f"{len(done.queued)} run(s) of {args.name} queued, one per fire; "
+        f"{done.already} already in the ledger; {steps.when_it_starts(done.row, one=False)}"
     )
     return 0

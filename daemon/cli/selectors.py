@@ -1,5 +1,6 @@
 """The options that select messages (``--id``, ``--channel``, ``--status``,
-``--kind``, ``--key``, ``--since``, ``--until``) and the filter they make."""
+``--kind``, ``--key``, ``--since``, ``--until``) read into what the operator
+layer decides on (``daemon.operator.messages.selection``)."""
 
 from __future__ import annotations
 
@@ -9,17 +10,24 @@ from zoneinfo import ZoneInfo
 
 from daemon.cli.common import parse_time
 from daemon.cli.errors import EX_USAGE, CliError
-from daemon.cli.parser import FILTER_OPTIONS
 from daemon.config.settings import Settings
-from daemon.domain.limits import MAX_ID
-from daemon.domain.selection import MessageFilter
+from daemon.domain.limits import read_id
+from daemon.domain.selection import FILTER_FIELDS, MessageFilter
+
+# how the command line names the parts of a selection
+NAMES = {
+    "ids": "--id",
+    "filter": "a filter",
+    "selectors": "/".join(f"--{name}" for name in FILTER_FIELDS),
+    **{name: f"--{name}" for name in FILTER_FIELDS},
+}
 
 
 def message_id(text: str, option: str = "--id") -> int:
-    value = text.strip()
-    if not (value.isascii() and value.isdigit()) or not 0 < int(value) <= MAX_ID:
+    found = read_id(text)
+    if found is None:
         raise CliError(f"{option}: {text!r} is not a message id (a whole number)", EX_USAGE)
-    return int(value)
+    return found
 
 
 def message_ids(groups: Sequence[str]) -> tuple[int, ...]:
@@ -27,20 +35,12 @@ def message_ids(groups: Sequence[str]) -> tuple[int, ...]:
     return tuple(message_id(part) for group in groups for part in group.split(",") if part.strip())
 
 
-def selector_of(args: argparse.Namespace, settings: Settings) -> MessageFilter:
-    """The filter the options say; refuses ids with a filter (the store refuses
-    the rest: a key prefix without its channel, a channel the settings lack)."""
+def filter_of(args: argparse.Namespace, settings: Settings) -> MessageFilter | None:
+    """The filter the options say; None when they say none."""
+    if not any(getattr(args, name) for name in FILTER_FIELDS):
+        return None
     tz = ZoneInfo(settings.timezone)
-    ids = message_ids(getattr(args, "id", None) or [])
-    given = [f"--{name}" for name in FILTER_OPTIONS if getattr(args, name)]
-    if ids and given:
-        raise CliError(
-            f"--id selects messages by id: it cannot go with {', '.join(given)} "
-            "(select by id or by a filter)",
-            EX_USAGE,
-        )
     return MessageFilter(
-        ids=ids,
         channel=args.channel,
         statuses=tuple(dict.fromkeys(args.status or ())),
         since=parse_time(args.since, tz, "--since") if args.since else None,

@@ -4,16 +4,14 @@
 from __future__ import annotations
 
 import argparse
-import re
 
 from daemon.cli.errors import EX_USAGE, CliError
 from daemon.domain.auth import ROLES, hash_token, new_token, token_entry_line
-
-_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_.-]{0,63}")  # daemon.domain.fields.Name
+from daemon.domain.limits import is_name
 
 
 def cmd_token_new(args: argparse.Namespace) -> int:
-    if not _NAME.fullmatch(args.name):
+    if not is_name(args.name):
         raise CliError(
             f"--name: invalid name {args.name!r}: 1-64 letters, digits, '_', '-', '.', "
             "starting with a letter",

@@ -23,9 +23,11 @@ class StartupError(Exception):
 
 class Refused(ValueError):
     """An operator's request refused before anything changed; the CLI and the
-    API each answer it their way. ``kind``: ``usage`` (asked wrongly: exit 64,
-    400), ``data`` (what it names cannot be done: exit 65, 400 or 422),
-    ``missing`` (no such thing: exit 65, 404); ``field`` names what is at fault."""
+    API each answer it their way, by its ``kind``: ``usage`` (asked wrongly: exit
+    64, 400), ``data`` (what it names cannot be done: exit 65, 400), ``missing``
+    (no such thing: exit 65, 404), ``conflict`` (not in the state it is in now:
+    exit 65, 409). ``field`` names what is at fault, as the request names it
+    (``channel``, ``status``, ``after``), so that no face reads the text."""
 
     def __init__(self, text: str, kind: str = "data", field: str | None = None) -> None:
         super().__init__(text)

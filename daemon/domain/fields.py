@@ -16,6 +16,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, PlainValidator
 
+from daemon.domain.limits import NAME_PATTERN
 from daemon.domain.units import Rate, parse_duration, parse_rate, parse_size
 
 
@@ -136,7 +137,7 @@ Flag = Annotated[bool, BeforeValidator(_flag)]
 Number = Annotated[float, BeforeValidator(_number)]
 Port = Annotated[int, BeforeValidator(whole), Field(ge=1, le=65535)]
 TimeZoneName = Annotated[str, AfterValidator(_check_timezone)]
-Name = Annotated[str, Field(pattern=r"^[A-Za-z][A-Za-z0-9_.-]{0,63}$")]
+Name = Annotated[str, Field(pattern=f"^{NAME_PATTERN}$")]
 HttpUrl = Annotated[str, AfterValidator(_check_http_url)]
 Encoding = Annotated[str, AfterValidator(_check_encoding)]
 Host = Annotated[str, AfterValidator(_check_host)]

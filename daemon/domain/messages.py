@@ -10,6 +10,8 @@ from dataclasses import dataclass, field, fields
 from datetime import datetime
 from typing import Any, TypeVar
 
+from daemon.domain.errors import Refused
+
 C = TypeVar("C")
 
 
@@ -33,8 +35,14 @@ def positional_pickle(cls: type[C]) -> type[C]:
     return cls
 
 
-class InvalidMessage(ValueError):
-    """A message that cannot be stored as given; the text says why."""
+class InvalidMessage(Refused):
+    """A message that cannot be stored as given; the text says why, ``field``
+    which of ``NewMessage``'s it is (``key``, ``after_key``), ``index`` which
+    message of a batch."""
+
+    def __init__(self, text: str, field: str | None = None, index: int | None = None) -> None:
+        super().__init__(text, "data", field)
+        self.index = index
 
 
 class UnknownPrerequisite(InvalidMessage):

@@ -7,13 +7,18 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
-from daemon.domain.messages import InvalidMessage
+from daemon.domain.errors import Refused
 
 Overlap = Literal["skip", "queue_one", "allow"]
 
 
-class ScheduleError(InvalidMessage):
-    """An operation on a schedule that cannot be done as asked; the text says why."""
+class ScheduleError(Refused):
+    """An operation on a schedule that cannot be done as asked; the text says
+    why, ``kind`` whether there is no such schedule (``missing``) or it cannot be
+    done to the one there is (``conflict``: the name is taken, the file's)."""
+
+    def __init__(self, text: str, kind: str = "conflict", field: str | None = "name") -> None:
+        super().__init__(text, kind, field)
 
 
 @dataclass(frozen=True)

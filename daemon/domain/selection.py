@@ -2,18 +2,31 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
 
+from daemon.domain.errors import Refused
+from daemon.domain.limits import is_id
+from daemon.domain.statuses import STATUSES
 
-class OperatorRefused(ValueError):
+
+class OperatorRefused(Refused):
     """An operator action or a listing the rules refuse as asked (no selector, ids
     with a filter, a status the action cannot take, an unknown channel); the text
-    says why and what to do instead. Nothing was changed."""
+    says why and what to do instead, ``field`` which part of the selection (as
+    ``MessageFilter`` names it: ``ids``, ``channel``, ``status``, ``kind``,
+    ``key``, ``since``, ``until``) or ``limit`` or ``cursor``. Nothing was changed."""
+
+    def __init__(self, text: str, field: str | None = None) -> None:
+        super().__init__(text, "usage", field)
 
 
-class InvalidCursor(ValueError):
+class InvalidCursor(OperatorRefused):
     """A listing cursor that is not one this store handed out."""
+
+    def __init__(self, text: str, field: str | None = "cursor") -> None:
+        super().__init__(text, field)
 
 
 @dataclass(frozen=True)
@@ -43,3 +56,48 @@ class MessageFilter:
             or self.kind
             or self.key_prefix
         )
+
+    @property
+    def given(self) -> tuple[str, ...]:
+        """The parts of the filter given, as a request names them."""
+        parts = (
+            ("channel", self.channel), ("status", self.statuses), ("kind", self.kind),
+            ("key", self.key_prefix), ("since", self.since), ("until", self.until),
+        )  # fmt: skip
+        return tuple(name for name, value in parts if value)
+
+
+FILTER_FIELDS = ("channel", "status", "kind", "key", "since", "until")
+
+
+def check_selection(selector: MessageFilter, known_channels: Collection[str] | None = None) -> None:
+    """Refuse what cannot be meant: ids with a filter, an unknown status, a key
+    prefix without its channel, a channel not in ``known_channels`` (when given),
+    a time range that is empty. Each refusal names its field."""
+    if selector.ids and selector.by_filter:
+        raise OperatorRefused(
+            "select messages by id or by a filter (channel, status, kind, key, time), not both",
+            "filter",
+        )
+    if any(not is_id(i) for i in selector.ids):
+        raise OperatorRefused("message ids are whole numbers from 1", "ids")
+    for name, field in (("channel", "channel"), ("kind", "kind"), ("key_prefix", "key")):
+        value = getattr(selector, name)
+        if value is not None and not (isinstance(value, str) and value.isprintable()):
+            raise OperatorRefused(f"{name.replace('_', ' ')} {value!r} cannot be one", field)
+    unknown = [s for s in selector.statuses if s not in STATUSES]
+    if unknown:
+        raise OperatorRefused(
+            f"unknown status {unknown[0]!r} (statuses: {', '.join(STATUSES)})", "status"
+        )
+    if selector.key_prefix is not None and not selector.channel:
+        raise OperatorRefused("a key prefix needs its channel (keys are unique per channel)", "key")
+    if selector.key_prefix == "":
+        raise OperatorRefused("a key prefix cannot be empty", "key")
+    if known_channels is not None and selector.channel and selector.channel not in known_channels:
+        known = ", ".join(sorted(known_channels)) or "none configured"
+        raise OperatorRefused(
+            f"unknown channel {selector.channel!r} (channels: {known})", "channel"
+        )
+    if selector.since and selector.until and selector.since >= selector.until:
+        raise OperatorRefused("since must be earlier than until", "until")

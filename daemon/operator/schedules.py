@@ -1,12 +1,13 @@
-"""What an operator may do to schedules, shared by the CLI (``outboxd
-schedules …``) and the control API: the checks before a change, and how a
-schedule, a fire and a run are shown. The store calls are each face's own
-(the CLI's store is synchronous, the API's a coroutine); the rules are here."""
+"""What an operator may do to schedules, for the CLI (``outboxd schedules …``)
+and the control API alike: each step (add, edit, remove, pause, resume, run now,
+backfill, and the readings), the checks before a change, and how a schedule, a
+fire and a run are shown. A refusal is ``Refused``: ``missing`` when there is no
+such schedule, ``conflict`` when it cannot be done to the one there is."""
 
 from __future__ import annotations
 
-import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -14,14 +15,14 @@ from daemon.config.loader import schedule_problems
 from daemon.config.schedules import DefinitionError, definition, read_definition, timing_of, zone_of
 from daemon.config.settings import ScheduleSettings, Settings
 from daemon.domain.errors import Refused
+from daemon.domain.limits import MAX_BACKFILL, NAME
 from daemon.domain.schedules import RunRow, ScheduleRow
 from daemon.domain.units import format_duration
+from daemon.operator.base import Names, Operator
 from daemon.scheduling.fires import Fire, fires_between, next_fires
 
-MAX_BACKFILL = 10_000  # runs one backfill may queue
 NOT_LOADED = "in the file, not loaded yet: a scheduler loads it when it starts or on SIGHUP"
 FILE_DIFFERS = "the file says otherwise: a scheduler loads it on SIGHUP"
-_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_.-]{0,63}")
 EPSILON = timedelta(microseconds=1)  # a fire at the range's start is in the range
 REPLACED_BY_TIMING = ("cron", "every", "anchor")
 
@@ -37,8 +38,8 @@ def found(row: ScheduleRow | None, name: str, settings: Settings) -> ScheduleRow
     """The schedule, or why there is none (not loaded yet, or no such name)."""
     if row is None or row.removed_at is not None:
         if name in settings.schedules:
-            raise Refused(f"schedule {name!r} is {NOT_LOADED}", "missing")
-        raise Refused(f"no schedule named {name!r}", "missing")
+            raise Refused(f"schedule {name!r} is {NOT_LOADED}", "missing", "name")
+        raise Refused(f"no schedule named {name!r}", "missing", "name")
     return row
 
 
@@ -145,7 +146,7 @@ def detail(
 
 
 def check_name(name: str) -> None:
-    if not _NAME.fullmatch(name):
+    if not NAME.fullmatch(name):
         raise Refused(
             f"invalid name {name!r}: use letters, digits, '_', '-', '.', starting with a letter",
             "usage",
@@ -180,7 +181,8 @@ def new_definition(name: str, fields: dict[str, Any], settings: Settings) -> dic
         raise Refused(
             f"schedule {name!r} is the file's: change it there (a scheduler loads it on "
             "SIGHUP), or give yours another name",
-            field="name",
+            "data",
+            "name",
         )
     return built(fields, name, settings)
 
@@ -196,9 +198,6 @@ def edited_definition(
             fields.pop(key, None)
     fields.update(changes)
     return built(fields, row.name, settings)
-
-
-Names = Mapping[str, str]  # how a face calls a field: {"until": "--until"} on the CLI
 
 
 def pause_note(note: str | None, names: Names = {}) -> str:  # noqa: B006 - read only
@@ -237,9 +236,11 @@ def backfill_fires(
         for fire in fires_between(timing, start - EPSILON, end):
             fires.append(fire.at)
             if len(fires) > MAX_BACKFILL:
-                raise Refused(f"more than {MAX_BACKFILL:,} fires in that range", "usage")
+                raise Refused(f"more than {MAX_BACKFILL:,} fires in that range", "usage", "from")
     except OverflowError:
-        raise Refused(f"{since}/{until}: fires beyond the years 1 to 9999", "usage") from None
+        raise Refused(
+            f"{since}/{until}: fires beyond the years 1 to 9999", "usage", "until"
+        ) from None
     return fires
 
 
@@ -251,3 +252,126 @@ def when_it_starts(row: ScheduleRow, one: bool) -> str:
     if not spec_of(row).enabled:
         return f"the schedule is disabled: {starts} when it is enabled"
     return f"a scheduler starts {it} within a second or so"
+
+
+# --- the steps, on the store ---------------------------------------------------------------
+
+
+async def found_row(op: Operator, name: str) -> ScheduleRow:
+    """The schedule named so, or ``Refused`` (missing) saying why there is none."""
+    return found(await op.store.schedule(name), name, op.settings)
+
+
+async def schedule_listing(op: Operator, now: datetime) -> list[dict[str, Any]]:
+    """Every schedule with its next fire and last run, the file's not loaded yet too."""
+    rows = await op.store.schedules()
+    recent = await op.store.runs(limit=1000)
+    return listing(rows, recent, op.settings, now)
+
+
+@dataclass(frozen=True)
+class Shown:
+    row: ScheduleRow
+    spec: ScheduleSettings
+    runs: list[RunRow]
+    detail: dict[str, Any]
+
+
+async def shown(op: Operator, name: str, now: datetime, runs: int = 10) -> Shown:
+    """A schedule, its next fires and its ``runs`` most recent runs."""
+    row = await found_row(op, name)
+    recent = await op.store.runs(row.name, limit=runs) if runs else []
+    return Shown(row, spec_of(row), recent, detail(row, recent, op.settings, now))
+
+
+async def add(op: Operator, name: str, fields: dict[str, Any]) -> ScheduleRow:
+    """A schedule of the operator's own, checked as the file's are."""
+    stored = new_definition(name, fields, op.settings)
+    return await op.store.put_schedule(name, stored, op.actor, create=True)
+
+
+async def edit(op: Operator, name: str, changes: dict[str, Any]) -> tuple[ScheduleRow, bool]:
+    """One of the operator's schedules with ``changes`` made; whether it changed."""
+    row = await found_row(op, name)
+    stored = edited_definition(row, changes, op.settings)
+    if stored == row.definition:
+        return row, False
+    return await op.store.put_schedule(row.name, stored, op.actor, create=False), True
+
+
+async def remove(op: Operator, name: str) -> ScheduleRow:
+    """Remove one of the operator's schedules (its runs stay)."""
+    row = await found_row(op, name)
+    return await op.store.remove_schedule(row.name, op.actor)
+
+
+async def pause(op: Operator, name: str, note: str | None, names: Names = {}) -> ScheduleRow:  # noqa: B006
+    """Pause, saying why (again: the note is replaced)."""
+    said = pause_note(note, names)
+    row = await found_row(op, name)
+    return await op.store.pause_schedule(row.name, True, said, op.actor)
+
+
+async def resume(op: Operator, name: str) -> tuple[ScheduleRow, bool]:
+    """Resume; whether it was paused (one that is not is left as it is)."""
+    row = await found_row(op, name)
+    if not row.paused:
+        return row, False
+    return await op.store.pause_schedule(row.name, False, None, op.actor), True
+
+
+async def run_now(op: Operator, name: str, now: datetime) -> tuple[ScheduleRow, int]:
+    """Queue a run of the job now (trigger ``manual``); the schedule and the run's id."""
+    row = await found_row(op, name)
+    queued = await op.store.queue_runs(row.id, [now], "manual", note="run now", actor=op.actor)
+    if not queued:
+        raise Refused("the run was not queued (one for this very instant exists)", "conflict")
+    return row, queued[0]
+
+
+@dataclass(frozen=True)
+class Backfilled:
+    row: ScheduleRow
+    fires: int  # fires in the range
+    queued: list[int]  # the runs queued (none on a dry run)
+    dry_run: bool
+
+    @property
+    def already(self) -> int:
+        """Fires of the range already in the ledger."""
+        return 0 if self.dry_run else self.fires - len(self.queued)
+
+
+async def backfill(
+    op: Operator,
+    name: str,
+    start: datetime,
+    end: datetime,
+    now: datetime,
+    dry_run: bool = False,
+    names: Names = {},  # noqa: B006 - read only
+) -> Backfilled:
+    """One run per fire of ``start <= at <= end`` (fires that have passed), each
+    fire already in the ledger left as it is."""
+    row = await found_row(op, name)
+    fires = backfill_fires(row, op.settings, start, end, now, names)
+    if dry_run:
+        return Backfilled(row, len(fires), [], True)
+    queued = await op.store.queue_runs(row.id, fires, "backfill", note="backfill", actor=op.actor)
+    return Backfilled(row, len(fires), queued, False)
+
+
+async def ledger(
+    op: Operator,
+    name: str,
+    limit: int,
+    before: int | None = None,
+    statuses: Sequence[str] = (),
+    removed_too: bool = False,
+) -> list[RunRow]:
+    """A schedule's runs, newest first (``removed_too``: also of one removed,
+    whose ledger stays)."""
+    row = await op.store.schedule(name)
+    if not (removed_too and row is not None):
+        found(row, name, op.settings)
+    return await op.store.runs(name, limit=limit, before_id=before, statuses=statuses)

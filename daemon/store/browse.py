@@ -39,10 +39,12 @@ class Browse:
         after it), so it never reads the whole table; there is no total count."""
         selector = selector or MessageFilter()
         if selector.ids:
-            raise OperatorRefused("a listing takes a filter, not ids: show a message by its id")
+            raise OperatorRefused(
+                "a listing takes a filter, not ids: show a message by its id", "ids"
+            )
         check_filter(selector, known_channels)
         if not 1 <= limit <= MAX_PAGE:
-            raise OperatorRefused(f"limit must be 1 to {MAX_PAGE}, not {limit}")
+            raise OperatorRefused(f"limit must be 1 to {MAX_PAGE}, not {limit}", "limit")
         if window <= 0:
             raise OperatorRefused("the listing window must be longer than no time")
         after = decode_cursor(cursor) if cursor else None

@@ -7,41 +7,36 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 
+from daemon.domain.limits import MESSAGE_TEXT, text_problem
 from daemon.domain.messages import EnqueueResult, InvalidMessage, NewMessage, UnknownPrerequisite
 from daemon.domain.statuses import PENDING
 from daemon.store.models import db_timestamp, tuples
 from daemon.store.sql.base import NewRow, chunked
 from daemon.store.unit import Unit
 
-_LIMITS = {"channel": 64, "key": 255, "kind": 64, "group_key": 255, "after_key": 255}
 _OPTIONAL = ("group_key", "after_key")
 
 
-def check_name(what: str, value: object, limit: int) -> None:
-    """A key, kind, channel or group: 1 to ``limit`` printable characters, not
-    beginning or ending with a space (no line breaks, tabs, escapes or NULs:
-    what is stored is shown in logs and tables as it is)."""
-    if not isinstance(value, str) or not value:
-        raise InvalidMessage(f"{what} must be a non-empty string")
-    if len(value) > limit:
-        raise InvalidMessage(f"{what} is longer than {limit} characters")
-    if not value.isprintable():
-        bad = next(c for c in value if not c.isprintable())
-        raise InvalidMessage(f"{what} holds a character that cannot be shown ({bad!r})")
-    if value != value.strip():
-        raise InvalidMessage(f"{what} begins or ends with a space: {value!r}")
+def check_name(what: str, value: object, limit: int, index: int | None = None) -> None:
+    """A key, kind, channel or group as ``daemon.domain.limits.text_problem`` has
+    it; else ``InvalidMessage`` naming the field (and the message of a batch)."""
+    problem = text_problem(value, limit)
+    if problem is not None:
+        raise InvalidMessage(f"{what} {problem}", what, index)
 
 
-def checked(message: NewMessage) -> NewMessage:
-    for name, limit in _LIMITS.items():
+def checked(message: NewMessage, index: int | None = None) -> NewMessage:
+    for name, limit in MESSAGE_TEXT.items():
         value = getattr(message, name)
         if value is None and name in _OPTIONAL:
             continue
-        check_name(name, value, limit)
+        check_name(name, value, limit, index)
     if isinstance(message.payload, str):
-        raise InvalidMessage("payload must be bytes (encode text first)")
+        raise InvalidMessage("payload must be bytes (encode text first)", "payload", index)
     if message.after_key is not None and message.after_key == message.key:
-        raise InvalidMessage(f"message {message.key!r} cannot be its own prerequisite")
+        raise InvalidMessage(
+            f"message {message.key!r} cannot be its own prerequisite", "after_key", index
+        )
     return message
 
 
@@ -118,14 +113,16 @@ class Enqueuer:
     ) -> None:
         """Set ``after`` on new rows whose prerequisite came in the same batch."""
         Message = self.m.Message
-        for m in batch:
+        for index, m in enumerate(batch):
             if not m.after_key or m.after_id is not None:
                 continue
             target = ids.get((m.channel, m.after_key))
             if target is None:
                 raise UnknownPrerequisite(
                     f"prerequisite {m.after_key!r} of {m.key!r} does not exist "
-                    f"in channel {m.channel!r}"
+                    f"in channel {m.channel!r}",
+                    "after_key",
+                    index,
                 )
             own = created.get((m.channel, m.key))
             if own is not None:
@@ -161,4 +158,6 @@ class Enqueuer:
         query = Message.select(Message.id).where(Message.id.in_(list(ids)))
         missing = sorted(ids - {r[0] for r in tuples(query)})
         if missing:
-            raise UnknownPrerequisite(f"prerequisite message id {missing[0]} does not exist")
+            raise UnknownPrerequisite(
+                f"prerequisite message id {missing[0]} does not exist", "after_id"
+            )

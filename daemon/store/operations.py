@@ -9,15 +9,17 @@ from datetime import datetime
 
 import peewee as pw
 
+from daemon.domain.actions import RULES, Rule
+from daemon.domain.limits import BULK_BATCH
 from daemon.domain.selection import MessageFilter
 from daemon.domain.statuses import OPERATION_FINISHED, OPERATION_RUNNING
 from daemon.domain.views import OperationView
-from daemon.store.actions import RULES, Actions, Rule
+from daemon.store.actions import Actions
 from daemon.store.models import Operation, tuples
 from daemon.store.selection import Selection, described, filter_from_json, filter_json
 from daemon.store.unit import Unit
 
-BATCH = 1000  # messages a batch changes
+BATCH = BULK_BATCH  # messages a batch changes
 
 
 class Operations:

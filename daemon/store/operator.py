@@ -8,9 +8,11 @@ from datetime import datetime
 
 import peewee as pw
 
+from daemon.domain.actions import CANCEL, RESEND, RETRY, Rule
+from daemon.domain.limits import BULK_BOUND
 from daemon.domain.selection import MessageFilter, OperatorRefused
 from daemon.domain.views import OperatorResult
-from daemon.store.actions import CANCEL, RESEND, RETRY, Actions, Rule
+from daemon.store.actions import Actions
 from daemon.store.models import tuples
 from daemon.store.operations import Operations
 from daemon.store.selection import Selection, check_filter, described, filter_json
@@ -18,7 +20,6 @@ from daemon.store.tallies import Tallies
 from daemon.store.unit import Unit
 
 SAMPLE = 20  # ids a dry run shows
-BULK_BOUND = 10_000  # a filter matching more runs as a bulk operation, in batches
 
 
 class Operator:
@@ -100,11 +101,11 @@ class Operator:
     ) -> OperatorResult:
         if selector.empty:
             raise OperatorRefused(
-                "select messages by id or by a filter (channel, status, kind, key, time)"
+                "select messages by id or by a filter (channel, status, kind, key, time)", "ids"
             )
         check_filter(selector, known_channels)
         if len(selector.ids) > bound:
-            raise OperatorRefused(f"at most {bound} ids at once: select by a filter instead")
+            raise OperatorRefused(f"at most {bound} ids at once: select by a filter instead", "ids")
         statuses = rule.statuses(selector)
         Message = self.m.Message
         base = self.selection.where(replace(selector, statuses=()))

@@ -49,7 +49,7 @@ class Outbox:
         """Store messages in one transaction, in order. A ``(channel, key)`` that
         already exists is not stored again: its existing row is returned with
         ``created=False``. A prerequisite may be an earlier message of the batch."""
-        batch = [checked(m) for m in messages]
+        batch = [checked(m, i) for i, m in enumerate(messages)]
         if not batch:
             return []
         return self.unit.write(lambda: self.enqueuer.enqueue(batch, actor, self.unit.now(now)))

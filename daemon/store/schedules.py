@@ -154,7 +154,7 @@ class Schedules:
             if create and live:
                 raise ScheduleError(f"a schedule named {name!r} exists (edit it instead)")
             if not create and not live:
-                raise ScheduleError(f"no schedule named {name!r}")
+                raise ScheduleError(f"no schedule named {name!r}", "missing")
             if live and row is not None and row.origin == "file":
                 raise ScheduleError(
                     f"schedule {name!r} is defined in the YAML file: change it there"
@@ -223,7 +223,7 @@ class Schedules:
         Schedule = self.m.Schedule
         row = Schedule.get_or_none((Schedule.name == name) & Schedule.removed_at.is_null())
         if row is None:
-            raise ScheduleError(f"no schedule named {name!r}")
+            raise ScheduleError(f"no schedule named {name!r}", "missing")
         return row
 
     # --- fires ------------------------------------------------------------------------

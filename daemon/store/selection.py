@@ -7,41 +7,17 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from collections.abc import Collection
 from datetime import datetime
 from typing import Any
 
 import peewee as pw
 
-from daemon.domain.selection import InvalidCursor, MessageFilter, OperatorRefused
-from daemon.domain.statuses import STATUSES
+from daemon.domain.limits import is_id
+from daemon.domain.selection import InvalidCursor, MessageFilter, check_selection
 from daemon.store.models import db_timestamp, read_timestamp
 from daemon.store.unit import Unit
 
-
-def check_filter(selector: MessageFilter, known_channels: Collection[str] | None = None) -> None:
-    """Refuse what cannot be meant: ids with a filter, an unknown status, a key
-    prefix without its channel, a channel not in ``known_channels`` (when given)."""
-    if selector.ids and selector.by_filter:
-        raise OperatorRefused(
-            "select messages by id or by a filter (channel, status, kind, key, time), not both"
-        )
-    for name in ("channel", "kind", "key_prefix"):
-        value = getattr(selector, name)
-        if value is not None and not (isinstance(value, str) and value.isprintable()):
-            raise OperatorRefused(f"{name.replace('_', ' ')} {value!r} cannot be one")
-    unknown = [s for s in selector.statuses if s not in STATUSES]
-    if unknown:
-        raise OperatorRefused(f"unknown status {unknown[0]!r} (statuses: {', '.join(STATUSES)})")
-    if selector.key_prefix is not None and not selector.channel:
-        raise OperatorRefused("a key prefix needs its channel (keys are unique per channel)")
-    if selector.key_prefix == "":
-        raise OperatorRefused("a key prefix cannot be empty")
-    if known_channels is not None and selector.channel and selector.channel not in known_channels:
-        known = ", ".join(sorted(known_channels)) or "none configured"
-        raise OperatorRefused(f"unknown channel {selector.channel!r} (channels: {known})")
-    if selector.since and selector.until and selector.since >= selector.until:
-        raise OperatorRefused("since must be earlier than until")
+check_filter = check_selection  # the store refuses what the rules refuse, whoever calls
 
 
 class Selection:
@@ -139,9 +115,7 @@ def decode_cursor(cursor: str) -> tuple[datetime, int, datetime]:
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
         created, message_id, since = json.loads(base64.urlsafe_b64decode(padded.encode()))
-        if not isinstance(message_id, int) or isinstance(message_id, bool):
-            raise TypeError(message_id)
-        if not 0 < message_id < 2**63 or not isinstance(created, str) or not isinstance(since, str):
+        if not is_id(message_id) or not isinstance(created, str) or not isinstance(since, str):
             raise ValueError(cursor)
         return read_timestamp(created), message_id, read_timestamp(since)
     except (ValueError, TypeError, binascii.Error, UnicodeError, OverflowError):

@@ -26,14 +26,13 @@ import struct
 import sys
 from typing import Any, BinaryIO
 
-from daemon.domain.errors import StoreError
-from daemon.domain.messages import InvalidMessage
+from daemon.domain.errors import Refused, StoreError
 from daemon.store.db import open_database
 from daemon.store.sync import Store
 
 HEADER = struct.Struct(">QQ")  # body length, sequence number
 log = logging.getLogger("outboxd.store")
-EXPECTED = (StoreError, InvalidMessage)  # refused input, a database that is down
+EXPECTED = (StoreError, Refused)  # refused input, a database that is down
 
 
 def read_frame(stream: BinaryIO) -> tuple[int, bytes] | None:

@@ -9,10 +9,13 @@ import json
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
+import pydantic
 import pytest
 
 from daemon.api.app import ENDPOINTS, build_app
+from daemon.domain import limits
 from daemon.domain.clock import utcnow
+from daemon.operator.requests import ActionIn, FilterIn, MessageIn, PauseIn
 from tests.integration.api_harness import HL7, Api, serve_api
 
 
@@ -45,6 +48,37 @@ async def test_the_openapi_document_names_every_route_and_only_those(api: Api):
                 assert {"401", "403"} <= set(op["responses"]), (method, path)
             for name in (p["name"] for p in op.get("parameters", []) if p["in"] == "path"):
                 assert "{" + name + "}" in path
+
+
+async def test_a_request_body_in_the_document_is_its_models_schema_with_the_shared_bounds(
+    api: Api,
+):
+    """The document shows the JSON Schema of the pydantic models that check the
+    bodies, whose bounds are daemon.domain.limits'."""
+    _, doc, _ = await api.call("GET", "/api/v1/openapi.json", role=None)
+    schemas = doc["components"]["schemas"]
+    template = "#/components/schemas/{model}"
+
+    def body(method: str, path: str) -> dict:
+        return doc["paths"][path][method]["requestBody"]["content"]["application/json"]["schema"]
+
+    def own(model: type[pydantic.BaseModel]) -> dict:
+        schema = json.loads(json.dumps(model.model_json_schema(ref_template=template)))
+        schema.pop("$defs", None)
+        return schema
+
+    assert body("post", "/api/v1/messages/retry") == own(ActionIn)
+    assert body("post", "/api/v1/schedules/{name}/pause") == own(PauseIn)
+    enqueue = body("post", "/api/v1/messages")["anyOf"]
+    assert enqueue == [{"$ref": template.format(model=m)} for m in ("MessageIn", "BatchIn")]
+    assert schemas["MessageIn"] == own(MessageIn) and schemas["FilterIn"] == own(FilterIn)
+    message = schemas["MessageIn"]["properties"]
+    assert message["channel"]["maxLength"] == limits.NAME_MAX
+    assert message["channel"]["pattern"] == f"^{limits.NAME_PATTERN}$"
+    assert message["key"]["maxLength"] == limits.KEY_MAX
+    assert schemas["BatchIn"]["properties"]["messages"]["maxItems"] == limits.MAX_BATCH
+    [ids, _] = body("post", "/api/v1/messages/retry")["properties"]["ids"]["anyOf"]
+    assert ids["maxItems"] == limits.MAX_IDS and ids["items"]["maximum"] == limits.MAX_ID
 
 
 # --- auth ------------------------------------------------------------------------------
@@ -409,7 +443,7 @@ async def test_the_document_says_what_the_server_answers(api: Api):
     assert pause["content"]["application/json"]["schema"]["required"] == ["note"]
     retry = paths["/api/v1/messages/retry"]["post"]["requestBody"]
     action = retry["content"]["application/json"]["schema"]["properties"]
-    assert "null" in action["filter"]["type"] and "null" in action["ids"]["type"]
+    assert all({"type": "null"} in action[name]["anyOf"] for name in ("filter", "ids"))
     status, body, _ = await api.call(
         "POST", "/api/v1/messages/retry", json={"ids": [1], "filter": None}
     )

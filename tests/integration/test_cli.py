@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -290,3 +291,52 @@ def test_visit_shows_task_progress(workdir: Path, db_url: str):
     assert (
         missing.returncode == 65 and "no visit with kodebooking 'KB-404'" in missing.stderr.decode()
     )
+
+
+HEAVY = ("pydantic", "yaml", "peewee", "aiohttp", "psycopg", "apscheduler")
+
+
+@pytest.mark.parametrize(
+    ("args", "code"),
+    [
+        (["--help"], 0),
+        (["enqueue", "--help"], 0),
+        (["retry", "--bogus"], 2),
+        (["messages", "list", "--status", "failed,lost"], 2),
+    ],
+)
+def test_the_command_line_is_read_before_anything_heavy_is_loaded(tmp_path: Path, args, code):
+    """``outboxd --help`` and a mistyped command line load no settings model, YAML
+    reader, database driver or web framework: what Python imports, from its own
+    account (``-X importtime``)."""
+    result = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "daemon", *args],
+        cwd=tmp_path, capture_output=True, timeout=60,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )  # fmt: skip
+    assert result.returncode == code, result.stderr.decode()[-2000:]
+    imported = {
+        line.rsplit("|", 1)[1].strip().split(".")[0]
+        for line in result.stderr.decode().splitlines()
+        if line.startswith("import time:") and "|" in line
+    }
+    assert "daemon" in imported  # the account is there
+    assert imported.isdisjoint(HEAVY), sorted(imported & set(HEAVY))
+
+
+def test_a_batch_of_2000_hl7_messages_takes_under_3_s_of_cpu(workdir: Path):
+    """``outboxd enqueue --batch``: 2,000 HL7 messages in one call, the whole
+    process (start, settings, checks, four transactions) within 3 s of CPU."""
+    samples = sorted(SAMPLES.glob("*.hl7")) or [ROOT / "config" / "demo" / "adt-a04.hl7"]
+    texts = [p.read_bytes().decode("utf-8") for p in samples]
+    lines = [
+        json.dumps({"channel": "hie", "key": f"b{i:05}", "payload": texts[i % len(texts)]})
+        for i in range(2000)
+    ]
+    (workdir / "batch.jsonl").write_text("\n".join(lines) + "\n")
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    out = run_ok(workdir, "enqueue", "--batch", "batch.jsonl")
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    assert out.strip() == "2000 new, 0 duplicate(s), 0 refused"
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    assert cpu < 3.0, f"{cpu:.2f} s of CPU"

@@ -1,24 +1,32 @@
 """``outboxd messages list | show``, ``resend`` and ``--dry-run``, and the
-selections the operator commands refuse: a real process, a real database."""
+selections the operator commands refuse, run in this process through
+``daemon.cli.main`` on a real database (tests/integration/test_cli.py runs the
+command as a real process)."""
 
 from __future__ import annotations
 
+import io
 import json
+import sys
 from pathlib import Path
 
 import pytest
 
+from daemon.cli import main
 from daemon.config.database import DatabaseSettings
 from daemon.domain.messages import Delivered, Failed
 from daemon.store.db import open_database
 from daemon.store.models import MODELS, AuditEntry, Message
 from daemon.store.sync import Store
-from tests.integration.test_cli import CONFIG, hl7, outboxd, run_ok
+from tests.integration.test_cli import CONFIG, hl7
 
 
 @pytest.fixture
-def workdir(tmp_path: Path, db_url: str) -> Path:
+def workdir(tmp_path: Path, db_url: str, monkeypatch: pytest.MonkeyPatch) -> Path:
     (tmp_path / "outboxd.yaml").write_text(CONFIG.format(url=db_url))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("OUTBOXD_CONFIG", raising=False)
+    monkeypatch.delenv("OUTBOXD_DEBUG", raising=False)
     return tmp_path
 
 
@@ -30,22 +38,57 @@ def store(db_url: str):
     s.close()
 
 
-def enqueue(workdir: Path, key: str, channel: str = "hie") -> int:
-    body = hl7(key) if channel == "hie" else json.dumps({"key": key}).encode()
-    out = run_ok(workdir, "enqueue", "--channel", channel, "--key", key, "--json", stdin=body)
-    return json.loads(out)["id"]
+@pytest.fixture
+def outboxd(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch):
+    """``outboxd ARGS -c outboxd.yaml`` in this process: (exit code, stdout, stderr)."""
+
+    def run(*args: str, stdin: bytes = b"") -> tuple[int, str, str]:
+        monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(stdin)))
+        capsys.readouterr()
+        try:
+            code = main([*args, "-c", "outboxd.yaml"])
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else 2
+        out, err = capsys.readouterr()
+        assert "Traceback" not in err and "internal error" not in err
+        return code, out, err
+
+    return run
 
 
-def fails(workdir: Path, args: list[str], code: int, text: str) -> str:
-    result = outboxd(*args, "-c", "outboxd.yaml", cwd=workdir)
-    err = result.stderr.decode()
-    assert result.returncode == code, err
-    assert text in err, err
-    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
-    return result.stdout.decode()
+@pytest.fixture
+def run_ok(outboxd):
+    def run(_workdir: Path, *args: str, stdin: bytes = b"") -> str:
+        code, out, err = outboxd(*args, stdin=stdin)
+        assert code == 0, err
+        return out
+
+    return run
 
 
-def test_list_pages_with_a_cursor_and_as_json(workdir: Path):
+@pytest.fixture
+def fails(outboxd):
+    def run(_workdir: Path, args: list[str], code: int, text: str) -> str:
+        got, out, err = outboxd(*args)
+        assert got == code, err
+        assert text in err, err
+        assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+        return out
+
+    return run
+
+
+@pytest.fixture
+def enqueue(run_ok):
+    def run(workdir: Path, key: str, channel: str = "hie") -> int:
+        body = hl7(key) if channel == "hie" else json.dumps({"key": key}).encode()
+        out = run_ok(workdir, "enqueue", "--channel", channel, "--key", key, "--json", stdin=body)
+        return json.loads(out)["id"]
+
+    return run
+
+
+def test_list_pages_with_a_cursor_and_as_json(workdir: Path, enqueue, run_ok):
     made = [enqueue(workdir, f"visit-{i}") for i in range(5)]
     other = enqueue(workdir, "order-1", channel="webhook")
     lines = run_ok(workdir, "messages", "list", "--limit", "2").splitlines()
@@ -77,11 +120,11 @@ def test_list_pages_with_a_cursor_and_as_json(workdir: Path):
         (["--since", "soon"], "--since: invalid time 'soon'"),
     ],
 )
-def test_list_refuses_bad_arguments_with_64(workdir: Path, args: list[str], text: str):
+def test_list_refuses_bad_arguments_with_64(workdir: Path, fails, args: list[str], text: str):
     fails(workdir, ["messages", "list", *args], 64, text)
 
 
-def test_show_a_message_and_its_timeline(workdir: Path, store: Store):
+def test_show_a_message_and_its_timeline(workdir: Path, store: Store, enqueue, run_ok, fails):
     m = enqueue(workdir, "a")
     store.claim(["hie"], "w1", 1, 60)
     store.record("w1", [Failed(m, "AR: unknown patient", response="MSA|AR")])
@@ -101,7 +144,7 @@ def test_show_a_message_and_its_timeline(workdir: Path, store: Store):
     fails(workdir, ["messages", "show", "x1"], 64, "ID: 'x1' is not a message id")
 
 
-def test_resend_and_dry_runs(workdir: Path, store: Store):
+def test_resend_and_dry_runs(workdir: Path, store: Store, enqueue, run_ok, fails):
     a, b = enqueue(workdir, "a"), enqueue(workdir, "b")
     store.claim(["hie"], "w", 2, 60)
     store.record("w", [Delivered(a, "MSA|AA"), Delivered(b, "MSA|AA")])
@@ -155,7 +198,9 @@ def test_resend_and_dry_runs(workdir: Path, store: Store):
         (["resend"], "select messages with --id, or --channel"),
     ],
 )
-def test_operator_commands_refuse_what_they_cannot_do(workdir: Path, args: list[str], text: str):
+def test_operator_commands_refuse_what_they_cannot_do(
+    workdir: Path, enqueue, run_ok, fails, args: list[str], text: str
+):
     m = enqueue(workdir, "a")
     stdout = fails(workdir, args, 64, text)
     assert stdout == ""

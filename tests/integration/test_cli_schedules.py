@@ -719,6 +719,13 @@ def test_runs_lists_the_ledger_newest_first(workdir, db_url, cli):
     shown = cli("schedules", "show", "nightly", "--json").json()
     assert [r["id"] for r in shown["runs"]] == [newest["id"], run.id]
     assert lines[1] in ok(cli("schedules", "show", "nightly")).splitlines()
+    # --status, as GET …/runs?status= takes it: again or comma-separated
+    assert [r["id"] for r in cli("runs", "nightly", "--status", "failed", "--json").json()] == [
+        run.id
+    ]
+    both = cli("runs", "nightly", "--status", "queued,running", "--status", "failed", "--json")
+    assert [r["id"] for r in both.json()] == [newest["id"], run.id]
+    assert cli("runs", "nightly", "--status", "succeeded", "--json").json() == []
 
 
 def test_list_shows_the_newest_run_as_the_last(workdir, db_url, cli):
