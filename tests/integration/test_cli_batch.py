@@ -32,7 +32,7 @@ from daemon.operator.requests import BatchIn, parse
 from daemon.store.aio import AsyncStore, open_async_store
 from daemon.store.db import open_database
 from daemon.store.migrations import migrate
-from daemon.store.models import Message, StatusEvent
+from daemon.store.models import MODELS, Message, StatusEvent
 from daemon.store.sync import Store
 from tests.integration.test_cli import CONFIG, hl7
 
@@ -74,9 +74,11 @@ def cli(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch):
 
 @contextmanager
 def opened(url: str) -> Iterator[Store]:
+    """A store on ``url``, the model declarations bound to it for the test's queries."""
     store = Store(open_database(DatabaseSettings(url=url)))
     try:
-        yield store
+        with store.db.bind_ctx(MODELS):
+            yield store
     finally:
         store.close()
 
