@@ -26,7 +26,7 @@ import logging
 import time
 from collections.abc import Sequence
 
-from daemon.channels.base import Channel, Envelope, Outcome, Sender
+from daemon.channels.base import Channel, CountsTokens, Envelope, Outcome, Sender
 from daemon.channels.kind import ChannelSettings
 from daemon.channels.registry import kind_of
 from daemon.domain.errors import StoreError, StoreUnavailable
@@ -48,6 +48,7 @@ STORE_RETRY = 1.0  # first wait after the database failed a unit of work
 RECORD_GATHER = 0.005  # seconds to gather outcomes when only a few are waiting
 BREAKER_REFRESH = 30.0  # seconds between reports of a breaker that stays open
 _STOP = None
+TOKEN_RESULTS = ("ok", "refused", "failed", "invalid")  # an access token fetch's results
 
 
 class ChannelLoop:
@@ -105,6 +106,9 @@ class ChannelLoop:
             r: m.deliveries.labels(n, r) for r in ("delivered", "retried", "rejected", "failed")
         }
         self.m_breaker.set(0)
+        if isinstance(self.channel, CountsTokens):
+            fetches = {r: m.token_fetches.labels(n, r) for r in TOKEN_RESULTS}
+            self.channel.count_tokens(lambda result: fetches[result].inc())
 
     @property
     def capacity(self) -> int:
