@@ -67,6 +67,9 @@ class Envelope:
     kind: str
     payload: bytes
     attempt: int  # 1 for the first attempt
+    # What the peer answered the message's prerequisite (``after``), as stored; None
+    # without one. A kind that fills references (``{{after.id}}``) reads it.
+    after_response: str | None = None
 
 
 class Sender(Protocol):

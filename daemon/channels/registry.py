@@ -8,12 +8,12 @@ from typing import TYPE_CHECKING, Annotated, Any, Union
 
 from pydantic import Field
 
-from daemon.channels import bpjs_antrean, http, mllp
+from daemon.channels import bpjs_antrean, fhir, http, mllp
 from daemon.channels.base import Channel
 from daemon.channels.kind import ChannelKind, ChannelSettings, InvalidPayload
 
 CHANNEL_KINDS: Mapping[str, ChannelKind[Any]] = {
-    kind.name: kind for kind in (mllp.KIND, http.KIND, bpjs_antrean.KIND)
+    kind.name: kind for kind in (mllp.KIND, http.KIND, bpjs_antrean.KIND, fhir.KIND)
 }
 
 # The settings of any registered kind, told apart by ``kind``.

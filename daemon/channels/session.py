@@ -7,6 +7,7 @@ message's (``Outcome.held``)."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Generic, Protocol, TypeVar
@@ -148,6 +149,27 @@ async def read_answer(response: aiohttp.ClientResponse, limit: int) -> Answer:
         failure,
         response.charset,
     )
+
+
+def transport_failure(
+    exc: Exception, address: str, host: str | None, settings: _SessionSettings
+) -> str | None:
+    """What went wrong reaching the peer at ``address``, in one line, for the
+    exceptions aiohttp raises when it was not reached or did not answer; None for
+    any other exception (the caller's to describe)."""
+    if isinstance(exc, aiohttp.ConnectionTimeoutError):
+        return f"connect timed out after {settings.connect_timeout:g}s"
+    if isinstance(exc, TimeoutError):
+        return f"no response within {settings.timeout:g}s"
+    if isinstance(exc, aiohttp.ClientConnectorDNSError):
+        return f"DNS lookup failed for {host}"
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        errno = exc.os_error.errno
+        reason = os.strerror(errno) if errno else exc.strerror or type(exc.os_error).__name__
+        return f"cannot connect to {address}: {reason}"
+    if isinstance(exc, aiohttp.ServerDisconnectedError):
+        return f"{address} closed the connection without answering"
+    return None
 
 
 class SharedSender:

@@ -59,6 +59,7 @@ class TokenIssuer:
         self.clock = clock
         self.faults = TokenFaults()
         self.tokens: dict[str, float] = {}  # token → when it expires (clock())
+        self.given: list[str] = []  # every token given out, expired ones included
         self.fetches = 0  # requests answered with a token
         self.requests = 0  # requests received, refused and faulted ones included
 
@@ -99,6 +100,7 @@ class TokenIssuer:
             return web.json_response({"error": "unsupported_grant_type"}, status=400)
         token = secrets.token_urlsafe(24)
         self.tokens[token] = self.clock() + self.lifetime
+        self.given.append(token)
         self.fetches += 1
         return web.json_response(self._answer(token, client[0], form.get("scope")))
 

@@ -40,7 +40,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 
 import aiohttp
 from multidict import CIMultiDict
@@ -60,7 +59,7 @@ from daemon.channels.http.rules import (
 from daemon.channels.http.settings import BasicAuthSettings, BearerAuthSettings, HttpSettings
 from daemon.channels.oauth.settings import OAuth2Settings
 from daemon.channels.oauth.tokens import TokenSource
-from daemon.channels.session import Answer, SessionChannel, read_answer
+from daemon.channels.session import Answer, SessionChannel, read_answer, transport_failure
 
 log = logging.getLogger(__name__)
 
@@ -111,18 +110,9 @@ class HttpChannel(SessionChannel[HttpSettings]):
             return judge_response(answer.status, answer.reason, answer.headers, body)
         except asyncio.CancelledError:
             raise
-        except aiohttp.ConnectionTimeoutError:
-            return self._unreachable(f"connect timed out after {self.settings.connect_timeout:g}s")
-        except TimeoutError:
-            return self._unreachable(f"no response within {self.settings.timeout:g}s")
-        except aiohttp.ClientConnectorDNSError:
-            return self._unreachable(f"DNS lookup failed for {self.url.host}")
-        except aiohttp.ClientConnectorError as exc:
-            errno = exc.os_error.errno
-            reason = os.strerror(errno) if errno else exc.strerror or type(exc.os_error).__name__
-            return self._unreachable(f"cannot connect to {self._address}: {reason}")
-        except aiohttp.ServerDisconnectedError:
-            return self._unreachable(f"{self._address} closed the connection without answering")
+        except (TimeoutError, aiohttp.ClientConnectorError, aiohttp.ServerDisconnectedError) as exc:
+            failure = transport_failure(exc, self._address, self.url.host, self.settings)
+            return self._unreachable(failure or self._why(exc))
         except aiohttp.ClientError as exc:
             return self._unreachable(f"HTTP exchange with {self._address} failed: {self._why(exc)}")
         except Exception as exc:
