@@ -28,8 +28,9 @@ from typing import Any
 from urllib.parse import quote
 
 from daemon.domain.jsonpointer import check_pointer, resolve, scalar_text
+from daemon.domain.messages import PREREQUISITE_MARK
 
-MARKER = b"{{after"  # a payload without it has no reference (a fast first look)
+MARKER = PREREQUISITE_MARK  # a payload without it has no reference (a fast first look)
 _REFERENCE = re.compile(r"\{\{after(\.id|/[^{}]*)\}\}")
 _ANY = re.compile(r"\{\{\s*after\b[^}]*\}*")  # something that looks meant as a reference
 PLACEHOLDER = "0"  # what a reference stands as while a payload is checked at enqueue
@@ -46,6 +47,11 @@ class BadReference(ValueError):
 def mentions(payload: bytes) -> bool:
     """Whether a payload may hold a reference (a cheap test: no parsing)."""
     return MARKER in payload
+
+
+def names_prerequisite(payload: bytes) -> bool:
+    """Whether a payload holds a reference (written rightly) to its prerequisite."""
+    return mentions(payload) and _REFERENCE.search(payload.decode("utf-8", "replace")) is not None
 
 
 def pointer_of(match: re.Match[str]) -> str:

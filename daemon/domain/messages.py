@@ -33,6 +33,11 @@ def positional_pickle(cls: type[C]) -> type[C]:
     return cls
 
 
+# How a payload's reference to its prerequisite's answer begins (``{{after.id}}``,
+# ``daemon.channels.references``): a claim hands that answer only to such payloads.
+PREREQUISITE_MARK = b"{{after"
+
+
 class InvalidMessage(ValueError):
     """A message that cannot be stored as given; the text says why."""
 

@@ -389,3 +389,46 @@ def test_a_whole_number_is_filled_as_text_and_a_query_is_percent_encoded():
     assert fill_text("Encounter?subject={{after.id}}", '{"id": "a b&c"}') == (
         "Encounter?subject=a%20b%26c"
     )
+
+
+# --- enqueue: a reference needs a prerequisite ----------------------------------------------
+
+SETTINGS = """
+database: sqlite:///x.db
+channels:
+  satusehat: {kind: fhir, base_url: "https://fhir.example/fhir-r4/v1"}
+  hook: {kind: http, url: "https://hooks.example/in"}
+  hie: {kind: mllp, host: 127.0.0.1, port: 2575}
+"""
+
+
+@pytest.mark.parametrize(
+    ("channel", "kind", "payload"),
+    [
+        ("satusehat", "create", dumps(ENCOUNTER)),
+        ("satusehat", "search", b"Encounter?_id={{after.id}}"),
+        ("hook", None, b'{"encounter": "{{after/id}}"}'),
+    ],
+)
+def test_a_reference_without_a_prerequisite_is_refused_at_enqueue(channel, kind, payload):
+    from daemon.config.loader import parse_config
+    from daemon.domain.errors import Refused
+    from daemon.operator.enqueue import Handed, new_message
+
+    settings = parse_config(SETTINGS)
+    with pytest.raises(Refused) as caught:
+        new_message(settings, Handed(channel, "k", payload, kind))
+    assert caught.value.field == "payload" and "no prerequisite: give after" in str(caught.value)
+    stored = new_message(settings, Handed(channel, "k", payload, kind, after_key="first"))
+    assert stored.payload == payload and stored.after_key == "first"
+
+
+def test_text_that_only_looks_like_a_reference_needs_no_prerequisite():
+    from daemon.config.loader import parse_config
+    from daemon.operator.enqueue import Handed, new_message
+
+    settings = parse_config(SETTINGS)
+    hl7 = b"MSH|^~\\&|A|B|C|D|20261123||ADT^A04|M1|P|2.5.1\rNTE|1||{{after.id}}\r"
+    assert new_message(settings, Handed("hie", "k", hl7)).after_key is None  # not a kind that fills
+    plain = b'{"note": "{{afterwards}}"}'
+    assert new_message(settings, Handed("hook", "k", plain)).payload == plain

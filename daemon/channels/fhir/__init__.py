@@ -44,4 +44,5 @@ KIND = ChannelKind(
     describe=_describe,
     default_message_kind=None,
     message_kind_hint=KINDS_HINT,
+    references=True,
 )

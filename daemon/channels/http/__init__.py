@@ -43,4 +43,5 @@ KIND = ChannelKind(
     check_payload=_check,
     describe=_describe,
     default_message_kind="json",
+    references=True,
 )

@@ -5,6 +5,8 @@ What the peer receives, per message:
 * the payload bytes, unchanged, as the body, with the configured method, URL and
   headers; ``Content-Type: application/json`` and ``User-Agent: outboxd/<version>``
   unless the configured headers name their own;
+* a JSON body's references to its prerequisite's answer (``{{after.id}}``,
+  ``daemon.channels.references``) filled in (one that cannot be: rejected);
 * ``Idempotency-Key: <message key>``: the same on every attempt of a message, so the
   peer can de-duplicate a repeat (delivery is at least once);
 * ``Authorization: Bearer …`` or ``Basic …`` when ``auth`` is set; with
@@ -59,6 +61,7 @@ from daemon.channels.http.rules import (
 from daemon.channels.http.settings import BasicAuthSettings, BearerAuthSettings, HttpSettings
 from daemon.channels.oauth.settings import OAuth2Settings
 from daemon.channels.oauth.tokens import TokenSource
+from daemon.channels.references import UnresolvedReference, fill_json, mentions
 from daemon.channels.session import Answer, SessionChannel, read_answer, transport_failure
 
 log = logging.getLogger(__name__)
@@ -78,6 +81,7 @@ class HttpChannel(SessionChannel[HttpSettings]):
         self._secrets = _secrets_of(settings)
         if isinstance(settings.auth, OAuth2Settings):
             self.tokens = TokenSource(settings.auth)
+        self._json = "json" in settings.content_type.lower()
         super().__init__()
 
     async def send(self, envelope: Envelope) -> Outcome:
@@ -85,6 +89,13 @@ class HttpChannel(SessionChannel[HttpSettings]):
         if self._closed:
             return Outcome.retry("channel is closed")
         payload = envelope.payload
+        if self._json and mentions(payload):
+            try:
+                payload = fill_json(payload, envelope.after_response)
+            except UnresolvedReference as exc:
+                return Outcome.rejected(f"cannot fill its references: {exc}")
+            except ValueError:  # not JSON after all (stored unchecked): sent as it is
+                pass
         try:
             session = self._open_session()
             headers = self._request_headers(envelope, payload)
