@@ -80,6 +80,8 @@ class ClaimedMessage:
     lease_expires_at: datetime
     after_id: int | None = None
     group_key: str | None = None
+    # the prerequisite's stored response, filled by the claim when the payload names it
+    after_response: str | None = None
 
 
 # --- what became of a delivery attempt, as recorded by ``Store.record`` ------------

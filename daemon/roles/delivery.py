@@ -274,7 +274,12 @@ class ChannelLoop:
             self._add_outcome(Released(message.id))  # draining: not sent
             return
         envelope = Envelope(
-            message.id, message.key, message.kind, message.payload, message.attempts + 1
+            message.id,
+            message.key,
+            message.kind,
+            message.payload,
+            message.attempts + 1,
+            message.after_response,
         )
         self.sending += 1
         started = time.perf_counter()

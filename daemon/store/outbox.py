@@ -11,6 +11,7 @@ import peewee as pw
 
 from daemon.domain.errors import StoreError
 from daemon.domain.messages import (
+    PREREQUISITE_MARK,
     AttemptResult,
     ClaimedMessage,
     Delivered,
@@ -257,7 +258,23 @@ class OutboxOps(StoreBase):
             for id_, channel_, kind, key, payload, attempts, created, after, group in rows
         ]  # fmt: skip
         claimed.sort(key=lambda m: m.id)
+        self._add_after_responses(claimed)
         return claimed
+
+    def _add_after_responses(self, claimed: list[ClaimedMessage]) -> None:
+        """The prerequisite's response (sent: the claim waits for it) for each claimed
+        message whose payload refers to it (``{{after.id}}``); one query, none when
+        no payload does."""
+        referring = [
+            (m, m.after_id) for m in claimed if m.after_id and PREREQUISITE_MARK in m.payload
+        ]
+        if not referring:
+            return
+        after = list({after_id for _, after_id in referring})
+        query = Message.select(Message.id, Message.response).where(Message.id.in_(after))
+        responses: dict[int, str | None] = {row.id: row.response for row in query}
+        for message, after_id in referring:
+            message.after_response = responses.get(after_id)
 
     def _lease_sqlite(
         self, channel: str, owner: str, limit: int, stamp: str, expiry: str, ordered: bool

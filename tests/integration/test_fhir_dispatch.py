@@ -196,3 +196,86 @@ async def test_a_refused_resource_shows_its_outcome_and_no_secret_is_ever_writte
         assert checked.returncode == 0, checked.stderr
         assert "satusehat" in checked.stdout and "OAuth2" in checked.stdout
         assert [s for s in secrets if s in checked.stdout + checked.stderr] == []
+
+
+async def test_a_chain_search_encounter_condition_fills_each_id(
+    tmp_path, db_url, store, credentials
+):
+    """A visit as a SIMRS sends it: the patient looked up by NIK, the Encounter after
+    it naming the patient's id, the Condition after the Encounter naming its id; a
+    lookup that finds no one fails, and what waits on it stays waiting."""
+    async with FhirSimulator({CLIENT_ID: CLIENT_SECRET}, lifetime=300) as sim:
+        health = free_port()
+        config = write_config(tmp_path / "o.yaml", sim, db_url, health)
+        pid, nik = PATIENTS[2][0], PATIENTS[2][1]
+        lookup = f"Patient?identifier={NIK}|{nik}".encode()
+        visit = encounter("REG-77", "Patient/{{after.id}}")
+        diagnosis = condition("Encounter/{{after.id}}")
+        diagnosis["subject"] = {"reference": "{{after/subject/reference}}"}
+        batch = [
+            NewMessage("satusehat", "patient", lookup, "search"),
+            NewMessage(
+                "satusehat", "visit", json.dumps(visit).encode(), "conditional-create",
+                after_key="patient",
+            ),
+            NewMessage(
+                "satusehat", "diagnosis", json.dumps(diagnosis).encode(), "create",
+                after_key="visit",
+            ),
+            NewMessage("satusehat", "nobody", f"Patient?identifier={NIK}|0".encode(), "search"),
+            NewMessage(
+                "satusehat", "nobody-visit", json.dumps(visit).encode(), "conditional-create",
+                after_key="nobody",
+            ),
+        ]  # fmt: skip
+        ids = [r.id for r in store.enqueue_many(batch)]
+        proc = DaemonProcess(tmp_path, config)
+        try:
+            await proc.start(health)
+            await eventually(
+                lambda: statuses(store) == {"sent": 3, "failed": 1, "pending": 1},
+                what="the chain sent, the lookup of nobody failed, its visit waiting",
+            )
+            assert await proc.stop() == 0
+        finally:
+            proc.kill()
+        [stored_visit] = sim.of("Encounter")
+        [stored_diagnosis] = sim.of("Condition")
+        assert stored_visit["subject"]["reference"] == f"Patient/{pid}"
+        assert stored_diagnosis["encounter"]["reference"] == f"Encounter/{stored_visit['id']}"
+        assert stored_diagnosis["subject"]["reference"] == f"Patient/{pid}"
+        nobody = store.message_timeline(ids[3])
+        assert nobody is not None and nobody.last_error == (
+            f"no Patient matches identifier={NIK}|0"
+        )
+        waiting = store.message_timeline(ids[4])
+        assert waiting is not None and waiting.status == "pending" and waiting.attempts == 0
+
+
+async def test_the_demo_traffic_chains_visits_to_the_simulator(
+    tmp_path, db_url, store, credentials
+):
+    async with FhirSimulator({CLIENT_ID: CLIENT_SECRET}, lifetime=300) as sim:
+        health = free_port()
+        config = write_config(tmp_path / "o.yaml", sim, db_url, health)
+        made = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "daemon.sim.traffic", "-c", str(config), "--count", "2",
+            "--every", "0", cwd=ROOT,
+        )  # fmt: skip
+        assert await asyncio.wait_for(made.wait(), 60) == 0
+        kinds = [(m.kind, m.after_id is not None) for m in Message.select().order_by(Message.id)]
+        assert kinds == [("search", False), ("conditional-create", True), ("create", True)] * 2
+        proc = DaemonProcess(tmp_path, config)
+        try:
+            await proc.start(health)
+            await eventually(lambda: statuses(store) == {"sent": 6}, what="two visits sent")
+            assert await proc.stop() == 0
+        finally:
+            proc.kill()
+        encounters = {e["id"]: e for e in sim.of("Encounter")}
+        conditions = sim.of("Condition")
+        assert len(encounters) == 2 and len(conditions) == 2
+        for c in conditions:
+            visit = encounters[c["encounter"]["reference"].split("/")[1]]
+            assert c["subject"]["reference"] == visit["subject"]["reference"]
+            assert visit["subject"]["reference"].startswith("Patient/P")
