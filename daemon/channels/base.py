@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 
 class Verdict(enum.Enum):
@@ -24,6 +25,11 @@ class Outcome:
     # the task before). Waiting for it does not count as an attempt; when the earlier
     # ones are recorded delivered here, they are sent again first (once).
     awaits_predecessor: bool = False
+    # The message never left: the channel itself could not send (no access token
+    # from its token endpoint, or the partner refused a fresh one). Not an attempt,
+    # and no reason to give up on the message: it waits ``retry_after`` and goes
+    # when the channel can send again. Counts for the breaker.
+    unsent: bool = False
 
     @classmethod
     def delivered(cls, response: str | None = None, detail: str = "") -> Outcome:
@@ -46,6 +52,11 @@ class Outcome:
     def rejected(cls, detail: str, response: str | None = None) -> Outcome:
         return cls(Verdict.REJECTED, detail, response)
 
+    @classmethod
+    def held(cls, detail: str, retry_after: float | None = None) -> Outcome:
+        """Not sent: the channel cannot send now (see ``unsent``)."""
+        return cls(Verdict.RETRY, detail, None, retry_after, True, False, True)
+
 
 @dataclass(slots=True)  # read-only by convention: frozen costs per message
 class Envelope:
@@ -56,6 +67,9 @@ class Envelope:
     kind: str
     payload: bytes
     attempt: int  # 1 for the first attempt
+    # What the peer answered the message's prerequisite (``after``), as stored; None
+    # without one. A kind that fills references (``{{after.id}}``) reads it.
+    after_response: str | None = None
 
 
 class Sender(Protocol):
@@ -64,6 +78,14 @@ class Sender(Protocol):
     async def send(self, envelope: Envelope) -> Outcome: ...
 
     async def close(self) -> None: ...
+
+
+@runtime_checkable
+class CountsTokens(Protocol):
+    """A channel that fetches access tokens: ``count`` is called with each fetch's
+    result (ok, refused, failed, invalid), for the metrics."""
+
+    def count_tokens(self, count: Callable[[str], None]) -> None: ...
 
 
 class Channel(Protocol):

@@ -3,7 +3,8 @@
 A kind is one ``ChannelKind`` in a module of its own under ``kinds/``: its name,
 its settings model, how to build the channel, how to check a payload at enqueue,
 the message kind a payload gets when the caller names none, how it describes
-itself in a summary, and, for a kind whose messages belong to a tracked item
+itself in a summary, whether its payloads may refer to their prerequisite's
+answer, and, for a kind whose messages belong to a tracked item
 (a BPJS visit), what an attempt's result means for that item. The registry
 (``registry.py``) is a mapping of them; nothing else names a kind.
 """
@@ -75,3 +76,6 @@ class ChannelKind(Generic[S]):
     default_message_kind: str | None  # None: the caller must name the kind
     message_kind_hint: str = ""  # what to say when a kind must be named and is not
     progress: ProgressRule | None = None
+    # Its payloads may name what their prerequisite's peer answered ({{after.id}},
+    # ``daemon.channels.references``), filled when sent; refused at enqueue without one.
+    references: bool = False

@@ -8,12 +8,12 @@ from typing import TYPE_CHECKING, Annotated, Any, Union
 
 from pydantic import Field
 
-from daemon.channels import bpjs_antrean, http, mllp
+from daemon.channels import bpjs_antrean, fhir, http, mllp
 from daemon.channels.base import Channel
 from daemon.channels.kind import ChannelKind, ChannelSettings, InvalidPayload
 
 CHANNEL_KINDS: Mapping[str, ChannelKind[Any]] = {
-    kind.name: kind for kind in (mllp.KIND, http.KIND, bpjs_antrean.KIND)
+    kind.name: kind for kind in (mllp.KIND, http.KIND, bpjs_antrean.KIND, fhir.KIND)
 }
 
 # The settings of any registered kind, told apart by ``kind``.
@@ -44,6 +44,16 @@ def prepare_payload(settings: ChannelSettings, payload: bytes, kind: str = "") -
     return kind_of(settings).check_payload(settings, payload, kind)
 
 
+def refers_without_prerequisite(settings: ChannelSettings, payload: bytes, after: bool) -> bool:
+    """Whether a payload names its prerequisite's answer (``{{after.id}}``) on a
+    channel that fills such references, while the message has no prerequisite."""
+    if after or not kind_of(settings).references:
+        return False
+    from daemon.channels.references import names_prerequisite
+
+    return names_prerequisite(payload)
+
+
 def message_kind(settings: ChannelSettings, given: str | None) -> str:
     """The message kind to store: the one given, or the channel kind's default;
     ``InvalidPayload`` when the kind needs one named."""
@@ -64,4 +74,5 @@ __all__ = [
     "kind_of",
     "message_kind",
     "prepare_payload",
+    "refers_without_prerequisite",
 ]

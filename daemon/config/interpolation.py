@@ -48,6 +48,16 @@ def interpolate(text: str, environ: Mapping[str, str]) -> str:
     return "".join(out)
 
 
+def names_variable(text: str) -> bool:
+    """Whether ``text`` holds a ``${...}`` reference (``$$`` is a literal ``$``)."""
+    i = text.find("$")
+    while 0 <= i < len(text) - 1:
+        if text[i + 1] == "{":
+            return True
+        i = text.find("$", i + (2 if text[i + 1] == "$" else 1))
+    return False
+
+
 def _resolve(body: str, environ: Mapping[str, str]) -> str:
     match = _NAME.match(body)
     if not match:

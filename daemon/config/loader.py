@@ -19,8 +19,9 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from daemon.config.errors import ConfigError, ConfigIssue
-from daemon.config.interpolation import InterpolationError, interpolate
+from daemon.config.interpolation import InterpolationError, interpolate, names_variable
 from daemon.config.settings import Settings
+from daemon.domain.fields import FromEnvironment
 from daemon.jobs.registry import JOB_KINDS
 from daemon.sources.registry import SOURCE_KINDS
 
@@ -76,6 +77,8 @@ def parse_config(
     except ValidationError as exc:
         issues += [i for i in _issues_from_pydantic(exc.errors(), data) if i.path not in failed]
     issues += cross_check(data)
+    if settings is not None:
+        issues += secrets_written_out(settings, raw)
     if issues or settings is None:
         raise ConfigError(source, issues)
     return settings
@@ -207,6 +210,45 @@ def _interpolate_tree(
     return node
 
 
+# --- secrets only by ${VAR} ----------------------------------------------------------
+
+WRITTEN_OUT = "a secret is not written in the file: give it as ${VAR} (an environment variable)"
+
+
+def secrets_written_out(value: Any, raw: Any, path: tuple[Any, ...] = ()) -> list[ConfigIssue]:
+    """The settings marked ``FromEnvironment`` whose value the file (``raw``, as
+    written, before ``${VAR}`` was resolved) holds itself instead of naming a variable."""
+    if isinstance(value, BaseModel):
+        issues = []
+        for name, field in type(value).model_fields.items():
+            key = field.alias or name
+            node = raw.get(key) if isinstance(raw, dict) else None
+            found = getattr(value, name)
+            if any(isinstance(m, FromEnvironment) for m in field.metadata):
+                if found is not None and not (isinstance(node, str) and names_variable(node)):
+                    issues.append(ConfigIssue(format_path((*path, key)), WRITTEN_OUT))
+                continue
+            issues += secrets_written_out(found, node, (*path, key))
+        return issues
+    if isinstance(value, Mapping):
+        return [
+            issue
+            for key, item in value.items()
+            for issue in secrets_written_out(
+                item, raw.get(key) if isinstance(raw, dict) else None, (*path, key)
+            )
+        ]
+    if isinstance(value, list | tuple):
+        return [
+            issue
+            for i, item in enumerate(value)
+            for issue in secrets_written_out(
+                item, raw[i] if isinstance(raw, list) and i < len(raw) else None, (*path, i)
+            )
+        ]
+    return []
+
+
 # --- pydantic errors → dotted paths ---------------------------------------------
 
 
@@ -263,7 +305,7 @@ def _real_path(loc: tuple[Any, ...], data: Any) -> tuple[list[Any], str | None]:
             parts.append(part)
             node = node[part]
             continue
-        if isinstance(node, dict) and part in (node.get("kind"), node.get("job")):
+        if isinstance(node, dict) and part in (node.get("kind"), node.get("job"), node.get("type")):
             continue  # a union's tag
         what = _member(part)
         if what is not None:

@@ -14,7 +14,15 @@ from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, PlainValidator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainValidator,
+    SecretStr,
+)
 
 from daemon.domain.limits import NAME_PATTERN
 from daemon.domain.units import Rate, parse_duration, parse_rate, parse_size
@@ -142,6 +150,22 @@ HttpUrl = Annotated[str, AfterValidator(_check_http_url)]
 Encoding = Annotated[str, AfterValidator(_check_encoding)]
 Host = Annotated[str, AfterValidator(_check_host)]
 Line = Annotated[str, AfterValidator(_check_line)]  # one line of printable text
+
+
+class FromEnvironment:
+    """Marks a setting the file must name as ``${VAR}`` and never hold itself (a
+    client secret): the loader refuses a value written out in the file, so a
+    secret never sits in a file that is copied, versioned or shown."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "FROM_ENVIRONMENT"
+
+
+FROM_ENVIRONMENT = FromEnvironment()
+# A secret given only as ``${VAR}`` (or ``${VAR:-…}``, ``${VAR:?…}``); never printed.
+EnvSecret = Annotated[SecretStr, FROM_ENVIRONMENT]
 
 
 class Model(BaseModel):

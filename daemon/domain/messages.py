@@ -35,6 +35,11 @@ def positional_pickle(cls: type[C]) -> type[C]:
     return cls
 
 
+# How a payload's reference to its prerequisite's answer begins (``{{after.id}}``,
+# ``daemon.channels.references``): a claim hands that answer only to such payloads.
+PREREQUISITE_MARK = b"{{after"
+
+
 class InvalidMessage(Refused):
     """A message that cannot be stored as given; the text says why, ``field``
     which of ``NewMessage``'s it is (``key``, ``after_key``), ``index`` which
@@ -83,6 +88,8 @@ class ClaimedMessage:
     lease_expires_at: datetime
     after_id: int | None = None
     group_key: str | None = None
+    # the prerequisite's stored response, filled by the claim when the payload names it
+    after_response: str | None = None
 
 
 # --- what became of a delivery attempt, as recorded by ``Store.record`` ------------

@@ -85,6 +85,8 @@ class JobContext:
     store: JobStore
     notify: Notify
     log: logging.Logger = field(default_factory=lambda: logging.getLogger("outboxd.jobs"))
+    # (channel, result) of each OAuth2 token fetch a job makes, for the metrics
+    count_token: Callable[[str, str], None] = field(default=lambda _channel, _result: None)
 
 
 Opts = TypeVar("Opts", bound=JobOptions)

@@ -11,19 +11,32 @@ written with the check; a message still open after ``max_checks`` is flagged for
 an operator. A partner that does not answer changes nothing: the message is
 checked again next time, and when no check got an answer the run fails (and is
 retried as its schedule says).
+
+``auth`` authenticates each request as an ``http`` channel's does: a bearer token,
+basic auth, or OAuth2 client credentials (``type: oauth2``: one access token per
+channel and process, kept between runs, fetched again after a 401 and the check
+asked once more; no token is a check without an answer).
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import weakref
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 from urllib.parse import quote
 
 from pydantic import Field, field_validator
 
-from daemon.channels.http.settings import HttpHeaders
+from daemon.channels.http.rules import basic_credentials
+from daemon.channels.http.settings import (
+    BasicAuthSettings,
+    BearerAuthSettings,
+    HttpAuth,
+    HttpHeaders,
+)
+from daemon.channels.oauth.settings import OAuth2Settings
 from daemon.domain.fields import Integer, Line, PositiveDuration, redact_url
 from daemon.domain.tracking import CheckResult, DueCheck, Verdict
 from daemon.domain.units import format_duration
@@ -31,6 +44,8 @@ from daemon.jobs.kind import JobContext, JobFailed, JobKind, JobOptions
 
 if TYPE_CHECKING:
     import aiohttp
+
+    from daemon.channels.oauth.tokens import TokenSource
 
 
 def pointer(document: Any, path: str) -> Any:
@@ -62,6 +77,7 @@ class StatusCheckOptions(JobOptions):
     url: Line  # http(s)://…/{key} or …/{id}
     method: Literal["GET", "POST"] = "GET"
     headers: HttpHeaders = Field(default_factory=dict)
+    auth: HttpAuth | None = None
     id_pointer: Pointer | None = None  # where the partner's id is in the answer kept at send
     status_pointer: Pointer = "/status"
     statuses: dict[Line, Literal["confirmed", "rejected"]]
@@ -97,24 +113,85 @@ def _url(options: StatusCheckOptions, due: DueCheck) -> str | None:
     return options.url.format(key=quote(due.key, safe=""), id=quote(partner_id, safe=""))
 
 
+# The token sources of this process, by event loop, then by (channel, auth): one
+# token per channel and process, kept from one run to the next.
+_TOKENS: weakref.WeakKeyDictionary[
+    asyncio.AbstractEventLoop, dict[tuple[str, OAuth2Settings], TokenSource]
+] = weakref.WeakKeyDictionary()
+
+
+def _tokens(ctx: JobContext, options: StatusCheckOptions) -> TokenSource | None:
+    if not isinstance(options.auth, OAuth2Settings):
+        return None
+    from daemon.channels.oauth.tokens import TokenSource
+
+    sources = _TOKENS.setdefault(asyncio.get_running_loop(), {})
+    key = (options.channel, options.auth)
+    source = sources.get(key)
+    if source is None:
+        source = sources[key] = TokenSource(options.auth)
+        channel, count = options.channel, ctx.count_token
+        source.count = lambda result: count(channel, result)
+    return source
+
+
+def _fixed_headers(options: StatusCheckOptions) -> dict[str, str]:
+    headers = dict(options.headers)
+    if isinstance(options.auth, BasicAuthSettings):
+        headers["Authorization"] = basic_credentials(
+            options.auth.username, options.auth.password.get_secret_value()
+        )
+    elif isinstance(options.auth, BearerAuthSettings):
+        headers["Authorization"] = f"Bearer {options.auth.token.get_secret_value()}"
+    return headers
+
+
+async def _get(
+    session: aiohttp.ClientSession,
+    options: StatusCheckOptions,
+    url: str,
+    tokens: TokenSource | None,
+) -> tuple[int, bytes]:
+    """One request (once more with a fresh token after a 401): the status and body."""
+    headers = _fixed_headers(options)
+    for last in (False, True):
+        token = await tokens.get(session) if tokens is not None else None
+        if token is not None:
+            headers["Authorization"] = f"Bearer {token}"
+        async with session.request(
+            options.method, url, headers=headers, allow_redirects=False
+        ) as response:
+            body = await response.content.read(1 << 20)
+            status = response.status
+        if status != 401 or tokens is None or token is None or last:
+            break
+        tokens.invalidate(token)
+    return status, body
+
+
 async def _ask(
-    session: aiohttp.ClientSession, options: StatusCheckOptions, due: DueCheck
+    session: aiohttp.ClientSession,
+    options: StatusCheckOptions,
+    due: DueCheck,
+    tokens: TokenSource | None = None,
 ) -> CheckResult | str:
     """The partner's verdict on one message, or why there is none (a string)."""
     import aiohttp
 
+    from daemon.channels.oauth.tokens import TokenUnavailable
+
     url = _url(options, due)
     if url is None:
         return f"message {due.id}: no {options.id_pointer} in the answer kept at send"
-    try:
-        async with session.request(
-            options.method, url, headers=options.headers, allow_redirects=False
-        ) as response:
-            body = await response.content.read(1 << 20)
-            status = response.status
-    except (TimeoutError, aiohttp.ClientError) as exc:
-        return f"{redact_url(url.split('?')[0])}: {type(exc).__name__}: {exc}"
     where = redact_url(url.split("?")[0])
+    try:
+        status, body = await _get(session, options, url, tokens)
+    except TokenUnavailable as exc:
+        return f"{where}: no access token: {exc.detail}"
+    except (TimeoutError, aiohttp.ClientError) as exc:
+        return f"{where}: {type(exc).__name__}: {exc}"
+    if status == 401 and tokens is not None:
+        return f"{where} answered HTTP 401 to a freshly fetched access token"
     if status >= 500 or status in (408, 429):
         return f"{where} answered HTTP {status}"
     try:
@@ -138,10 +215,11 @@ async def run(ctx: JobContext, options: StatusCheckOptions) -> dict[str, Any]:
 
     timeout = aiohttp.ClientTimeout(total=options.timeout)
     limit = asyncio.Semaphore(options.concurrency)
+    tokens = _tokens(ctx, options)
 
     async def one(check: DueCheck) -> CheckResult | str:
         async with limit:
-            return await _ask(session, options, check)
+            return await _ask(session, options, check, tokens)
 
     async with aiohttp.ClientSession(timeout=timeout, trust_env=False) as session:
         answers = await asyncio.gather(*(one(d) for d in due))
@@ -164,8 +242,9 @@ def check(options: Mapping[str, Any], document: Mapping[str, Any]) -> list[tuple
 
 
 def describe(options: StatusCheckOptions) -> str:
+    oauth = " (OAuth2)" if isinstance(options.auth, OAuth2Settings) else ""
     return (
-        f"statuses of {options.channel} at {redact_url(options.url.split('?')[0])}, "
+        f"statuses of {options.channel} at {redact_url(options.url.split('?')[0])}{oauth}, "
         f"every {format_duration(options.every)}, at most {options.max_checks} checks"
     )
 

@@ -8,7 +8,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from daemon.channels.registry import InvalidPayload, message_kind, prepare_payload
+from daemon.channels.registry import (
+    InvalidPayload,
+    message_kind,
+    prepare_payload,
+    refers_without_prerequisite,
+)
 from daemon.config.settings import Settings
 from daemon.domain.errors import Refused
 from daemon.domain.messages import NewMessage
@@ -45,6 +50,15 @@ def new_message(settings: Settings, handed: Handed) -> NewMessage:
         payload = prepare_payload(settings.channels[handed.channel], handed.payload, kind)
     except InvalidPayload as exc:
         raise Refused(str(exc), "data", "payload") from None
+    if refers_without_prerequisite(
+        settings.channels[handed.channel], payload, bool(handed.after_key)
+    ):
+        raise Refused(
+            "the payload names its prerequisite's answer ({{after…}}) but the message has "
+            "no prerequisite: give after",
+            "data",
+            "payload",
+        )
     return NewMessage(
         channel=handed.channel,
         key=handed.key,

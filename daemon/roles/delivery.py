@@ -28,7 +28,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from daemon.channels.base import Channel, Envelope, Outcome, Sender
+from daemon.channels.base import Channel, CountsTokens, Envelope, Outcome, Sender
 from daemon.channels.kind import ChannelSettings
 from daemon.channels.registry import kind_of
 from daemon.domain.errors import StoreError, StoreUnavailable
@@ -50,6 +50,7 @@ STORE_RETRY = 1.0  # first wait after the database failed a unit of work
 RECORD_GATHER = 0.005  # seconds to gather outcomes when only a few are waiting
 BREAKER_REFRESH = 30.0  # seconds between reports of a breaker that stays open
 _STOP = None
+TOKEN_RESULTS = ("ok", "refused", "failed", "invalid")  # an access token fetch's results
 
 
 @dataclass(slots=True)
@@ -118,6 +119,9 @@ class ChannelLoop:
             r: m.deliveries.labels(n, r) for r in ("delivered", "retried", "rejected", "failed")
         }
         self.m_breaker.set(0)
+        if isinstance(self.channel, CountsTokens):
+            fetches = {r: m.token_fetches.labels(n, r) for r in TOKEN_RESULTS}
+            self.channel.count_tokens(lambda result: fetches[result].inc())
 
     @property
     def capacity(self) -> int:
@@ -285,7 +289,12 @@ class ChannelLoop:
             self._add_outcome(Released(message.id))  # draining: not sent
             return
         envelope = Envelope(
-            message.id, message.key, message.kind, message.payload, message.attempts + 1
+            message.id,
+            message.key,
+            message.kind,
+            message.payload,
+            message.attempts + 1,
+            message.after_response,
         )
         self.sending += 1
         started = time.perf_counter()

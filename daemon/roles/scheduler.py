@@ -94,6 +94,10 @@ class Scheduler(RoleBase):
         self.keeper: RunKeeper | None = None
         self.notifiers: dict[str, Notifier] = {}
 
+    def count_token(self, channel: str, result: str) -> None:
+        """An OAuth2 token fetch a job made (``JobContext.count_token``)."""
+        self.ctx.metrics.token_fetches.labels(channel, result).inc()
+
     @property
     def role_settings(self) -> SchedulerRoleSettings:
         return self.ctx.settings.roles.scheduler
@@ -603,6 +607,7 @@ class RunKeeper:
             context = JobContext(
                 run.schedule, run.id, run.fire_time, run.attempt, zone_of(spec, settings),
                 settings.timezone, settings.sources, role.ctx.store, self._notify_for(run.schedule),
+                count_token=role.count_token,
             )  # fmt: skip
             output = await asyncio.wait_for(kind.run(context, spec.options), spec.timeout)
             status = "succeeded"

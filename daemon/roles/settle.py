@@ -9,6 +9,8 @@ and the dice come in as arguments.
 | retry, within the policy             | ``RetryAt`` the backoff or the delay asked   |
 | retry, attempts or age run out       | ``Failed`` with ``gave_up``                  |
 | retry, waiting for a predecessor     | ``RetryAt``, not counted: ``max_age`` bounds it |
+| held: not sent (the channel has no   | ``RetryAt`` after the wait asked, not counted |
+| access token)                        | and not bounded: the message never left  |
 
 A kind whose messages belong to a tracked item adds the item's progress entry.
 """
@@ -17,13 +19,13 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from daemon.channels.base import Outcome, Verdict
 from daemon.channels.kind import ProgressRule
 from daemon.domain.messages import ClaimedMessage, Delivered, Failed, RetryAt
-from daemon.resilience.backoff import RetryPolicy
+from daemon.resilience.backoff import RetryPolicy, backoff_delay
 
 
 def _utcnow() -> datetime:
@@ -62,6 +64,8 @@ def _retry(
     now: datetime,
     rand: Callable[[], float],
 ) -> Failed | RetryAt:
+    if outcome.unsent:
+        return _held(message, outcome, policy, now, rand)
     counted = not outcome.awaits_predecessor
     attempt = message.attempts + 1
     decision = policy.decide(
@@ -86,3 +90,27 @@ def _retry(
     return RetryAt(
         message.id, decision.retry_at, outcome.detail, outcome.response, counted, details
     )
+
+
+def _held(
+    message: ClaimedMessage,
+    outcome: Outcome,
+    policy: RetryPolicy,
+    now: datetime,
+    rand: Callable[[], float],
+) -> RetryAt:
+    """The channel could not send it at all: wait as asked (or a first backoff),
+    neither counting an attempt nor giving up, whatever its age."""
+    if outcome.retry_after is not None:
+        delay = min(max(0.0, outcome.retry_after), policy.max_backoff)
+    else:
+        delay = backoff_delay(1, policy.backoff, policy.max_backoff, rand)
+    at = now + timedelta(seconds=delay)
+    details: dict[str, Any] = {
+        "error": outcome.detail,
+        "attempt": message.attempts + 1,
+        "decision": "not sent: the channel could not send; the message waits",
+        "counted": False,
+        "retry_at": at.isoformat(),
+    }
+    return RetryAt(message.id, at, outcome.detail, None, False, details)

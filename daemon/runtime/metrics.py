@@ -78,6 +78,15 @@ class Metrics:
             ["loop"],
             registry=r,
         )
+        self.token_fetches = Counter(
+            "outboxd_oauth_token_fetches",
+            "Requests for an OAuth2 access token by result: ok, refused (the token "
+            "endpoint said no: bad credentials), failed (not reached, 5xx, 429) or "
+            "invalid (an answer with no usable token); by the channel the token is for "
+            "(a channel's own, or a status check's of that channel).",
+            ["channel", "result"],
+            registry=r,
+        )
         self.up = Gauge("outboxd_up", "1 while the role's loops are running.", ["role"], registry=r)
 
 

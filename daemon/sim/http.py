@@ -67,6 +67,8 @@ class Faults:
     fail_status: int = 503
     drop: bool = False  # close the connection, after reading the request, without answering
     bearer_token: str | None = None  # require Authorization: Bearer <token>
+    # require a bearer token this says is valid (an OAuth2 issuer's ``valid``)
+    bearer_valid: Callable[[str], bool] | None = None
     basic: tuple[str, str] | None = None  # require Authorization: Basic (username, password)
     hmac_secret: str | None = None  # require a valid sha256= signature of the body
     hmac_header: str = "X-Outboxd-Signature"
@@ -182,6 +184,10 @@ def _refusal(faults: Faults, received: ReceivedRequest) -> str | None:
         authorization, f"Bearer {faults.bearer_token}"
     ):
         return "bad or missing bearer token"
+    if faults.bearer_valid is not None and not (
+        authorization[:7].lower() == "bearer " and faults.bearer_valid(authorization[7:])
+    ):
+        return "bad, expired or missing bearer token"
     if faults.basic is not None and not _same(authorization, basic_credentials(*faults.basic)):
         return "bad or missing basic credentials"
     if faults.hmac_secret is not None and not signature_matches(

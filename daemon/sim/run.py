@@ -1,5 +1,5 @@
 """Start a simulator where the YAML file expects its peer:
-``python -m daemon.sim.run mllp|http|bpjs -c FILE --channel NAME [options]`` for a
+``python -m daemon.sim.run mllp|http|bpjs|fhir -c FILE --channel NAME [options]`` for a
 channel's peer, ``python -m daemon.sim.run khanza -c FILE --source NAME [options]``
 for a Khanza source's hospital. Addresses, credentials, files and time zones come
 from the config, so the demo sets each in one place."""
@@ -12,6 +12,7 @@ import sys
 from urllib.parse import urlsplit
 
 from daemon.channels.bpjs_antrean.settings import BpjsAntreanSettings
+from daemon.channels.fhir.settings import FhirSettings
 from daemon.channels.http.settings import HttpSettings
 from daemon.channels.mllp.settings import MllpSettings
 from daemon.config.errors import EX_CONFIG, ConfigError
@@ -21,7 +22,7 @@ from daemon.sources.base import SourceError
 from daemon.sources.khanza.reader import connect_args
 from daemon.sources.khanza.settings import KhanzaSettings
 
-CHANNEL_KINDS = ("mllp", "http", "bpjs")
+CHANNEL_KINDS = ("mllp", "http", "bpjs", "fhir")
 SOURCE_KINDS = ("khanza",)
 
 
@@ -29,7 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m daemon.sim.run")
     parser.add_argument("kind", choices=CHANNEL_KINDS + SOURCE_KINDS)
     parser.add_argument("-c", "--config", required=True)
-    parser.add_argument("--channel", help="the channel whose peer this is (mllp, http, bpjs)")
+    parser.add_argument("--channel", help="the channel whose peer this is (mllp, http, bpjs, fhir)")
     parser.add_argument("--source", help="the source whose database this is (khanza)")
     args, rest = parser.parse_known_args(argv)
     wanted = "--channel" if args.kind in CHANNEL_KINDS else "--source"
@@ -75,8 +76,29 @@ def _channel(args: argparse.Namespace, settings: Settings, rest: list[str]) -> i
                 *rest,
             ]
         )  # fmt: skip
+    if args.kind == "fhir" and isinstance(channel, FhirSettings):
+        return _fhir(channel, rest)
     print(f"no {args.kind} channel named {args.channel!r} in {args.config}", file=sys.stderr)
     return EX_CONFIG
+
+
+def _fhir(channel: FhirSettings, rest: list[str]) -> int:
+    """The FHIR simulator where the channel's base URL is, knowing its OAuth2 client."""
+    from daemon.channels.oauth.settings import OAuth2Settings
+    from daemon.sim import fhir
+
+    url = urlsplit(channel.base_url)
+    if isinstance(channel.auth, OAuth2Settings):
+        # by environment, not argv: `ps` shows a command line
+        os.environ["OUTBOXD_SIM_FHIR_CLIENT_ID"] = channel.auth.client_id.get_secret_value()
+        os.environ["OUTBOXD_SIM_FHIR_CLIENT_SECRET"] = channel.auth.client_secret.get_secret_value()
+    return fhir.main(
+        [
+            "--host", url.hostname or "127.0.0.1",
+            "--port", str(url.port or (443 if url.scheme == "https" else 80)),
+            *rest,
+        ]
+    )  # fmt: skip
 
 
 def _channel_zone(settings: Settings, channel: str) -> str:

@@ -1,5 +1,11 @@
 """Demo traffic: enqueue a message on every channel of the config, every few
-seconds, so a newcomer sees messages flow (``python -m daemon.sim.traffic``)."""
+seconds, so a newcomer sees messages flow (``python -m daemon.sim.traffic``).
+
+A ``fhir`` channel gets a visit as a SIMRS sends one to SATUSEHAT: the patient
+looked up by NIK (``search``), the Encounter after it naming the patient's id
+(``Patient/{{after.id}}``, a ``conditional-create`` by its registration number),
+and the Condition after the Encounter naming the Encounter's id; the patients,
+practitioner and location are the FHIR simulator's seeded ones."""
 
 from __future__ import annotations
 
@@ -12,6 +18,7 @@ import signal
 import threading
 from datetime import UTC, datetime
 
+from daemon.channels.fhir.settings import FhirSettings
 from daemon.channels.http.settings import HttpSettings
 from daemon.channels.mllp.settings import MllpSettings
 from daemon.config.loader import load_config
@@ -43,6 +50,72 @@ def json_event(number: int, now: datetime) -> bytes:
     ).encode()
 
 
+ICD10 = (("J06.9", "Acute upper respiratory infection"), ("K29.7", "Gastritis"),
+         ("I10", "Essential hypertension"), ("E11.9", "Type 2 diabetes mellitus"))  # fmt: skip
+
+
+def fhir_visit(channel: str, number: int, now: datetime) -> list[NewMessage]:
+    """A patient lookup, the visit's Encounter after it, its Condition after that."""
+    from daemon.sim.fhir import NIK, ORGANIZATION_ID, PATIENTS, SEEDS
+
+    _, nik, name, _, _ = PATIENTS[number % len(PATIENTS)]
+    location = next(s for s in SEEDS if s["resourceType"] == "Location")
+    practitioner = next(s for s in SEEDS if s["resourceType"] == "Practitioner")
+    registration = f"{now:%Y/%m/%d}/{number:06d}"
+    key = f"demo-{now:%Y%m%d%H%M%S}-{number}"
+    encounter = {
+        "resourceType": "Encounter",
+        "identifier": [
+            {
+                "system": f"http://sys-ids.kemkes.go.id/encounter/{ORGANIZATION_ID}",
+                "value": registration,
+            }
+        ],
+        "status": "arrived",
+        "class": {
+            "system": "http://terminology.hl7.org/CodeSystem/v3-ActCode",
+            "code": "AMB",
+            "display": "ambulatory",
+        },
+        "subject": {"reference": "Patient/{{after.id}}", "display": name},
+        "participant": [{"individual": {"reference": f"Practitioner/{practitioner['id']}"}}],
+        "period": {"start": now.isoformat(timespec="seconds")},
+        "location": [{"location": {"reference": f"Location/{location['id']}"}}],
+        "serviceProvider": {"reference": f"Organization/{ORGANIZATION_ID}"},
+    }
+    code, display = random.choice(ICD10)
+    condition = {
+        "resourceType": "Condition",
+        "clinicalStatus": {
+            "coding": [
+                {
+                    "system": "http://terminology.hl7.org/CodeSystem/condition-clinical",
+                    "code": "active",
+                }
+            ]
+        },
+        "code": {
+            "coding": [
+                {"system": "http://hl7.org/fhir/sid/icd-10", "code": code, "display": display}
+            ]
+        },
+        "subject": {"reference": "{{after/subject/reference}}"},
+        "encounter": {"reference": "Encounter/{{after.id}}"},
+    }
+    lookup = f"Patient?identifier={NIK}|{nik}".encode()
+    return [
+        NewMessage(channel, f"{key}-patient", lookup, "search"),
+        NewMessage(
+            channel, f"{key}-encounter", json.dumps(encounter).encode(), "conditional-create",
+            after_key=f"{key}-patient",
+        ),
+        NewMessage(
+            channel, f"{key}-condition", json.dumps(condition).encode(), "create",
+            after_key=f"{key}-encounter",
+        ),
+    ]  # fmt: skip
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m daemon.sim.traffic")
     parser.add_argument("-c", "--config", required=True)
@@ -69,6 +142,8 @@ def main(argv: list[str] | None = None) -> int:
                         name, f"demo-{now:%Y%m%d%H%M%S}-{number}", hl7_visit(number, now), "hl7"
                     )
                 )
+            elif isinstance(channel, FhirSettings):
+                batch += fhir_visit(name, number, now)
             elif isinstance(channel, HttpSettings):
                 batch.append(
                     NewMessage(

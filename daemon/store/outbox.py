@@ -9,6 +9,7 @@ from datetime import datetime, timedelta
 from typing import Any, cast
 
 from daemon.domain.messages import (
+    PREREQUISITE_MARK,
     AttemptResult,
     ClaimedMessage,
     Delivered,
@@ -94,9 +95,26 @@ class Outbox:
                     ),
                     key=lambda m: m.id,
                 )  # fmt: skip
+            self._add_after_responses(claimed)
             return claimed
 
         return self.unit.write(work) if limit > 0 else []
+
+    def _add_after_responses(self, claimed: list[ClaimedMessage]) -> None:
+        """The prerequisite's response (sent: the claim waits for it) for each claimed
+        message whose payload refers to it (``{{after.id}}``); one query, none when
+        no payload does."""
+        referring = [
+            (m, m.after_id) for m in claimed if m.after_id and PREREQUISITE_MARK in m.payload
+        ]
+        if not referring:
+            return
+        Message = self.m.Message
+        after = list({after_id for _, after_id in referring})
+        query = Message.select(Message.id, Message.response).where(Message.id.in_(after))
+        responses: dict[int, str | None] = dict(tuples(query))
+        for message, after_id in referring:
+            message.after_response = responses.get(after_id)
 
     # --- outcomes -----------------------------------------------------------------
 

@@ -48,6 +48,7 @@ VENV = Path(sys.executable).parent.parent  # not resolved: a venv's python is a 
 PROGRAMS = {
     "demo:demo-traffic",
     "demo:sim-bpjs",
+    "demo:sim-fhir",
     "demo:sim-http",
     "demo:sim-khanza",
     "demo:sim-mllp",
@@ -155,6 +156,7 @@ class Suite:
     mllp_port: int = field(default_factory=free_port)
     http_port: int = field(default_factory=free_port)
     bpjs_port: int = field(default_factory=free_port)
+    fhir_port: int = field(default_factory=free_port)
     dispatcher_port: int = field(default_factory=free_port_pair)
     control_port: int = field(default_factory=free_port)
     poller_port: int = field(default_factory=free_port)
@@ -196,6 +198,7 @@ class Suite:
             "OUTBOXD_SIM_MLLP_PORT": str(self.mllp_port),
             "OUTBOXD_SIM_HTTP_PORT": str(self.http_port),
             "OUTBOXD_SIM_BPJS_PORT": str(self.bpjs_port),
+            "OUTBOXD_SIM_FHIR_PORT": str(self.fhir_port),
             "OUTBOXD_DISPATCHER_PORT": str(self.dispatcher_port),
             "OUTBOXD_CONTROL_PORT": str(self.control_port),
             "OUTBOXD_POLLER_PORT": str(self.poller_port),
@@ -521,6 +524,25 @@ async def test_suite_runs_and_demo_traffic_flows(suite: Suite):
         " AND status NOT IN ('pending', 'sending', 'sent')"
     )
     assert failed == [], failed
+
+    # SATUSEHAT: demo visits reach the FHIR simulator as chained resources, each
+    # Condition naming the Encounter the server created for the same visit
+    async def chained_visits() -> bool:
+        async with (
+            aiohttp.ClientSession() as session,
+            session.get(f"http://127.0.0.1:{suite.fhir_port}/_sim/resources") as response,
+        ):
+            held = await response.json()
+        encounters = {e["id"] for e in held.get("Encounter", [])}
+        conditions = held.get("Condition", [])
+        return len(conditions) >= 2 and all(
+            c["encounter"]["reference"].removeprefix("Encounter/") in encounters for c in conditions
+        )
+
+    await eventually(
+        chained_visits, 60, "demo visits as Encounter and Condition at the FHIR simulator",
+        lambda: f"{suite.log('sim-fhir')}\n{suite.log('dispatcher-0')}",
+    )  # fmt: skip
 
     # the demo's status check: the webhook partner's answers move on (RECEIVED,
     # PROCESSING, ACCEPTED or REJECTED) and so do the messages, each fire of the

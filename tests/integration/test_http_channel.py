@@ -377,3 +377,14 @@ async def test_close_before_any_send(make_channel):
     channel = make_channel("http://127.0.0.1:9/never")
     await channel.close()
     assert channel.session is None
+
+
+async def test_a_json_body_names_its_prerequisites_answer(sink, channel):
+    payload = b'{"visit": "{{after/data/id}}", "n": 1}'
+    answer = '{"data": {"id": "V-9"}}'
+    outcome = await channel.sender().send(Envelope(2, "k2", "json", payload, 1, answer))
+    assert outcome.verdict is Verdict.DELIVERED
+    assert sink.requests[-1].json() == {"visit": "V-9", "n": 1}
+    missing = await channel.sender().send(Envelope(3, "k3", "json", payload, 1, '{"data": {}}'))
+    assert missing.verdict is Verdict.REJECTED and "/data/id" in missing.detail
+    assert len(sink.requests) == 1

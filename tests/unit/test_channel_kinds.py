@@ -60,6 +60,19 @@ SAMPLES: dict[str, dict[str, Any]] = {
         "describe": "https://apijkn.example/antreanrs",
         "bad_kind": "bpjs.updatewaktu",
     },
+    "fhir": {
+        "settings": {
+            "kind": "fhir",
+            "base_url": "https://fhir.example/fhir-r4/v1?key=s3cret",
+            "auth": {"type": "bearer", "token": "t0ken"},
+        },
+        "good": (
+            "create",
+            b'{"resourceType": "Patient", "name": [{"text": "Budi"}], "gender": "male"}',
+        ),
+        "bad": (b'{"resourceType": "Patient", "gender": 7}', r"Patient\.gender"),
+        "describe": "FHIR https://fhir.example/fhir-r4/v1",
+    },
 }
 
 

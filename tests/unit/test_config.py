@@ -285,7 +285,8 @@ def test_settings_are_frozen():
             channels:
               c: {host: x, port: 1}
             """,
-            "channels.c.kind: required key is missing (one of 'mllp', 'http', 'bpjs_antrean')",
+            "channels.c.kind: required key is missing"
+            " (one of 'mllp', 'http', 'bpjs_antrean', 'fhir')",
         ),
         (  # a value that is none of a union's members: one problem, saying what it may be
             """

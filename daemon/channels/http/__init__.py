@@ -7,6 +7,7 @@ import json
 from daemon.channels.base import Channel
 from daemon.channels.http.settings import HttpSettings
 from daemon.channels.kind import ChannelKind, InvalidPayload
+from daemon.channels.oauth.settings import OAuth2Settings
 from daemon.domain.fields import redact_url
 
 
@@ -31,7 +32,8 @@ def _check(settings: HttpSettings, payload: bytes, _kind: str) -> bytes:
 def _describe(settings: HttpSettings) -> str:
     """The method and URL, without a password or the query (it may carry a token)."""
     url, query = settings.url.partition("?")[::2]
-    return f"{settings.method} {redact_url(url)}" + ("?…" if query else "")
+    oauth = " (OAuth2)" if isinstance(settings.auth, OAuth2Settings) else ""
+    return f"{settings.method} {redact_url(url)}" + ("?…" if query else "") + oauth
 
 
 KIND = ChannelKind(
@@ -41,4 +43,5 @@ KIND = ChannelKind(
     check_payload=_check,
     describe=_describe,
     default_message_kind="json",
+    references=True,
 )

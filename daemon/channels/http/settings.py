@@ -7,6 +7,7 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, Field, SecretStr
 
 from daemon.channels.kind import ChannelSettings
+from daemon.channels.oauth.settings import OAuth2Settings
 from daemon.domain.fields import HttpUrl, Model, PositiveDuration
 
 
@@ -36,14 +37,18 @@ class HmacSettings(Model):
     header: str = "X-Outboxd-Signature"  # value: sha256=<hex of HMAC-SHA256(body)>
 
 
+# How a request authenticates: a fixed bearer token, basic auth, or OAuth2 tokens.
+HttpAuth = Annotated[
+    BearerAuthSettings | BasicAuthSettings | OAuth2Settings, Field(discriminator="type")
+]
+
+
 class HttpSettings(ChannelSettings):
     kind: Literal["http"]
     url: HttpUrl
     method: Literal["POST", "PUT", "PATCH"] = "POST"
     headers: HttpHeaders = Field(default_factory=dict)
-    auth: Annotated[BearerAuthSettings | BasicAuthSettings, Field(discriminator="type")] | None = (
-        None
-    )
+    auth: HttpAuth | None = None
     hmac: HmacSettings | None = None
     timeout: PositiveDuration = 30.0
     connect_timeout: PositiveDuration = 10.0
