@@ -13,10 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from daemon.config.database import DatabaseSettings
 from daemon.domain.messages import NewMessage
 from daemon.sim.fhir import NIK, PATIENTS, FhirSimulator
-from daemon.store.db import open_database
 from daemon.store.models import Message, StatusEvent
 from daemon.store.sync import Store
 from tests.integration.daemon_process import ROOT, DaemonProcess, free_port
@@ -48,13 +46,6 @@ roles:
 control: {{port: {control_port}}}
 logging: {{level: DEBUG}}
 """
-
-
-@pytest.fixture
-def store(db_url: str):
-    s = Store(open_database(DatabaseSettings(url=db_url)))
-    yield s
-    s.close()
 
 
 @pytest.fixture

@@ -23,6 +23,7 @@ from daemon.jobs.kind import JobFailed
 from daemon.sim.http import Faults, HttpSink
 from daemon.sim.oauth import TokenServer
 from daemon.store.aio import AsyncStore, open_async_store
+from daemon.store.models import MODELS
 from tests.integration.test_jobs import Clock, context, sent, statuses
 
 pytestmark = pytest.mark.timeout(60)
@@ -33,7 +34,8 @@ CLIENT, SECRET = "outboxd-client", "s3cret-of-the-client"
 @pytest.fixture
 async def astore(db_url: str) -> AsyncIterator[AsyncStore]:
     store = open_async_store(DatabaseSettings(url=db_url), in_process=False)
-    yield store
+    with store._store.db.bind_ctx(MODELS):  # the model declarations, for the test's queries
+        yield store
     await store.aclose()
 
 
