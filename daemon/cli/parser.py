@@ -70,7 +70,7 @@ def _system(add: Add) -> None:
         "validate the YAML file and summarise it",
     )
     add("migrate", "daemon.cli.system:cmd_migrate", "create or upgrade the database schema")
-    run = add("run", "daemon.cli.system:cmd_run", f"run a role until SIGTERM ({', '.join(ROLES)})")
+    run = add("run", "daemon.cli.run:cmd_run", f"run a role until SIGTERM ({', '.join(ROLES)})")
     run.add_argument("role", choices=list(ROLES))
     run.add_argument("--process-num", type=int, default=0)
 

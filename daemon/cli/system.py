@@ -1,14 +1,11 @@
-"""The commands on the file, the schema and the daemons: check-config, migrate, run."""
+"""The commands on the file and the schema: check-config, migrate."""
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import os
 
 from daemon.cli.common import settings_of
-from daemon.cli.errors import EX_USAGE, CliError
-from daemon.cli.parser import ROLES
 from daemon.operator.summaries import config_summary
 from daemon.store.db import open_database
 from daemon.store.migrations import LATEST, current_version, migrate
@@ -36,14 +33,3 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     else:
         print(f"schema is up to date (version {LATEST})")
     return 0
-
-
-def cmd_run(args: argparse.Namespace) -> int:
-    from daemon.runtime.frame import NoHealthPort, RoleFactory, run_role
-
-    module, _, attribute = ROLES[args.role].partition(":")
-    factory: RoleFactory = getattr(importlib.import_module(module), attribute)
-    try:
-        return run_role(args.role, args.process_num, args.config, factory)
-    except NoHealthPort as exc:
-        raise CliError(f"--process-num: {exc}", EX_USAGE) from None

@@ -169,7 +169,7 @@ EnvSecret = Annotated[SecretStr, FROM_ENVIRONMENT]
 
 
 class Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
 
 EventLoopName = Literal["uvloop", "asyncio"]  # the asyncio event loop a process runs on

@@ -50,6 +50,7 @@ from daemon.domain.errors import StartupError, StoreUnavailable
 from daemon.resilience.backoff import Backoff
 from daemon.runtime.metrics import Metrics
 from daemon.store.aio import AsyncStore, open_async_store
+from daemon.store.process import Spawned
 
 log = logging.getLogger("outboxd.frame")
 HEALTH_TIMEOUT = 2.0  # seconds /healthz waits for the database's answer
@@ -307,9 +308,15 @@ class Children:
 
 class Frame:
     def __init__(
-        self, role: str, process_num: int, config_path: str | None, settings: Settings
+        self,
+        role: str,
+        process_num: int,
+        config_path: str | None,
+        settings: Settings,
+        spawned: Spawned | None = None,
     ) -> None:
         self.role_name = role
+        self.spawned = spawned  # a store worker started ahead, for the store to take over
         self.process_num = process_num
         self.config_path = config_path
         self.settings = settings
@@ -365,6 +372,7 @@ class Frame:
             log_level=logging_settings.level,
             log_format=logging_settings.format,
             process=f"{self.role_name}.{self.process_num}",
+            spawned=self.spawned,
         )
         self.store = store
         try:
@@ -548,14 +556,22 @@ def _restart_only(old: Settings, new: Settings, role: str) -> list[str]:
     return out
 
 
-def run_role(role: str, process_num: int, config_path: str | None, factory: RoleFactory) -> int:
-    """Load the settings and run ``role`` until it is told to stop. A bad config
-    raises ``ConfigError`` (the CLI reports it, exit 78)."""
+def run_role(
+    role: str,
+    process_num: int,
+    config_path: str | None,
+    factory: RoleFactory,
+    settings: Settings | None = None,
+    spawned: Spawned | None = None,
+) -> int:
+    """Run ``role`` until it is told to stop, on ``settings`` (else loaded from the
+    file: a bad config raises ``ConfigError``, which the CLI reports, exit 78),
+    its store worker ``spawned`` ahead when the caller started one."""
     from daemon.domain.logs import setup_logging
     from daemon.runtime import eventloop
 
-    settings = load_config(config_path)
+    settings = settings or load_config(config_path)
     health_address(settings, role, process_num)  # refused before anything starts
     setup_logging(settings.logging.level, settings.logging.format, f"{role}.{process_num}")
-    frame = Frame(role, process_num, config_path, settings)
+    frame = Frame(role, process_num, config_path, settings, spawned)
     return eventloop.run(frame.run(factory), getattr(settings.roles, role).event_loop)

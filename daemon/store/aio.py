@@ -10,12 +10,27 @@ are there.
 from __future__ import annotations
 
 import functools
+import types
 from collections.abc import Awaitable, Callable
-from typing import Any, Concatenate, Generic, ParamSpec, Protocol, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Concatenate, Generic, ParamSpec, Protocol, TypeVar, overload
 
 from daemon.config.database import DatabaseSettings
-from daemon.store.db import open_database
-from daemon.store.sync import Store
+from daemon.store.address import is_postgres_url, listen_conninfo
+
+if TYPE_CHECKING:
+    from daemon.store.process import Spawned
+    from daemon.store.sync import Store
+else:
+
+    class _Names:
+        """``Store.claim`` below, at run time: only the operation's name. A process
+        whose store work runs in a worker process never loads the store (nor its
+        database driver); the type checker sees ``Store`` itself."""
+
+        def __getattr__(self, name: str) -> Any:
+            return types.SimpleNamespace(__name__=name, __doc__=None)
+
+    Store = _Names()
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -50,11 +65,13 @@ class _Operation(Generic[P, T]):
 
 
 class AsyncStore:
-    def __init__(self, runner: StoreRunner, store: Store) -> None:
+    def __init__(
+        self, runner: StoreRunner, database: DatabaseSettings, store: Store | None = None
+    ) -> None:
         self._runner = runner
-        self._store = store  # this process's view: the dialect, the connection settings
-        self.postgres = store.postgres
-        self._conninfo = store.unit.sql.listen_conninfo()
+        self._store = store  # the store of this process, when its work runs on a thread
+        self.postgres = is_postgres_url(database.url.get_secret_value())
+        self._conninfo = listen_conninfo(database)
 
     @property
     def runs_in_process(self) -> bool:
@@ -159,15 +176,20 @@ def open_async_store(
     log_level: str = "INFO",
     log_format: str = "text",
     process: str = "outboxd",
+    spawned: Spawned | None = None,
 ) -> AsyncStore:
     """The store for a role: its work on a thread, or (``in_process``) in a
-    worker process of its own (started at the first call). It never creates a
-    database: ``outboxd migrate`` does."""
-    store = Store(open_database(database, create=False))
+    worker process of its own (started at the first call, or ``spawned`` ahead of
+    it by ``daemon.store.process.start_worker``). It never creates a database:
+    ``outboxd migrate`` does."""
     if not in_process:
+        from daemon.store.db import open_database
+        from daemon.store.sync import Store
         from daemon.store.thread import StoreThread
 
-        return AsyncStore(StoreThread(store), store)
+        store = Store(open_database(database, create=False))
+        return AsyncStore(StoreThread(store), database, store)
     from daemon.store.process import StoreProcess
 
-    return AsyncStore(StoreProcess(database, log_level, log_format, process), store)
+    runner = StoreProcess(database, log_level, log_format, process, spawned=spawned)
+    return AsyncStore(runner, database)

@@ -7,13 +7,13 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
-from urllib.parse import parse_qsl, unquote, urlsplit
+from urllib.parse import unquote, urlsplit
 
 import peewee as pw
 
 from daemon.config.database import DatabaseSettings
 from daemon.domain.errors import DatabaseFileError, StoreError, StoreUnavailable
+from daemon.store.address import POSTGRES_SCHEMES, postgres_params
 
 
 def _one_line(exc: BaseException) -> str:
@@ -58,7 +58,7 @@ def open_database(settings: DatabaseSettings, create: bool = True) -> pw.Databas
     parts = urlsplit(url)
     if parts.scheme == "sqlite":
         return _sqlite(parts.path, settings, create)
-    if parts.scheme in ("postgres", "postgresql"):
+    if parts.scheme in POSTGRES_SCHEMES:
         return _postgres(url, settings)
     raise StoreError(f"unsupported database scheme {parts.scheme!r}")
 
@@ -139,17 +139,5 @@ def _sqlite(raw_path: str, settings: DatabaseSettings, create: bool) -> pw.Sqlit
 
 
 def _postgres(url: str, settings: DatabaseSettings) -> pw.PostgresqlDatabase:
-    parts = urlsplit(url)
-    params: dict[str, Any] = dict(parse_qsl(parts.query))
-    params.setdefault("connect_timeout", max(1, round(settings.connect_timeout)))
-    params.setdefault("application_name", "outboxd")
-    if parts.username:
-        params["user"] = unquote(parts.username)
-    if parts.password is not None:
-        params["password"] = unquote(parts.password)
-    if parts.hostname:
-        params["host"] = parts.hostname
-    if parts.port:
-        params["port"] = parts.port
-    dbname = unquote(parts.path.lstrip("/")) or None
+    dbname, params = postgres_params(url, settings)
     return pw.PostgresqlDatabase(dbname, prefer_psycopg3=True, **params)

@@ -20,11 +20,12 @@ import socket
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from typing import Any, cast
 
 from daemon.config.database import DatabaseSettings
 from daemon.domain.errors import StoreError, StoreUnavailable
-from daemon.store.worker import HEADER, encode
+from daemon.store.frames import HEADER, encode
 
 log = logging.getLogger("outboxd.store")
 WORKER = "daemon.store.worker"
@@ -82,6 +83,64 @@ class _Answers(asyncio.Protocol):
             self.closed.set_result(None)
 
 
+def _worker_argv(fd: int) -> list[str]:
+    # -P: the daemon's current directory is not searched first, so a ``daemon``
+    # folder there cannot stand in for the installed one
+    return [sys.executable, "-P", "-m", WORKER, str(fd)]
+
+
+@dataclass
+class Spawned:
+    """A worker started before its store is opened (``start_worker``): it imports
+    the store and its driver while the daemon loads the rest, and waits for the
+    settings on ``sock``, the daemon's end of their socket pair."""
+
+    process: subprocess.Popen[bytes]
+    sock: socket.socket
+
+
+def start_worker() -> Spawned:
+    """Start a store worker now, without an event loop; a ``StoreProcess`` given it
+    takes it over at its first call (or stops it, when closed first)."""
+    ours, theirs = socket.socketpair()
+    try:
+        process = subprocess.Popen(
+            _worker_argv(theirs.fileno()),
+            pass_fds=(theirs.fileno(),),
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,  # signals to the daemon's group are not for it
+        )
+    except OSError:
+        ours.close()
+        raise
+    finally:
+        theirs.close()
+    return Spawned(process, ours)
+
+
+class _Adopted:
+    """A worker started by ``start_worker``, awaited as an asyncio subprocess is."""
+
+    def __init__(self, process: subprocess.Popen[bytes]) -> None:
+        self._process = process
+
+    @property
+    def pid(self) -> int:
+        return self._process.pid
+
+    @property
+    def returncode(self) -> int | None:
+        return self._process.poll()
+
+    async def wait(self) -> int:
+        while self._process.poll() is None:  # no child watcher for a process not ours
+            await asyncio.sleep(0.01)
+        return self._process.returncode
+
+    def kill(self) -> None:
+        self._process.kill()
+
+
 class StoreProcess:
     def __init__(
         self,
@@ -89,11 +148,13 @@ class StoreProcess:
         log_level: str = "INFO",
         log_format: str = "json",
         process: str = "outboxd",
+        spawned: Spawned | None = None,
     ) -> None:
         self._hello = (database, log_level, log_format, process)
         self._seq = itertools.count(1)  # 0 is the hello
         self._answers: _Answers | None = None
-        self._proc: asyncio.subprocess.Process | None = None
+        self._proc: asyncio.subprocess.Process | _Adopted | None = None
+        self._spawned = spawned
         self._starting = asyncio.Lock()
         self._closed = False
 
@@ -132,18 +193,23 @@ class StoreProcess:
             return self._answers
 
     async def _spawn(self) -> _Answers:
-        ours, theirs = socket.socketpair()
+        spawned, self._spawned = self._spawned, None
+        if spawned is not None:  # started ahead: its imports are done or under way
+            ours = spawned.sock
+            self._proc = _Adopted(spawned.process)
+        else:
+            ours, theirs = socket.socketpair()
         try:
-            try:
-                self._proc = await asyncio.create_subprocess_exec(
-                    # -P: the daemon's current directory is not searched first, so a
-                    # ``daemon`` folder there cannot stand in for the installed one
-                    sys.executable, "-P", "-m", WORKER, str(theirs.fileno()),
-                    pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL,
-                    start_new_session=True,  # signals to the daemon's group are not for it
-                )  # fmt: skip
-            finally:
-                theirs.close()
+            if spawned is None:
+                try:
+                    self._proc = await asyncio.create_subprocess_exec(
+                        *_worker_argv(theirs.fileno()),
+                        pass_fds=(theirs.fileno(),),
+                        stdin=subprocess.DEVNULL,
+                        start_new_session=True,  # signals to the daemon's group are not for it
+                    )
+                finally:
+                    theirs.close()
             loop = asyncio.get_running_loop()
             _, answers = await loop.create_unix_connection(_Answers, sock=ours)
         except OSError as exc:
@@ -202,6 +268,10 @@ class StoreProcess:
         async with self._starting:
             self._closed = True
             deadline = time.monotonic() + STOP_TIMEOUT
+            spawned, self._spawned = self._spawned, None
+            if spawned is not None:  # never used: its end of the socket closed, it exits
+                spawned.sock.close()
+                self._proc = _Adopted(spawned.process)
             answers, self._answers = self._answers, None
             if answers is not None and answers.transport is not None:
                 if answers.open:

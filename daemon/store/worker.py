@@ -22,46 +22,16 @@ import logging
 import pickle
 import signal
 import socket
-import struct
 import sys
-from typing import Any, BinaryIO
+from typing import Any
 
 from daemon.domain.errors import Refused, StoreError
 from daemon.store.db import open_database
+from daemon.store.frames import answer, read_frame
 from daemon.store.sync import Store
 
-HEADER = struct.Struct(">QQ")  # body length, sequence number
 log = logging.getLogger("outboxd.store")
 EXPECTED = (StoreError, Refused)  # refused input, a database that is down
-
-
-def read_frame(stream: BinaryIO) -> tuple[int, bytes] | None:
-    """The next (sequence, body), or None at a clean end of stream."""
-    head = stream.read(HEADER.size)
-    if not head:
-        return None
-    if len(head) < HEADER.size:
-        raise EOFError("stream ended inside a frame header")
-    size, seq = HEADER.unpack(head)
-    body = stream.read(size)
-    if len(body) < size:
-        raise EOFError(f"stream ended inside a frame ({len(body)} of {size} bytes)")
-    return seq, body
-
-
-def encode(seq: int, value: Any) -> bytes:
-    body = pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
-    return HEADER.pack(len(body), seq) + body
-
-
-def answer(seq: int, ok: bool, value: Any) -> bytes:
-    try:
-        if not ok:  # an error must also unpickle on the other side (rare: check it)
-            pickle.loads(pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL))
-        return encode(seq, (ok, value))
-    except Exception as exc:  # an answer or error that does not pickle
-        detail = f"{type(value).__name__}: {value}" if not ok else repr(exc)
-        return encode(seq, (False, StoreError(f"store answer could not be passed: {detail}")))
 
 
 def run_one(store: Store, body: bytes) -> tuple[bool, Any]:

@@ -244,7 +244,7 @@ class _Odd(Exception):
 
 def test_an_error_that_cannot_cross_arrives_as_a_store_error_naming_it():
     from daemon.domain.errors import StoreError
-    from daemon.store.worker import HEADER, answer
+    from daemon.store.frames import HEADER, answer
 
     frame = answer(5, False, _Odd(7, "odd"))
     size, seq = HEADER.unpack_from(frame)
@@ -278,7 +278,7 @@ async def test_an_argument_the_worker_cannot_read_is_refused_and_it_goes_on(
 async def test_answers_in_pieces_and_an_answer_that_cannot_be_read():
     from daemon.domain.errors import StoreError
     from daemon.store.process import _Answers
-    from daemon.store.worker import HEADER, encode
+    from daemon.store.frames import HEADER, encode
 
     loop = asyncio.get_running_loop()
     answers = _Answers()

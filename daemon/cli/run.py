@@ -1,0 +1,59 @@
+"""``outboxd run ROLE``: a role's process, as supervisord starts it. It starts the
+store's worker process first (where the role has one), so that the worker's
+imports overlap this process's own; then it loads the settings, the frame, the
+role and what the role runs; nothing else of the command line is loaded."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import subprocess
+from typing import TYPE_CHECKING
+
+from daemon.cli.errors import EX_USAGE, CliError
+from daemon.cli.parser import ROLES
+from daemon.config.loader import load_config
+
+if TYPE_CHECKING:
+    from daemon.store.process import Spawned
+
+
+# Roles whose store work runs in a worker process unless the file says otherwise
+# (``roles.dispatcher.store_process``, true by default): the worker is started
+# before the settings are read, so that its imports overlap all of this process's.
+WORKER_ROLES = ("dispatcher",)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    spawned = None
+    if args.role in WORKER_ROLES:
+        from daemon.store.process import start_worker
+
+        spawned = start_worker()
+    try:
+        settings = load_config(args.config)
+        if spawned is not None and not getattr(settings.roles, args.role).store_process:
+            _stop(spawned)  # the file keeps this role's store work on a thread
+            spawned = None
+        from daemon.runtime.frame import NoHealthPort, RoleFactory, run_role
+
+        module, _, attribute = ROLES[args.role].partition(":")
+        factory: RoleFactory = getattr(importlib.import_module(module), attribute)
+        try:
+            return run_role(args.role, args.process_num, args.config, factory, settings, spawned)
+        except NoHealthPort as exc:
+            raise CliError(f"--process-num: {exc}", EX_USAGE) from None
+    finally:
+        if spawned is not None:  # the store closed it, or never took it: it ends now
+            _stop(spawned)
+
+
+def _stop(spawned: Spawned) -> None:
+    """Close the daemon's end of a worker's socket (a worker that has not had its
+    settings exits at once) and wait for it to end."""
+    spawned.sock.close()
+    try:
+        spawned.process.wait(5)
+    except subprocess.TimeoutExpired:
+        spawned.process.kill()
+        spawned.process.wait()

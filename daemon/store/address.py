@@ -1,0 +1,43 @@
+"""Where the database is, read from its URL without loading a driver: which
+backend, and PostgreSQL's connection parameters. The process that hands its
+store work to a worker process needs no more than this."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+from daemon.config.database import DatabaseSettings
+
+POSTGRES_SCHEMES = ("postgres", "postgresql")
+
+
+def is_postgres_url(url: str) -> bool:
+    return urlsplit(url).scheme in POSTGRES_SCHEMES
+
+
+def postgres_params(url: str, settings: DatabaseSettings) -> tuple[str | None, dict[str, Any]]:
+    """The database name and psycopg's connection parameters of a PostgreSQL URL."""
+    parts = urlsplit(url)
+    params: dict[str, Any] = dict(parse_qsl(parts.query))
+    params.setdefault("connect_timeout", max(1, round(settings.connect_timeout)))
+    params.setdefault("application_name", "outboxd")
+    if parts.username:
+        params["user"] = unquote(parts.username)
+    if parts.password is not None:
+        params["password"] = unquote(parts.password)
+    if parts.hostname:
+        params["host"] = parts.hostname
+    if parts.port:
+        params["port"] = parts.port
+    return unquote(parts.path.lstrip("/")) or None, params
+
+
+def listen_conninfo(settings: DatabaseSettings) -> dict[str, Any] | None:
+    """psycopg's parameters for a LISTEN connection of one's own (PostgreSQL);
+    None where the database has no NOTIFY."""
+    url = settings.url.get_secret_value()
+    if not is_postgres_url(url):
+        return None
+    dbname, params = postgres_params(url, settings)
+    return {"dbname": dbname, **params}
