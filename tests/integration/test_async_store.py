@@ -277,8 +277,8 @@ async def test_an_argument_the_worker_cannot_read_is_refused_and_it_goes_on(
 
 async def test_answers_in_pieces_and_an_answer_that_cannot_be_read():
     from daemon.domain.errors import StoreError
-    from daemon.store.process import _Answers
     from daemon.store.frames import HEADER, encode
+    from daemon.store.process import _Answers
 
     loop = asyncio.get_running_loop()
     answers = _Answers()
