@@ -39,7 +39,7 @@ from daemon.domain.messages import NewMessage
 from daemon.sim.mllp import MllpSimulator, Rule
 from daemon.store.db import open_database
 from daemon.store.sync import Store
-from tests.integration.daemon_process import free_port, free_port_pair
+from tests.support.ports import free_port, free_port_pair
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
 

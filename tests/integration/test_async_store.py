@@ -23,7 +23,7 @@ from daemon.store.aio import AsyncStore, open_async_store
 from daemon.store.db import open_database
 from daemon.store.migrations import migrate
 from daemon.store.process import StoreProcess
-from tests.integration.daemon_process import ROOT, gone
+from tests.support.processes import ROOT, gone
 
 pytestmark = pytest.mark.both_loops  # uvloop is the dispatcher's default
 

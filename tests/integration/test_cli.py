@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.data import hl7_samples
+
 ROOT = Path(__file__).resolve().parents[2]
-SAMPLES = ROOT.parent / "shared" / "reference" / "hl7-samples"
 HL7 = (ROOT / "config" / "demo" / "adt-a04.hl7").read_bytes()
 
 
@@ -147,9 +148,7 @@ def test_enqueue_from_file_and_stdin_and_duplicates(workdir: Path):
 
 
 def test_every_sample_message_is_accepted(workdir: Path):
-    samples = sorted(SAMPLES.glob("*.hl7"))
-    if not samples:
-        pytest.skip(f"no HL7 samples at {SAMPLES}")
+    samples = hl7_samples()
     for i, sample in enumerate(samples):
         out = run_ok(workdir, "enqueue", "--channel", "hie", "--key", f"s{i}", str(sample))
         assert out.strip().endswith(" new")

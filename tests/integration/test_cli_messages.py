@@ -8,9 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from daemon.config.database import DatabaseSettings
 from daemon.domain.messages import Delivered, Failed
-from daemon.store.db import open_database
 from daemon.store.models import AuditEntry, Message
 from daemon.store.sync import Store
 from tests.integration.test_cli import CONFIG, hl7, outboxd, run_ok
@@ -20,13 +18,6 @@ from tests.integration.test_cli import CONFIG, hl7, outboxd, run_ok
 def workdir(tmp_path: Path, db_url: str) -> Path:
     (tmp_path / "outboxd.yaml").write_text(CONFIG.format(url=db_url))
     return tmp_path
-
-
-@pytest.fixture
-def store(db_url: str):
-    s = Store(open_database(DatabaseSettings(url=db_url)))
-    yield s
-    s.close()
 
 
 def enqueue(workdir: Path, key: str, channel: str = "hie") -> int:

@@ -15,7 +15,8 @@ import pytest
 from daemon.config.database import DatabaseSettings
 from daemon.store.db import open_database
 from daemon.store.migrations import migrate
-from tests.integration.daemon_process import ROOT, DaemonProcess, free_port
+from tests.support.ports import free_port
+from tests.support.processes import ROOT, DaemonProcess
 
 CONFIG = """
 database: sqlite:///{db}

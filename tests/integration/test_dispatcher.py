@@ -7,18 +7,17 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from daemon.config.database import DatabaseSettings
 from daemon.domain.messages import NewMessage
 from daemon.sim.http import Faults, HttpSink
-from daemon.store.db import open_database
 from daemon.store.models import Message
 from daemon.store.sync import Store
-from tests.integration.daemon_process import ROOT, DaemonProcess, free_port, gone
+from tests.support.ports import free_port
+from tests.support.processes import ROOT, DaemonProcess, gone
+from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.slow
 
@@ -44,27 +43,11 @@ def write_config(path: Path, **values: object) -> Path:
     return path
 
 
-@pytest.fixture
-def store(db_url: str):
-    s = Store(open_database(DatabaseSettings(url=db_url)))
-    yield s
-    s.close()
-
-
 def statuses(store: Store) -> dict[str, int]:
     counts: dict[str, int] = {}
     for row in Message.select(Message.status):
         counts[row.status] = counts.get(row.status, 0) + 1
     return counts
-
-
-async def eventually(check: Callable[[], bool], timeout: float = 20.0, what: str = "") -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if await asyncio.to_thread(check):
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what or check}")
 
 
 def enqueue(store: Store, count: int, prefix: str = "m") -> list[int]:

@@ -20,7 +20,8 @@ from daemon.config.settings import Settings
 from daemon.runtime.frame import FRAME, ChildSpec, Context, Frame, RoleBase, TaskChild
 from daemon.store.db import open_database
 from daemon.store.migrations import migrate
-from tests.integration.daemon_process import free_port
+from tests.support.ports import free_port
+from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -95,13 +96,6 @@ async def get(port: int, path: str) -> tuple[int, dict]:
         session.get(f"http://127.0.0.1:{port}{path}") as r,
     ):
         return r.status, await r.json(content_type=None) if path != "/metrics" else {}
-
-
-async def eventually(check: Callable[[], bool], timeout: float = 10.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not check():
-        assert asyncio.get_running_loop().time() < deadline, "timed out"
-        await asyncio.sleep(0.02)
 
 
 @pytest.fixture

@@ -29,7 +29,8 @@ from daemon.store.db import open_database
 from daemon.store.migrations import migrate
 from daemon.store.models import Message
 from daemon.store.sync import Store
-from tests.integration.daemon_process import DaemonProcess, free_port
+from tests.support.ports import free_port
+from tests.support.processes import DaemonProcess
 
 pytestmark = pytest.mark.slow
 

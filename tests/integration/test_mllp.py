@@ -24,12 +24,11 @@ from daemon.channels.mllp.channel import MllpChannel, MllpSender
 from daemon.channels.mllp.settings import MllpSettings, TlsSettings
 from daemon.hl7 import build_ack, control_id, frame, normalize, read_ack, validate
 from daemon.sim.mllp import MllpSimulator, Rule
+from tests.support.data import hl7_samples
 
 pytestmark = [pytest.mark.timeout(30), pytest.mark.both_loops]
 
 ROOT = Path(__file__).resolve().parents[2]
-SAMPLES = ROOT.parent / "shared" / "reference" / "hl7-samples"
-SAMPLE_FILES = sorted(SAMPLES.glob("*.hl7")) if SAMPLES.is_dir() else []
 
 
 def message(cid: str = "CTRL-1", pid: str = "123") -> bytes:
@@ -375,11 +374,10 @@ def test_an_encoding_mllp_cannot_carry_is_refused_by_the_settings(encoding: str)
 # --- every sample -----------------------------------------------------------------------
 
 
-@pytest.mark.skipif(not SAMPLE_FILES, reason=f"no HL7 samples in {SAMPLES}")
 async def test_every_sample_is_delivered_byte_for_byte(
     sim: MllpSimulator, sender: MllpSender
 ) -> None:
-    for path in SAMPLE_FILES:
+    for path in hl7_samples():
         payload = validate(path.read_bytes()).payload
         assert payload == normalize(path.read_bytes())
         outcome = await sender.send(envelope(payload))

@@ -17,15 +17,12 @@ import asyncio
 import json
 import os
 import signal
-import socket
-import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from datetime import time as clock
 from pathlib import Path
-from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -36,9 +33,11 @@ from daemon.sim.bpjs import BpjsSimulator
 from daemon.store.db import open_database
 from daemon.store.migrations import migrate
 from daemon.store.sync import Store
-from tests.integration.daemon_process import DaemonProcess, free_port
 from tests.integration.khanza_db import KhanzaDb, at
 from tests.integration.khanza_db import no_rawat as rawat
+from tests.support.ports import free_port
+from tests.support.processes import DaemonProcess
+from tests.support.waiting import eventually
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
 
@@ -218,25 +217,6 @@ def afternoon(h: Hospital) -> None:
 # --- plumbing ------------------------------------------------------------------------
 
 
-def closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-async def eventually(check: Callable[[], Any], what: str, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if asyncio.iscoroutine(result):
-            result = await result
-        if result:
-            return
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.1)
-
-
 @pytest.fixture
 async def hospitals() -> AsyncIterator[list[Hospital]]:
     pid = os.getpid()
@@ -343,7 +323,7 @@ async def test_a_day_of_two_hospitals_reaches_bpjs_exactly_once_in_order(tmp_pat
             await eventually(lambda h=h: sent_once_in_order(h), f"{h.name}: after the restart")
 
         # afternoon: the source databases unreachable, then back
-        down = closed_port()
+        down = free_port()  # nothing listens there: locked for this session, not ephemeral
         write_config(
             config,
             store_path,

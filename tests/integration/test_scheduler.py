@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import signal
-import time
 from collections import Counter
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from itertools import pairwise
 from pathlib import Path
@@ -20,12 +19,11 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from daemon.config.database import DatabaseSettings
 from daemon.sim.http import Faults, HttpSink
-from daemon.store.db import open_database
 from daemon.store.models import JobRun, Notification, Schedule
-from daemon.store.sync import Store
-from tests.integration.daemon_process import DaemonProcess, free_port, free_port_pair
+from tests.support.ports import free_port, free_port_pair
+from tests.support.processes import DaemonProcess
+from tests.support.waiting import eventually
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
 
@@ -43,13 +41,6 @@ roles:
                alert_interval: 0.5s}}
 control: {{port: {control}}}
 """
-
-
-@pytest.fixture
-def store(db_url: str):
-    s = Store(open_database(DatabaseSettings(url=db_url)))
-    yield s
-    s.close()
 
 
 class Suite:
@@ -93,19 +84,6 @@ async def suite(tmp_path: Path, db_url: str) -> AsyncIterator[Suite]:
         yield made
     finally:
         made.kill_all()
-
-
-async def eventually(
-    check: Callable[[], Any], what: str, timeout: float = 30.0, dump: Any = None
-) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        result = await asyncio.to_thread(check)
-        if result:
-            return
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}\n{dump() if dump else ''}")
-        await asyncio.sleep(0.2)
 
 
 def ledger(name: str) -> list[JobRun]:
