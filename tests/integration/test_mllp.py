@@ -24,6 +24,7 @@ from daemon.channels.mllp.channel import MllpChannel, MllpSender
 from daemon.channels.mllp.settings import MllpSettings, TlsSettings
 from daemon.hl7 import build_ack, control_id, frame, normalize, read_ack, validate
 from daemon.sim.mllp import MllpSimulator, Rule
+from tests.services import unavailable
 from tests.support.data import hl7_samples
 from tests.support.waiting import eventually
 
@@ -434,7 +435,7 @@ def tls(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TlsFiles]:
         make_cert("server", "ca", "IP:127.0.0.1,DNS:localhost", d)
         make_cert("client", "ca", "DNS:outboxd-client", d)
     except (OSError, subprocess.CalledProcessError) as exc:
-        pytest.skip(f"cannot make test certificates with the openssl CLI: {exc}")
+        unavailable("the openssl command", exc, "install openssl (Debian: apt-get install openssl)")
     yield TlsFiles(d / "ca.pem", d / "other.pem", d / "server.pem", d / "server.key",
                    d / "client.pem", d / "client.key")  # fmt: skip
 
