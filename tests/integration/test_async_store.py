@@ -41,7 +41,7 @@ def worker_pid(store: AsyncStore) -> int | None:
     return runner.pid if isinstance(runner, StoreProcess) else None
 
 
-@pytest.fixture(params=["thread", "process"])
+@pytest.fixture(params=["thread", pytest.param("process", marks=pytest.mark.slow)])
 async def astore(request: pytest.FixtureRequest, db_url: str) -> AsyncIterator[AsyncStore]:
     """The same operations, the work on a thread or in a worker process."""
     settings = DatabaseSettings(url=db_url, busy_timeout=20)

@@ -13,6 +13,8 @@ import pytest
 
 from tests.support.data import hl7_samples
 
+pytestmark = pytest.mark.slow  # a process per command
+
 ROOT = Path(__file__).resolve().parents[2]
 HL7 = (ROOT / "config" / "demo" / "adt-a04.hl7").read_bytes()
 

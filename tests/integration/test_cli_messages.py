@@ -13,6 +13,8 @@ from daemon.store.models import AuditEntry, Message
 from daemon.store.sync import Store
 from tests.integration.test_cli import CONFIG, hl7, outboxd, run_ok
 
+pytestmark = pytest.mark.slow  # a process per command
+
 
 @pytest.fixture
 def workdir(tmp_path: Path, db_url: str) -> Path:

@@ -19,6 +19,8 @@ from tests.support.ports import free_port
 from tests.support.processes import ROOT, DaemonProcess
 from tests.support.waiting import eventually
 
+pytestmark = pytest.mark.slow  # the control role as a process
+
 CONFIG = """
 database: sqlite:///{db}
 channels:

@@ -26,7 +26,7 @@ from daemon.suite.supervisor import Supervisor, SupervisorError, supervisor_addr
 from tests.support.ports import free_port, free_port_pair
 from tests.support.processes import ROOT, gone
 
-pytestmark = pytest.mark.timeout(90)
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(90)]  # supervisord and its programs
 
 BIN = Path(sys.executable).parent
 SUPERVISORD = BIN / "supervisord"
