@@ -1,39 +1,50 @@
-# make run   — set up .venv and run the demo suite under supervisord (SQLite + simulators)
-# make test  — set up .venv and run the checks and the test suite
+# make run   — set up .venv with what running needs and run the demo suite under
+#              supervisord (SQLite + simulators)
+# make test  — set up .venv with the test extra too and run the checks and the test suite
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 CONFIG ?= config/outboxd.yaml
 # WAIT: seconds `make run` waits for every program to be ready
 WAIT ?= 60
+# what each target has installed into $(VENV), redone when pyproject.toml changes
+RUN_DEPS := $(VENV)/.installed-run
+TEST_DEPS := $(VENV)/.installed-test
 
 .PHONY: run test lint bench clean
 
-$(BIN)/.installed: pyproject.toml
+$(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
+
+# outboxd and its dependencies: what running needs
+$(RUN_DEPS): pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e .
+	touch $@
+
+# and the test extra: pytest, ruff, mypy, import-linter, Playwright, schemathesis, …
+$(TEST_DEPS): pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $@
 
-test: $(BIN)/.installed
+test: $(TEST_DEPS)
 	$(BIN)/ruff check daemon tests ops
 	$(BIN)/lint-imports
 	$(BIN)/pytest
 
-lint: $(BIN)/.installed
+lint: $(TEST_DEPS)
 	$(BIN)/ruff check daemon tests ops
 	$(BIN)/ruff format --check daemon tests ops
 	$(BIN)/lint-imports
 	$(BIN)/mypy
 
-run: $(BIN)/.installed
+run: $(RUN_DEPS)
 	$(BIN)/outboxd check-config -c $(CONFIG)
 	$(BIN)/outboxd migrate -c $(CONFIG)
 	@sh ops/run.sh $(BIN) $(CONFIG) $(WAIT)
 
-bench: $(BIN)/.installed
+bench: $(RUN_DEPS)
 	$(BIN)/python ops/bench/outbox.py
 	$(BIN)/python ops/bench/dispatch.py
 
 clean:
-	rm -rf $(VENV) var .pytest_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) var .pytest_cache .ruff_cache .mypy_cache .hypothesis

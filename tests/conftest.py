@@ -14,7 +14,23 @@ from daemon.store.models import MODELS
 from daemon.store.sync import Store
 from tests.services import pg_admin_connect, pg_schema_url
 
-BACKENDS = ("sqlite", "postgres")
+# the store's backends; the PostgreSQL one marked ``postgres`` (``-m "not postgres"``
+# runs without a server)
+BACKENDS = ("sqlite", pytest.param("postgres", marks=pytest.mark.postgres))
+DB_FIXTURES = ("db_url", "empty_url")  # parametrised by backend
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark ``postgres`` what the backends' marks do not reach: tests asking for
+    ``pg_url`` themselves, and those parametrising a database fixture with
+    ``"postgres"`` (``indirect=True``)."""
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        params = callspec.params if callspec is not None else {}
+        if "pg_url" in getattr(item, "fixturenames", ()) or any(
+            params.get(name) == "postgres" for name in DB_FIXTURES
+        ):
+            item.add_marker(pytest.mark.postgres)
 
 
 def pytest_asyncio_loop_factories(

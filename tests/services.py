@@ -1,12 +1,16 @@
-"""Where the tests find the database servers, and what they do when one is absent.
+"""Where the tests find the servers and tools outside Python (PostgreSQL, MariaDB,
+promtool, Chromium, openssl), and what they do when one is absent.
 
-A server that does not answer skips its tests with the reason, unless
-``OUTBOXD_REQUIRE_SERVICES=1`` (set by CI), which turns the skip into a failure.
+One that does not answer skips its tests with the reason and what to install,
+unless ``OUTBOXD_REQUIRE_SERVICES=1`` (set by CI), which turns the skip into a
+failure.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
+from typing import NoReturn
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 import psycopg
@@ -23,11 +27,35 @@ def services_required() -> bool:
     return os.environ.get("OUTBOXD_REQUIRE_SERVICES", "") not in ("", "0", "false", "no")
 
 
-def unavailable(what: str, reason: object, variable: str = "OUTBOXD_TEST_PG_URL") -> None:
-    message = f"{what} is not reachable ({reason})"
+PG_REMEDY = (
+    "install and start PostgreSQL (Debian: apt-get install postgresql) with a database "
+    "`test` the user postgres may use without a password, or set OUTBOXD_TEST_PG_URL"
+)
+MARIADB_REMEDY = (
+    "install and start MariaDB (Debian: apt-get install mariadb-server), root without a "
+    "password on 127.0.0.1:3306, or set OUTBOXD_TEST_MARIADB_URL"
+)
+PROMTOOL_REMEDY = (
+    "install Prometheus's promtool (Debian: apt-get install prometheus; .ci/run unpacks "
+    "that package without installing it) or put it on PATH"
+)
+
+
+def unavailable(what: str, reason: object, remedy: str) -> NoReturn:
+    """Skip (or, with ``OUTBOXD_REQUIRE_SERVICES``, fail) for want of ``what``,
+    saying why and what to install (``remedy``)."""
+    message = f"{what} is not available ({reason})"
     if services_required():
         pytest.fail(f"{message}; OUTBOXD_REQUIRE_SERVICES is set, so this is a failure")
-    pytest.skip(f"{message}; set {variable} or start the server to run these tests")
+    pytest.skip(f"{message}: to run these tests, {remedy}")
+
+
+def promtool() -> str:
+    """The path of promtool, or a skip/fail."""
+    found = shutil.which("promtool")
+    if found is None:
+        unavailable("promtool", "not on PATH", PROMTOOL_REMEDY)
+    return found
 
 
 def pg_admin_connect() -> psycopg.Connection:
@@ -35,8 +63,7 @@ def pg_admin_connect() -> psycopg.Connection:
     try:
         return psycopg.connect(PG_URL.split("?")[0], autocommit=True, connect_timeout=3)
     except psycopg.Error as exc:
-        unavailable(f"PostgreSQL at {PG_URL}", str(exc).strip().splitlines()[0])
-        raise  # unreachable: unavailable() skips or fails
+        unavailable(f"PostgreSQL at {PG_URL}", str(exc).strip().splitlines()[0], PG_REMEDY)
 
 
 def pg_schema_url(schema: str) -> str:
@@ -69,8 +96,7 @@ def mariadb_connect(database: str | None = None) -> pymysql.connections.Connecti
         )
     except pymysql.MySQLError as exc:
         where = f"{parts.hostname}:{parts.port or 3306}"
-        unavailable(f"MariaDB at {where}", exc, "OUTBOXD_TEST_MARIADB_URL")
-        raise  # unreachable: unavailable() skips or fails
+        unavailable(f"MariaDB at {where}", exc, MARIADB_REMEDY)
     with conn.cursor() as cursor:
         cursor.execute("SET SESSION sql_mode = 'NO_ENGINE_SUBSTITUTION'")
     return conn

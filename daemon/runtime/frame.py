@@ -10,9 +10,14 @@ with it. The frame:
   is a ``StartupError`` at once: exit 69 within supervisord's startsecs), and the
   role's own listeners when its class has ``bind(settings, process_num)`` (the
   control API: ``Context.listeners``), waits
-  for the database (backing off), then starts every child and serves
-  ``/healthz`` and ``/metrics`` there; a role may add routes of its own to that
-  app (``Role.add_routes``);
+  for the database (backing off), then serves ``/healthz`` and ``/metrics``
+  there, opens the role (``Role.open``: the control API served) and starts every
+  child; a role may add routes of its own to that app (``Role.add_routes``);
+- ``/healthz`` says ready (200, ``"status": "ok"``) only while the role runs:
+  until it is open and every child started it answers 503 ``"starting"``, and
+  from the moment it begins to stop, 503 ``"stopping"`` (so ``outboxd status
+  --wait`` never calls ready a process whose API or loops are not up yet, or
+  no longer);
 - watches every child's tasks: one that ends on its own stops the role loudly
   (exit 1), instead of leaving it half alive;
 - SIGTERM/SIGINT: stops taking work and drains every child within the role's
@@ -37,7 +42,7 @@ import socket
 import time
 from collections.abc import Callable, Collection, Coroutine
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -55,6 +60,12 @@ from daemon.store.process import Spawned
 log = logging.getLogger("outboxd.frame")
 HEALTH_TIMEOUT = 2.0  # seconds /healthz waits for the database's answer
 MAX_PORT = 65535
+Phase = Literal["starting", "running", "stopping"]
+# what /healthz says (503) outside the running phase
+PHASE_PROBLEMS: dict[Phase, str] = {
+    "starting": "starting: the role's listeners and loops are not all up yet",
+    "stopping": "stopping: draining its loops",
+}
 
 
 class Child(Protocol):
@@ -328,6 +339,8 @@ class Frame:
         self.store: AsyncStore | None = None
         self.context: Context | None = None
         self.listeners: list[socket.socket] = []  # the role's own, bound at start
+        # starting → running (the role open, every child started) → stopping
+        self.phase: Phase = "starting"
 
     @property
     def role_settings(self) -> RoleSettings:
@@ -426,6 +439,7 @@ class Frame:
 
     async def _supervise(self, children: Children) -> int:
         children.start(self.settings)
+        self.phase = "running"
         self.metrics.up.labels(self.role_name).set(1)
         assert self.store is not None
         log.info(
@@ -454,6 +468,7 @@ class Frame:
                     self.reload_requested.clear()
                     await self._reload(children)
         finally:
+            self.phase = "stopping"
             self.metrics.up.labels(self.role_name).set(0)
             timeout = self.role_settings.drain_timeout
             log.info("draining", extra={"deadline_seconds": timeout})
@@ -484,14 +499,20 @@ class Frame:
     # --- health and metrics ---------------------------------------------------------
 
     async def _healthz(self, _: web.Request) -> web.Response:
-        problems = self.children.problems() if self.children is not None else []
-        assert self.store is not None
-        try:
-            await asyncio.wait_for(self.store.ping(), HEALTH_TIMEOUT)
-        except Exception as exc:
-            problems.append(f"database: {type(exc).__name__}: {exc}")
+        status: str
+        if self.phase != "running":  # not ready, whatever the loops say
+            problems = [PHASE_PROBLEMS[self.phase]]
+            status = self.phase
+        else:
+            problems = self.children.problems() if self.children is not None else []
+            assert self.store is not None
+            try:
+                await asyncio.wait_for(self.store.ping(), HEALTH_TIMEOUT)
+            except Exception as exc:
+                problems.append(f"database: {type(exc).__name__}: {exc}")
+            status = "ok" if not problems else "unhealthy"
         body = {
-            "status": "ok" if not problems else "unhealthy",
+            "status": status,
             "role": self.role_name,
             "process": self.process_num,
             "problems": problems,

@@ -40,9 +40,9 @@ async def browser() -> AsyncIterator[object]:
     try:
         from playwright.async_api import async_playwright
     except ImportError:
-        unavailable("playwright", "not installed (pip install playwright)", "PATH")
+        unavailable("playwright", "not installed", "pip install -e '.[test]' (make test does)")
     if not CHROMIUM.exists():
-        unavailable("chromium", f"{CHROMIUM} is missing (apt-get install chromium)", "PATH")
+        unavailable("chromium", f"no {CHROMIUM}", "apt-get install chromium (.ci/run does)")
     async with async_playwright() as p:
         browser = await p.chromium.launch(
             executable_path=str(CHROMIUM),

@@ -1,10 +1,9 @@
-"""A SIMRS Khanza database of a test's own on the MariaDB test server (the
-reference schema, ``khanza_schema.sql``) or in a SQLite file (the demo's
+"""A SIMRS Khanza database of a test's own on the MariaDB test server (the schema of
+``tests/data/khanza_schema.sql``) or in a SQLite file (the demo's
 Khanza-like tables), and helpers to seed a day of visits."""
 
 from __future__ import annotations
 
-import os
 import re
 import sqlite3
 from collections.abc import Sequence
@@ -12,14 +11,11 @@ from datetime import date, datetime, time
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from daemon.sim import khanza as khanza_sim
 from daemon.sim.khanza_sqlite import sqlite_params, sqlite_sql
 from tests.services import mariadb_connect, mariadb_url
+from tests.support.data import KHANZA_SCHEMA
 
-_SHARED = Path(__file__).resolve().parents[3] / "shared" / "reference" / "khanza_schema.sql"
-SCHEMA = Path(os.environ.get("OUTBOXD_KHANZA_SCHEMA", str(_SHARED)))
 ZERO_DATETIME, ZERO_DATE, ZERO_TIME = (
     khanza_sim.ZERO_DATETIME,
     khanza_sim.ZERO_DATE,
@@ -44,11 +40,6 @@ class KhanzaDb:
         self.conn: Any = None
 
     def create(self) -> KhanzaDb:
-        if not SCHEMA.exists():
-            pytest.skip(
-                f"the Khanza reference schema is not at {SCHEMA} "
-                "(set OUTBOXD_KHANZA_SCHEMA to its path)"
-            )
         admin = mariadb_connect()
         with admin.cursor() as cursor:
             cursor.execute(f"DROP DATABASE IF EXISTS `{self.name}`")
@@ -57,7 +48,7 @@ class KhanzaDb:
         self.conn = mariadb_connect(self.name)
         with self.conn.cursor() as cursor:
             cursor.execute("SET FOREIGN_KEY_CHECKS = 0")
-            for statement in schema_statements(SCHEMA.read_text()):
+            for statement in schema_statements(KHANZA_SCHEMA.read_text()):
                 cursor.execute(statement)
             cursor.execute("SET FOREIGN_KEY_CHECKS = 0")  # the dump turns them back on
         return self

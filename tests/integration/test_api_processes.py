@@ -11,7 +11,7 @@ import pytest
 from tests.integration.api_harness import Api, serve_api
 from tests.integration.test_status import POLLERS, SLEEPER, running
 
-pytestmark = pytest.mark.timeout(120)
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]  # supervisord and its programs
 
 
 @pytest.fixture

@@ -24,6 +24,8 @@ from tests.integration.api_harness import HL7, TOKENS, Api, serve_api
 from tests.integration.test_api_messages import WEBHOOKS
 from tests.integration.test_status import SLEEPER, running
 
+pytestmark = pytest.mark.slow  # generated requests by the hundred
+
 SCHEMATHESIS = Path(sys.executable).with_name("schemathesis")
 # Examples per operation and phase: the API layer is the same on both backends,
 # PostgreSQL answers slower, so fewer there (the whole file stays under a minute).

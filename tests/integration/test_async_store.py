@@ -23,7 +23,7 @@ from daemon.store.aio import AsyncStore, open_async_store
 from daemon.store.db import open_database
 from daemon.store.migrations import migrate
 from daemon.store.process import StoreProcess
-from tests.integration.daemon_process import ROOT, gone
+from tests.support.processes import ROOT, gone
 
 pytestmark = pytest.mark.both_loops  # uvloop is the dispatcher's default
 
@@ -41,7 +41,7 @@ def worker_pid(store: AsyncStore) -> int | None:
     return runner.pid if isinstance(runner, StoreProcess) else None
 
 
-@pytest.fixture(params=["thread", "process"])
+@pytest.fixture(params=["thread", pytest.param("process", marks=pytest.mark.slow)])
 async def astore(request: pytest.FixtureRequest, db_url: str) -> AsyncIterator[AsyncStore]:
     """The same operations, the work on a thread or in a worker process."""
     settings = DatabaseSettings(url=db_url, busy_timeout=20)

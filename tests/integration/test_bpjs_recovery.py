@@ -24,7 +24,6 @@ from daemon.store.db import open_database
 from daemon.store.migrations import migrate
 from daemon.store.models import MODELS, Message, StatusEvent
 from daemon.store.sync import Store
-from tests.integration.daemon_process import ROOT, DaemonProcess, free_port
 from tests.integration.khanza_db import KhanzaDb, at
 from tests.integration.khanza_db import no_rawat as rawat
 from tests.integration.test_poller_e2e import (
@@ -32,12 +31,14 @@ from tests.integration.test_poller_e2e import (
     SECRET,
     USER_KEY,
     Hospital,
-    eventually,
     master_data,
     midday,
     morning,
     write_config,
 )
+from tests.support.ports import free_port
+from tests.support.processes import ROOT, DaemonProcess
+from tests.support.waiting import eventually
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
 

@@ -12,8 +12,11 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.data import hl7_samples
+
+pytestmark = pytest.mark.slow  # a process per command
+
 ROOT = Path(__file__).resolve().parents[2]
-SAMPLES = ROOT.parent / "shared" / "reference" / "hl7-samples"
 HL7 = (ROOT / "config" / "demo" / "adt-a04.hl7").read_bytes()
 
 
@@ -148,9 +151,7 @@ def test_enqueue_from_file_and_stdin_and_duplicates(workdir: Path):
 
 
 def test_every_sample_message_is_accepted(workdir: Path):
-    samples = sorted(SAMPLES.glob("*.hl7"))
-    if not samples:
-        pytest.skip(f"no HL7 samples at {SAMPLES}")
+    samples = hl7_samples()
     for i, sample in enumerate(samples):
         out = run_ok(workdir, "enqueue", "--channel", "hie", "--key", f"s{i}", str(sample))
         assert out.strip().endswith(" new")
@@ -327,7 +328,7 @@ def test_the_command_line_is_read_before_anything_heavy_is_loaded(tmp_path: Path
 def test_a_batch_of_2000_hl7_messages_takes_under_3_s_of_cpu(workdir: Path):
     """``outboxd enqueue --batch``: 2,000 HL7 messages in one call, the whole
     process (start, settings, checks, four transactions) within 3 s of CPU."""
-    samples = sorted(SAMPLES.glob("*.hl7")) or [ROOT / "config" / "demo" / "adt-a04.hl7"]
+    samples = hl7_samples()
     texts = [p.read_bytes().decode("utf-8") for p in samples]
     lines = [
         json.dumps({"channel": "hie", "key": f"b{i:05}", "payload": texts[i % len(texts)]})

@@ -13,10 +13,8 @@ from pathlib import Path
 import pytest
 
 from daemon.cli import main
-from daemon.config.database import DatabaseSettings
 from daemon.domain.messages import Delivered, Failed
-from daemon.store.db import open_database
-from daemon.store.models import MODELS, AuditEntry, Message
+from daemon.store.models import AuditEntry, Message
 from daemon.store.sync import Store
 from tests.integration.test_cli import CONFIG, hl7
 
@@ -28,14 +26,6 @@ def workdir(tmp_path: Path, db_url: str, monkeypatch: pytest.MonkeyPatch) -> Pat
     monkeypatch.delenv("OUTBOXD_CONFIG", raising=False)
     monkeypatch.delenv("OUTBOXD_DEBUG", raising=False)
     return tmp_path
-
-
-@pytest.fixture
-def store(db_url: str):
-    s = Store(open_database(DatabaseSettings(url=db_url)))
-    with s.db.bind_ctx(MODELS):
-        yield s
-    s.close()
 
 
 @pytest.fixture

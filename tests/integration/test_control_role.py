@@ -15,7 +15,11 @@ import pytest
 from daemon.config.database import DatabaseSettings
 from daemon.store.db import open_database
 from daemon.store.migrations import migrate
-from tests.integration.daemon_process import ROOT, DaemonProcess, free_port
+from tests.support.ports import free_port
+from tests.support.processes import ROOT, DaemonProcess
+from tests.support.waiting import eventually
+
+pytestmark = pytest.mark.slow  # the control role as a process
 
 CONFIG = """
 database: sqlite:///{db}
@@ -68,6 +72,34 @@ async def test_the_control_role_serves_the_api_and_the_page(tmp_path: Path):
     finally:
         assert await process.stop() == 0
     assert "control API" in process.output()
+
+
+async def test_the_api_answers_as_soon_as_healthz_says_ready(tmp_path: Path):
+    """What `outboxd status --wait` and a supervisor's health check rely on: the first
+    200 of /healthz comes once the API is served (before that: "starting")."""
+    config, health, api = _workdir(tmp_path)
+    process = DaemonProcess(tmp_path, config, role="control")
+    await process.start(health, wait=False)
+    seen: list[str] = []
+
+    async def ready() -> bool:
+        try:
+            status, body = await process.health()
+        except (aiohttp.ClientError, TimeoutError):
+            return False  # not listening yet
+        seen.append(body["status"])
+        return status == 200
+
+    try:
+        await eventually(ready, "/healthz to say ready", timeout=60, dump=process.output)
+        async with (
+            aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as session,
+            session.get(f"http://127.0.0.1:{api}/api/v1/stats") as response,
+        ):
+            assert response.status == 200
+        assert set(seen) <= {"starting", "ok"}, seen
+    finally:
+        assert await process.stop() == 0
 
 
 async def _enqueue_two(workdir: Path) -> None:

@@ -7,20 +7,20 @@ from pathlib import Path
 import pytest
 
 from daemon.channels.registry import prepare_payload
-from daemon.config.database import DatabaseSettings
 from daemon.config.loader import parse_config
 from daemon.domain.messages import NewMessage
 from daemon.hl7 import control_id, normalize
 from daemon.sim.mllp import MllpSimulator, Rule
-from daemon.store.db import open_database
-from daemon.store.models import MODELS, Message
+from daemon.store.models import Message
 from daemon.store.sync import Store
-from tests.integration.daemon_process import ROOT, DaemonProcess, free_port
-from tests.integration.test_dispatcher import eventually, statuses
+from tests.integration.test_dispatcher import statuses
+from tests.support.data import hl7_samples
+from tests.support.ports import free_port
+from tests.support.processes import ROOT, DaemonProcess
+from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.slow
 
-SAMPLES = ROOT.parent / "shared" / "reference" / "hl7-samples"
 DEMO = (ROOT / "config" / "demo" / "adt-a04.hl7").read_bytes()
 
 CONFIG = """
@@ -73,18 +73,8 @@ def demo(control: str) -> bytes:
     return DEMO.replace(b"DEMO-0001", control.encode())
 
 
-@pytest.fixture
-def store(db_url: str):
-    s = Store(open_database(DatabaseSettings(url=db_url)))
-    with s.db.bind_ctx(MODELS):
-        yield s
-    s.close()
-
-
 async def test_every_sample_is_delivered_byte_for_byte_and_acked(tmp_path, db_url, store):
-    samples = sorted(SAMPLES.glob("*.hl7"))
-    if not samples:
-        pytest.skip(f"no HL7 samples at {SAMPLES}")
+    samples = hl7_samples()
     async with MllpSimulator() as peer:
         config, health = configure(tmp_path, db_url, peer.port)
         ids = enqueue_hl7(store, config, {p.name: p.read_bytes() for p in samples})

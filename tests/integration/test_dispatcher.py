@@ -7,20 +7,21 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from daemon.config.database import DatabaseSettings
 from daemon.domain.messages import NewMessage
 from daemon.sim.http import Faults, HttpSink
-from daemon.store.db import open_database
-from daemon.store.models import MODELS, Message
+from daemon.store.models import Message
 from daemon.store.sync import Store
-from tests.integration.daemon_process import ROOT, DaemonProcess, free_port, gone
+from tests.support.ports import free_port
+from tests.support.processes import ROOT, DaemonProcess, gone
+from tests.support.waiting import eventually, stays
 
 pytestmark = pytest.mark.slow
+
+QUIET = 0.5  # seconds in which what must not happen (another attempt) would have
 
 CONFIG = """
 database: {db_url}
@@ -44,28 +45,11 @@ def write_config(path: Path, **values: object) -> Path:
     return path
 
 
-@pytest.fixture
-def store(db_url: str):
-    s = Store(open_database(DatabaseSettings(url=db_url)))
-    with s.db.bind_ctx(MODELS):
-        yield s
-    s.close()
-
-
 def statuses(store: Store) -> dict[str, int]:
     counts: dict[str, int] = {}
     for row in Message.select(Message.status):
         counts[row.status] = counts.get(row.status, 0) + 1
     return counts
-
-
-async def eventually(check: Callable[[], bool], timeout: float = 20.0, what: str = "") -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if await asyncio.to_thread(check):
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what or check}")
 
 
 def enqueue(store: Store, count: int, prefix: str = "m") -> list[int]:
@@ -238,22 +222,23 @@ async def test_unreachable_peer_opens_the_breaker_and_health_says_so(tmp_path, d
         async def breaker_open() -> bool:
             return await proc.metric("outboxd_circuit_breaker_state", channel="hook") == 2
 
-        deadline = time.monotonic() + 20
-        while not await breaker_open():
-            assert time.monotonic() < deadline, proc.output()
-            await asyncio.sleep(0.1)
+        await eventually(breaker_open, "the breaker open", timeout=20, dump=proc.output)
         status, body = await proc.health()
         assert status == 503
         assert any("circuit breaker open" in p for p in body["problems"])
-        # the breaker stopped the attempts: nothing failed, nothing is held
-        await asyncio.sleep(0.5)
-        counts = await asyncio.to_thread(statuses, store)
-        assert counts.get("failed", 0) == 0 and counts.get("sending", 0) == 0
+        # the breaker stopped the attempts: nothing failed, nothing is held (the
+        # sends under way when it opened are answered and released)
+        await eventually(
+            lambda: statuses(store).get("sending", 0) == 0, "nothing held", dump=proc.output
+        )
+        assert statuses(store).get("failed", 0) == 0
         attempts = sum(r.attempts for r in Message.select())
         # three failures open it; sends already started by the other workers may fail too
         assert 3 <= attempts <= 3 + 4 - 1
-        await asyncio.sleep(0.5)
-        assert sum(r.attempts for r in Message.select()) == attempts
+        await stays(
+            lambda: sum(r.attempts for r in Message.select()) == attempts,
+            "no attempt while the breaker is open", QUIET, dump=proc.output,
+        )  # fmt: skip
     finally:
         assert await proc.stop() == 0
 

@@ -17,9 +17,11 @@ from daemon.domain.messages import NewMessage
 from daemon.sim.fhir import NIK, PATIENTS, FhirSimulator
 from daemon.store.models import Message, StatusEvent
 from daemon.store.sync import Store
-from tests.integration.daemon_process import ROOT, DaemonProcess, free_port
-from tests.integration.test_dispatcher import eventually, statuses
+from tests.integration.test_dispatcher import statuses
 from tests.integration.test_fhir_channel import condition, encounter
+from tests.support.ports import free_port
+from tests.support.processes import ROOT, DaemonProcess
+from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.slow
 

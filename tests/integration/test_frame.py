@@ -20,7 +20,8 @@ from daemon.config.settings import Settings
 from daemon.runtime.frame import FRAME, ChildSpec, Context, Frame, RoleBase, TaskChild
 from daemon.store.db import open_database
 from daemon.store.migrations import migrate
-from tests.integration.daemon_process import free_port
+from tests.support.ports import free_port
+from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -95,13 +96,6 @@ async def get(port: int, path: str) -> tuple[int, dict]:
         session.get(f"http://127.0.0.1:{port}{path}") as r,
     ):
         return r.status, await r.json(content_type=None) if path != "/metrics" else {}
-
-
-async def eventually(check: Callable[[], bool], timeout: float = 10.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not check():
-        assert asyncio.get_running_loop().time() < deadline, "timed out"
-        await asyncio.sleep(0.02)
 
 
 @pytest.fixture
@@ -207,4 +201,51 @@ async def test_a_child_a_reload_cannot_build_is_a_health_problem_and_the_rest_ru
     assert (await get(port, "/healthz"))[0] == 200
     assert frame.children.get("channel hook") is not None
     os.kill(os.getpid(), signal.SIGTERM)
+    assert await asyncio.wait_for(run, 10) == 0
+
+
+class Gated(Toy):
+    """A role whose own listener opens, and closes, only when the test says."""
+
+    def __init__(self, context: Context) -> None:
+        super().__init__(context)
+        self.may_open = asyncio.Event()
+        self.may_close = asyncio.Event()
+        self.opening = asyncio.Event()
+        self.closing = asyncio.Event()
+
+    async def open(self) -> None:
+        self.opening.set()
+        await self.may_open.wait()
+
+    async def close(self) -> None:
+        self.closing.set()
+        await self.may_close.wait()
+
+
+async def test_healthz_says_ready_only_while_the_role_is_open_and_its_children_run(config):
+    """/healthz is served from the database wait on, but says "starting" until the
+    role is open (the control API served) and every child started, and "stopping"
+    from SIGTERM on: `outboxd status --wait` calls no process ready early or late."""
+    path, port = config
+    frame = Frame("poller", 0, str(path), load_config(path))
+    roles: list[Gated] = []
+    run = asyncio.create_task(frame.run(lambda ctx: roles.append(Gated(ctx)) or roles[-1]))
+    await eventually(lambda: bool(roles) and roles[0].opening.is_set(), "the role opening")
+    status, body = await get(port, "/healthz")
+    assert (status, body["status"]) == (503, "starting"), body
+    assert body["problems"] == ["starting: the role's listeners and loops are not all up yet"]
+    assert frame.children is not None and not frame.children.running  # none started yet
+    roles[0].may_open.set()
+    await eventually(lambda: len(frame.children.running) == 3, "every child started")
+    assert await get(port, "/healthz") == (
+        200,
+        {"status": "ok", "role": "poller", "process": 0, "problems": []},
+    )
+    os.kill(os.getpid(), signal.SIGTERM)
+    await eventually(lambda: roles[0].closing.is_set(), "the role closing")
+    status, body = await get(port, "/healthz")
+    assert (status, body["status"]) == (503, "stopping"), body
+    assert body["problems"] == ["stopping: draining its loops"]
+    roles[0].may_close.set()
     assert await asyncio.wait_for(run, 10) == 0

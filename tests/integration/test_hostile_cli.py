@@ -21,6 +21,8 @@ from daemon.store.db import open_database
 from daemon.store.migrations import migrate
 from tests.integration.test_cli import CONFIG, HL7, ROOT
 
+pytestmark = pytest.mark.slow  # a process per command
+
 EXIT_CODES = {0, 2, 64, 65, 66, 69, 78}  # the README's table, but 70
 
 

@@ -6,6 +6,7 @@ survives a reload; a drain with nothing in flight ends at once."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import signal
 import time
@@ -29,7 +30,9 @@ from daemon.store.db import open_database
 from daemon.store.migrations import migrate
 from daemon.store.models import MODELS, Message
 from daemon.store.sync import Store
-from tests.integration.daemon_process import DaemonProcess, free_port
+from tests.support.ports import free_port
+from tests.support.processes import DaemonProcess
+from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.slow
 
@@ -120,25 +123,25 @@ async def test_a_bad_file_on_sighup_is_refused_and_delivery_and_health_go_on(tmp
             for n, (name, change, why) in enumerate(BAD):
                 config.write_text(change(good))
                 proc.signal(signal.SIGHUP)
-                deadline = time.monotonic() + 20
-                while proc.output().count("reload refused") <= n:
-                    assert time.monotonic() < deadline, f"{name}: not refused\n{proc.output()}"
+
+                def refused(n: int = n, name: str = name) -> bool:
                     assert proc.proc is not None and proc.proc.returncode is None, name
-                    await asyncio.sleep(0.05)
+                    return proc.output().count("reload refused") > n
+
+                await eventually(refused, f"{name}: refused", timeout=20, dump=proc.output)
                 assert why in proc.output().rsplit("reload refused", 1)[1], name
                 store.enqueue(NewMessage("hook", f"after {name}", b"{}", "json"))
-                while len(sink.requests) <= n:
-                    assert time.monotonic() < deadline, f"{name}: not delivered after"
-                    await asyncio.sleep(0.05)
+                await eventually(
+                    lambda n=n: len(sink.requests) > n, f"{name}: delivered after", timeout=20
+                )
             stop.set()
             await watcher
             assert slowest < 2.0  # no reload froze the loop (a bomb took ~25 s once)
             # the outcome is written after the sink has answered: wait for the last one
-            deadline = time.monotonic() + 20
-            while Message.select().where(Message.status == "sent").count() < len(BAD):
-                assert time.monotonic() < deadline, "not all recorded as sent"
-                await asyncio.sleep(0.05)
-            assert Message.select().where(Message.status == "sent").count() == len(BAD)
+            await eventually(
+                lambda: Message.select().where(Message.status == "sent").count() == len(BAD),
+                "every one recorded as sent", timeout=20,
+            )  # fmt: skip
             assert await proc.stop() == 0
         finally:
             stop.set()
@@ -162,11 +165,12 @@ async def test_a_drain_with_nothing_in_flight_ends_at_once(tmp_path):
         proc = DaemonProcess(tmp_path, config)
         try:
             await proc.start(health)
-            deadline = time.monotonic() + 20
-            while not sink.requests:
-                assert time.monotonic() < deadline
-                await asyncio.sleep(0.05)
-            await asyncio.sleep(0.5)  # the next message is waiting for its token
+            await eventually(lambda: sink.requests, "the first message sent", timeout=20)
+
+            async def waiting_for_a_token() -> bool:
+                return await proc.metric("outboxd_rate_limit_waits_total", channel="hook") >= 1
+
+            await eventually(waiting_for_a_token, "the next message waiting for its token")
             assert len(sink.requests) == 1
             assert await proc.stop(timeout=20) == 0  # not 60 s
             statuses = sorted(m.status for m in Message.select(Message.status))
@@ -229,6 +233,32 @@ def accepts(text: str) -> bool:
     return True
 
 
+class _Reloads(logging.Handler):
+    """Listens to the frame's log for the end of a reload (applied or refused)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.done = False
+        self.logger = logging.getLogger("outboxd.frame")
+        self.level_before = self.logger.level
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.getMessage() in ("reloaded", REFUSED):
+            self.done = True
+
+    def __enter__(self) -> _Reloads:
+        self.logger.addHandler(self)
+        self.logger.setLevel(logging.INFO)
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.logger.removeHandler(self)
+        self.logger.setLevel(self.level_before)
+
+
+REFUSED = "reload refused: the config has errors; keeping the running settings"
+
+
 @settings(
     max_examples=12,
     deadline=None,
@@ -252,14 +282,17 @@ async def test_a_config_the_check_accepts_starts_a_dispatcher_that_survives_a_re
     migrate(open_database(settings.database))
     frame = Frame("dispatcher", 0, str(path), settings)
     run = asyncio.create_task(frame.run(Dispatcher))
-    deadline = time.monotonic() + 20
-    while frame.children is None or len(frame.children.running) < 3:
+
+    def started() -> bool:
         assert not run.done(), run.result()
-        assert time.monotonic() < deadline
-        await asyncio.sleep(0.02)
+        return frame.children is not None and len(frame.children.running) >= 3
+
+    await eventually(started, "the dispatcher's children", timeout=20)
     path.write_text(head + second)
-    os.kill(os.getpid(), signal.SIGHUP)
-    await asyncio.sleep(0.3)
+    reloads = _Reloads()
+    with reloads:
+        os.kill(os.getpid(), signal.SIGHUP)
+        await eventually(lambda: reloads.done, "the reload", timeout=20)
     assert not run.done()
     os.kill(os.getpid(), signal.SIGTERM)
     assert await asyncio.wait_for(run, 60) == 0

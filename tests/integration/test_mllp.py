@@ -24,12 +24,13 @@ from daemon.channels.mllp.channel import MllpChannel, MllpSender
 from daemon.channels.mllp.settings import MllpSettings, TlsSettings
 from daemon.hl7 import build_ack, control_id, frame, normalize, read_ack, validate
 from daemon.sim.mllp import MllpSimulator, Rule
+from tests.services import unavailable
+from tests.support.data import hl7_samples
+from tests.support.waiting import eventually
 
 pytestmark = [pytest.mark.timeout(30), pytest.mark.both_loops]
 
 ROOT = Path(__file__).resolve().parents[2]
-SAMPLES = ROOT.parent / "shared" / "reference" / "hl7-samples"
-SAMPLE_FILES = sorted(SAMPLES.glob("*.hl7")) if SAMPLES.is_dir() else []
 
 
 def message(cid: str = "CTRL-1", pid: str = "123") -> bytes:
@@ -144,7 +145,9 @@ async def test_an_ack_that_arrives_while_idle_is_read_first_and_resynchronises(
     twice = frame(build_ack(first)) + frame(build_ack(first))
     sim.rules = [Rule(action="garbage", garbage=twice, times=1)]
     assert (await sender.send(envelope(first))).verdict is Verdict.DELIVERED
-    await asyncio.sleep(0.1)  # the duplicate has arrived by now, with no send waiting
+    # the duplicate arrives while no send waits: it stays in the connection's buffer
+    duplicate = len(frame(build_ack(first)))
+    await eventually(lambda: sender._conn.decoder.pending >= duplicate, "the duplicate ACK")
     outcome = await sender.send(envelope(message("C-2")))
     assert_retry(outcome, r"acknowledges 'C-1', not the message sent \('C-2'\)")
     assert not sender.connected
@@ -291,8 +294,9 @@ async def test_peer_restart_while_connected(
     sender = make_channel(sim.port).sender()
     assert (await sender.send(envelope(message("C-1")))).verdict is Verdict.DELIVERED
     port = sim.port
+    conn = sender._conn
     await sim.stop()  # aborts the open connection
-    await asyncio.sleep(0.1)
+    await eventually(lambda: conn.stale, "the sender to see its connection closed")
     again = MllpSimulator()
     await again.start(port=port)
     try:
@@ -375,11 +379,10 @@ def test_an_encoding_mllp_cannot_carry_is_refused_by_the_settings(encoding: str)
 # --- every sample -----------------------------------------------------------------------
 
 
-@pytest.mark.skipif(not SAMPLE_FILES, reason=f"no HL7 samples in {SAMPLES}")
 async def test_every_sample_is_delivered_byte_for_byte(
     sim: MllpSimulator, sender: MllpSender
 ) -> None:
-    for path in SAMPLE_FILES:
+    for path in hl7_samples():
         payload = validate(path.read_bytes()).payload
         assert payload == normalize(path.read_bytes())
         outcome = await sender.send(envelope(payload))
@@ -432,7 +435,7 @@ def tls(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TlsFiles]:
         make_cert("server", "ca", "IP:127.0.0.1,DNS:localhost", d)
         make_cert("client", "ca", "DNS:outboxd-client", d)
     except (OSError, subprocess.CalledProcessError) as exc:
-        pytest.skip(f"cannot make test certificates with the openssl CLI: {exc}")
+        unavailable("the openssl command", exc, "install openssl (Debian: apt-get install openssl)")
     yield TlsFiles(d / "ca.pem", d / "other.pem", d / "server.pem", d / "server.key",
                    d / "client.pem", d / "client.key")  # fmt: skip
 
@@ -557,7 +560,7 @@ async def test_canned_simulator_frames_split_pipelined_and_broken() -> None:
         stream = b"".join(frame(message(f"C-{n}")) for n in range(4))
         writer.write(stream[:-20])  # three whole frames and most of the fourth
         await writer.drain()
-        await asyncio.sleep(0.05)
+        await eventually(lambda: sim.received_count == 3, "the three whole frames")
         writer.write(stream[-20:])
         acks = [read_ack((await reader.readuntil(b"\x1c\r"))[1:-2]) for _ in range(4)]
         assert [(a.code, a.control_id) for a in acks] == [("AA", f"C-{n}") for n in range(4)]
@@ -565,8 +568,7 @@ async def test_canned_simulator_frames_split_pipelined_and_broken() -> None:
         assert await asyncio.wait_for(reader.read(), 5) == b""
         writer.close()
         idle_reader, idle_writer = await asyncio.open_connection("127.0.0.1", sim.port)
-        await asyncio.sleep(0.05)
-        assert sim.connections == 2
+        await eventually(lambda: sim.connections == 2, "the idle connection accepted")
     assert await asyncio.wait_for(idle_reader.read(), 5) == b""  # stop() closed it
     idle_writer.close()
 

@@ -4,7 +4,6 @@ are counted, retried and reported without ending the loop."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import threading
 import time
@@ -30,6 +29,7 @@ from daemon.store.db import open_database
 from daemon.store.migrations import migrate
 from daemon.store.models import MODELS, Message
 from daemon.store.sync import Store
+from tests.support.waiting import eventually
 from tests.unit.test_bpjs_plan import ADD_FIELDS
 
 pytestmark = pytest.mark.timeout(60)
@@ -151,14 +151,6 @@ async def make_poller(
 def sample(poller: Harness, name: str, **labels: str) -> float:
     value = poller.ctx.metrics.registry.get_sample_value(name, {"source": "rs", **labels})
     return value or 0.0
-
-
-async def eventually(check: Callable[[], bool], timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError("timed out")
-        await asyncio.sleep(0.02)
 
 
 def loop_of(poller: Harness) -> SourceLoop:

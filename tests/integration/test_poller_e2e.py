@@ -13,19 +13,15 @@ typed in earlier than its predecessor, which is held with the reason.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import signal
-import socket
-import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from datetime import time as clock
 from pathlib import Path
-from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -36,9 +32,11 @@ from daemon.sim.bpjs import BpjsSimulator
 from daemon.store.db import open_database
 from daemon.store.migrations import migrate
 from daemon.store.sync import Store
-from tests.integration.daemon_process import DaemonProcess, free_port
 from tests.integration.khanza_db import KhanzaDb, at
 from tests.integration.khanza_db import no_rawat as rawat
+from tests.support.ports import free_port
+from tests.support.processes import DaemonProcess
+from tests.support.waiting import eventually
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
 
@@ -218,25 +216,6 @@ def afternoon(h: Hospital) -> None:
 # --- plumbing ------------------------------------------------------------------------
 
 
-def closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-async def eventually(check: Callable[[], Any], what: str, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if asyncio.iscoroutine(result):
-            result = await result
-        if result:
-            return
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.1)
-
-
 @pytest.fixture
 async def hospitals() -> AsyncIterator[list[Hospital]]:
     pid = os.getpid()
@@ -343,7 +322,7 @@ async def test_a_day_of_two_hospitals_reaches_bpjs_exactly_once_in_order(tmp_pat
             await eventually(lambda h=h: sent_once_in_order(h), f"{h.name}: after the restart")
 
         # afternoon: the source databases unreachable, then back
-        down = closed_port()
+        down = free_port()  # nothing listens there: locked for this session, not ephemeral
         write_config(
             config,
             store_path,
@@ -359,16 +338,19 @@ async def test_a_day_of_two_hospitals_reaches_bpjs_exactly_once_in_order(tmp_pat
             return status == 503 and len(failing) == 2
 
         await eventually(reported, "the outage on /healthz")
+        failed = {h.name: await _failed_polls(poller, h.name) for h in hospitals}
         for h in hospitals:
             afternoon(h)
-        await asyncio.sleep(1.0)  # polls keep failing; nothing is stored meanwhile
+        # polls go on failing (three more of each source); nothing is stored meanwhile
+        for h in hospitals:
+
+            async def three_more(h: Hospital = h) -> bool:
+                return await _failed_polls(poller, h.name) >= failed[h.name] + 3
+
+            await eventually(three_more, f"{h.name}: three more failed polls")
         assert poller.proc is not None and poller.proc.returncode is None
         for h in hospitals:
             assert await poller.metric("outboxd_source_errors_total", source=h.name) >= 3
-            assert (
-                await poller.metric("outboxd_poll_runs_total", source=h.name, result="source_error")
-                >= 3
-            )
             assert h.held() != h.wanted()  # the afternoon's times are not out yet
         write_config(config, store_path, ports, hospitals, lambda h: h.db.url)
         poller.signal(signal.SIGHUP)
@@ -399,6 +381,11 @@ async def test_a_day_of_two_hospitals_reaches_bpjs_exactly_once_in_order(tmp_pat
 def visit_of(store: Store, kb: str) -> VisitView | None:
     found = store.find_visits(kb)
     return found[0] if found else None
+
+
+async def _failed_polls(process: DaemonProcess, source: str) -> float:
+    """Polls of the source that failed because it could not be read."""
+    return await process.metric("outboxd_poll_runs_total", source=source, result="source_error")
 
 
 async def _healthy(process: DaemonProcess) -> bool:

@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import signal
-import time
 from collections import Counter
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from itertools import pairwise
 from pathlib import Path
@@ -20,14 +19,16 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from daemon.config.database import DatabaseSettings
 from daemon.sim.http import Faults, HttpSink
-from daemon.store.db import open_database
-from daemon.store.models import MODELS, JobRun, Notification, Schedule
-from daemon.store.sync import Store
-from tests.integration.daemon_process import DaemonProcess, free_port, free_port_pair
+from daemon.store.models import JobRun, Notification, Schedule
+from tests.support.ports import free_port, free_port_pair
+from tests.support.processes import DaemonProcess
+from tests.support.waiting import eventually, stays
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
+
+ALERT_INTERVAL = 0.5  # roles.scheduler.alert_interval below
+JUDGED = 3 * ALERT_INTERVAL  # seconds in which the alerts are judged twice at least
 
 CONFIG = """
 database: {db_url}
@@ -43,14 +44,6 @@ roles:
                alert_interval: 0.5s}}
 control: {{port: {control}}}
 """
-
-
-@pytest.fixture
-def store(db_url: str):
-    s = Store(open_database(DatabaseSettings(url=db_url)))
-    with s.db.bind_ctx(MODELS):
-        yield s
-    s.close()
 
 
 class Suite:
@@ -96,19 +89,6 @@ async def suite(tmp_path: Path, db_url: str) -> AsyncIterator[Suite]:
         made.kill_all()
 
 
-async def eventually(
-    check: Callable[[], Any], what: str, timeout: float = 30.0, dump: Any = None
-) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        result = await asyncio.to_thread(check)
-        if result:
-            return
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}\n{dump() if dump else ''}")
-        await asyncio.sleep(0.2)
-
-
 def ledger(name: str) -> list[JobRun]:
     return list(
         JobRun.select()
@@ -130,7 +110,10 @@ async def test_two_schedulers_fire_a_1s_schedule_exactly_once_for_a_minute(suite
         suite.write(PING.format(url=sink.url("/tick")))
         await suite.start(0)
         await suite.start(1)
-        await asyncio.sleep(60)
+        await eventually(
+            lambda: len([r for r in ledger("tick") if r.attempt == 1]) >= 60,
+            "a minute of fires (60)", timeout=120, dump=suite.output,
+        )  # fmt: skip
         started, taken = [], []
         for proc in suite.procs.values():
             started.append(
@@ -198,6 +181,7 @@ async def test_a_run_whose_scheduler_is_killed_is_interrupted_and_retried(suite,
         assert await other.stop() == 0
 
 
+DOWN = 9  # seconds the scheduler is down: more than the catch-up window of 3 s
 CATCH_UP = """  often:
     every: 1s
     catch_up: 3s
@@ -215,7 +199,10 @@ async def test_a_scheduler_back_after_its_catch_up_window_runs_once_and_records_
         await eventually(lambda: len(ledger("often")) >= 2, "some fires", dump=suite.output)
         assert await proc.stop() == 0
         stopped_at = max(r.fire_time for r in ledger("often"))
-        await asyncio.sleep(9)
+        # down until DOWN fire times have passed since its last fire (what the 3 s
+        # catch-up window is measured against): nothing runs meanwhile to wait on
+        back_at = stopped_at + timedelta(seconds=DOWN)
+        await eventually(lambda: datetime.now(UTC) >= back_at, f"{DOWN} s down", timeout=DOWN + 5)
         proc = await suite.start(0)
         await eventually(
             lambda: any(r.trigger == "catch_up" for r in ledger("often")), "the catch-up run",
@@ -231,7 +218,7 @@ async def test_a_scheduler_back_after_its_catch_up_window_runs_once_and_records_
         by_status = Counter(r.status for r in {r.id: r for r in down}.values())
         catch_up = [r for r in ledger("often") if r.trigger == "catch_up"]
         assert len(catch_up) == 1 and catch_up[0].status == "succeeded"
-        assert by_status["missed"] >= 4, by_status  # down ~9 s, a window of 3 s
+        assert by_status["missed"] >= 4, by_status  # down 9 s and more, a window of 3 s
         assert 1 <= by_status["coalesced"] <= 3, by_status
         missed = [r for r in ledger("often") if r.status == "missed"]
         assert max(r.fire_time for r in missed) < catch_up[0].fire_time
@@ -303,8 +290,14 @@ async def test_a_job_failing_past_its_retries_is_notified_once_and_resolved(suit
             await suite.start(0)
             await suite.start(1)  # two schedulers: still one notification
             await eventually(lambda: hooks and mailbox.messages, "the alert", dump=suite.output)
-            await asyncio.sleep(3)  # more failing fires: no more notifications in the window
-            assert len(mailbox.messages) == 1 and len(hooks) == 1, suite.output()
+            # more failing fires, judged again: no more notifications in the window
+            failed = len([r for r in ledger("flaky") if r.status == "failed"])
+            await eventually(
+                lambda: len([r for r in ledger("flaky") if r.status == "failed"]) >= failed + 2,
+                "two more failed runs", dump=suite.output,
+            )  # fmt: skip
+            one_each = lambda: len(mailbox.messages) == 1 and len(hooks) == 1  # noqa: E731
+            await stays(one_each, "one notification each", JUDGED, dump=suite.output)
             mail = mailbox.messages[0]
             assert mail["Subject"] == "outboxd alert: run_failed:flaky: flaky"
             assert "answered HTTP 500" in mail.get_payload(decode=True).decode()
@@ -316,8 +309,14 @@ async def test_a_job_failing_past_its_retries_is_notified_once_and_resolved(suit
             await eventually(both, "the resolution", dump=suite.output)
             assert hooks[1]["event"] == "resolved"
             assert mailbox.messages[1]["Subject"].startswith("outboxd resolved: run_failed:flaky")
-            await asyncio.sleep(2)
-            assert len(hooks) == 2 and len(mailbox.messages) == 2
+            # more fires, succeeding now, judged again: nothing more to say
+            succeeded = len([r for r in ledger("flaky") if r.status == "succeeded"])
+            await eventually(
+                lambda: len([r for r in ledger("flaky") if r.status == "succeeded"])
+                >= succeeded + 1,
+                "another run succeeding", dump=suite.output,
+            )  # fmt: skip
+            await stays(both, "two notifications each", JUDGED, dump=suite.output)
             sent = list(Notification.select().order_by(Notification.id))
             assert [(n.target, n.event, n.ok) for n in sent] == [
                 ("mail", "firing", True), ("hook", "firing", True),

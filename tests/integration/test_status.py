@@ -23,9 +23,10 @@ from daemon.config.database import DatabaseSettings
 from daemon.store.db import open_database
 from daemon.store.migrations import migrate
 from daemon.suite.supervisor import Supervisor, SupervisorError, supervisor_address
-from tests.integration.daemon_process import ROOT, free_port, free_port_pair, gone
+from tests.support.ports import free_port, free_port_pair
+from tests.support.processes import ROOT, gone
 
-pytestmark = pytest.mark.timeout(90)
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(90)]  # supervisord and its programs
 
 BIN = Path(sys.executable).parent
 SUPERVISORD = BIN / "supervisord"

@@ -9,7 +9,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -20,6 +19,7 @@ from daemon.domain.webhooks import WebhookCall
 from daemon.store.models import Message, StatusEvent, WebhookReceipt
 from daemon.store.sync import Store
 from daemon.store.webhooks import BODY_KEPT
+from tests.support.waiting import wait_until
 
 T0 = datetime(2026, 11, 23, 1, 0, tzinfo=UTC)
 ROOT = Path(__file__).resolve().parents[2]
@@ -256,6 +256,8 @@ from daemon.domain.webhooks import WebhookCall
 from daemon.store.db import open_database
 from daemon.store.sync import Store
 store = Store(open_database(DatabaseSettings(url=sys.argv[1])))
+store.webhook_receipts(limit=1)  # connected
+Path(sys.argv[3]).touch()  # ready: imported and connected
 go = Path(sys.argv[2])
 while not go.exists():
     time.sleep(0.005)
@@ -273,17 +275,25 @@ def test_the_same_callback_at_once_from_several_processes(
 ):
     message = sent(store, "k1")
     go = tmp_path / "go"
+    ready = [tmp_path / f"ready-{n}" for n in range(4)]
     receivers = [
         subprocess.Popen(
-            [sys.executable, "-c", RECEIVER, db_url, str(go)],
+            [sys.executable, "-c", RECEIVER, db_url, str(go), str(path)],
             cwd=ROOT,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             env={**os.environ, "PYTHONPATH": str(ROOT)},
         )
-        for _ in range(4)
+        for path in ready
     ]
-    time.sleep(1.5)  # every one imported and waiting
+
+    def all_ready() -> bool:
+        for receiver in receivers:
+            if receiver.poll() is not None:  # exited before it was ready: say why
+                raise AssertionError(receiver.communicate()[1].decode())
+        return all(path.exists() for path in ready)
+
+    wait_until(all_ready, "every receiver imported and connected", timeout=60)
     go.touch()
     said = []
     for receiver in receivers:

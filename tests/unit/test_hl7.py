@@ -27,12 +27,9 @@ from daemon.hl7 import (
     unescape_text,
     validate,
 )
+from tests.support.data import HL7_SAMPLES, hl7_samples
 
-SAMPLES = Path(__file__).resolve().parents[3] / "shared" / "reference" / "hl7-samples"
-SAMPLE_FILES = sorted(SAMPLES.glob("*.hl7")) if SAMPLES.is_dir() else []
-needs_samples = pytest.mark.skipif(
-    not SAMPLE_FILES, reason=f"no HL7 samples in {SAMPLES} (shared reference folder absent)"
-)
+SAMPLE_FILES = hl7_samples()
 
 MSH = b"MSH|^~\\&|SEND|FAC|RECV|RFAC|20240102030405||ADT^A04^ADT_A01|CTRL-1|P|2.5.1"
 GOOD = MSH + b"\rEVN|A04|20240102\rPID|1||123^^^H^MR||Doe^Jane\rPV1|1|O\r"
@@ -41,7 +38,7 @@ GOOD = MSH + b"\rEVN|A04|20240102\rPID|1||123^^^H^MR||Doe^Jane\rPV1|1|O\r"
 def expected_from_notice() -> dict[str, tuple[str, str]]:
     """File -> (MSH-9, MSH-12) from the samples' own NOTICE.md table."""
     table = {}
-    for line in (SAMPLES / "NOTICE.md").read_text().splitlines():
+    for line in (HL7_SAMPLES / "NOTICE.md").read_text().splitlines():
         cells = [c.strip().strip("`") for c in line.strip().strip("|").split("|")]
         if len(cells) == 3 and cells[0].endswith(".hl7"):
             table[cells[0]] = (cells[1], cells[2])
@@ -104,19 +101,21 @@ def test_validate_returns_normal_form_and_identity() -> None:
     )
 
 
-@needs_samples
 @pytest.mark.parametrize("path", SAMPLE_FILES, ids=lambda p: p.name)
 def test_every_sample_validates(path: Path) -> None:
     raw = path.read_bytes()
     info = validate(raw)
     assert info.payload == normalize(raw)
     assert info.payload.count(b"\r") == raw.strip().count(b"\n") + 1
-    expected = expected_from_notice().get(path.name)
-    if expected:
-        assert (info.message_type, info.version) == expected
+    assert (info.message_type, info.version) == expected_from_notice()[path.name]
 
 
-@needs_samples
+def test_the_notice_lists_every_sample_with_its_licence() -> None:
+    notice = (HL7_SAMPLES / "NOTICE.md").read_text()
+    assert set(expected_from_notice()) == {p.name for p in SAMPLE_FILES}
+    assert "MIT License" in notice and "Copyright (c) Microsoft Corporation" in notice
+
+
 @pytest.mark.parametrize("path", SAMPLE_FILES, ids=lambda p: p.name)
 def test_control_id_fast_path_equals_full_parse(path: Path) -> None:
     payload = normalize(path.read_bytes())
@@ -420,7 +419,6 @@ def test_build_ack_round_trip(code: str) -> None:
     assert validate(raw).message_type == "ACK^A04^ACK"
 
 
-@needs_samples
 @pytest.mark.parametrize("path", SAMPLE_FILES, ids=lambda p: p.name)
 def test_build_ack_for_every_sample(path: Path) -> None:
     info = validate(path.read_bytes())

@@ -1,12 +1,11 @@
 import re
-import shutil
 import subprocess
 
-import pytest
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from daemon.runtime.metrics import Metrics, PollerMetrics
+from tests.services import promtool
 
 ALLOWED_LABELS = {"channel", "result", "loop", "role", "source"}
 
@@ -54,10 +53,9 @@ def test_no_created_series():
     assert "_created" not in exposition()
 
 
-@pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool is not installed")
 def test_promtool_finds_nothing_to_lint():
     result = subprocess.run(
-        ["promtool", "check", "metrics"],
+        [promtool(), "check", "metrics"],
         input=exposition().encode(),
         capture_output=True,
         timeout=30,

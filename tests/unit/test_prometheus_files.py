@@ -4,7 +4,6 @@ and every metric a rule names is one outboxd exports."""
 from __future__ import annotations
 
 import re
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -12,7 +11,7 @@ import pytest
 import yaml
 
 from daemon.runtime.metrics import Metrics, SchedulerMetrics
-from tests.services import unavailable
+from tests.services import promtool
 
 OPS = Path(__file__).resolve().parents[2] / "ops" / "prometheus"
 DATABASE_METRICS = {  # exported by the control role at scrape time
@@ -23,18 +22,10 @@ DATABASE_METRICS = {  # exported by the control role at scrape time
 }
 
 
-def _promtool() -> str:
-    found = shutil.which("promtool")
-    if found is None:
-        unavailable("promtool", "not on PATH (.ci/run installs it)", "PATH")
-    assert found is not None
-    return found
-
-
 @pytest.mark.parametrize(("what", "file"), [("config", "prometheus.yml"), ("rules", "rules.yml")])
 def test_promtool_accepts(what: str, file: str):
     result = subprocess.run(
-        [_promtool(), "check", what, str(OPS / file)], capture_output=True, timeout=60
+        [promtool(), "check", what, str(OPS / file)], capture_output=True, timeout=60
     )
     assert result.returncode == 0, result.stdout.decode() + result.stderr.decode()
     assert b"SUCCESS" in result.stdout + result.stderr

@@ -6,7 +6,6 @@ import asyncio
 import json
 import os
 import signal
-import socket
 import sys
 import time
 from pathlib import Path
@@ -15,36 +14,7 @@ from typing import Any
 import aiohttp
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-_HANDED_OUT: set[int] = set()
-
-
-def free_port() -> int:
-    """A port nothing listens on now, and never one this test process handed out
-    before: the system may offer a just-released port again, and two settings of
-    one config (say a health port and the control port) must not collide."""
-    while True:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        if port not in _HANDED_OUT:
-            _HANDED_OUT.add(port)
-            return port
-
-
-def free_port_pair() -> int:
-    """A port p with p and p + 1 free: the health ports of process 0 and 1 of a role."""
-    for _ in range(100):
-        base = free_port()
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", base + 1))
-            except OSError:
-                continue
-        _HANDED_OUT.add(base + 1)
-        return base
-    raise RuntimeError("no two consecutive free ports")
+START_TIMEOUT = 60.0  # seconds a role gets to come up: its imports are slow on a loaded machine
 
 
 def gone(pid: int) -> bool:
@@ -57,7 +27,8 @@ def gone(pid: int) -> bool:
 
 
 class DaemonProcess:
-    """One role process; ``await start()`` returns once /healthz answers."""
+    """One role process; ``await start()`` returns once its /healthz says it runs
+    (200, or 503 for a problem of its loops, but not "starting")."""
 
     def __init__(self, workdir: Path, config: Path, role: str = "dispatcher", num: int = 0):
         self.workdir = workdir
@@ -68,7 +39,10 @@ class DaemonProcess:
         self.proc: asyncio.subprocess.Process | None = None
         self.health_port: int | None = None
 
-    async def start(self, health_port: int, timeout: float = 20.0) -> None:
+    async def start(
+        self, health_port: int, timeout: float = START_TIMEOUT, wait: bool = True
+    ) -> None:
+        """Spawn it and (unless not ``wait``) wait until /healthz says it runs."""
         self.health_port = health_port
         self._logfile = self.log.open("ab")
         self.proc = await asyncio.create_subprocess_exec(
@@ -87,18 +61,20 @@ class DaemonProcess:
             env={**os.environ, "PYTHONPATH": str(ROOT)},
             start_new_session=True,  # a process group of its own, as under supervisord
         )
+        if not wait:
+            return
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.returncode is not None:
                 raise AssertionError(f"{self.role} exited {self.proc.returncode}:\n{self.output()}")
             try:
-                status, _ = await self.health()
-                if status in (200, 503):
+                status, body = await self.health()
+                if status in (200, 503) and body.get("status") != "starting":
                     return
-            except aiohttp.ClientError:
+            except (aiohttp.ClientError, TimeoutError, ValueError):
                 pass
-            await asyncio.sleep(0.1)
-        raise AssertionError(f"{self.role} did not answer /healthz:\n{self.output()}")
+            await asyncio.sleep(0.05)
+        raise AssertionError(f"{self.role} did not come up in {timeout:g}s:\n{self.output()}")
 
     def children(self) -> list[int]:
         """The process ids of its child processes."""

@@ -1,0 +1,3 @@
+"""What the tests share: waiting on a condition (``waiting``), ports for the
+servers they start (``ports``), a role run as a real process (``processes``),
+and the data they read (``data``: files under ``tests/data``)."""
