@@ -111,3 +111,13 @@ def store(db_url: str) -> Iterator[Store]:
     with s.db.bind_ctx(MODELS):
         yield s
     s.close()
+
+
+@pytest.fixture(autouse=True)
+def _model_declarations_unbound_after() -> Iterator[None]:
+    """Whatever database a test binds the model declarations to (for its own
+    queries), the next test finds them as they were: unbound."""
+    before = [model._meta.database for model in MODELS]
+    yield
+    for model, database in zip(MODELS, before, strict=True):
+        model._meta.set_database(database)

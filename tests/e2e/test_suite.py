@@ -531,7 +531,7 @@ async def test_suite_runs_and_demo_traffic_flows(suite: Suite):
         )
 
     await eventually(
-        chained_visits, 60, "demo visits as Encounter and Condition at the FHIR simulator",
+        chained_visits, "demo visits as Encounter and Condition at the FHIR simulator", 60,
         lambda: f"{suite.log('sim-fhir')}\n{suite.log('dispatcher-0')}",
     )  # fmt: skip
 
