@@ -10,6 +10,7 @@
 # (or TERM): supervisord is stopped (every program drained) and waited for.
 # Run from the directory holding supervisord.conf.
 set -u
+umask 077 # var/, its logs and the database: the owner's alone
 BIN=${1:-.venv/bin}
 CONFIG=${2:-config/outboxd.yaml}
 WAIT=${3:-60}

@@ -2,7 +2,8 @@
 endpoint needs (viewer < operator < admin). No token → 401 with
 ``WWW-Authenticate``; a role too low → 403. With no tokens in the file (only
 allowed on a loopback address), every caller is ``local`` with the admin role.
-Tokens are never logged."""
+Two ``Authorization`` headers are a 400, whatever they hold. Tokens are never
+logged."""
 
 from __future__ import annotations
 
@@ -21,6 +22,8 @@ def check_access(request: web.Request, endpoint: Endpoint) -> None:
     """Set the request's principal or raise the problem that says why not."""
     if endpoint.role is None:
         return
+    if len(request.headers.getall("Authorization", [])) > 1:  # which one would be meant?
+        raise Problem(400, "Authorization: given more than once", field="Authorization")
     tokens = control_of(request).settings.control.tokens
     if not tokens:
         request[PRINCIPAL] = LOCAL

@@ -1,5 +1,6 @@
 """The control app: one factory that builds the router from the endpoint table,
-with the problem, access and header middlewares."""
+with the header, host (``daemon.api.origin``: no foreign ``Host``) and problem
+middlewares; each endpoint checks its caller, then (a write) where it comes from."""
 
 from __future__ import annotations
 
@@ -16,11 +17,14 @@ from daemon.api.context import CONTROL, Control
 from daemon.api.endpoints import API, Endpoint, Handler
 from daemon.api.etag import cached_json
 from daemon.api.openapi import document
+from daemon.api.origin import check_origin, host_middleware
 from daemon.api.page import add_page
 from daemon.api.params import check_path
 from daemon.api.problems import MAX_BODY, problems_middleware
+from daemon.config.settings import ControlSettings
 from daemon.domain.auth import Role
 from daemon.domain.limits import MAX_BATCH
+from daemon.runtime.http import runner_options
 
 HEADERS = {
     "X-Content-Type-Options": "nosniff",
@@ -50,8 +54,9 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     ),
     *(
         Endpoint(method, f"{API}/schedules{path}", handler, cast(Role, role), summary, query=query,
-                 body=body, responses=responses, tag="schedules",
-                 path_params=sched.NAME_PARAM if "{name}" in path else {},
+                 body=body, body_optional=body in (sched.RESUME_BODY, sched.RUN_BODY),
+                 responses=responses, tag="schedules",
+                 path_params=sched.path_params(path),
                  cached=method == "GET" and 304 in responses)
         for method, path, handler, role, summary, query, body, responses in (
             ("GET", "", sched.list_schedules, "viewer",
@@ -70,17 +75,28 @@ ENDPOINTS: tuple[Endpoint, ...] = (
              {204: "removed", 404: "no such schedule", 409: "the file's schedule"}),
             ("POST", "/{name}/pause", sched.pause, "operator", "pause, saying why", (),
              sched.PAUSE_BODY, {200: "paused", 404: "no such schedule"}),
-            ("POST", "/{name}/resume", sched.resume, "operator", "resume", (), None,
+            ("POST", "/{name}/resume", sched.resume, "operator", "resume", (), sched.RESUME_BODY,
              {200: "resumed (or was not paused)", 404: "no such schedule"}),
             ("POST", "/{name}/run", sched.run_now, "operator", "run the job now (manual)", (),
-             None, {202: "queued", 404: "no such schedule", 409: "one for this instant"}),
+             sched.RUN_BODY, {202: "queued", 404: "no such schedule", 409: "one for this instant"}),
             ("POST", "/{name}/backfill", sched.backfill, "operator",
              "one run per fire of a past range, both ends included", (), sched.RANGE_BODY,
              {202: "queued", 200: "dry run: how many", 404: "no such schedule"}),
             ("GET", "/{name}/runs", sched.runs, "viewer", "the fire ledger, newest first",
              sched.RUNS_QUERY, None,
              {200: "a page", 304: "unchanged", 404: "no such schedule"}),
+            ("POST", "/{name}/runs/{id}/cancel", sched.cancel_run, "operator",
+             "cancel a run: a queued one at once, a running one by the scheduler running it "
+             "(its job stopped, recorded cancelled, not retried)", (), sched.CANCEL_BODY,
+             {200: "cancelled (it was queued)", 202: "its scheduler is asked to stop it",
+              404: "no such schedule or run", 409: "the run has ended"}),
         )
+    ),
+    Endpoint(
+        "GET", f"{API}/notifications", sched.notifications, "viewer",
+        "the notifications sent (alerts firing and resolved, reports), newest first",
+        query=sched.NOTIFICATIONS_QUERY, responses={200: "a page", 304: "unchanged"},
+        tag="notifications", cached=True,
     ),
     Endpoint(
         "GET", f"{API}/messages", messages.list_messages, "viewer",
@@ -115,6 +131,19 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         "a bulk operation's progress and result",
         responses={200: "the operation", 304: "unchanged", 404: "no such operation"},
         path_params=messages.ID_PARAM, tag="messages", cached=True,
+    ),
+    Endpoint(
+        "GET", f"{API}/visits", visits.troubled, "viewer",
+        "the visits that cannot go on (a step held, failed or cancelled), newest first, "
+        "each with why",
+        query=visits.TROUBLED_QUERY, responses={200: "a page", 304: "unchanged"},
+        tag="visits", cached=True,
+    ),
+    Endpoint(
+        "GET", f"{API}/receipts", visits.receipts, "viewer",
+        "partners' callbacks as received (webhook receipts), newest first",
+        query=visits.RECEIPTS_QUERY, responses={200: "a page", 304: "unchanged"},
+        tag="visits", cached=True,
     ),
     Endpoint(
         "GET", f"{API}/visits/{{kodebooking}}", visits.show, "viewer",
@@ -159,12 +188,19 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         query=overview.AUDIT_QUERY, responses={200: "a page", 304: "unchanged"}, tag="audit",
         cached=True,
     ),
+    Endpoint(
+        "GET", f"{API}/me", overview.me, "viewer",
+        "who is asking: the token's name and role (local with no tokens configured)",
+        responses={200: "the caller"}, tag="meta",
+    ),
 )  # fmt: skip
 
 
 def _guarded(endpoint: Endpoint) -> Handler:
     async def handle(request: web.Request) -> web.StreamResponse:
         check_access(request, endpoint)
+        if endpoint.role is not None:
+            check_origin(request)
         check_path(request, endpoint.path_params)
         return await endpoint.handler(request)
 
@@ -204,10 +240,22 @@ async def _headers(request: web.Request, handler: Handler) -> web.StreamResponse
     return response
 
 
+def make_runner(app: web.Application, settings: ControlSettings) -> web.AppRunner:
+    """The runner that serves the control app: idle connections and slow request
+    heads closed after ``control.idle_timeout``, aiohttp's errors logged short
+    (``daemon.runtime.http``)."""
+    return web.AppRunner(
+        app, handler_cancellation=False, **runner_options(settings.idle_timeout, "outboxd.control")
+    )
+
+
 def build_app(
     control: Control, max_body: int, endpoints: Sequence[Endpoint] = ENDPOINTS
 ) -> web.Application:
-    app = web.Application(client_max_size=max_body, middlewares=[_headers, problems_middleware])
+    app = web.Application(
+        client_max_size=max_body,
+        middlewares=[_headers, host_middleware, problems_middleware],
+    )
     app[CONTROL] = control
     app[MAX_BODY] = max_body
     for endpoint in endpoints:

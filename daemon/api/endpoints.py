@@ -28,6 +28,7 @@ class Endpoint:
     # the request body: the pydantic model that checks it (or a union of models),
     # whose JSON Schema the document shows; a schema as is for a body no model reads
     body: Any = None
+    body_optional: bool = False  # the body may be left out (its fields all have defaults)
     responses: dict[int, str] = field(default_factory=lambda: {200: "OK"})
     path_params: dict[str, dict[str, Any]] = field(default_factory=dict)
     tag: str = "api"

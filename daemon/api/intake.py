@@ -1,7 +1,10 @@
-"""``POST /webhooks/{name}``: a partner's signed status callback. The signature
-is checked first (a bad or stale one: 401, nothing stored but a counter); then
-the receipt, the status change and its status event are one transaction in the
-store, and a repeated ``webhook-id`` is answered as the first one was."""
+"""``POST /webhooks/{name}``: a partner's signed status callback. Its form is
+checked first: a body that is not ``application/json`` is 415, a Standard
+Webhooks header given twice or a ``webhook-id`` outboxd cannot keep
+(``text_problem``) 400 naming it; then the signature (a bad or stale one: 401,
+nothing stored but a counter); then the receipt, the status change and its
+status event are one transaction in the store, and a repeated ``webhook-id`` is
+answered as the first one was."""
 
 from __future__ import annotations
 
@@ -12,10 +15,11 @@ from typing import Any
 from aiohttp import web
 
 from daemon.api.context import control_of
-from daemon.api.params import json_response
-from daemon.api.problems import Problem
+from daemon.api.params import json_response, read_body
+from daemon.api.problems import Problem, bad_request
+from daemon.domain.limits import WEBHOOK_ID_MAX, text_problem
 from daemon.operator.callbacks import read_call, verify_call
-from daemon.webhooks.signing import SignatureError
+from daemon.webhooks.signing import SIGNED_HEADERS, SignatureError
 
 log = logging.getLogger("outboxd.webhooks")
 REFUSED = "refused"
@@ -27,7 +31,13 @@ async def receive(request: web.Request) -> web.Response:
     settings = control.settings.webhooks.get(name)
     if settings is None:
         raise Problem(404, f"no webhook named {name!r}")
-    body = await request.read()
+    try:
+        _check_form(request)
+    except Problem as exc:
+        control.metrics.webhook_receipts.labels(name, REFUSED).inc()
+        log.warning("webhook refused", extra={"webhook": name, "reason": exc.field or "form"})
+        raise
+    body = await read_body(request)
     try:
         webhook_id = verify_call(settings, request.headers, body, time.time())
     except SignatureError as exc:
@@ -47,6 +57,24 @@ async def receive(request: web.Request) -> web.Response:
         }.get(outcome.result) or str(outcome.answer.get("error") or outcome.result)
         raise Problem(outcome.http_status, detail, **_extra(outcome.answer))
     return json_response(outcome.answer, status=outcome.http_status)
+
+
+def _check_form(request: web.Request) -> None:
+    """What a callback must be before its signature is worth checking: JSON (a
+    form or text a browser could send cross-site is never one), each Standard
+    Webhooks header once, a ``webhook-id`` the receipt can be kept under."""
+    if request.content_type != "application/json":
+        raise Problem(
+            415, "send the callback as application/json (Standard Webhooks)", field="Content-Type"
+        )
+    for header in SIGNED_HEADERS:
+        if len(request.headers.getall(header, [])) > 1:
+            raise bad_request(f"{header}: given more than once", header)
+    webhook_id = request.headers.get("webhook-id")
+    if webhook_id:  # none: the signature check says it is missing
+        problem = text_problem(webhook_id, WEBHOOK_ID_MAX)
+        if problem is not None:
+            raise bad_request(f"webhook-id {problem}", "webhook-id")
 
 
 def _extra(answer: dict[str, Any]) -> dict[str, Any]:

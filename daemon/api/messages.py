@@ -23,6 +23,14 @@ from daemon.api.params import (
 from daemon.api.problems import bad_request, refused
 from daemon.domain.errors import Refused
 from daemon.domain.limits import CURSOR_MAX, KEY_MAX, KIND_MAX, MAX_PAGE, NAME_MAX, NAME_PATTERN
+from daemon.domain.search import (
+    FIELD_NAMES,
+    FIELD_VALUE_MAX,
+    FIELD_VALUE_PATTERN,
+    SEARCH_FIELDS,
+    TEXT_MAX,
+    TEXT_RULE,
+)
 from daemon.domain.selection import FILTER_FIELDS, MessageFilter
 from daemon.domain.statuses import STATUSES
 from daemon.operator import messages as ops
@@ -65,6 +73,13 @@ LIST_QUERY = (
     Param("key", "string", "keys starting with this (needs channel)", max_length=KEY_MAX),
     Param("since", "date-time", "created at or after (default: the last 7 days)"),
     Param("until", "date-time", "created before"),
+    Param("q", "string", f"payloads holding this text, in any case ({TEXT_RULE}); a search "
+          "covers every message stored unless since is given, newest stored first",
+          max_length=TEXT_MAX),
+    *(Param(name, "string", f"messages stored with this {what} ({where} of an HL7 message), "
+            "exactly", max_length=FIELD_VALUE_MAX,
+            schema_extra={"pattern": f"^{FIELD_VALUE_PATTERN}$"})
+      for name, (what, where) in SEARCH_FIELDS.items()),
     Param("limit", "integer", "items per page", minimum=1, maximum=MAX_PAGE, default=50),
     Param("cursor", "string", "the `next` of the page before", max_length=CURSOR_MAX,
           schema_extra={"pattern": "^[A-Za-z0-9_-]+$"}),
@@ -77,7 +92,8 @@ async def list_messages(request: web.Request) -> web.Response:
     q = read_query(request, LIST_QUERY, control.zone)
     selector = MessageFilter(
         channel=q["channel"], statuses=tuple(q["status"]), since=q["since"], until=q["until"],
-        kind=q["kind"], key_prefix=q["key"],
+        kind=q["kind"], key_prefix=q["key"], text=q["q"],
+        fields=tuple((name, q[name]) for name in FIELD_NAMES if q[name] is not None),
     )  # fmt: skip
     page = await ops.listing(operator_of(request), selector, q["limit"], q["cursor"])
     return cached_json(request, page_json(page))
@@ -86,7 +102,7 @@ async def list_messages(request: web.Request) -> web.Response:
 async def show(request: web.Request) -> web.Response:
     read_query(request, ())
     timeline = await ops.timeline(operator_of(request), path_id(request))
-    return cached_json(request, timeline_json(timeline))
+    return cached_json(request, timeline_json(timeline, control_of(request).zone))
 
 
 # --- retry, cancel, resend ----------------------------------------------------------------
@@ -109,6 +125,7 @@ def _filter(given: FilterIn | None, request: web.Request) -> MessageFilter | Non
         key_prefix=given.key,
         since=read_time(given.since, "filter.since", zone) if given.since else None,
         until=read_time(given.until, "filter.until", zone) if given.until else None,
+        text=given.q, fields=given.search_fields(),
     )  # fmt: skip
 
 
@@ -117,7 +134,8 @@ def _action(name: str) -> Handler:
         control = control_of(request)
         body = model_of(ActionIn, await read_json(request))
         selector = ops.selection(body.ids, _filter(body.filter, request), NAMES)
-        result = await ops.act(operator_of(request), name, selector, body.dry_run, NAMES)
+        op = operator_of(request).giving(body.reason)
+        result = await ops.act(op, name, selector, body.dry_run, NAMES)
         answer = result_json(result)
         if result.operation is not None:
             control.wake_operations()

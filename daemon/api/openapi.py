@@ -29,11 +29,14 @@ SCHEMAS = "#/components/schemas/{model}"
 # aiohttp's HTTP parser answers this itself, as text, before the API sees the request
 PARSER_REFUSES = "a request line or header longer than 8190 bytes is refused as text/plain"
 _ERRORS = {
-    400: "a parameter or a field of the body is wrong: `field` names it",
+    400: "a parameter or a field of the body is wrong, or the Host is not one of the "
+    "control API's names: `field` names it",
     401: "no token, or not one of control.tokens",
-    403: "the token's role is too low",
+    403: "the token's role is too low, or a write from another site (Origin, Sec-Fetch-Site)",
+    408: "the body did not arrive within control.body_timeout",
     413: "the body is too large",
-    415: "the body is not application/json",
+    415: "the body is not application/json (a write says so with a body or none, or sends "
+    "X-Requested-With)",
 }
 
 
@@ -75,7 +78,7 @@ def document(endpoints: Sequence[Endpoint]) -> dict[str, Any]:
             operation["parameters"] = parameters
         if e.body is not None:
             operation["requestBody"] = {
-                "required": True,
+                "required": not e.body_optional,
                 "content": {"application/json": {"schema": body_schema(e.body, schemas)}},
             }
         if e.role is None:
@@ -113,15 +116,16 @@ def _responses(e: Endpoint) -> dict[str, Any]:
                 "description": text,
                 "content": {"application/json": {"schema": {"type": ["object", "array"]}}},
             }
-    errors = dict(_ERRORS)
+    errors = dict(_ERRORS)  # 400 for any: a Host the API does not answer to
+    writes = e.method != "GET"
     if e.role is None:
         errors.pop(401)
         errors.pop(403)
     if e.body is None:
+        errors.pop(408)
         errors.pop(413)
+    if e.body is None and not (writes and e.role is not None):
         errors.pop(415)
-    if not e.query and e.body is None and not e.path_params:
-        errors.pop(400)
     for status, text in errors.items():
         out.setdefault(str(status), _problem(text))
     if "400" in out:

@@ -1,15 +1,16 @@
-"""``/api/v1/stats`` and ``/api/v1/audit``: the figures per channel and the record
-of operator actions."""
+"""``/api/v1/stats``, ``/api/v1/audit`` and ``/api/v1/me``: the figures per
+channel, the record of operator actions, and who is asking."""
 
 from __future__ import annotations
 
 from aiohttp import web
 
-from daemon.api.context import control_of, operator_of
+from daemon.api.context import control_of, operator_of, principal_of
 from daemon.api.etag import cached_json
-from daemon.api.params import Param, read_query
+from daemon.api.params import Param, json_response, read_query
 from daemon.domain.clock import utcnow
 from daemon.domain.limits import MAX_ID, MAX_PAGE
+from daemon.operator.audit import audit_page
 from daemon.operator.messages import stats as channel_stats
 from daemon.operator.summaries import stats_json
 
@@ -36,6 +37,8 @@ async def stats(request: web.Request) -> web.Response:
     rows = await channel_stats(operator_of(request), window, now)
     data = stats_json(rows, window, now.replace(microsecond=0).isoformat())
     data.pop("at")  # the tag is of the figures, not of the moment they were read
+    data["timezone"] = str(control.zone)  # the zone the page shows times in
+    data["breakers"] = await control.store.breakers()
     if query["minutes"]:
         series = await control.store.per_minute(max(query["minutes"], 60), now=now)
         data["per_minute"] = [
@@ -55,8 +58,15 @@ async def stats(request: web.Request) -> web.Response:
 
 
 async def audit(request: web.Request) -> web.Response:
-    control = control_of(request)
     query = read_query(request, AUDIT_QUERY)
-    entries = await control.store.audit(limit=query["limit"], before_id=query["before"])
-    next_cursor = entries[-1]["id"] if len(entries) == query["limit"] else None
-    return cached_json(request, {"items": entries, "next": next_cursor})
+    page = await audit_page(operator_of(request), query["limit"], query["before"])
+    return cached_json(request, page.json())
+
+
+async def me(request: web.Request) -> web.Response:
+    """Who the caller is: the token's name and role (with no tokens configured,
+    ``local``, as every caller on this machine is)."""
+    read_query(request, ())
+    principal = principal_of(request)
+    tokens = bool(control_of(request).settings.control.tokens)
+    return json_response({"name": principal.name, "role": principal.role, "tokens": tokens})

@@ -15,6 +15,9 @@ FILES = {
     "index.html": "text/html",
     "admin.js": "text/javascript",
     "admin.css": "text/css",
+    "overview.js": "text/javascript",
+    "message.js": "text/javascript",
+    "views.js": "text/javascript",
 }
 
 

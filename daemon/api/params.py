@@ -4,6 +4,7 @@ wrong type: a 400 naming the field)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from collections.abc import Callable, Mapping
@@ -15,9 +16,12 @@ from zoneinfo import ZoneInfo
 import pydantic
 from aiohttp import web
 
+from daemon.api.context import control_of
 from daemon.api.problems import Problem, bad_request, refused
+from daemon.domain import jsontext
 from daemon.domain.errors import Refused
 from daemon.domain.limits import MAX_ID, TIME_MAX, read_id
+from daemon.domain.units import format_duration
 from daemon.operator.requests import parse
 
 M = TypeVar("M", bound=pydantic.BaseModel)
@@ -148,20 +152,38 @@ def read_time(text: str, name: str, zone: ZoneInfo | None = None) -> datetime:
         raise bad_request(f"{name}: {text[:40]!r} is out of range", name) from None
 
 
+async def read_body(request: web.Request) -> bytes:
+    """The request's body, all of it: at most ``control.max_body`` (413), within
+    ``control.body_timeout`` (408, and the connection closed: a body trickled in a
+    byte at a time holds nothing for long)."""
+    limit = control_of(request).settings.control.body_timeout
+    try:
+        async with asyncio.timeout(limit):
+            return await request.read()
+    except TimeoutError:
+        raise Problem(
+            408,
+            f"the body did not arrive within {format_duration(limit)} (control.body_timeout)",
+            close=True,
+        ) from None
+
+
 async def read_json(request: web.Request) -> Any:
-    """The body as JSON: an object or array; anything else is a 400 (or 415)."""
+    """The body as JSON (RFC 8259: no NaN, no key given twice): anything else is
+    a 400 (or 415)."""
     if request.content_type != "application/json":
         raise Problem(415, "send the body as application/json")
+    body = await read_body(request)
+    charset = request.charset or "utf-8"
     try:
-        text = await request.text()
+        text = body.decode(charset)
     except (UnicodeDecodeError, LookupError) as exc:  # bytes not of the charset, or no such charset
-        raise bad_request(
-            f"the body is not JSON text in {request.charset or 'utf-8'}: {exc}"
-        ) from None
+        raise bad_request(f"the body is not JSON text in {charset}: {exc}") from None
     try:
-        return json.loads(text)
-    except (ValueError, RecursionError) as exc:
-        raise bad_request(f"the body is not JSON: {exc}") from None
+        return jsontext.loads(text)
+    except jsontext.NotJson as exc:
+        where = f" ({exc.path})" if exc.path else ""
+        raise bad_request(f"the body is not JSON{where}: {exc}", exc.path) from None
 
 
 def model_of(model: type[M], data: Any) -> M:

@@ -22,6 +22,7 @@ TITLES = {
     403: "Forbidden",
     404: "Not Found",
     405: "Method Not Allowed",
+    408: "Request Timeout",
     409: "Conflict",
     413: "Content Too Large",
     415: "Unsupported Media Type",
@@ -41,6 +42,7 @@ class Problem(Exception):
         *,
         field: str | None = None,
         headers: dict[str, str] | None = None,
+        close: bool = False,
         **extra: Any,
     ) -> None:
         super().__init__(detail)
@@ -48,6 +50,7 @@ class Problem(Exception):
         self.detail = detail
         self.field = field
         self.headers = headers or {}
+        self.close = close  # the connection closed after the answer
         self.extra = extra
 
 
@@ -117,9 +120,12 @@ async def problems_middleware(request: web.Request, handler: Handler) -> web.Str
 
 
 def _answer(exc: Problem) -> web.Response:
-    return problem_response(
+    response = problem_response(
         exc.status, exc.detail, field=exc.field, headers=exc.headers, **exc.extra
     )
+    if exc.close:
+        response.force_close()
+    return response
 
 
 def _ours(request: web.Request) -> bool:

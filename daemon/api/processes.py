@@ -41,8 +41,11 @@ async def list_processes(request: web.Request) -> web.Response:
     except SupervisorUnavailable as exc:
         raise Problem(503, str(exc)) from None
     data = status.as_json()
+    own = f"control-{control_of(request).context.process_num}"
     for program in data["programs"]:
         program.pop("uptime", None)  # moves every second: the ETag would never hold
+        # the process answering: not stopped or restarted from here (409)
+        program["answering"] = program["name"].split(":")[-1] == own
     return cached_json(request, {"items": data["programs"], "ready": data["ready"],
                                  "not_ready": data["not_ready"]})  # fmt: skip
 

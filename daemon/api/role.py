@@ -13,7 +13,7 @@ import socket
 
 from aiohttp import web
 
-from daemon.api.app import build_app
+from daemon.api.app import build_app, make_runner
 from daemon.api.context import Control as ControlContext
 from daemon.config.settings import Settings
 from daemon.domain.errors import StoreUnavailable
@@ -85,8 +85,7 @@ class Control(RoleBase):
 
     async def open(self) -> None:
         settings = self.ctx.settings.control
-        app = build_app(self.api, settings.max_body)
-        runner = web.AppRunner(app, access_log=None, handler_cancellation=False)
+        runner = make_runner(build_app(self.api, settings.max_body), settings)
         await runner.setup()
         try:
             for sock in self.ctx.listeners:

@@ -1,5 +1,6 @@
 """``/api/v1/schedules``: list, show, create, edit, delete, pause and resume with a
-note, run now, backfill, and the fire ledger. Each is a step of
+note, run now, backfill, the fire ledger and cancelling a run of it; and
+``/api/v1/notifications``, the notifications sent. Each is a step of
 ``daemon.operator.schedules``, as the CLI's commands are."""
 
 from __future__ import annotations
@@ -10,11 +11,28 @@ from aiohttp import web
 
 from daemon.api.context import control_of, operator_of
 from daemon.api.etag import cached_json
-from daemon.api.params import Param, json_response, model_of, read_json, read_query, read_time
-from daemon.domain.limits import MAX_ID, MAX_RUNS, NAME_MAX, NAME_PATTERN
-from daemon.domain.statuses import RUN_STATUSES
+from daemon.api.params import (
+    ID_SCHEMA,
+    Param,
+    json_response,
+    model_of,
+    path_id,
+    read_json,
+    read_query,
+    read_time,
+)
+from daemon.domain.limits import MAX_ID, MAX_PAGE, MAX_RUNS, NAME_MAX, NAME_PATTERN
+from daemon.domain.statuses import NOTIFICATION_EVENTS, RUN_STATUSES, RUNNING
 from daemon.operator import schedules as steps
-from daemon.operator.requests import PauseIn, RangeIn, ResumeIn, ScheduleChangesIn, ScheduleIn
+from daemon.operator.requests import (
+    CancelRunIn,
+    PauseIn,
+    RangeIn,
+    ResumeIn,
+    RunIn,
+    ScheduleChangesIn,
+    ScheduleIn,
+)
 
 RUNS_QUERY = (
     Param("limit", "integer", "runs, newest first", minimum=1, maximum=MAX_RUNS, default=50),
@@ -25,6 +43,30 @@ RUNS_QUERY = (
 )  # fmt: skip
 NAME_PARAM = {"name": {"type": "string", "pattern": f"^{NAME_PATTERN}$", "maxLength": NAME_MAX}}
 NEW_BODY, CHANGES_BODY, PAUSE_BODY, RANGE_BODY = ScheduleIn, ScheduleChangesIn, PauseIn, RangeIn
+RESUME_BODY, RUN_BODY = ResumeIn, RunIn  # optional: the body may be left out
+CANCEL_BODY = CancelRunIn
+NOTIFICATIONS_QUERY = (
+    Param("limit", "integer", "notifications, newest first", minimum=1, maximum=MAX_PAGE,
+          default=50),
+    Param("before", "integer", "older than this id (the page cursor)", minimum=1,
+          maximum=MAX_ID),
+    Param("rule", "string", "of this rule (run_failed:nightly, report:daily …)", max_length=128),
+    Param("subject", "string", "about this schedule or channel", max_length=255),
+    Param("target", "string", "sent to this notify target", max_length=NAME_MAX),
+    Param("event", "enum", "only these events", repeated=True, choices=NOTIFICATION_EVENTS),
+    Param("ok", "enum", "true: those the target took; false: those it did not",
+          choices=("true", "false")),
+)  # fmt: skip
+
+
+def path_params(path: str) -> dict[str, dict[str, object]]:
+    """The schemas of a schedules path's parameters."""
+    found: dict[str, dict[str, object]] = {}
+    if "{name}" in path:
+        found.update(NAME_PARAM)
+    if "{id}" in path:
+        found["id"] = ID_SCHEMA
+    return found
 
 
 def _name(request: web.Request) -> str:
@@ -67,28 +109,29 @@ async def delete(request: web.Request) -> web.Response:
 
 
 async def pause(request: web.Request) -> web.Response:
-    op = operator_of(request)
     body = model_of(PauseIn, await read_json(request))
+    op = operator_of(request).giving(body.reason)
     row = await steps.pause(op, _name(request), body.note)
     return json_response(steps.detail(row, [], op.settings, datetime.now(UTC)))
 
 
 async def resume(request: web.Request) -> web.Response:
-    op = operator_of(request)
-    if request.can_read_body:
-        model_of(ResumeIn, await read_json(request))
+    body = model_of(ResumeIn, await read_json(request)) if request.can_read_body else ResumeIn()
+    op = operator_of(request).giving(body.reason)
     row, _ = await steps.resume(op, _name(request))
     return json_response(steps.detail(row, [], op.settings, datetime.now(UTC)))
 
 
 async def run_now(request: web.Request) -> web.Response:
-    row, run = await steps.run_now(operator_of(request), _name(request), datetime.now(UTC))
+    body = model_of(RunIn, await read_json(request)) if request.can_read_body else RunIn()
+    op = operator_of(request).giving(body.reason)
+    row, run = await steps.run_now(op, _name(request), datetime.now(UTC))
     return json_response({"run": run, "starts": steps.when_it_starts(row, one=True)}, status=202)
 
 
 async def backfill(request: web.Request) -> web.Response:
-    op = operator_of(request)
     body = model_of(RangeIn, await read_json(request))
+    op = operator_of(request).giving(body.reason)
     await steps.found_row(op, _name(request))  # no such schedule: 404 before the times
     zone = control_of(request).zone
     start, end = read_time(body.start, "from", zone), read_time(body.until, "until", zone)
@@ -114,3 +157,26 @@ async def runs(request: web.Request) -> web.Response:
     )
     next_cursor = found[-1].id if len(found) == query["limit"] else None
     return cached_json(request, {"items": [steps.run_json(r) for r in found], "next": next_cursor})
+
+
+async def cancel_run(request: web.Request) -> web.Response:
+    """200 when the run was queued and is cancelled; 202 when it is running and its
+    scheduler has been asked to stop it."""
+    op = operator_of(request)
+    note = model_of(CancelRunIn, await read_json(request)).note if request.can_read_body else None
+    done = await steps.cancel_run(op, _name(request), path_id(request, "run"), note)
+    status = 202 if done.run.status == RUNNING else 200
+    return json_response({"run": steps.run_json(done.run), "said": done.said}, status=status)
+
+
+async def notifications(request: web.Request) -> web.Response:
+    query = read_query(request, NOTIFICATIONS_QUERY)
+    ok = {"true": True, "false": False}.get(query["ok"]) if query["ok"] else None
+    sent = await steps.notifications(
+        operator_of(request), query["limit"], query["before"], query["rule"], query["subject"],
+        query["target"], query["event"], ok,
+    )  # fmt: skip
+    next_cursor = sent[-1].id if len(sent) == query["limit"] else None
+    return cached_json(
+        request, {"items": [steps.notification_json(n) for n in sent], "next": next_cursor}
+    )

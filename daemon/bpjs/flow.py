@@ -26,6 +26,7 @@ from datetime import datetime
 from typing import Any
 
 from daemon.bpjs import payloads
+from daemon.domain import jsontext
 from daemon.domain.messages import (
     AttemptResult,
     ClaimedMessage,
@@ -77,8 +78,8 @@ def check_payload(kind: str, payload: bytes) -> payloads.Payload:
         known = ", ".join(sorted(MESSAGE_KINDS))
         raise ValueError(f"unknown message kind {kind!r} for BPJS Antrean (expected {known})")
     try:
-        body = json.loads(payload)
-    except (ValueError, RecursionError) as exc:
+        body = jsontext.loads(payload)
+    except jsontext.NotJson as exc:
         raise ValueError(f"{call} body is not JSON: {exc}") from None
     try:
         return payloads.parse(call, body)

@@ -3,8 +3,8 @@
 A kind is one ``ChannelKind`` in a module of its own under ``kinds/``: its name,
 its settings model, how to build the channel, how to check a payload at enqueue,
 the message kind a payload gets when the caller names none, how it describes
-itself in a summary, whether its payloads may refer to their prerequisite's
-answer, and, for a kind whose messages belong to a tracked item
+itself in a summary, the fields its payloads are found by, whether its payloads
+may refer to their prerequisite's answer, and, for a kind whose messages belong to a tracked item
 (a BPJS visit), what an attempt's result means for that item. The registry
 (``registry.py``) is a mapping of them; nothing else names a kind.
 """
@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Annotated, Generic, TypeVar
+from typing import Annotated, Any, Generic, TypeVar
 
 from pydantic import Field, model_validator
 
@@ -61,6 +61,9 @@ class InvalidPayload(ValueError):
 
 
 S = TypeVar("S", bound=ChannelSettings)
+# What a stored payload is found by: (name, value) pairs of
+# ``daemon.domain.search.SEARCH_FIELDS`` (settings, the payload as stored).
+Identifiers = Callable[[Any, bytes], list[tuple[str, str]]]
 # What an attempt's result means for the tracked item its message belongs to:
 # (message, result, now) → a progress entry, or None to leave the item as it is.
 ProgressRule = Callable[[ClaimedMessage, AttemptResult, datetime], Progress | None]
@@ -79,3 +82,6 @@ class ChannelKind(Generic[S]):
     # Its payloads may name what their prerequisite's peer answered ({{after.id}},
     # ``daemon.channels.references``), filled when sent; refused at enqueue without one.
     references: bool = False
+    # The fields its payloads are found by (HL7: MSH-10, MSH-9, PID-3, PV1-19), kept
+    # when a message is stored; None: found by their text only.
+    identifiers: Identifiers | None = None

@@ -44,6 +44,13 @@ def prepare_payload(settings: ChannelSettings, payload: bytes, kind: str = "") -
     return kind_of(settings).check_payload(settings, payload, kind)
 
 
+def search_fields(settings: ChannelSettings, payload: bytes) -> tuple[tuple[str, str], ...]:
+    """The fields a payload stored on the channel is found by (``identifiers``
+    of its kind): none for a kind that declares none."""
+    read = kind_of(settings).identifiers
+    return () if read is None else tuple(read(settings, payload))
+
+
 def refers_without_prerequisite(settings: ChannelSettings, payload: bytes, after: bool) -> bool:
     """Whether a payload names its prerequisite's answer (``{{after.id}}``) on a
     channel that fills such references, while the message has no prerequisite."""
@@ -75,4 +82,5 @@ __all__ = [
     "message_kind",
     "prepare_payload",
     "refers_without_prerequisite",
+    "search_fields",
 ]

@@ -6,7 +6,8 @@ command is imported and run, so each command loads only what it needs. A
 command runs the operator layer's steps (``daemon.operator``), the coroutines the
 control API awaits, with ``asyncio.run`` over a store whose work is on a thread. Errors
 are one line on stderr and a sysexits-style code, never a traceback (set
-``OUTBOXD_DEBUG=1`` to see one). The faces (this, the API, the page) call the
+``OUTBOXD_DEBUG=1`` to see one). Whatever it creates is its owner's alone (umask
+077: ``daemon.domain.files``). The faces (this, the API, the page) call the
 operator layer; this one may import anything below it and not the API.
 """
 
@@ -30,6 +31,7 @@ from daemon.domain.errors import (
     StoreError,
     StoreUnavailable,
 )
+from daemon.domain.files import private_umask
 
 Command = Callable[[argparse.Namespace], int]
 
@@ -63,6 +65,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if not hasattr(args, "config"):
         args.config = None
+    umask = private_umask()  # nothing it writes readable by others (a role runs in here too)
     try:
         check_text(args)
         return command_of(args.target)(args)
@@ -98,3 +101,5 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(f"outboxd: internal error: {type(exc).__name__}: {exc}", file=sys.stderr)
         return EX_SOFTWARE
+    finally:
+        os.umask(umask)  # as it was, for a caller in the same process

@@ -13,17 +13,19 @@ from zoneinfo import ZoneInfo
 from daemon.cli.common import operate, settings_of
 from daemon.cli.errors import EX_USAGE, CliError
 from daemon.cli.selectors import filter_of, message_id
+from daemon.domain.clock import shown
 from daemon.domain.limits import LIST_WINDOW, MAX_PAGE
 from daemon.domain.selection import MessageFilter
 from daemon.domain.units import format_duration
-from daemon.domain.views import EventView, MessagePage, MessageTimeline
+from daemon.domain.views import MessagePage, MessageTimeline
 from daemon.operator import messages as ops
 from daemon.operator.shapes import page_json, payload_text, timeline_json
 from daemon.operator.summaries import printable
+from daemon.operator.words import action_text, events_text, hl7_lines
 
 
 def _when(value: datetime | None, tz: tzinfo) -> str:
-    return "-" if value is None else f"{value.astimezone(tz):%Y-%m-%d %H:%M:%S}"
+    return shown(value, tz)
 
 
 def _limit(text: str) -> int:
@@ -73,24 +75,31 @@ def cmd_list(args: argparse.Namespace) -> int:
         print("\n".join(page_table(page, tz)))
     else:
         print("no messages")
-    window = (
-        "" if selector.since else f" (the last {format_duration(LIST_WINDOW)}: --since for more)"
-    )
-    print(f"created since {_when(page.since, tz)}{window}")
+    if page.since is None:
+        print("searched: every message stored, newest stored first")
+    else:
+        window = (
+            ""
+            if selector.since
+            else f" (the last {format_duration(LIST_WINDOW)}: --since for more)"
+        )
+        print(f"created since {_when(page.since, tz)}{window}")
     print(f"next: --cursor {page.next}" if page.next else "next: none (the last page)")
     return 0
 
 
-def _event_line(e: EventView, tz: tzinfo) -> str:
-    change = e.to_status if e.from_status is None else f"{e.from_status} → {e.to_status}"
-    line = f"  {_when(e.at, tz)}  {change} by {e.actor}"
-    details = dict(e.details or {})
-    said = [f"{k} {details.pop(k)}" for k in ("action", "error", "audit") if k in details]
-    said += [f"{k} {v}" for k, v in sorted(details.items())]
-    return printable(line + (": " + ", ".join(said) if said else ""))
+def _text_block(name: str, text: str | None, by_field: bool) -> list[str]:
+    """A payload or an answer: HL7 one segment a line (``by_field``: each field
+    under it with its position), other text as it is; lines indented."""
+    if text is None:
+        return []
+    lines = hl7_lines(text, by_field)
+    if lines is None:
+        lines = text.splitlines() or [""]
+    return [f"{name}:"] + ["  " + printable(line) for line in lines]
 
 
-def timeline_lines(t: MessageTimeline, tz: tzinfo) -> list[str]:
+def timeline_lines(t: MessageTimeline, tz: tzinfo, by_field: bool = False) -> list[str]:
     text = payload_text(t.payload)
     lease = f"{t.lease_owner} until {_when(t.lease_expires_at, tz)}" if t.lease_owner else "-"
     facts: list[tuple[str, Any]] = [
@@ -105,20 +114,18 @@ def timeline_lines(t: MessageTimeline, tz: tzinfo) -> list[str]:
         ("group", t.group_key or "-"),
         ("visit", t.visit_id or "-"),
         ("last error", t.last_error or "-"),
-        ("response", t.response or "-"),
         ("payload", f"{len(t.payload)} bytes" + ("" if text is not None else " (not UTF-8)")),
     ]
     lines = [f"message {t.id}: channel {t.channel}, kind {t.kind}, key {t.key}"]
-    lines += [f"  {name + ':':<14}{value}" for name, value in facts]
+    lines += [printable(f"  {name + ':':<14}{value}") for name, value in facts]
+    lines += _text_block("payload", text, by_field)
+    lines += _text_block("peer's answer", t.response, by_field) or ["peer's answer: none"]
     lines.append("timeline:")
-    lines += [_event_line(e, tz) for e in t.events]
+    said = events_text(t.events, tz)
+    lines += [printable(f"  {_when(e.at, tz)}  {s}") for e, s in zip(t.events, said, strict=True)]
     lines.append("operator actions:" if t.actions else "operator actions: none")
-    lines += [
-        f"  {_when(a.at, tz)}  {a.action} by {a.actor} (audit {a.id}): {a.target}, "
-        f"{a.changed} changed"
-        for a in t.actions
-    ]
-    return [printable(line) for line in lines]
+    lines += [printable(f"  {_when(a.at, tz)}  {action_text(a)}") for a in t.actions]
+    return lines
 
 
 def cmd_show(args: argparse.Namespace) -> int:
@@ -126,7 +133,7 @@ def cmd_show(args: argparse.Namespace) -> int:
     settings = settings_of(args)
     timeline = operate(settings, lambda op: ops.timeline(op, wanted))
     if args.json:
-        print(json.dumps(timeline_json(timeline), indent=2))
+        print(json.dumps(timeline_json(timeline, ZoneInfo(settings.timezone)), indent=2))
     else:
-        print("\n".join(timeline_lines(timeline, ZoneInfo(settings.timezone))))
+        print("\n".join(timeline_lines(timeline, ZoneInfo(settings.timezone), args.fields)))
     return 0

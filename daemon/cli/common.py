@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import pwd
 import sys
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta, tzinfo
@@ -16,6 +17,7 @@ from daemon.cli.errors import EX_NOINPUT, EX_USAGE, CliError
 from daemon.config.loader import load_config
 from daemon.config.settings import Settings
 from daemon.domain.clock import utcnow
+from daemon.domain.limits import text_problem
 from daemon.domain.units import parse_duration
 from daemon.operator.base import Operator
 from daemon.store.aio import open_async_store
@@ -27,23 +29,49 @@ def settings_of(args: argparse.Namespace) -> Settings:
     return load_config(args.config)
 
 
+def account() -> str:
+    """Who runs the command: ``$USER`` (or ``$LOGNAME``) as a login shell sets it,
+    else the name of the process's user id (a root shell, a cron job, a unit
+    without one set), else ``uid N``; ``via sudo by NAME`` when sudo ran it."""
+    uid = os.getuid()
+    name = next((v for v in (os.environ.get("USER"), os.environ.get("LOGNAME")) if _plain(v)), None)
+    if name is None:
+        try:
+            name = pwd.getpwuid(uid).pw_name
+        except KeyError:  # a user id with no account (a container's)
+            name = f"uid {uid}"
+    sudo = os.environ.get("SUDO_USER")
+    if _plain(sudo) and sudo != name:
+        name += f" via sudo by {sudo}"
+    return name
+
+
+def _plain(value: str | None) -> bool:
+    return value is not None and text_problem(value, 32) is None
+
+
 def actor() -> str:
-    """How the audit names whoever runs the command: ``cli:$USER``."""
-    return f"cli:{os.environ.get('USER', 'operator')}"
+    """How the audit names whoever runs the command: ``cli:`` and the account."""
+    return f"cli:{account()}"
 
 
 def operate(
-    settings: Settings, step: Callable[[Operator], Awaitable[T]], who: str | None = None
+    settings: Settings,
+    step: Callable[[Operator], Awaitable[T]],
+    who: str | None = None,
+    reason: str | None = None,
 ) -> T:
     """Run an operator step (``daemon.operator``) to its end on the database of
     an existing, current schema (nothing is created): the same coroutines the
-    control API awaits, on an ``AsyncStore`` whose work runs on a thread."""
+    control API awaits, on an ``AsyncStore`` whose work runs on a thread.
+    ``reason``: what ``--reason`` said, for the audit."""
 
     async def run() -> T:
         store = open_async_store(settings.database, in_process=False)
         try:
+            op = Operator(store, settings, who or actor()).giving(reason, "--reason")
             await store.check_schema()
-            return await step(Operator(store, settings, who or actor()))
+            return await step(op)
         finally:
             await store.aclose()
 

@@ -178,7 +178,7 @@ def _operator_command(verbs: Verbs) -> Callable[[argparse.Namespace], int]:
             done = await carry_on(op.store, result.operation, _progress)
             return result, done
 
-        result, done = operate(settings, step)
+        result, done = operate(settings, step, reason=args.reason)
         if result.operation is None:
             return _report_operation(verbs, result)
         if done is not None:

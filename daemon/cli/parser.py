@@ -10,8 +10,10 @@ from collections.abc import Callable
 
 from daemon import __version__
 from daemon.domain.auth import ROLES as TOKEN_ROLES
-from daemon.domain.limits import MAX_BATCH, MAX_PAGE
-from daemon.domain.statuses import RUN_STATUSES, STATUSES
+from daemon.domain.limits import MAX_BATCH, MAX_PAGE, REASON_MAX
+from daemon.domain.search import SEARCH_FIELDS, TEXT_RULE
+from daemon.domain.statuses import NOTIFICATION_EVENTS, RUN_STATUSES, STATUSES
+from daemon.domain.tracking import VISIT_TROUBLES
 
 # ``outboxd run NAME``: the roles a process can run, and where each is defined.
 ROLES = {
@@ -22,7 +24,6 @@ ROLES = {
 }
 
 Add = Callable[[str, str, str], argparse.ArgumentParser]
-FILTER_OPTIONS = ("channel", "status", "kind", "key", "since", "until")
 
 
 def subcommands(
@@ -60,6 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
     _browse(add, common)
     _schedules(add, common)
     _tokens(add, common)
+    _audit(add)
     return parser
 
 
@@ -124,7 +126,8 @@ def listed(choices: tuple[str, ...]) -> Callable[[str], list[str]]:
 
 def add_filter_arguments(parser: argparse.ArgumentParser, ids: bool) -> None:
     """``--id``, ``--channel``, ``--status``, ``--kind``, ``--key``, ``--since``,
-    ``--until``: the options that select messages."""
+    ``--until``, ``--q`` and the search fields (``--mrn``, …): the options that
+    select messages."""
     if ids:
         parser.add_argument("--id", action="append", metavar="ID[,ID…]")
     parser.add_argument("--channel")
@@ -139,6 +142,26 @@ def add_filter_arguments(parser: argparse.ArgumentParser, ids: bool) -> None:
     parser.add_argument("--key", metavar="PREFIX", help="keys beginning so (with --channel)")
     parser.add_argument("--since", metavar="TIME|AGE", help="created at or after")
     parser.add_argument("--until", metavar="TIME|AGE", help="created before")
+    parser.add_argument(
+        "--q",
+        metavar="TEXT",
+        help=f"payloads holding this text, in any case ({TEXT_RULE}); a search covers every "
+        "message stored unless --since is given",
+    )
+    for name, (what, where) in SEARCH_FIELDS.items():
+        parser.add_argument(
+            "--" + name.replace("_", "-"),
+            metavar="VALUE",
+            help=f"messages stored with this {what} ({where} of an HL7 message), exactly",
+        )
+
+
+def add_reason(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--reason",
+        metavar="TEXT",
+        help=f"why (a ticket number, a few words; at most {REASON_MAX}): kept in the audit",
+    )
 
 
 def _messages(add: Add) -> None:
@@ -178,11 +201,39 @@ def _messages(add: Add) -> None:
         op.add_argument(
             "--dry-run", action="store_true", help="say how many would change; change nothing"
         )
+        add_reason(op)
 
     visit = add("visit", m + "cmd_visit", "a visit's BPJS task progress")
     visit.add_argument("kodebooking")
     visit.add_argument("--source", help="the source, when several have this kodebooking")
     visit.add_argument("--json", action="store_true")
+
+    t = "daemon.cli.tracked:"
+    visits = add(
+        "visits", t + "cmd_visits", "the visits that cannot go on (a step held, failed or "
+        "cancelled), newest first, each with why",
+    )  # fmt: skip
+    visits.add_argument(
+        "--problem",
+        action="extend",
+        type=listed(VISIT_TROUBLES),
+        metavar="PROBLEM[,PROBLEM…]",
+        help=f"any of {', '.join(VISIT_TROUBLES)} (default: any)",
+    )
+    visits.add_argument("--source", help="one source's visits")
+    visits.add_argument("--limit", type=int, default=50, help=f"1 to {MAX_PAGE} (default 50)")
+    visits.add_argument("--before", type=int, metavar="ID", help="the next page: the id printed")
+    visits.add_argument("--json", action="store_true")
+    receipts = add(
+        "receipts", t + "cmd_receipts", "partners' callbacks as received (webhook receipts), "
+        "newest first",
+    )  # fmt: skip
+    receipts.add_argument("--webhook", help="one webhook's")
+    receipts.add_argument("--result", help="one result: applied, unchanged, unmapped_status, "
+                          "unknown_message, unreadable")  # fmt: skip
+    receipts.add_argument("--limit", type=int, default=50, help=f"1 to {MAX_PAGE} (default 50)")
+    receipts.add_argument("--before", type=int, metavar="ID", help="the next page: the id printed")
+    receipts.add_argument("--json", action="store_true")
 
 
 def _browse(add: Add, common: argparse.ArgumentParser) -> None:
@@ -196,6 +247,11 @@ def _browse(add: Add, common: argparse.ArgumentParser) -> None:
     listing.add_argument("--json", action="store_true")
     show = action("show", b + "cmd_show", "one message, its status events and operator actions")
     show.add_argument("id", metavar="ID")
+    show.add_argument(
+        "--fields",
+        action="store_true",
+        help="an HL7 payload and answer field by field, each with its position (PID-3)",
+    )
     show.add_argument("--json", action="store_true")
 
 
@@ -204,7 +260,7 @@ def _schedules(add: Add, common: argparse.ArgumentParser) -> None:
     schedules = add(
         "schedules",
         "daemon.cli.parser:no_action",
-        "schedules: list, show, add, edit, remove, pause, run …",
+        "schedules: list, show, add, edit, remove, pause, run, cancel …",
     )
     action = subcommands(schedules, common, "action", "ACTION")
 
@@ -220,8 +276,9 @@ def _schedules(add: Add, common: argparse.ArgumentParser) -> None:
         cmd = action(name, f"{s}cmd_{name}", text)
         cmd.add_argument("name")
         cmd.add_argument(
-            "--job", required=name == "add", help="purge, export, status_check, report, http"
-        )
+            "--job", required=name == "add",
+            help="purge, export, status_check, report, http, command",
+        )  # fmt: skip
         cmd.add_argument("--cron", metavar="EXPR")
         cmd.add_argument("--every", metavar="DURATION")
         cmd.add_argument("--timezone", metavar="ZONE")
@@ -235,15 +292,26 @@ def _schedules(add: Add, common: argparse.ArgumentParser) -> None:
     pause = action("pause", s + "cmd_pause", "pause a schedule, saying why")
     pause.add_argument("name")
     pause.add_argument("--note", required=True, help="why (shown with the schedule)")
+    add_reason(pause)
     resume = action("resume", s + "cmd_resume", "resume a paused schedule")
     resume.add_argument("name")
+    add_reason(resume)
     run = action("run", s + "cmd_run_now", "run a schedule's job now (trigger manual)")
     run.add_argument("name")
+    add_reason(run)
+    cancel = action(
+        "cancel", s + "cmd_cancel",
+        "cancel a run: a queued one at once, a running one by its scheduler (not retried)",
+    )  # fmt: skip
+    cancel.add_argument("name")
+    cancel.add_argument("run", type=int, metavar="RUN_ID", help="the run's id (outboxd runs NAME)")
+    cancel.add_argument("--note", help="why (kept with the run and in the audit)")
     backfill = action("backfill", s + "cmd_backfill", "one run per fire of a time range")
     backfill.add_argument("name")
     backfill.add_argument("--from", dest="since", required=True, metavar="TIME|AGE")
     backfill.add_argument("--until", required=True, metavar="TIME|AGE")
     backfill.add_argument("--dry-run", action="store_true", help="say how many; queue nothing")
+    add_reason(backfill)
     preview = action("preview", s + "cmd_preview", "the next fires of a schedule or an expression")
     preview.add_argument("name", nargs="?")
     preview.add_argument("--cron", metavar="EXPR")
@@ -265,6 +333,38 @@ def _schedules(add: Add, common: argparse.ArgumentParser) -> None:
         help=f"only runs in these statuses ({', '.join(RUN_STATUSES)})",
     )
     runs.add_argument("--json", action="store_true")
+
+    sent = add(
+        "notifications", s + "cmd_notifications",
+        "the notifications sent (alerts, their resolutions, reports), newest first",
+    )  # fmt: skip
+    sent.add_argument("--limit", type=int, default=50)
+    sent.add_argument("--before", type=int, metavar="ID", help="older than this one (a page)")
+    sent.add_argument("--rule", help="of this rule (run_failed:nightly, report:daily …)")
+    sent.add_argument("--about", dest="subject", metavar="SUBJECT",
+                      help="about this schedule or channel")  # fmt: skip
+    sent.add_argument("--target", dest="notify_target", metavar="TARGET",
+                      help="sent to this notify target")  # fmt: skip
+    sent.add_argument(
+        "--event", action="extend", type=listed(NOTIFICATION_EVENTS),
+        metavar="EVENT[,EVENT…]", help=f"only these ({', '.join(NOTIFICATION_EVENTS)})",
+    )  # fmt: skip
+    sent.add_argument("--failed", action="store_true", help="only those the target did not take")
+    sent.add_argument("--text", action="store_true", help="print each one's text too")
+    sent.add_argument("--json", action="store_true")
+
+
+def _audit(add: Add) -> None:
+    audit = add(
+        "audit",
+        "daemon.cli.audit:cmd_audit",
+        "operator actions, newest first (as GET /api/v1/audit)",
+    )
+    audit.add_argument(
+        "--limit", type=int, default=100, help=f"entries, 1 to {MAX_PAGE} (default 100)"
+    )
+    audit.add_argument("--before", metavar="ID", help="entries older than this id (the next page)")
+    audit.add_argument("--json", action="store_true", help="print the page as the API answers it")
 
 
 def _tokens(add: Add, common: argparse.ArgumentParser) -> None:

@@ -1,7 +1,8 @@
 """The commands on schedules and their ledger: ``outboxd schedules list | show |
-add | edit | remove | pause | resume | run | backfill | preview`` and ``outboxd
-runs NAME``. What they change, they change in the database the scheduler reads:
-a scheduler picks it up within ``roles.scheduler.sync_interval``."""
+add | edit | remove | pause | resume | run | cancel | backfill | preview``,
+``outboxd runs NAME`` and ``outboxd notifications``. What they change, they
+change in the database the scheduler reads: a scheduler picks it up within
+``roles.scheduler.sync_interval`` (a cancel within a second or so)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import argparse
 import json
 from datetime import UTC, datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import yaml
 
@@ -16,6 +18,7 @@ from daemon.cli.common import operate, parse_time, settings_of
 from daemon.cli.errors import EX_DATAERR, EX_USAGE, CliError
 from daemon.config.schedules import DefinitionError, read_definition, timing_of, zone_of
 from daemon.config.settings import Settings
+from daemon.domain import clock, jsontext
 from daemon.domain.schedules import RunRow
 from daemon.domain.units import format_duration
 from daemon.operator import schedules as steps
@@ -44,7 +47,7 @@ def cmd_list(args: argparse.Namespace) -> int:
     if not out:
         print("no schedules")
     for item in out:
-        nxt = item["next"]["local"][:19].replace("T", " ") if item["next"] else "-"
+        nxt = shown_at(item["next"]["at"], settings) if item["next"] else "-"
         last_run = item["last_run"]["status"] if item["last_run"] else "-"
         print(
             printable(
@@ -65,29 +68,45 @@ def cmd_show(args: argparse.Namespace) -> int:
     row, spec = shown.row, shown.spec
     print(printable(f"{row.name}: {spec.job}, {steps.when(spec)} ({zone_of(spec, settings)})"))
     origin = "the YAML file" if row.origin == "file" else "the CLI or the API"
-    print(printable(f"  {steps.state(row, spec)}; from {origin}, revision {row.revision}"))
+    state = shown.detail["state"]
+    print(printable(f"  {state}; from {origin}, revision {row.revision}"))
     if shown.detail["file_differs"]:
         print(f"  {steps.FILE_DIFFERS}")
+    bound = f" (at most {spec.max_concurrent} at once)" if spec.max_concurrent else ""
     print(
-        f"  overlap {spec.overlap}, catch up {format_duration(spec.catch_up)}, "
+        f"  overlap {spec.overlap}{bound}, catch up {format_duration(spec.catch_up)}, "
         f"retry up to {spec.retry.max_attempts} runs"
     )
+    window = [
+        f"from {spec.start_at.isoformat()}" if spec.start_at else "",
+        f"until {spec.end_at.isoformat()}" if spec.end_at else "",
+        f"{row.runs_made} of {spec.max_runs} runs made" if spec.max_runs else "",
+    ]
+    if any(window):
+        print("  " + ", ".join(w for w in window if w))
     print("next fires:")
-    for fire in next_fires(timing_of(spec, settings), now, 5):
+    for fire in [] if state.startswith("ended") else next_fires(timing_of(spec, settings), now, 5):
         print(_fire_line(fire))
     print("recent runs:")
     for run in shown.runs:
-        print(printable(_run_line(run)))
+        print(printable(_run_line(run, ZoneInfo(settings.timezone))))
     return 0
 
 
-def _run_line(run: RunRow) -> str:
+def shown_at(iso: str, settings: Settings) -> str:
+    """An ISO time of the API's shapes in the file's zone, labelled."""
+    return clock.shown(datetime.fromisoformat(iso), ZoneInfo(settings.timezone))
+
+
+def _run_line(run: RunRow, zone: ZoneInfo) -> str:
     took = ""
     if run.started_at and run.finished_at:
         took = f" in {format_duration((run.finished_at - run.started_at).total_seconds())}"
     why = f" — {run.error}" if run.error else (f" — {run.note}" if run.note else "")
+    if run.status == "running" and run.cancel_requested_at is not None:
+        why += f" — cancel asked for ({run.cancel_text})"
     return (
-        f"  #{run.id} {run.fire_time:%Y-%m-%d %H:%M:%S} UTC {run.trigger} attempt {run.attempt}: "
+        f"  #{run.id} {clock.shown(run.fire_time, zone)} {run.trigger} attempt {run.attempt}: "
         f"{run.status}{took}{why}"
     )
 
@@ -105,7 +124,7 @@ def cmd_runs(args: argparse.Namespace) -> int:
         print(json.dumps([steps.run_json(r) for r in runs], indent=2))
     else:
         for run in runs:
-            print(printable(_run_line(run)))
+            print(printable(_run_line(run, ZoneInfo(settings.timezone))))
         if not runs:
             print(f"no runs of {args.name} yet")
     return 0
@@ -174,9 +193,9 @@ def _options(text: str | None) -> dict[str, Any] | None:
     if text is None:
         return None
     try:
-        value = json.loads(text)
-    except (ValueError, RecursionError):
-        raise CliError("--options: not a JSON object", EX_USAGE) from None
+        value = jsontext.loads(text)
+    except jsontext.NotJson as exc:
+        raise CliError(f"--options: not a JSON object: {exc}", EX_USAGE) from None
     if not isinstance(value, dict):
         raise CliError("--options: not a JSON object", EX_USAGE)
     return value
@@ -221,13 +240,19 @@ def cmd_remove(args: argparse.Namespace) -> int:
 def cmd_pause(args: argparse.Namespace) -> int:
     settings = settings_of(args)
     steps.pause_note(args.note, {"note": "--note"})  # refused before the database is opened
-    operate(settings, lambda op: steps.pause(op, args.name, args.note, {"note": "--note"}))
+    operate(
+        settings,
+        lambda op: steps.pause(op, args.name, args.note, {"note": "--note"}),
+        reason=args.reason,
+    )
     print(f"schedule {args.name} paused")
     return 0
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
-    _, resumed = operate(settings_of(args), lambda op: steps.resume(op, args.name))
+    _, resumed = operate(
+        settings_of(args), lambda op: steps.resume(op, args.name), reason=args.reason
+    )
     if not resumed:
         print(f"schedule {args.name} is not paused; nothing changed")
     else:
@@ -237,8 +262,48 @@ def cmd_resume(args: argparse.Namespace) -> int:
 
 def cmd_run_now(args: argparse.Namespace) -> int:
     settings = settings_of(args)
-    row, run = operate(settings, lambda op: steps.run_now(op, args.name, datetime.now(UTC)))
+    row, run = operate(
+        settings, lambda op: steps.run_now(op, args.name, datetime.now(UTC)), reason=args.reason
+    )
     print(f"run {run} of {args.name} queued; {steps.when_it_starts(row, one=True)}")
+    return 0
+
+
+def cmd_cancel(args: argparse.Namespace) -> int:
+    settings = settings_of(args)
+    done = operate(settings, lambda op: steps.cancel_run(op, args.name, args.run, args.note))
+    print(printable(done.said))
+    return 0
+
+
+def cmd_notifications(args: argparse.Namespace) -> int:
+    settings = settings_of(args)
+    if not 1 <= args.limit <= MAX_RUNS:
+        raise CliError(f"--limit: 1 to {MAX_RUNS:,}", EX_USAGE)
+    events = tuple(dict.fromkeys(args.event or ()))
+    sent = operate(
+        settings,
+        lambda op: steps.notifications(
+            op, args.limit, args.before, args.rule, args.subject, args.notify_target, events,
+            False if args.failed else None,
+        ),
+    )  # fmt: skip
+    if args.json:
+        print(json.dumps([steps.notification_json(n) for n in sent], indent=2))
+        return 0
+    for n in sent:
+        took = "sent" if n.ok else "FAILED"
+        print(printable(
+            f"#{n.id} {n.at:%Y-%m-%d %H:%M:%S} UTC {n.event} {n.rule} about {n.subject} "
+            f"to {n.target}: {took} — {n.title or '(no subject line kept)'}"
+        ))  # fmt: skip
+        if not n.ok or args.text:
+            print(printable(f"    answer: {n.answer or '-'}"))
+        if args.text and n.text:
+            for line in n.text.rstrip("\n").splitlines():
+                print(printable(f"    | {line}"))
+    if not sent:
+        print("no notifications sent")
     return 0
 
 
@@ -257,7 +322,7 @@ def cmd_backfill(args: argparse.Namespace) -> int:
             op, args.name, start, end, datetime.now(UTC), args.dry_run, BACKFILL_NAMES
         )
 
-    done = operate(settings, step)
+    done = operate(settings, step, reason=args.reason)
     if done.dry_run:
         print(f"{done.fires} fire(s) of {args.name} in the range; nothing queued (--dry-run)")
         return 0

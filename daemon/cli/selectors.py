@@ -1,6 +1,7 @@
 """The options that select messages (``--id``, ``--channel``, ``--status``,
-``--kind``, ``--key``, ``--since``, ``--until``) read into what the operator
-layer decides on (``daemon.operator.messages.selection``)."""
+``--kind``, ``--key``, ``--since``, ``--until``, ``--q``, ``--mrn`` and the other
+search fields) read into what the operator layer decides on
+(``daemon.operator.messages.selection``)."""
 
 from __future__ import annotations
 
@@ -12,14 +13,21 @@ from daemon.cli.common import parse_time
 from daemon.cli.errors import EX_USAGE, CliError
 from daemon.config.settings import Settings
 from daemon.domain.limits import read_id
+from daemon.domain.search import FIELD_NAMES
 from daemon.domain.selection import FILTER_FIELDS, MessageFilter
 
+
 # how the command line names the parts of a selection
+def option(name: str) -> str:
+    """How the command line spells a filter field: ``control_id`` → ``--control-id``."""
+    return "--" + name.replace("_", "-")
+
+
 NAMES = {
     "ids": "--id",
     "filter": "a filter",
-    "selectors": "/".join(f"--{name}" for name in FILTER_FIELDS),
-    **{name: f"--{name}" for name in FILTER_FIELDS},
+    "selectors": "/".join(option(name) for name in FILTER_FIELDS),
+    **{name: option(name) for name in FILTER_FIELDS},
 }
 
 
@@ -47,4 +55,8 @@ def filter_of(args: argparse.Namespace, settings: Settings) -> MessageFilter | N
         until=parse_time(args.until, tz, "--until") if args.until else None,
         kind=args.kind,
         key_prefix=args.key,
+        text=args.q,
+        fields=tuple(
+            (name, value) for name in FIELD_NAMES if (value := getattr(args, name)) is not None
+        ),
     )

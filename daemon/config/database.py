@@ -6,7 +6,7 @@ from urllib.parse import urlsplit
 
 from pydantic import SecretStr, field_validator
 
-from daemon.domain.fields import Model, PositiveDuration
+from daemon.domain.fields import Model, PositiveDuration, masked_url
 
 STORE_SCHEMES = ("sqlite", "postgres", "postgresql")
 
@@ -25,8 +25,8 @@ class DatabaseSettings(Model):
         try:
             parts = urlsplit(text)
             parts.port  # noqa: B018 - raises for a port that is not one
-        except ValueError as exc:
-            raise ValueError(f"not a database URL: {exc}") from None
+        except ValueError:  # its text quotes the URL: the password too
+            raise ValueError(f"not a database URL: {masked_url(text)} (its host or port)") from None
         if parts.scheme not in STORE_SCHEMES:
             raise ValueError(
                 f"unsupported database scheme {parts.scheme or '(none)'!r}: "

@@ -20,9 +20,11 @@ from pydantic import BaseModel, ValidationError
 
 from daemon.config.errors import ConfigError, ConfigIssue
 from daemon.config.interpolation import InterpolationError, interpolate, names_variable
-from daemon.config.settings import Settings
+from daemon.config.settings import SCHEDULE_MODELS, HolidaySettings, Settings
+from daemon.config.timing import timing_for
 from daemon.domain.fields import FromEnvironment
 from daemon.jobs.registry import JOB_KINDS
+from daemon.scheduling.fires import JUST_BEFORE, next_fires
 from daemon.sources.registry import SOURCE_KINDS
 
 CONFIG_ENV = "OUTBOXD_CONFIG"
@@ -551,7 +553,51 @@ def schedule_problems(
                 "at the top of the file",
             )
         )
+    issues += _window_problems(schedule, document)
     return issues
+
+
+def _window_problems(schedule: Mapping[str, Any], document: Mapping[str, Any]) -> list[ConfigIssue]:
+    """A schedule with ``start_at`` and ``end_at`` must have a fire between them
+    (read in its zone, or the file's ``timezone``)."""
+    job = schedule.get("job")
+    if schedule.get("start_at") is None or schedule.get("end_at") is None:
+        return []
+    model = SCHEDULE_MODELS.get(job) if isinstance(job, str) else None
+    if model is None:
+        return []
+    zone = document.get("timezone")
+    calendar = document.get("holidays")
+    try:
+        spec = model.model_validate(schedule)
+        if isinstance(calendar, dict):
+            calendar = HolidaySettings.model_validate(calendar)
+        timing = timing_for(
+            spec,
+            zone if isinstance(zone, str) else "UTC",
+            calendar if isinstance(calendar, HolidaySettings) else None,
+        )
+    except (ValidationError, ValueError, KeyError):  # their own checks say what is wrong
+        return []
+    start, end = timing.start, timing.end
+    if start is None or end is None:
+        return []
+    if end <= start:
+        return [ConfigIssue("end_at", f"{end.isoformat()} is not later than start_at "
+                                      f"({start.isoformat()})")]  # fmt: skip
+    try:
+        found = next_fires(timing, start - JUST_BEFORE)
+    except OverflowError:
+        found = []
+    if not found:
+        return [
+            ConfigIssue(
+                "end_at",
+                f"the schedule never fires from start_at ({start.isoformat()}) to end_at "
+                f"({end.isoformat()})",
+            )
+        ]
+    return []
 
 
 def _check_alerts(data: Mapping[str, Any]) -> list[ConfigIssue]:

@@ -6,17 +6,18 @@ runs of a fire that failed."""
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Callable
-from datetime import date, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from pydantic import TypeAdapter, ValidationError
 
-from daemon.config.settings import AnyScheduleSettings, HolidaySettings, ScheduleSettings, Settings
-from daemon.scheduling.cron import parse_crontab
-from daemon.scheduling.fires import EPOCH, Timing
+from daemon.config.settings import AnyScheduleSettings, ScheduleSettings
+from daemon.config.timing import calendar, timing_for, timing_of, zone_of
+
+__all__ = [
+    "DefinitionError", "calendar", "definition", "read_definition", "retry_at", "timing_for",
+    "timing_of", "zone_of",
+]  # fmt: skip
 
 _SCHEDULE: TypeAdapter[Any] = TypeAdapter(AnyScheduleSettings)
 
@@ -41,40 +42,6 @@ def read_definition(data: Any, name: str = "schedule") -> ScheduleSettings:
 
         issues = problems_at(exc, data, ("schedules", name))
         raise DefinitionError("; ".join(map(str, issues))) from None
-
-
-def zone_of(schedule: ScheduleSettings, settings: Settings) -> ZoneInfo:
-    return ZoneInfo(schedule.timezone or settings.timezone)
-
-
-@functools.lru_cache(maxsize=32)
-def calendar(country: str, subdiv: str | None) -> Callable[[date], bool]:
-    """Whether a date is a public holiday there (the ``holidays`` package, its
-    years made as they are asked for)."""
-    import holidays
-
-    days = holidays.country_holidays(country, subdiv=subdiv)
-    return lambda day: day in days
-
-
-def timing_of(schedule: ScheduleSettings, settings: Settings) -> Timing:
-    holidays: HolidaySettings | None = schedule.holidays or settings.holidays
-    is_holiday = calendar(holidays.country, holidays.subdiv) if holidays else (lambda _d: False)
-    anchor = schedule.anchor or EPOCH
-    if anchor.tzinfo is None:
-        anchor = anchor.replace(tzinfo=zone_of(schedule, settings))
-    return Timing(
-        zone=zone_of(schedule, settings),
-        cron=parse_crontab(schedule.cron) if schedule.cron else None,
-        every=schedule.every,
-        anchor=anchor,
-        on_missing_time=schedule.on_missing_time,
-        on_repeated_time=schedule.on_repeated_time,
-        skip_weekends="weekends" in schedule.skip,
-        skip_holidays="holidays" in schedule.skip,
-        if_skipped=schedule.if_skipped,
-        holidays=is_holiday,
-    )
 
 
 def retry_at(schedule: ScheduleSettings, attempt: int, now: datetime) -> datetime | None:

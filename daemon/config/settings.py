@@ -17,6 +17,7 @@ from pydantic import (
     BeforeValidator,
     Field,
     SecretStr,
+    ValidationInfo,
     create_model,
     field_validator,
     model_validator,
@@ -31,6 +32,7 @@ from daemon.domain.fields import (
     EventLoopName,
     Flag,
     Host,
+    HostName,
     Integer,
     Line,
     Model,
@@ -57,6 +59,10 @@ __all__ = [
     "Settings",
     "WebhookSettings",
 ]
+
+
+MAX_CONCURRENT = 1000  # runs of one schedule at once, at most
+MAX_RUNS = 1_000_000_000  # a schedule's max_runs, at most
 
 
 def _check_cron(expression: str) -> str:
@@ -108,6 +114,15 @@ class ScheduleSettings(Model):
     if_skipped: Literal["drop", "next_business_day"] = "drop"
     holidays: HolidaySettings | None = None  # the calendar of skip: [holidays]
     overlap: Literal["skip", "queue_one", "allow"] = "skip"
+    # overlap: allow — the runs that may run at once; a fire beyond them is skipped
+    max_concurrent: Annotated[Integer, Field(ge=1, le=MAX_CONCURRENT)] | None = None
+    # no fire before start_at, none after end_at (both in; a wall time in the
+    # schedule's zone unless an offset is given)
+    start_at: datetime | None = None
+    end_at: datetime | None = None
+    # no fire once its fires have made this many runs, counted while it has a max_runs
+    # (retries, run now and backfill do not count; a run counts whatever its end)
+    max_runs: Annotated[Integer, Field(ge=1, le=MAX_RUNS)] | None = None
     catch_up: Duration = 3600.0
     jitter: Duration = 0.0  # a start delayed by up to this much (the fire time is kept)
     timeout: PositiveDuration = 3600.0  # a run taking longer fails
@@ -115,6 +130,27 @@ class ScheduleSettings(Model):
     enabled: Flag = True
     job: str
     options: JobOptions
+
+    @field_validator("max_concurrent")
+    @classmethod
+    def _bounds_allow(cls, value: int | None, info: ValidationInfo) -> int | None:
+        overlap = info.data.get("overlap")
+        if value is not None and overlap is not None and overlap != "allow":
+            raise ValueError(
+                f"max_concurrent is for overlap: allow (overlap: {overlap} runs one at a time)"
+            )
+        return value
+
+    @field_validator("end_at")
+    @classmethod
+    def _after_start(cls, value: datetime | None, info: ValidationInfo) -> datetime | None:
+        start = info.data.get("start_at")
+        if value is None or start is None:
+            return value
+        if (value.tzinfo is None) == (start.tzinfo is None) and value <= start:
+            raise ValueError(f"end_at ({value.isoformat()}) is not later than start_at "
+                             f"({start.isoformat()})")  # fmt: skip
+        return value
 
     @model_validator(mode="after")
     def _when(self) -> ScheduleSettings:
@@ -190,6 +226,14 @@ class ControlSettings(Model):
     port: Port = 8080  # not 9140: that is roles.control.base_port, its health port
     tokens: Annotated[list[ControlToken], Field(max_length=1000)] = Field(default_factory=list)
     max_body: Annotated[ByteSize, Field(ge=1024, le=64 << 20)] = 1 << 20  # a request's body
+    # the names a request's Host may give beside the address listened on (a reverse
+    # proxy's public name): any other is refused, so that a page on another site
+    # that a DNS name of its own points here (DNS rebinding) reads nothing
+    allowed_hosts: Annotated[list[HostName], Field(max_length=100)] = Field(default_factory=list)
+    # a connection with no request under way is closed after idle_timeout: between
+    # requests, and while a request's line and headers are still arriving
+    idle_timeout: Annotated[PositiveDuration, Field(le=3600.0)] = 15.0
+    body_timeout: Annotated[PositiveDuration, Field(le=3600.0)] = 30.0  # to read a request's body
 
     @field_validator("tokens")
     @classmethod

@@ -8,6 +8,7 @@ read, so a model only says which one a field is.
 from __future__ import annotations
 
 import codecs
+import ipaddress
 import math
 import re
 from typing import Annotated, Any, Literal
@@ -54,23 +55,67 @@ def _check_host(host: str) -> str:
     return host
 
 
+_LABEL = re.compile(r"(?!-)[a-z0-9_-]{1,63}(?<!-)")
+
+
+def host_name(text: str) -> str:
+    """A name a request's ``Host`` may give, as compared: lower case, no trailing
+    dot, an IPv6 address without brackets; ``ValueError`` for one that is not a
+    DNS name or an IP address (a port, a scheme, a path, a wildcard)."""
+    name = text.strip().lower().removesuffix(".")
+    if name.startswith("[") and name.endswith("]"):
+        name = name[1:-1]
+    try:
+        return str(ipaddress.ip_address(name))
+    except ValueError:
+        pass
+    labels = name.split(".")
+    if not name or len(name) > 253 or not all(_LABEL.fullmatch(label) for label in labels):
+        raise ValueError(
+            f"not a host name: {text[:80]!r} (a DNS name or an IP address, without a port, "
+            "a scheme or a wildcard)"
+        )
+    return name
+
+
 def _check_line(text: str) -> str:
     if not text.isprintable():
         raise ValueError(f"must be one line of printable text, got {text!r}")
     return text
 
 
+def masked_url(text: str) -> str:
+    """A URL as an error message may show it, whatever it holds and however
+    malformed: the scheme, the user name and the host, the password replaced by
+    ``***``, the path, query and fragment by ``…`` (a webhook's URL may carry its
+    secret in the path or the query). Never raises."""
+    scheme, sep, rest = text.partition("://")
+    if not sep:  # not a URL at all: it could be anything (a secret in the wrong place)
+        return f"text of {len(text)} characters without a scheme://"
+    cut = min((i for i in (rest.find(c) for c in "/?#") if i >= 0), default=len(rest))
+    authority, tail = rest[:cut], rest[cut:]
+    if "@" in authority:
+        userinfo, _, host = authority.rpartition("@")
+        user, colon, _ = userinfo.partition(":")
+        authority = f"{user}:***@{host}" if colon else f"{user}@{host}"
+    shown = f"{scheme}://{authority}" + (tail[0] + "…" if tail.strip("/") else tail)
+    return repr(shown[:200])
+
+
 def _check_http_url(url: str) -> str:
     try:
         parts = urlsplit(url)
         parts.port  # noqa: B018 - raises for a port that is not one
-    except ValueError as exc:
-        raise ValueError(f"not a URL: {url!r} ({exc})") from None
+    except ValueError:
+        raise ValueError(f"not a URL: {masked_url(url)} (its host or port)") from None
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError(f"expected an http:// or https:// URL, got {url!r}")
+        raise ValueError(f"expected an http:// or https:// URL, got {masked_url(url)}")
     if not url.isprintable() or any(c.isspace() for c in url):
-        raise ValueError(f"a URL has no spaces or control characters: {url!r}")
+        raise ValueError(f"a URL has no spaces or control characters: {masked_url(url)}")
     return url
+
+
+check_http_url = _check_http_url  # for a field that is a URL once something is filled in
 
 
 def redact_url(url: str) -> str:
@@ -149,6 +194,7 @@ Name = Annotated[str, Field(pattern=f"^{NAME_PATTERN}$")]
 HttpUrl = Annotated[str, AfterValidator(_check_http_url)]
 Encoding = Annotated[str, AfterValidator(_check_encoding)]
 Host = Annotated[str, AfterValidator(_check_host)]
+HostName = Annotated[str, AfterValidator(host_name)]  # as a request's Host names it
 Line = Annotated[str, AfterValidator(_check_line)]  # one line of printable text
 
 

@@ -44,10 +44,14 @@ MESSAGE_TEXT = {"channel": NAME_MAX, "key": KEY_MAX, "kind": KIND_MAX, "after_ke
 
 
 def text_problem(value: object, limit: int) -> str | None:
-    """What keeps ``value`` from being stored as a key, kind, channel or group,
-    or None: it must be 1 to ``limit`` printable characters, not beginning or
-    ending with a space (no line breaks, tabs, escapes or NULs: what is stored is
-    shown in logs and tables as it is)."""
+    """What keeps ``value`` from being stored as text, or None: the one rule for
+    every string outboxd keeps that came from outside, whatever the database (a
+    message's key, kind, channel or group; a partner's webhook-id, status or id;
+    an operator's note or reason, stripped first). It must be 1 to ``limit``
+    printable characters, not beginning or ending with a space: no line breaks,
+    tabs, escapes, NULs (PostgreSQL refuses a NUL that SQLite would keep) or
+    unpaired surrogates, since what is stored is shown in logs, tables and the
+    page as it is."""
     if not isinstance(value, str) or not value:
         return "must be a non-empty string"
     if len(value) > limit:
@@ -56,11 +60,26 @@ def text_problem(value: object, limit: int) -> str | None:
         bad = next(c for c in value if not c.isprintable())
         return f"holds a character that cannot be shown ({bad!r})"
     if value != value.strip():
-        return f"begins or ends with a space: {value!r}"
+        return f"begins or ends with a space: {value[:60]!r}"
     return None
 
 
 TEXT_RULE = "printable characters, no space at either end"  # ``text_problem`` in words
+
+
+def storable(text: str | None) -> str | None:
+    """Text outboxd keeps as it was given but did not choose (a partner's answer,
+    an attempt's or a job's error) as every database keeps it: a NUL, which
+    PostgreSQL refuses and SQLite would keep, is U+FFFD on both. (Text outboxd is
+    asked to keep is held to ``text_problem`` instead, and refused.)"""
+    if text is None or "\x00" not in text:
+        return text
+    return text.replace("\x00", "\ufffd")
+
+
+# --- what a partner's callback names -----------------------------------------------------
+WEBHOOK_ID_MAX = 255  # characters of a ``webhook-id`` header (the receipt's key)
+PARTNER_TEXT_MAX = 255  # characters of a partner's status, or of its id for a message
 
 # --- how much one call takes ------------------------------------------------------------
 MAX_PAGE = 500  # the most items one page of a listing holds
@@ -74,5 +93,6 @@ MAX_BACKFILL = 10_000  # runs one backfill may queue
 
 # --- free text an operator writes --------------------------------------------------------
 NOTE_MAX = 1000  # characters of a note (why a schedule is paused)
+REASON_MAX = 200  # characters of the reason an operator gives for an action (a ticket)
 TIME_MAX = 64  # characters of a time as text (ISO 8601)
 CURSOR_MAX = 200  # characters of a listing's cursor

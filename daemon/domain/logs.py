@@ -24,14 +24,23 @@ def _timestamp(record: logging.LogRecord) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{millis:03d}Z"
 
 
+def _one_line(value: object) -> str:
+    """A value as one line: a line break or an escape a request put in a path
+    or a header cannot start a line of its own in the log."""
+    text = str(value)
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
 class TextFormatter(logging.Formatter):
     def __init__(self, process: str) -> None:
         super().__init__()
         self.process = process
 
     def format(self, record: logging.LogRecord) -> str:
-        parts = [_timestamp(record), record.levelname, self.process, record.getMessage()]
-        parts += [f"{k}={v}" for k, v in _fields(record).items()]
+        parts = [_timestamp(record), record.levelname, self.process, _one_line(record.getMessage())]
+        parts += [f"{k}={_one_line(v)}" for k, v in _fields(record).items()]
         line = " ".join(parts)
         if record.exc_info:
             line += "\n" + self.formatException(record.exc_info)

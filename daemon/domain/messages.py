@@ -66,6 +66,8 @@ class NewMessage:
     group_key: str | None = None  # ordered channels deliver one message per group at a time
     visit: str | None = None  # the tracked item (a source's visit) this message reports on
     step: str | None = None  # which step of it (the store keeps only the visit link)
+    # what it is found by: (name, value) of daemon.domain.search.SEARCH_FIELDS
+    fields: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)

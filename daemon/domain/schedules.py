@@ -35,6 +35,7 @@ class ScheduleRow:
     removed_at: datetime | None
     created_at: datetime
     updated_at: datetime
+    runs_made: int = 0  # counted against max_runs: its fires' runs since it was added
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,15 @@ class RunRow:
     error: str | None
     output: dict[str, Any] | None
     note: str | None
+    cancel_requested_at: datetime | None = None
+    cancel_requested_by: str | None = None
+    cancel_note: str | None = None
+
+    @property
+    def cancel_text(self) -> str:
+        """What a run an operator cancelled says: who, and why."""
+        why = f": {self.cancel_note}" if self.cancel_note else ""
+        return f"cancelled by {self.cancel_requested_by or 'an operator'}{why}"
 
 
 @dataclass(frozen=True)
@@ -78,10 +88,14 @@ class RunEnd:
 
 @dataclass(frozen=True)
 class Claim:
-    """A fire to claim: its schedule, time, trigger and the schedule's overlap policy."""
+    """A fire to claim: its schedule, time, trigger and the schedule's overlap
+    policy (``max_concurrent``: the runs ``allow`` lets run at once, None for no
+    bound), and the runs the schedule may make in all (``max_runs``)."""
 
     schedule_id: int
     fire_time: datetime
     trigger: str
     overlap: Overlap
     note: str | None = None
+    max_concurrent: int | None = None
+    max_runs: int | None = None

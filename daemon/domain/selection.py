@@ -8,6 +8,7 @@ from datetime import datetime
 
 from daemon.domain.errors import Refused
 from daemon.domain.limits import is_id
+from daemon.domain.search import FIELD_NAMES, field_problem, text_problem
 from daemon.domain.statuses import STATUSES
 
 
@@ -16,7 +17,8 @@ class OperatorRefused(Refused):
     with a filter, a status the action cannot take, an unknown channel); the text
     says why and what to do instead, ``field`` which part of the selection (as
     ``MessageFilter`` names it: ``ids``, ``channel``, ``status``, ``kind``,
-    ``key``, ``since``, ``until``) or ``limit`` or ``cursor``. Nothing was changed."""
+    ``key``, ``since``, ``until``, ``q``, a search field such as ``mrn``) or
+    ``limit`` or ``cursor``. Nothing was changed."""
 
     def __init__(self, text: str, field: str | None = None) -> None:
         super().__init__(text, "usage", field)
@@ -32,7 +34,9 @@ class InvalidCursor(OperatorRefused):
 @dataclass(frozen=True)
 class MessageFilter:
     """Which messages: by ``ids``, or by a filter (the rest). ``since``/``until``
-    bound the creation time; ``key_prefix`` needs ``channel`` (keys are per channel)."""
+    bound the creation time; ``key_prefix`` needs ``channel`` (keys are per channel).
+    ``text``: payloads holding it (any case); ``fields``: (name, value) pairs of
+    ``daemon.domain.search.SEARCH_FIELDS`` the message was stored with, each exactly."""
 
     ids: tuple[int, ...] = ()
     channel: str | None = None
@@ -41,6 +45,13 @@ class MessageFilter:
     until: datetime | None = None
     kind: str | None = None
     key_prefix: str | None = None
+    text: str | None = None
+    fields: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def searched(self) -> bool:
+        """Whether it looks into what messages say (text or fields)."""
+        return bool(self.text or self.fields)
 
     @property
     def empty(self) -> bool:
@@ -55,6 +66,8 @@ class MessageFilter:
             or self.until
             or self.kind
             or self.key_prefix
+            or self.text
+            or self.fields
         )
 
     @property
@@ -63,11 +76,15 @@ class MessageFilter:
         parts = (
             ("channel", self.channel), ("status", self.statuses), ("kind", self.kind),
             ("key", self.key_prefix), ("since", self.since), ("until", self.until),
+            ("q", self.text),
         )  # fmt: skip
-        return tuple(name for name, value in parts if value)
+        named = {name for name, _ in self.fields}
+        return tuple(name for name, value in parts if value) + tuple(
+            name for name in FIELD_NAMES if name in named
+        )
 
 
-FILTER_FIELDS = ("channel", "status", "kind", "key", "since", "until")
+FILTER_FIELDS = ("channel", "status", "kind", "key", "since", "until", "q", *FIELD_NAMES)
 
 
 def check_selection(selector: MessageFilter, known_channels: Collection[str] | None = None) -> None:
@@ -99,5 +116,17 @@ def check_selection(selector: MessageFilter, known_channels: Collection[str] | N
         raise OperatorRefused(
             f"unknown channel {selector.channel!r} (channels: {known})", "channel"
         )
+    if selector.text is not None:
+        problem = text_problem(selector.text) if isinstance(selector.text, str) else "not text"
+        if problem:
+            raise OperatorRefused(f"q: {problem}", "q")
+    for name, value in selector.fields:
+        if name not in FIELD_NAMES:
+            raise OperatorRefused(
+                f"unknown search field {name!r} (fields: {', '.join(FIELD_NAMES)})", name
+            )
+        problem = field_problem(value) if isinstance(value, str) else "not text"
+        if problem:
+            raise OperatorRefused(f"{name}: {value!r} {problem}", name)
     if selector.since and selector.until and selector.since >= selector.until:
         raise OperatorRefused("since must be earlier than until", "until")

@@ -55,13 +55,28 @@ MISSED = "missed"  # fell due while no scheduler ran, beyond the catch-up window
 COALESCED = "coalesced"  # fell due while no scheduler ran: caught up as one run
 
 
-RUN_STATUSES = (QUEUED, RUNNING, SUCCEEDED, FAILED_RUN, INTERRUPTED, SKIPPED, MISSED, COALESCED)
+CANCELLED_RUN = "cancelled"  # an operator cancelled it (queued, or stopped while it ran)
 
 
-FINISHED_RUNS = (SUCCEEDED, FAILED_RUN, INTERRUPTED, SKIPPED, MISSED, COALESCED)
+RUN_STATUSES = (
+    QUEUED, RUNNING, SUCCEEDED, FAILED_RUN, INTERRUPTED, CANCELLED_RUN, SKIPPED, MISSED, COALESCED,
+)  # fmt: skip
+
+
+FINISHED_RUNS = (SUCCEEDED, FAILED_RUN, INTERRUPTED, CANCELLED_RUN, SKIPPED, MISSED, COALESCED)
+
+
+# Not a run's status: what a claim answers for a fire of a schedule that has made its
+# ``max_runs`` runs. Such a fire is not recorded: the schedule has ended.
+ENDED = "ended"
 
 
 OPERATION_RUNNING = "running"
 
 
 OPERATION_FINISHED = "finished"
+
+
+# What a notification is about: an alert firing (or again, a window later), its
+# resolution, a report job's report.
+NOTIFICATION_EVENTS = ("firing", "resolved", "report")

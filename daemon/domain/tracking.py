@@ -21,3 +21,9 @@ class CheckResult:
     id: int
     verdict: Verdict
     answer: str  # the partner's status, as it said it
+
+
+# What keeps a tracked visit from going on, as an operator lists them: a step held
+# (waiting, with the reason), failed, or cancelled (a step cancelled or rejected,
+# or the booking cancelled: BPJS task 99).
+VISIT_TROUBLES = ("held", "failed", "cancelled")

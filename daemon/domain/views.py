@@ -68,11 +68,12 @@ class MessageSummary:
 class MessagePage:
     """One page of a listing, newest first; ``next`` is the cursor of the page
     after it (None: this is the last); ``since``: the creation time the listing
-    starts at (the default window when none was asked for)."""
+    starts at (the default window when none was asked for; None: a search of
+    every message stored)."""
 
     items: list[MessageSummary]
     next: str | None
-    since: datetime
+    since: datetime | None
 
 
 @dataclass(frozen=True)

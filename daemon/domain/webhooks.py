@@ -14,7 +14,7 @@ class WebhookCall:
     found at ``ref_pointer`` in the answer kept when a message was sent), the
     partner's status and what it means (``outcome``: confirmed, rejected, or
     None for a status the webhook does not map). ``problem``: why the body could
-    not be read, when it could not."""
+    not be read, when it could not, and ``field`` where (the pointer at fault)."""
 
     webhook: str
     webhook_id: str
@@ -26,6 +26,7 @@ class WebhookCall:
     message_ref: str | None = None
     ref_pointer: str = "/id"
     problem: str | None = None
+    field: str | None = None
 
 
 @dataclass(frozen=True)

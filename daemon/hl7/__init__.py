@@ -1,5 +1,6 @@
-"""HL7 v2: message checks and normal form, the fast control-id read, ACKs and
-MLLP framing. No I/O and nothing of the database."""
+"""HL7 v2: message checks and normal form, the fast control-id read, ACKs,
+MLLP framing, and reading a message by its fields' positions. No I/O and
+nothing of the database."""
 
 from daemon.hl7.ack import (
     ACCEPTED,
@@ -14,6 +15,7 @@ from daemon.hl7.ack import (
 from daemon.hl7.delimiters import Delimiters, read_delimiters
 from daemon.hl7.errors import InvalidHL7
 from daemon.hl7.escape import escape_problem, escape_text, unescape_text
+from daemon.hl7.fields import Field, Segment, identifiers, segments
 from daemon.hl7.framing import FrameDecoder, FramingError, frame
 from daemon.hl7.message import (
     MessageInfo,
@@ -31,21 +33,25 @@ __all__ = [
     "REJECTED",
     "Ack",
     "Delimiters",
+    "Field",
     "FrameDecoder",
     "FramingError",
     "InvalidHL7",
     "MessageInfo",
+    "Segment",
     "ascii_compatible",
     "build_ack",
     "control_id",
     "escape_problem",
     "escape_text",
     "frame",
+    "identifiers",
     "normalize",
     "plain_accept",
     "raw_control_id",
     "read_ack",
     "read_delimiters",
+    "segments",
     "unescape_text",
     "validate",
 ]

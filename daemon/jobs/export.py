@@ -26,9 +26,11 @@ from pathlib import Path
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
-from pydantic import model_validator
+from pydantic import field_validator, model_validator
 
 from daemon.domain.fields import Line, PositiveDuration
+from daemon.domain.files import create_private, make_private_dirs
+from daemon.jobs import template
 from daemon.jobs.kind import JobContext, JobFailed, JobKind, JobOptions
 
 Period = Literal["yesterday", "last_week", "last_month", "last_24h"]
@@ -51,12 +53,27 @@ class ExportOptions(JobOptions):
     period: Period = "yesterday"
     format: Literal["csv", "ndjson"] = "csv"
     directory: Line = "var/exports"
-    # the file's name: {schedule}, {what}, {start} and {end} (dates of the period)
+    # the file's name: {schedule}, {what}, {start} and {end} (dates of the period),
+    # {format}; and the run's placeholders: {{fire:%Y%m%d-%H%M}}, {{attempt}} …
     name: Line = "{schedule}-{what}-{start}.{format}"
     channel: Line | None = None  # messages of this channel only
     source: Line | None = None  # what: query — the source read
     sql: str | None = None  # what: query — SELECT …, with %(start)s and %(end)s
     timeout: PositiveDuration = 600.0  # for the query's reading
+
+    @field_validator("name")
+    @classmethod
+    def _name_fills(cls, name: str) -> str:
+        issues = template.problems(name)
+        if issues:
+            raise ValueError("; ".join(issues))
+        try:
+            _file_name(name, template.SAMPLE, "w", "2026-01-01", "e", "csv")
+        except (KeyError, IndexError, ValueError) as exc:
+            raise ValueError(f"{exc!r} is not one of {{schedule}}, {{what}}, {{start}}, "
+                             "{end}, {format} or a run's placeholder ({{fire:FORMAT}}, "
+                             "{{fire_local:FORMAT}}, {{attempt}}, {{run}})") from None  # fmt: skip
+        return name
 
     @model_validator(mode="after")
     def _query_needs_its_parts(self) -> ExportOptions:
@@ -66,12 +83,15 @@ class ExportOptions(JobOptions):
             raise ValueError("source and sql are for what: query")
         if self.channel and self.what != "messages":
             raise ValueError("channel is for what: messages")
-        try:
-            self.name.format(schedule="s", what="w", start="2026-01-01", end="e", format="csv")
-        except (KeyError, IndexError, ValueError) as exc:
-            raise ValueError(f"name: {exc!r} is not one of {{schedule}}, {{what}}, "
-                             "{start}, {end}, {format}") from None  # fmt: skip
         return self
+
+
+def _file_name(name: str, facts: template.RunFacts, what: str, start: str, end: str,
+               fmt: str) -> str:  # fmt: skip
+    """The file's name: the run's placeholders filled, then the export's own."""
+    return template.render(name, facts).format(
+        schedule=facts.schedule, what=what, start=start, end=end, format=fmt
+    )
 
 
 def period(kind: Period, fire: datetime, zone: ZoneInfo) -> tuple[datetime, datetime]:
@@ -126,21 +146,22 @@ class _Writer:
 
 async def run(ctx: JobContext, options: ExportOptions) -> dict[str, Any]:
     start, end = period(options.period, ctx.fire, ctx.zone)
-    name = options.name.format(
-        schedule=ctx.schedule, what=options.what, start=start.date().isoformat(),
-        end=end.date().isoformat(), format=options.format,
+    name = _file_name(
+        options.name, ctx.facts, options.what, start.date().isoformat(),
+        end.date().isoformat(), options.format,
     )  # fmt: skip
     if "/" in name or name.startswith("."):
         raise JobFailed(f"the file name {name!r} is not a plain name")
     directory = Path(options.directory)
     try:
-        directory.mkdir(parents=True, exist_ok=True)
+        make_private_dirs(directory)
     except OSError as exc:
         raise JobFailed(f"cannot make {directory}: {exc.strerror or exc}") from None
     final = directory / name
     partial = directory / f".{name}.{ctx.run_id}.part"
-    try:
-        with partial.open("w", encoding="utf-8", newline="") as handle:
+    try:  # owner-only, whatever the umask: it holds whole payloads
+        partial.unlink(missing_ok=True)  # one a stopped attempt left
+        with open(create_private(partial), "w", encoding="utf-8", newline="") as handle:
             rows = await _export(ctx, options, handle, start, end)
         os.replace(partial, final)
     except OSError as exc:

@@ -1,45 +1,71 @@
 """``job: http``: call a URL (a method, headers, a body); a 2xx answer succeeds,
-anything else (another status, no answer within ``timeout``) fails the run."""
+anything else (another status, no answer within ``timeout``) fails the run.
+
+The URL, the header values and the body (a string, or every string in a mapping
+or list sent as JSON) may hold the run's placeholders (``daemon.jobs.template``:
+``{{fire:%Y-%m-%d}}``, ``{{schedule}}`` …), filled when it runs; in the URL each
+value is percent-encoded."""
 
 from __future__ import annotations
 
 import json
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field
+from pydantic import AfterValidator, Field
 
 from daemon.channels.http.settings import HttpHeaders
-from daemon.domain.fields import HttpUrl, PositiveDuration, redact_url
+from daemon.domain.fields import PositiveDuration, check_http_url, redact_url
+from daemon.jobs import template
 from daemon.jobs.kind import JobContext, JobFailed, JobKind, JobOptions
 
 ANSWER_KEPT = 500  # characters of the answer kept in the run's output
 
 
+def _templated_url(url: str) -> str:
+    """A URL once its placeholders are filled (with sample values)."""
+    issues = template.problems(url)
+    if issues:
+        raise ValueError("; ".join(issues))
+    check_http_url(template.render(url, template.SAMPLE, url=True))
+    return url
+
+
+TemplatedUrl = Annotated[str, AfterValidator(_templated_url)]
+Body = str | dict[str, Any] | list[Any] | None  # a mapping or list goes as JSON
+
+
 class HttpJobOptions(JobOptions):
-    url: HttpUrl
+    url: TemplatedUrl
     method: Literal["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD"] = "GET"
-    headers: HttpHeaders = Field(default_factory=dict)
-    body: str | dict[str, Any] | list[Any] | None = None  # a mapping or list goes as JSON
+    headers: Annotated[HttpHeaders, AfterValidator(template.check_tree)] = Field(
+        default_factory=dict
+    )
+    body: Annotated[Body, AfterValidator(template.check_tree)] = None
     timeout: PositiveDuration = 30.0
 
 
 async def run(ctx: JobContext, options: HttpJobOptions) -> dict[str, Any]:
     import aiohttp  # the job's own dependency, loaded when it runs
 
-    headers = dict(options.headers)
+    url = ctx.render(options.url, url=True)
+    headers = {name: ctx.render(value) for name, value in options.headers.items()}
+    for name, value in headers.items():
+        if any(c in value for c in "\r\n\0"):
+            raise JobFailed(f"header {name!r}: a placeholder filled it with a line break")
+    body = template.render_tree(options.body, ctx.facts)
     data: bytes | None = None
-    if isinstance(options.body, str):
-        data = options.body.encode()
-    elif options.body is not None:
-        data = json.dumps(options.body).encode()
+    if isinstance(body, str):
+        data = body.encode()
+    elif body is not None:
+        data = json.dumps(body).encode()
         headers.setdefault("Content-Type", "application/json")
     timeout = aiohttp.ClientTimeout(total=options.timeout)
-    where = redact_url(options.url.split("?")[0])
+    where = redact_url(url.split("?")[0])
     try:
         async with (
             aiohttp.ClientSession(timeout=timeout, trust_env=False) as session,
             session.request(
-                options.method, options.url, data=data, headers=headers, allow_redirects=False
+                options.method, url, data=data, headers=headers, allow_redirects=False
             ) as response,
         ):
             text = (await response.content.read(ANSWER_KEPT * 4)).decode("utf-8", "replace")

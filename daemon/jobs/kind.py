@@ -12,6 +12,7 @@ from zoneinfo import ZoneInfo
 from daemon.domain.fields import Model
 from daemon.domain.tracking import CheckResult, DueCheck
 from daemon.domain.views import ChannelStats, Exported
+from daemon.jobs.template import RunFacts, render
 from daemon.sources.base import SourceSettings
 
 
@@ -21,7 +22,12 @@ class JobOptions(Model):
 
 class JobFailed(Exception):
     """The job could not do its work; the text says why in one line. The run is
-    ``failed`` and retried as its schedule's ``retry`` says."""
+    ``failed`` and retried as its schedule's ``retry`` says; ``output``, what the
+    job has to show for it (a program's last lines), is kept in the run's record."""
+
+    def __init__(self, text: str, output: dict[str, Any] | None = None) -> None:
+        super().__init__(text)
+        self.output = output
 
 
 class Notify(Protocol):
@@ -75,6 +81,11 @@ class JobStore(Protocol):
 
 @dataclass
 class JobContext:
+    """What a run of a job is handed: what the run is for (its schedule, fire time,
+    attempt), the schedule's zone, the file's sources, the store's job operations
+    and the notify targets. ``render`` fills a text's placeholders
+    (``daemon.jobs.template``: ``{{fire:%Y-%m-%d}}``, ``{{schedule}}`` …)."""
+
     schedule: str
     run_id: int
     fire: datetime  # the instant the run is for (aware UTC)
@@ -87,6 +98,22 @@ class JobContext:
     log: logging.Logger = field(default_factory=lambda: logging.getLogger("outboxd.jobs"))
     # (channel, result) of each OAuth2 token fetch a job makes, for the metrics
     count_token: Callable[[str, str], None] = field(default=lambda _channel, _result: None)
+    # what the job has to show so far: kept as the run's output when it ends
+    # without one of its own (failed, timed out, cancelled, stopped)
+    progress: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def fire_local(self) -> datetime:
+        """The fire time on the schedule's wall clock."""
+        return self.fire.astimezone(self.zone)
+
+    @property
+    def facts(self) -> RunFacts:
+        return RunFacts(self.schedule, self.fire, self.zone, self.attempt, self.run_id)
+
+    def render(self, text: str, url: bool = False) -> str:
+        """The text with the run's placeholders filled (``url``: percent-encoded)."""
+        return render(text, self.facts, url)
 
 
 Opts = TypeVar("Opts", bound=JobOptions)

@@ -37,7 +37,7 @@ from daemon.channels.http.settings import (
     HttpHeaders,
 )
 from daemon.channels.oauth.settings import OAuth2Settings
-from daemon.domain.fields import Integer, Line, PositiveDuration, redact_url
+from daemon.domain.fields import Integer, Line, PositiveDuration, masked_url, redact_url
 from daemon.domain.tracking import CheckResult, DueCheck, Verdict
 from daemon.domain.units import format_duration
 from daemon.jobs.kind import JobContext, JobFailed, JobKind, JobOptions
@@ -91,7 +91,7 @@ class StatusCheckOptions(JobOptions):
     @classmethod
     def _template(cls, url: str) -> str:
         if not url.startswith(("http://", "https://")):
-            raise ValueError(f"expected an http:// or https:// URL, got {url!r}")
+            raise ValueError(f"expected an http:// or https:// URL, got {masked_url(url)}")
         try:
             url.format(key="k", id="i")
         except (KeyError, IndexError, ValueError) as exc:

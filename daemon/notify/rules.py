@@ -10,7 +10,7 @@
 | ``queue_age``     | a channel's oldest pending message is older than ``over``        |
 
 While a condition holds it is notified once per ``window``; when it clears,
-once more ("resolved")."""
+once more ("resolved"), saying what cleared it (``resolution``)."""
 
 from __future__ import annotations
 
@@ -112,3 +112,37 @@ def evaluate(rule: AlertSettings, facts: AlertInputs) -> dict[str, str]:
             if oldest is not None and now - oldest > timedelta(seconds=over):
                 out[channel] = f"the oldest pending message of {channel} is {_age(now, oldest)} old"
     return out
+
+
+def resolution(rule: AlertSettings, subject: str, facts: AlertInputs) -> str:
+    """What made a condition that held for ``subject`` clear, read from the facts
+    it was judged on when it cleared."""
+    now = facts.now
+    window = format_duration(rule.window)
+    if rule.when in SCHEDULE_RULES and subject not in facts.schedule_since:
+        return f"{subject} was removed"
+    if rule.when == "run_failed":
+        outcome = facts.last_outcomes.get(subject)
+        fire = facts.last_fire.get(subject)
+        at = f" (the fire of {fire.isoformat(timespec='seconds')})" if fire else ""
+        if outcome is not None and outcome[0] == "succeeded":
+            return f"the latest run of {subject} succeeded{at}"
+        return f"no failed run of {subject} is the latest any more"
+    if rule.when == "fire_missed":
+        return f"no fire of {subject} was missed in the last {window}"
+    if rule.when == "no_success":
+        last = facts.last_success.get(subject)
+        if last is not None:
+            return f"{subject} succeeded at {last.isoformat(timespec='seconds')}"
+        return f"{subject} was changed: its time without success counts from then"
+    if rule.when == "messages_failed":
+        return f"no message of {subject} failed in the last {window}"
+    if rule.when == "breaker_open":
+        opened = facts.breakers_open.get(subject)
+        if opened is None:
+            return f"the circuit breaker of {subject} is no longer open"
+        return f"the circuit breaker of {subject} opened again {_age(now, opened)} ago"
+    oldest = facts.oldest_pending.get(subject)
+    if oldest is None:
+        return f"no message of {subject} is pending"
+    return f"the oldest pending message of {subject} is {_age(now, oldest)} old"

@@ -4,11 +4,12 @@ audit names, as every operator step takes them."""
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from zoneinfo import ZoneInfo
 
 from daemon.config.settings import Settings
 from daemon.domain.errors import Refused
+from daemon.domain.limits import REASON_MAX, text_problem
 from daemon.store.aio import AsyncStore
 
 Names = Mapping[str, str]  # how a face calls a field: {"until": "--until"} on the CLI
@@ -16,12 +17,26 @@ Names = Mapping[str, str]  # how a face calls a field: {"until": "--until"} on t
 
 @dataclass(frozen=True)
 class Operator:
-    """An operator at work: ``outboxd`` on the command line (``cli:$USER``) or a
-    caller of the control API (``api:<token name>``)."""
+    """An operator at work: ``outboxd`` on the command line (``cli:`` and the
+    account's name) or a caller of the control API (``api:<token name>``), with
+    the reason given for what it does now (a ticket number: in the audit of
+    retry, cancel, resend and the schedule steps), if any."""
 
     store: AsyncStore
     settings: Settings
     actor: str
+    reason: str | None = None
+
+    def giving(self, reason: str | None, field: str = "reason") -> Operator:
+        """This operator with ``reason`` (stripped; blank is none), checked by
+        the text rule: ``Refused`` naming ``field`` (as the face calls it)."""
+        said = (reason or "").strip()
+        if not said:
+            return replace(self, reason=None)
+        problem = text_problem(said, REASON_MAX)
+        if problem is not None:
+            raise Refused(f"{field}: {problem}", "usage", field)
+        return replace(self, reason=said)
 
     @property
     def zone(self) -> ZoneInfo:

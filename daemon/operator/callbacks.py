@@ -5,12 +5,13 @@ and its JSON body read at the webhook's pointers into what
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
+from daemon.domain import jsontext
 from daemon.domain.jsonpointer import resolve, scalar_text
+from daemon.domain.limits import KEY_MAX, PARTNER_TEXT_MAX, text_problem
 from daemon.domain.webhooks import WebhookCall
 from daemon.webhooks.signing import verify
 
@@ -29,21 +30,33 @@ def verify_call(
 
 def read_call(name: str, settings: WebhookSettings, webhook_id: str, body: bytes) -> WebhookCall:
     """What a verified callback asks of the store. A body that is not a JSON
-    document, or has no key (or partner's id) at the webhook's pointer, is a
-    call with its ``problem``: the store keeps it as ``unreadable``."""
+    document, has no key (or partner's id) or status at the webhook's pointers,
+    or text there that outboxd does not keep (``text_problem``: a NUL, a line
+    break, too long), is a call with its ``problem`` and the pointer at fault
+    (``field``): the store keeps it as ``unreadable``."""
     call = WebhookCall(webhook=name, webhook_id=webhook_id, channel=settings.channel, body=body)
     try:
-        document: Any = json.loads(body)
-    except (ValueError, RecursionError):
-        return replace(call, problem="the body is not JSON")
+        document: Any = jsontext.loads(body)
+    except jsontext.NotJson as exc:
+        return replace(call, problem=f"the body is not JSON: {exc}")
     status = scalar_text(resolve(document, settings.status))
     pointer = settings.message_key or settings.message_ref or ""
+    what = "message key" if settings.message_key is not None else "partner's id"
     named = scalar_text(resolve(document, pointer))
     if not named:
-        what = "message key" if settings.message_key is not None else "partner's id"
-        return replace(call, partner_status=status, problem=f"no {what} at {pointer}")
+        shown = status if status is None or text_problem(status, PARTNER_TEXT_MAX) is None else None
+        return replace(call, partner_status=shown, problem=f"no {what} at {pointer}", field=pointer)
+    limit = KEY_MAX if settings.message_key is not None else PARTNER_TEXT_MAX
+    bad = text_problem(named, limit)
+    if bad is not None:
+        return replace(call, problem=f"the {what} at {pointer} {bad}", field=pointer)
     if status is None:
-        return replace(call, problem=f"no status at {settings.status}")
+        return replace(call, problem=f"no status at {settings.status}", field=settings.status)
+    bad = text_problem(status, PARTNER_TEXT_MAX)
+    if bad is not None:
+        return replace(
+            call, problem=f"the status at {settings.status} {bad}", field=settings.status
+        )
     return replace(
         call,
         partner_status=status,

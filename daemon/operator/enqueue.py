@@ -13,6 +13,7 @@ from daemon.channels.registry import (
     message_kind,
     prepare_payload,
     refers_without_prerequisite,
+    search_fields,
 )
 from daemon.config.settings import Settings
 from daemon.domain.errors import Refused
@@ -66,4 +67,5 @@ def new_message(settings: Settings, handed: Handed) -> NewMessage:
         kind=kind,
         after_key=handed.after_key,
         group_key=handed.group_key,
+        fields=search_fields(settings.channels[handed.channel], payload),
     )

@@ -7,11 +7,11 @@ operation's progress, the stats and a visit's progress. What is refused is
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
+from daemon.domain import jsontext
 from daemon.domain.actions import RULES
 from daemon.domain.errors import Refused
 from daemon.domain.limits import MAX_BATCH
@@ -123,8 +123,8 @@ async def enqueue_lines(op: Operator, lines: Iterable[bytes], size: int = MAX_BA
 
 def _item(raw: bytes) -> MessageIn:
     try:
-        data = json.loads(raw)
-    except (ValueError, RecursionError) as exc:
+        data = jsontext.loads(raw)
+    except jsontext.NotJson as exc:
         raise Refused(f"not a JSON object: {exc}") from None
     if not isinstance(data, dict):
         raise Refused("not a JSON object")
@@ -245,7 +245,8 @@ async def act(
         check_selection(selector, op.channels)
         rule.statuses(selector)
         return await operations[rule.action](
-            selector, actor=op.actor, dry_run=dry_run, known_channels=op.channels
-        )
+            selector, actor=op.actor, dry_run=dry_run, known_channels=op.channels,
+            reason=op.reason,
+        )  # fmt: skip
     except OperatorRefused as exc:
         raise renamed(exc, names) from None

@@ -23,10 +23,12 @@ from daemon.domain.limits import (
     NAME_MAX,
     NAME_PATTERN,
     NOTE_MAX,
+    REASON_MAX,
     TEXT_RULE,
     TIME_MAX,
     text_problem,
 )
+from daemon.domain.search import FIELD_VALUE_MAX, SEARCH_FIELDS, TEXT_MAX, TEXT_MIN
 from daemon.domain.statuses import STATUSES
 from daemon.operator.enqueue import Handed
 
@@ -43,6 +45,15 @@ def _stored_text(limit: int) -> Callable[[str], str]:
         return value
 
     return check
+
+
+def _reason(value: str) -> str:
+    """A reason as the audit keeps it: stripped, by the text rule."""
+    said = value.strip()
+    problem = text_problem(said, REASON_MAX) if said else None
+    if problem is not None:
+        raise ValueError(problem)
+    return said
 
 
 def _one_or_more(value: Any) -> Any:
@@ -62,6 +73,18 @@ Kind = Annotated[
 ]
 KeyPrefix = Annotated[str, Field(min_length=1, max_length=KEY_MAX, description="keys beginning so")]
 MessageId = Annotated[int, Field(ge=1, le=MAX_ID)]
+SearchText = Annotated[
+    str,
+    Field(min_length=TEXT_MIN, max_length=TEXT_MAX,
+          description="payloads holding this text, in any case"),
+]  # fmt: skip
+FieldValue = Annotated[str, Field(min_length=1, max_length=FIELD_VALUE_MAX)]
+Reason = Annotated[
+    str,
+    Field(max_length=REASON_MAX,
+          description="why (a ticket number, a few words): kept in the audit with the action"),
+    AfterValidator(_reason),
+]  # fmt: skip
 Time = Annotated[
     str,
     Field(max_length=TIME_MAX, json_schema_extra={"format": "date-time"},
@@ -110,6 +133,11 @@ class BatchIn(Request):
 EnqueueIn = MessageIn | BatchIn  # the body of POST /api/v1/messages
 
 
+def _field_text(name: str) -> str:
+    what, where = SEARCH_FIELDS[name]
+    return f"messages stored with this {what} ({where} of an HL7 message), exactly"
+
+
 class FilterIn(Request):
     """Which messages; null or a field left out: not filtered on."""
 
@@ -119,6 +147,17 @@ class FilterIn(Request):
     key: KeyPrefix | None = Field(default=None, description="a key prefix (needs channel)")
     since: Time | None = None
     until: Time | None = None
+    q: SearchText | None = None
+    mrn: FieldValue | None = Field(default=None, description=_field_text("mrn"))
+    control_id: FieldValue | None = Field(default=None, description=_field_text("control_id"))
+    message_type: FieldValue | None = Field(default=None, description=_field_text("message_type"))
+    visit_number: FieldValue | None = Field(default=None, description=_field_text("visit_number"))
+
+    def search_fields(self) -> tuple[tuple[str, str], ...]:
+        """The search fields given, as ``MessageFilter.fields``."""
+        return tuple(
+            (name, value) for name in SEARCH_FIELDS if (value := getattr(self, name)) is not None
+        )
 
 
 class ActionIn(Request):
@@ -127,6 +166,7 @@ class ActionIn(Request):
     ids: list[MessageId] | None = Field(default=None, min_length=1, max_length=MAX_IDS)
     filter: FilterIn | None = None
     dry_run: bool = False
+    reason: Reason | None = None
 
 
 # --- schedules ------------------------------------------------------------------------
@@ -153,6 +193,9 @@ class ScheduleChangesIn(RootModel[Definition]):
 def _said(note: str) -> str:
     if not note.strip():
         raise ValueError("say why it is paused (shown with the schedule)")
+    problem = text_problem(note.strip(), NOTE_MAX)
+    if problem is not None:
+        raise ValueError(problem)
     return note.strip()
 
 
@@ -163,16 +206,32 @@ class PauseIn(Request):
               description="why it is paused (shown with the schedule)"),
         AfterValidator(_said),
     ]  # fmt: skip
+    reason: Reason | None = None
 
 
 class ResumeIn(Request):
     note: str | None = Field(default=None, max_length=NOTE_MAX)
+    reason: Reason | None = None
+
+
+class RunIn(Request):
+    """Run now: the body may be left out."""
+
+    reason: Reason | None = None
+
+
+class CancelRunIn(Request):
+    note: str | None = Field(
+        default=None, max_length=NOTE_MAX,
+        description="why (kept with the run and in the audit)",
+    )  # fmt: skip
 
 
 class RangeIn(Request):
     start: Time = Field(alias="from")
     until: Time
     dry_run: bool = False
+    reason: Reason | None = None
 
 
 # --- checking -------------------------------------------------------------------------

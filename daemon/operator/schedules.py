@@ -1,7 +1,8 @@
 """What an operator may do to schedules, for the CLI (``outboxd schedules …``)
 and the control API alike: each step (add, edit, remove, pause, resume, run now,
-backfill, and the readings), the checks before a change, and how a schedule, a
-fire and a run are shown. A refusal is ``Refused``: ``missing`` when there is no
+backfill, cancel a run, and the readings: the ledger, the notifications sent),
+the checks before a change, and how a schedule, a fire, a run and a
+notification are shown. A refusal is ``Refused``: ``missing`` when there is no
 such schedule, ``conflict`` when it cannot be done to the one there is."""
 
 from __future__ import annotations
@@ -14,9 +15,11 @@ from typing import Any
 from daemon.config.loader import schedule_problems
 from daemon.config.schedules import DefinitionError, definition, read_definition, timing_of, zone_of
 from daemon.config.settings import ScheduleSettings, Settings
+from daemon.domain.alerts import NotificationRow
 from daemon.domain.errors import Refused
-from daemon.domain.limits import MAX_BACKFILL, NAME
+from daemon.domain.limits import MAX_BACKFILL, NAME, NOTE_MAX, text_problem
 from daemon.domain.schedules import RunRow, ScheduleRow
+from daemon.domain.statuses import CANCELLED_RUN, RUNNING
 from daemon.domain.units import format_duration
 from daemon.operator.base import Names, Operator
 from daemon.scheduling.fires import Fire, fires_between, next_fires
@@ -54,10 +57,36 @@ def when(spec: ScheduleSettings) -> str:
     return f"cron '{spec.cron}'" if spec.cron else f"every {format_duration(spec.every or 0)}"
 
 
-def state(row: ScheduleRow, spec: ScheduleSettings) -> str:
+def state(row: ScheduleRow, spec: ScheduleSettings, ended: str | None = None) -> str:
+    """Paused (by whom, why), disabled, ended (why: ``ended_why``) or enabled."""
     if row.paused:
         return f"paused by {row.paused_by}: {row.pause_note or '(no note)'}"
-    return "enabled" if spec.enabled else "disabled"
+    if not spec.enabled:
+        return "disabled"
+    return f"ended: {ended}" if ended else "enabled"
+
+
+def ended_why(
+    row: ScheduleRow, spec: ScheduleSettings, settings: Settings, now: datetime
+) -> str | None:
+    """Why a schedule fires no more (its ``max_runs`` made, its ``end_at`` passed), or None."""
+    if spec.max_runs is not None and row.runs_made >= spec.max_runs:
+        return f"it has made its {spec.max_runs} runs (max_runs)"
+    end = timing_of(spec, settings).end
+    if end is not None and end < now:
+        return f"its end_at ({end.isoformat()}) has passed"
+    return None
+
+
+def limits(row: ScheduleRow, spec: ScheduleSettings) -> dict[str, Any]:
+    """Its window, its runs counted against ``max_runs``, its bound on runs at once."""
+    return {
+        "start_at": spec.start_at.isoformat() if spec.start_at else None,
+        "end_at": spec.end_at.isoformat() if spec.end_at else None,
+        "max_runs": spec.max_runs,
+        "runs_made": row.runs_made,
+        "max_concurrent": spec.max_concurrent,
+    }
 
 
 def fire_json(fire: Fire) -> dict[str, Any]:
@@ -78,6 +107,28 @@ def run_json(run: RunRow) -> dict[str, Any]:
         "output": run.output,
         "note": run.note,
         "retry_of": run.retry_of,
+        "cancel_requested": {
+            "at": run.cancel_requested_at.isoformat(),
+            "by": run.cancel_requested_by,
+            "note": run.cancel_note,
+        }
+        if run.cancel_requested_at
+        else None,
+    }
+
+
+def notification_json(sent: NotificationRow) -> dict[str, Any]:
+    return {
+        "id": sent.id,
+        "at": sent.at.isoformat(),
+        "rule": sent.rule,
+        "subject": sent.subject,
+        "event": sent.event,
+        "target": sent.target,
+        "ok": sent.ok,
+        "answer": sent.answer,
+        "title": sent.title,
+        "text": sent.text,
     }
 
 
@@ -90,12 +141,12 @@ def listing(
     out = []
     for row in rows:
         spec = spec_of(row)
-        shown = state(row, spec)
+        ended = ended_why(row, spec, settings, now)
+        shown = state(row, spec, ended)
         if file_differs(row, settings):
             shown += f" ({FILE_DIFFERS})"
-        upcoming = (
-            next_fires(timing_of(spec, settings), now) if spec.enabled and not row.paused else []
-        )
+        live = spec.enabled and not row.paused and not ended
+        upcoming = next_fires(timing_of(spec, settings), now) if live else []
         run = last.get(row.name)
         out.append(
             {
@@ -110,8 +161,9 @@ def listing(
                 "last_run": {"status": run.status, "fire_time": run.fire_time.isoformat()}
                 if run
                 else None,
+                **limits(row, spec),
             }
-        )
+        )  # fmt: skip
     loaded = {row.name for row in rows}
     for name, spec in settings.schedules.items():
         if name not in loaded:
@@ -120,6 +172,8 @@ def listing(
                     "name": name, "job": spec.job, "when": when(spec),
                     "timezone": str(zone_of(spec, settings)), "origin": "file",
                     "state": NOT_LOADED, "paused": False, "next": None, "last_run": None,
+                    **limits(ScheduleRow(0, name, {}, "file", 0, False, None, None, None, None,
+                                         now, now), spec),
                 }
             )  # fmt: skip
     return out
@@ -129,12 +183,14 @@ def detail(
     row: ScheduleRow, runs: Sequence[RunRow], settings: Settings, now: datetime, count: int = 5
 ) -> dict[str, Any]:
     spec = spec_of(row)
-    upcoming = next_fires(timing_of(spec, settings), now, count)
+    ended = ended_why(row, spec, settings, now)
+    upcoming = [] if ended else next_fires(timing_of(spec, settings), now, count)
     return {
         "name": row.name,
         "origin": row.origin,
         "revision": row.revision,
-        "state": state(row, spec),
+        "state": state(row, spec, ended),
+        **limits(row, spec),
         "paused": row.paused,
         "pause_note": row.pause_note,
         "paused_by": row.paused_by,
@@ -167,6 +223,7 @@ def built(fields: dict[str, Any], name: str, settings: Settings) -> dict[str, An
         "sources": dict.fromkeys(settings.sources, True),
         "notify": dict.fromkeys(settings.notify, True),
         "holidays": settings.holidays,
+        "timezone": settings.timezone,
     }
     problems = schedule_problems(stored, outline)
     if problems:
@@ -201,13 +258,18 @@ def edited_definition(
 
 
 def pause_note(note: str | None, names: Names = {}) -> str:  # noqa: B006 - read only
-    if not (note or "").strip():
+    """The note, stripped, as the text rule (``text_problem``) lets it be stored."""
+    said = (note or "").strip()
+    if not said:
         raise Refused(
             f"{names.get('note', 'note')}: say why it is paused (shown with the schedule)",
             "usage",
             "note",
         )
-    return (note or "").strip()
+    problem = text_problem(said, NOTE_MAX)
+    if problem is not None:
+        raise Refused(f"{names.get('note', 'note')}: {problem}", "usage", "note")
+    return said
 
 
 def backfill_fires(
@@ -309,7 +371,7 @@ async def pause(op: Operator, name: str, note: str | None, names: Names = {}) ->
     """Pause, saying why (again: the note is replaced)."""
     said = pause_note(note, names)
     row = await found_row(op, name)
-    return await op.store.pause_schedule(row.name, True, said, op.actor)
+    return await op.store.pause_schedule(row.name, True, said, op.actor, reason=op.reason)
 
 
 async def resume(op: Operator, name: str) -> tuple[ScheduleRow, bool]:
@@ -317,13 +379,15 @@ async def resume(op: Operator, name: str) -> tuple[ScheduleRow, bool]:
     row = await found_row(op, name)
     if not row.paused:
         return row, False
-    return await op.store.pause_schedule(row.name, False, None, op.actor), True
+    return await op.store.pause_schedule(row.name, False, None, op.actor, reason=op.reason), True
 
 
 async def run_now(op: Operator, name: str, now: datetime) -> tuple[ScheduleRow, int]:
     """Queue a run of the job now (trigger ``manual``); the schedule and the run's id."""
     row = await found_row(op, name)
-    queued = await op.store.queue_runs(row.id, [now], "manual", note="run now", actor=op.actor)
+    queued = await op.store.queue_runs(
+        row.id, [now], "manual", note="run now", actor=op.actor, reason=op.reason
+    )
     if not queued:
         raise Refused("the run was not queued (one for this very instant exists)", "conflict")
     return row, queued[0]
@@ -357,8 +421,61 @@ async def backfill(
     fires = backfill_fires(row, op.settings, start, end, now, names)
     if dry_run:
         return Backfilled(row, len(fires), [], True)
-    queued = await op.store.queue_runs(row.id, fires, "backfill", note="backfill", actor=op.actor)
+    queued = await op.store.queue_runs(
+        row.id, fires, "backfill", note="backfill", actor=op.actor, reason=op.reason
+    )
     return Backfilled(row, len(fires), queued, False)
+
+
+@dataclass(frozen=True)
+class Cancelled:
+    run: RunRow
+    changed: bool  # False: a cancel was asked for already
+
+    @property
+    def said(self) -> str:
+        """What became of it, in a line."""
+        run = self.run
+        if run.status == CANCELLED_RUN:
+            return f"run {run.id} of {run.schedule} cancelled (it had not started)"
+        if run.status == RUNNING:
+            again = "" if self.changed else " (asked already)"
+            return (
+                f"run {run.id} of {run.schedule}: cancel asked for{again}; the scheduler "
+                f"running it stops its job within {CANCEL_SEEN} or so and records it cancelled"
+            )
+        return f"run {run.id} of {run.schedule} is {run.status}"
+
+
+CANCEL_SEEN = "a few seconds"  # how soon a scheduler sees a cancel (it looks every second)
+
+
+async def cancel_run(op: Operator, name: str, run_id: int, note: str | None = None) -> Cancelled:
+    """Cancel a run of the schedule: a queued one at once, a running one by its
+    scheduler (which stops its job; not retried). Audited with who asked and why."""
+    row = await op.store.schedule(name)
+    if row is None:
+        found(row, name, op.settings)
+    said = (note or "").strip() or None
+    run, changed = await op.store.cancel_run(run_id, op.actor, said, schedule=name)
+    return Cancelled(run, changed)
+
+
+async def notifications(
+    op: Operator,
+    limit: int,
+    before: int | None = None,
+    rule: str | None = None,
+    subject: str | None = None,
+    target: str | None = None,
+    events: Sequence[str] = (),
+    ok: bool | None = None,
+) -> list[NotificationRow]:
+    """The notifications sent (or tried), newest first."""
+    return await op.store.notifications(
+        limit=limit, before_id=before, rule=rule, subject=subject, target=target,
+        events=events, ok=ok,
+    )  # fmt: skip
 
 
 async def ledger(

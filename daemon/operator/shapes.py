@@ -1,11 +1,13 @@
 """The outbox's values as JSON: what ``--json`` prints, and what the control API
-answers."""
+answers. Machine fields are ISO 8601 UTC; the human ones (``text``, ``*_hl7``)
+are in the operator's words, their times in the configured zone."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, tzinfo
 from typing import Any
 
+from daemon.domain.clock import shown
 from daemon.domain.views import (
     AuditView,
     EventView,
@@ -16,6 +18,8 @@ from daemon.domain.views import (
     OperatorResult,
     VisitView,
 )
+from daemon.operator.tracked import troubles
+from daemon.operator.words import action_text, event_text, events_text, hl7_json
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -46,8 +50,8 @@ def page_json(page: MessagePage) -> dict[str, Any]:
     }
 
 
-def event_json(e: EventView) -> dict[str, Any]:
-    return {
+def event_json(e: EventView, zone: tzinfo | None = None, text: str | None = None) -> dict[str, Any]:
+    out = {
         "id": e.id,
         "at": _iso(e.at),
         "from": e.from_status,
@@ -55,10 +59,14 @@ def event_json(e: EventView) -> dict[str, Any]:
         "actor": e.actor,
         "details": e.details,
     }
+    if zone is not None:
+        out["at_text"] = shown(e.at, zone)
+        out["text"] = text if text is not None else event_text(e, zone)
+    return out
 
 
-def audit_json(a: AuditView) -> dict[str, Any]:
-    return {
+def audit_json(a: AuditView, zone: tzinfo | None = None) -> dict[str, Any]:
+    out = {
         "id": a.id,
         "at": _iso(a.at),
         "actor": a.actor,
@@ -67,17 +75,26 @@ def audit_json(a: AuditView) -> dict[str, Any]:
         "details": a.details,
         "changed": a.changed,
     }
+    if zone is not None:
+        out["at_text"] = shown(a.at, zone)
+        out["text"] = action_text(a)
+    return out
 
 
-def visit_json(visit: VisitView) -> dict[str, Any]:
-    """A visit as ``outboxd visit --json`` and ``GET /api/v1/visits/…`` show it."""
-    return {
+def visit_json(visit: VisitView, zone: tzinfo | None = None) -> dict[str, Any]:
+    """A visit as ``outboxd visit --json`` and ``GET /api/v1/visits/…`` show it;
+    ``troubles``: each step held, failed or cancelled, and why."""
+    out = {
         "kodebooking": visit.kodebooking,
         "source": visit.source,
         "task_progress": visit.task_progress,
         "created_at": _iso(visit.created_at),
         "updated_at": _iso(visit.updated_at),
+        "troubles": troubles(visit),
     }
+    if zone is not None:
+        out["updated_at_text"] = shown(visit.updated_at, zone)
+    return out
 
 
 def payload_text(payload: bytes) -> str | None:
@@ -88,8 +105,13 @@ def payload_text(payload: bytes) -> str | None:
         return None
 
 
-def timeline_json(t: MessageTimeline) -> dict[str, Any]:
-    return {
+def timeline_json(t: MessageTimeline, zone: tzinfo | None = None) -> dict[str, Any]:
+    """The message whole; with ``zone``, also what a person reads: each event and
+    action in words (``text``, ``at_text``), the payload and the peer's answer as
+    HL7 segments with their fields' positions when they are HL7 v2 (``payload_hl7``,
+    ``response_hl7``: ``[{"segment", "text", "fields": [[position, value], …]}]``)."""
+    text = payload_text(t.payload)
+    out = {
         "id": t.id,
         "channel": t.channel,
         "kind": t.kind,
@@ -108,10 +130,22 @@ def timeline_json(t: MessageTimeline) -> dict[str, Any]:
         "updated_at": _iso(t.updated_at),
         "sent_at": _iso(t.sent_at),
         "payload_size": len(t.payload),
-        "payload": payload_text(t.payload),
-        "events": [event_json(e) for e in t.events],
-        "actions": [audit_json(a) for a in t.actions],
+        "payload": text,
+        "events": [
+            event_json(e, zone, said)
+            for e, said in zip(
+                t.events,
+                events_text(t.events, zone) if zone else [None] * len(t.events),
+                strict=True,
+            )
+        ],
+        "actions": [audit_json(a, zone) for a in t.actions],
     }
+    if zone is not None:
+        out["timezone"] = str(zone)
+        out["payload_hl7"] = hl7_json(text)
+        out["response_hl7"] = hl7_json(t.response)
+    return out
 
 
 def result_json(r: OperatorResult) -> dict[str, Any]:

@@ -12,6 +12,7 @@ from typing import Any
 from daemon.channels.kind import ChannelSettings
 from daemon.channels.registry import kind_of
 from daemon.config.settings import Settings, WebhookSettings
+from daemon.domain.clock import shown
 from daemon.domain.fields import redact_url
 from daemon.domain.statuses import STATUSES
 from daemon.domain.units import format_duration
@@ -153,7 +154,7 @@ def visit_lines(visit: VisitView, tz: tzinfo) -> list[str]:
     ``task 5   sent     waktu 09:12:30, sent 09:12:31``."""
     lines = [
         f"kodebooking {visit.kodebooking} (source {visit.source}), "
-        f"updated {visit.updated_at.astimezone(tz):%Y-%m-%d %H:%M:%S %Z}"
+        f"updated {shown(visit.updated_at, tz)}"
     ]
     for step in sorted(visit.task_progress, key=_step_key):
         entry = visit.task_progress[step]
@@ -161,12 +162,12 @@ def visit_lines(visit: VisitView, tz: tzinfo) -> list[str]:
         status = str(entry.get("status", "?"))
         times = []
         if "waktu" in entry:
-            at = datetime.fromtimestamp(entry["waktu"] / 1000, UTC).astimezone(tz)
-            times.append(f"waktu {at:%H:%M:%S}")
+            at = datetime.fromtimestamp(entry["waktu"] / 1000, UTC)
+            times.append(f"waktu {shown(at, tz, date=False)}")
         for field, label in (("sent_at", "at"), ("next_attempt_at", "next attempt")):
             if field in entry:
-                at = datetime.fromisoformat(entry[field]).astimezone(tz)
-                times.append(f"{label} {at:%H:%M:%S}")
+                at = datetime.fromisoformat(entry[field])
+                times.append(f"{label} {shown(at, tz, date=False)}")
         line = f"  {name:<8} {status:<8}"
         if times:
             line += " " + ", ".join(times)

@@ -14,10 +14,14 @@ Its children on the frame:
   schedule seen for the first time since its last fire catches up: the fires it
   missed beyond ``catch_up`` are recorded ``missed``, the latest one within it
   runs (trigger ``catch_up``) and the others are recorded ``coalesced``.
+  A schedule's fires stop at its ``end_at`` and once it has made ``max_runs``
+  runs (the claim counts them, in the database: however many schedulers run).
 - ``runs``: the runs this process holds, their leases renewed; queued runs
-  started as their policy allows (a retry, ``queue_one``, run now, backfill);
-  runs whose scheduler died (a lease run out) marked ``interrupted`` and
-  retried as their schedule says. At SIGTERM the runs under way get the drain
+  started as their policy allows (a retry, ``queue_one``, run now, backfill;
+  ``max_concurrent``); runs whose scheduler died (a lease run out) marked
+  ``interrupted`` and retried as their schedule says; runs an operator asked to
+  cancel (a column read every ``CANCEL_POLL``) stopped and recorded
+  ``cancelled``, not retried. At SIGTERM the runs under way get the drain
   deadline to finish; what it had to stop is marked ``interrupted`` (and
   retried, by another scheduler or this one's restart).
 - ``alerts``: the alert rules judged every ``alert_interval`` and notified.
@@ -27,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import random
 import time
@@ -34,6 +39,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.date import DateTrigger
@@ -49,12 +55,23 @@ from daemon.config.schedules import (
 from daemon.config.settings import SchedulerRoleSettings, ScheduleSettings, Settings
 from daemon.domain.errors import StoreError, StoreUnavailable
 from daemon.domain.schedules import Claim, Retry, RunEnd, RunRow, ScheduleRow
-from daemon.domain.statuses import COALESCED, MISSED, QUEUED, RUNNING, SKIPPED
+from daemon.domain.statuses import (
+    CANCELLED_RUN,
+    COALESCED,
+    ENDED,
+    INTERRUPTED,
+    MISSED,
+    QUEUED,
+    RUNNING,
+    SKIPPED,
+    SUCCEEDED,
+)
 from daemon.jobs.kind import JobContext, JobFailed
 from daemon.jobs.registry import JOB_KINDS
 from daemon.notify.kind import Notifier, NotifyFailed
 from daemon.notify.registry import build_notifier
-from daemon.notify.rules import AlertSettings, evaluate
+from daemon.notify.rules import AlertSettings, evaluate, resolution
+from daemon.notify.words import alert_message, page_url
 from daemon.runtime.frame import ChildSpec, Context, RoleBase, TaskChild
 from daemon.runtime.metrics import SchedulerMetrics
 from daemon.scheduling.fires import Fire, Timing, fires_between, next_fires
@@ -62,6 +79,7 @@ from daemon.scheduling.fires import Fire, Timing, fires_between, next_fires
 log = logging.getLogger("outboxd.scheduler")
 MAX_CATCH_UP = 10_000  # fires recorded one by one when a scheduler comes back; the rest summed
 QUEUE_POLL = 0.5  # seconds between looks at queued runs
+CANCEL_POLL = 1.0  # seconds between looks for cancels asked for, while runs are held
 STORE_RETRY = 1.0
 CATCH_UP_GRACE = 2.0  # seconds: fires this recent at a sync are the timer's, not caught up
 ON_TIME = CATCH_UP_GRACE  # seconds: a fire claimed this late by a scheduler up at it is on time
@@ -83,6 +101,12 @@ class Known:
     @property
     def active(self) -> bool:
         return self.spec.enabled and not self.row.paused
+
+    @property
+    def finished(self) -> bool:
+        """It has made its ``max_runs`` runs: no more fires (its retries, and runs
+        an operator asks for, still run)."""
+        return self.spec.max_runs is not None and self.row.runs_made >= self.spec.max_runs
 
 
 class Scheduler(RoleBase):
@@ -156,7 +180,9 @@ class Scheduler(RoleBase):
             level = logging.INFO if ok else logging.WARNING
             log.log(level, "notification", extra={"target": target, "rule": rule, "ok": ok})
             with contextlib.suppress(StoreError):
-                await self.ctx.store.record_notification(rule, about, event, target, ok, answer)
+                await self.ctx.store.record_notification(
+                    rule, about, event, target, ok, answer, title=subject, text=text
+                )
             answers.append(f"{target}: {answer}" if ok else f"failed {target}: {answer}")
         return answers
 
@@ -182,13 +208,15 @@ class Scheduler(RoleBase):
             for rule in group:
                 firing = evaluate(rule, facts)
                 for change in await self.ctx.store.move_alerts(rule.rule, firing, window, now):
-                    word = "resolved" if change.event == "resolved" else "alert"
-                    subject = f"outboxd {word}: {rule.rule}: {change.subject}"
-                    text = (
-                        f"{change.details or rule.rule}\n\n"
-                        f"rule {rule.rule} ({rule.when}), {change.event} "
-                        f"(since {change.since.isoformat(timespec='seconds')})\n"
+                    control = self.ctx.settings.control
+                    page = page_url(control.host, control.port, rule.when, change.subject)
+                    zone = ZoneInfo(self.ctx.settings.timezone)
+                    cleared = (
+                        resolution(rule, change.subject, facts)
+                        if change.event == "resolved"
+                        else None
                     )
+                    subject, text = alert_message(rule.rule, rule.when, change, zone, page, cleared)
                     await self.notify(
                         rule.notify, subject, text, rule.rule, change.subject, change.event
                     )
@@ -286,6 +314,10 @@ class ScheduleBook:
         for name, row in rows.items():
             current = known.get(name)
             if current is not None and current.row.revision == row.revision:
+                current.row = row  # its count of runs made, which another scheduler moves
+                if current.finished and current.armed is not None:
+                    self._disarm(name)
+                    current.armed = None
                 continue
             try:
                 spec = read_definition(row.definition)
@@ -300,7 +332,7 @@ class ScheduleBook:
             entry = Known(row, spec, timing_of(spec, self.role.ctx.settings))
             self._disarm(name)
             known[name] = entry
-            if entry.active:
+            if entry.active and not entry.finished:
                 # one instant for both: the catch-up takes the fires up to it, the timer
                 # the next one after it (a fire between the two, were each to read the
                 # clock, would get no run and no row). The instant is a little in the
@@ -317,7 +349,7 @@ class ScheduleBook:
         timer is set before its instant, or when ``up``: armed from the fire before
         it, claimed on time (this scheduler was up all along)."""
         start = max(after, entry.armed) if entry.armed else after
-        found = next_fires(entry.timing, start)
+        found = next_fires(entry.timing, start) if not entry.finished else []
         if not found:
             entry.armed = None
             return
@@ -337,7 +369,7 @@ class ScheduleBook:
 
     async def _on_fire(self, name: str, revision: int, fire: Fire, on_time: bool) -> None:
         entry = self.role.known.get(name)
-        if entry is None or entry.row.revision != revision or not entry.active:
+        if entry is None or entry.row.revision != revision or not entry.active or entry.finished:
             return
         self._arm(entry, fire.at, up=on_time)  # the next fire's timer now, whatever the claim takes
         await self.fire(entry, fire, "cron", on_time)
@@ -397,7 +429,8 @@ class ScheduleBook:
         while todo:
             claims = [
                 Claim(batch[i].entry.row.id, batch[i].fire.at, batch[i].trigger,
-                      batch[i].entry.spec.overlap, batch[i].fire.note)
+                      batch[i].entry.spec.overlap, batch[i].fire.note,
+                      batch[i].entry.spec.max_concurrent, batch[i].entry.spec.max_runs)
                 for i in todo
             ]  # fmt: skip
             try:
@@ -419,6 +452,14 @@ class ScheduleBook:
             if run is None:
                 role.metrics.fires.labels(name, "taken").inc()
                 continue
+            if run.status == ENDED:  # not recorded: the schedule has made its runs
+                role.metrics.fires.labels(name, ENDED).inc()
+                self._ended(entry)
+                continue
+            if run.status in (RUNNING, QUEUED):
+                entry.row = dataclasses.replace(entry.row, runs_made=entry.row.runs_made + 1)
+                if entry.finished:
+                    self._ended(entry)
             role.metrics.lateness.labels(name).observe(
                 max(0.0, (now - run.fire_time).total_seconds())
             )
@@ -427,8 +468,19 @@ class ScheduleBook:
             if run.status == RUNNING:
                 await self._start(run, entry)
             elif run.status == SKIPPED:
-                log.info("fire skipped: the last run is still running", extra={"schedule": name})
+                log.info("fire skipped: %s", run.note, extra={"schedule": name})
         return results
+
+    def _ended(self, entry: Known) -> None:
+        """The schedule has made its ``max_runs`` runs: no fire after this."""
+        limit = entry.spec.max_runs or 0
+        if entry.row.runs_made < limit:
+            entry.row = dataclasses.replace(entry.row, runs_made=limit)
+        if entry.armed is not None:
+            self._disarm(entry.row.name)
+            entry.armed = None
+            log.info("schedule %s has made its %d runs (max_runs): no more fires",
+                     entry.row.name, limit)  # fmt: skip
 
     @staticmethod
     def _allowed(entry: Known, on_time: bool) -> float:
@@ -536,6 +588,7 @@ class Running:
     spec: ScheduleSettings
     task: asyncio.Task[None]
     ending: bool = False  # its end is being written: its lease is no longer renewed
+    cancelled: str | None = None  # an operator cancelled it: who and why
 
 
 class RunKeeper:
@@ -564,6 +617,7 @@ class RunKeeper:
             asyncio.create_task(self._renew_loop(), name="runs.renew"),
             asyncio.create_task(self._queue_loop(), name="runs.queued"),
             asyncio.create_task(self._expiry_loop(), name="runs.expiry"),
+            asyncio.create_task(self._cancel_loop(), name="runs.cancels"),
         ]
         return self.tasks
 
@@ -601,38 +655,45 @@ class RunKeeper:
         settings = role.ctx.settings
         started = time.monotonic()
         status, error, output = "failed", None, None
+        context = JobContext(
+            run.schedule, run.id, run.fire_time, run.attempt, zone_of(spec, settings),
+            settings.timezone, settings.sources, role.ctx.store, self._notify_for(run.schedule),
+            count_token=role.count_token,
+        )  # fmt: skip
         try:
             if spec.jitter > 0:
                 await asyncio.sleep(random.random() * spec.jitter)
-            context = JobContext(
-                run.schedule, run.id, run.fire_time, run.attempt, zone_of(spec, settings),
-                settings.timezone, settings.sources, role.ctx.store, self._notify_for(run.schedule),
-                count_token=role.count_token,
-            )  # fmt: skip
             output = await asyncio.wait_for(kind.run(context, spec.options), spec.timeout)
-            status = "succeeded"
+            status = SUCCEEDED
         except JobFailed as exc:
-            error = str(exc)
+            error, output = str(exc), exc.output
         except TimeoutError:
             error = f"took longer than its timeout ({spec.timeout:g}s)"
         except asyncio.CancelledError:
-            status, error = "interrupted", "stopped before it finished (the scheduler was stopping)"
+            held = self.running.get(run.id)
+            if held is not None and held.cancelled is not None:
+                status, error = CANCELLED_RUN, held.cancelled
+            else:
+                status = INTERRUPTED
+                error = "stopped before it finished (the scheduler was stopping)"
         except Exception as exc:
             log.exception("job raised", extra={"schedule": run.schedule, "job": spec.job})
             error = f"{type(exc).__name__}: {exc}"
         finally:
             elapsed = time.monotonic() - started
+        if output is None and context.progress:  # what it had done when it stopped
+            output = dict(context.progress)
         role.metrics.duration.labels(spec.job).observe(elapsed)
         role.metrics.runs.labels(run.schedule, status).inc()
-        if status == "succeeded":
+        if status == SUCCEEDED:
             role.metrics.last_success.labels(run.schedule).set(time.time())
         retry = None
-        if status != "succeeded":
+        if status not in (SUCCEEDED, CANCELLED_RUN):
             due = retry_at(spec, run.attempt, utcnow())
             retry = (
                 Retry(due, f"retry {run.attempt + 1} of {spec.retry.max_attempts}") if due else None
             )
-        level = logging.INFO if status == "succeeded" else logging.WARNING
+        level = logging.INFO if status == SUCCEEDED else logging.WARNING
         log.log(
             level,
             "run %s",
@@ -704,6 +765,26 @@ class RunKeeper:
                 if held is not None and not held.ending:  # not one that has just ended
                     log.warning("run lease lost", extra={"run": run_id})
 
+    async def _cancel_loop(self) -> None:
+        """Stop the runs held here that an operator asked to cancel."""
+        while True:
+            await asyncio.sleep(CANCEL_POLL)
+            ids = [i for i, held in self.running.items() if not held.ending and not held.cancelled]
+            if not ids:
+                continue
+            try:
+                asked = await self.store.cancel_requests(self.role.ctx.owner, ids)
+            except StoreUnavailable:
+                continue
+            for run in asked:
+                held = self.running.get(run.id)
+                if held is None or held.ending or held.cancelled is not None:
+                    continue
+                held.cancelled = run.cancel_text
+                log.warning("run cancelled: %s", run.cancel_text,
+                            extra={"schedule": held.run.schedule, "run": run.id})  # fmt: skip
+                held.task.cancel()
+
     async def _queue_loop(self) -> None:
         while True:
             await asyncio.sleep(QUEUE_POLL)
@@ -711,9 +792,14 @@ class RunKeeper:
             if not known:
                 continue
             allow = [i for i, e in known.items() if e.spec.overlap == "allow"]
+            bounds = {
+                i: e.spec.max_concurrent
+                for i, e in known.items()
+                if e.spec.max_concurrent is not None
+            }
             try:
                 started = await self.store.start_queued(
-                    self.role.ctx.owner, self.lease, allow, list(known)
+                    self.role.ctx.owner, self.lease, allow, list(known), max_concurrent=bounds
                 )
             except StoreUnavailable:
                 continue

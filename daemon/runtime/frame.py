@@ -9,12 +9,14 @@ with it. The frame:
 - binds ``roles.ROLE.host``:``base_port`` + process number first (a port in use
   is a ``StartupError`` at once: exit 69 within supervisord's startsecs), and the
   role's own listeners when its class has ``bind(settings, process_num)`` (the
-  control API: ``Context.listeners``), waits
-  for the database (backing off), then serves ``/healthz`` and ``/metrics``
-  there, opens the role (``Role.open``: the control API served) and starts every
-  child; a role may add routes of its own to that app (``Role.add_routes``);
+  control API: ``Context.listeners``), builds the role (its constructor touches
+  no database), serves ``/healthz`` and ``/metrics`` there and answers 503 on the
+  role's own listeners, waits for the database (backing off), then opens the role
+  (``Role.open``: the control API served) and starts every child; a role may add
+  routes of its own to the health app (``Role.add_routes``);
 - ``/healthz`` says ready (200, ``"status": "ok"``) only while the role runs:
-  until it is open and every child started it answers 503 ``"starting"``, and
+  until it is open and every child started it answers 503 ``"starting"`` (with
+  ``waiting for the database since …`` and the last error while it waits), and
   from the moment it begins to stop, 503 ``"stopping"`` (so ``outboxd status
   --wait`` never calls ready a process whose API or loops are not up yet, or
   no longer);
@@ -42,6 +44,7 @@ import socket
 import time
 from collections.abc import Callable, Collection, Coroutine
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any, Literal, Protocol
 
 from aiohttp import web
@@ -53,12 +56,14 @@ from daemon.config.loader import load_config
 from daemon.config.settings import RoleSettings, Settings
 from daemon.domain.errors import StartupError, StoreUnavailable
 from daemon.resilience.backoff import Backoff
+from daemon.runtime.http import runner_options
 from daemon.runtime.metrics import Metrics
 from daemon.store.aio import AsyncStore, open_async_store
 from daemon.store.process import Spawned
 
 log = logging.getLogger("outboxd.frame")
 HEALTH_TIMEOUT = 2.0  # seconds /healthz waits for the database's answer
+HEALTH_IDLE = 15.0  # seconds an idle connection to /healthz and /metrics stays open
 MAX_PORT = 65535
 Phase = Literal["starting", "running", "stopping"]
 # what /healthz says (503) outside the running phase
@@ -151,6 +156,14 @@ class Context:
 
 
 RoleFactory = Callable[[Context], Role]
+
+
+@dataclass(frozen=True)
+class Waiting:
+    """The wait for the database at start: since when (Unix time), the last error."""
+
+    since: float
+    error: str = ""
 
 
 class TaskChild:
@@ -341,6 +354,7 @@ class Frame:
         self.listeners: list[socket.socket] = []  # the role's own, bound at start
         # starting → running (the role open, every child started) → stopping
         self.phase: Phase = "starting"
+        self.waiting: Waiting | None = None  # while the database is waited for at start
 
     @property
     def role_settings(self) -> RoleSettings:
@@ -389,8 +403,6 @@ class Frame:
         )
         self.store = store
         try:
-            if not await self._wait_for_database(store):
-                return 0
             context = Context(
                 self.role_name,
                 self.process_num,
@@ -401,12 +413,20 @@ class Frame:
                 self.listeners,
             )
             self.context = context
-            role = factory(context)
+            role = factory(context)  # builds nothing that needs the database
             self.role = role
             self.children = Children(role, self.role_name)
+            # /healthz answers from now on (503 while the database is waited for),
+            # and so do the role's own ports, 503 until the role opens them
             server = await self._serve_health(role, sockets, host, port)
             try:
-                await role.open()
+                placeholder = await self._hold(self.listeners)
+                try:
+                    if not await self._wait_for_database(store):
+                        return 0
+                    await role.open()
+                finally:
+                    await placeholder.cleanup()
                 try:
                     return await self._supervise(self.children)
                 finally:
@@ -420,22 +440,71 @@ class Frame:
 
     async def _wait_for_database(self, store: AsyncStore) -> bool:
         """Check the schema, waiting for a database that does not answer yet
-        (False when told to stop first). A schema mismatch is raised."""
+        (False when told to stop first); /healthz says since when and why. A
+        schema mismatch is raised."""
         backoff = Backoff(1.0)
-        while True:
-            try:
-                await store.check_schema()
-                return True
-            except StoreUnavailable as exc:
-                delay = backoff.next()
-                log.warning(
-                    "waiting for the database", extra={"error": str(exc), "retry_in": delay}
-                )
-            try:
-                await asyncio.wait_for(self.stopping.wait(), delay)
-                return False
-            except TimeoutError:
-                pass
+        since = time.time()
+        self.waiting = Waiting(since)
+        try:
+            while True:
+                try:
+                    await store.check_schema()
+                    return True
+                except StoreUnavailable as exc:
+                    delay = backoff.next()
+                    self.waiting = Waiting(since, str(exc))
+                    log.warning(
+                        "waiting for the database", extra={"error": str(exc), "retry_in": delay}
+                    )
+                try:
+                    await asyncio.wait_for(self.stopping.wait(), delay)
+                    return False
+                except TimeoutError:
+                    pass
+        finally:
+            self.waiting = None
+
+    async def _hold(self, listeners: list[socket.socket]) -> web.AppRunner:
+        """Answer on the role's own ports until the role opens them: 503 with
+        what it waits for, at once (a client is not left hanging on a socket
+        nobody reads). Served on duplicates of the sockets, so that closing
+        this leaves them listening for the role."""
+        app = web.Application()
+        app.router.add_route("*", "/{path:.*}", self._not_yet)
+        runner = web.AppRunner(
+            app, shutdown_timeout=1.0, **runner_options(HEALTH_IDLE, "outboxd.frame")
+        )
+        await runner.setup()
+        try:
+            for sock in listeners:
+                await web.SockSite(runner, sock.dup()).start()
+        except BaseException:
+            await runner.cleanup()
+            raise
+        return runner
+
+    async def _not_yet(self, _: web.Request) -> web.Response:
+        body = {
+            "type": "about:blank",
+            "title": "Service Unavailable",
+            "status": 503,
+            "detail": f"{self.role_name} is not serving yet: {self._starting_problem()}",
+        }
+        return web.Response(
+            text=json.dumps(body),
+            status=503,
+            content_type="application/problem+json",
+            headers={"Retry-After": "5"},
+        )
+
+    def _starting_problem(self) -> str:
+        waiting = self.waiting
+        if waiting is None:
+            return PHASE_PROBLEMS["starting"]
+        since = datetime.fromtimestamp(waiting.since, UTC).isoformat(timespec="seconds")
+        return f"starting: waiting for the database since {since}" + (
+            f" ({waiting.error})" if waiting.error else ""
+        )
 
     async def _supervise(self, children: Children) -> int:
         children.start(self.settings)
@@ -501,7 +570,9 @@ class Frame:
     async def _healthz(self, _: web.Request) -> web.Response:
         status: str
         if self.phase != "running":  # not ready, whatever the loops say
-            problems = [PHASE_PROBLEMS[self.phase]]
+            problems = [
+                self._starting_problem() if self.phase == "starting" else PHASE_PROBLEMS[self.phase]
+            ]
             status = self.phase
         else:
             problems = self.children.problems() if self.children is not None else []
@@ -549,7 +620,7 @@ class Frame:
         app.router.add_get("/healthz", self._healthz)
         app.router.add_get("/metrics", self._metrics)
         role.add_routes(app)
-        runner = web.AppRunner(app, access_log=None)
+        runner = web.AppRunner(app, **runner_options(HEALTH_IDLE, "outboxd.frame"))
         await runner.setup()
         try:
             for sock in sockets:

@@ -144,7 +144,8 @@ class SchedulerMetrics:
         self.fires = Counter(
             "outboxd_schedule_fires",
             "Fires by what became of them here: started, queued, skipped, missed, "
-            "coalesced, or taken (another scheduler claimed it).",
+            "coalesced, taken (another scheduler claimed it), or ended (the schedule "
+            "has made its max_runs runs: not recorded).",
             ["schedule", "result"],
             registry=r,
         )
@@ -209,7 +210,7 @@ class ControlMetrics:
         self.webhook_receipts = Counter(
             "outboxd_webhook_receipts",
             "Partner webhooks by result: applied, unchanged, unknown_message, "
-            "unmapped_status, replayed, or refused (a bad or stale signature).",
+            "unmapped_status, replayed, or refused (a bad or stale signature, or not in the form).",
             ["webhook", "result"],
             registry=r,
         )

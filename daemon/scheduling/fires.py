@@ -20,6 +20,9 @@ Sunday (in the schedule's zone) or a public holiday, or, with
 ``if_skipped: next_business_day``, moves it to the same wall time on the next
 business day (a fire already there is not doubled).
 
+A schedule's ``start_at`` and ``end_at`` bound its fires: none before the one,
+none after the other (a fire at either is one).
+
 Each fire says when it is (an aware UTC instant), its local wall time, and what
 moved it, if anything.
 """
@@ -37,6 +40,7 @@ from daemon.scheduling.cron import Crontab, parse_crontab
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 MAX_BUSINESS_SEARCH = 31  # days looked ahead for the next business day
 ONE_DAY = timedelta(days=1)
+JUST_BEFORE = timedelta(microseconds=1)
 MAX_SKIPPED_RUN = 100  # matching days in a row with every fire dropped: the rules drop all
 
 MissingTime = Literal["shift", "skip"]
@@ -59,6 +63,8 @@ class Timing:
     skip_holidays: bool = False
     if_skipped: IfSkipped = "drop"
     holidays: Holidays = field(default=lambda _day: False, compare=False)
+    start: datetime | None = None  # no fire before this instant (aware)
+    end: datetime | None = None  # none after it (a fire at it is one)
 
     @classmethod
     def crontab(cls, expression: str, zone: tzinfo, **rules: object) -> Timing:
@@ -97,12 +103,25 @@ def fires_from(timing: Timing, after: datetime) -> Iterator[Fire]:
     """Every fire strictly after ``after``, in order: an endless iterator (a crontab
     no date matches is refused when it is read), except for a cron schedule whose
     business-day rules drop the fires of ``MAX_SKIPPED_RUN`` matching days in a row
-    (a crontab of weekends with ``skip: [weekends]``): that one ends."""
+    (a crontab of weekends with ``skip: [weekends]``): that one ends. Only the fires
+    from ``timing.start`` to ``timing.end`` (both in) are fires: none before, and
+    the iterator ends at the end."""
     after = after.astimezone(UTC)
+    if timing.start is not None and after < timing.start:
+        after = timing.start - JUST_BEFORE  # a fire at the start is one
     if timing.every is not None:
-        yield from _every(timing, after)
+        found = _every(timing, after)
     elif timing.cron is not None:
-        yield from _cron(timing, after)
+        found = _cron(timing, after)
+    else:
+        return
+    if timing.end is None:
+        yield from found
+        return
+    for fire in found:
+        if fire.at > timing.end:
+            return
+        yield fire
 
 
 # --- every ----------------------------------------------------------------------------

@@ -32,11 +32,13 @@ class Actions:
         now: datetime,
         target: str,
         details: dict[str, Any],
+        reason: str | None = None,
     ) -> int:
         """Apply ``rule`` to ``rows`` (id, status), locked by the caller: the
-        audit entry first (its id goes in every status event), then the rows,
-        their events, and a wake-up for the dispatchers. Returns the audit id."""
-        audit_id = self.audit.entry(actor, rule.action, target, details, len(rows), now)
+        audit entry first (its id goes in every status event; ``reason`` in its
+        details), then the rows, their events, and a wake-up for the dispatchers.
+        Returns the audit id."""
+        audit_id = self.audit.entry(actor, rule.action, target, details, len(rows), now, reason)
         if not rows:
             return audit_id
         Message, StatusCheck = self.m.Message, self.m.StatusCheck

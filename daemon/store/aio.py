@@ -117,6 +117,7 @@ class AsyncStore:
     task_progress = _Operation(Store.task_progress)
     sync_visits = _Operation(Store.sync_visits)
     find_visits = _Operation(Store.find_visits)
+    troubled_visits = _Operation(Store.troubled_visits)
     # operators
     list_messages = _Operation(Store.list_messages)
     message_timeline = _Operation(Store.message_timeline)
@@ -148,6 +149,8 @@ class AsyncStore:
     expired_runs = _Operation(Store.expired_runs)
     interrupt_run = _Operation(Store.interrupt_run)
     runs = _Operation(Store.runs)
+    cancel_run = _Operation(Store.cancel_run)
+    cancel_requests = _Operation(Store.cancel_requests)
     put_schedule = _Operation(Store.put_schedule)
     remove_schedule = _Operation(Store.remove_schedule)
     pause_schedule = _Operation(Store.pause_schedule)
@@ -166,6 +169,8 @@ class AsyncStore:
     alert_inputs = _Operation(Store.alert_inputs)
     move_alerts = _Operation(Store.move_alerts)
     record_notification = _Operation(Store.record_notification)
+    notifications = _Operation(Store.notifications)
+    breakers = _Operation(Store.breakers)
     report_breaker = _Operation(Store.report_breaker)
 
 

@@ -9,12 +9,12 @@ next window)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from datetime import datetime, timedelta
 
 import peewee as pw
 
-from daemon.domain.alerts import AlertInputs, Transition
+from daemon.domain.alerts import AlertInputs, NotificationRow, Transition
 from daemon.domain.statuses import (
     FAILED,
     FAILED_RUN,
@@ -25,8 +25,16 @@ from daemon.domain.statuses import (
     RUNNING,
     SUCCEEDED,
 )
+from daemon.store import models
 from daemon.store.models import db_timestamp, read_timestamp, tuples
 from daemon.store.unit import Unit
+
+
+def _notification(row: models.Notification) -> NotificationRow:
+    return NotificationRow(
+        row.id, row.rule, row.subject, row.event, row.target, bool(row.ok), row.answer, row.at,
+        row.title, row.text,
+    )  # fmt: skip
 
 
 class Alerts:
@@ -66,6 +74,7 @@ class Alerts:
                 done = next((r for r in finished if r.fire_time not in pending), None)
                 if done is not None:
                     facts.last_outcomes[row.name] = (done.status, done.error, False)
+                    facts.last_fire[row.name] = done.fire_time
                 success = (
                     JobRun.select(pw.fn.MAX(JobRun.finished_at))
                     .where((JobRun.schedule_id == schedule_id) & (JobRun.status == SUCCEEDED))
@@ -167,32 +176,63 @@ class Alerts:
         ok: bool,
         answer: str | None,
         now: datetime | None = None,
+        title: str | None = None,
+        text: str | None = None,
     ) -> None:
         def work() -> None:
             self.m.Notification.insert(
                 rule=rule, subject=subject, event=event, target=target, ok=ok,
-                answer=answer, at=self.unit.now(now),
+                answer=answer, at=self.unit.now(now), title=title, text=text,
             ).execute()  # fmt: skip
 
         self.unit.write(work)
 
-    def notifications(self, limit: int = 100) -> list[dict[str, object]]:
+    def notifications(
+        self,
+        limit: int = 100,
+        before_id: int | None = None,
+        rule: str | None = None,
+        subject: str | None = None,
+        target: str | None = None,
+        events: Collection[str] = (),
+        ok: bool | None = None,
+    ) -> list[NotificationRow]:
+        """The notifications sent (or tried), newest first, a page at a time
+        (``before_id``: the cursor), of one rule, subject or target, of these
+        events, that a target took (``ok``) or refused."""
         Notification = self.m.Notification
 
+        def work() -> list[NotificationRow]:
+            query = Notification.select()
+            if before_id is not None:
+                query = query.where(Notification.id < before_id)
+            for field, value in (
+                (Notification.rule, rule),
+                (Notification.subject, subject),
+                (Notification.target, target),
+                (Notification.ok, ok),
+            ):
+                if value is not None:
+                    query = query.where(field == value)
+            if events:
+                query = query.where(Notification.event.in_(list(events)))
+            query = query.order_by(Notification.id.desc()).limit(limit)
+            return [_notification(row) for row in query]
+
+        return self.unit.read(work)
+
+    def breakers(self) -> list[dict[str, object]]:
+        """Every circuit breaker a dispatcher reports not closed: channel, owner,
+        state, since (ISO UTC), detail."""
+        BreakerState = self.m.BreakerState
+
         def work() -> list[dict[str, object]]:
-            query = Notification.select().order_by(Notification.id.desc()).limit(limit)
+            query = BreakerState.select().order_by(BreakerState.channel, BreakerState.owner)
             return [
-                {
-                    "rule": row.rule,
-                    "subject": row.subject,
-                    "event": row.event,
-                    "target": row.target,
-                    "ok": row.ok,
-                    "answer": row.answer,
-                    "at": row.at.isoformat(),
-                }
-                for row in query
-            ]
+                {"channel": b.channel, "owner": b.owner, "state": b.state,
+                 "since": b.since.isoformat(), "detail": b.detail}
+                for b in query
+            ]  # fmt: skip
 
         return self.unit.read(work)
 

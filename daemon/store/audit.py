@@ -22,8 +22,12 @@ class Audit:
         details: dict[str, Any] | None,
         changed: int,
         now: datetime,
+        reason: str | None = None,
     ) -> int:
-        """Record an operator action, inside the unit of work that makes it; its id."""
+        """Record an operator action, inside the unit of work that makes it; its id.
+        ``reason``: what the operator said (a ticket), kept in the details."""
+        if reason is not None:
+            details = {**(details or {}), "reason": reason}
         return int(
             self.m.AuditEntry.insert(
                 actor=actor, action=action, target=target, details=details, changed=changed, at=now

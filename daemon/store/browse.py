@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Collection
 from dataclasses import replace
 from datetime import datetime, timedelta
+from typing import Any
 
 import peewee as pw
 
@@ -21,6 +22,7 @@ class Browse:
     def __init__(self, unit: Unit, selection: Selection) -> None:
         self.unit = unit
         self.m = unit.models
+        self.sql = unit.sql
         self.selection = selection
 
     def list_messages(
@@ -36,7 +38,9 @@ class Browse:
         id), at most ``limit`` (1 to 500). ``cursor`` (a page's ``next``) goes on
         after that page's last item. Without ``selector.since`` the listing covers
         the ``window`` seconds before now (the first page's now, for the pages
-        after it), so it never reads the whole table; there is no total count."""
+        after it), so it never reads the whole table; there is no total count.
+        A search (``selector.text`` or ``fields``) is read from its index, newest
+        stored first (by id), over every message stored unless ``since`` is given."""
         selector = selector or MessageFilter()
         if selector.ids:
             raise OperatorRefused(
@@ -49,39 +53,30 @@ class Browse:
             raise OperatorRefused("the listing window must be longer than no time")
         after = decode_cursor(cursor) if cursor else None
         since = selector.since
-        if since is None:
+        if since is None and after is not None:
+            since = after[2]
+            selector = replace(selector, since=since)
+        elif since is None and not selector.searched:
             # a whole minute: a listing asked again within the minute is the same
             # (its ETag holds), and its window moves on a minute at a time
             start = self.unit.now(now) - timedelta(seconds=window)
-            start = start.replace(second=0, microsecond=0)
-            since = after[2] if after else start
+            since = start.replace(second=0, microsecond=0)
             selector = replace(selector, since=since)
 
         Message = self.m.Message
 
         def work() -> MessagePage:
-            clause = self.selection.where(selector)
-            if after is not None:
-                last = pw.Tuple(db_timestamp(after[0]), after[1])  # stored form: no conversion
-                clause = clause & (pw.Tuple(Message.created_at, Message.id) < last)
-            query = (
-                Message.select(
-                    Message.id,
-                    Message.channel,
-                    Message.kind,
-                    Message.key,
-                    Message.status,
-                    Message.attempts,
-                    Message.created_at,
-                    Message.updated_at,
-                    Message.next_attempt_at,
-                    Message.sent_at,
-                    Message.last_error,
+            query = self._searched(selector, after) if selector.searched else None
+            if query is None:
+                clause = self.selection.where(selector)
+                if after is not None:
+                    last = pw.Tuple(db_timestamp(after[0]), after[1])  # stored form
+                    clause = clause & (pw.Tuple(Message.created_at, Message.id) < last)
+                query = (
+                    Message.select(*self._columns())
+                    .where(clause)
+                    .order_by(Message.created_at.desc(), Message.id.desc())
                 )
-                .where(clause)
-                .order_by(Message.created_at.desc(), Message.id.desc())
-                .limit(limit + 1)
-            )
             items = [
                 MessageSummary(
                     id=row.id,
@@ -96,7 +91,7 @@ class Browse:
                     sent_at=row.sent_at,
                     last_error=row.last_error,
                 )
-                for row in query
+                for row in query.limit(limit + 1)
             ]
             more = len(items) > limit
             items = items[:limit]
@@ -104,6 +99,50 @@ class Browse:
             return MessagePage(items=items, next=following, since=since)
 
         return self.unit.read(work)
+
+    def _columns(self) -> list[pw.Field]:
+        Message = self.m.Message
+        return [
+            Message.id, Message.channel, Message.kind, Message.key, Message.status,
+            Message.attempts, Message.created_at, Message.updated_at, Message.next_attempt_at,
+            Message.sent_at, Message.last_error,
+        ]  # fmt: skip
+
+    def _searched(
+        self, selector: MessageFilter, after: tuple[datetime, int, datetime | None] | None
+    ) -> pw.Select | None:
+        """A search's listing, newest stored first (by id): read from the fields'
+        primary key (name, value, message_id) when a field is asked for, else
+        from the text index where it hands matches out in id order (SQLite's
+        FTS5); None: the WHERE clause alone (PostgreSQL's planner chooses between
+        the trigram index and the messages newest first)."""
+        Message = self.m.Message
+        source: tuple[Any, pw.ColumnBase, pw.ColumnBase] | None = None
+        rest = selector
+        if selector.fields:
+            (name, value), others = selector.fields[0], selector.fields[1:]
+            Field = self.m.MessageField.alias("chosen")
+            source = (Field, Field.message, (Field.name == name) & (Field.value == value))
+            rest = replace(selector, fields=others)
+        elif selector.text:
+            source = self.sql.text_source(selector.text)
+            if source is not None:
+                rest = replace(selector, text=None)
+        clause = self.selection.where(rest)
+        if source is None:
+            if after is not None:
+                clause = clause & (Message.id < after[1])
+            return Message.select(*self._columns()).where(clause).order_by(Message.id.desc())
+        table, ids, chosen = source
+        if after is not None:
+            chosen = chosen & (ids < after[1])
+        return (
+            Message.select(*self._columns())
+            .from_(table)
+            .join(Message, pw.JOIN.CROSS)  # the source first: SQLite keeps this order
+            .where((ids == Message.id) & chosen & clause)
+            .order_by(ids.desc())
+        )
 
     def message_timeline(self, message_id: int) -> MessageTimeline | None:
         """One message: its fields and payload, every status event in order (each

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import sqlite3
 import time
 from collections.abc import Iterator
@@ -13,6 +15,7 @@ import peewee as pw
 
 from daemon.config.database import DatabaseSettings
 from daemon.domain.errors import DatabaseFileError, StoreError, StoreUnavailable
+from daemon.domain.files import create_private
 from daemon.store.address import POSTGRES_SCHEMES, postgres_params
 
 
@@ -89,7 +92,7 @@ SQLITE_MAGIC = b"SQLite format 3\x00"
 
 def check_sqlite_file(path: Path, create: bool) -> None:
     """Refuse a path that cannot be an outboxd SQLite database, saying why; with
-    ``create``, make the directories of a file that does not exist yet."""
+    ``create``, make a file that does not exist yet, 0600 (its directories 0700)."""
     try:
         if path.is_dir():
             raise DatabaseFileError(f"{path} is a directory, not a database file")
@@ -101,7 +104,10 @@ def check_sqlite_file(path: Path, create: bool) -> None:
                 raise DatabaseFileError(
                     f"no database at {path} (`outboxd migrate` creates it; is the path right?)"
                 )
-            path.parent.mkdir(parents=True, exist_ok=True)
+            # owner-only, whatever the umask: it holds every payload; SQLite gives its
+            # -wal and -shm the database file's mode
+            with contextlib.suppress(FileExistsError):  # another migrate made it just now
+                os.close(create_private(path))
             return
         if not path.is_file():
             raise DatabaseFileError(f"{path} is not a regular file")

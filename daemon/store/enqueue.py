@@ -9,6 +9,7 @@ from datetime import datetime
 
 from daemon.domain.limits import MESSAGE_TEXT, text_problem
 from daemon.domain.messages import EnqueueResult, InvalidMessage, NewMessage, UnknownPrerequisite
+from daemon.domain.search import FIELD_NAMES, keepable
 from daemon.domain.statuses import PENDING
 from daemon.store.models import db_timestamp, tuples
 from daemon.store.sql.base import NewRow, chunked
@@ -33,6 +34,9 @@ def checked(message: NewMessage, index: int | None = None) -> NewMessage:
         check_name(name, value, limit, index)
     if isinstance(message.payload, str):
         raise InvalidMessage("payload must be bytes (encode text first)", "payload", index)
+    for name, value in message.fields:
+        if name not in FIELD_NAMES or not keepable(value):
+            raise InvalidMessage(f"search field {name}={value!r} cannot be kept", "fields", index)
     if message.after_key is not None and message.after_key == message.key:
         raise InvalidMessage(
             f"message {message.key!r} cannot be its own prerequisite", "after_key", index
@@ -68,6 +72,14 @@ class Enqueuer:
             for id_, channel, key in rows:
                 created[(channel, key)] = id_
         ids.update(created)
+        fields = [
+            (name, value, created[(m.channel, m.key)])
+            for m in batch
+            if m.fields and (m.channel, m.key) in created
+            for name, value in m.fields
+        ]
+        if fields:
+            self.sql.insert_fields(fields)
         self._link_batch_prerequisites(batch, created, ids)
         self.unit.notify(
             m.channel for m in batch if (m.channel, m.key) in created and not m.not_before

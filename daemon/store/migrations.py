@@ -16,7 +16,19 @@ triggers in the transaction of the change: on SQLite one row per key updated
 in place, on PostgreSQL each statement appends its net change (no row two
 writers would wait for) and ``fold_tallies`` sums them now and then; filled
 from what is there already (the triggers, made first, hold writers back until
-the migration commits) and the minutes of the last week from the events.
+the migration commits) and the minutes of the last week from the events; v6
+content search: the payload's text indexed in runs of three characters (SQLite:
+an FTS5 ``trigram`` table over the messages' payloads, kept by triggers and
+built from what is there; PostgreSQL: ``outboxd_message_text``, each payload's
+bytes as text in a row written once by a trigger when the message is stored, with
+a ``pg_trgm`` GIN index, so a status change touches no trigram index; the
+extension created in ``public`` where the database has none),
+and ``outboxd_message_field``, the fields each message is found by (HL7: MSH-10,
+MSH-9, PID-3, PV1-19), written by the store as it stores a message (messages
+stored before v6 have none: they are found by their text); v7
+a run's cancel asked for by an operator (who, when, why: the scheduler holding
+the run reads it), a schedule's count of the runs it made (``max_runs``), a
+notification's subject line and text.
 """
 
 from __future__ import annotations
@@ -82,6 +94,18 @@ MIGRATIONS: tuple[Migration, ...] = (
         "tallies",
         "counts per channel and status, and per minute of what became sent or failed, "
         "kept by triggers",
+    ),
+    Migration(
+        6,
+        "content_search",
+        "finding messages by what they say: the payload's text indexed in runs of three "
+        "characters, and the fields an HL7 message is looked up by",
+    ),
+    Migration(
+        7,
+        "run_control",
+        "a run's cancel asked for by an operator, a schedule's runs counted against "
+        "max_runs, notifications kept with their text",
     ),
 )
 LATEST = MIGRATIONS[-1].version

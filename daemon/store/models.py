@@ -131,6 +131,27 @@ class Message(BaseModel):
         )
 
 
+class MessageField(BaseModel):
+    """A field a message is found by (``daemon.domain.search.SEARCH_FIELDS``: an
+    HL7 message's MSH-10, MSH-9, PID-3, PV1-19), written as it is stored."""
+
+    name = pw.CharField(max_length=32)
+    value = pw.CharField(max_length=255)
+    message = pw.ForeignKeyField(
+        Message, column_name="message_id", on_delete="CASCADE", lazy_load=False
+    )
+
+    class Meta:
+        table_name = "outboxd_message_field"
+        primary_key = pw.CompositeKey("name", "value", "message")
+        # made by the migrations (the payloads' text index is no model: SQLite's is
+        # a virtual table, PostgreSQL's an index on an expression)
+        indexes = ((("message_id",), False),)
+
+    if TYPE_CHECKING:
+        message_id = _ForeignId[int]()
+
+
 class StatusEvent(BaseModel):
     id = pw.BigAutoField()
     message = pw.ForeignKeyField(Message, column_name="message_id", on_delete="CASCADE")
@@ -184,6 +205,9 @@ class Schedule(BaseModel):
     removed_at = UtcDateTimeField(null=True)
     created_at = UtcDateTimeField()
     updated_at = UtcDateTimeField()
+    # the runs its fires made (cron and catch-up first attempts, whatever their end),
+    # counted against max_runs as they are claimed, while it has one
+    runs_made = pw.BigIntegerField(default=0)
 
     class Meta:
         table_name = "outboxd_schedule"
@@ -211,6 +235,11 @@ class JobRun(BaseModel):
     output = JSONTextField(null=True)
     note = pw.TextField(null=True)
     created_at = UtcDateTimeField()
+    # an operator asked for the run to be cancelled: who, when, why (the scheduler
+    # holding a running run reads it and stops the job)
+    cancel_requested_at = UtcDateTimeField(null=True)
+    cancel_requested_by = pw.CharField(max_length=128, null=True)
+    cancel_note = pw.TextField(null=True)
     if TYPE_CHECKING:
         schedule_id = _ForeignId[int]()
 
@@ -245,6 +274,8 @@ class Notification(BaseModel):
     ok = pw.BooleanField()
     answer = pw.TextField(null=True)
     at = UtcDateTimeField()
+    title = pw.TextField(null=True)  # the subject line sent
+    text = pw.TextField(null=True)  # the text sent
 
     class Meta:
         table_name = "outboxd_notification"
@@ -374,6 +405,7 @@ class MinuteTally(BaseModel):
 
 MODELS: tuple[type[BaseModel], ...] = (
     Message,
+    MessageField,
     StatusEvent,
     RateBucket,
     Visit,
@@ -408,6 +440,7 @@ class Models:
             self._bound[model] = self._bind(model)
             waiting.remove(model)
         self.Message = self.of(Message)
+        self.MessageField = self.of(MessageField)
         self.StatusEvent = self.of(StatusEvent)
         self.RateBucket = self.of(RateBucket)
         self.Visit = self.of(Visit)

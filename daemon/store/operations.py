@@ -38,15 +38,17 @@ class Operations:
         matched: int,
         skipped: dict[str, int],
         now: datetime,
+        reason: str | None = None,
     ) -> int:
         """Record a bulk action, to be done by ``advance_operation``: the messages
-        there are now (up to the newest id) that match when their batch comes."""
+        there are now (up to the newest id) that match when their batch comes
+        (the operator's ``reason`` kept with the filter, for each batch's audit)."""
         Message, Operation = self.m.Message, self.m.Operation
         newest = Message.select(pw.fn.MAX(Message.id)).scalar() or 0
         return int(
             Operation.insert(
                 action=rule.action,
-                filter=filter_json(selector),
+                filter={**filter_json(selector), **({"reason": reason} if reason else {})},
                 actor=actor,
                 state=OPERATION_RUNNING,
                 matched=matched,
@@ -89,8 +91,9 @@ class Operations:
             rows = tuples(self.sql.for_update(locked))
             if rows:
                 details = {**op.filter, "operation": op.id, "position": op.position}
+                reason = details.pop("reason", None)
                 target = f"operation {op.id}: {described(selector)}"
-                self.actions.change(rule, rows, op.actor, when, target, details)
+                self.actions.change(rule, rows, op.actor, when, target, details, reason)
                 op.done += len(rows)
                 op.position = rows[-1][0]
             if len(rows) < batch:
@@ -129,7 +132,7 @@ def _view(op: Operation) -> OperationView:
     return OperationView(
         id=op.id,
         action=op.action,
-        filter=op.filter,
+        filter={k: v for k, v in op.filter.items() if k != "reason"},
         actor=op.actor,
         state=op.state,
         matched=op.matched,

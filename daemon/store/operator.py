@@ -29,7 +29,8 @@ class Operator:
     answers how many would change, with a sample of their ids. A filter matching
     more than ``bound`` messages starts a bulk operation (``advance_operation``
     does it in batches); ``known_channels``, when given, refuses any other channel.
-    Every change writes an audit entry in its transaction."""
+    Every change writes an audit entry in its transaction, with the operator's
+    ``reason`` when one is given (a bulk operation's batches each carry it)."""
 
     def __init__(
         self,
@@ -56,10 +57,11 @@ class Operator:
         dry_run: bool = False,
         known_channels: Collection[str] | None = None,
         bound: int = BULK_BOUND,
+        reason: str | None = None,
     ) -> OperatorResult:
         """Make failed (by a filter naming no status), cancelled or pending
         messages due now with their attempts reset."""
-        return self._operate(RETRY, selector, actor, now, dry_run, known_channels, bound)
+        return self._operate(RETRY, selector, actor, now, dry_run, known_channels, bound, reason)
 
     def cancel(
         self,
@@ -70,9 +72,10 @@ class Operator:
         dry_run: bool = False,
         known_channels: Collection[str] | None = None,
         bound: int = BULK_BOUND,
+        reason: str | None = None,
     ) -> OperatorResult:
         """Cancel pending (by a filter naming no status) or failed messages."""
-        return self._operate(CANCEL, selector, actor, now, dry_run, known_channels, bound)
+        return self._operate(CANCEL, selector, actor, now, dry_run, known_channels, bound, reason)
 
     def resend(
         self,
@@ -83,11 +86,12 @@ class Operator:
         dry_run: bool = False,
         known_channels: Collection[str] | None = None,
         bound: int = BULK_BOUND,
+        reason: str | None = None,
     ) -> OperatorResult:
         """Send sent, confirmed or rejected messages again: the same payload and
         key, pending and due now with attempts reset (a filter must name the
         statuses)."""
-        return self._operate(RESEND, selector, actor, now, dry_run, known_channels, bound)
+        return self._operate(RESEND, selector, actor, now, dry_run, known_channels, bound, reason)
 
     def _operate(
         self,
@@ -98,6 +102,7 @@ class Operator:
         dry_run: bool,
         known_channels: Collection[str] | None,
         bound: int,
+        reason: str | None = None,
     ) -> OperatorResult:
         if selector.empty:
             raise OperatorRefused(
@@ -147,13 +152,16 @@ class Operator:
             matched, skipped, missing = counts()
             if matched > bound:
                 operation = self.operations.start(
-                    rule, replace(selector, statuses=statuses), actor, matched, skipped, when
-                )
+                    rule, replace(selector, statuses=statuses), actor, matched, skipped, when,
+                    reason,
+                )  # fmt: skip
                 return OperatorResult(skipped=skipped, matched=matched, operation=operation)
             locked = Message.select(Message.id, Message.status).where(eligible)
             rows = sorted(tuples(self.sql.for_update(locked)))
             asked = selector if selector.ids else replace(selector, statuses=statuses)
-            self.actions.change(rule, rows, actor, when, described(asked), filter_json(asked))
+            self.actions.change(
+                rule, rows, actor, when, described(asked), filter_json(asked), reason
+            )
             return OperatorResult(
                 changed=[i for i, _ in rows], skipped=skipped, missing=missing, matched=len(rows)
             )
@@ -171,5 +179,10 @@ class Operator:
 def _whole_channels(selector: MessageFilter) -> bool:
     """A filter by channel (or none) and statuses only: its counts are the tallies'."""
     return not (
-        selector.ids or selector.since or selector.until or selector.kind or selector.key_prefix
+        selector.ids
+        or selector.since
+        or selector.until
+        or selector.kind
+        or selector.key_prefix
+        or selector.searched
     )

@@ -8,6 +8,7 @@ from collections.abc import Collection, Sequence
 from datetime import datetime, timedelta
 from typing import Any, cast
 
+from daemon.domain.limits import storable
 from daemon.domain.messages import (
     PREREQUISITE_MARK,
     AttemptResult,
@@ -264,15 +265,15 @@ def _outcome_rows(results: Sequence[AttemptResult], stamp: str) -> list[OutcomeR
     for r in results:
         details: dict[str, Any] | None
         row: tuple[Any, ...]
-        if isinstance(r, Delivered):
-            row = (r.id, SENT, 1, None, None, r.response, stamp)
+        if isinstance(r, Delivered):  # a peer's answer may hold a NUL: ``storable``
+            row = (r.id, SENT, 1, None, None, storable(r.response), stamp)
             details = None
         elif isinstance(r, RetryAt):
-            row = (r.id, PENDING, 1 if r.counted else 0, db_timestamp(r.at), r.error, r.response)
-            row += (None,)
+            row = (r.id, PENDING, 1 if r.counted else 0, db_timestamp(r.at), storable(r.error))
+            row += (storable(r.response), None)
             details = r.details if r.details is not None else {"error": r.error}
         elif isinstance(r, Failed):
-            row = (r.id, FAILED, 1, None, r.error, r.response, None)
+            row = (r.id, FAILED, 1, None, storable(r.error), storable(r.response), None)
             details = r.details if r.details is not None else {"error": r.error}
         else:
             row = (r.id, PENDING, 0, None, None, None, None)

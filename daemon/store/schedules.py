@@ -19,6 +19,7 @@ from typing import Any
 import peewee as pw
 
 from daemon.domain.clock import as_utc
+from daemon.domain.limits import storable
 from daemon.domain.schedules import (
     Claim,
     Overlap,
@@ -28,7 +29,16 @@ from daemon.domain.schedules import (
     ScheduleError,
     ScheduleRow,
 )
-from daemon.domain.statuses import FINISHED_RUNS, INTERRUPTED, QUEUED, RUNNING, SKIPPED
+from daemon.domain.statuses import (
+    CANCELLED_RUN,
+    ENDED,
+    FINISHED_RUNS,
+    INTERRUPTED,
+    QUEUED,
+    RUNNING,
+    SKIPPED,
+    SUCCEEDED,
+)
 from daemon.store import models
 from daemon.store.audit import Audit
 from daemon.store.models import JobRun, Schedule, db_timestamp, read_timestamp, tuples
@@ -38,21 +48,54 @@ from daemon.store.unit import Unit
 FILE_SCHEDULES_LOCK = 0x6F7574626F7864  # PostgreSQL advisory lock of sync_file_schedules
 
 
-def _overlap_status(under_way: set[str], overlap: Overlap) -> str:
-    """A new run's status, given what its schedule has under way."""
-    if overlap == "allow" or not under_way & {RUNNING, QUEUED}:
+def _overlap_status(
+    under_way: Mapping[str, int], overlap: Overlap, max_concurrent: int | None = None
+) -> str:
+    """A new run's status, given how many runs its schedule has under way (by
+    status): ``allow`` runs it beside them, up to ``max_concurrent`` running."""
+    running, queued = under_way.get(RUNNING, 0), under_way.get(QUEUED, 0)
+    if overlap == "allow":
+        return RUNNING if max_concurrent is None or running < max_concurrent else SKIPPED
+    if not running and not queued:
         return RUNNING
-    if RUNNING not in under_way:
+    if not running:
         return QUEUED  # a run (a retry, a run now) waits already: this one waits behind it
-    if overlap == "queue_one" and QUEUED not in under_way:
+    if overlap == "queue_one" and not queued:
         return QUEUED
     return SKIPPED
+
+
+def _skip_note(claim: Claim, under_way: Mapping[str, int]) -> str | None:
+    if claim.overlap == "allow":
+        running = under_way.get(RUNNING, 0)
+        why = f"{running} runs still running (max_concurrent {claim.max_concurrent})"
+    else:
+        why = "the last run was still running"
+    return _joined(claim.note, why)
+
+
+def _runs_made(row: Schedule, definition: Mapping[str, Any], again: bool) -> int:
+    """A schedule's count of runs made once its definition changes: kept while it
+    has a ``max_runs``, forgotten without one or when it is added again."""
+    return 0 if again or definition.get("max_runs") is None else row.runs_made
+
+
+def _reads_state(claim: Claim) -> bool:
+    """Whether a claim's outcome depends on the schedule's runs under way."""
+    return claim.overlap != "allow" or claim.max_concurrent is not None
+
+
+def _bounded(claim: Claim) -> bool:
+    """Whether a claim's outcome depends on a count another claim may be moving at
+    the same moment (the runs at once, the runs made): its schedule's row is locked."""
+    return claim.max_concurrent is not None or claim.max_runs is not None
 
 
 def _schedule(row: Schedule) -> ScheduleRow:
     return ScheduleRow(
         row.id, row.name, row.definition, row.origin, row.revision, row.paused, row.pause_note,
         row.paused_by, row.paused_at, row.removed_at, row.created_at, row.updated_at,
+        row.runs_made,
     )  # fmt: skip
 
 
@@ -60,7 +103,8 @@ def _run(row: JobRun, name: str) -> RunRow:
     return RunRow(
         row.id, row.schedule_id, name, row.fire_time, row.attempt, row.trigger, row.status,
         row.retry_of, row.due_at, row.started_at, row.finished_at, row.lease_owner,
-        row.lease_expires_at, row.error, row.output, row.note,
+        row.lease_expires_at, row.error, row.output, row.note, row.cancel_requested_at,
+        row.cancel_requested_by, row.cancel_note,
     )  # fmt: skip
 
 
@@ -123,6 +167,7 @@ class Schedules:
                     Schedule.update(
                         definition=definition, origin="file", revision=row.revision + 1,
                         removed_at=None, updated_at=when,
+                        runs_made=_runs_made(row, definition, again=row.removed_at is not None),
                     ).where(Schedule.id == row.id).execute()  # fmt: skip
                     done[name] = "changed"
             for name, row in rows.items():
@@ -168,6 +213,7 @@ class Schedules:
                 Schedule.update(
                     definition=definition, origin="operator", revision=row.revision + 1,
                     removed_at=None, updated_at=when,
+                    runs_made=_runs_made(row, definition, again=not live),
                 ).where(Schedule.id == row.id).execute()  # fmt: skip
             action = "schedule.add" if create else "schedule.edit"
             self.audit.entry(actor, action, f"schedule {name}", {"definition": definition}, 1, when)
@@ -195,10 +241,16 @@ class Schedules:
         return self.unit.write(work)
 
     def pause_schedule(
-        self, name: str, paused: bool, note: str | None, actor: str, now: datetime | None = None
+        self,
+        name: str,
+        paused: bool,
+        note: str | None,
+        actor: str,
+        now: datetime | None = None,
+        reason: str | None = None,
     ) -> ScheduleRow:
         """Pause (with a note: who, why) or resume a schedule. Its fires while
-        paused are not run and not recorded."""
+        paused are not run and not recorded. ``reason``: the operator's, in the audit."""
         Schedule = self.m.Schedule
 
         def work() -> ScheduleRow:
@@ -214,7 +266,7 @@ class Schedules:
             Schedule.update(changes).where(Schedule.id == row.id).execute()
             action = "schedule.pause" if paused else "schedule.resume"
             details = {"note": note} if note else None
-            self.audit.entry(actor, action, f"schedule {name}", details, 1, when)
+            self.audit.entry(actor, action, f"schedule {name}", details, 1, when, reason)
             return _schedule(Schedule.get_by_id(row.id))
 
         return self.unit.write(work)
@@ -272,16 +324,29 @@ class Schedules:
         """Claim fires, in one transaction: each one's run is inserted (None when it
         is there already: another scheduler has it) and, by its overlap policy,
         ``running`` under a lease to ``owner``, ``queued`` behind the run still
-        running (``queue_one``: one at most, the rest skipped) or ``skipped``.
-        Answers a run or None per claim, in order."""
+        running (``queue_one``: one at most, the rest skipped) or ``skipped``
+        (``allow`` with ``max_concurrent`` runs running too). A fire of a schedule
+        that has made its ``max_runs`` runs is not recorded: its answer is a run
+        of status ``ended`` (id 0). Answers a run or None per claim, in order."""
 
         def work() -> list[RunRow | None]:
             when = self.unit.now(now)
-            busy = self._busy([c.schedule_id for c in claims if c.overlap != "allow"], when)
+            # the claims of a bounded schedule count its runs one after the other
+            made = self._lock_schedules([c.schedule_id for c in claims if _bounded(c)])
+            busy = self._busy([c.schedule_id for c in claims if _reads_state(c)], when)
             runs: list[RunRow] = []
-            for c in claims:
-                status = _overlap_status(busy.setdefault(c.schedule_id, set()), c.overlap)
-                busy[c.schedule_id].add(status)
+            ended: set[int] = set()  # indexes of claims past max_runs
+            for i, c in enumerate(claims):
+                under_way = busy.setdefault(c.schedule_id, {})
+                status = _overlap_status(under_way, c.overlap, c.max_concurrent)
+                if status != SKIPPED and c.max_runs is not None:
+                    if made.get(c.schedule_id, 0) >= c.max_runs:
+                        ended.add(i)
+                        status = SKIPPED  # not inserted: see below
+                    else:
+                        made[c.schedule_id] = made.get(c.schedule_id, 0) + 1
+                if i not in ended:
+                    under_way[status] = under_way.get(status, 0) + 1
                 running = status == RUNNING
                 runs.append(RunRow(
                     0, c.schedule_id, "", as_utc(c.fire_time), 1, c.trigger, status, None, when,
@@ -290,12 +355,11 @@ class Schedules:
                     lease_owner=owner if running else None,
                     lease_expires_at=when + timedelta(seconds=lease) if running else None,
                     error=None, output=None,
-                    note=c.note if status != SKIPPED
-                    else _joined(c.note, "the last run was still running"),
+                    note=c.note if status != SKIPPED else _skip_note(c, under_way),
                 ))  # fmt: skip
             stamp = db_timestamp(when)
             inserted: dict[tuple[int, datetime], int] = {}
-            for chunk in chunked(runs, 500):
+            for chunk in chunked([r for i, r in enumerate(runs) if i not in ended], 500):
                 params: list[Any] = []
                 for r in chunk:
                     params += [
@@ -307,14 +371,30 @@ class Schedules:
                     self.sql.insert_runs(len(chunk)), params
                 ):
                     inserted[(schedule_id, read_timestamp(fire_time))] = id_
-            names = self._schedule_names({key[0] for key in inserted})
+            named = {key[0] for key in inserted} | {runs[i].schedule_id for i in ended}
+            names = self._schedule_names(named)
             out: list[RunRow | None] = []
-            for r in runs:
+            counts: dict[int, int] = {}  # runs made, per schedule, by this claim
+            for i, r in enumerate(runs):
+                if i in ended:
+                    out.append(dataclasses.replace(
+                        r, status=ENDED, schedule=names[r.schedule_id], started_at=None,
+                        finished_at=None, lease_owner=None, lease_expires_at=None,
+                        note=f"the schedule has made its {claims[i].max_runs} runs (max_runs)",
+                    ))  # fmt: skip
+                    continue
                 id_ = inserted.get((r.schedule_id, r.fire_time))
+                if id_ is not None and r.status != SKIPPED and claims[i].max_runs is not None:
+                    counts[r.schedule_id] = counts.get(r.schedule_id, 0) + 1
                 out.append(
                     None if id_ is None
                     else dataclasses.replace(r, id=id_, schedule=names[r.schedule_id])
                 )  # fmt: skip
+            Schedule = self.m.Schedule
+            for schedule_id, count in counts.items():
+                Schedule.update(runs_made=Schedule.runs_made + count).where(
+                    Schedule.id == schedule_id
+                ).execute()
             return out
 
         return self.unit.write(work)
@@ -327,14 +407,29 @@ class Schedules:
             names.update((i, name) for i, name in tuples(query))
         return names
 
-    def _busy(self, schedule_ids: Sequence[int], now: datetime) -> dict[int, set[str]]:
-        """What each schedule has under way: a run ``running`` (under a live lease)
-        or ``queued``."""
-        JobRun = self.m.JobRun
-        busy: dict[int, set[str]] = {}
+    def _lock_schedules(self, schedule_ids: Sequence[int]) -> dict[int, int]:
+        """The schedules' rows locked until the commit (in the order of their ids),
+        so that two claims of one schedule's fires count its runs one after the
+        other; answers the runs each has made."""
+        Schedule = self.m.Schedule
+        made: dict[int, int] = {}
         for chunk in chunked(sorted(set(schedule_ids))):
             query = (
-                JobRun.select(JobRun.schedule_id, JobRun.status)
+                Schedule.select(Schedule.id, Schedule.runs_made)
+                .where(Schedule.id.in_(list(chunk)))
+                .order_by(Schedule.id)
+            )
+            made.update(tuples(self.sql.for_update(query)))
+        return made
+
+    def _busy(self, schedule_ids: Sequence[int], now: datetime) -> dict[int, dict[str, int]]:
+        """What each schedule has under way: how many runs ``running`` (under a
+        live lease) and ``queued``."""
+        JobRun = self.m.JobRun
+        busy: dict[int, dict[str, int]] = {}
+        for chunk in chunked(sorted(set(schedule_ids))):
+            query = (
+                JobRun.select(JobRun.schedule_id, JobRun.status, pw.fn.COUNT(JobRun.id))
                 .where(
                     JobRun.schedule_id.in_(list(chunk))
                     & (
@@ -342,10 +437,10 @@ class Schedules:
                         | (JobRun.status == QUEUED)
                     )
                 )
-                .distinct()
+                .group_by(JobRun.schedule_id, JobRun.status)
             )
-            for schedule_id, status in tuples(query):
-                busy.setdefault(schedule_id, set()).add(status)
+            for schedule_id, status, count in tuples(query):
+                busy.setdefault(schedule_id, {})[status] = count
         return busy
 
     def _insert_run(self, **fields: Any) -> int | None:
@@ -393,10 +488,11 @@ class Schedules:
         note: str | None = None,
         now: datetime | None = None,
         actor: str | None = None,
+        reason: str | None = None,
     ) -> list[int]:
         """Queue runs asked for (``manual``: run now; ``backfill``: one per fire
         of a range); a fire already in the ledger is not run again. Answers the
-        ids of the runs queued."""
+        ids of the runs queued (``actor``: in the audit, with its ``reason``)."""
 
         def work() -> list[int]:
             when = self.unit.now(now)
@@ -417,8 +513,9 @@ class Schedules:
                     }
                 name = self._name(schedule_id)
                 self.audit.entry(
-                    actor, f"schedule.{trigger}", f"schedule {name}", details, len(queued), when
-                )
+                    actor, f"schedule.{trigger}", f"schedule {name}", details, len(queued), when,
+                    reason,
+                )  # fmt: skip
             return queued
 
         return self.unit.write(work)
@@ -431,10 +528,13 @@ class Schedules:
         schedule_ids: Collection[int],
         limit: int = 10,
         now: datetime | None = None,
+        max_concurrent: Mapping[int, int] | None = None,
     ) -> list[RunRow]:
         """Start queued runs that are due, oldest first, of these schedules: a run
         of a schedule with a run still running waits, unless the schedule allows
-        overlap. Answers the runs now running under a lease to ``owner``."""
+        overlap (and has fewer than its ``max_concurrent`` running, when it has
+        a bound). Answers the runs now running under a lease to ``owner``."""
+        bounds = max_concurrent or {}
         JobRun = self.m.JobRun
 
         def work() -> list[RunRow]:
@@ -455,7 +555,10 @@ class Schedules:
             for row in due:
                 if len(started) >= limit:
                     break
-                if row.schedule_id in busy and row.schedule_id not in allow_overlap:
+                running = busy.get(row.schedule_id, 0)
+                if running and row.schedule_id not in allow_overlap:
+                    continue
+                if running and running >= bounds.get(row.schedule_id, running + 1):
                     continue
                 updated = (
                     JobRun.update(
@@ -466,20 +569,21 @@ class Schedules:
                     .execute()
                 )  # fmt: skip
                 if updated:
-                    busy.add(row.schedule_id)
+                    busy[row.schedule_id] = running + 1
                     started.append(_run(JobRun.get_by_id(row.id), self._name(row.schedule_id)))
             return started
 
         return self.unit.write(work)
 
-    def _running_schedules(self, now: datetime) -> set[int]:
+    def _running_schedules(self, now: datetime) -> dict[int, int]:
+        """The runs running (under a live lease), per schedule."""
         JobRun = self.m.JobRun
         query = (
-            JobRun.select(JobRun.schedule_id)
+            JobRun.select(JobRun.schedule_id, pw.fn.COUNT(JobRun.id))
             .where((JobRun.status == RUNNING) & (JobRun.lease_expires_at > now))
-            .distinct()
+            .group_by(JobRun.schedule_id)
         )
-        return {schedule_id for (schedule_id,) in tuples(query)}
+        return {schedule_id: count for schedule_id, count in tuples(query)}
 
     # --- runs -------------------------------------------------------------------------
 
@@ -524,8 +628,10 @@ class Schedules:
         self, ends: Sequence[RunEnd], owner: str, now: datetime | None = None
     ) -> list[bool]:
         """Write how runs ``owner`` holds ended (``succeeded``, ``failed``,
-        ``interrupted``) and queue their retries, in one transaction. Per run, in
-        order: False when it is no longer held (its lease ran out and it was taken)."""
+        ``interrupted``, ``cancelled``) and queue their retries, in one transaction.
+        A run an operator asked to cancel is not retried (and one stopped by its
+        scheduler meanwhile is ``cancelled``). Per run, in order: False when it is
+        no longer held (its lease ran out and it was taken)."""
         JobRun = self.m.JobRun
         for end in ends:
             if end.status not in FINISHED_RUNS:
@@ -545,12 +651,18 @@ class Schedules:
                 row = held.get(end.run_id)
                 if row is None:
                     continue
+                status, error, retry = end.status, end.error, end.retry
+                if row.cancel_requested_at is not None and status != SUCCEEDED:
+                    retry = None
+                    if status == INTERRUPTED:
+                        status, error = CANCELLED_RUN, _run(row, "").cancel_text
                 JobRun.update(
-                    status=end.status, finished_at=when, error=end.error, output=end.output,
+                    status=status, finished_at=when, error=storable(error),
+                    output=end.output,
                     lease_owner=None, lease_expires_at=None,
                 ).where(JobRun.id == end.run_id).execute()  # fmt: skip
-                if end.retry is not None:
-                    self._queue_retry(row, end.retry, when)
+                if retry is not None:
+                    self._queue_retry(row, retry, when)
             return [e.run_id in held for e in ends]
 
         return self.unit.write(work)
@@ -581,7 +693,8 @@ class Schedules:
     ) -> bool:
         """Mark an expired run ``interrupted`` (only if it still holds the lease
         seen when it was found expired: nobody renewed it since) and queue its
-        retry. False when someone got there first."""
+        retry; ``cancelled``, not retried, when an operator had asked for that.
+        False when someone got there first."""
         JobRun = self.m.JobRun
 
         def work() -> bool:
@@ -593,15 +706,93 @@ class Schedules:
                 or (row.lease_expires_at is not None and row.lease_expires_at >= when)
             ):
                 return False
+            status, error, again = INTERRUPTED, note, retry
+            if row.cancel_requested_at is not None:
+                status, error, again = CANCELLED_RUN, f"{_run(row, '').cancel_text}; {note}", None
             JobRun.update(
-                status=INTERRUPTED, finished_at=when, error=note, lease_owner=None,
+                status=status, finished_at=when, error=error, lease_owner=None,
                 lease_expires_at=None,
             ).where(JobRun.id == run_id).execute()  # fmt: skip
-            if retry is not None:
-                self._queue_retry(row, retry, when)
+            if again is not None:
+                self._queue_retry(row, again, when)
             return True
 
         return self.unit.write(work)
+
+    def cancel_run(
+        self,
+        run_id: int,
+        actor: str,
+        note: str | None = None,
+        schedule: str | None = None,
+        now: datetime | None = None,
+    ) -> tuple[RunRow, bool]:
+        """Cancel a run, for an operator: a ``queued`` one is ``cancelled`` at once;
+        for a ``running`` one the cancel is asked for (who, when, why), and the
+        scheduler holding it stops its job and records it ``cancelled``, not
+        retried. In the audit, in the same transaction. Answers the run and
+        whether anything changed (a cancel asked for already: no). Refused
+        (``ScheduleError``) for a run that has ended, or of another schedule."""
+        JobRun = self.m.JobRun
+
+        def work() -> tuple[RunRow, bool]:
+            when = self.unit.now(now)
+            row = JobRun.get_or_none(JobRun.id == run_id)
+            name = self._name(row.schedule_id) if row is not None else None
+            if row is None or (schedule is not None and name != schedule):
+                of = f" of {schedule}" if schedule is not None else ""
+                raise ScheduleError(f"no run {run_id}{of}", "missing", "run")
+            assert name is not None
+            if row.status not in (QUEUED, RUNNING):
+                raise ScheduleError(
+                    f"run {run_id} of {name} is {row.status}: only a queued or running run "
+                    "can be cancelled",
+                    "conflict",
+                    "run",
+                )
+            if row.status == RUNNING and row.cancel_requested_at is not None:
+                return _run(row, name), False
+            asked = {
+                JobRun.cancel_requested_at: when,
+                JobRun.cancel_requested_by: actor,
+                JobRun.cancel_note: note,
+            }
+            if row.status == QUEUED:
+                shown = dataclasses.replace(
+                    _run(row, name), cancel_requested_by=actor, cancel_note=note
+                )
+                asked |= {
+                    JobRun.status: CANCELLED_RUN,
+                    JobRun.finished_at: when,
+                    JobRun.error: shown.cancel_text,
+                }
+            guard = (JobRun.id == run_id) & (JobRun.status == row.status)
+            JobRun.update(asked).where(guard).execute()
+            details = {"status": row.status, "fire_time": row.fire_time.isoformat()}
+            if note:
+                details["note"] = note
+            self.audit.entry(actor, "run.cancel", f"run {run_id} of {name}", details, 1, when)
+            return _run(JobRun.get_by_id(run_id), name), True
+
+        return self.unit.write(work)
+
+    def cancel_requests(self, owner: str, run_ids: Sequence[int]) -> list[RunRow]:
+        """The runs among these that ``owner`` holds and an operator asked to cancel."""
+        JobRun = self.m.JobRun
+
+        def work() -> list[RunRow]:
+            found: list[RunRow] = []
+            for chunk in chunked(sorted(run_ids)):
+                query = JobRun.select().where(
+                    JobRun.id.in_(list(chunk))
+                    & (JobRun.status == RUNNING)
+                    & (JobRun.lease_owner == owner)
+                    & JobRun.cancel_requested_at.is_null(False)
+                )
+                found += [_run(row, "") for row in query]
+            return found
+
+        return self.unit.read(work) if run_ids else []
 
     def _queue_retry(self, row: JobRun, retry: Retry, now: datetime) -> None:
         self._insert_run(

@@ -13,6 +13,7 @@ from typing import Any
 import peewee as pw
 
 from daemon.domain.limits import is_id
+from daemon.domain.search import FIELD_NAMES
 from daemon.domain.selection import InvalidCursor, MessageFilter, check_selection
 from daemon.store.models import db_timestamp, read_timestamp
 from daemon.store.unit import Unit
@@ -30,7 +31,8 @@ class Selection:
     def where(self, selector: MessageFilter) -> pw.ColumnBase:
         """The filter as a WHERE clause (every part of it one an index serves, with
         the channel: (channel, status, created_at, id), (channel, created_at, id),
-        (channel, key); without: (created_at, id))."""
+        (channel, key); without: (created_at, id); a field by the fields' primary
+        key, the text by the text index)."""
         Message = self.m.Message
         clauses: list[pw.ColumnBase] = []
         if selector.ids:
@@ -47,10 +49,23 @@ class Selection:
             clauses.append(Message.created_at >= selector.since)
         if selector.until:
             clauses.append(Message.created_at < selector.until)
+        for name, value in selector.fields:
+            clauses.append(self.field_match(name, value))
+        if selector.text:
+            clauses.append(self.sql.text_match(Message, selector.text))
         expr: pw.ColumnBase = clauses[0] if clauses else pw.SQL("1 = 1")
         for clause in clauses[1:]:
             expr = expr & clause
         return expr
+
+    def field_match(self, name: str, value: str) -> pw.ColumnBase:
+        """The message was stored with field ``name`` = ``value`` (one lookup of the
+        fields' primary key (name, value, message_id) per message)."""
+        Message, Field = self.m.Message, self.m.MessageField.alias()
+        found = Field.select(pw.SQL("1")).where(
+            (Field.name == name) & (Field.value == value) & (Field.message == Message.id)
+        )
+        return pw.fn.EXISTS(found)
 
 
 def filter_json(selector: MessageFilter) -> dict[str, Any]:
@@ -70,6 +85,10 @@ def filter_json(selector: MessageFilter) -> dict[str, Any]:
         out["since"] = selector.since.isoformat()
     if selector.until:
         out["until"] = selector.until.isoformat()
+    if selector.text:
+        out["q"] = selector.text
+    for name, value in selector.fields:
+        out[name] = value
     return out
 
 
@@ -86,6 +105,8 @@ def filter_from_json(data: dict[str, Any]) -> MessageFilter:
         until=when("until"),
         kind=data.get("kind"),
         key_prefix=data.get("key_prefix"),
+        text=data.get("q"),
+        fields=tuple((name, data[name]) for name in FIELD_NAMES if name in data),
     )
 
 
@@ -104,20 +125,24 @@ def described(selector: MessageFilter) -> str:
 # --- the listing's cursor -----------------------------------------------------------
 
 
-def encode_cursor(created_at: datetime, message_id: int, since: datetime) -> str:
+def encode_cursor(created_at: datetime, message_id: int, since: datetime | None) -> str:
     """An opaque cursor: the last item's (created_at, id) and the listing's
-    lower bound, so the pages after the first keep the first page's window."""
-    text = json.dumps([db_timestamp(created_at), message_id, db_timestamp(since)])
+    lower bound (None: a search of everything), so the pages after the first
+    keep the first page's window."""
+    bound = None if since is None else db_timestamp(since)
+    text = json.dumps([db_timestamp(created_at), message_id, bound])
     return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
 
 
-def decode_cursor(cursor: str) -> tuple[datetime, int, datetime]:
+def decode_cursor(cursor: str) -> tuple[datetime, int, datetime | None]:
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
         created, message_id, since = json.loads(base64.urlsafe_b64decode(padded.encode()))
-        if not is_id(message_id) or not isinstance(created, str) or not isinstance(since, str):
+        if not is_id(message_id) or not isinstance(created, str):
             raise ValueError(cursor)
-        return read_timestamp(created), message_id, read_timestamp(since)
+        if since is not None and not isinstance(since, str):
+            raise ValueError(cursor)
+        return read_timestamp(created), message_id, None if since is None else read_timestamp(since)
     except (ValueError, TypeError, binascii.Error, UnicodeError, OverflowError):
         raise InvalidCursor(
             f"not a listing cursor: {cursor[:40]!r} (pass the `next` of a page)"

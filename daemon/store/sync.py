@@ -136,6 +136,7 @@ class Store:
     task_progress = _Op("visits", Visits.task_progress)
     sync_visits = _Op("visits", Visits.sync_visits)
     find_visits = _Op("visits", Visits.find_visits)
+    troubled_visits = _Op("visits", Visits.troubled_visits)
     # operators
     list_messages = _Op("browse", Browse.list_messages)
     message_timeline = _Op("browse", Browse.message_timeline)
@@ -169,6 +170,8 @@ class Store:
     expired_runs = _Op("ledger", Schedules.expired_runs)
     interrupt_run = _Op("ledger", Schedules.interrupt_run)
     runs = _Op("ledger", Schedules.runs)
+    cancel_run = _Op("ledger", Schedules.cancel_run)
+    cancel_requests = _Op("ledger", Schedules.cancel_requests)
     put_schedule = _Op("ledger", Schedules.put_schedule)
     remove_schedule = _Op("ledger", Schedules.remove_schedule)
     pause_schedule = _Op("ledger", Schedules.pause_schedule)
@@ -188,4 +191,5 @@ class Store:
     move_alerts = _Op("alerts", Alerts.move_alerts)
     record_notification = _Op("alerts", Alerts.record_notification)
     notifications = _Op("alerts", Alerts.notifications)
+    breakers = _Op("alerts", Alerts.breakers)
     report_breaker = _Op("alerts", Alerts.report_breaker)

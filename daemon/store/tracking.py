@@ -1,8 +1,9 @@
 """Remote status tracking: which sent messages are due a status check at their
 partner, and what the answers change. A partner's ``confirmed`` or ``rejected``
 moves the message on from ``sent`` with a status event, in the transaction that
-records the check; a message still open after ``max_checks`` is flagged for an
-operator."""
+records the check; a status it reports on the way (``PROCESSING``) is a ``sent →
+sent`` event when it is new; a message still open after ``max_checks`` is flagged
+for an operator, with an event saying so."""
 
 from __future__ import annotations
 
@@ -103,6 +104,15 @@ class Tracking:
                     StatusCheck.update(**values).where(StatusCheck.message == result.id).execute()
                 if result.verdict == "open":
                     counts["flagged" if flagged else "open"] += 1
+                    # the partner's intermediate statuses in the timeline: each new
+                    # one (not every check), and the flag once it is raised
+                    said = {"partner_status": result.answer, "check": checks}
+                    if previous is None or previous.answer != result.answer:
+                        events.append(EventRow(result.id, SENT, SENT, actor, said))
+                    if flagged and not (previous is not None and previous.flagged):
+                        events.append(
+                            EventRow(result.id, SENT, SENT, actor, {**said, "flagged": True})
+                        )
                     continue
                 details = {"partner_status": result.answer, "check": checks}
                 event = self.settle_sent(result.id, result.verdict, actor, details, when)

@@ -15,7 +15,12 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
+import peewee as pw
+
+from daemon.domain.limits import MAX_PAGE
 from daemon.domain.messages import EnqueueResult, NewMessage, Progress
+from daemon.domain.selection import OperatorRefused
+from daemon.domain.tracking import VISIT_TROUBLES
 from daemon.domain.views import VisitView
 from daemon.store import models
 from daemon.store.enqueue import Enqueuer
@@ -138,6 +143,51 @@ class Visits:
             if source is not None:
                 where &= Visit.source == source
             return [_view(row) for row in Visit.select().where(where).order_by(Visit.source)]
+
+        return self.unit.read(work)
+
+    def troubled_visits(
+        self,
+        kinds: Sequence[str] = VISIT_TROUBLES,
+        limit: int = 50,
+        before_id: int | None = None,
+        source: str | None = None,
+    ) -> tuple[list[tuple[int, VisitView]], int | None]:
+        """Visits with a step ``held``, ``failed`` or ``cancelled`` (``kinds``: any of
+        them; ``cancelled``: a step cancelled or rejected, or the booking cancelled,
+        task 99), newest first (by id), at most ``limit``, before ``before_id``:
+        ((id, visit) of each, the cursor of the next page or None). Read newest first
+        until the page is full: the whole table when fewer match."""
+        if not 1 <= limit <= MAX_PAGE:
+            raise OperatorRefused(f"limit must be 1 to {MAX_PAGE}, not {limit}", "limit")
+        unknown = [k for k in kinds if k not in VISIT_TROUBLES]
+        if unknown or not kinds:
+            raise OperatorRefused(
+                f"a visit's trouble is one of {', '.join(VISIT_TROUBLES)}", "problem"
+            )
+        Visit = self.m.Visit
+        words = {"held": ["held"], "failed": ["failed"], "cancelled": ["cancelled", "rejected"]}
+
+        def holds(text: str) -> pw.ColumnBase:  # the JSON text as stored, not a JSON value
+            return pw.NodeList(
+                (Visit.task_progress, pw.SQL("LIKE"), pw.Value(f"%{text}%", converter=False))
+            )
+
+        parts = [holds(f'"status": "{status}"') for kind in kinds for status in words[kind]]
+        if "cancelled" in kinds:
+            parts.append(holds('"99": {'))
+        where = parts[0]
+        for part in parts[1:]:
+            where = where | part
+        if before_id is not None:
+            where = where & (Visit.id < before_id)
+        if source is not None:
+            where = where & (Visit.source == source)
+
+        def work() -> tuple[list[tuple[int, VisitView]], int | None]:
+            rows = list(Visit.select().where(where).order_by(Visit.id.desc()).limit(limit + 1))
+            found = [(row.id, _view(row)) for row in rows[:limit]]
+            return found, (found[-1][0] if len(rows) > limit else None)
 
         return self.unit.read(work)
 

@@ -17,8 +17,10 @@ from datetime import datetime
 from typing import Any, Literal
 
 from daemon.domain.jsonpointer import resolve, scalar_text
+from daemon.domain.limits import PARTNER_TEXT_MAX, WEBHOOK_ID_MAX, storable, text_problem
 from daemon.domain.webhooks import WebhookCall, WebhookOutcome, WebhookReceiptRow
 from daemon.store.models import db_timestamp, tuples
+from daemon.store.sql.base import EventRow
 from daemon.store.tracking import Tracking
 from daemon.store.unit import Unit
 
@@ -42,8 +44,8 @@ _PLAIN = re.compile(r"[ !#$%&'()*+,\-.0-9:;<=>?@A-Z\[\]^_`a-z{|}~]+")  # never e
 
 
 def _text(value: str, limit: int) -> str:
-    """Text a database keeps as it is (PostgreSQL refuses NUL), at most ``limit`` long."""
-    return value.replace("\x00", "\ufffd")[:limit]
+    """Text a database keeps as it is (``storable``), at most ``limit`` long."""
+    return (storable(value) or "")[:limit]
 
 
 def _needle(ref: str) -> str | None:
@@ -67,10 +69,11 @@ class Webhooks:
         nothing and answers what the first one did), the message it names (by
         key on the channel, or by the partner's id), and, for a mapped status of
         a ``sent`` message, the move to ``confirmed`` or ``rejected`` with its
-        status event. ``ValueError`` for a ``webhook-id`` that is not 1 to 255
-        printable characters."""
-        if not (0 < len(call.webhook_id) <= 255 and call.webhook_id.isprintable()):
-            raise ValueError("webhook-id: 1 to 255 printable characters")
+        status event. ``ValueError`` for a ``webhook-id`` that breaks the text
+        rule (``text_problem``: the intake refuses one first)."""
+        problem = text_problem(call.webhook_id, WEBHOOK_ID_MAX)
+        if problem is not None:
+            raise ValueError(f"webhook-id {problem}")
         WebhookReceipt = self.m.WebhookReceipt
 
         def work() -> WebhookOutcome:
@@ -81,7 +84,7 @@ class Webhooks:
             result, message_id, answer = self._callback_apply(call, when)
             status = HTTP_STATUS[result]
             said = call.partner_status
-            partner_status = None if said is None else _text(said, 255)
+            partner_status = None if said is None else _text(said, PARTNER_TEXT_MAX)
             WebhookReceipt.update(
                 partner_status=partner_status,
                 result=result,
@@ -94,9 +97,14 @@ class Webhooks:
         return self.unit.write(work)
 
     def webhook_receipts(
-        self, webhook: str | None = None, limit: int = 100, result: str | None = None
+        self,
+        webhook: str | None = None,
+        limit: int = 100,
+        result: str | None = None,
+        before_id: int | None = None,
     ) -> list[WebhookReceiptRow]:
-        """The latest receipts, newest first (of one webhook, with one result)."""
+        """The latest receipts, newest first (of one webhook, with one result, older
+        than ``before_id``)."""
         if not 1 <= limit <= MAX_RECEIPTS:
             raise ValueError(f"limit: 1 to {MAX_RECEIPTS}")
         WebhookReceipt = self.m.WebhookReceipt
@@ -107,6 +115,8 @@ class Webhooks:
                 query = query.where(WebhookReceipt.webhook == webhook)
             if result is not None:
                 query = query.where(WebhookReceipt.result == result)
+            if before_id is not None:
+                query = query.where(WebhookReceipt.id < before_id)
             return [
                 WebhookReceiptRow(
                     r.id,
@@ -163,20 +173,23 @@ class Webhooks:
     ) -> tuple[str, int | None, dict[str, Any]]:
         """(result, message id, answer) of a new callback, its change made."""
         if call.problem is not None:
-            return UNREADABLE, None, {"result": UNREADABLE, "error": call.problem}
+            at = {"field": call.field} if call.field is not None else {}
+            return UNREADABLE, None, {"result": UNREADABLE, "error": call.problem, **at}
         found = self._callback_message(call)
         if found is None:
             return UNKNOWN_MESSAGE, None, {"result": UNKNOWN_MESSAGE}
         message_id, status = found
         answer: dict[str, Any] = {"message": message_id}
-        if call.outcome not in ("confirmed", "rejected"):
-            return UNMAPPED_STATUS, message_id, {"result": UNMAPPED_STATUS, **answer}
         details = {
             "partner_status": call.partner_status,
             "webhook": call.webhook,
             "webhook_id": call.webhook_id,
         }
         actor = f"webhook:{call.webhook}"
+        if call.outcome not in ("confirmed", "rejected"):
+            # a status on the way (PROCESSING): in the timeline, nothing moved
+            self.unit.events([EventRow(message_id, status, status, actor, details)], now)
+            return UNMAPPED_STATUS, message_id, {"result": UNMAPPED_STATUS, **answer}
         verdict: Literal["confirmed", "rejected"] = (
             "confirmed" if call.outcome == "confirmed" else "rejected"
         )

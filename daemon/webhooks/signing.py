@@ -19,7 +19,7 @@ from collections.abc import Mapping, Sequence
 
 SECRET_PREFIX = "whsec_"
 TOLERANCE = 300.0  # seconds a timestamp may be off, either way
-_HEADERS = ("webhook-id", "webhook-timestamp", "webhook-signature")
+SIGNED_HEADERS = ("webhook-id", "webhook-timestamp", "webhook-signature")
 
 
 MISSING_HEADER = "missing_header"
@@ -58,7 +58,8 @@ def new_secret() -> str:
 
 def sign(key: bytes, message_id: str, timestamp: int, body: bytes) -> str:
     """One ``v1,<base64>`` signature entry."""
-    content = f"{message_id}.{timestamp}.".encode() + body
+    # a header's bytes as they came (aiohttp keeps those not UTF-8 as surrogates)
+    content = f"{message_id}.{timestamp}.".encode("utf-8", "surrogateescape") + body
     return "v1," + base64.b64encode(hmac.new(key, content, hashlib.sha256).digest()).decode()
 
 
@@ -87,7 +88,7 @@ def verify(
     stamp = lowered.get("webhook-timestamp", "")
     given = lowered.get("webhook-signature", "")
     values = (message_id, stamp, given)
-    missing = [name for name, value in zip(_HEADERS, values, strict=True) if not value]
+    missing = [name for name, value in zip(SIGNED_HEADERS, values, strict=True) if not value]
     if missing:
         raise SignatureError(MISSING_HEADER, f"missing {' and '.join(missing)} header")
     if not (stamp.isascii() and stamp.isdigit() and len(stamp) <= 12):

@@ -28,8 +28,19 @@ FILE`` starts (no tokens: a loopback caller is admin) and the bench measures:
    send time is printed.) Between repeats the retried and the delivered rows are put
    back with plain SQL, untimed.
 
-``--only reads|enqueue|bulk`` runs one of these parts (1-3, 4, or 5) after the prefill
-and skips the others, e.g. to time the enqueue path alone.
+6. content search (``--only search``): the first page of a search, p50 / p99 over
+   sequential requests, each asking for another value where there are several: text
+   that few payloads hold (``q=`` an MRN: about a dozen patients' messages), text every
+   payload holds (``q=Santoso``), that text with a selective filter (``channel=hie&
+   status=failed``), text no payload holds, and the exact fields (``mrn=``, one patient's
+   ~5 messages; ``control_id=``, one; ``message_type=``, every message). The prefill
+   writes each message's fields (MSH-10, MSH-9 twice, PID-3) as the store does at
+   enqueue; the text index is kept by the database as rows are written.
+
+``--only reads,enqueue,bulk,search`` runs these parts (1-3, 4, 5, 6; comma-separated)
+after the prefill and skips the others, e.g. to time the enqueue path alone. What the
+search index costs at enqueue is the enqueue part run on this version and on the one
+before it (``git worktree`` of the commit before schema v6).
 
 Latency figures are the median over ``--repeat`` runs of each run's p50 and p99;
 rates the median of the runs. Nothing is asserted: the targets are printed beside the
@@ -39,6 +50,7 @@ figures.
     .venv/bin/python ops/bench/control.py --backend sqlite   # 1,000,000 rows
     .venv/bin/python ops/bench/control.py --backend postgres --rows 300000
     .venv/bin/python ops/bench/control.py --quick --only enqueue --repeat 5
+    .venv/bin/python ops/bench/control.py --backend both --only search,enqueue
 """
 
 from __future__ import annotations
@@ -93,7 +105,9 @@ STOP_TIMEOUT = 10.0
 TARGET_LATENCY_P99 = 50.0  # ms: stats and list pages
 TARGET_ENQUEUE = 10_000.0  # msg/s in batches
 TARGET_SLOWDOWN = 2.0  # delivery during a bulk action: at most this much slower
-PARTS = frozenset(("reads", "enqueue", "bulk"))  # what --only chooses from
+PARTS = frozenset(("reads", "enqueue", "bulk", "search"))  # what --only chooses from
+PATIENTS = 200_000  # distinct MRNs of the prefill: each patient has rows / PATIENTS messages
+TARGET_SEARCH_P99 = 100.0  # ms: a search's first page
 
 
 # --- sizes ---------------------------------------------------------------------------------
@@ -154,19 +168,27 @@ def _case(buckets: list[tuple[int, str, str]], pick: Callable[[str, str], str]) 
     return "CASE " + " ".join(parts) + " END"
 
 
+def patient(backend: Backend, n: str) -> str:
+    """The prefill's patient of row ``n``: n mod PATIENTS, in the backend's SQL."""
+    if isinstance(backend, PostgresBackend):
+        return f"mod({n}, {PATIENTS})"
+    return f"({n} % {PATIENTS})"
+
+
 def fill_sql(backend: Backend, buckets: list[tuple[int, str, str]]) -> str:
     """One INSERT ... SELECT of rows ``n`` from params 3 to 4; params 1 and 2: the first
     created_at and the step between rows, in microseconds since the epoch. created_at
     grows with n (as with real ids), spread over SPREAD_DAYS; sent ones were sent 2 s
     after, failed ones tried 5 times; pending ones are due. Each payload a small HL7
-    message, MSH-10 ``F<n>``."""
+    message, MSH-10 ``F<n>``, PID-3 ``MRN<n mod PATIENTS>``."""
     p = backend.param
     status = _case(buckets, lambda c, s: f"'{s}'")
     channel = _case(buckets, lambda c, s: f"'{c}'")
     cr = "chr(13)" if isinstance(backend, PostgresBackend) else "char(13)"
     hl7 = (
         "'MSH|^~\\&|BENCH|CLINIC|HIE|HIE|20261123080000||ADT^A04^ADT_A01|F' || n || "
-        f"'|P|2.5.1' || {cr} || 'PID|1||MRN' || n || '^^^CLINIC^MR||Santoso^Budi' || {cr}"
+        f"'|P|2.5.1' || {cr} || 'PID|1||MRN' || {patient(backend, 'n')} || "
+        f"'^^^CLINIC^MR||Santoso^Budi' || {cr}"
     )
     if isinstance(backend, PostgresBackend):
         bucket = "mod(n * 7919, 1000)"
@@ -196,6 +218,21 @@ def fill_sql(backend: Backend, buckets: list[tuple[int, str, str]]) -> str:
     )
 
 
+def fields_sql(backend: Backend) -> str:
+    """The fields the store keeps for each message as it stores it (what
+    ``daemon.hl7.identifiers`` reads from the prefill's payloads), for the messages
+    of ids param 1 to param 2 (the prefill's ids are its n)."""
+    p = backend.param
+    mrn = "'MRN' || " + patient(backend, "id")
+    parts = [("'control_id'", '"key"'), ("'message_type'", "'ADT'"),
+             ("'message_type'", "'ADT^A04'"), ("'mrn'", mrn)]  # fmt: skip
+    selects = " UNION ALL ".join(
+        f"SELECT {name}, {value}, id FROM outboxd_message WHERE id BETWEEN {p} AND {p}"
+        for name, value in parts
+    )
+    return f"INSERT INTO outboxd_message_field (name, value, message_id) {selects}"
+
+
 @dataclass
 class Filled:
     seconds: float  # the INSERTs
@@ -207,6 +244,7 @@ class Filled:
 def prefill(backend: Backend, sizes: Sizes) -> Filled:
     buckets = layout(sizes)
     sql = fill_sql(backend, buckets)
+    fields = fields_sql(backend)
     now = utcnow()
     first = now - timedelta(days=SPREAD_DAYS)
     step = int(SPREAD_DAYS * 86400 * 1e6 / sizes.rows)  # microseconds between rows
@@ -218,6 +256,7 @@ def prefill(backend: Backend, sizes: Sizes) -> Filled:
             high = min(sizes.rows, low + FILL_BATCH - 1)
             raw.execute(backend.begin)
             raw.execute(sql, (start, step, low, high))
+            raw.execute(fields, (low, high) * 4)
             raw.execute("COMMIT")
             log(f"  {backend.name}: filled {high:,} of {sizes.rows:,}")
         seconds = time.perf_counter() - started
@@ -393,6 +432,8 @@ class Collected:
 
 
 def targets(name: str, value: float) -> tuple[str, str]:
+    if name.startswith("search ") and name.endswith(" p99"):
+        return f"< {TARGET_SEARCH_P99:g} ms", verdict(value < TARGET_SEARCH_P99)
     if name.endswith(" p99") and (name.startswith("GET /api/v1/stats") or "page" in name):
         return f"< {TARGET_LATENCY_P99:g} ms", verdict(value < TARGET_LATENCY_P99)
     if name.startswith("enqueue, batches"):
@@ -460,6 +501,46 @@ async def read_side(api: Api, sizes: Sizes, into: Collected) -> None:
     into.latency("list unfiltered, first page", seconds, f"{n} requests, the last 7 days")
     seconds, _ = await timings(n, lambda: api.get("/metrics", base=api.health))
     into.latency("GET /metrics (control, health port)", seconds, f"{n} scrapes")
+
+
+async def search_side(api: Api, sizes: Sizes, into: Collected) -> None:
+    """A search's first page (50 items), each request another value where there are
+    several to ask for."""
+    n = sizes.requests
+    patients = min(PATIENTS, sizes.rows)
+    step = max(1, patients // (n + 3))
+
+    def rotating(template: str) -> Callable[[], Awaitable[Any]]:
+        values = iter(range(10**6))
+
+        def request() -> Awaitable[Any]:
+            value = 1000 + (next(values) * step) % max(1, patients - 1000)
+            return api.get(template.format(value))
+
+        return request
+
+    rows_per_patient = sizes.rows // patients
+    cases: list[tuple[str, Callable[[], Awaitable[Any]], str]] = [
+        ("search q=MRN<n> (rare text)", rotating("/api/v1/messages?q=MRN{}"),
+         f"~{rows_per_patient * 11} payloads hold it (MRNn, MRNn0..9)"),
+        ("search q=Santoso (in every payload)",
+         lambda: api.get("/api/v1/messages?q=Santoso"), f"{sizes.rows:,} match"),
+        ("search q=Santoso&channel=hie&status=failed",
+         lambda: api.get(f"/api/v1/messages?q=Santoso&channel={BULK_CHANNEL}&status=failed"),
+         f"{sizes.bulk:,} match"),
+        ("search q=no-such-text (none)", lambda: api.get("/api/v1/messages?q=no-such-text"),
+         "0 match"),
+        ("search mrn=MRN<n> (field)", rotating("/api/v1/messages?mrn=MRN{}"),
+         f"~{rows_per_patient} match"),
+        ("search control_id=F<n> (field)", rotating("/api/v1/messages?control_id=F{}"),
+         "1 match"),
+        ("search message_type=ADT^A04 (field)",
+         lambda: api.get("/api/v1/messages?message_type=ADT%5EA04"),
+         f"{sizes.rows:,} match"),
+    ]  # fmt: skip
+    for name, request, note in cases:
+        seconds, _ = await timings(n, request)
+        into.latency(f"{name}, first page", seconds, f"{n} requests, {PAGE} items; {note}")
 
 
 def hl7_text(key: str) -> str:
@@ -715,6 +796,9 @@ async def bench_backend(
                 if "reads" in parts:
                     log(f"{backend.name}: run {run + 1}: reads, {sizes.requests} requests each")
                     await read_side(api, sizes, collected)
+                if "search" in parts:
+                    log(f"{backend.name}: run {run + 1}: search, {sizes.requests} requests each")
+                    await search_side(api, sizes, collected)
                 if "enqueue" not in parts:
                     continue
                 log(f"{backend.name}: run {run + 1}: enqueue")
@@ -796,13 +880,19 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--backlog", type=int, help="pending messages the dispatcher delivers")
     parser.add_argument("--requests", type=int, help="timed requests per latency figure")
     parser.add_argument(
-        "--only", choices=sorted(PARTS), help="run this part alone (after the prefill)"
+        "--only",
+        metavar="PART[,PART…]",
+        help=f"run these parts alone (after the prefill): {', '.join(sorted(PARTS))}",
     )
     cli.add_run_options(parser, "runs per figure, median printed (default 3; --quick 1)")
     cli.add_json_option(parser)
     args = cli.parse(parser, argv)
     if args.backend:
         args.backends = "sqlite,postgres" if args.backend == "both" else args.backend
+    if args.only:
+        args.only = frozenset(part.strip() for part in args.only.split(","))
+        if not args.only or not args.only <= PARTS:
+            parser.error(f"--only: parts are {', '.join(sorted(PARTS))}")
     return args
 
 
@@ -858,9 +948,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             "body read",
             **locations(backends),
         }
-        parts = frozenset((args.only,)) if args.only else PARTS
+        parts = args.only or PARTS
         if args.only:
-            setup["only"] = args.only
+            setup["only"] = ", ".join(sorted(args.only))
         started = time.perf_counter()
         figures = asyncio.run(bench(backends, sizes, repeat, tmp, setup, parts))
         if pg_skipped:

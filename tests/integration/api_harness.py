@@ -12,7 +12,7 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from daemon.api.app import build_app
+from daemon.api.app import build_app, make_runner
 from daemon.api.context import Control
 from daemon.config.loader import parse_config
 from daemon.config.schedules import definition
@@ -36,8 +36,7 @@ channels:
 schedules:
   nightly: {{cron: "30 2 * * *", job: purge, options: {{messages_older_than: 30d}}}}
 control:
-  tokens:
-{tokens}
+{control}
 """
 
 
@@ -51,6 +50,9 @@ class Api:
         self, method: str, path: str, role: str | None = "admin", **kwargs: Any
     ) -> tuple[int, Any, aiohttp.ClientResponse]:
         headers = dict(kwargs.pop("headers", {}))
+        if method not in ("GET", "HEAD") and kwargs.get("json") is kwargs.get("data") is None:
+            # as the page does: a write says JSON, body or none (no cross-site form can)
+            headers.setdefault("Content-Type", "application/json")
         if role is not None:
             headers["Authorization"] = f"Bearer {TOKENS[role]}"
         async with self.session.request(
@@ -62,18 +64,33 @@ class Api:
 
 
 @contextlib.asynccontextmanager
-async def serve_api(db_url: str, extra: str = "", max_body: int = 64 * 1024) -> AsyncIterator[Api]:
-    tokens = "\n".join(
+async def serve_api(
+    db_url: str,
+    extra: str = "",
+    max_body: int = 64 * 1024,
+    *,
+    tokens: bool = True,
+    control_yaml: str = "",
+    seen: list[tuple[str, str, int]] | None = None,
+) -> AsyncIterator[Api]:
+    """The control app on 127.0.0.1 (a port of its own), on a real store: with a
+    token per role (``TOKENS``), or none (``tokens=False``: every caller is
+    local, as on a laptop); ``control_yaml``: more lines of the control section;
+    ``seen``: each request's method, path and answer appended (what reached it)."""
+    lines = ["  tokens:"] + [
         f"    - {{name: {role}-token, role: {role}, sha256: {hash_token(token)}}}"
         for role, token in TOKENS.items()
-    )
-    settings = parse_config(CONFIG.format(url=db_url, tokens=tokens) + extra)
+    ]
+    section = ("\n".join(lines) if tokens else "  tokens: []") + "\n" + control_yaml
+    settings = parse_config(CONFIG.format(url=db_url, control=section) + extra)
     store = open_async_store(settings.database, in_process=False)
     metrics = Metrics()
     context = Context("control", 0, "test:control.0", settings, store, metrics)
     control = Control(context, ControlMetrics(metrics.registry))
     app = build_app(control, max_body)
-    runner = web.AppRunner(app)
+    if seen is not None:
+        app.middlewares.insert(0, _recorder(seen))
+    runner = make_runner(app, settings.control)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
@@ -85,3 +102,13 @@ async def serve_api(db_url: str, extra: str = "", max_body: int = 64 * 1024) -> 
         yield Api(f"http://127.0.0.1:{port}", session, control)
     await runner.cleanup()
     await store.aclose()
+
+
+def _recorder(seen: list[tuple[str, str, int]]) -> Any:
+    @web.middleware
+    async def record(request: web.Request, handler: Any) -> web.StreamResponse:
+        response = await handler(request)
+        seen.append((request.method, request.path, response.status))
+        return response
+
+    return record

@@ -127,7 +127,7 @@ async def test_every_read_is_open_to_a_viewer(api: Api):
     await api.control.store.sync_visits("khanza", {"KB-9": {"add": {"status": "queued"}}}, [])
     for path in ("/api/v1/stats", "/api/v1/audit", "/api/v1/schedules",
                  "/api/v1/schedules/nightly", "/api/v1/schedules/nightly/runs",
-                 "/api/v1/visits/KB-9"):  # fmt: skip
+                 "/api/v1/visits/KB-9", "/api/v1/notifications"):  # fmt: skip
         status, body, _ = await api.call("GET", path, role="viewer")
         assert status == 200, (path, body)
 
@@ -363,6 +363,67 @@ async def test_schedules_create_edit_pause_run_backfill_and_delete(api: Api):
         ("schedule.resume", "api:operator-token"),
         ("schedule.remove", "api:admin-token"),
     ]
+
+
+async def test_a_run_is_cancelled_at_once_when_queued_and_by_its_scheduler_when_running(api: Api):
+    store = api.control.store
+    row = await store.schedule("nightly")
+    [queued] = await store.queue_runs(row.id, [row.updated_at], "manual")
+    path = f"/api/v1/schedules/nightly/runs/{queued}/cancel"
+    status, body, _ = await api.call("POST", path, role="viewer")
+    assert status == 403
+    status, body, _ = await api.call("POST", path, role="operator", json={"note": "not now"})
+    assert status == 200, body
+    assert body["run"]["status"] == "cancelled" and body["run"]["error"] == (
+        "cancelled by api:operator-token: not now")  # fmt: skip
+    assert body["said"] == f"run {queued} of nightly cancelled (it had not started)"
+    running = await store.claim_fire(row.id, row.updated_at.replace(year=2030), "cron", "s1", 60,
+                                     "skip")  # fmt: skip
+    status, body, _ = await api.call(  # no body: no note
+        "POST", f"/api/v1/schedules/nightly/runs/{running.id}/cancel", role="operator"
+    )
+    assert status == 202 and body["run"]["status"] == "running"
+    assert body["run"]["cancel_requested"]["by"] == "api:operator-token"
+    assert [r.id for r in await store.cancel_requests("s1", [running.id])] == [running.id]
+    status, body, _ = await api.call("POST", path, role="operator")
+    assert status == 409 and "only a queued or running run can be cancelled" in body["detail"]
+    assert body["field"] == "run"
+    for wrong, code in (("/api/v1/schedules/nightly/runs/999999/cancel", 404),
+                        ("/api/v1/schedules/ghost/runs/1/cancel", 404),
+                        ("/api/v1/schedules/nightly/runs/x/cancel", 400)):  # fmt: skip
+        status, body, _ = await api.call("POST", wrong, role="operator")
+        assert status == code, (wrong, body)
+    status, body, _ = await api.call("POST", path, role="operator", json={"reason": "x"})
+    assert status == 400 and body["field"] == "reason"
+    _, audit, _ = await api.call("GET", "/api/v1/audit")
+    assert [a["action"] for a in audit["items"]].count("run.cancel") == 2
+
+
+async def test_notifications_are_listed_a_page_at_a_time_with_filters(api: Api):
+    store = api.control.store
+    for i in range(3):
+        await store.record_notification("run_failed:nightly", "nightly", "firing",
+                                        "mail" if i else "hook", i != 1, f"answer {i}",
+                                        title=f"alert {i}", text=f"text {i}")  # fmt: skip
+    await store.record_notification("run_failed:nightly", "nightly", "resolved", "mail", True,
+                                    "250", title="resolved", text="resolved: …")  # fmt: skip
+    status, body, response = await api.call("GET", "/api/v1/notifications?limit=2", role="viewer")
+    assert status == 200 and [n["title"] for n in body["items"]] == ["resolved", "alert 2"]
+    assert set(body["items"][0]) == {"id", "at", "rule", "subject", "event", "target", "ok",
+                                      "answer", "title", "text"}  # fmt: skip
+    status, more, _ = await api.call("GET", f"/api/v1/notifications?limit=2&before={body['next']}")
+    assert [n["title"] for n in more["items"]] == ["alert 1", "alert 0"]
+    _, failed, _ = await api.call("GET", "/api/v1/notifications?ok=false")
+    assert [n["answer"] for n in failed["items"]] == ["answer 1"]
+    _, firing, _ = await api.call("GET", "/api/v1/notifications?event=firing&target=hook")
+    assert [n["title"] for n in firing["items"]] == ["alert 0"]
+    tag = response.headers["ETag"]
+    status, _, _ = await api.call(
+        "GET", "/api/v1/notifications?limit=2", headers={"If-None-Match": tag}
+    )
+    assert status == 304
+    status, body, _ = await api.call("GET", "/api/v1/notifications?event=gone")
+    assert status == 400 and body["field"] == "event"
 
 
 async def test_the_files_schedule_cannot_be_taken_over_or_removed(api: Api):

@@ -319,3 +319,31 @@ async def test_a_listing_asked_again_answers_304_while_nothing_changed(api: Api,
         "GET", "/api/v1/messages?channel=hook", headers={"If-None-Match": tag}
     )
     assert status == 200 and len(body["items"]) == 4
+
+
+async def test_a_search_by_text_or_field_lists_and_selects(api: Api, store: AsyncStore):
+    from tests.integration.api_harness import HL7
+
+    for i, mrn in enumerate(("12345", "55555", "12345")):
+        body = {"channel": "hie", "key": f"s{i}", "payload": HL7.replace("12345", mrn)}
+        status, _, _ = await api.call("POST", "/api/v1/messages", "operator", json=body)
+        assert status == 201
+    status, page, _ = await api.call("GET", "/api/v1/messages?mrn=12345", "viewer")
+    assert status == 200 and [m["key"] for m in page["items"]] == ["s2", "s0"]
+    assert page["since"] is None
+    status, page, _ = await api.call("GET", "/api/v1/messages?q=doe%5Ejohn&limit=1", "viewer")
+    assert [m["key"] for m in page["items"]] == ["s2"] and page["next"]
+    status, page, _ = await api.call(
+        "GET", f"/api/v1/messages?q=doe%5Ejohn&limit=1&cursor={page['next']}", "viewer"
+    )
+    assert [m["key"] for m in page["items"]] == ["s1"]
+    status, problem, _ = await api.call("GET", "/api/v1/messages?q=ab", "viewer")
+    assert status == 400 and problem["field"] == "q"
+    status, problem, _ = await api.call("GET", "/api/v1/messages?ward=3", "viewer")
+    assert status == 400 and problem["field"] == "ward"
+    body = {"filter": {"mrn": "12345", "status": ["pending"]}, "dry_run": True}
+    status, dry, _ = await api.call("POST", "/api/v1/messages/cancel", "operator", json=body)
+    assert status == 200 and dry["matched"] == 2
+    body = {"filter": {"control_id": "MSG0001", "q": "55555"}}
+    status, done, _ = await api.call("POST", "/api/v1/messages/cancel", "operator", json=body)
+    assert status == 200 and done["matched"] == 1

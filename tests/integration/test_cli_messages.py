@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from daemon.cli import main
+from daemon.cli.common import actor
 from daemon.domain.messages import Delivered, Failed
 from daemon.store.models import AuditEntry, Message
 from daemon.store.sync import Store
@@ -123,9 +124,15 @@ def test_show_a_message_and_its_timeline(workdir: Path, store: Store, enqueue, r
     assert lines[0] == f"message {m}: channel hie, kind hl7, key a"
     assert "  status:       pending" in lines
     text = "\n".join(lines)
-    assert "sending → failed by w1: error AR: unknown patient" in text
-    assert "failed → pending by cli:" in text and "action retry" in text
+    assert "attempt 1 failed for good: AR: unknown patient" in text
+    assert f"retried by {actor()}: now pending (audit 1)" in text
     assert "retry by cli:" in text and f"messages {m}, 1 changed" in text
+    # the payload one segment a line, the peer's answer likewise
+    at = lines.index("payload:")
+    assert lines[at + 1].startswith("  MSH|^~\\&|") and lines[at + 2].startswith("  EVN|")
+    assert lines[lines.index("peer's answer:") + 1] == "  MSA|AR"
+    by_field = run_ok(workdir, "messages", "show", str(m), "--fields").splitlines()
+    assert "      PID-3    MRN-1001^^^CLINIC^MR" in by_field
     data = json.loads(run_ok(workdir, "messages", "show", str(m), "--json"))
     assert data["payload"].startswith("MSH|") and data["response"] == "MSA|AR"
     assert [e["to"] for e in data["events"]] == ["pending", "sending", "failed", "pending"]
@@ -196,3 +203,52 @@ def test_operator_commands_refuse_what_they_cannot_do(
     assert stdout == ""
     shown = json.loads(run_ok(workdir, "messages", "show", str(m), "--json"))
     assert shown["status"] == "pending" and len(shown["events"]) == 1
+
+
+def test_list_finds_messages_by_what_they_say(workdir: Path, run_ok, fails, outboxd):
+    def stored(key: str, mrn: str) -> int:
+        body = hl7(key).replace(b"MRN-1001", mrn.encode())
+        out = run_ok(workdir, "enqueue", "--channel", "hie", "--key", key, "--json", stdin=body)
+        return json.loads(out)["id"]
+
+    a, b, c = stored("k-a", "RM-77"), stored("k-b", "RM-78"), stored("k-c", "RM-77")
+
+    def listed(*args: str) -> list[int]:
+        out = run_ok(workdir, "messages", "list", *args, "--json")
+        return [m["id"] for m in json.loads(out)["items"]]
+
+    assert listed("--mrn", "RM-77") == [c, a]
+    assert listed("--control-id", "k-b") == [b]
+    assert listed("--message-type", "ADT^A04", "--limit", "2") == [c, b]
+    assert listed("--q", "rm-78") == [b]
+    assert listed("--q", "Santoso^Budi", "--mrn", "RM-77") == [c, a]
+    out = run_ok(workdir, "messages", "list", "--mrn", "RM-77")
+    assert "searched: every message stored" in out
+    fails(workdir, ["messages", "list", "--q", "ab"], 64, "q: 'ab' is shorter than 3")
+    out = run_ok(workdir, "cancel", "--mrn", "RM-77", "--dry-run")
+    assert "would cancel 2 message(s)" in out and f"ids: {a}, {c}" in out
+
+
+def test_every_time_shown_carries_the_configured_zone(workdir: Path, store: Store, enqueue, run_ok):
+    """The file's timezone is Asia/Jakarta: each time a command prints for a person
+    is in it, with its label (WIB); the JSON's machine fields stay ISO UTC."""
+    import re
+
+    first = enqueue(workdir, "zone-1")
+    store.claim(["hie"], "w", 1, 60)
+    store.record("w", [Failed(first, "127.0.0.1:2575 answered AR: no")])
+    run_ok(workdir, "retry", "--id", str(first))
+    outputs = [
+        run_ok(workdir, "messages", "list"),
+        run_ok(workdir, "messages", "show", str(first)),
+        run_ok(workdir, "messages", "list", "--q", "zone-1"),
+    ]
+    times = re.compile(r"\d\d:\d\d:\d\d(?!\.)(\s\S+)?")
+    for out in outputs:
+        found = times.findall(out)
+        assert found, out
+        assert all(label.strip() == "WIB" for label in found), out
+    shown = json.loads(run_ok(workdir, "messages", "show", str(first), "--json"))
+    assert shown["created_at"].endswith("+00:00")
+    assert all(e["at_text"].endswith(" WIB") for e in shown["events"])
+    assert shown["events"][2]["text"] == "attempt 1 failed for good: 127.0.0.1:2575 answered AR: no"

@@ -48,12 +48,16 @@ HOOK = ("--job", "http", "--options", '{"url": "http://127.0.0.1:9/hook"}')
 FIRE_FIELDS = {"at", "local", "note"}
 RUN_FIELDS = {
     "id", "schedule", "fire_time", "attempt", "trigger", "status", "started_at",
-    "finished_at", "error", "output", "note", "retry_of",
+    "finished_at", "error", "output", "note", "retry_of", "cancel_requested",
 }  # fmt: skip
-LIST_FIELDS = {"name", "job", "when", "timezone", "origin", "state", "paused", "next", "last_run"}
+LIMIT_FIELDS = {"start_at", "end_at", "max_runs", "runs_made", "max_concurrent"}
+LIST_FIELDS = {
+    "name", "job", "when", "timezone", "origin", "state", "paused", "next", "last_run",
+    *LIMIT_FIELDS,
+}  # fmt: skip
 SHOW_FIELDS = {
     "name", "origin", "revision", "state", "paused", "pause_note", "paused_by", "file_differs",
-    "definition", "next", "runs",
+    "definition", "next", "runs", *LIMIT_FIELDS,
 }  # fmt: skip
 
 
@@ -251,6 +255,33 @@ def test_add_then_show_and_list(workdir, db_url, cli):
     assert entry.details["definition"] == spec and entry.changed == 1
 
 
+def test_add_a_bounded_command_schedule_and_show_its_bounds(workdir, db_url, cli):
+    out = ok(cli(
+        "schedules", "add", "claims", "--job", "command", "--cron", "0 1 1 * *",
+        "--options", '{"command": ["/opt/rs/bin/export", "{{fire_local:%Y-%m}}"]}',
+        "--with", "start_at=2030-01-01", "--with", "end_at=2030-12-31",
+        "--with", "max_runs=3", "--with", "overlap=allow", "--with", "max_concurrent=2",
+    ))  # fmt: skip
+    assert out.strip() == "schedule claims added (cron '0 1 1 * *')"
+    shown = cli("schedules", "show", "claims", "--json").json()
+    assert (shown["start_at"], shown["end_at"]) == ("2030-01-01T00:00:00", "2030-12-31T00:00:00")
+    assert (shown["max_runs"], shown["runs_made"], shown["max_concurrent"]) == (3, 0, 2)
+    assert shown["next"][0]["local"].startswith("2030-01-01T01:00:00+07:00")
+    text = ok(cli("schedules", "show", "claims")).splitlines()
+    assert text[2] == "  overlap allow (at most 2 at once), catch up 1h, retry up to 3 runs"
+    assert text[3] == "  from 2030-01-01T00:00:00, until 2030-12-31T00:00:00, 0 of 3 runs made"
+    refused(cli("schedules", "edit", "claims", "--with", "overlap=skip"), 65,
+            "max_concurrent: max_concurrent is for overlap: allow")  # fmt: skip
+    refused(cli("schedules", "edit", "claims", "--with", "end_at=2029-01-01"), 65,
+            "end_at: end_at (2029-01-01T00:00:00) is not later than start_at")  # fmt: skip
+    refused(cli("schedules", "edit", "claims", "--with", "end_at=2030-01-01T00:30:00"), 65,
+            "end_at: the schedule never fires from start_at")  # fmt: skip
+    ok(cli("schedules", "edit", "claims", "--with", "end_at=2025-06-01", "--with",
+           "start_at=2025-01-01"))  # fmt: skip
+    [line] = [x for x in ok(cli("schedules", "list")).splitlines() if x.startswith("claims:")]
+    assert "ended: its end_at (2025-06-01T00:00:00+07:00) has passed, next -" in line
+
+
 def test_a_name_is_added_once(workdir, db_url, cli):
     ok(cli("schedules", "add", "hook", *HOOK, "--every", "1h"))
     refused(
@@ -400,12 +431,13 @@ def test_pause_needs_a_note_and_a_schedule(workdir, cli):
     refused(cli("schedules", "resume", "ghost"), 65, "no schedule named 'ghost'")
 
 
-def test_a_note_that_would_drive_the_terminal_is_shown_escaped(workdir, db_url, cli):
+def test_a_note_that_would_drive_the_terminal_is_refused(workdir, db_url, cli):
+    """The text rule (daemon.domain.limits.text_problem): an escape, a line break or
+    a NUL is never stored, so never shown, on either database."""
     ok(cli("schedules", "add", "hook", *HOOK, "--every", "1h"))
-    ok(cli("schedules", "pause", "hook", "--note", "\x1b[2Jgone"))
-    for out in (ok(cli("schedules", "show", "hook")), ok(cli("schedules", "list"))):
-        assert "\x1b" not in out and "gone" in out
-    assert cli("schedules", "show", "hook", "--json").json()["pause_note"] == "\x1b[2Jgone"
+    for note in ("\x1b[2Jgone", "two\nlines", "nul\x00"):
+        refused(cli("schedules", "pause", "hook", "--note", note), 64, "--note: ")
+    assert cli("schedules", "show", "hook", "--json").json()["paused"] is False
 
 
 # --- run, backfill ----------------------------------------------------------------------
@@ -428,6 +460,62 @@ def test_run_queues_a_manual_run(workdir, db_url, cli):
     ok(cli("schedules", "run", "nightly"))  # another instant: another run
     assert [r.trigger for r in runs_of(db_url, "nightly")] == ["manual", "manual"]
     refused(cli("schedules", "run", "ghost"), 65, "no schedule named 'ghost'")
+
+
+def test_cancel_a_queued_run_at_once_and_ask_for_a_running_one(workdir, db_url, cli):
+    start_scheduler(workdir, db_url)
+    ok(cli("schedules", "run", "nightly"))
+    [queued] = runs_of(db_url, "nightly")
+    out = ok(cli("schedules", "cancel", "nightly", str(queued.id), "--note", "not today"))
+    assert out.strip() == f"run {queued.id} of nightly cancelled (it had not started)"
+    [run] = runs_of(db_url, "nightly")
+    assert (run.status, run.error) == ("cancelled", "cancelled by cli:alice: not today")
+    entry = audit(db_url)[-1]
+    assert (entry.actor, entry.action, entry.target) == (
+        "cli:alice", "run.cancel", f"run {queued.id} of nightly")  # fmt: skip
+    assert entry.details["note"] == "not today" and entry.details["status"] == "queued"
+    # a running one: the cancel is asked for; the scheduler holding it stops it
+    with opened(db_url) as store:
+        running = store.claim_fire(run.schedule_id, utc(2026, 1, 1), "cron", "sched-1", 60,
+                                   "skip")  # fmt: skip
+    assert running is not None
+    out = ok(cli("schedules", "cancel", "nightly", str(running.id)))
+    assert "cancel asked for; the scheduler running it stops its job" in out
+    out = ok(cli("schedules", "cancel", "nightly", str(running.id)))
+    assert "cancel asked for (asked already)" in out
+    shown = cli("runs", "nightly", "--json").json()
+    assert shown[0]["status"] == "running" and shown[0]["cancel_requested"]["by"] == "cli:alice"
+    assert "cancel asked for (cancelled by cli:alice)" in ok(cli("runs", "nightly"))
+    assert [e.action for e in audit(db_url)].count("run.cancel") == 2  # the repeat: nothing
+    refused(
+        cli("schedules", "cancel", "nightly", str(queued.id)),
+        65,
+        f"run {queued.id} of nightly is cancelled: only a queued or running run",
+    )
+    refused(cli("schedules", "cancel", "nightly", "999999"), 65, "no run 999999 of nightly")
+    refused(cli("schedules", "cancel", "ghost", "1"), 65, "no schedule named 'ghost'")
+    refused(cli("schedules", "cancel", "nightly", "x"), 2, "invalid int value")
+
+
+def test_notifications_lists_what_was_sent(workdir, db_url, cli):
+    with opened(db_url) as store:
+        store.record_notification("run_failed:nightly", "nightly", "firing", "mail", True, "250",
+                                  title="outboxd alert: run_failed:nightly: nightly",
+                                  text="the last run of nightly failed: boom\n")  # fmt: skip
+        store.record_notification("run_failed:nightly", "nightly", "firing", "hook", False,
+                                  "HTTP 500", title="outboxd alert: …")  # fmt: skip
+    out = ok(cli("notifications"))
+    lines = out.splitlines()
+    assert lines[0].endswith("firing run_failed:nightly about nightly to hook: FAILED — "
+                             "outboxd alert: …")  # fmt: skip
+    assert lines[1] == "    answer: HTTP 500"
+    assert "to mail: sent — outboxd alert: run_failed:nightly: nightly" in lines[2]
+    out = ok(cli("notifications", "--target", "mail", "--text"))
+    assert "    | the last run of nightly failed: boom" in out and "hook" not in out
+    assert [n["target"] for n in cli("notifications", "--failed", "--json").json()] == ["hook"]
+    assert ok(cli("notifications", "--event", "resolved")) == "no notifications sent\n"
+    refused(cli("notifications", "--event", "gone"), 2, "invalid choice: 'gone'")
+    refused(cli("notifications", "--limit", "0"), 64, "--limit: 1 to 10,000")
 
 
 # 2026-03-27 … 2026-03-30 at 02:30 Europe/Berlin; on the 29th 02:30 does not
@@ -693,8 +781,9 @@ def test_runs_lists_the_ledger_newest_first(workdir, db_url, cli):
     ok(cli("schedules", "run", "nightly"))
     lines = ok(cli("runs", "nightly")).splitlines()
     assert len(lines) == 2
-    assert lines[0].endswith(" UTC manual attempt 1: queued — run now")
-    assert lines[1] == f"  #{run.id} 2026-03-29 01:30:00 UTC cron attempt 1: failed in 5s — boom"
+    # in the file's zone (Asia/Jakarta), labelled, as every time the CLI prints
+    assert lines[0].endswith(" WIB manual attempt 1: queued — run now")
+    assert lines[1] == f"  #{run.id} 2026-03-29 08:30:00 WIB cron attempt 1: failed in 5s — boom"
     newest, oldest = cli("runs", "nightly", "--json").json()
     assert set(newest) == set(oldest) == RUN_FIELDS
     assert newest["trigger"] == "manual" and newest["status"] == "queued"
@@ -712,6 +801,7 @@ def test_runs_lists_the_ledger_newest_first(workdir, db_url, cli):
         "output": None,
         "note": None,
         "retry_of": None,
+        "cancel_requested": None,
     }
     assert [r["id"] for r in cli("runs", "nightly", "--json", "--limit", "1").json()] == [
         newest["id"]

@@ -182,3 +182,79 @@ async def test_a_filter_over_the_bound_is_a_bulk_operation_the_role_carries_to_t
     finally:
         assert await process.stop() == 0
     assert "operation finished" in process.output()
+
+
+async def _forward(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """Pipe one connection to PostgreSQL on 127.0.0.1:5432, both ways."""
+    up_reader, up_writer = await asyncio.open_connection("127.0.0.1", 5432)
+
+    async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+        try:
+            while data := await src.read(65536):
+                dst.write(data)
+                await dst.drain()
+        except ConnectionError:
+            pass
+        finally:
+            dst.close()
+
+    await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+
+
+@pytest.mark.postgres
+async def test_while_the_database_is_away_healthz_and_the_api_answer_503_at_once(
+    tmp_path: Path, pg_url: str
+):
+    """A database that does not answer at start: /healthz says since when it is
+    waited for and why, the API says 503, each at once; once it answers, both serve."""
+    away = free_port()  # nothing listens here until the test forwards it to PostgreSQL
+    url = pg_url.replace("127.0.0.1:5432", f"127.0.0.1:{away}")
+    assert url != pg_url
+    health, api = free_port(), free_port()
+    config = tmp_path / "outboxd.yaml"
+    config.write_text(
+        CONFIG.replace("sqlite:///{db}", '"{db}"').format(db=url, health=health, api=api)
+    )
+    process = DaemonProcess(tmp_path, config, role="control")
+    await process.start(health, wait=False)
+    quick = aiohttp.ClientTimeout(total=2)
+    try:
+        async with aiohttp.ClientSession(timeout=quick) as session:
+
+            async def waiting() -> dict | None:
+                try:
+                    async with session.get(f"http://127.0.0.1:{health}/healthz") as response:
+                        body = await response.json()
+                except (aiohttp.ClientError, TimeoutError):
+                    return None
+                problems = " ".join(body["problems"])
+                said = "waiting for the database since" in problems and "refused" in problems
+                return body if said else None
+
+            body = await eventually(waiting, "/healthz to say it waits for the database and why",
+                                    dump=process.output)  # fmt: skip
+            assert body["status"] == "starting"
+            for path in ("/api/v1/stats", "/", "/webhooks/x"):
+                async with session.get(f"http://127.0.0.1:{api}{path}") as response:
+                    problem = await response.json(content_type=None)
+                    assert response.status == 503 and response.headers["Retry-After"] == "5"
+                    assert "waiting for the database since" in problem["detail"]
+            server = await asyncio.start_server(_forward, "127.0.0.1", away)
+            try:
+
+                async def ready() -> bool:
+                    try:
+                        async with session.get(f"http://127.0.0.1:{api}/api/v1/stats") as r:
+                            return r.status == 200
+                    except (aiohttp.ClientError, TimeoutError):
+                        return False
+
+                await eventually(ready, "the API to serve once the database answers",
+                                 timeout=60, dump=process.output)  # fmt: skip
+                status, body = await process.health()
+                assert status == 200 and body["status"] == "ok"
+            finally:
+                assert await process.stop() == 0
+                server.close()
+    finally:
+        process.kill()

@@ -355,6 +355,32 @@ async def test_http_job_succeeds_on_2xx_and_fails_on_anything_else(astore):
             await http.run(ctx, options.model_copy(update={"timeout": 0.2}))
 
 
+async def test_the_run_fills_an_http_jobs_url_headers_and_body(astore):
+    fire = datetime(2026, 3, 1, 23, 30, tzinfo=UTC)  # 2 March, 00:30 in Berlin
+    async with HttpSink() as sink:
+        options = http.HttpJobOptions.model_validate({
+            "url": sink.url("/report/{{schedule}}") + "?day={{fire_local:%Y-%m-%d %H:%M}}",
+            "method": "POST",
+            "headers": {"Idempotency-Key": "{{schedule}}-{{fire:%Y%m%dT%H%M}}"},
+            "body": {"period": "{{fire_local:%Y-%m}}", "attempt": "{{attempt}}", "n": 3},
+        })  # fmt: skip
+        await http.run(context(astore, fire), options)
+        [got] = sink.requests
+    assert got.path == "/report/test?day=2026-03-02%2000:30"
+    assert got.headers["Idempotency-Key"] == "test-20260301T2330"
+    assert got.json() == {"period": "2026-03", "attempt": "1", "n": 3}
+
+
+async def test_the_run_fills_an_export_files_name(astore, tmp_path):
+    fire = datetime(2026, 3, 1, 23, 30, tzinfo=UTC)
+    options = export.ExportOptions(
+        what="runs", directory=str(tmp_path),
+        name="{{schedule}}-{{fire_local:%Y%m%d-%H%M}}-a{{attempt}}-{what}-{start}.{format}",
+    )  # fmt: skip
+    output = await export.run(context(astore, fire), options)
+    assert Path(output["path"]).name == "test-20260302-0030-a1-runs-2026-03-01.csv"
+
+
 async def test_report_summarises_each_channel_to_its_targets(astore):
     now = datetime.now(UTC)
     await sent(astore, None, ["a", "b"], now)

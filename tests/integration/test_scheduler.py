@@ -8,7 +8,10 @@ resolved when it clears; SIGTERM lets a run finish."""
 from __future__ import annotations
 
 import asyncio
+import json
+import os
 import signal
+import sys
 from collections import Counter
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -20,9 +23,9 @@ import pytest
 from aiohttp import web
 
 from daemon.sim.http import Faults, HttpSink
-from daemon.store.models import JobRun, Notification, Schedule
+from daemon.store.models import AuditEntry, JobRun, Notification, Schedule
 from tests.support.ports import free_port, free_port_pair
-from tests.support.processes import DaemonProcess
+from tests.support.processes import ROOT, DaemonProcess, gone
 from tests.support.waiting import eventually, stays
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
@@ -309,6 +312,9 @@ async def test_a_job_failing_past_its_retries_is_notified_once_and_resolved(suit
             await eventually(both, "the resolution", dump=suite.output)
             assert hooks[1]["event"] == "resolved"
             assert mailbox.messages[1]["Subject"].startswith("outboxd resolved: run_failed:flaky")
+            said = mailbox.messages[1].get_payload(decode=True).decode()
+            assert said.startswith("resolved: the latest run of flaky succeeded (the fire of ")
+            assert "it was: the last run of flaky failed: " in said  # what it had been
             # more fires, succeeding now, judged again: nothing more to say
             succeeded = len([r for r in ledger("flaky") if r.status == "succeeded"])
             await eventually(
@@ -322,6 +328,10 @@ async def test_a_job_failing_past_its_retries_is_notified_once_and_resolved(suit
                 ("mail", "firing", True), ("hook", "firing", True),
                 ("mail", "resolved", True), ("hook", "resolved", True),
             ]  # fmt: skip
+            assert sent[2].title == mailbox.messages[1]["Subject"]
+            assert sent[2].text == said.replace("\r\n", "\n")  # as sent, less the mail's CRLF
+            code, out = await outboxd(suite.config, "notifications", "--event", "resolved")
+            assert code == 0 and out.count("resolved run_failed:flaky about flaky") == 2, out
             for proc in suite.procs.values():
                 assert await proc.stop() == 0
     finally:
@@ -423,3 +433,229 @@ async def test_catch_up_0_runs_every_fire_on_time_and_catches_none_up(suite, sto
     assert {(r.status, r.trigger) for r in while_down} == {("missed", "cron")}
     # one row a second, the stop included: none skipped in the ledger
     assert set(b - a for a, b in pairwise(sorted(times))) == {timedelta(seconds=1)}
+
+
+# --- cancel, max_concurrent, start_at / end_at / max_runs, the command job ------------------------
+
+# a program that starts a grandchild, writes both process ids to a file, then waits
+# (in the YAML file a shell's $ is $$: ${VAR} is the file's)
+FAMILY = 'sleep 300 & echo "$! $$$$" > "{pids}"; echo started; wait'
+CANCELLABLE = """  long:
+    cron: "0 0 1 1 *"  # runs only when queued by hand in these tests
+    timeout: 5m
+    retry: {{max_attempts: 3, backoff: 1s}}
+    job: command
+    options: {{command: [sh, -c, '{script}'], kill_grace: 1s}}
+"""
+
+
+def pids_of(path: Path) -> list[int]:
+    text = path.read_text() if path.exists() else ""
+    return [int(p) for p in text.split()] if text.endswith("\n") else []
+
+
+async def outboxd(config: Path, *args: str) -> tuple[int, str]:
+    """The ``outboxd`` command, as an operator runs it."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "daemon", *args, "-c", str(config),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+        env={**os.environ, "PYTHONPATH": str(ROOT), "USER": "alice"},
+    )  # fmt: skip
+    out, _ = await proc.communicate()
+    return await proc.wait(), out.decode()
+
+
+async def test_a_running_run_cancelled_from_the_cli_is_stopped_by_its_scheduler(
+    suite, store, tmp_path
+):
+    """Two schedulers; an operator cancels the run one of them holds: its job's
+    process group (a grandchild too) is stopped, the run recorded ``cancelled``
+    with who and why, no retry queued, the cancel in the audit."""
+    pids = tmp_path / "pids"
+    suite.write(CANCELLABLE.format(script=FAMILY.format(pids=pids)))
+    await suite.start(0)
+    await suite.start(1)
+    row = store.schedule("long")
+    [queued] = store.queue_runs(row.id, [row.updated_at], "manual")
+    await eventually(lambda: pids_of(pids), "the program and its grandchild", dump=suite.output)
+    [run] = [r for r in ledger("long") if r.id == queued]
+    assert run.status == "running"
+    code, out = await outboxd(suite.config, "schedules", "cancel", "long", str(queued),
+                              "--note", "wrong period")  # fmt: skip
+    assert code == 0, out
+    assert "cancel asked for" in out
+    await eventually(
+        lambda: [r.status for r in ledger("long")] == ["cancelled"], "the run cancelled",
+        dump=suite.output,
+    )  # fmt: skip
+    for pid in pids_of(pids):
+        await eventually(lambda pid=pid: gone(pid), f"process {pid} gone", timeout=10)
+    [run] = ledger("long")
+    assert run.error == "cancelled by cli:alice: wrong period"
+    assert run.cancel_requested_by == "cli:alice" and run.lease_owner is None
+    await stays(lambda: len(ledger("long")) == 1, "no retry", 1.5, dump=suite.output)
+    [entry] = AuditEntry.select().where(AuditEntry.action == "run.cancel")
+    assert entry.actor == "cli:alice" and entry.target == f"run {queued} of long"
+    # a run that has ended cannot be cancelled: exit 65, the reason said
+    code, out = await outboxd(suite.config, "schedules", "cancel", "long", str(queued))
+    assert code == 65 and "is cancelled: only a queued or running run" in out
+    for proc in suite.procs.values():
+        assert await proc.stop() == 0
+
+
+BOUNDED = """  busy:
+    every: 1s
+    overlap: allow
+    max_concurrent: 2
+    job: command
+    options: {command: [sleep, "3.5"]}
+"""
+
+
+def most_at_once(runs: list[JobRun]) -> int:
+    """The most runs between their start and end at one moment."""
+    edges = sorted(
+        [(r.started_at, 1) for r in runs] + [(r.finished_at, -1) for r in runs],
+        key=lambda e: (e[0], e[1]),  # an end before a start at the same instant
+    )
+    now = most = 0
+    for _, step in edges:
+        now += step
+        most = max(most, now)
+    return most
+
+
+async def test_max_concurrent_bounds_the_runs_at_once_across_two_schedulers(suite, store):
+    suite.write(BOUNDED)
+    await suite.start(0)
+    await suite.start(1)
+
+    def done() -> list[JobRun]:
+        return [r for r in ledger("busy") if r.status == "succeeded"]
+
+    await eventually(lambda: len(done()) >= 6, "six runs done", timeout=60, dump=suite.output)
+    for proc in suite.procs.values():
+        assert await proc.stop() == 0
+    runs = ledger("busy")
+    finished = [r for r in runs if r.status == "succeeded"]
+    assert most_at_once(finished) == 2, [(r.started_at, r.finished_at) for r in finished]
+    skipped = [r for r in runs if r.status == "skipped"]
+    assert len(skipped) >= 4, Counter(r.status for r in runs)
+    assert all("2 runs still running (max_concurrent 2)" in (r.note or "") for r in skipped)
+    times = [r.fire_time for r in runs if r.attempt == 1]
+    assert len(times) == len(set(times))  # each fire once: run or skipped
+    assert {r.lease_owner for r in finished} == {None}
+
+
+BOUNDED_RUNS = """  limited:
+    every: 1s
+    max_runs: 3
+    job: http
+    options: {{url: "{url}/limited", method: POST}}
+"""
+
+
+async def test_start_at_end_at_and_max_runs_bound_the_fires_of_two_schedulers(suite, store):
+    """No fire before ``start_at`` or after ``end_at`` (a schedule an operator adds
+    while two schedulers run); ``max_runs`` runs in all, then none, however many
+    schedulers; the fire time reaches the URL."""
+    async with HttpSink() as sink:
+        suite.write(BOUNDED_RUNS.format(url=sink.url("")))
+        await suite.start(0)
+        await suite.start(1)
+        start = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=3)
+        end = start + timedelta(seconds=4)
+        options = {"url": sink.url("/{{schedule}}/{{fire:%H%M%S}}?a={{attempt}}"), "method": "POST"}
+        code, out = await outboxd(
+            suite.config, "schedules", "add", "window", "--job", "http", "--every", "1s",
+            "--options", json.dumps(options), "--with", f"start_at={start.isoformat()}",
+            "--with", f"end_at={end.isoformat()}",
+        )  # fmt: skip
+        assert code == 0, out
+        await eventually(lambda: datetime.now(UTC) > end + timedelta(seconds=2), "the window",
+                         timeout=30)  # fmt: skip
+        await stays(
+            lambda: len([r for r in ledger("limited")]) == 3
+            and all(r.fire_time <= end for r in ledger("window")),
+            "no more fires", 2.5, dump=suite.output,
+        )  # fmt: skip
+        code, out = await outboxd(suite.config, "schedules", "list")
+        for proc in suite.procs.values():
+            assert await proc.stop() == 0
+    window = ledger("window")
+    assert [r.fire_time for r in window] == [start + timedelta(seconds=i) for i in range(5)]
+    assert {r.status for r in window} == {"succeeded"}
+    limited = ledger("limited")
+    assert [(r.status, r.trigger, r.attempt) for r in limited] == [("succeeded", "cron", 1)] * 3
+    assert Schedule.get(Schedule.name == "limited").runs_made == 3
+    paths = sorted(r.path for r in sink.requests if r.path.startswith("/window/"))
+    assert paths == [f"/window/{r.fire_time:%H%M%S}?a=1" for r in window]
+    assert (
+        code == 0 and "limited: http, every 1s (Asia/Jakarta), ended: it has made its 3 runs" in out
+    )
+
+
+COMMANDS = """  good:
+    cron: "0 0 1 1 *"
+    job: command
+    options:
+      command: [sh, -c, 'for i in 1 2 3 4 5; do echo "line $i"; done; echo "$OUTBOXD_SCHEDULE $1"',
+                job, "{{{{attempt}}}}"]
+      output_lines: 3
+  bad:
+    cron: "0 0 1 1 *"
+    retry: {{max_attempts: 1}}
+    job: command
+    options: {{command: [sh, -c, 'echo "reading"; echo "no such table" >&2; exit 3']}}
+  slow:
+    cron: "0 0 1 1 *"
+    timeout: 2s
+    retry: {{max_attempts: 2, backoff: 1h}}
+    job: command
+    options: {{command: [sh, -c, '{family}'], kill_grace: 1s}}
+"""
+
+
+async def test_command_jobs_succeed_fail_and_time_out_killing_their_group(suite, store, tmp_path):
+    pids = tmp_path / "pids"
+    suite.write(COMMANDS.format(family=FAMILY.format(pids=pids)))
+    await suite.start(0)
+    await suite.start(1)
+    for name in ("good", "bad", "slow"):
+        row = store.schedule(name)
+        store.queue_runs(row.id, [row.updated_at], "manual")
+
+    def ended(name: str) -> JobRun | None:
+        found = [r for r in ledger(name) if r.attempt == 1 and r.finished_at is not None]
+        return found[0] if found else None
+
+    for name in ("good", "bad", "slow"):
+        await eventually(lambda name=name: ended(name), f"{name} ended", dump=suite.output)
+    good, bad, slow = ended("good"), ended("bad"), ended("slow")
+    assert good.status == "succeeded" and good.output["exit"] == 0
+    assert good.output["tail"] == ["line 4", "line 5", "good 1"] and good.output["lines"] == 6
+    assert bad.status == "failed" and bad.error.endswith("exited with 3: no such table")
+    assert bad.output["tail"] == ["reading", "no such table"]
+    assert slow.status == "failed" and slow.error == "took longer than its timeout (2s)"
+    assert slow.output["tail"] == ["started"]  # what it said before it was stopped
+    for pid in pids_of(pids):
+        assert gone(pid), f"process {pid} still runs"
+    retry = [r for r in ledger("slow") if r.attempt == 2]
+    assert retry and retry[0].status == "queued"  # a timeout is retried as the schedule says
+    for proc in suite.procs.values():
+        assert await proc.stop() == 0
+
+
+async def test_sigterm_past_the_deadline_stops_a_command_and_its_group(suite, store, tmp_path):
+    pids = tmp_path / "pids"
+    suite.write(CANCELLABLE.format(script=FAMILY.format(pids=pids)), drain="1s")
+    proc = await suite.start(0)
+    row = store.schedule("long")
+    store.queue_runs(row.id, [row.updated_at], "manual")
+    await eventually(lambda: pids_of(pids), "the program and its grandchild", dump=suite.output)
+    assert await proc.stop() == 0
+    for pid in pids_of(pids):
+        assert gone(pid), f"process {pid} still runs"
+    first, retry = ledger("long")
+    assert first.status == "interrupted" and first.output["tail"] == ["started"]
+    assert (retry.status, retry.attempt) == ("queued", 2)

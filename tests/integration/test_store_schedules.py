@@ -238,3 +238,167 @@ def test_run_now_and_backfill_queue_a_run_per_fire_once(store: Store):
     assert len(queued) == 2  # the fire at 60 ran already
     entry = AuditEntry.get(AuditEntry.action == "schedule.backfill")
     assert (entry.actor, entry.changed, entry.details["fires"]) == ("cli:ana", 2, 3)
+
+
+# --- max_concurrent, max_runs, cancelling a run ------------------------------------------------
+
+
+def test_allow_with_max_concurrent_skips_a_fire_beyond_the_bound(store: Store):
+    sid = schedule(store)
+    bound = [Claim(sid, at(i), "cron", "allow", max_concurrent=2) for i in range(4)]
+    first = store.claim_fires(bound[:1], "a", 300, now=at(0))
+    rest = store.claim_fires(bound[1:], "b", 300, now=at(1))  # another scheduler, later
+    statuses = [r.status if r else None for r in first + rest]
+    assert statuses == ["running", "running", "skipped", "skipped"]
+    assert "2 runs still running (max_concurrent 2)" in (rest[1].note or "")  # type: ignore[union-attr]
+    # one ends: the next fire runs again
+    assert store.finish_run(first[0].id, "a", "succeeded", now=at(5))  # type: ignore[union-attr]
+    [again] = store.claim_fires([Claim(sid, at(6), "cron", "allow", max_concurrent=2)], "a", 300,
+                                now=at(6))  # fmt: skip
+    assert again is not None and again.status == "running"
+    # unbounded, as before
+    [free] = store.claim_fires([Claim(sid, at(7), "cron", "allow")], "a", 300, now=at(7))
+    assert free is not None and free.status == "running"
+
+
+def test_a_queued_run_waits_while_max_concurrent_runs_run(store: Store):
+    sid = schedule(store)
+    for i in range(2):
+        store.claim_fire(sid, at(i), "cron", "a", 300, "allow", now=at(i))
+    [queued] = store.queue_runs(sid, [at(10)], "manual", now=at(10))
+    bounds = {sid: 2}
+    assert store.start_queued("b", 300, [sid], [sid], now=at(11), max_concurrent=bounds) == []
+    assert [r.id for r in store.start_queued("b", 300, [sid], [sid], now=at(11),
+                                              max_concurrent={sid: 3})] == [queued]  # fmt: skip
+
+
+def test_max_runs_counts_the_runs_its_fires_made_across_schedulers(store: Store):
+    """Runs made (running or queued), whoever claimed them and however they ended,
+    count; skipped fires, retries and runs asked for do not; past the count a
+    fire is not recorded, its answer ``ended``."""
+    sid = schedule(store)
+
+    def claim(owner: str, second: int) -> str | None:
+        [run] = store.claim_fires(
+            [Claim(sid, at(second), "cron", "skip", max_runs=3)], owner, 300, now=at(second)
+        )
+        return run.status if run else None
+
+    assert claim("a", 0) == "running"
+    assert claim("b", 0) is None  # the other scheduler's: not counted twice
+    assert claim("b", 1) == "skipped"  # a's run still running: not a run made
+    [first] = store.runs("s", statuses=["running"])
+    store.finish_run(first.id, "a", "failed", retry=Retry(at(2)), now=at(2))
+    store.queue_runs(sid, [at(3)], "manual", now=at(3))  # run now: not counted
+    assert claim("b", 4) == "queued"  # behind the queued ones: a run made
+    assert store.schedule("s").runs_made == 2  # type: ignore[union-attr]
+    while store.start_queued("a", 300, [], [sid], now=at(7)):  # the retry, run now, fire 4
+        for run in store.runs("s", statuses=["running"]):
+            store.finish_run(run.id, "a", "succeeded", now=at(7))
+    assert claim("b", 8) == "running"
+    assert store.schedule("s").runs_made == 3  # type: ignore[union-attr]
+    for run in store.runs("s", statuses=["running"]):
+        store.finish_run(run.id, "b", "succeeded", now=at(9))
+    assert claim("a", 10) == "ended"
+    assert claim("b", 11) == "ended"
+    assert not [r for r in store.runs("s") if r.fire_time >= at(10)]  # not recorded
+    assert store.schedule("s").runs_made == 3  # type: ignore[union-attr]
+
+
+def test_max_runs_counts_while_a_schedule_has_one_anew_when_it_is_added_again(store: Store):
+    sid = schedule(store)
+    store.claim_fires([Claim(sid, at(0), "cron", "allow")], "a", 300, now=at(0))
+    assert store.schedule("s").runs_made == 0  # type: ignore[union-attr]  # none: not counted
+    store.sync_file_schedules({"s": {**DEF, "max_runs": 5}}, now=at(1))
+    store.claim_fires([Claim(sid, at(2), "cron", "allow", max_runs=5)], "a", 300, now=at(2))
+    assert store.schedule("s").runs_made == 1  # type: ignore[union-attr]
+    store.sync_file_schedules({"s": {**DEF, "max_runs": 9}}, now=at(3))  # raised: kept
+    assert store.schedule("s").runs_made == 1  # type: ignore[union-attr]
+    store.sync_file_schedules({"s": DEF}, now=at(4))  # no max_runs: forgotten
+    assert store.schedule("s").runs_made == 0  # type: ignore[union-attr]
+    store.sync_file_schedules({"s": {**DEF, "max_runs": 5}}, now=at(5))
+    store.claim_fires([Claim(sid, at(6), "cron", "allow", max_runs=5)], "a", 300, now=at(6))
+    store.sync_file_schedules({}, now=at(7))  # removed
+    store.sync_file_schedules({"s": {**DEF, "max_runs": 5}}, now=at(8))  # added again
+    assert store.schedule("s").runs_made == 0  # type: ignore[union-attr]
+
+
+def test_cancelling_a_queued_run_ends_it_at_once_audited(store: Store):
+    sid = schedule(store)
+    [queued] = store.queue_runs(sid, [at(0)], "manual", now=at(0))
+    run, changed = store.cancel_run(queued, "api:alice", "wrong day", schedule="s", now=at(1))
+    assert changed and run.status == "cancelled"
+    assert run.error == "cancelled by api:alice: wrong day"
+    assert (run.cancel_requested_by, run.cancel_note) == ("api:alice", "wrong day")
+    assert store.start_queued("a", 300, [], [sid], now=at(2)) == []  # never starts
+    [entry] = AuditEntry.select().where(AuditEntry.action == "run.cancel")
+    assert (entry.actor, entry.target) == ("api:alice", f"run {queued} of s")
+    with pytest.raises(ScheduleError, match="is cancelled: only a queued or running run") as exc:
+        store.cancel_run(queued, "api:alice", schedule="s")
+    assert exc.value.kind == "conflict"
+    with pytest.raises(ScheduleError, match="no run") as exc:
+        store.cancel_run(queued, "api:alice", schedule="other")
+    assert exc.value.kind == "missing"
+    with pytest.raises(ScheduleError, match="no run 999999"):
+        store.cancel_run(999999, "api:alice")
+
+
+def test_cancelling_a_running_run_asks_its_scheduler_which_records_it_not_retried(store: Store):
+    sid = schedule(store)
+    run = store.claim_fire(sid, at(0), "cron", "a", 300, "skip", now=at(0))
+    assert run is not None
+    assert store.cancel_requests("a", [run.id]) == []
+    asked, changed = store.cancel_run(run.id, "cli:bob", None, now=at(1))
+    assert changed and asked.status == "running" and asked.cancel_requested_by == "cli:bob"
+    assert store.cancel_run(run.id, "cli:carol")[1] is False  # asked already: nothing changes
+    assert store.cancel_requests("b", [run.id]) == []  # not b's
+    [seen] = store.cancel_requests("a", [run.id])
+    assert seen.cancel_text == "cancelled by cli:bob"
+    # the scheduler stopped the job: cancelled; or it failed meanwhile: failed, not retried
+    retry = Retry(at(60))
+    assert store.finish_run(run.id, "a", "cancelled", "cancelled by cli:bob", retry=retry)
+    [only] = store.runs("s")
+    assert only.status == "cancelled"
+    other = store.claim_fire(sid, at(100), "cron", "a", 300, "skip", now=at(100))
+    assert other is not None
+    store.cancel_run(other.id, "cli:bob", now=at(101))
+    assert store.finish_run(other.id, "a", "failed", "boom", retry=retry, now=at(102))
+    assert [r.status for r in store.runs("s")] == ["failed", "cancelled"]  # no retry queued
+    # a scheduler stopping (drain) with a cancel asked for: cancelled
+    third = store.claim_fire(sid, at(200), "cron", "a", 300, "skip", now=at(200))
+    assert third is not None
+    store.cancel_run(third.id, "cli:bob", "enough", now=at(201))
+    store.finish_run(third.id, "a", "interrupted", "stopped", retry=retry, now=at(202))
+    assert store.runs("s", limit=1)[0].status == "cancelled"
+    assert store.runs("s", limit=1)[0].error == "cancelled by cli:bob: enough"
+
+
+def test_a_run_whose_scheduler_died_with_a_cancel_asked_for_is_cancelled_not_retried(store):
+    sid = schedule(store)
+    run = store.claim_fire(sid, at(0), "cron", "dead", 30, "skip", now=at(0))
+    assert run is not None
+    store.cancel_run(run.id, "cli:bob", "stuck", now=at(1))
+    [expired] = store.expired_runs(now=at(40))
+    assert store.interrupt_run(run.id, expired.lease_expires_at, "lease ran out", Retry(at(41)),
+                               now=at(40))  # fmt: skip
+    [only] = store.runs("s")
+    assert only.status == "cancelled" and only.error.startswith("cancelled by cli:bob: stuck")
+
+
+def test_notifications_are_listed_newest_first_a_page_at_a_time(store: Store):
+    for i, (event, ok) in enumerate([("firing", True), ("firing", False), ("resolved", True)]):
+        store.record_notification(
+            "run_failed:s", "s", event, "mail" if i else "hook", ok, f"answer {i}",
+            now=at(i), title=f"outboxd {event}", text=f"text {i}",
+        )  # fmt: skip
+    store.record_notification("report:daily", "daily", "report", "mail", True, "250", now=at(9))
+    every = store.notifications()
+    assert [n.event for n in every] == ["report", "resolved", "firing", "firing"]
+    assert every[1].title == "outboxd resolved" and every[1].text == "text 2"
+    assert [n.answer for n in store.notifications(rule="run_failed:s", events=["firing"])] == [
+        "answer 1", "answer 0"]  # fmt: skip
+    assert [n.answer for n in store.notifications(ok=False)] == ["answer 1"]
+    assert [n.target for n in store.notifications(subject="s", target="hook")] == ["hook"]
+    page = store.notifications(limit=2)
+    assert [n.id for n in store.notifications(limit=2, before_id=page[-1].id)] == [
+        every[2].id, every[3].id]  # fmt: skip

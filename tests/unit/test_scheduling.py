@@ -124,6 +124,14 @@ DEFINITIONS: list[dict[str, Any]] = [
         "job": "status_check", "every": 300, "overlap": "queue_one", "catch_up": 0,
         "options": {"channel": "hie", "url": "https://x/{id}", "statuses": {"ok": "confirmed"}},
     },
+    {
+        "job": "command", "cron": "0 1 * * *", "overlap": "allow", "max_concurrent": 2,
+        "start_at": "2026-01-01", "end_at": "2026-12-31T23:59:59+07:00", "max_runs": 100,
+        "options": {
+            "command": ["/usr/bin/env", "--day={{fire_local:%Y-%m-%d}}"],
+            "env": {"MODE": "full"}, "pass_env": ["TOKEN"], "kill_grace": "2s",
+        },
+    },
 ]  # fmt: skip
 
 

@@ -172,11 +172,22 @@ def test_pointers_with_escapes_and_numbers():
         (b'{"data": {"key": true}, "status": "ACCEPTED"}', "no message key at /data/key"),
         (b'{"data": {"key": "k"}}', "no status at /status"),
         (b'{"data": {"key": "k"}, "status": null}', "no status at /status"),
+        # JSON that parsers read differently, or text outboxd does not keep
+        (b'{"data": {"key": "k"}, "status": NaN}', "the body is not JSON: NaN"),
+        (b'{"data": {"key": "k"}, "data": {"key": "j"}, "status": "A"}', "the body is not JSON"),
+        (b'{"data": {"key": "k\\u0000"}, "status": "ACCEPTED"}', "the message key at /data/key"),
+        (b'{"data": {"key": "k\\tk"}, "status": "ACCEPTED"}', "the message key at /data/key"),
+        (b'{"data": {"key": "%s"}, "status": "A"}' % (b"k" * 256), "the message key at /data/key"),
+        (b'{"data": {"key": "k"}, "status": "A\\u0000"}', "the status at /status holds"),
+        (b'{"data": {"key": "k"}, "status": " A"}', "the status at /status begins"),
     ],
 )
 def test_a_body_that_cannot_be_read_says_why(body: bytes, problem: str):
     call = read_call("filer", webhook(), "msg_1", body)
-    assert call.problem == problem and call.outcome is None
+    assert call.problem is not None and call.problem.startswith(problem), call.problem
+    assert call.outcome is None and call.message_key is None
+    if "at /" in problem:
+        assert call.field == problem.split(" at ")[1].split()[0]
 
 
 def test_the_readmes_partner_example_signs_what_we_verify():

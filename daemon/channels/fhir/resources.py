@@ -10,7 +10,6 @@ the channel's declaration: reading the YAML file does not load it.
 
 from __future__ import annotations
 
-import json
 import re
 from functools import cache
 from typing import Any
@@ -19,6 +18,7 @@ from urllib.parse import parse_qsl
 from daemon.channels.fhir.rules import CONDITIONAL_CREATE, KINDS, SEARCH, UPDATE, identifier_query
 from daemon.channels.kind import InvalidPayload
 from daemon.channels.references import BadReference, check_document, check_text, placeheld
+from daemon.domain import jsontext
 
 ERRORS_SHOWN = 5
 _TYPE = re.compile(r"[A-Z][A-Za-z]{1,63}")
@@ -33,11 +33,9 @@ def check(payload: bytes, kind: str) -> bytes:
     if kind == SEARCH:
         return _check_search(payload)
     try:
-        document = json.loads(payload)
-    except ValueError as exc:
+        document = jsontext.loads(payload)
+    except jsontext.NotJson as exc:
         raise InvalidPayload(f"not valid JSON: {exc}") from None
-    except RecursionError:
-        raise InvalidPayload("not valid JSON: nested too deeply") from None
     if not isinstance(document, dict):
         raise InvalidPayload("a FHIR resource is a JSON object with a resourceType")
     try:

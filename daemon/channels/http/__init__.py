@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import json
-
 from daemon.channels.base import Channel
 from daemon.channels.http.settings import HttpSettings
 from daemon.channels.kind import ChannelKind, InvalidPayload
 from daemon.channels.oauth.settings import OAuth2Settings
+from daemon.domain import jsontext
 from daemon.domain.fields import redact_url
 
 
@@ -21,11 +20,9 @@ def _check(settings: HttpSettings, payload: bytes, _kind: str) -> bytes:
     """JSON checked when the channel sends JSON; any other body as given."""
     if "json" in settings.content_type.lower():
         try:
-            json.loads(payload)
-        except ValueError as exc:
+            jsontext.loads(payload)
+        except jsontext.NotJson as exc:
             raise InvalidPayload(f"not valid JSON: {exc}") from None
-        except RecursionError:
-            raise InvalidPayload("not valid JSON: nested too deeply") from None
     return payload
 
 

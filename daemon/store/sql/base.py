@@ -33,6 +33,8 @@ BREAKER = "outboxd_breaker"
 TALLY = "outboxd_tally"
 MINUTE_TALLY = "outboxd_minute_tally"
 RUN = "outboxd_job_run"
+MESSAGE_TEXT = "outboxd_message_text"  # payloads as text (SQLite: FTS5; PostgreSQL: trigrams)
+MESSAGE_FIELD = "outboxd_message_field"
 EVENT_COLUMNS = "message_id, from_status, to_status, actor, details, at"
 MESSAGE_COLUMNS = (
     'channel, kind, "key", payload, status, attempts, next_attempt_at, after_id, '
@@ -246,6 +248,31 @@ class Dialect(ABC):
     @abstractmethod
     def key_prefix(self, field: pw.Field, prefix: str) -> pw.ColumnBase:
         """Keys beginning with ``prefix``, case and all, as an index serves it."""
+
+    # --- content search --------------------------------------------------------------
+
+    def insert_fields(self, rows: Sequence[tuple[str, str, int]]) -> None:
+        """Keep the fields new messages are found by: (name, value, message id)."""
+        row = "(" + ", ".join([self.db.param] * 3) + ")"
+        for chunk in chunked(rows):
+            values = ", ".join([row] * len(chunk))
+            self.run(
+                f"INSERT INTO {MESSAGE_FIELD} (name, value, message_id) VALUES {values} "
+                "ON CONFLICT DO NOTHING",
+                [v for row in chunk for v in row],
+            )
+
+    @abstractmethod
+    def text_match(self, message: type[pw.Model], text: str) -> pw.ColumnBase:
+        """Messages whose payload holds ``text`` (any case), as a WHERE clause on
+        ``message`` (the bound model) that the text index serves."""
+
+    def text_source(self, text: str) -> tuple[pw.Table, pw.ColumnBase, pw.ColumnBase] | None:
+        """Where a listing of the messages holding ``text`` may start, newest
+        first: (a table of message ids, its id column, the clause choosing the
+        matches), read in descending id order; None where ``text_match`` in the
+        WHERE clause is the way (the planner chooses)."""
+        return None
 
 
 def stamp_of(value: datetime | None) -> str | None:

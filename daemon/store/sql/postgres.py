@@ -26,6 +26,7 @@ from daemon.store.sql.base import (
     EVENT_COLUMNS,
     MESSAGE,
     MESSAGE_COLUMNS,
+    MESSAGE_TEXT,
     MINUTE_TALLY,
     NOTIFY_CHANNEL,
     OUTCOME_WIDTH,
@@ -363,3 +364,19 @@ class PostgresDialect(Dialect):
         """LIKE, served by the (channel, key varchar_pattern_ops) index."""
         escaped = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
         return pw.Expression(field, "LIKE", escaped + "%")
+
+    # --- content search --------------------------------------------------------------
+
+    def text_match(self, message: type[pw.Model], text: str) -> pw.ColumnBase:
+        """ILIKE on each payload's bytes as Latin-1 text (``outboxd_message_text``,
+        the table the GIN trigram index is on), the search's text turned the same
+        way: any payload reads, and letters beyond ASCII match as written (their
+        case not folded)."""
+        as_bytes = text.encode("utf-8").decode("latin-1")
+        escaped = as_bytes.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        texts = pw.Table(MESSAGE_TEXT, ("message_id", "body"))
+        body = pw.Column(texts, "body")
+        found = texts.select(pw.Column(texts, "message_id")).where(
+            pw.Expression(body, "ILIKE", f"%{escaped}%")
+        )
+        return message.id.in_(found)  # type: ignore[attr-defined]

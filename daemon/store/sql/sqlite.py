@@ -31,6 +31,7 @@ from daemon.store.sql.base import (
     EVENT_COLUMNS,
     MESSAGE,
     MESSAGE_COLUMNS,
+    MESSAGE_TEXT,
     MESSAGE_WIDTH,
     MINUTE_TALLY,
     OUTCOME_WIDTH,
@@ -374,3 +375,26 @@ class SqliteDialect(Dialect):
         if following > 0x10FFFF or 0xD800 <= following <= 0xDFFF:
             return exact
         return (field >= prefix) & (field < prefix[:-1] + chr(following)) & exact
+
+    # --- content search --------------------------------------------------------------
+
+    @staticmethod
+    def _phrase(text: str) -> str:
+        """``text`` as one FTS5 phrase: with the trigram tokenizer, the payloads
+        holding it anywhere, in any case."""
+        return '"' + text.replace('"', '""') + '"'
+
+    def text_match(self, message: type[pw.Model], text: str) -> pw.ColumnBase:
+        index, rowid, chosen = self._text_index(text)
+        matches = index.select(rowid).where(chosen)
+        return message.id.in_(matches)  # type: ignore[attr-defined]
+
+    def text_source(self, text: str) -> tuple[pw.Table, pw.ColumnBase, pw.ColumnBase] | None:
+        """The FTS5 table itself: it hands its matches out by rowid (the message's
+        id), newest first, without reading them all."""
+        return self._text_index(text)
+
+    def _text_index(self, text: str) -> tuple[pw.Table, pw.ColumnBase, pw.ColumnBase]:
+        index = pw.Table(MESSAGE_TEXT, ("rowid", "payload"))
+        rowid, payload = pw.Column(index, "rowid"), pw.Column(index, "payload")
+        return index, rowid, pw.NodeList((payload, pw.SQL("MATCH"), self._phrase(text)))
