@@ -21,14 +21,18 @@ import contextlib
 import io
 import re
 import shlex
+import typing
 from pathlib import Path
 
 import pytest
 import yaml
+from pydantic import BaseModel
 
+from daemon.channels.kind import ChannelSettings
 from daemon.cli.parser import build_parser
 from daemon.config.errors import ConfigError
 from daemon.config.loader import parse_config
+from daemon.config.settings import ControlSettings, RoleSettings, Settings
 from tests.support import markdown
 from tests.support.markdown import ROOT, Block
 
@@ -258,3 +262,94 @@ def test_the_paths_named_are_there():
         if _REPO_PATH.fullmatch(code) and not (ROOT / code.rstrip("/")).exists()
     ]
     assert not missing, missing
+
+
+# --- the reference tables against the code ----------------------------------------
+
+
+def _first_cells(page: str, header: str) -> list[str]:
+    """The first column of every table of ``page`` whose first header cell is ``header``."""
+    cells: list[str] = []
+    heading: list[str] = []
+    for _, line in markdown.prose(ROOT / page):
+        if not line.startswith("|"):
+            heading = []
+            continue
+        row = [c.strip() for c in line.strip().strip("|").split("|")]
+        if not heading:
+            heading = row
+        elif heading[0] == header and not set(line) <= set("|-: "):
+            cells.append(row[0])
+    return cells
+
+
+def test_the_api_page_lists_every_endpoint_there_is():
+    from daemon.api.app import ENDPOINTS
+
+    listed = set()
+    for cell in _first_cells("docs/api.md", "method and path"):
+        first = re.match(r"`([A-Z]+) (\S+)`", cell)
+        assert first, cell
+        method, path = first.groups()
+        listed.add((method, path))
+        for extra in re.findall(r"`(/\w+)`", cell):  # `/cancel`, `/resend` beside the first
+            listed.add((method, path.rsplit("/", 1)[0] + extra))
+    there = {(e.method, e.path) for e in ENDPOINTS if e.path != "/api/v1/openapi.json"}
+    assert listed == there, (sorted(there - listed), sorted(listed - there))
+
+
+def _has(model: type[BaseModel], dotted: str) -> bool:
+    """Whether the settings model takes the dotted key (``retry.max_attempts``); a
+    ``NAME`` or ``ROLE`` part stands for any key of a mapping or any role."""
+    head, _, rest = dotted.partition(".")
+    if head not in model.model_fields:
+        return False
+    if not rest or rest.split(".")[0] in ("NAME", "ROLE"):
+        return True
+    inner = [
+        a
+        for a in (
+            model.model_fields[head].annotation,
+            *typing.get_args(model.model_fields[head].annotation),
+        )
+        if isinstance(a, type) and issubclass(a, BaseModel)
+    ]
+    return any(_has(m, rest) for m in inner)
+
+
+def _keys(cell: str) -> list[str]:
+    return [k for k in re.findall(r"`([\w.]+)`", cell)]
+
+
+# the tables of docs/configuration.md (by the heading above them) and the models they describe
+TABLES = {
+    "the-top-level": Settings,
+    "every-channel": ChannelSettings,
+    "roles": RoleSettings,
+    "control": ControlSettings,
+}
+
+
+def test_the_configuration_page_names_keys_the_models_take():
+    page = ROOT / "docs" / "configuration.md"
+    section = ""
+    heading: list[str] = []
+    checked = 0
+    for _, line in markdown.prose(page):
+        if re.match(r"^#{2,3} ", line):
+            section = markdown.slug(line.lstrip("#"))
+        if not line.startswith("|"):
+            heading = []
+            continue
+        row = [c.strip() for c in line.strip().strip("|").split("|")]
+        if not heading:
+            heading = row
+            continue
+        if heading[0] != "key" or set(line) <= set("|-: ") or section not in TABLES:
+            continue
+        for key in _keys(row[0]):
+            if key.startswith("x-"):
+                continue
+            assert _has(TABLES[section], key), f"docs/configuration.md #{section}: no key {key}"
+            checked += 1
+    assert checked >= 30
