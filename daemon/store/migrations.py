@@ -167,7 +167,14 @@ def _migrate(db: pw.Database, upto: int) -> list[Migration]:
 
 def require_current(db: pw.Database) -> int:
     """Raise a clear error unless the schema is exactly the one this code expects
-    (and the features the dialect's statements need are there)."""
+    (and the features the dialect's statements need are there).
+
+    The compatibility rule: a process runs only on the schema version it was made
+    for. An older schema is refused (``outboxd migrate`` upgrades it; no process
+    migrates by itself, so an upgrade is a step an operator takes, after a backup),
+    and so is a newer one (made by a newer outboxd, whose statements and triggers
+    this code does not know). Every role checks at start (exit 78, the reason in
+    its log), the commands before they read or write."""
     dialect_for(db).require_features()
     version = current_version(db)
     if version < LATEST:

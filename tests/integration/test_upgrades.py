@@ -5,6 +5,7 @@ from them (the visit links, the tallies, the search index) is right."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,8 @@ from daemon.store.migrations import LATEST, VERSION_TABLE, current_version, migr
 from daemon.store.models import db_timestamp
 from daemon.store.sync import Store
 from tests.support.cli import outboxd
+from tests.support.ports import free_port
+from tests.support.processes import START_TIMEOUT, DaemonProcess
 
 pytestmark = pytest.mark.slow  # a process per upgrade
 
@@ -402,5 +405,61 @@ def test_migrate_stops_at_the_version_asked_for(empty_url: str):
         assert [m.version for m in migrate(db)] == list(range(3, LATEST + 1))
         with pytest.raises(ValueError, match=f"no schema version {LATEST + 1}"):
             migrate(db, upto=LATEST + 1)
+    finally:
+        db.close()
+
+
+# --- the schema a process runs on -----------------------------------------------
+
+DISPATCHER = """
+database: '{url}'
+channels:
+  hook: {{kind: http, url: 'http://127.0.0.1:9/hook'}}
+roles:
+  dispatcher: {{base_port: {port}}}
+"""
+
+
+def at_version(url: str, version: int) -> None:
+    """The database at ``version``: an earlier one, or one from a newer outboxd."""
+    db = open_database(DatabaseSettings(url=url))
+    try:
+        migrate(db, upto=min(version, LATEST))
+        if version > LATEST:
+            db.execute_sql(
+                f"INSERT INTO {VERSION_TABLE} (version, description, applied_at) "
+                f"VALUES ({version}, 'from a newer outboxd', '2030-01-01 00:00:00')"
+            )
+    finally:
+        db.close()
+
+
+OLDER = f"is at version {LATEST - 1}, this outboxd needs {LATEST}: run `outboxd migrate`"
+NEWER = f"is at version {LATEST + 1}, newer than this outboxd knows ({LATEST}): upgrade outboxd"
+
+
+@pytest.mark.parametrize(
+    ("version", "says"), [(LATEST - 1, OLDER), (LATEST + 1, NEWER)], ids=["older", "newer"]
+)
+async def test_a_dispatcher_runs_on_its_own_schema_version_only(
+    empty_url: str, tmp_path: Path, version: int, says: str
+):
+    at_version(empty_url, version)
+    port = free_port()
+    config = tmp_path / "o.yaml"
+    config.write_text(DISPATCHER.format(url=empty_url, port=port))
+    proc = DaemonProcess(tmp_path, config)
+    try:
+        await proc.start(port, wait=False)
+        assert proc.proc is not None
+        code = await asyncio.wait_for(proc.proc.wait(), START_TIMEOUT)
+    finally:
+        proc.kill()
+    assert code == 78, proc.output()
+    assert f"outboxd: the database schema {says}" in proc.output()
+    assert "Traceback" not in proc.output()
+    db = open_database(DatabaseSettings(url=empty_url))
+    try:
+        assert current_version(db) == version  # a process never migrates by itself
     finally:
         db.close()
