@@ -49,7 +49,7 @@ SAMPLES = {
 }
 DATABASE = "database: sqlite:///unused.db\n"
 # Pages other work adds; a link to one is checked once it is there.
-ELSEWHERE = {"docs/tour.md", "docs/monitoring.md", "docs/backup.md", "docs/deploy.md"}
+ELSEWHERE = {"docs/tour.md", "docs/monitoring.md", "docs/deploy.md"}
 ANCHORS_ELSEWHERE = {("docs/benchmarks.md", "start-up")}
 
 
@@ -172,6 +172,11 @@ def synopsis_problem(text: str) -> str | None:
     return None
 
 
+_SUBSTITUTION = re.compile(r"\$\([^)]*\)")
+# configuration files a page's own steps write (docs/backup.md: a copy of the
+# configuration pointed at a restored database); its test writes and uses them
+WRITTEN_BY_A_PAGE = {"config/inspect.yaml", "config/restored.yaml"}
+
 SHELL = [(b, line) for b in BLOCKS for line in command_lines(b)]
 
 
@@ -183,12 +188,13 @@ def test_the_pages_have_commands():
     ("block", "line"), SHELL, ids=[f"{b.where}:{line[:40]}" for b, line in SHELL]
 )
 def test_a_command_is_one_the_parser_takes(block: Block, line: str):
-    words = shlex.split(line, comments=True)
+    # a shell substitution (`$(date +%F)`) is one word to the program
+    words = shlex.split(_SUBSTITUTION.sub("SUBSTITUTED", line), comments=True)
     problem = parse(words)
     assert problem is None, f"{block.where}: outboxd {line}: {problem}"
     if "-c" in words:
         config = words[words.index("-c") + 1]
-        if config.startswith("config/"):
+        if config.startswith("config/") and config not in WRITTEN_BY_A_PAGE:
             assert (ROOT / config).is_file(), f"{block.where}: no file {config}"
 
 
@@ -259,7 +265,9 @@ def test_the_paths_named_are_there():
         f"{markdown.name(page)}:{number}: {code}"
         for page in PAGES
         for number, code in markdown.inline_code(page)
-        if _REPO_PATH.fullmatch(code) and not (ROOT / code.rstrip("/")).exists()
+        if _REPO_PATH.fullmatch(code)
+        and code not in WRITTEN_BY_A_PAGE
+        and not (ROOT / code.rstrip("/")).exists()
     ]
     assert not missing, missing
 
