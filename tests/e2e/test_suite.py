@@ -53,6 +53,7 @@ PROGRAMS = {
     "demo:sim-fhir",
     "demo:sim-http",
     "demo:sim-khanza",
+    "demo:sim-mail",
     "demo:sim-mllp",
     "outboxd:dispatcher-0",
     "outboxd:dispatcher-1",
@@ -152,6 +153,7 @@ class Suite:
     http_port: int = field(default_factory=free_port)
     bpjs_port: int = field(default_factory=free_port)
     fhir_port: int = field(default_factory=free_port)
+    smtp_port: int = field(default_factory=free_port)
     dispatcher_port: int = field(default_factory=free_port_pair)
     control_port: int = field(default_factory=free_port)
     poller_port: int = field(default_factory=free_port)
@@ -194,6 +196,7 @@ class Suite:
             "OUTBOXD_SIM_HTTP_PORT": str(self.http_port),
             "OUTBOXD_SIM_BPJS_PORT": str(self.bpjs_port),
             "OUTBOXD_SIM_FHIR_PORT": str(self.fhir_port),
+            "OUTBOXD_SIM_SMTP_PORT": str(self.smtp_port),
             "OUTBOXD_DISPATCHER_PORT": str(self.dispatcher_port),
             "OUTBOXD_CONTROL_PORT": str(self.control_port),
             "OUTBOXD_POLLER_PORT": str(self.poller_port),
