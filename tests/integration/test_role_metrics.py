@@ -1,6 +1,7 @@
 """Each role's /metrics, from a real process of each: its own metric families and
 none of another role's (a poller exports no empty delivery families); and the
-control role's view of supervisord when there is none to ask."""
+control role's view of supervisord's programs: with a real supervisord, and with
+none to ask."""
 
 from __future__ import annotations
 
@@ -13,8 +14,10 @@ from prometheus_client.parser import text_string_to_metric_families
 from daemon.config.database import DatabaseSettings
 from daemon.store.db import open_database
 from daemon.store.migrations import migrate
+from tests.integration.test_status import CRASHER, SLEEPER, running
 from tests.support.ports import free_port, free_port_pair
 from tests.support.processes import DaemonProcess
+from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.slow  # a process of each role
 
@@ -123,3 +126,43 @@ async def test_each_role_exports_its_own_families_and_no_other_roles(
     assert scraped["control"]["outboxd_supervisor_up"] == [({}, 0.0)]
     assert scraped["control"]["outboxd_process_running"] == []
     assert "supervisord does not answer" in processes["control"].output()
+
+
+async def test_the_control_role_exports_what_supervisord_says_of_each_program(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """A real supervisord: a running program is 1, one that never started or was
+    stopped 0; supervisord gone, the states go and outboxd_supervisor_up says 0."""
+    with running(SLEEPER, CRASHER) as suite:
+        health = free_port()
+        config = suite.root / "control.yaml"
+        config.write_text(
+            f"database: sqlite:///{suite.root}/o.db\n"
+            f"roles:\n  control: {{base_port: {health}}}\ncontrol: {{port: {free_port()}}}\n"
+        )
+        monkeypatch.setenv("OUTBOXD_SUPERVISOR", str(suite.conf))
+        control = DaemonProcess(tmp_path, config, role="control")
+        await control.start(health)
+        try:
+
+            async def states() -> dict[str, float]:
+                _, text = await control.get("/metrics")
+                found = families(text)
+                up = found["outboxd_supervisor_up"][0][1]
+                return {"up": up} | {s["program"]: v for s, v in found["outboxd_process_running"]}
+
+            async def settled(want: dict[str, float]) -> bool:
+                return await states() == want
+
+            want = {"up": 1.0, "sleeper": 1.0, "crasher": 0.0}  # crasher: exited, FATAL
+            await eventually(lambda: settled(want), f"states {want}", dump=control.output)
+            await asyncio.to_thread(suite.supervisor().stop, "sleeper")
+            want = {"up": 1.0, "sleeper": 0.0, "crasher": 0.0}
+            assert await states() == want  # read at the scrape: no delay
+            assert suite.proc is not None
+            suite.proc.terminate()
+            await asyncio.to_thread(suite.proc.wait, 30)
+            assert await states() == {"up": 0.0}
+        finally:
+            assert await control.stop() == 0
+    assert "supervisord does not answer" in control.output()
