@@ -1,5 +1,6 @@
 """Where the tests find the servers and tools outside Python (PostgreSQL, MariaDB,
-promtool, Chromium, openssl), and what they do when one is absent.
+promtool and the Prometheus server, amtool, Chromium, openssl), and what they do
+when one is absent.
 
 One that does not answer skips its tests with the reason and what to install,
 unless ``OUTBOXD_REQUIRE_SERVICES=1`` (set by CI), which turns the skip into a
@@ -40,6 +41,15 @@ PROMTOOL_REMEDY = (
     "that package without installing it) or put it on PATH"
 )
 
+PROMETHEUS_REMEDY = (
+    "install the Prometheus server (Debian: apt-get install prometheus; .ci/run unpacks "
+    "that package without installing it) or put its `prometheus` binary on PATH"
+)
+AMTOOL_REMEDY = (
+    "install Alertmanager's amtool (Debian: apt-get install prometheus-alertmanager; "
+    ".ci/run unpacks that package without installing it) or put it on PATH"
+)
+
 
 def unavailable(what: str, reason: object, remedy: str) -> NoReturn:
     """Skip (or, with ``OUTBOXD_REQUIRE_SERVICES``, fail) for want of ``what``,
@@ -55,6 +65,22 @@ def promtool() -> str:
     found = shutil.which("promtool")
     if found is None:
         unavailable("promtool", "not on PATH", PROMTOOL_REMEDY)
+    return found
+
+
+def prometheus() -> str:
+    """The path of the Prometheus server binary, or a skip/fail."""
+    found = shutil.which("prometheus")
+    if found is None:
+        unavailable("the Prometheus server", "`prometheus` is not on PATH", PROMETHEUS_REMEDY)
+    return found
+
+
+def amtool() -> str:
+    """The path of amtool (Alertmanager's), or a skip/fail."""
+    found = shutil.which("amtool")
+    if found is None:
+        unavailable("amtool", "not on PATH", AMTOOL_REMEDY)
     return found
 
 
