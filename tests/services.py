@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from pathlib import Path
 from typing import NoReturn
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
@@ -45,8 +46,9 @@ PROMETHEUS_REMEDY = (
     "install the Prometheus server (Debian: apt-get install prometheus; .ci/run unpacks "
     "that package without installing it) or put its `prometheus` binary on PATH"
 )
+DEBIAN_AM_TEMPLATE = Path("/usr/share/prometheus/alertmanager/default.tmpl")
 AMTOOL_REMEDY = (
-    "install Alertmanager's amtool (Debian: apt-get install prometheus-alertmanager; "
+    "install Alertmanager and its amtool (Debian: apt-get install prometheus-alertmanager; "
     ".ci/run unpacks that package without installing it) or put it on PATH"
 )
 
@@ -81,6 +83,24 @@ def amtool() -> str:
     found = shutil.which("amtool")
     if found is None:
         unavailable("amtool", "not on PATH", AMTOOL_REMEDY)
+    return found
+
+
+def alertmanager() -> str:
+    """The path of the Alertmanager server (Debian names it prometheus-alertmanager),
+    or a skip/fail."""
+    found = shutil.which("prometheus-alertmanager") or shutil.which("alertmanager")
+    if found is None:
+        unavailable("Alertmanager", "`prometheus-alertmanager` is not on PATH", AMTOOL_REMEDY)
+    # Debian's build reads its mail templates from there (upstream's has them built in)
+    if Path(found).name == "prometheus-alertmanager" and not DEBIAN_AM_TEMPLATE.exists():
+        unpacked = Path(found).resolve().parents[1] / "share/prometheus/alertmanager"
+        unavailable(
+            "Alertmanager (its mail templates)",
+            f"{DEBIAN_AM_TEMPLATE} does not exist",
+            f"copy {unpacked}/*.tmpl to {DEBIAN_AM_TEMPLATE.parent}/ (as .ci/run does) "
+            "or install the package",
+        )
     return found
 
 

@@ -39,7 +39,8 @@ from daemon.store.db import open_database
 from daemon.store.migrations import migrate
 from daemon.store.sync import Store
 from daemon.suite.supervisor import Supervisor, supervisor_address
-from tests.services import prometheus
+from tests.services import alertmanager, prometheus
+from tests.support.mailbox import Mailbox
 from tests.support.ports import free_port
 from tests.support.processes import ROOT
 from tests.support.waiting import eventually
@@ -114,6 +115,7 @@ class Setup:
     root: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="outboxd-pa-")))
     ports: dict[str, int] = field(default_factory=lambda: {r: free_port() for r in ROLES})
     prometheus_port: int = field(default_factory=free_port)
+    alertmanager_port: int = field(default_factory=free_port)
 
     @property
     def db(self) -> Path:
@@ -142,6 +144,17 @@ def prometheus_config(setup: Setup) -> dict[str, Any]:
         job["static_configs"] = [{"targets": [f"127.0.0.1:{setup.ports[role]}"]}]
         jobs.append(job)
     config["scrape_configs"] = jobs
+    [managers] = config["alerting"]["alertmanagers"]
+    managers["static_configs"] = [{"targets": [f"127.0.0.1:{setup.alertmanager_port}"]}]
+    return config
+
+
+def alertmanager_config(smtp_port: int) -> dict[str, Any]:
+    """ops/prometheus/alertmanager.yml with the test's SMTP server (plain, no
+    password: it offers no AUTH) and its waits a second."""
+    config = yaml.safe_load((OPS / "alertmanager.yml").read_text())
+    config["global"] |= {"smtp_smarthost": f"127.0.0.1:{smtp_port}", "smtp_require_tls": False}
+    config["route"] |= {"group_wait": "1s", "group_interval": "1s"}
     return config
 
 
@@ -189,28 +202,14 @@ def supervised(setup: Setup) -> Iterator[Supervisor]:
 
 
 @contextlib.contextmanager
-def prometheus_server(setup: Setup, binary: str) -> Iterator[str]:
-    """Prometheus (``binary``) on the test's port, scraping the roles; its base URL."""
-    home = setup.root / "prometheus"
-    home.mkdir()
-    (home / "rules.yml").write_text(yaml.safe_dump(quick_rules(), sort_keys=False))
-    (home / "prometheus.yml").write_text(yaml.safe_dump(prometheus_config(setup)))
-    address = f"127.0.0.1:{setup.prometheus_port}"
-    with (setup.root / "prometheus.log").open("wb") as out:
+def server(setup: Setup, name: str, command: list[str]) -> Iterator[None]:
+    """A server of the test's, its output in NAME.log, stopped at the end."""
+    with (setup.root / f"{name}.log").open("wb") as out:
         proc = subprocess.Popen(
-            [
-                binary,
-                f"--config.file={home / 'prometheus.yml'}",
-                f"--storage.tsdb.path={home / 'data'}",
-                f"--web.listen-address={address}",
-            ],
-            cwd=home,
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=subprocess.STDOUT,
+            command, cwd=setup.root, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT
         )
     try:
-        yield f"http://{address}"
+        yield
     finally:
         proc.send_signal(signal.SIGTERM)
         try:
@@ -218,6 +217,54 @@ def prometheus_server(setup: Setup, binary: str) -> Iterator[str]:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+@contextlib.contextmanager
+def prometheus_server(setup: Setup, binary: str) -> Iterator[str]:
+    """Prometheus (``binary``) on the test's port, scraping the roles; its base URL."""
+    home = setup.root / "prometheus"
+    home.mkdir()
+    (home / "rules.yml").write_text(yaml.safe_dump(quick_rules(), sort_keys=False))
+    (home / "prometheus.yml").write_text(yaml.safe_dump(prometheus_config(setup)))
+    address = f"127.0.0.1:{setup.prometheus_port}"
+    command = [
+        binary,
+        f"--config.file={home / 'prometheus.yml'}",
+        f"--storage.tsdb.path={home / 'data'}",
+        f"--web.listen-address={address}",
+    ]
+    with server(setup, "prometheus", command):
+        yield f"http://{address}"
+
+
+@contextlib.contextmanager
+def alertmanager_server(setup: Setup, binary: str, smtp_port: int) -> Iterator[None]:
+    """Alertmanager (``binary``) on the test's port, mailing the test's SMTP server."""
+    home = setup.root / "alertmanager"
+    home.mkdir()
+    (home / "alertmanager.yml").write_text(yaml.safe_dump(alertmanager_config(smtp_port)))
+    command = [
+        binary,
+        f"--config.file={home / 'alertmanager.yml'}",
+        f"--storage.path={home / 'data'}",
+        f"--web.listen-address=127.0.0.1:{setup.alertmanager_port}",
+        "--cluster.listen-address=",  # one Alertmanager: no gossip port
+    ]
+    with server(setup, "alertmanager", command):
+        yield
+
+
+@contextlib.contextmanager
+def mailbox() -> Iterator[Mailbox]:
+    from aiosmtpd.controller import Controller
+
+    box = Mailbox()
+    controller = Controller(box, hostname="127.0.0.1", port=box.port)
+    controller.start()
+    try:
+        yield box
+    finally:
+        controller.stop()
 
 
 async def get_json(session: aiohttp.ClientSession, url: str) -> Any:
@@ -231,16 +278,21 @@ async def get_json(session: aiohttp.ClientSession, url: str) -> Any:
 
 
 async def test_prometheus_fires_the_shipped_alerts_from_outboxd():
-    binary = prometheus()  # or a skip naming what to install
+    binaries = prometheus(), alertmanager()  # or a skip naming what to install
     setup = Setup()
     try:
-        with supervised(setup) as supervisor, prometheus_server(setup, binary) as base:
-            await _fire(setup, supervisor, base)
+        with (
+            mailbox() as box,
+            supervised(setup) as supervisor,
+            alertmanager_server(setup, binaries[1], box.port),
+            prometheus_server(setup, binaries[0]) as base,
+        ):
+            await _fire(setup, supervisor, base, box)
     finally:
         shutil.rmtree(setup.root, ignore_errors=True)
 
 
-async def _fire(setup: Setup, supervisor: Supervisor, base: str) -> None:
+async def _fire(setup: Setup, supervisor: Supervisor, base: str, box: Mailbox) -> None:
     async with aiohttp.ClientSession() as session:
 
         async def query(expr: str) -> list[dict[str, Any]]:
@@ -298,3 +350,15 @@ async def _fire(setup: Setup, supervisor: Supervisor, base: str) -> None:
         # and nothing else: the other programs run, supervisord answers, the lab's
         # queue is not old (its messages failed), no source is polled
         assert now == expected
+
+        # and by mail, through Alertmanager: a mail per alert name, to the address
+        # of alertmanager.yml
+        def mailed() -> set[str]:
+            subjects = [str(m["Subject"]) for m in box.messages]
+            return {name for name, _ in expected if any(name in s for s in subjects)}
+
+        names = {name for name, _ in expected}
+        await eventually(lambda: mailed() == names, f"mails of {sorted(names)}", WAIT, setup.logs)
+        mail = box.messages[0]
+        assert mail["To"] == "it-oncall@example.org" and "[FIRING:" in mail["Subject"]
+        assert "outboxd-alerts@example.org" in mail["From"]
