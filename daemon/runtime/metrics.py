@@ -88,6 +88,13 @@ class Metrics:
             registry=r,
         )
         self.up = Gauge("outboxd_up", "1 while the role's loops are running.", ["role"], registry=r)
+        self.process_info = Gauge(
+            "outboxd_process_info",
+            "1 for the process: its node (the YAML's node:, a host's name in the suite), "
+            "role and process number.",
+            ["node", "role", "process"],
+            registry=r,
+        )
 
 
 class PollerMetrics:

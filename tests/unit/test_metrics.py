@@ -7,7 +7,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from daemon.runtime.metrics import Metrics, PollerMetrics
 from tests.services import promtool
 
-ALLOWED_LABELS = {"channel", "result", "loop", "role", "source"}
+ALLOWED_LABELS = {"channel", "result", "loop", "role", "source", "node", "process"}
 
 
 def exposition() -> str:
@@ -23,6 +23,7 @@ def exposition() -> str:
     m.rate_limit_wait_seconds.labels("hie").inc(0.5)
     m.loop_errors.labels("claim").inc()
     m.up.labels("dispatcher").set(1)
+    m.process_info.labels("app1", "dispatcher", "0").set(1)
     poller = PollerMetrics(m.registry)
     for metric in vars(poller).values():
         if hasattr(metric, "_labelnames"):
