@@ -248,6 +248,12 @@ async def test_two_hosts_share_the_work_the_rate_and_the_fires_and_survive_one_d
         assert most_in_a_window(times, window) <= bound, (window, most_in_a_window(times, window))
     span = max(times) - min(times)
     assert len(times) <= BURST + RATE * (span + SLACK), (len(times), span)
+    print(  # the figures docs/operations.md quotes (pytest -s)
+        f"\nsent by node: {dict(senders())}; orphaned leases {len(orphaned)};"
+        f" repeats {sum(n - 1 for n in seen.values())}; most hie arrivals in 1 s"
+        f" {most_in_a_window(times, 1.0)}, in 5 s {most_in_a_window(times, 5.0)};"
+        f" {len(times) / span:.1f}/s over {span:.1f}s (rate {RATE}/s, burst {BURST})"
+    )
 
     # each fire ran once, and the fires went on after node-a died (node-b's scheduler)
     await eventually(
