@@ -183,6 +183,10 @@ async def test_two_hosts_share_the_work_the_rate_and_the_fires_and_survive_one_d
         lambda: query(url, "SELECT count(*) FROM outboxd_job_run")[0][0] >= 2,
         "the schedule firing", 60, dump,
     )  # fmt: skip
+    # what each host holds of the server's connections (docs/deploy.md's sizing)
+    connections = query(
+        url, "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'outboxd'"
+    )[0][0]
 
     # host A dies whole, mid-backlog: supervisord and every process under it
     await eventually(
@@ -252,7 +256,8 @@ async def test_two_hosts_share_the_work_the_rate_and_the_fires_and_survive_one_d
         f"\nsent by node: {dict(senders())}; orphaned leases {len(orphaned)};"
         f" repeats {sum(n - 1 for n in seen.values())}; most hie arrivals in 1 s"
         f" {most_in_a_window(times, 1.0)}, in 5 s {most_in_a_window(times, 5.0)};"
-        f" {len(times) / span:.1f}/s over {span:.1f}s (rate {RATE}/s, burst {BURST})"
+        f" {len(times) / span:.1f}/s over {span:.1f}s (rate {RATE}/s, burst {BURST});"
+        f" {connections} connections to PostgreSQL for the two hosts"
     )
 
     # each fire ran once, and the fires went on after node-a died (node-b's scheduler)
