@@ -5,8 +5,9 @@ programs are SIGKILLed at random, PostgreSQL and MariaDB are restarted, each
 partner is down for a while and the suite gets a SIGHUP with a changed config.
 Then the faults stop and ``Chaos.verify`` checks what must hold:
 
-- every message is sent (none of these partners refuses), none lost: each HL7
-  message reached the MLLP peer, each webhook the HTTP sink;
+- every message is delivered, or failed for the reason its partner gave (the
+  MLLP peer refuses one HL7 message in 25 with an AR, "unknown patient"); none
+  lost: each HL7 message reached the MLLP peer, each webhook the HTTP sink;
 - a message the peer got twice was in flight at a fault (its lease expired, or
   it took more than one attempt);
 - every visit's tasks reached BPJS in the order they happened, each once;
@@ -58,6 +59,14 @@ ZONE = ZoneInfo("Asia/Jakarta")
 CONS_ID, SECRET, USER_KEY = "12345", "chaos-secret", "chaos-user-key"
 TASKS = (3, 4, 5, 6, 7)  # a returning patient's tasks, in the order they happen
 FINAL = {"sent", "confirmed", "rejected", "failed", "cancelled"}
+REFUSED = "unknown patient"  # what the MLLP peer says of the messages it refuses (AR)
+ROLES = ("dispatcher", "poller", "scheduler", "control")
+
+
+def refused(n: int) -> bool:
+    """Whether the MLLP peer refuses HL7 message ``n`` (MSH-10 ``CH{n:07d}``)."""
+    return n % 25 == 0
+
 
 YAML = """\
 node: ${{OUTBOXD_NODE}}
@@ -133,6 +142,7 @@ class Visit:
     n: int
     kodebooking: str
     no_rawat: str
+    registered: datetime  # the hospital's wall clock when the patient registered
     written: list[tuple[int, datetime]] = field(default_factory=list)  # (task, local time)
 
 
@@ -146,7 +156,6 @@ class KhanzaHospital:
         self.visits: list[Visit] = []
         self.booked = 0  # visit numbers used, a failed booking's included (never reused)
         self.day = datetime.now(ZONE).date()
-        self.last = datetime.now(ZONE).replace(tzinfo=None, microsecond=0)
 
     def create(self) -> None:
         admin = self.server.connect()
@@ -165,11 +174,15 @@ class KhanzaHospital:
         for n in range(1, 10):
             self.db.patient(f"00000{n}")
 
-    def _now(self) -> datetime:
-        """The wall clock, a second past the last step at least (Khanza keeps seconds)."""
+    @staticmethod
+    def _now(visit: Visit | None = None) -> datetime:
+        """The hospital's wall clock, to the second (as Khanza keeps it), a second
+        past the visit's last step at least."""
         now = datetime.now(ZONE).replace(tzinfo=None, microsecond=0)
-        self.last = max(now, self.last + timedelta(seconds=1))
-        return self.last
+        if visit is not None:
+            last = visit.written[-1][1] if visit.written else visit.registered
+            now = max(now, last + timedelta(seconds=1))
+        return now
 
     def tick(self, rng: random.Random) -> None:
         """Book a visit now and then; move the visits under way a step. Raises
@@ -178,12 +191,12 @@ class KhanzaHospital:
             self.db.conn = self.server.connect("sik")
             with self.db.conn.cursor() as cursor:
                 cursor.execute("SET FOREIGN_KEY_CHECKS = 0")
-        if rng.random() < 0.6 and self.day == self._now().date():
+        if rng.random() < 0.6 and self.day == self._now().date():  # today's visits only
             self.booked += 1
             n = self.booked
-            visit = Visit(n, f"CHAOS{n:05d}", f"{self.day:%Y/%m/%d}/{n:06d}")
-            norm = f"00000{1 + n % 9}"
             at = self._now()
+            visit = Visit(n, f"CHAOS{n:05d}", f"{self.day:%Y/%m/%d}/{n:06d}", at)
+            norm = f"00000{1 + n % 9}"
             self.db.visit(visit.no_rawat, self.day, at.strftime("%H:%M:%S"), norm=norm,
                           poli="ANA", dokter="D001", no_reg=f"{n % 1000:03d}")  # fmt: skip
             self.db.booking(visit.kodebooking, visit.no_rawat, self.day, norm=norm,
@@ -194,7 +207,7 @@ class KhanzaHospital:
                 self._step(visit)
 
     def _step(self, visit: Visit) -> None:
-        task, at = TASKS[len(visit.written)], self._now()
+        task, at = TASKS[len(visit.written)], self._now(visit)
         done = dict(visit.written)
         if task == 3:
             self.db.folder(visit.no_rawat, at)
@@ -255,7 +268,12 @@ class Chaos:
         base = Path(tempfile.mkdtemp(prefix="outboxd-chaos-"))
         self.pg = PostgresServer()
         self.mariadb = MariaDbServer()
-        self.mllp = MllpSimulator([Rule(delay=0.01)])
+        self.mllp = MllpSimulator(
+            [
+                Rule(code="AR", text=REFUSED, match=rb"\|CH\d{5}(00|25|50|75)\|"),
+                Rule(delay=0.01),
+            ]
+        )
         self.http = HttpSink()
         self.bpjs = BpjsSimulator(CONS_ID, SECRET, USER_KEY, timezone=str(ZONE))
         self.host: Host | None = None
@@ -273,9 +291,13 @@ class Chaos:
             self.host = Host(base / "h", self.venv, "chaos-1", self._yaml())
             await self.host.migrate()
             await self.host.start()
-            self.store = Store(open_database(DatabaseSettings(url=self.pg.url)))
-            loops = [self._traffic(), self._hospital(), self._faults()]
-            await asyncio.gather(*(self._until_stopped(c) for c in loops), self._timer())
+            self.store = Store(open_database(DatabaseSettings.model_validate({"url": self.pg.url})))
+            # traffic stops with the faults; a fault under way is seen through (the
+            # partner or the database it took down comes back) before the end
+            loops = [self._traffic(), self._hospital()]
+            await asyncio.gather(
+                *(self._until_stopped(c) for c in loops), self._faults(), self._timer()
+            )
             started = time.monotonic()
             await self._settle()
             self.report.settle_seconds = time.monotonic() - started
@@ -348,16 +370,27 @@ class Chaos:
             self._restart_postgres, self._restart_mariadb, self._partner_down,
             self._partner_down, self._reload,
         ]  # fmt: skip
-        # each kind at least once, then at random
-        order = list(dict.fromkeys(faults))
+        # each kind at least once (a program of each role, each partner), then at random
+        order: list[Callable[[], Coroutine[Any, Any, None]]] = [
+            lambda: self._kill_program("dispatcher"), self._restart_postgres,
+            lambda: self._partner_down("mllp"), lambda: self._kill_program("scheduler"),
+            self._restart_mariadb, lambda: self._kill_program("poller"), self._reload,
+            lambda: self._partner_down("bpjs"), lambda: self._kill_program("control"),
+            lambda: self._partner_down("http"),
+        ]  # fmt: skip
         while True:
-            await asyncio.sleep(self.rng.uniform(0.5, 1.5) * self.every)
+            pause = self.rng.uniform(0.5, 1.5) * self.every
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.stopping.wait(), pause)
+            if self.stopping.is_set():
+                return
             fault = order.pop(0) if order else self.rng.choice(faults)
-            await fault()
+            await fault()  # never cancelled half way: what it took down comes back
 
-    async def _kill_program(self) -> None:
+    async def _kill_program(self, role: str | None = None) -> None:
         assert self.host is not None
-        program = self.rng.choice(sorted(self.host.programs))
+        programs = sorted(p for p in self.host.programs if role is None or f":{role}-" in p)
+        program = self.rng.choice(programs)
         pid = await self.host.pid(program)
         if pid is not None:
             with contextlib.suppress(OSError):
@@ -376,9 +409,12 @@ class Chaos:
         await asyncio.to_thread(self.mariadb.start)
         self.report.faults["MariaDB restarted"] += 1
 
-    async def _partner_down(self) -> None:
-        name = self.rng.choice(["mllp", "http", "bpjs"])
-        sim = {"mllp": self.mllp, "http": self.http, "bpjs": self.bpjs}[name]
+    async def _partner_down(self, name: str | None = None) -> None:
+        name = name or self.rng.choice(["mllp", "http", "bpjs"])
+        sims: dict[str, MllpSimulator | HttpSink | BpjsSimulator] = {
+            "mllp": self.mllp, "http": self.http, "bpjs": self.bpjs,
+        }  # fmt: skip
+        sim = sims[name]
         await sim.stop()
         await asyncio.sleep(self.rng.uniform(2, 6))
         await sim.start("127.0.0.1", self.ports[name])
@@ -430,20 +466,31 @@ class Chaos:
         )
         for channel, status, count in rows:
             self.report.counts.setdefault(channel, {})[status] = count
-        bad = await asyncio.to_thread(
+        # delivered, or failed for the reason the partner gave
+        ended = await asyncio.to_thread(
             self.query, "SELECT channel, key, status, last_error FROM outboxd_message"
-            " WHERE status NOT IN ('sent', 'confirmed') LIMIT 20",
+            " WHERE status NOT IN ('sent', 'confirmed')",
         )  # fmt: skip
+        want_failed = {f"hl7-{n}" for n in range(self.hl7_n) if refused(n)}
+        failed = {
+            key
+            for channel, key, status, error in ended
+            if channel == "hie" and status == "failed" and REFUSED in (error or "")
+        }
+        if failed != want_failed:
+            problems.append(f"refused by the peer: {sorted(want_failed ^ failed)[:10]} differ")
+        bad = [row for row in ended if row[1] not in want_failed]
         if bad:
-            problems.append(f"not delivered: {bad}")
+            problems.append(f"not delivered: {bad[:20]}")
         # none lost
         seen = Counter(r.control_id for r in self.mllp.received)
         missing = {f"CH{n:07d}" for n in range(self.hl7_n)} - set(seen)
         if missing:
             problems.append(f"{len(missing)} HL7 messages never reached the peer")
-        hooks = {r.body for r in self.http.requests if r.path == "/hook"}
-        if self.hook_n and not hooks:
-            problems.append("no webhook reached the sink")
+        hooks = set(self.http.submitted)
+        lost = {f"hook-{n}" for n in range(self.hook_n)} - hooks
+        if lost:
+            problems.append(f"{len(lost)} webhooks never reached the sink: {sorted(lost)[:10]}")
         # repeats only of what was in flight at a fault
         repeated = [cid for cid, n in seen.items() if n > 1]
         self.report.repeats = len(repeated)
