@@ -532,6 +532,15 @@ class Chaos:
         self.report.fires = len(fired)
         if not fired:
             problems.append("no schedule fire reached the sink")
+        # the sink called more than once for a fire only by as many runs of it
+        naive = {fire.replace(tzinfo=None) if fire.tzinfo else fire: n
+                 for fire, n in per_fire.items()}  # fmt: skip
+        extra = {
+            at: n for at, n in fired.items()
+            if n > naive.get(datetime.fromisoformat(at).astimezone(UTC).replace(tzinfo=None), 0)
+        }  # fmt: skip
+        if extra:
+            problems.append(f"the job called more often than its fires ran: {extra}")
 
 
 def today() -> date:
