@@ -402,6 +402,7 @@ class Frame:
             log_format=logging_settings.format,
             process=f"{self.role_name}.{self.process_num}",
             spawned=self.spawned,
+            node=self.settings.node,
         )
         self.store = store
         try:
