@@ -572,3 +572,10 @@ def test_a_host_name_becomes_a_valid_node_name(host: str, node: str):
 def test_a_node_name_that_cannot_name_a_lease_owner_is_refused(value: str):
     (issue,) = errors(MINIMAL + f"node: {value}\n")
     assert issue.startswith("node: "), issue
+
+
+def test_check_config_names_the_node():
+    from daemon.operator.summaries import config_summary
+
+    lines = config_summary(parse(MINIMAL + "node: ward-b\n"), "o.yaml")
+    assert lines[:3] == ["o.yaml: OK", "node: ward-b", "database: sqlite:///var/outboxd.db"]
