@@ -81,9 +81,9 @@ def changes(old: Any, new: Any, prefix: str = "") -> list[str]:
 
 def restart_only(path: str, role: str) -> bool:
     """Whether ``role`` reads the value at ``path`` at start only: its database,
-    its logging and its own ``roles.ROLE`` settings but ``drain_timeout``."""
+    its node, its logging and its own ``roles.ROLE`` settings but ``drain_timeout``."""
     head = path.split("[", 1)[0]
-    if head.split(".", 1)[0] in ("database", "logging"):
+    if head.split(".", 1)[0] in ("database", "node", "logging"):
         return True
     return head.startswith(f"roles.{role}") and not head.endswith(".drain_timeout")
 

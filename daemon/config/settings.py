@@ -8,6 +8,7 @@ repr or a log line.
 
 from __future__ import annotations
 
+import socket
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
 
@@ -37,9 +38,11 @@ from daemon.domain.fields import (
     Line,
     Model,
     Name,
+    NodeName,
     Port,
     PositiveDuration,
     TimeZoneName,
+    default_node,
 )
 from daemon.domain.jsonpointer import JsonPointer
 from daemon.jobs.kind import JobKind, JobOptions
@@ -329,8 +332,16 @@ def _database_shorthand(value: object) -> object:
     return {"url": value} if isinstance(value, str) else value
 
 
+def _this_host() -> str:
+    return default_node(socket.gethostname())
+
+
 class Settings(Model):
     database: Annotated[DatabaseSettings, BeforeValidator(_database_shorthand)]
+    # this host's name in the suite: in every lease owner (node:pid:role.n), /healthz,
+    # /metrics (outboxd_process_info) and JSON logs; by default the host name up to
+    # its first dot. Give each machine sharing one database a name of its own.
+    node: NodeName = Field(default_factory=_this_host)
     timezone: TimeZoneName = "UTC"
     channels: dict[Name, AnyChannelSettings] = Field(default_factory=dict)
     sources: dict[Name, AnySourceSettings] = Field(default_factory=dict)

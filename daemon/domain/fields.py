@@ -25,7 +25,7 @@ from pydantic import (
     SecretStr,
 )
 
-from daemon.domain.limits import NAME_PATTERN
+from daemon.domain.limits import NAME_PATTERN, NODE, NODE_MAX, NODE_RULE
 from daemon.domain.units import Rate, parse_duration, parse_rate, parse_size
 
 
@@ -53,6 +53,20 @@ def _check_host(host: str) -> str:
     if not host or len(host) > 253 or any(c.isspace() or not c.isprintable() for c in host):
         raise ValueError(f"not a host name or address: {host!r}")
     return host
+
+
+def _check_node(name: str) -> str:
+    if NODE.fullmatch(name) is None:
+        raise ValueError(f"not a node name: {name!r} ({NODE_RULE})")
+    return name
+
+
+def default_node(host: str) -> str:
+    """The node name a host called ``host`` gets when the file gives none: its
+    name up to the first dot, each character a node name may not hold made '-'."""
+    label = host.split(".", 1)[0]
+    name = re.sub(r"[^A-Za-z0-9_.-]", "-", label).lstrip("_.-")[:NODE_MAX]
+    return name or "localhost"
 
 
 _LABEL = re.compile(r"(?!-)[a-z0-9_-]{1,63}(?<!-)")
@@ -191,6 +205,7 @@ Number = Annotated[float, BeforeValidator(_number)]
 Port = Annotated[int, BeforeValidator(whole), Field(ge=1, le=65535)]
 TimeZoneName = Annotated[str, AfterValidator(_check_timezone)]
 Name = Annotated[str, Field(pattern=f"^{NAME_PATTERN}$")]
+NodeName = Annotated[str, AfterValidator(_check_node)]  # ``node:``
 HttpUrl = Annotated[str, AfterValidator(_check_http_url)]
 Encoding = Annotated[str, AfterValidator(_check_encoding)]
 Host = Annotated[str, AfterValidator(_check_host)]

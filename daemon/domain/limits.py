@@ -35,6 +35,14 @@ def is_name(value: object) -> bool:
     return isinstance(value, str) and NAME.fullmatch(value) is not None
 
 
+# --- a host's name in the suite (``node:``) -------------------------------------------
+NODE_MAX = 63  # characters of a node name: one DNS label's worth
+# a node name, whole: what a host name may hold, no ':' (a lease owner is node:pid:role.n)
+NODE_PATTERN = r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}"
+NODE = re.compile(NODE_PATTERN)
+NODE_RULE = "letters, digits, '_', '-', '.', starting with a letter or a digit, at most 63"
+
+
 # --- what a message is stored under ---------------------------------------------------
 KEY_MAX = 255  # characters of a message's key (and of its prerequisite's, its group's)
 KIND_MAX = 64  # characters of a payload kind

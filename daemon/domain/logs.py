@@ -48,14 +48,16 @@ class TextFormatter(logging.Formatter):
 
 
 class JsonFormatter(logging.Formatter):
-    def __init__(self, process: str) -> None:
+    def __init__(self, process: str, node: str | None = None) -> None:
         super().__init__()
         self.process = process
+        self.node = node  # the host's name in the suite, for logs gathered in one place
 
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {
             "ts": _timestamp(record),
             "level": record.levelname,
+            **({"node": self.node} if self.node else {}),
             "process": self.process,
             "logger": record.name,
             "msg": record.getMessage(),
@@ -66,9 +68,12 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, default=str)
 
 
-def setup_logging(level: str, fmt: str, process: str) -> None:
+def setup_logging(level: str, fmt: str, process: str, node: str | None = None) -> None:
+    """Log to stderr; a JSON line carries ``node`` when given (a text line, written
+    to its host's own log files, names the node in its "started" line)."""
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(JsonFormatter(process) if fmt == "json" else TextFormatter(process))
+    formatter = JsonFormatter(process, node) if fmt == "json" else TextFormatter(process)
+    handler.setFormatter(formatter)
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)

@@ -41,6 +41,7 @@ def _channel_line(name: str, channel: ChannelSettings) -> str:
 def config_summary(settings: Settings, source: str) -> list[str]:
     lines = [
         f"{source}: OK",
+        f"node: {settings.node}",
         f"database: {redact_url(settings.database.url.get_secret_value())}",
         f"timezone: {settings.timezone}",
         f"channels: {len(settings.channels)}",

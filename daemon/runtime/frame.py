@@ -151,7 +151,7 @@ class Context:
 
     role: str
     process_num: int
-    owner: str  # unique per process: host, pid, role and number
+    owner: str  # unique per process: node, pid, role and number
     settings: Settings  # the running settings (replaced on a reload)
     store: AsyncStore
     metrics: Metrics
@@ -190,8 +190,10 @@ class TaskChild:
         return [f"{self.name} stopped"] if self.task is not None and self.task.done() else []
 
 
-def owner_id(role: str, process_num: int) -> str:
-    return f"{socket.gethostname()}:{os.getpid()}:{role}.{process_num}"
+def owner_id(node: str, role: str, process_num: int) -> str:
+    """Who holds a lease: ``node:pid:role.n``, unique across the hosts sharing a
+    database while each has a node name of its own."""
+    return f"{node}:{os.getpid()}:{role}.{process_num}"
 
 
 def bind_listeners(host: str, port: int, what: str, where: str) -> list[socket.socket]:
@@ -403,13 +405,14 @@ class Frame:
             log_format=logging_settings.format,
             process=f"{self.role_name}.{self.process_num}",
             spawned=self.spawned,
+            node=self.settings.node,
         )
         self.store = store
         try:
             context = Context(
                 self.role_name,
                 self.process_num,
-                owner_id(self.role_name, self.process_num),
+                owner_id(self.settings.node, self.role_name, self.process_num),
                 self.settings,
                 store,
                 self.metrics,
@@ -513,10 +516,14 @@ class Frame:
         children.start(self.settings)
         self.phase = "running"
         self.metrics.up.labels(self.role_name).set(1)
+        self.metrics.process_info.labels(
+            self.settings.node, self.role_name, str(self.process_num)
+        ).set(1)
         assert self.store is not None
         log.info(
             "started",
             extra={
+                "node": self.settings.node,
                 "role": self.role_name,
                 "children": len(children.running),
                 "loop": type(asyncio.get_running_loop()).__module__.split(".", 1)[0],
@@ -598,6 +605,7 @@ class Frame:
             status = "ok" if not problems else "unhealthy"
         body = {
             "status": status,
+            "node": self.settings.node,
             "role": self.role_name,
             "process": self.process_num,
             "problems": problems,
@@ -665,6 +673,8 @@ def run_role(
 
     settings = settings or load_config(config_path)
     health_address(settings, role, process_num)  # refused before anything starts
-    setup_logging(settings.logging.level, settings.logging.format, f"{role}.{process_num}")
+    setup_logging(
+        settings.logging.level, settings.logging.format, f"{role}.{process_num}", settings.node
+    )
     frame = Frame(role, process_num, config_path, settings, spawned)
     return eventloop.run(frame.run(factory), getattr(settings.roles, role).event_loop)

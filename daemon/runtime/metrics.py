@@ -23,12 +23,20 @@ disable_created_metrics()  # no *_created series: they double the scrape for not
 
 class Metrics:
     """What every role's process exports, on the registry its roles add their own
-    families to (one per process; a fresh one per test): whether its loops run."""
+    families to (one per process; a fresh one per test): whether its loops run, and
+    which node, role and process it is."""
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry(auto_describe=True)
         self.up = Gauge(
             "outboxd_up", "1 while the role's loops are running.", ["role"], registry=self.registry
+        )
+        self.process_info = Gauge(
+            "outboxd_process_info",
+            "1 for the process: its node (the YAML's node:, a host's name in the suite), "
+            "role and process number.",
+            ["node", "role", "process"],
+            registry=self.registry,
         )
 
 

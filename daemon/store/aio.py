@@ -182,6 +182,7 @@ def open_async_store(
     log_format: str = "text",
     process: str = "outboxd",
     spawned: Spawned | None = None,
+    node: str | None = None,
 ) -> AsyncStore:
     """The store for a role: its work on a thread, or (``in_process``) in a
     worker process of its own (started at the first call, or ``spawned`` ahead of
@@ -196,5 +197,5 @@ def open_async_store(
         return AsyncStore(StoreThread(store), database, store)
     from daemon.store.process import StoreProcess
 
-    runner = StoreProcess(database, log_level, log_format, process, spawned=spawned)
+    runner = StoreProcess(database, log_level, log_format, process, spawned=spawned, node=node)
     return AsyncStore(runner, database)

@@ -149,8 +149,9 @@ class StoreProcess:
         log_format: str = "json",
         process: str = "outboxd",
         spawned: Spawned | None = None,
+        node: str | None = None,
     ) -> None:
-        self._hello = (database, log_level, log_format, process)
+        self._hello = (database, log_level, log_format, process, node)
         self._seq = itertools.count(1)  # 0 is the hello
         self._answers: _Answers | None = None
         self._proc: asyncio.subprocess.Process | _Adopted | None = None

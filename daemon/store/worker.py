@@ -51,10 +51,12 @@ def run_one(store: Store, body: bytes) -> tuple[bool, Any]:
 
 
 def open_store(body: bytes) -> Store:
-    database, log_level, log_format, process = pickle.loads(body)
+    # (database, level, format, process, node); an older daemon sends no node
+    database, log_level, log_format, process, *rest = pickle.loads(body)
+    node = rest[0] if rest else None
     from daemon.domain.logs import setup_logging
 
-    setup_logging(log_level, log_format, f"{process}.store")
+    setup_logging(log_level, log_format, f"{process}.store", node)
     return Store(open_database(database))
 
 

@@ -436,6 +436,7 @@ async def test_suite_runs_and_demo_traffic_flows(suite: Suite):
     for num in (0, 1):
         status, body = await healthz(suite.dispatcher_port + num)
         assert status == 200, body
+        assert body.pop("node"), body  # the host's name: the file gives no node
         assert body == {"status": "ok", "role": "dispatcher", "process": num, "problems": []}
     status, body = await healthz(suite.poller_port)
     assert status == 200, body

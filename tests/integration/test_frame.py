@@ -240,12 +240,50 @@ async def test_healthz_says_ready_only_while_the_role_is_open_and_its_children_r
     await eventually(lambda: len(frame.children.running) == 3, "every child started")
     assert await get(port, "/healthz") == (
         200,
-        {"status": "ok", "role": "poller", "process": 0, "problems": []},
-    )
+        {"status": "ok", "node": frame.settings.node, "role": "poller", "process": 0,
+         "problems": []},
+    )  # fmt: skip
     os.kill(os.getpid(), signal.SIGTERM)
     await eventually(lambda: roles[0].closing.is_set(), "the role closing")
     status, body = await get(port, "/healthz")
     assert (status, body["status"]) == (503, "stopping"), body
     assert body["problems"] == ["stopping: draining its loops"]
     roles[0].may_close.set()
+    assert await asyncio.wait_for(run, 10) == 0
+
+
+async def test_the_node_names_the_process_in_its_leases_health_metrics_and_logs(config, caplog):
+    """``node:`` (a host's name in a suite spread over machines) is in the lease
+    owner, /healthz, /metrics and the "started" line; a reload that changes it
+    says it takes effect at the next restart."""
+    path, port = config
+    path.write_text("node: ward-b\n" + path.read_text())
+    frame = Frame("poller", 0, str(path), load_config(path))
+    contexts: list[Context] = []
+
+    def factory(ctx: Context) -> Toy:
+        contexts.append(ctx)
+        return Toy(ctx)
+
+    with caplog.at_level("INFO", logger="outboxd.frame"):
+        run = asyncio.create_task(frame.run(factory))
+        await eventually(lambda: frame.phase == "running", "the role running")
+        assert contexts[0].owner == f"ward-b:{os.getpid()}:poller.0"
+        status, body = await get(port, "/healthz")
+        assert (status, body["node"]) == (200, "ward-b"), body
+        async with (
+            aiohttp.ClientSession() as session,
+            session.get(f"http://127.0.0.1:{port}/metrics") as response,
+        ):
+            text = await response.text()
+        assert 'outboxd_process_info{node="ward-b",process="0",role="poller"} 1.0' in text
+        started = next(r for r in caplog.records if r.getMessage() == "started")
+        assert getattr(started, "node", None) == "ward-b"
+
+        path.write_text(path.read_text().replace("node: ward-b", "node: ward-c"))
+        os.kill(os.getpid(), signal.SIGHUP)
+        await eventually(lambda: "reloaded" in caplog.text, "the reload")
+    assert "reload: node: ward-b → ward-c; it takes effect at the next restart" in caplog.text
+    assert contexts[0].owner.startswith("ward-b:"), "a lease owner never changes while it runs"
+    os.kill(os.getpid(), signal.SIGTERM)
     assert await asyncio.wait_for(run, 10) == 0

@@ -21,7 +21,8 @@ from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.slow  # a process of each role
 
-# what each role's process exports, besides the frame's outboxd_up: the families as
+# what each role's process exports, besides the frame's outboxd_up and
+# outboxd_process_info: the families as
 # Prometheus names them (a counter without _total)
 FAMILIES = {
     "dispatcher": {
@@ -115,7 +116,8 @@ async def test_each_role_exports_its_own_families_and_no_other_roles(
 
     everyone = set().union(*FAMILIES.values())
     for role, found in scraped.items():
-        assert set(found) == FAMILIES[role] | {"outboxd_up"}, (role, sorted(found))
+        frame = {"outboxd_up", "outboxd_process_info"}
+        assert set(found) == FAMILIES[role] | frame, (role, sorted(found))
         assert not (set(found) & (everyone - FAMILIES[role])), role
         assert found["outboxd_up"] == [({"role": role}, 1.0)]
     # the dispatcher's channel has its series from the start, before any delivery

@@ -535,3 +535,47 @@ def test_a_line_break_from_a_variable_never_reaches_the_summary():
         )
     lines = config_summary(parse(MINIMAL), "with\nchannels: 5")  # printed as given, escaped
     assert lines[0] == "with\\nchannels: 5: OK"
+
+
+# --- node: this host's name in the suite -------------------------------------------------
+
+
+def test_node_defaults_to_the_host_name_up_to_its_first_dot(monkeypatch):
+    monkeypatch.setattr("socket.gethostname", lambda: "rs-app2.hospital.example")
+    assert parse(MINIMAL).node == "rs-app2"
+    assert parse(MINIMAL + "node: ward-b\n").node == "ward-b"
+    assert parse(MINIMAL + "node: ${NODE}\n", {"NODE": "10.0.0.7"}).node == "10.0.0.7"
+
+
+@pytest.mark.parametrize(
+    ("host", "node"),
+    [
+        ("app1", "app1"),
+        ("App_1.local", "App_1"),
+        ("-weird host-.lan", "weird-host-"),
+        ("ünïcode", "n-code"),
+        ("x" * 200, "x" * 63),
+        ("", "localhost"),
+        ("...", "localhost"),
+    ],
+)
+def test_a_host_name_becomes_a_valid_node_name(host: str, node: str):
+    from daemon.domain.fields import default_node
+
+    assert default_node(host) == node
+    parse(MINIMAL + f"node: '{node}'\n")  # and the file would take it
+
+
+@pytest.mark.parametrize(
+    "value", ["a:b", "", "-leading", "two words", "x" * 64, "[1, 2]", "true", "'a/b'"]
+)
+def test_a_node_name_that_cannot_name_a_lease_owner_is_refused(value: str):
+    (issue,) = errors(MINIMAL + f"node: {value}\n")
+    assert issue.startswith("node: "), issue
+
+
+def test_check_config_names_the_node():
+    from daemon.operator.summaries import config_summary
+
+    lines = config_summary(parse(MINIMAL + "node: ward-b\n"), "o.yaml")
+    assert lines[:3] == ["o.yaml: OK", "node: ward-b", "database: sqlite:///var/outboxd.db"]

@@ -197,6 +197,7 @@ def test_a_channel_of_another_kind_is_told_field_by_field():
     ("path", "role", "only"),
     [
         ("database.url", "dispatcher", True),
+        ("node", "poller", True),
         ("logging.level", "control", True),
         ("roles.dispatcher.base_port", "dispatcher", True),
         ("roles.dispatcher.drain_timeout", "dispatcher", False),

@@ -18,7 +18,7 @@ from tests.services import promtool
 # program names, results and statuses: never a patient identifier, a key or a URL
 ALLOWED_LABELS = {
     "channel", "result", "loop", "role", "source", "schedule", "status", "job", "target",
-    "program", "webhook",
+    "program", "webhook", "node", "process",
 }  # fmt: skip
 
 
@@ -42,6 +42,7 @@ def expositions() -> dict[str, str]:
     ):
         m = Metrics()
         m.up.labels(role).set(1)
+        m.process_info.labels("app1", role, "0").set(1)
         own = families(m.registry)
         _sample_every_family(own)
         if isinstance(own, DispatcherMetrics):
