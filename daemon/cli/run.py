@@ -1,7 +1,8 @@
 """``outboxd run ROLE``: a role's process, as supervisord starts it. It starts the
-store's worker process first (where the role has one), so that the worker's
-imports overlap this process's own; then it loads the settings, the frame, the
-role and what the role runs; nothing else of the command line is loaded."""
+store's worker process first (where the role has one), before it imports even the
+settings models, so that the worker's imports overlap all of this process's own;
+then it loads the settings, the frame, the role and what the role runs; nothing
+else of the command line is loaded."""
 
 from __future__ import annotations
 
@@ -12,10 +13,9 @@ from typing import TYPE_CHECKING
 
 from daemon.cli.errors import EX_USAGE, CliError
 from daemon.cli.parser import ROLES
-from daemon.config.loader import load_config
 
 if TYPE_CHECKING:
-    from daemon.store.process import Spawned
+    from daemon.store.spawn import Spawned
 
 
 # Roles whose store work runs in a worker process unless the file says otherwise
@@ -27,10 +27,12 @@ WORKER_ROLES = ("dispatcher",)
 def cmd_run(args: argparse.Namespace) -> int:
     spawned = None
     if args.role in WORKER_ROLES:
-        from daemon.store.process import start_worker
+        from daemon.store.spawn import start_worker
 
         spawned = start_worker()
     try:
+        from daemon.config.loader import load_config  # after the worker's start: see above
+
         settings = load_config(args.config)
         if spawned is not None and not getattr(settings.roles, args.role).store_process:
             _stop(spawned)  # the file keeps this role's store work on a thread

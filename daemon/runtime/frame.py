@@ -59,7 +59,7 @@ from daemon.resilience.backoff import Backoff
 from daemon.runtime.http import runner_options
 from daemon.runtime.metrics import Metrics
 from daemon.store.aio import AsyncStore, open_async_store
-from daemon.store.process import Spawned
+from daemon.store.spawn import Spawned
 
 log = logging.getLogger("outboxd.frame")
 HEALTH_TIMEOUT = 2.0  # seconds /healthz waits for the database's answer
