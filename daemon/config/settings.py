@@ -34,6 +34,7 @@ from daemon.domain.fields import (
     Host,
     HostName,
     Integer,
+    JsonPointer,
     Line,
     Model,
     Name,
@@ -41,7 +42,6 @@ from daemon.domain.fields import (
     PositiveDuration,
     TimeZoneName,
 )
-from daemon.domain.jsonpointer import JsonPointer
 from daemon.jobs.kind import JobKind, JobOptions
 from daemon.jobs.registry import JOB_KINDS
 from daemon.notify.registry import AnyNotifySettings

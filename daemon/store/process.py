@@ -24,6 +24,7 @@ from typing import Any, cast
 
 from daemon.config.database import DatabaseSettings
 from daemon.domain.errors import StoreError, StoreUnavailable
+from daemon.store.address import Address
 from daemon.store.frames import HEADER, encode
 from daemon.store.spawn import WORKER, Spawned, worker_argv
 
@@ -114,7 +115,8 @@ class StoreProcess:
         process: str = "outboxd",
         spawned: Spawned | None = None,
     ) -> None:
-        self._hello = (database, log_level, log_format, process)
+        # a plain value: the worker loads no settings models to read it
+        self._hello = (Address.of(database), log_level, log_format, process)
         self._seq = itertools.count(1)  # 0 is the hello
         self._answers: _Answers | None = None
         self._proc: asyncio.subprocess.Process | _Adopted | None = None
