@@ -13,6 +13,7 @@ if TYPE_CHECKING:
     from daemon.config.database import DatabaseSettings
 
 POSTGRES_SCHEMES = ("postgres", "postgresql")
+NOTIFY_CHANNEL = "outboxd"  # PostgreSQL NOTIFY channel; the payload is the outbox channel
 
 
 @dataclass(frozen=True)
@@ -34,6 +35,20 @@ class Address:
 
 def is_postgres_url(url: str) -> bool:
     return urlsplit(url).scheme in POSTGRES_SCHEMES
+
+
+def backend_of(url: str | None) -> str | None:
+    """``sqlite`` or ``postgresql``: the store backend of a database URL; None for
+    no URL or one of neither (the settings models refuse it)."""
+    if url is None:
+        return None
+    try:
+        scheme = urlsplit(url).scheme
+    except ValueError:
+        return None
+    if scheme == "sqlite":
+        return "sqlite"
+    return "postgresql" if scheme in POSTGRES_SCHEMES else None
 
 
 def postgres_params(
