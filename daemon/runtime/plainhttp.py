@@ -175,8 +175,9 @@ def http_date(now: float) -> str:
     )
 
 
-async def _line(reader: asyncio.StreamReader) -> str:
-    """One CRLF- (or LF-) ended line as text; too long or not ASCII is ``Malformed``."""
+async def _line(reader: asyncio.StreamReader, not_ascii: str) -> str:
+    """One CRLF- (or LF-) ended line as text; too long, or not ASCII (``Malformed``
+    saying ``not_ascii``), is ``Malformed``."""
     try:
         raw = await reader.readuntil(b"\n")
     except asyncio.LimitOverrunError:
@@ -184,15 +185,16 @@ async def _line(reader: asyncio.StreamReader) -> str:
     try:
         return raw.decode("ascii").rstrip("\r\n")
     except UnicodeDecodeError:
-        raise Malformed("not HTTP (TLS to a plain HTTP port?)") from None
+        raise Malformed(not_ascii) from None
 
 
 async def read_head(reader: asyncio.StreamReader) -> _Head | None:
     """A request's line and headers; None when the client closed before sending one."""
+    not_http = "not HTTP (TLS to a plain HTTP port?)"
     try:
-        line = await _line(reader)
+        line = await _line(reader, not_http)
         while not line:  # RFC 9112 2.2: empty lines before a request line are ignored
-            line = await _line(reader)
+            line = await _line(reader, not_http)
     except asyncio.IncompleteReadError:
         return None
     parts = line.split(" ")
@@ -206,7 +208,7 @@ async def read_head(reader: asyncio.StreamReader) -> _Head | None:
     headers: dict[str, str] = {}
     for _ in range(MAX_HEADERS + 1):
         try:
-            line = await _line(reader)
+            line = await _line(reader, "a malformed header")
         except asyncio.IncompleteReadError:
             raise Malformed("a request cut short") from None
         if not line:

@@ -169,6 +169,7 @@ async def test_an_idle_connection_is_closed_and_so_is_one_whose_request_never_en
         (b"GET /hello HTTP/3.0\r\n\r\n", "not HTTP/1.x"),
         (f"GET {SECRET} HTTP/1.1\r\n\r\n".encode(), "a malformed URL"),
         (f"GET /hello HTTP/1.1\r\nAuthorization {SECRET}\r\n\r\n".encode(), "a malformed header"),
+        (f"GET /hello HTTP/1.1\r\nX-A: \u00e9{SECRET}\r\n\r\n".encode(), "a malformed header"),
         (f"GET /hello HTTP/1.1\r\nX-A: {'a' * 9000}{SECRET}\r\n\r\n".encode(), "longer than"),
         (b"GET /hello HTTP/1.1\r\n" + b"X-A: 1\r\n" * 101 + b"\r\n", "more headers than"),
         (f"GET /hello HTTP/1.1\r\nContent-Length: {SECRET}\r\n\r\n".encode(), "not as its headers"),
