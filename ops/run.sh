@@ -58,6 +58,7 @@ echo "outboxd: the suite runs in the foreground; Ctrl-C stops it. In another she
 echo "outboxd:   $BIN/outboxd status -c $CONFIG"
 echo "outboxd:   $BIN/supervisorctl -c $CONF status"
 echo "outboxd:   $BIN/outboxd stats -c $CONFIG"
+echo "outboxd: a 10-minute tour of the demo: docs/tour.md"
 wait "$sup"
 code=$?
 # a trapped signal ends `wait` early: stop() exits; here supervisord ended on its own

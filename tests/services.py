@@ -1,5 +1,6 @@
 """Where the tests find the servers and tools outside Python (PostgreSQL, MariaDB,
-promtool, Chromium, openssl), and what they do when one is absent.
+promtool and the Prometheus server, amtool, Chromium, openssl), and what they do
+when one is absent.
 
 One that does not answer skips its tests with the reason and what to install,
 unless ``OUTBOXD_REQUIRE_SERVICES=1`` (set by CI), which turns the skip into a
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from pathlib import Path
 from typing import NoReturn
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
@@ -40,6 +42,16 @@ PROMTOOL_REMEDY = (
     "that package without installing it) or put it on PATH"
 )
 
+PROMETHEUS_REMEDY = (
+    "install the Prometheus server (Debian: apt-get install prometheus; .ci/run unpacks "
+    "that package without installing it) or put its `prometheus` binary on PATH"
+)
+DEBIAN_AM_TEMPLATE = Path("/usr/share/prometheus/alertmanager/default.tmpl")
+AMTOOL_REMEDY = (
+    "install Alertmanager and its amtool (Debian: apt-get install prometheus-alertmanager; "
+    ".ci/run unpacks that package without installing it) or put it on PATH"
+)
+
 
 def unavailable(what: str, reason: object, remedy: str) -> NoReturn:
     """Skip (or, with ``OUTBOXD_REQUIRE_SERVICES``, fail) for want of ``what``,
@@ -55,6 +67,40 @@ def promtool() -> str:
     found = shutil.which("promtool")
     if found is None:
         unavailable("promtool", "not on PATH", PROMTOOL_REMEDY)
+    return found
+
+
+def prometheus() -> str:
+    """The path of the Prometheus server binary, or a skip/fail."""
+    found = shutil.which("prometheus")
+    if found is None:
+        unavailable("the Prometheus server", "`prometheus` is not on PATH", PROMETHEUS_REMEDY)
+    return found
+
+
+def amtool() -> str:
+    """The path of amtool (Alertmanager's), or a skip/fail."""
+    found = shutil.which("amtool")
+    if found is None:
+        unavailable("amtool", "not on PATH", AMTOOL_REMEDY)
+    return found
+
+
+def alertmanager() -> str:
+    """The path of the Alertmanager server (Debian names it prometheus-alertmanager),
+    or a skip/fail."""
+    found = shutil.which("prometheus-alertmanager") or shutil.which("alertmanager")
+    if found is None:
+        unavailable("Alertmanager", "`prometheus-alertmanager` is not on PATH", AMTOOL_REMEDY)
+    # Debian's build reads its mail templates from there (upstream's has them built in)
+    if Path(found).name == "prometheus-alertmanager" and not DEBIAN_AM_TEMPLATE.exists():
+        unpacked = Path(found).resolve().parents[1] / "share/prometheus/alertmanager"
+        unavailable(
+            "Alertmanager (its mail templates)",
+            f"{DEBIAN_AM_TEMPLATE} does not exist",
+            f"copy {unpacked}/*.tmpl to {DEBIAN_AM_TEMPLATE.parent}/ (as .ci/run does) "
+            "or install the package",
+        )
     return found
 
 

@@ -2,7 +2,8 @@
 ``control.host:control.port``, beside the health and metrics port every role has
 (``roles.control.base_port``). Each request is one step of the operator layer
 (``daemon.operator``), the same ones the CLI takes; its one loop carries on the
-bulk operations requests start."""
+bulk operations requests start. Its /metrics adds the queue gauges and the
+programs' states, read at each scrape (``daemon.api.scrape``)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from aiohttp import web
 
 from daemon.api.app import build_app, make_runner
 from daemon.api.context import Control as ControlContext
+from daemon.api.scrape import ScrapeGauges
 from daemon.config.settings import Settings
 from daemon.domain.errors import StoreUnavailable
 from daemon.operator.bulk import paced_batch
@@ -32,17 +34,12 @@ class Control(RoleBase):
         self.runner: web.AppRunner | None = None
         self.metrics = ControlMetrics(context.metrics.registry)
         self.api = ControlContext(context, self.metrics)
+        self.gauges = ScrapeGauges(self.metrics, context.store)
 
     async def before_scrape(self) -> None:
-        """The queue gauges, read from the database now (each an index range read)."""
-        channels = list(self.ctx.settings.channels)
-        gauges = await self.ctx.store.queue_gauges(channels)
-        self.metrics.queue.clear()
-        self.metrics.oldest_pending.clear()
-        for (channel, status), count in gauges.counts.items():
-            self.metrics.queue.labels(channel, status).set(count)
-        for channel, age in gauges.oldest_pending.items():
-            self.metrics.oldest_pending.labels(channel).set(age)
+        """The queue gauges, read from the database now (each an index range read),
+        and every program's state, asked of supervisord (``daemon.api.scrape``)."""
+        await self.gauges.update(list(self.ctx.settings.channels))
 
     def children(self, settings: Settings) -> list[ChildSpec]:
         return [

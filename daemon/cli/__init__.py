@@ -1,4 +1,4 @@
-"""The ``outboxd`` command: check-config, migrate, run, status; enqueue, stats, retry,
+"""The ``outboxd`` command: check-config, migrate, backup, run, status; enqueue, stats, retry,
 cancel, resend, visit; messages list and show; schedules, runs; token.
 
 The command line is parsed first (``parser``); then the module of the chosen

@@ -72,6 +72,14 @@ def _system(add: Add) -> None:
         "validate the YAML file and summarise it",
     )
     add("migrate", "daemon.cli.system:cmd_migrate", "create or upgrade the database schema")
+    backup = add(
+        "backup",
+        "daemon.cli.backup:cmd_backup",
+        "copy the SQLite database to FILE while the suite runs, checked before it is named "
+        "FILE (PostgreSQL: use pg_dump)",
+    )
+    backup.add_argument("file", metavar="FILE", help="where to write the copy (made 0600)")
+    backup.add_argument("--force", action="store_true", help="replace FILE if it exists")
     run = add("run", "daemon.cli.run:cmd_run", f"run a role until SIGTERM ({', '.join(ROLES)})")
     run.add_argument("role", choices=list(ROLES))
     run.add_argument("--process-num", type=int, default=0)

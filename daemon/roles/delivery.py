@@ -38,7 +38,7 @@ from daemon.resilience.breaker import BreakerState, CircuitBreaker
 from daemon.resilience.ratelimit import Bucket
 from daemon.roles.prefetch import Prefetch
 from daemon.roles.settle import settle
-from daemon.runtime.metrics import Metrics
+from daemon.runtime.metrics import DispatcherMetrics
 from daemon.store.aio import AsyncStore
 
 log = logging.getLogger("outboxd.delivery")
@@ -69,7 +69,7 @@ class ChannelLoop:
         settings: ChannelSettings,
         channel: Channel,
         store: AsyncStore,
-        metrics: Metrics,
+        metrics: DispatcherMetrics,
         owner: str,
         notified: bool = False,
     ) -> None:

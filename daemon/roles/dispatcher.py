@@ -14,6 +14,7 @@ from daemon.domain.errors import StoreUnavailable
 from daemon.roles.delivery import ChannelLoop
 from daemon.roles.tallies import tallies_child
 from daemon.runtime.frame import ChildSpec, Context, RoleBase, TaskChild
+from daemon.runtime.metrics import DispatcherMetrics
 
 log = logging.getLogger("outboxd.dispatcher")
 
@@ -27,6 +28,7 @@ def expiry_interval(settings: Settings) -> float:
 class Dispatcher(RoleBase):
     def __init__(self, context: Context) -> None:
         self.ctx = context
+        self.metrics = DispatcherMetrics(context.metrics.registry)
         self.loops: dict[str, ChannelLoop] = {}  # by channel, for the doorbell
 
     def children(self, settings: Settings) -> list[ChildSpec]:
@@ -55,7 +57,7 @@ class Dispatcher(RoleBase):
             settings,
             build_channel(settings),
             self.ctx.store,
-            self.ctx.metrics,
+            self.metrics,
             self.ctx.owner,
             notified=self.ctx.store.notifies,
         )
@@ -73,10 +75,10 @@ class Dispatcher(RoleBase):
             try:
                 expired = await self.ctx.store.expire_leases()
             except StoreUnavailable:
-                self.ctx.metrics.loop_errors.labels("lease_expiry").inc()
+                self.metrics.loop_errors.labels("lease_expiry").inc()
                 continue
             if expired:
-                self.ctx.metrics.leases_expired.inc(len(expired))
+                self.metrics.leases_expired.inc(len(expired))
                 log.warning("expired leases returned to pending", extra={"count": len(expired)})
                 for loop in self.loops.values():
                     loop.wake.set()

@@ -120,7 +120,7 @@ class Scheduler(RoleBase):
 
     def count_token(self, channel: str, result: str) -> None:
         """An OAuth2 token fetch a job made (``JobContext.count_token``)."""
-        self.ctx.metrics.token_fetches.labels(channel, result).inc()
+        self.metrics.token_fetches.labels(channel, result).inc()
 
     @property
     def role_settings(self) -> SchedulerRoleSettings:

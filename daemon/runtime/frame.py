@@ -29,7 +29,10 @@ with it. The frame:
 - SIGHUP: reads the YAML file again off the event loop. A file with errors is
   refused and the running settings stay; otherwise children whose settings
   changed are drained and built again, those removed drained, those added
-  started, and each change is logged with what changed (``rate 20/s → 5/s``).
+  started. Every value the file changed is logged by its YAML path, old → new,
+  secrets masked (``reload: channels.hie.rate: 20/s → 5/s``; one read at start
+  only, a warning saying so), and each child rebuilt with what changed in it
+  (``channel hie changed: rate 20/s → 5/s``).
 
 Signal handlers only set events; the frame's main coroutine acts on them.
 """
@@ -50,7 +53,7 @@ from typing import Any, Literal, Protocol
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from daemon.config.diff import changes
+from daemon.config.diff import changes, config_changes, restart_only
 from daemon.config.errors import ConfigError
 from daemon.config.loader import load_config
 from daemon.config.settings import RoleSettings, Settings
@@ -548,12 +551,23 @@ class Frame:
                 extra={"errors": "; ".join(map(str, exc.issues))},
             )
             return
-        for line in _restart_only(self.settings, settings, self.role_name):
-            log.warning("%s changed; it takes effect at the next restart", line)
+        self._log_changes(settings)
         self.settings = settings
         if self.context is not None:
             self.context.settings = settings
         await children.reload(settings)
+
+    def _log_changes(self, settings: Settings) -> None:
+        """Each value the file changed, by its YAML path (``reload: channels.hie.rate:
+        20/s → 5/s``); one this role reads at start only, as a warning saying so."""
+        found = config_changes(self.settings, settings)
+        for change in found:
+            if restart_only(change.path, self.role_name):
+                log.warning("reload: %s; it takes effect at the next restart", change)
+            else:
+                log.info("reload: %s", change)
+        if not found:
+            log.info("reload: the file changes nothing")
 
     # --- health and metrics ---------------------------------------------------------
 
@@ -612,19 +626,6 @@ class Frame:
 
 
 FRAME = Key[Frame]("frame")  # the frame, for a role's handlers
-
-
-def _restart_only(old: Settings, new: Settings, role: str) -> list[str]:
-    """Settings read at start only, named when a reload changes them."""
-    out = [f"database: {c}" for c in changes(old.database, new.database)]
-    out += [
-        f"roles.{role}.{c}"
-        for c in changes(getattr(old.roles, role), getattr(new.roles, role))
-        if not c.startswith("drain_timeout")
-    ]
-    if old.logging != new.logging:
-        out.append("logging")
-    return out
 
 
 def run_role(

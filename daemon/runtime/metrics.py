@@ -1,4 +1,8 @@
-"""Every metric outboxd exports, declared in one place.
+"""Every metric outboxd exports, declared in one place, in one class per role:
+a process exports ``Metrics`` (``outboxd_up``), which the frame registers, and the
+families of the role it runs, which the role registers on the same registry
+(``DispatcherMetrics``, ``PollerMetrics``, ``SchedulerMetrics``,
+``ControlMetrics``), so a poller's /metrics carries no empty delivery families.
 
 Labels carry channel and role names only: never a patient identifier, a key,
 a payload field or a URL.
@@ -18,11 +22,36 @@ disable_created_metrics()  # no *_created series: they double the scrape for not
 
 
 class Metrics:
-    """One registry per process (a fresh one per test), holding every metric."""
+    """What every role's process exports, on the registry its roles add their own
+    families to (one per process; a fresh one per test): whether its loops run."""
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry(auto_describe=True)
-        r = self.registry
+        self.up = Gauge(
+            "outboxd_up", "1 while the role's loops are running.", ["role"], registry=self.registry
+        )
+
+
+def _token_fetches(registry: CollectorRegistry) -> Counter:
+    """OAuth2 token requests: a dispatcher's for its channels, a scheduler's for
+    its status checks."""
+    return Counter(
+        "outboxd_oauth_token_fetches",
+        "Requests for an OAuth2 access token by result: ok, refused (the token "
+        "endpoint said no: bad credentials), failed (not reached, 5xx, 429) or "
+        "invalid (an answer with no usable token); by the channel the token is for "
+        "(a channel's own, or a status check's of that channel).",
+        ["channel", "result"],
+        registry=registry,
+    )
+
+
+class DispatcherMetrics:
+    """The dispatcher's metrics (labelled by channel), registered by the dispatcher
+    role on its process's registry: ``DispatcherMetrics(context.metrics.registry)``."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        r = registry
         self.deliveries = Counter(
             "outboxd_deliveries",
             "Delivery attempts by result: delivered, retried, rejected (permanent "
@@ -78,16 +107,7 @@ class Metrics:
             ["loop"],
             registry=r,
         )
-        self.token_fetches = Counter(
-            "outboxd_oauth_token_fetches",
-            "Requests for an OAuth2 access token by result: ok, refused (the token "
-            "endpoint said no: bad credentials), failed (not reached, 5xx, 429) or "
-            "invalid (an answer with no usable token); by the channel the token is for "
-            "(a channel's own, or a status check's of that channel).",
-            ["channel", "result"],
-            registry=r,
-        )
-        self.up = Gauge("outboxd_up", "1 while the role's loops are running.", ["role"], registry=r)
+        self.token_fetches = _token_fetches(r)
 
 
 class PollerMetrics:
@@ -181,6 +201,7 @@ class SchedulerMetrics:
             ["target", "result"],
             registry=r,
         )
+        self.token_fetches = _token_fetches(r)
 
 
 class ControlMetrics:
@@ -203,8 +224,16 @@ class ControlMetrics:
         )
         self.process_running = Gauge(
             "outboxd_process_running",
-            "1 when supervisord says the program is RUNNING, else 0.",
+            "1 when supervisord says the program is RUNNING, else 0 (STOPPED, "
+            "STARTING, BACKOFF, EXITED, FATAL...); by supervisord's name of it "
+            "(group:name). Absent while supervisord does not answer.",
             ["program"],
+            registry=r,
+        )
+        self.supervisor_up = Gauge(
+            "outboxd_supervisor_up",
+            "1 when supervisord answered this scrape's question for the programs' "
+            "states, 0 when it did not (not running, no socket, too slow).",
             registry=r,
         )
         self.webhook_receipts = Counter(

@@ -66,6 +66,8 @@ from daemon.bpjs import crypto, payloads, signing
 from daemon.bpjs.payloads import AddAntrean, BatalAntrean, GetListTask, PayloadError, UpdateWaktu
 from daemon.domain.logs import setup_logging
 from daemon.runtime import eventloop
+from daemon.sim import fail
+from daemon.sim.fail import FailSwitch
 from daemon.sim.journal import Journal, JournalError
 from daemon.sim.server import SimulatorServer
 
@@ -318,6 +320,8 @@ class BpjsSimulator(SimulatorServer):
         if self.faults.delay > 0:
             await asyncio.sleep(self.faults.delay)
         fault = self._draw_fault()
+        if fault is None and self.fail_switch.fails():
+            fault = Fault.SERVER_ERROR
         if fault is not None:
             response, code, message = self._fault_answer(fault)
         else:
@@ -542,6 +546,7 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--fail-next", type=int, default=0, help="calls that get the fault")
     parser.add_argument("--fault-fraction", type=float, default=0.0, help="then this share")
     parser.add_argument("--delay", type=float, default=0.0, help="seconds before answering")
+    fail.add_argument(parser)
     parser.add_argument("--seed", type=int, help="for --fault-fraction's dice")
     parser.add_argument("--keep", type=int, default=1000, help="calls kept in memory")
     parser.add_argument(
@@ -571,6 +576,7 @@ async def _serve(args: argparse.Namespace) -> int:
         keep=args.keep,
         state=args.state,
     )
+    sim.fail_switch = FailSwitch(args.fail_switch, "sim-bpjs")
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):

@@ -66,6 +66,8 @@ from aiohttp import web
 from daemon.channels.fhir.resources import is_resource, problems
 from daemon.domain.logs import setup_logging
 from daemon.runtime import eventloop
+from daemon.sim import fail
+from daemon.sim.fail import FailSwitch
 from daemon.sim.oauth import TokenIssuer
 from daemon.sim.server import SimulatorServer
 
@@ -221,6 +223,9 @@ class FhirSimulator(SimulatorServer):
             self.calls.append(Call(request.method, path, faults.fail_status, dict(request.headers)))
             headers = {"Retry-After": faults.retry_after} if faults.retry_after else {}
             return _outcome(faults.fail_status, "throttled", [("too many requests", None)], headers)
+        if self.fail_switch.fails():
+            self.calls.append(Call(request.method, path, 503, dict(request.headers)))
+            return _outcome(503, "transient", [(self.fail_switch.reason, None)])
         try:
             status, answer, headers = self._work(request.method, path, request.headers, body)
         except Refusal as exc:
@@ -502,6 +507,7 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "is $OUTBOXD_SIM_FHIR_CLIENT_SECRET",
     )
     parser.add_argument("--lifetime", type=float, default=3600.0, help="seconds a token lives")
+    fail.add_argument(parser)
     return parser.parse_args(argv)
 
 
@@ -511,6 +517,7 @@ async def _serve(args: argparse.Namespace) -> int:
         log.error("no client: give --client-id and $OUTBOXD_SIM_FHIR_CLIENT_SECRET")
         return 78
     sim = FhirSimulator({args.client_id: secret}, lifetime=args.lifetime)
+    sim.fail_switch = FailSwitch(args.fail_switch, "sim-fhir")
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):

@@ -43,6 +43,8 @@ from multidict import CIMultiDict
 from daemon.channels.http.rules import basic_credentials, signature_matches
 from daemon.domain.logs import setup_logging
 from daemon.runtime import eventloop
+from daemon.sim import fail
+from daemon.sim.fail import FailSwitch
 from daemon.sim.server import SimulatorServer
 
 log = logging.getLogger(__name__)
@@ -154,6 +156,9 @@ class HttpSink(SimulatorServer):
         if self.failed < faults.fail_first:
             self.failed += 1
             return _answer(faults.fail_status, b'{"error": "injected failure"}', faults.headers)
+        if request.method != "GET" and self.fail_switch.fails():
+            body = json.dumps({"error": self.fail_switch.reason}).encode()
+            return _answer(503, body, faults.headers)
         if request.method == "GET" and request.path.startswith("/status/") and faults.status < 300:
             wanted = request.match_info.get("tail", "")[len("status/") :]
             status = self.status_of(wanted)
@@ -229,6 +234,7 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--fail-first", type=int, default=0, help="fail this many requests")
     parser.add_argument("--fail-status", type=int, default=503)
     parser.add_argument("--drop", action="store_true", help="drop every connection")
+    fail.add_argument(parser)
     parser.add_argument(
         "--bearer-token",
         default=os.environ.get("OUTBOXD_SIM_BEARER_TOKEN"),
@@ -265,6 +271,7 @@ async def _serve(args: argparse.Namespace) -> int:
     sink = HttpSink(
         faults, keep=args.keep, status_stage=args.status_stage, reject_every=args.reject_every
     )
+    sink.fail_switch = FailSwitch(args.fail_switch, "sim-http")
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):

@@ -46,6 +46,8 @@ from daemon.hl7 import (
     raw_control_id,
 )
 from daemon.runtime import eventloop
+from daemon.sim import fail
+from daemon.sim.fail import FailSwitch
 
 log = logging.getLogger("outboxd.sim.mllp")
 
@@ -204,6 +206,7 @@ class MllpSimulator:
         self._transports: set[asyncio.Transport] = set()  # canned connections
         self._arrived = asyncio.Event()
         self._canned_head, self._canned_tail = _canned_parts(encoding)
+        self.fail_switch = FailSwitch(None)  # the demo's switch: AE to its share (not canned)
 
     @property
     def port(self) -> int:
@@ -310,6 +313,8 @@ class MllpSimulator:
                 "received control_id=%s connection=%d bytes=%d", cid_text, number, len(message)
             )
         rule = next((r for r in self.rules if r.take(message)), DEFAULT_RULE)
+        if self.fail_switch.fails():
+            rule = Rule(code="AE", text=self.fail_switch.reason, delay=rule.delay)
         if rule.delay:
             await asyncio.sleep(rule.delay)
         if rule.action == "no_ack":
@@ -362,6 +367,7 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--delay", type=float, default=0.0, help="seconds before each answer")
     parser.add_argument("--encoding", default="utf-8")
+    fail.add_argument(parser)
     parser.add_argument("--tls-cert", help="serve TLS with this certificate (PEM)")
     parser.add_argument("--tls-key", help="the certificate's private key (PEM)")
     parser.add_argument("--keep", type=int, default=1000, help="messages kept in memory")
@@ -399,6 +405,7 @@ async def _serve(args: argparse.Namespace) -> int:
         keep=args.keep,
         log_received=args.log_received,
     )
+    sim.fail_switch = FailSwitch(args.fail_switch, "sim-mllp")
     try:
         port = await sim.start(args.host, args.port)
     except OSError as exc:

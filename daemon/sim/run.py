@@ -1,8 +1,10 @@
 """Start a simulator where the YAML file expects its peer:
 ``python -m daemon.sim.run mllp|http|bpjs|fhir -c FILE --channel NAME [options]`` for a
 channel's peer, ``python -m daemon.sim.run khanza -c FILE --source NAME [options]``
-for a Khanza source's hospital. Addresses, credentials, files and time zones come
-from the config, so the demo sets each in one place."""
+for a Khanza source's hospital, ``python -m daemon.sim.run smtp -c FILE --notify NAME
+[--dir DIR]`` for the mail server of an smtp notify target (the mail catcher).
+Addresses, credentials, files and time zones come from the config, so the demo
+sets each in one place."""
 
 from __future__ import annotations
 
@@ -24,16 +26,22 @@ from daemon.sources.khanza.settings import KhanzaSettings
 
 CHANNEL_KINDS = ("mllp", "http", "bpjs", "fhir")
 SOURCE_KINDS = ("khanza",)
+NOTIFY_KINDS = ("smtp",)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m daemon.sim.run")
-    parser.add_argument("kind", choices=CHANNEL_KINDS + SOURCE_KINDS)
+    parser.add_argument("kind", choices=CHANNEL_KINDS + SOURCE_KINDS + NOTIFY_KINDS)
     parser.add_argument("-c", "--config", required=True)
     parser.add_argument("--channel", help="the channel whose peer this is (mllp, http, bpjs, fhir)")
     parser.add_argument("--source", help="the source whose database this is (khanza)")
+    parser.add_argument("--notify", help="the notify target whose mail server this is (smtp)")
     args, rest = parser.parse_known_args(argv)
-    wanted = "--channel" if args.kind in CHANNEL_KINDS else "--source"
+    wanted = (
+        "--channel" if args.kind in CHANNEL_KINDS
+        else "--source" if args.kind in SOURCE_KINDS
+        else "--notify"
+    )  # fmt: skip
     if getattr(args, wanted.lstrip("-")) is None:
         parser.error(f"{args.kind} needs {wanted} NAME")
     try:
@@ -43,6 +51,8 @@ def main(argv: list[str] | None = None) -> int:
         return EX_CONFIG
     if args.kind in SOURCE_KINDS:
         return _source(args, settings, rest)
+    if args.kind in NOTIFY_KINDS:
+        return _mail(args, settings, rest)
     return _channel(args, settings, rest)
 
 
@@ -107,6 +117,26 @@ def _channel_zone(settings: Settings, channel: str) -> str:
         if isinstance(source, KhanzaSettings) and source.channel == channel and source.timezone:
             return str(source.timezone)
     return str(settings.timezone)
+
+
+def _mail(args: argparse.Namespace, settings: Settings, rest: list[str]) -> int:
+    """The mail catcher where an smtp notify target sends."""
+    from daemon.notify.smtp import SmtpSettings
+
+    target = settings.notify.get(args.notify)
+    if not isinstance(target, SmtpSettings):
+        print(f"no smtp notify target named {args.notify!r} in {args.config}", file=sys.stderr)
+        return EX_CONFIG
+    if target.security != "none" or target.username is not None:
+        print(
+            f"notify.{args.notify}: the mail catcher speaks plain SMTP without a login; "
+            "give it security: none and no username",
+            file=sys.stderr,
+        )
+        return EX_CONFIG
+    from daemon.sim import mail
+
+    return mail.main(["serve", "--host", target.host, "--port", str(target.port), *rest])
 
 
 def _source(args: argparse.Namespace, settings: Settings, rest: list[str]) -> int:

@@ -1,6 +1,7 @@
-"""What the aiohttp simulators share: listening, the bound port, stopping, and
-``async with``. A subclass answers every path with ``_receive`` and serves what
-it recorded as JSON at ``inspect_path`` with ``_list``."""
+"""What the aiohttp simulators share: listening, the bound port, stopping,
+``async with`` and the demo's failure switch. A subclass answers every path with
+``_receive`` and serves what it recorded as JSON at ``inspect_path`` with
+``_list``."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ from types import TracebackType
 from typing import Self
 
 from aiohttp import web
+
+from daemon.sim.fail import FailSwitch
 
 
 class SimulatorServer:
@@ -18,6 +21,7 @@ class SimulatorServer:
         self.host = "127.0.0.1"
         self._port: int | None = None
         self._runner: web.AppRunner | None = None
+        self.fail_switch = FailSwitch(None)  # the demo's switch (its --fail-switch FILE)
 
     @property
     def port(self) -> int:

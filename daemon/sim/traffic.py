@@ -25,6 +25,7 @@ from daemon.config.loader import load_config
 from daemon.domain.errors import StoreUnavailable
 from daemon.domain.messages import NewMessage
 from daemon.domain.units import parse_duration
+from daemon.hl7.fields import identifiers
 from daemon.store.db import open_database
 from daemon.store.sync import Store
 
@@ -137,11 +138,13 @@ def main(argv: list[str] | None = None) -> int:
         batch = []
         for name, channel in settings.channels.items():
             if isinstance(channel, MllpSettings):
+                payload = hl7_visit(number, now)
                 batch.append(
                     NewMessage(
-                        name, f"demo-{now:%Y%m%d%H%M%S}-{number}", hl7_visit(number, now), "hl7"
+                        name, f"demo-{now:%Y%m%d%H%M%S}-{number}", payload, "hl7",
+                        fields=tuple(identifiers(payload.decode())),  # found by MRN, as enqueued
                     )
-                )
+                )  # fmt: skip
             elif isinstance(channel, FhirSettings):
                 batch += fhir_visit(name, number, now)
             elif isinstance(channel, HttpSettings):

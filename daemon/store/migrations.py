@@ -127,18 +127,24 @@ def current_version(db: pw.Database) -> int:
     return int(row[0] or 0)
 
 
-def migrate(db: pw.Database) -> list[Migration]:
+def migrate(db: pw.Database, upto: int | None = None) -> list[Migration]:
     """Apply what is missing, each migration in its own transaction; idempotent and
-    safe to run from several processes at once. Returns what this call applied."""
+    safe to run from several processes at once. Returns what this call applied.
+
+    ``upto``: stop after that version (the schema an earlier outboxd made, for the
+    upgrade tests); by default the newest. A database already past it is left as
+    it is."""
+    if upto is not None and not 0 <= upto <= LATEST:
+        raise ValueError(f"no schema version {upto}: this outboxd knows 1 to {LATEST}")
     with unavailable_on_error(db):
-        return _migrate(db)
+        return _migrate(db, LATEST if upto is None else upto)
 
 
-def _migrate(db: pw.Database) -> list[Migration]:
+def _migrate(db: pw.Database, upto: int) -> list[Migration]:
     _ensure_version_table(db)
     sql = dialect_for(db)
     applied: list[Migration] = []
-    for migration in MIGRATIONS:
+    for migration in (m for m in MIGRATIONS if m.version <= upto):
         with db.atomic():
             sql.exclusive(_LOCK_ID)
             if current_version(db) >= migration.version:
@@ -161,7 +167,14 @@ def _migrate(db: pw.Database) -> list[Migration]:
 
 def require_current(db: pw.Database) -> int:
     """Raise a clear error unless the schema is exactly the one this code expects
-    (and the features the dialect's statements need are there)."""
+    (and the features the dialect's statements need are there).
+
+    The compatibility rule: a process runs only on the schema version it was made
+    for. An older schema is refused (``outboxd migrate`` upgrades it; no process
+    migrates by itself, so an upgrade is a step an operator takes, after a backup),
+    and so is a newer one (made by a newer outboxd, whose statements and triggers
+    this code does not know). Every role checks at start (exit 78, the reason in
+    its log), the commands before they read or write."""
     dialect_for(db).require_features()
     version = current_version(db)
     if version < LATEST:

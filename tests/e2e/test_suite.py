@@ -53,6 +53,7 @@ PROGRAMS = {
     "demo:sim-fhir",
     "demo:sim-http",
     "demo:sim-khanza",
+    "demo:sim-mail",
     "demo:sim-mllp",
     "outboxd:dispatcher-0",
     "outboxd:dispatcher-1",
@@ -152,6 +153,7 @@ class Suite:
     http_port: int = field(default_factory=free_port)
     bpjs_port: int = field(default_factory=free_port)
     fhir_port: int = field(default_factory=free_port)
+    smtp_port: int = field(default_factory=free_port)
     dispatcher_port: int = field(default_factory=free_port_pair)
     control_port: int = field(default_factory=free_port)
     poller_port: int = field(default_factory=free_port)
@@ -194,6 +196,7 @@ class Suite:
             "OUTBOXD_SIM_HTTP_PORT": str(self.http_port),
             "OUTBOXD_SIM_BPJS_PORT": str(self.bpjs_port),
             "OUTBOXD_SIM_FHIR_PORT": str(self.fhir_port),
+            "OUTBOXD_SIM_SMTP_PORT": str(self.smtp_port),
             "OUTBOXD_DISPATCHER_PORT": str(self.dispatcher_port),
             "OUTBOXD_CONTROL_PORT": str(self.control_port),
             "OUTBOXD_POLLER_PORT": str(self.poller_port),
@@ -552,11 +555,16 @@ async def test_suite_runs_and_demo_traffic_flows(suite: Suite):
     fires = Counter((fire, attempt) for fire, attempt, _ in runs)
     assert runs and max(fires.values()) == 1, runs
     assert {status for _, _, status in runs} <= {"queued", "running", "succeeded"}, runs
+    # a sent message moves on only to a verdict; the partner's intermediate
+    # statuses stay in the timeline as sent -> sent, each naming what it said
     events = await suite.aquery(
-        "SELECT e.to_status FROM outboxd_status_event e JOIN outboxd_message m"
+        "SELECT e.to_status, e.details FROM outboxd_status_event e JOIN outboxd_message m"
         " ON m.id = e.message_id WHERE m.channel = 'webhook' AND e.from_status = 'sent'"
     )
-    assert events and {to for (to,) in events} <= VERDICTS, events
+    moves = {to for to, _ in events if to != "sent"}
+    assert moves and moves <= VERDICTS, events
+    notes = [details for to, details in events if to == "sent"]
+    assert all("partner_status" in str(details) for details in notes), notes
 
 
 async def test_stop_while_busy_drains_exits_zero_and_loses_nothing(suite: Suite):

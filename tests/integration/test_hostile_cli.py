@@ -149,6 +149,7 @@ COMMANDS = [
     ("visit", "KB1"),
     ("retry", "--channel", "hie", "--status", "failed"),
     ("enqueue", "--channel", "webhook", "--key", "k1", "event.json"),
+    ("backup", "copy.db"),
 ]
 
 

@@ -18,7 +18,7 @@ from daemon.config.loader import parse_config
 from daemon.domain.messages import NewMessage
 from daemon.resilience.ratelimit import Bucket
 from daemon.roles.delivery import ChannelLoop
-from daemon.runtime.metrics import Metrics
+from daemon.runtime.metrics import DispatcherMetrics, Metrics
 from daemon.store.aio import AsyncStore, open_async_store
 from daemon.store.db import open_database
 from daemon.store.sync import Store
@@ -142,7 +142,7 @@ async def test_a_loop_takes_the_tokens_its_waiting_workers_need_in_one_transacti
         settings.channels["hie"],
         channel,
         counting,
-        Metrics(),
+        DispatcherMetrics(Metrics().registry),
         "tokens-test",  # type: ignore[arg-type]
     )
     loop.start()

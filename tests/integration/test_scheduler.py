@@ -24,6 +24,7 @@ from aiohttp import web
 
 from daemon.sim.http import Faults, HttpSink
 from daemon.store.models import AuditEntry, JobRun, Notification, Schedule
+from tests.support.mailbox import Mailbox
 from tests.support.ports import free_port, free_port_pair
 from tests.support.processes import ROOT, DaemonProcess, gone
 from tests.support.waiting import eventually, stays
@@ -227,20 +228,6 @@ async def test_a_scheduler_back_after_its_catch_up_window_runs_once_and_records_
         assert max(r.fire_time for r in missed) < catch_up[0].fire_time
         times = [r.fire_time for r in ledger("often") if r.attempt == 1]
         assert len(times) == len(set(times))
-
-
-class Mailbox:
-    """An SMTP server on loopback (aiosmtpd) keeping what it is sent."""
-
-    def __init__(self) -> None:
-        self.messages: list[Any] = []
-        self.port = free_port()
-
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        from email import message_from_bytes
-
-        self.messages.append(message_from_bytes(envelope.content))
-        return "250 OK"
 
 
 SECRET = "whsec_" + "c2VjcmV0LWtleS1vZi10aGUtdGVzdHM="  # base64 of "secret-key-of-the-tests"

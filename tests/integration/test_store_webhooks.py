@@ -129,7 +129,10 @@ def test_an_unmapped_status_is_recorded_and_changes_nothing(store: Store):
     assert (outcome.result, outcome.http_status) == ("unmapped_status", 202)
     assert outcome.message_id == message
     assert Message.get_by_id(message).status == "sent"
-    assert history(message) == events
+    # the status on the way is in the timeline as a note (sent -> sent), nothing moved
+    assert history(message) == [*events, ("sent", "sent", "webhook:filer")]
+    note = StatusEvent.select().where(StatusEvent.message == message).order_by(StatusEvent.id)
+    assert note[-1].details["partner_status"] == "IN_REVIEW"
     [receipt] = store.webhook_receipts()
     assert (receipt.partner_status, receipt.result) == ("IN_REVIEW", "unmapped_status")
 

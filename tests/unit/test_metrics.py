@@ -1,40 +1,60 @@
 import re
 import subprocess
 
+import pytest
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from daemon.runtime.metrics import Metrics, PollerMetrics
+from daemon.runtime.metrics import (
+    ControlMetrics,
+    DispatcherMetrics,
+    Metrics,
+    PollerMetrics,
+    SchedulerMetrics,
+)
 from tests.services import promtool
 
-ALLOWED_LABELS = {"channel", "result", "loop", "role", "source"}
+# channel, role, loop, source, schedule, job, webhook and notify target names, supervisord's
+# program names, results and statuses: never a patient identifier, a key or a URL
+ALLOWED_LABELS = {
+    "channel", "result", "loop", "role", "source", "schedule", "status", "job", "target",
+    "program", "webhook",
+}  # fmt: skip
 
 
-def exposition() -> str:
-    m = Metrics()
-    m.deliveries.labels("hie", "delivered").inc()
-    m.send_seconds.labels("hie").observe(0.01)
-    m.in_flight.labels("hie").set(1)
-    m.claimed.labels("hie").inc(3)
-    m.leases_lost.labels("hie").inc()
-    m.leases_expired.inc()
-    m.breaker_state.labels("hie").set(2)
-    m.rate_limit_waits.labels("hie").inc()
-    m.rate_limit_wait_seconds.labels("hie").inc(0.5)
-    m.loop_errors.labels("claim").inc()
-    m.up.labels("dispatcher").set(1)
-    poller = PollerMetrics(m.registry)
-    for metric in vars(poller).values():
-        if hasattr(metric, "_labelnames"):
-            labels = {name: "x" for name in metric._labelnames}
-            child = metric.labels(**labels) if labels else metric
-            (child.inc if hasattr(child, "inc") else child.observe)(1)
-    return generate_latest(m.registry).decode()
+def _sample_every_family(families: object, skip: set[str] | None = None) -> None:
+    for name, metric in vars(families).items():
+        if name in (skip or set()) or not getattr(metric, "_labelnames", ()):
+            continue
+        child = metric.labels(**{label: "x" for label in metric._labelnames})
+        (child.inc if hasattr(child, "inc") else child.observe)(1)
+
+
+def expositions() -> dict[str, str]:
+    """Each role's /metrics as its process exports it: the frame's families and
+    the role's, each with a sample."""
+    out = {}
+    for role, families in (
+        ("dispatcher", DispatcherMetrics),
+        ("poller", PollerMetrics),
+        ("scheduler", SchedulerMetrics),
+        ("control", ControlMetrics),
+    ):
+        m = Metrics()
+        m.up.labels(role).set(1)
+        own = families(m.registry)
+        _sample_every_family(own)
+        if isinstance(own, DispatcherMetrics):
+            own.leases_expired.inc()
+        if isinstance(own, ControlMetrics):
+            own.supervisor_up.set(1)
+        out[role] = generate_latest(m.registry).decode()
+    return out
 
 
 def test_names_units_and_labels_follow_prometheus_conventions():
-    families = list(text_string_to_metric_families(exposition()))
-    assert len(families) >= 11
+    families = [f for text in expositions().values() for f in text_string_to_metric_families(text)]
+    assert len({family.name for family in families}) >= 29
     for family in families:
         assert family.name.startswith("outboxd_")
         assert family.documentation, family.name
@@ -45,18 +65,20 @@ def test_names_units_and_labels_follow_prometheus_conventions():
             assert not family.name.endswith("_total"), family.name
         if family.type == "histogram":
             assert family.name.endswith("_seconds")
+        assert family.samples, family.name
         for sample in family.samples:
             assert set(sample.labels) - {"le"} <= ALLOWED_LABELS, sample
 
 
 def test_no_created_series():
-    assert "_created" not in exposition()
+    assert not any("_created" in text for text in expositions().values())
 
 
-def test_promtool_finds_nothing_to_lint():
+@pytest.mark.parametrize("role", ["dispatcher", "poller", "scheduler", "control"])
+def test_promtool_finds_nothing_to_lint(role: str):
     result = subprocess.run(
         [promtool(), "check", "metrics"],
-        input=exposition().encode(),
+        input=expositions()[role].encode(),
         capture_output=True,
         timeout=30,
     )
