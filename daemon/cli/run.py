@@ -1,37 +1,45 @@
-"""``outboxd run ROLE``: a role's process, as supervisord starts it. It starts the
-store's worker process first (where the role has one), so that the worker's
-imports overlap this process's own; then it loads the settings, the frame, the
-role and what the role runs; nothing else of the command line is loaded."""
+"""``outboxd run ROLE``: a role's process, as supervisord starts it. It reads and
+parses its YAML file, then starts the store's worker process (where the role has
+one) for the database the file names, before it imports even the settings
+models, so that the worker's imports overlap all of this process's own; then it
+validates the settings and loads the frame, the role and what the role runs;
+nothing else of the command line is loaded."""
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import subprocess
 from typing import TYPE_CHECKING
 
 from daemon.cli.errors import EX_USAGE, CliError
 from daemon.cli.parser import ROLES
-from daemon.config.loader import load_config
+from daemon.config.document import database_url, read_document
 
 if TYPE_CHECKING:
-    from daemon.store.process import Spawned
+    from daemon.store.spawn import Spawned
 
 
 # Roles whose store work runs in a worker process unless the file says otherwise
 # (``roles.dispatcher.store_process``, true by default): the worker is started
-# before the settings are read, so that its imports overlap all of this process's.
+# before the settings are validated, so that its imports overlap all of this
+# process's.
 WORKER_ROLES = ("dispatcher",)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    document = read_document(args.config, os.environ)  # a file that cannot be read: exit 78
     spawned = None
     if args.role in WORKER_ROLES:
-        from daemon.store.process import start_worker
+        from daemon.store.address import backend_of
+        from daemon.store.spawn import start_worker
 
-        spawned = start_worker()
+        spawned = start_worker(backend_of(database_url(document, os.environ)))
     try:
-        settings = load_config(args.config)
+        from daemon.config.loader import settings_of  # after the worker's start: see above
+
+        settings = settings_of(document)
         if spawned is not None and not getattr(settings.roles, args.role).store_process:
             _stop(spawned)  # the file keeps this role's store work on a thread
             spawned = None

@@ -35,6 +35,7 @@ from daemon.domain.fields import (
     Host,
     HostName,
     Integer,
+    JsonPointer,
     Line,
     Model,
     Name,
@@ -44,7 +45,6 @@ from daemon.domain.fields import (
     TimeZoneName,
     default_node,
 )
-from daemon.domain.jsonpointer import JsonPointer
 from daemon.jobs.kind import JobKind, JobOptions
 from daemon.jobs.registry import JOB_KINDS
 from daemon.notify.registry import AnyNotifySettings

@@ -25,6 +25,7 @@ from pydantic import (
     SecretStr,
 )
 
+from daemon.domain.jsonpointer import MAX_POINTER, check_pointer
 from daemon.domain.limits import NAME_PATTERN, NODE, NODE_MAX, NODE_RULE
 from daemon.domain.units import Rate, parse_duration, parse_rate, parse_size
 
@@ -211,6 +212,7 @@ Encoding = Annotated[str, AfterValidator(_check_encoding)]
 Host = Annotated[str, AfterValidator(_check_host)]
 HostName = Annotated[str, AfterValidator(host_name)]  # as a request's Host names it
 Line = Annotated[str, AfterValidator(_check_line)]  # one line of printable text
+JsonPointer = Annotated[str, Field(max_length=MAX_POINTER), AfterValidator(check_pointer)]
 
 
 class FromEnvironment:

@@ -1,13 +1,13 @@
 """JSON pointers (RFC 6901): ``/a/0/b`` names a value inside a JSON document;
-in a token ``~1`` is ``/`` and ``~0`` is ``~``. Pure: no I/O."""
+in a token ``~1`` is ``/`` and ``~0`` is ``~``. Pure: no I/O, and no pydantic (the
+store reads answers with it; the settings' field type is ``daemon.domain.fields``'s
+``JsonPointer``)."""
 
 from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from typing import Annotated, Any
-
-from pydantic import AfterValidator, Field
+from typing import Any
 
 _ESCAPE = re.compile(r"~(?![01])")
 MAX_POINTER = 500  # characters a pointer in the settings may have
@@ -62,6 +62,3 @@ def scalar_text(value: Any) -> str | None:
     if isinstance(value, int) and not isinstance(value, bool):
         return str(value)
     return None
-
-
-JsonPointer = Annotated[str, Field(max_length=MAX_POINTER), AfterValidator(check_pointer)]

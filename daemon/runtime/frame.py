@@ -13,7 +13,9 @@ with it. The frame:
   no database), serves ``/healthz`` and ``/metrics`` there and answers 503 on the
   role's own listeners, waits for the database (backing off), then opens the role
   (``Role.open``: the control API served) and starts every child; a role may add
-  routes of its own to the health app (``Role.add_routes``);
+  GET routes of its own beside /healthz (``Role.add_routes``). These are served by
+  ``daemon.runtime.plainhttp``, not a web framework: a role that needs none (the
+  dispatcher, the poller) loads none;
 - ``/healthz`` says ready (200, ``"status": "ok"``) only while the role runs:
   until it is open and every child started it answers 503 ``"starting"`` (with
   ``waiting for the database since …`` and the last error while it waits), and
@@ -39,7 +41,6 @@ from __future__ import annotations
 
 import asyncio
 import errno
-import json
 import logging
 import os
 import signal
@@ -50,7 +51,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal, Protocol
 
-from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from daemon.config.diff import changes, config_changes, restart_only
@@ -59,10 +59,10 @@ from daemon.config.loader import load_config
 from daemon.config.settings import RoleSettings, Settings
 from daemon.domain.errors import StartupError, StoreUnavailable
 from daemon.resilience.backoff import Backoff
-from daemon.runtime.http import runner_options
 from daemon.runtime.metrics import Metrics
+from daemon.runtime.plainhttp import Key, Request, Response, Routes, Server
 from daemon.store.aio import AsyncStore, open_async_store
-from daemon.store.process import Spawned
+from daemon.store.spawn import Spawned
 
 log = logging.getLogger("outboxd.frame")
 HEALTH_TIMEOUT = 2.0  # seconds /healthz waits for the database's answer
@@ -108,8 +108,9 @@ class Role(Protocol):
         """Problems of the role beyond its children's."""
         ...
 
-    def add_routes(self, app: web.Application) -> None:
-        """Routes of the role's own on the health and metrics app."""
+    def add_routes(self, routes: Routes) -> None:
+        """GET routes of the role's own beside /healthz and /metrics (a handler
+        finds the frame as ``request.app[FRAME]``)."""
         ...
 
     async def open(self) -> None:
@@ -132,7 +133,7 @@ class RoleBase:
     def problems(self) -> list[str]:
         return []
 
-    def add_routes(self, app: web.Application) -> None:
+    def add_routes(self, routes: Routes) -> None:
         return None
 
     async def open(self) -> None:
@@ -432,13 +433,13 @@ class Frame:
                         return 0
                     await role.open()
                 finally:
-                    await placeholder.cleanup()
+                    await placeholder.close()
                 try:
                     return await self._supervise(self.children)
                 finally:
                     await role.close()
             finally:
-                await server.cleanup()
+                await server.close()
         finally:
             await store.aclose()
 
@@ -470,37 +471,26 @@ class Frame:
         finally:
             self.waiting = None
 
-    async def _hold(self, listeners: list[socket.socket]) -> web.AppRunner:
+    async def _hold(self, listeners: list[socket.socket]) -> Server:
         """Answer on the role's own ports until the role opens them: 503 with
         what it waits for, at once (a client is not left hanging on a socket
         nobody reads). Served on duplicates of the sockets, so that closing
         this leaves them listening for the role."""
-        app = web.Application()
-        app.router.add_route("*", "/{path:.*}", self._not_yet)
-        runner = web.AppRunner(
-            app, shutdown_timeout=1.0, **runner_options(HEALTH_IDLE, "outboxd.frame")
-        )
-        await runner.setup()
-        try:
-            for sock in listeners:
-                await web.SockSite(runner, sock.dup()).start()
-        except BaseException:
-            await runner.cleanup()
-            raise
-        return runner
+        routes = Routes()
+        routes.fallback = self._not_yet
+        server = Server(routes, HEALTH_IDLE, log)
+        await server.start([sock.dup() for sock in listeners])
+        return server
 
-    async def _not_yet(self, _: web.Request) -> web.Response:
+    async def _not_yet(self, _: Request) -> Response:
         body = {
             "type": "about:blank",
             "title": "Service Unavailable",
             "status": 503,
             "detail": f"{self.role_name} is not serving yet: {self._starting_problem()}",
         }
-        return web.Response(
-            text=json.dumps(body),
-            status=503,
-            content_type="application/problem+json",
-            headers={"Retry-After": "5"},
+        return Response.json(
+            body, 503, content_type="application/problem+json", headers={"Retry-After": "5"}
         )
 
     def _starting_problem(self) -> str:
@@ -588,7 +578,7 @@ class Frame:
 
     # --- health and metrics ---------------------------------------------------------
 
-    async def _healthz(self, _: web.Request) -> web.Response:
+    async def _healthz(self, _: Request) -> Response:
         status: str
         if self.phase != "running":  # not ready, whatever the loops say
             problems = [
@@ -610,13 +600,9 @@ class Frame:
             "process": self.process_num,
             "problems": problems,
         }
-        return web.Response(
-            text=json.dumps(body),
-            status=200 if not problems else 503,
-            content_type="application/json",
-        )
+        return Response.json(body, 200 if not problems else 503)
 
-    async def _metrics(self, _: web.Request) -> web.Response:
+    async def _metrics(self, _: Request) -> Response:
         if self.role is not None:
             try:
                 await asyncio.wait_for(self.role.before_scrape(), HEALTH_TIMEOUT)
@@ -625,9 +611,8 @@ class Frame:
                     "metrics not brought up to date",
                     extra={"error": f"{type(exc).__name__}: {exc}"},
                 )
-        return web.Response(
-            body=generate_latest(self.metrics.registry),
-            headers={"Content-Type": CONTENT_TYPE_LATEST},
+        return Response(
+            body=generate_latest(self.metrics.registry), content_type=CONTENT_TYPE_LATEST
         )
 
     def _bind_health(self, host: str, port: int) -> list[socket.socket]:
@@ -636,25 +621,19 @@ class Frame:
 
     async def _serve_health(
         self, role: Role, sockets: list[socket.socket], host: str, port: int
-    ) -> web.AppRunner:
-        app = web.Application()
-        app[FRAME] = self
-        app.router.add_get("/healthz", self._healthz)
-        app.router.add_get("/metrics", self._metrics)
-        role.add_routes(app)
-        runner = web.AppRunner(app, **runner_options(HEALTH_IDLE, "outboxd.frame"))
-        await runner.setup()
-        try:
-            for sock in sockets:
-                await web.SockSite(runner, sock).start()
-        except BaseException:
-            await runner.cleanup()
-            raise
+    ) -> Server:
+        routes = Routes()
+        routes.state[FRAME] = self
+        routes.add_get("/healthz", self._healthz)
+        routes.add_get("/metrics", self._metrics)
+        role.add_routes(routes)
+        server = Server(routes, HEALTH_IDLE, log)
+        await server.start(sockets)
         log.info("health and metrics", extra={"listen": f"http://{host}:{port}"})
-        return runner
+        return server
 
 
-FRAME = web.AppKey("frame", Frame)  # the frame, for a role's handlers
+FRAME = Key[Frame]("frame")  # the frame, for a role's handlers
 
 
 def run_role(

@@ -8,7 +8,7 @@ parser's exception, whose text holds the offending line: an ``Authorization``
 header, token and all, in the log, nine lines of traceback a request. Here such a
 request is one WARNING line naming what was wrong and where it came from, never a
 byte of what was sent, and at most ``PER_MINUTE`` of them a minute (the next line
-after a quiet spell says how many were left out).
+after a quiet spell says how many were left out: ``daemon.runtime.refusals``).
 
 An idle connection (no request under way: between requests, or while a request's
 line and headers are still arriving) is closed after the idle timeout (aiohttp's
@@ -25,8 +25,8 @@ from typing import Any
 
 from aiohttp import http_exceptions
 
-PER_MINUTE = 10  # lines a minute about malformed requests, at most
-WINDOW = 60.0  # seconds
+from daemon.runtime.refusals import PER_MINUTE, RefusalLog
+
 LINGER = 5.0  # seconds a body nobody read is read on (and thrown away) before closing
 _WHAT: tuple[tuple[type[Exception], str], ...] = (
     (http_exceptions.LineTooLong, "a request line or header longer than the server reads"),
@@ -59,11 +59,7 @@ class ServerLog(logging.LoggerAdapter[logging.Logger]):
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         super().__init__(logger, {})
-        self.per_minute = per_minute
-        self.clock = clock
-        self.window_start = -WINDOW
-        self.logged = 0
-        self.left_out = 0
+        self.refusals = RefusalLog(logger, per_minute, clock)
 
     def log(self, level: int, msg: object, *args: object, **kwargs: Any) -> None:
         exc = kwargs.get("exc_info")
@@ -77,22 +73,8 @@ class ServerLog(logging.LoggerAdapter[logging.Logger]):
 
     def refused(self, exc: BaseException, remote: object) -> None:
         """One line about a request refused as malformed, if this minute has room."""
-        now = self.clock()
-        if now - self.window_start >= WINDOW:
-            self.window_start, self.logged = now, 0
-        if self.logged >= self.per_minute:
-            self.left_out += 1
-            return
-        self.logged += 1
-        extra: dict[str, Any] = {
-            "status": getattr(exc, "code", 400),
-            "error": type(exc).__name__,
-            "remote": str(remote)[:64] if remote is not None else "?",
-        }
-        if self.left_out:
-            extra["not_logged_before"] = self.left_out
-            self.left_out = 0
-        self.logger.warning("refused a malformed request: %s", what_was_wrong(exc), extra=extra)
+        code = getattr(exc, "code", 400)
+        self.refusals.refused(what_was_wrong(exc), code, type(exc).__name__, remote)
 
 
 def runner_options(idle_timeout: float, logger_name: str) -> dict[str, Any]:

@@ -1,22 +1,59 @@
 """Where the database is, read from its URL without loading a driver: which
 backend, and PostgreSQL's connection parameters. The process that hands its
-store work to a worker process needs no more than this."""
+store work to a worker process needs no more than this, and the worker is handed
+an ``Address``: a plain value, so that it loads no settings models (pydantic)."""
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
-from daemon.config.database import DatabaseSettings
+if TYPE_CHECKING:
+    from daemon.config.database import DatabaseSettings
 
 POSTGRES_SCHEMES = ("postgres", "postgresql")
+NOTIFY_CHANNEL = "outboxd"  # PostgreSQL NOTIFY channel; the payload is the outbox channel
+
+
+@dataclass(frozen=True)
+class Address:
+    """What opening the database takes: its URL (it may hold a password: kept out
+    of the repr) and the timeouts of ``database:`` in the YAML file."""
+
+    url: str = field(repr=False)
+    busy_timeout: float
+    connect_timeout: float
+
+    @classmethod
+    def of(cls, settings: DatabaseSettings | Address) -> Address:
+        if isinstance(settings, Address):
+            return settings
+        url = settings.url.get_secret_value()
+        return cls(url, settings.busy_timeout, settings.connect_timeout)
 
 
 def is_postgres_url(url: str) -> bool:
     return urlsplit(url).scheme in POSTGRES_SCHEMES
 
 
-def postgres_params(url: str, settings: DatabaseSettings) -> tuple[str | None, dict[str, Any]]:
+def backend_of(url: str | None) -> str | None:
+    """``sqlite`` or ``postgresql``: the store backend of a database URL; None for
+    no URL or one of neither (the settings models refuse it)."""
+    if url is None:
+        return None
+    try:
+        scheme = urlsplit(url).scheme
+    except ValueError:
+        return None
+    if scheme == "sqlite":
+        return "sqlite"
+    return "postgresql" if scheme in POSTGRES_SCHEMES else None
+
+
+def postgres_params(
+    url: str, settings: DatabaseSettings | Address
+) -> tuple[str | None, dict[str, Any]]:
     """The database name and psycopg's connection parameters of a PostgreSQL URL."""
     parts = urlsplit(url)
     params: dict[str, Any] = dict(parse_qsl(parts.query))

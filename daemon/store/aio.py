@@ -18,7 +18,7 @@ from daemon.config.database import DatabaseSettings
 from daemon.store.address import is_postgres_url, listen_conninfo
 
 if TYPE_CHECKING:
-    from daemon.store.process import Spawned
+    from daemon.store.spawn import Spawned
     from daemon.store.sync import Store
 else:
 
@@ -186,7 +186,7 @@ def open_async_store(
 ) -> AsyncStore:
     """The store for a role: its work on a thread, or (``in_process``) in a
     worker process of its own (started at the first call, or ``spawned`` ahead of
-    it by ``daemon.store.process.start_worker``). It never creates a database:
+    it by ``daemon.store.spawn.start_worker``). It never creates a database:
     ``outboxd migrate`` does."""
     if not in_process:
         from daemon.store.db import open_database

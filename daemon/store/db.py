@@ -9,14 +9,17 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlsplit
 
 import peewee as pw
 
-from daemon.config.database import DatabaseSettings
 from daemon.domain.errors import DatabaseFileError, StoreError, StoreUnavailable
 from daemon.domain.files import create_private
-from daemon.store.address import POSTGRES_SCHEMES, postgres_params
+from daemon.store.address import POSTGRES_SCHEMES, Address, postgres_params
+
+if TYPE_CHECKING:
+    from daemon.config.database import DatabaseSettings
 
 
 def _one_line(exc: BaseException) -> str:
@@ -52,17 +55,17 @@ def is_postgres(db: pw.Database) -> bool:
     return isinstance(db, pw.PostgresqlDatabase)
 
 
-def open_database(settings: DatabaseSettings, create: bool = True) -> pw.Database:
+def open_database(settings: DatabaseSettings | Address, create: bool = True) -> pw.Database:
     """A peewee database for the URL; connections open lazily, one per thread.
     A SQLite file is checked first (``DatabaseFileError`` naming what is wrong);
     with ``create`` a missing file and its directories are made, else a missing
     file is an error (a command that only reads never creates anything)."""
-    url = settings.url.get_secret_value()
-    parts = urlsplit(url)
+    address = Address.of(settings)
+    parts = urlsplit(address.url)
     if parts.scheme == "sqlite":
-        return _sqlite(parts.path, settings, create)
+        return _sqlite(parts.path, address, create)
     if parts.scheme in POSTGRES_SCHEMES:
-        return _postgres(url, settings)
+        return _postgres(address)
     raise StoreError(f"unsupported database scheme {parts.scheme!r}")
 
 
@@ -119,7 +122,7 @@ def check_sqlite_file(path: Path, create: bool) -> None:
         raise DatabaseFileError(f"{path} is not an SQLite database")
 
 
-def _sqlite(raw_path: str, settings: DatabaseSettings, create: bool) -> pw.SqliteDatabase:
+def _sqlite(raw_path: str, settings: Address, create: bool) -> pw.SqliteDatabase:
     # sqlite:///var/x.db is relative to the working directory; sqlite:////abs/x.db absolute.
     path = unquote(raw_path[1:] if raw_path.startswith("/") else raw_path)
     if not path or path == ":memory:":
@@ -144,6 +147,6 @@ def _sqlite(raw_path: str, settings: DatabaseSettings, create: bool) -> pw.Sqlit
     return db
 
 
-def _postgres(url: str, settings: DatabaseSettings) -> pw.PostgresqlDatabase:
-    dbname, params = postgres_params(url, settings)
+def _postgres(address: Address) -> pw.PostgresqlDatabase:
+    dbname, params = postgres_params(address.url, address)
     return pw.PostgresqlDatabase(dbname, prefer_psycopg3=True, **params)

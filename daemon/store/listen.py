@@ -18,7 +18,7 @@ from typing import Any
 import psycopg
 
 from daemon.resilience.backoff import Backoff
-from daemon.store.sql.base import NOTIFY_CHANNEL
+from daemon.store.address import NOTIFY_CHANNEL  # not the SQL module: no peewee here
 
 log = logging.getLogger("outboxd.doorbell")
 

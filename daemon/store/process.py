@@ -1,4 +1,5 @@
-"""Run store operations from asyncio in a worker process (see ``daemon.store.worker``).
+"""Run store operations from asyncio in a worker process (see ``daemon.store.worker``;
+one started ahead by ``daemon.store.spawn`` is taken over).
 
 A ``StoreRunner`` like ``StoreThread``: ``await call(name, args, kwargs)``.
 Requests go over a socket pair and are answered in order; the event loop reads
@@ -18,17 +19,16 @@ import logging
 import pickle
 import socket
 import subprocess
-import sys
 import time
-from dataclasses import dataclass
 from typing import Any, cast
 
 from daemon.config.database import DatabaseSettings
 from daemon.domain.errors import StoreError, StoreUnavailable
+from daemon.store.address import Address
 from daemon.store.frames import HEADER, encode
+from daemon.store.spawn import WORKER, Spawned, worker_argv
 
 log = logging.getLogger("outboxd.store")
-WORKER = "daemon.store.worker"
 START_TIMEOUT = 60.0  # seconds for a new worker to import and open the database
 STOP_TIMEOUT = 5.0  # seconds a closing worker gets to finish its unit before it is killed
 
@@ -83,41 +83,6 @@ class _Answers(asyncio.Protocol):
             self.closed.set_result(None)
 
 
-def _worker_argv(fd: int) -> list[str]:
-    # -P: the daemon's current directory is not searched first, so a ``daemon``
-    # folder there cannot stand in for the installed one
-    return [sys.executable, "-P", "-m", WORKER, str(fd)]
-
-
-@dataclass
-class Spawned:
-    """A worker started before its store is opened (``start_worker``): it imports
-    the store and its driver while the daemon loads the rest, and waits for the
-    settings on ``sock``, the daemon's end of their socket pair."""
-
-    process: subprocess.Popen[bytes]
-    sock: socket.socket
-
-
-def start_worker() -> Spawned:
-    """Start a store worker now, without an event loop; a ``StoreProcess`` given it
-    takes it over at its first call (or stops it, when closed first)."""
-    ours, theirs = socket.socketpair()
-    try:
-        process = subprocess.Popen(
-            _worker_argv(theirs.fileno()),
-            pass_fds=(theirs.fileno(),),
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,  # signals to the daemon's group are not for it
-        )
-    except OSError:
-        ours.close()
-        raise
-    finally:
-        theirs.close()
-    return Spawned(process, ours)
-
-
 class _Adopted:
     """A worker started by ``start_worker``, awaited as an asyncio subprocess is."""
 
@@ -151,7 +116,8 @@ class StoreProcess:
         spawned: Spawned | None = None,
         node: str | None = None,
     ) -> None:
-        self._hello = (database, log_level, log_format, process, node)
+        # plain values: the worker loads no settings models to read them
+        self._hello = (Address.of(database), log_level, log_format, process, node)
         self._seq = itertools.count(1)  # 0 is the hello
         self._answers: _Answers | None = None
         self._proc: asyncio.subprocess.Process | _Adopted | None = None
@@ -204,7 +170,7 @@ class StoreProcess:
             if spawned is None:
                 try:
                     self._proc = await asyncio.create_subprocess_exec(
-                        *_worker_argv(theirs.fileno()),
+                        *worker_argv(theirs.fileno(), WORKER),
                         pass_fds=(theirs.fileno(),),
                         stdin=subprocess.DEVNULL,
                         start_new_session=True,  # signals to the daemon's group are not for it

@@ -10,7 +10,15 @@ largest beside it:
   has ``--batch``: CPU seconds;
 - a dispatcher started as supervisord starts it (``outboxd run dispatcher``), one
   message waiting: wall milliseconds from the exec to the moment the message
-  reaches a local MLLP peer (a peer of this script's, answering AA at once).
+  reaches a local MLLP peer (a peer of this script's, answering AA at once), and
+  the CPU milliseconds (user + sys, from /proc) the dispatcher and its store worker
+  had spent by that moment: on a loaded machine the wall time is mostly waiting for
+  a core, and the CPU time is what a start costs.
+
+The commands run with their bytecode cached, as an installed package does:
+``PYTHONDONTWRITEBYTECODE`` is dropped from their environment, so the warm-up run
+writes the ``__pycache__`` of a checkout that has none (without it, every start
+compiles outboxd's modules again: about 0.15 s more).
 
 ``--vs PATH`` measures a second ``outboxd`` (another checkout's console script) in
 turns with the first and prints the ratios, run by run: a figure and its ratio hold
@@ -55,6 +63,10 @@ HL7 = (
 )
 
 
+# the environment of the commands measured: bytecode cached (see above)
+ENV = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+
+
 def log(text: str) -> None:
     print(text, file=sys.stderr, flush=True)
 
@@ -66,13 +78,35 @@ def free_port() -> int:
         return port
 
 
+def cpu_ms(pid: int) -> float | None:
+    """The CPU milliseconds (user + sys) process ``pid`` has spent so far; None
+    without /proc."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return (int(fields[11]) + int(fields[12])) * 1000.0 / os.sysconf("SC_CLK_TCK")
+
+
+def children(pid: int) -> list[int]:
+    """The child processes of ``pid`` (a dispatcher's store worker)."""
+    try:
+        tasks = list(Path(f"/proc/{pid}/task").iterdir())
+        return [int(c) for task in tasks for c in (task / "children").read_text().split()]
+    except OSError:
+        return []
+
+
 class Peer:
-    """An MLLP peer on a thread: notes when the first frame arrives, answers AA."""
+    """An MLLP peer on a thread: notes when the first frame arrives (and the CPU the
+    process ``watched`` and its children had spent by then), answers AA."""
 
     def __init__(self) -> None:
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.port: int = self.listener.getsockname()[1]
         self.first: float | None = None
+        self.watched: int | None = None  # the dispatcher's pid
+        self.cpu: tuple[float | None, float | None] = (None, None)  # it, its children
         self.arrived = threading.Event()
         self.thread = threading.Thread(target=self._serve, daemon=True)
         self.thread.start()
@@ -100,6 +134,9 @@ class Peer:
                     frame, _, buffer = buffer.partition(EB + CR)
                     if self.first is None:
                         self.first = time.monotonic()
+                        if self.watched is not None:
+                            kids = [cpu_ms(c) for c in children(self.watched)]
+                            self.cpu = (cpu_ms(self.watched), sum(k or 0.0 for k in kids))
                         self.arrived.set()
                     message = frame.lstrip(SB).decode("utf-8", "replace")
                     control = message.split("\r", 1)[0].split("|")[9]
@@ -155,7 +192,12 @@ def run_quietly(argv: Sequence[str], stdin: Path | None = None) -> None:
     words."""
     with open(stdin or os.devnull, "rb") as given:
         process = subprocess.Popen(
-            argv, stdin=given, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=WORKDIR
+            argv,
+            stdin=given,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            cwd=WORKDIR,
+            env=ENV,
         )
         out, err = process.communicate()
     if process.returncode != 0:
@@ -175,14 +217,15 @@ def cpu_of(argv: Sequence[str], stdin: Path | None = None) -> float:
     )
 
 
-def first_delivery(outboxd: str, setup: Setup, peer: Peer) -> float:
-    """Milliseconds from a dispatcher's exec to its first message at the peer."""
+def first_delivery(outboxd: str, setup: Setup, peer: Peer) -> dict[str, float]:
+    """Milliseconds from a dispatcher's exec to its first message at the peer (wall),
+    and the CPU milliseconds the dispatcher and its store worker had spent by then."""
     setup.fresh_database(outboxd)
     run_quietly(
         [outboxd, "enqueue", "-c", str(setup.config), "--channel", "hie", "--key", "m1",
          str(setup.payload)]
     )  # fmt: skip
-    peer.first = None
+    peer.first, peer.watched, peer.cpu = None, None, (None, None)
     peer.arrived.clear()
     log_file = open(setup.dir / "dispatcher.log", "wb")  # noqa: SIM115 - closed below
     started = time.monotonic()
@@ -192,13 +235,21 @@ def first_delivery(outboxd: str, setup: Setup, peer: Peer) -> float:
         stderr=subprocess.STDOUT,
         start_new_session=True,
         cwd=WORKDIR,
+        env=ENV,
     )
+    peer.watched = process.pid
     try:
         if not peer.arrived.wait(START_TIMEOUT):
             tail = (setup.dir / "dispatcher.log").read_text(errors="replace")[-2000:]
             raise SystemExit(f"no message delivered within {START_TIMEOUT:g}s:\n{tail}")
         assert peer.first is not None
-        return (peer.first - started) * 1000.0
+        out = {FIRST: (peer.first - started) * 1000.0}
+        parent, worker = peer.cpu
+        if parent is not None:
+            out[FIRST_CPU] = parent
+            out[FIRST_CPU_WORKER] = worker or 0.0
+            out[FIRST_CPU_BOTH] = parent + (worker or 0.0)
+        return out
     finally:
         process.send_signal(signal.SIGTERM)
         try:
@@ -214,6 +265,12 @@ def has_batch(outboxd: str) -> bool:
     return "--batch" in text
 
 
+FIRST = "dispatcher exec → first delivery"
+FIRST_CPU = "  CPU of the dispatcher by then"
+FIRST_CPU_WORKER = "  CPU of its store worker by then"
+FIRST_CPU_BOTH = "  CPU of both by then"
+
+
 @dataclass
 class Figure:
     name: str
@@ -224,38 +281,40 @@ class Figure:
 def measure(
     commands: Sequence[str], repeat: int, setup: Setup, peer: Peer, only: set[str] | None
 ) -> list[Figure]:
-    def enqueue_one(outboxd: str) -> float:
+    def enqueue_one(outboxd: str) -> dict[str, float]:
         setup.fresh_database(outboxd)
-        return cpu_of(
-            [outboxd, "enqueue", "-c", str(setup.config), "--channel", "hie", "--key", "k1",
-             str(setup.payload)]
-        )  # fmt: skip
+        argv = [outboxd, "enqueue", "-c", str(setup.config), "--channel", "hie", "--key", "k1"]
+        return {"outboxd enqueue (1 message)": cpu_of([*argv, str(setup.payload)])}
 
-    def enqueue_batch(outboxd: str) -> float:
+    def enqueue_batch(outboxd: str) -> dict[str, float]:
         setup.fresh_database(outboxd)
-        return cpu_of([outboxd, "enqueue", "-c", str(setup.config), "--batch", "-"], setup.batch)
+        cpu = cpu_of([outboxd, "enqueue", "-c", str(setup.config), "--batch", "-"], setup.batch)
+        return {f"outboxd enqueue --batch ({BATCH:,} HL7)": cpu}
 
-    plan: list[tuple[str, str, Callable[[str], float]]] = [
-        ("outboxd --help", "s CPU", lambda o: cpu_of([o, "--help"])),
-        ("outboxd enqueue (1 message)", "s CPU", enqueue_one),
-        (f"outboxd enqueue --batch ({BATCH:,} HL7)", "s CPU", enqueue_batch),
-        ("dispatcher exec → first delivery", "ms", lambda o: first_delivery(o, setup, peer)),
+    plan: list[tuple[str, str, str, Callable[[str], dict[str, float]]]] = [
+        ("help", "outboxd --help", "s CPU", lambda o: {"outboxd --help": cpu_of([o, "--help"])}),
+        ("enqueue", "outboxd enqueue (1 message)", "s CPU", enqueue_one),
+        ("batch", f"outboxd enqueue --batch ({BATCH:,} HL7)", "s CPU", enqueue_batch),
+        ("first", FIRST, "ms", lambda o: first_delivery(o, setup, peer)),
     ]
-    keys = {"help": 0, "enqueue": 1, "batch": 2, "first": 3}
-    if only:
-        plan = [plan[keys[k]] for k in keys if k in only]
     figures = []
-    for name, unit, how in plan:
-        runs: dict[str, list[float]] = {c: [] for c in commands}
-        usable = [c for c in commands if "--batch" not in name or has_batch(c)]
+    for key, name, unit, how in plan:
+        if only and key not in only:
+            continue
+        usable = [c for c in commands if key != "batch" or has_batch(c)]
         if not usable:
             continue
         log(f"{name}: {repeat} runs of each, in turns")
-        how(usable[0])  # a warm-up, not counted (files in the page cache)
+        how(usable[0])  # a warm-up, not counted (files in the page cache, bytecode written)
+        runs: dict[str, dict[str, list[float]]] = {}
         for _ in range(repeat):
             for command in usable:
-                runs[command].append(how(command))
-        figures.append(Figure(name, unit, {c: r for c, r in runs.items() if r}))
+                for figure, value in how(command).items():
+                    runs.setdefault(figure, {}).setdefault(command, []).append(value)
+        figures += [
+            Figure(figure, "ms" if unit == "ms" else unit, by_command)
+            for figure, by_command in runs.items()
+        ]
     return figures
 
 
@@ -289,18 +348,32 @@ def table(figures: Sequence[Figure], commands: Sequence[str]) -> str:
     return "\n".join(lines)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def _only(text: str) -> set[str]:
+    chosen = set(text.split(","))
+    unknown = chosen - {"help", "enqueue", "batch", "first"}
+    if unknown:
+        raise argparse.ArgumentTypeError(f"no such figure: {', '.join(sorted(unknown))}")
+    return chosen
+
+
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("--outboxd", default=str(DEFAULT_OUTBOXD), help="the command measured")
     parser.add_argument("--vs", metavar="PATH", help="a second outboxd, measured in turns")
     parser.add_argument("--repeat", type=int, default=5, help="counted runs (default 5)")
     parser.add_argument(
-        "--only", help="comma-separated: help, enqueue, batch, first (default: all)"
+        "--only",
+        type=_only,
+        help="comma-separated: help, enqueue, batch, first (default: all)",
     )
     parser.add_argument("--json", action="store_true", help="print the runs as JSON")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     commands = [args.outboxd] + ([args.vs] if args.vs else [])
-    only = set(args.only.split(",")) if args.only else None
+    only: set[str] | None = args.only
     peer = Peer()
     setup = Setup(peer.port)
     try:

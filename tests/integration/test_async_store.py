@@ -318,6 +318,32 @@ async def test_settings_the_worker_refuses_are_raised_as_its_error(db_url: str):
         await runner.aclose()
 
 
+async def test_a_worker_started_ahead_for_its_backend_serves_and_one_for_another_is_replaced(
+    db_url: str,
+):
+    """A worker started ahead for the database's backend is taken over; one started
+    for another backend (the drivers of this one hidden) refuses the database, and
+    the next call starts a worker for any backend, which serves."""
+    from daemon.store.address import backend_of
+    from daemon.store.spawn import start_worker
+
+    right = backend_of(db_url)
+    wrong = "postgresql" if right == "sqlite" else "sqlite"
+    runner = StoreProcess(DatabaseSettings(url=db_url), spawned=start_worker(right))
+    try:
+        await runner.call("ping", (), {})
+    finally:
+        await runner.aclose()
+    runner = StoreProcess(DatabaseSettings(url=db_url), spawned=start_worker(wrong))
+    try:
+        with pytest.raises(StoreUnavailable, match=r"exited \(code 1\) before it was ready"):
+            await runner.call("ping", (), {})
+        await runner.call("ping", (), {})  # a worker of its own, for any backend
+        assert runner.pid is not None
+    finally:
+        await runner.aclose()
+
+
 # --- wake-ups ------------------------------------------------------------------------------
 
 

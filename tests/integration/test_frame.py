@@ -13,11 +13,11 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-from aiohttp import web
 
 from daemon.config.loader import load_config
 from daemon.config.settings import Settings
 from daemon.runtime.frame import FRAME, ChildSpec, Context, Frame, RoleBase, TaskChild
+from daemon.runtime.plainhttp import Request, Response, Routes
 from daemon.store.db import open_database
 from daemon.store.migrations import migrate
 from tests.support.ports import free_port
@@ -65,14 +65,13 @@ class Toy(RoleBase):
         await self.die.wait()
         raise RuntimeError("the mortal child died")
 
-    def add_routes(self, app: web.Application) -> None:
-        async def toy(request: web.Request) -> web.Response:
+    def add_routes(self, routes: Routes) -> None:
+        async def toy(request: Request) -> Response:
             frame = request.app[FRAME]
-            return web.json_response(
-                {"role": frame.role_name, "children": len(frame.children.running)}
-            )
+            assert frame.children is not None
+            return Response.json({"role": frame.role_name, "children": len(frame.children.running)})
 
-        app.router.add_get("/toy", toy)
+        routes.add_get("/toy", toy)
 
 
 class Drained(TaskChild):

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from daemon.config.database import DatabaseSettings
+from daemon.store.address import Address
 from daemon.store.worker import open_store
 
 
@@ -27,7 +28,7 @@ def logging_restored() -> Iterator[None]:
 @pytest.mark.parametrize("node", ["ward-b", None])
 def test_the_worker_logs_under_its_node(tmp_path: Path, capsys, logging_restored, node):
     database = DatabaseSettings.model_validate({"url": f"sqlite:///{tmp_path}/o.db"})
-    hello = (database, "INFO", "json", "dispatcher.0", node)
+    hello = (Address.of(database), "INFO", "json", "dispatcher.0", node)
     store = open_store(pickle.dumps(hello if node else hello[:4]))
     try:
         logging.getLogger("outboxd.store").info("hello")

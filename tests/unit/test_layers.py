@@ -100,6 +100,34 @@ def test_loading_the_settings_loads_no_framework_and_no_driver() -> None:
     assert not loaded & {*HEAVY, "pymysql"}, sorted(loaded & {*HEAVY, "pymysql"})
 
 
+@pytest.mark.parametrize(
+    ("backend", "unused"),
+    [
+        ("sqlite", {"psycopg", "psycopg2", "psycopg2cffi", "pymysql", "MySQLdb"}),
+        ("postgresql", {"psycopg2", "psycopg2cffi", "pymysql", "MySQLdb"}),
+    ],
+)
+def test_a_store_worker_loads_its_backends_driver_alone_and_no_settings_models(
+    backend: str, unused: set[str]
+) -> None:
+    """A dispatcher's store worker, told its backend, imports the store and that
+    driver alone (peewee would import every driver installed); never pydantic or
+    YAML (it is handed the database as a plain value)."""
+    code = (
+        "import socket, sys\n"
+        "from daemon.store import worker\n"
+        "ours, theirs = socket.socketpair()\n"
+        "ours.close()  # no settings come: it imports, sees the end, returns\n"
+        f"assert worker.main(['worker', str(theirs.detach()), {backend!r}]) == 0\n"
+        "for hidden in [k for k, v in sys.modules.items() if v is None]:\n"
+        "    del sys.modules[hidden]  # the drivers it hid: marks, not modules"
+    )
+    loaded = top_level(loaded_after(code))
+    assert {"peewee", "daemon"} <= loaded
+    assert not loaded & {*unused, "pydantic", "yaml", "aiohttp"}, sorted(loaded & unused)
+    assert ("psycopg" in loaded) is (backend == "postgresql")
+
+
 def test_the_layer_contracts_hold() -> None:
     lint = shutil.which("lint-imports", path=str(Path(sys.executable).parent))
     assert lint is not None, "import-linter is installed with the test extra"

@@ -17,13 +17,13 @@ from typing import Any, ClassVar, TypeVar
 
 import peewee as pw
 
+from daemon.store.address import NOTIFY_CHANNEL
 from daemon.store.models import db_timestamp, read_timestamp
 
 T = TypeVar("T")
 Q = TypeVar("Q", bound=pw.Select)
 Row = tuple[Any, ...]
 CHUNK = 500  # rows per statement: well inside SQLite's and PostgreSQL's parameter limits
-NOTIFY_CHANNEL = "outboxd"  # PostgreSQL NOTIFY channel; the payload is the outbox channel
 
 MESSAGE = "outboxd_message"
 EVENT = "outboxd_status_event"

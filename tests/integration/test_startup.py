@@ -1,0 +1,63 @@
+"""A dispatcher's start, as supervisord runs it: with one message waiting it
+delivers it, and by then it has loaded no web framework, no database driver and no
+scheduler (its store worker holds the driver; on PostgreSQL the doorbell's LISTEN
+connection is its own). The worker's imports: tests/unit/test_layers.py; what the
+start costs in time: ops/bench/startup.py."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+
+import pytest
+
+from daemon.sim.mllp import MllpSimulator
+from tests.integration.test_dispatch_mllp import configure, demo, enqueue_hl7
+from tests.integration.test_dispatcher import statuses
+from tests.support.processes import ROOT
+from tests.support.waiting import eventually
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
+
+NOT_IN_THE_DISPATCHER = {"aiohttp", "peewee", "psycopg", "pymysql", "apscheduler", "supervisor"}
+
+
+def imported(log: str) -> set[str]:
+    """The top-level packages a ``-X importtime`` log names."""
+    return {
+        line.rsplit("|", 1)[1].strip().split(".")[0]
+        for line in log.splitlines()
+        if line.startswith("import time:") and "self [us]" not in line
+    }
+
+
+async def test_a_dispatcher_delivers_having_loaded_no_framework_and_no_driver(
+    tmp_path, db_url, store
+):
+    async with MllpSimulator() as peer:
+        config, _ = configure(tmp_path, db_url, peer.port)
+        enqueue_hl7(store, config, {"first": demo("FIRST-1")})
+        log = tmp_path / "dispatcher.log"
+        with log.open("wb") as out:
+            # -X importtime reaches this process alone: its store worker is not traced
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable, "-X", "importtime", "-m", "daemon", "run", "dispatcher",
+                "-c", str(config), cwd=tmp_path, stdout=out, stderr=out,
+                env={**os.environ, "PYTHONPATH": str(ROOT)}, start_new_session=True,
+            )  # fmt: skip
+            try:
+                await eventually(
+                    lambda: statuses(store) == {"sent": 1},
+                    "the message delivered",
+                    dump=lambda: log.read_text(errors="replace")[-3000:],
+                )
+            finally:
+                proc.send_signal(signal.SIGTERM)
+                assert await asyncio.wait_for(proc.wait(), 60) == 0
+    loaded = imported(log.read_text(errors="replace"))
+    assert {"daemon", "pydantic", "prometheus_client"} <= loaded  # the trace is there
+    # on PostgreSQL the doorbell's LISTEN connection is the dispatcher's own: psycopg
+    unwanted = NOT_IN_THE_DISPATCHER - ({"psycopg"} if db_url.startswith("postgres") else set())
+    assert not loaded & unwanted, sorted(loaded & unwanted)
