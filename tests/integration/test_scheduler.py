@@ -44,7 +44,7 @@ notify:
 alerts:
 {alerts}
 roles:
-  scheduler: {{base_port: {port}, drain_timeout: {drain}, run_lease: 3s, sync_interval: 0.5s,
+  scheduler: {{base_port: {port}, drain_timeout: {drain}, run_lease: {lease}, sync_interval: 0.5s,
                alert_interval: 0.5s}}
 control: {{port: {control}}}
 """
@@ -61,12 +61,17 @@ class Suite:
         self.procs: dict[int, DaemonProcess] = {}
 
     def write(
-        self, schedules: str, notify: str = "  {}", alerts: str = "  []", drain: str = "5s"
+        self,
+        schedules: str,
+        notify: str = "  {}",
+        alerts: str = "  []",
+        drain: str = "5s",
+        lease: str = "3s",
     ) -> None:
         self.config.write_text(
             CONFIG.format(
                 db_url=self.db_url, schedules=schedules, notify=notify or "  {}",
-                alerts=alerts, port=self.port, drain=drain, control=free_port(),
+                alerts=alerts, port=self.port, drain=drain, control=free_port(), lease=lease,
             ).replace("notify:\n  {}", "notify: {}").replace("alerts:\n  []", "alerts: []")
         )  # fmt: skip
 
@@ -513,7 +518,9 @@ def most_at_once(runs: list[JobRun]) -> int:
 
 
 async def test_max_concurrent_bounds_the_runs_at_once_across_two_schedulers(suite, store):
-    suite.write(BOUNDED)
+    # a run counts while its lease holds: a lease far longer than a run, so a loaded
+    # machine's late renewal cannot make a running run look dead
+    suite.write(BOUNDED, lease="60s")
     await suite.start(0)
     await suite.start(1)
 
