@@ -1,5 +1,6 @@
 """The scheduler as processes (``outboxd run scheduler``) on SQLite and PostgreSQL:
-two of them running a 1 s schedule fire each fire exactly once; a run whose
+two of them running a 1 s schedule fire each fire exactly once (for FIRES
+seconds: a minute's worth of claims proves no more than a score of them); a run whose
 scheduler is killed is interrupted and retried; a scheduler down for longer
 than the catch-up window comes back with one catch-up run and the rest missed;
 a job that fails past its retries is notified by mail and signed webhook, and
@@ -108,14 +109,17 @@ PING = """  tick:
 """
 
 
-async def test_two_schedulers_fire_a_1s_schedule_exactly_once_for_a_minute(suite, store):
+FIRES = 20  # seconds of a 1 s schedule under two schedulers, every fire a race between them
+
+
+async def test_two_schedulers_fire_a_1s_schedule_exactly_once_for_20_seconds(suite, store):
     async with HttpSink() as sink:
         suite.write(PING.format(url=sink.url("/tick")))
         await suite.start(0)
         await suite.start(1)
         await eventually(
-            lambda: len([r for r in ledger("tick") if r.attempt == 1]) >= 60,
-            "a minute of fires (60)", timeout=120, dump=suite.output,
+            lambda: len([r for r in ledger("tick") if r.attempt == 1]) >= FIRES,
+            f"{FIRES} fires", timeout=2 * FIRES + 30, dump=suite.output,
         )  # fmt: skip
         started, taken = [], []
         for proc in suite.procs.values():
@@ -131,7 +135,7 @@ async def test_two_schedulers_fire_a_1s_schedule_exactly_once_for_a_minute(suite
         firsts = [r for r in runs if r.attempt == 1]
         times = [r.fire_time for r in firsts]
         assert len(times) == len(set(times))  # exactly once: no fire twice
-        assert len(firsts) >= 55, suite.output()  # about one a second of the minute
+        assert len(firsts) >= FIRES, suite.output()  # one a second while both ran
         gaps = [b - a for a, b in pairwise(times)]
         assert set(gaps) == {timedelta(seconds=1)}, gaps  # none missed
         assert Counter(r.status for r in firsts) == {"succeeded": len(firsts)}
