@@ -857,6 +857,7 @@ def test_a_database_not_migrated_exits_78_and_is_not_created(tmp_path, monkeypat
     assert ok(cli("schedules", "preview", *BERLIN, "--count", "1"))  # needs no database
 
 
+@pytest.mark.slow  # four processes
 def test_as_real_processes(workdir, db_url):
     """The same commands as a user's shell runs them."""
     env = {k: v for k, v in os.environ.items() if k != "OUTBOXD_CONFIG"}

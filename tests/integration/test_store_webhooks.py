@@ -219,8 +219,8 @@ def test_an_id_no_message_was_given_is_unknown(store: Store):
 
 
 def test_the_partners_id_among_many_answers(store: Store):
-    for i in range(1200):  # more than a page of candidates
-        store.enqueue(NewMessage("filings", f"k{i}", b"{}"), actor="test", now=T0)
+    messages = [NewMessage("filings", f"k{i}", b"{}") for i in range(1200)]
+    store.enqueue_many(messages, actor="test", now=T0)  # more than a page of candidates
     claimed = store.claim(["filings"], "w", 2000, 60, now=T0)
     answers = [Delivered(c.id, json.dumps({"data": {"id": f"ID-{c.key}"}})) for c in claimed]
     store.record("w", answers, now=T0)
