@@ -131,8 +131,8 @@ class Suite:
     """A supervisord of its own in a short temporary directory (AF_UNIX paths are
     short), with the programs given."""
 
-    def __init__(self, cli: Cli, *programs: str) -> None:
-        self.cli = cli
+    def __init__(self, *programs: str, cli: Cli | None = None) -> None:
+        self.cli = cli  # what runs ``outboxd status`` (tests of other faces need none)
         self.root = Path(tempfile.mkdtemp(prefix="outboxd-st-"))
         self.poller_port = free_port_pair()
         self.scheduler_port = free_port()
@@ -176,6 +176,7 @@ class Suite:
 
     def status(self, *args: str) -> Result:
         """``outboxd status -c outboxd.yaml ARGS`` run in the suite's directory."""
+        assert self.cli is not None, "Suite(..., cli=cli) runs outboxd status"
         return self.cli("status", "-c", str(self.yaml), *args, cwd=self.root)
 
     def supervisor(self) -> Supervisor:
@@ -193,8 +194,8 @@ class Suite:
 
 
 @contextlib.contextmanager
-def running(cli: Cli, *programs: str) -> Iterator[Suite]:
-    suite = Suite(cli, *programs)
+def running(*programs: str, cli: Cli | None = None) -> Iterator[Suite]:
+    suite = Suite(*programs, cli=cli)
     try:
         suite.start()
         yield suite
@@ -216,7 +217,7 @@ def table(out: str) -> dict[str, list[str]]:
 
 
 def test_every_program_ready_is_0_and_wait_covers_supervisord_starting(cli: Cli) -> None:
-    suite = Suite(cli, POLLERS, SLEEPER)
+    suite = Suite(POLLERS, SLEEPER, cli=cli)
     try:
         # asked before supervisord runs: --wait keeps asking (what `make run` does)
         waiting = subprocess.Popen(
@@ -259,7 +260,7 @@ def test_every_program_ready_is_0_and_wait_covers_supervisord_starting(cli: Cli)
 
 
 def test_a_stopped_program_is_named_and_start_stop_restart_work(cli: Cli) -> None:
-    with running(cli, POLLERS, SLEEPER) as suite:
+    with running(POLLERS, SLEEPER, cli=cli) as suite:
         assert suite.status("--wait", "40").returncode == 0
         client = suite.supervisor()
         client.stop("sleeper")
@@ -281,7 +282,7 @@ def test_a_stopped_program_is_named_and_start_stop_restart_work(cli: Cli) -> Non
 
 
 def test_a_fatal_program_is_named_with_its_log_and_wait_ends_at_once(cli: Cli) -> None:
-    with running(cli, SLEEPER, CRASHER) as suite:
+    with running(SLEEPER, CRASHER, cli=cli) as suite:
         began = time.monotonic()
         result = suite.status("--wait", "60", "--tail", "5")
         assert time.monotonic() - began < 30  # FATAL is final: no waiting the minute out
@@ -298,7 +299,7 @@ def test_a_fatal_program_is_named_with_its_log_and_wait_ends_at_once(cli: Cli) -
 def test_a_health_port_in_use_names_the_program_that_cannot_bind(cli: Cli) -> None:
     # a long startsecs: however loaded the machine, the poller finds its port in
     # use within it, so supervisord says FATAL and the wait ends there
-    suite = Suite(cli, POLLERS.replace("startsecs=3", "startsecs=15"))
+    suite = Suite(POLLERS.replace("startsecs=3", "startsecs=15"), cli=cli)
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", suite.poller_port + 1))
         busy.listen()
@@ -319,7 +320,7 @@ def test_a_health_port_in_use_names_the_program_that_cannot_bind(cli: Cli) -> No
 
 
 def test_a_running_program_whose_healthz_lists_problems_is_not_ready(cli: Cli) -> None:
-    with running(cli, STAND_IN) as suite:
+    with running(STAND_IN, cli=cli) as suite:
         result = suite.status("--wait", "3")
         assert result.returncode == 1, result.stdout
         row = table(result.stdout)["scheduler-0"]
@@ -334,7 +335,7 @@ def test_a_running_program_whose_healthz_lists_problems_is_not_ready(cli: Cli) -
 def test_a_healthz_that_does_not_answer_is_named(cli: Cli) -> None:
     # a program named like scheduler-0 that listens nowhere
     silent = STAND_IN.replace("%(here)s/stand_in.py {port}", '-c "import time; time.sleep(99)"')
-    with running(cli, silent) as suite:
+    with running(silent, cli=cli) as suite:
         result = suite.status("--wait", "3")  # RUNNING by then; never healthy
         assert result.returncode == 1
         url = f"http://127.0.0.1:{suite.scheduler_port}/healthz"
@@ -345,7 +346,7 @@ def test_a_healthz_that_does_not_answer_is_named(cli: Cli) -> None:
 
 
 def test_no_supervisord_is_69_with_one_line(cli: Cli, tmp_path: Path) -> None:
-    suite = Suite(cli, SLEEPER)  # written, never started
+    suite = Suite(SLEEPER, cli=cli)  # written, never started
     try:
         result = suite.status()
         assert result.returncode == 69
@@ -433,7 +434,7 @@ class RunScript:
 
 
 def test_run_script_says_ready_and_term_stops_the_suite(cli: Cli) -> None:
-    suite = Suite(cli, POLLERS, SLEEPER)
+    suite = Suite(POLLERS, SLEEPER, cli=cli)
     run = RunScript(suite)
     try:
         text = run.wait_for("Ctrl-C stops it")
@@ -457,7 +458,7 @@ def test_run_script_says_ready_and_term_stops_the_suite(cli: Cli) -> None:
 
 
 def test_run_script_names_what_failed_with_its_log(cli: Cli) -> None:
-    suite = Suite(cli, SLEEPER, CRASHER)
+    suite = Suite(SLEEPER, CRASHER, cli=cli)
     run = RunScript(suite)
     try:
         text = run.wait_for("Ctrl-C stops it")
