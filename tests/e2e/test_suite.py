@@ -556,7 +556,9 @@ async def test_suite_runs_and_demo_traffic_flows(suite: Suite):
         "SELECT e.to_status FROM outboxd_status_event e JOIN outboxd_message m"
         " ON m.id = e.message_id WHERE m.channel = 'webhook' AND e.from_status = 'sent'"
     )
-    assert events and {to for (to,) in events} <= VERDICTS, events
+    # a status on the way (RECEIVED, PROCESSING) is in the timeline as sent to sent;
+    # a message leaves sent only for a verdict
+    assert events and {to for (to,) in events} - {"sent"} <= VERDICTS, events
 
 
 async def test_stop_while_busy_drains_exits_zero_and_loses_nothing(suite: Suite):
