@@ -298,6 +298,7 @@ def argv(draw: st.DrawFn) -> list[str]:
     return tokens
 
 
+@pytest.mark.slow  # 300 commands
 @settings(
     max_examples=300,
     deadline=None,
