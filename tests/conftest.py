@@ -24,12 +24,7 @@ DB_FIXTURES = ("db_url", "empty_url")  # parametrised by backend
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Mark ``postgres`` what the backends' marks do not reach: tests asking for
     ``pg_url`` themselves, and those parametrising a database fixture with
-    ``"postgres"`` (``indirect=True``).
-
-    Then run the ``slow`` tests first, in their order: pytest-xdist hands tests to
-    its workers in this order, a few at a time, so the long ones are spread over
-    the workers from the start and the quick ones fill in around them, rather than
-    one long test starting last and the run waiting on it alone."""
+    ``"postgres"`` (``indirect=True``)."""
     for item in items:
         callspec = getattr(item, "callspec", None)
         params = callspec.params if callspec is not None else {}
@@ -37,7 +32,6 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             params.get(name) == "postgres" for name in DB_FIXTURES
         ):
             item.add_marker(pytest.mark.postgres)
-    items.sort(key=lambda item: item.get_closest_marker("slow") is None)  # stable
 
 
 def pytest_asyncio_loop_factories(
