@@ -81,10 +81,12 @@ stdout_logfile=%(here)s/sleeper.log
 redirect_stderr=true
 """
 
+# startsecs well above the time it takes to exit, however loaded the machine: an exit
+# within startsecs with no retries left is FATAL; one after it would be EXITED
 CRASHER = """
 [program:crasher]
 command={python} -c "import sys; print('crasher: no luck today', flush=True); sys.exit(3)"
-startsecs=1
+startsecs=30
 startretries=0
 autorestart=false
 stdout_logfile=%(here)s/crasher.log
