@@ -13,6 +13,7 @@ from daemon.store.migrations import migrate
 from daemon.store.models import MODELS
 from daemon.store.sync import Store
 from tests.services import pg_admin_connect, pg_schema_url
+from tests.support.cli import Cli
 
 # the store's backends; the PostgreSQL one marked ``postgres`` (``-m "not postgres"``
 # runs without a server)
@@ -94,7 +95,8 @@ def empty_url(request, tmp_path):
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path}/empty.db"
         return
-    schema = f"outboxd_empty_{request.node.name.split('[')[0][-20:]}".lower()
+    # the test's name and this process's id: pytest-xdist's workers share the server
+    schema = f"outboxd_empty_{request.node.name.split('[')[0][-20:]}_{os.getpid()}".lower()
     with pg_admin_connect() as conn:
         conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
         conn.execute(f"CREATE SCHEMA {schema}")
@@ -121,3 +123,10 @@ def _model_declarations_unbound_after() -> Iterator[None]:
     yield
     for model, database in zip(MODELS, before, strict=True):
         model._meta.set_database(database)
+
+
+@pytest.fixture
+def cli(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> Cli:
+    """``cli(*args, stdin=b"", cwd=None, env=None)``: ``outboxd ARGS`` run in this
+    process (``tests/support/cli.py``), answering its exit code, stdout and stderr."""
+    return Cli(capsys, monkeypatch)

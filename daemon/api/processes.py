@@ -17,6 +17,8 @@ from daemon.api.params import json_response, read_query
 from daemon.api.problems import Problem
 from daemon.suite.readiness import survey
 from daemon.suite.supervisor import (
+    ACTION_TIMEOUT,
+    RPC_TIMEOUT,
     Supervisor,
     SupervisorError,
     SupervisorUnavailable,
@@ -27,9 +29,9 @@ ACTIONS = ("start", "stop", "restart")
 NAME_PARAM = {"name": {"type": "string", "pattern": "^[A-Za-z0-9_.:-]{1,128}$"}}
 
 
-def _supervisor() -> Supervisor:
+def _supervisor(timeout: float = RPC_TIMEOUT) -> Supervisor:
     try:
-        return Supervisor(supervisor_address())
+        return Supervisor(supervisor_address(), timeout)
     except ValueError as exc:
         raise Problem(503, f"supervisord: {exc}") from None
 
@@ -57,7 +59,7 @@ def _action(name: str) -> Callable[[web.Request], Any]:
         own = f"control-{control.context.process_num}"
         if name != "start" and program.split(":")[-1] == own:
             raise Problem(409, f"{program} is the process answering: {name} it with supervisorctl")
-        supervisor = _supervisor()
+        supervisor = _supervisor(ACTION_TIMEOUT)  # it answers once the program has moved
         try:
             await asyncio.to_thread(getattr(supervisor, name), program)
             after = await asyncio.to_thread(supervisor.program, program)

@@ -32,6 +32,9 @@ SUPERVISOR_ENV = "OUTBOXD_SUPERVISOR"
 DEFAULT_CONF = "supervisord.conf"
 DEFAULT_SOCKET = "var/supervisor.sock"
 RPC_TIMEOUT = 5.0  # seconds one XML-RPC call may take
+# seconds a start, stop or restart may take: supervisord answers once the program has
+# stopped (its stopwaitsecs: 45 s for outboxd's) and started (its startsecs)
+ACTION_TIMEOUT = 120.0
 RUNNING = "RUNNING"
 FATAL = "FATAL"
 

@@ -115,6 +115,7 @@ async def _filled(api: Api) -> Api:
     return api
 
 
+@pytest.mark.timeout(900)
 async def test_schemathesis_run_finds_no_server_error_and_nothing_undeclared(
     api: Api, db_url: str, tmp_path: Path
 ):
@@ -125,7 +126,7 @@ async def test_schemathesis_run_finds_no_server_error_and_nothing_undeclared(
         f"{api.base}/api/v1/openapi.json", "--checks", ",".join(CHECKS),
         cwd=tmp_path, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
     )  # fmt: skip
-    out, _ = await asyncio.wait_for(run.communicate(), 240)
+    out, _ = await asyncio.wait_for(run.communicate(), 600)  # minutes on a loaded machine
     report = out.decode(errors="replace")
     assert run.returncode == 0, report[-30_000:]
     assert f"{OPERATIONS} selected / {OPERATIONS} total" in report, report

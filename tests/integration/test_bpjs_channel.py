@@ -22,6 +22,7 @@ from daemon.channels.base import Envelope, Outcome, Verdict
 from daemon.channels.bpjs_antrean.channel import BpjsAntreanChannel
 from daemon.channels.bpjs_antrean.settings import BpjsAntreanSettings as BpjsSettings
 from daemon.sim.bpjs import BpjsSimulator, Fault
+from tests.support.processes import PROCESS_WAIT
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -691,6 +692,7 @@ async def _start_process(*extra: str) -> tuple[asyncio.subprocess.Process, int]:
     return process, int(match[1])
 
 
+@pytest.mark.timeout(3 * PROCESS_WAIT)  # a process: slow to start on a loaded machine
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
 async def test_runs_as_a_process_and_exits_0_on_a_signal(make_channel, signum):
     process, port = await _start_process()
@@ -702,13 +704,14 @@ async def test_runs_as_a_process_and_exits_0_on_a_signal(make_channel, signum):
         assert (await sender.send(add())).detail.startswith("duplicate:")
 
         process.send_signal(signum)
-        assert await asyncio.wait_for(process.wait(), 10) == 0
+        assert await asyncio.wait_for(process.wait(), PROCESS_WAIT) == 0
     finally:
         if process.returncode is None:
             process.kill()
             await process.wait()
 
 
+@pytest.mark.timeout(3 * PROCESS_WAIT)  # a process: slow to start on a loaded machine
 async def test_the_process_injects_faults_from_its_options(make_channel):
     process, port = await _start_process("--fault", "gagal", "--fail-next", "1")
     try:
@@ -717,13 +720,14 @@ async def test_the_process_injects_faults_from_its_options(make_channel):
         assert "Gagal dicoba kembali" in (await sender.send(add())).detail
         assert (await sender.send(add())).verdict is Verdict.DELIVERED
         process.send_signal(signal.SIGTERM)
-        assert await asyncio.wait_for(process.wait(), 10) == 0
+        assert await asyncio.wait_for(process.wait(), PROCESS_WAIT) == 0
     finally:
         if process.returncode is None:
             process.kill()
             await process.wait()
 
 
+@pytest.mark.timeout(3 * PROCESS_WAIT)  # a process: slow to start on a loaded machine
 async def test_the_process_needs_the_secret():
     process = await asyncio.create_subprocess_exec(
         sys.executable,
@@ -734,6 +738,6 @@ async def test_the_process_needs_the_secret():
         stderr=asyncio.subprocess.PIPE,
         env={k: v for k, v in os.environ.items() if not k.startswith("OUTBOXD_SIM_BPJS_")},
     )
-    _, err = await asyncio.wait_for(process.communicate(), 10)
+    _, err = await asyncio.wait_for(process.communicate(), PROCESS_WAIT)
     assert process.returncode == 2
     assert b"--secret and --user-key" in err

@@ -1,4 +1,6 @@
-"""The ``outboxd`` command as a user runs it: a real process, a real database."""
+"""The ``outboxd`` command as a user runs it, on a real database: in this process
+(``daemon.cli.main``, the ``cli`` fixture), and as a real process where the process
+is the point (the console script, what it imports, its CPU, an exit code)."""
 
 from __future__ import annotations
 
@@ -12,9 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.cli import Cli
 from tests.support.data import hl7_samples
-
-pytestmark = pytest.mark.slow  # a process per command
 
 ROOT = Path(__file__).resolve().parents[2]
 HL7 = (ROOT / "config" / "demo" / "adt-a04.hl7").read_bytes()
@@ -39,7 +40,8 @@ channels:
 """
 
 
-def outboxd(*args: str, cwd: Path, stdin: bytes | None = None, env: dict[str, str] | None = None):
+def process(*args: str, cwd: Path, stdin: bytes | None = None, env: dict[str, str] | None = None):
+    """``python -m daemon ARGS`` as a real process."""
     environ = {k: v for k, v in os.environ.items() if k != "OUTBOXD_CONFIG"}
     environ.update(env or {})
     return subprocess.run(
@@ -53,24 +55,26 @@ def outboxd(*args: str, cwd: Path, stdin: bytes | None = None, env: dict[str, st
 
 
 @pytest.fixture
-def workdir(tmp_path: Path, db_url: str) -> Path:
+def workdir(tmp_path: Path, db_url: str, monkeypatch: pytest.MonkeyPatch) -> Path:
     (tmp_path / "outboxd.yaml").write_text(CONFIG.format(url=db_url))
+    monkeypatch.chdir(tmp_path)
     return tmp_path
 
 
-def run_ok(workdir: Path, *args: str, stdin: bytes | None = None) -> str:
-    result = outboxd(*args, "-c", "outboxd.yaml", cwd=workdir, stdin=stdin)
-    assert result.returncode == 0, result.stderr.decode()
-    return result.stdout.decode()
+def run_ok(cli: Cli, *args: str, stdin: bytes = b"") -> str:
+    result = cli(*args, "-c", "outboxd.yaml", stdin=stdin)
+    assert result.code == 0, result.err
+    return result.out
 
 
-def test_check_config_summarises(workdir: Path):
-    out = run_ok(workdir, "check-config")
+def test_check_config_summarises(cli: Cli, workdir: Path):
+    out = run_ok(cli, "check-config")
     assert "outboxd.yaml: OK" in out
     assert "hie: mllp → 127.0.0.1:2575, rate 1/s" in out
     assert "timezone: Asia/Jakarta" in out
 
 
+@pytest.mark.slow  # a real process: the exit code and the streams as a shell sees them
 def test_check_config_reports_every_error_with_exit_78(tmp_path: Path):
     (tmp_path / "bad.yaml").write_text(
         "database: sqlite:///x.db\n"
@@ -78,7 +82,7 @@ def test_check_config_reports_every_error_with_exit_78(tmp_path: Path):
         "  malaffi: {kind: mllp, host: h, port: 2575, rate: 1/s, rte: 2}\n"
         "  hook: {kind: http, url: '${HOOK_URL:?set HOOK_URL}', timeout: forever}\n"
     )
-    result = outboxd("check-config", "-c", "bad.yaml", cwd=tmp_path)
+    result = process("check-config", "-c", "bad.yaml", cwd=tmp_path)
     assert result.returncode == 78
     err = result.stderr.decode()
     assert "channels.malaffi.rte: unknown key (did you mean 'rate'?)" in err
@@ -96,66 +100,66 @@ def test_check_config_reports_every_error_with_exit_78(tmp_path: Path):
         ("database: sqlite:///x.db\ntimezone: 7\n", "timezone: Input should be a valid string"),
     ],
 )
-def test_bad_configs_exit_78(tmp_path: Path, text: str, expected: str):
+def test_bad_configs_exit_78(cli: Cli, tmp_path: Path, text: str, expected: str):
     (tmp_path / "bad.yaml").write_text(text)
-    result = outboxd("stats", "-c", "bad.yaml", cwd=tmp_path)
-    assert result.returncode == 78
-    assert expected in result.stderr.decode()
+    result = cli("stats", "-c", "bad.yaml", cwd=tmp_path)
+    assert result.code == 78
+    assert expected in result.err
 
 
-def test_config_from_environment_and_missing_config(tmp_path: Path):
+def test_config_from_environment_and_missing_config(cli: Cli, tmp_path: Path):
     (tmp_path / "o.yaml").write_text("database: sqlite:///x.db\n")
-    ok = outboxd("check-config", cwd=tmp_path, env={"OUTBOXD_CONFIG": "o.yaml"})
-    assert ok.returncode == 0
-    missing = outboxd("check-config", cwd=tmp_path)
-    assert missing.returncode == 78
-    assert "no config file: pass -c FILE or set OUTBOXD_CONFIG" in missing.stderr.decode()
-    absent = outboxd("check-config", "-c", "absent.yaml", cwd=tmp_path)
-    assert absent.returncode == 78 and "cannot read" in absent.stderr.decode()
+    ok = cli("check-config", cwd=tmp_path, env={"OUTBOXD_CONFIG": "o.yaml"})
+    assert ok.code == 0
+    missing = cli("check-config", cwd=tmp_path)
+    assert missing.code == 78
+    assert "no config file: pass -c FILE or set OUTBOXD_CONFIG" in missing.err
+    absent = cli("check-config", "-c", "absent.yaml", cwd=tmp_path)
+    assert absent.code == 78 and "cannot read" in absent.err
 
 
-def test_commands_refuse_an_unmigrated_database(tmp_path: Path):
+def test_commands_refuse_an_unmigrated_database(cli: Cli, tmp_path: Path):
     (tmp_path / "o.yaml").write_text("database: sqlite:///fresh.db\n")
-    result = outboxd("stats", "-c", "o.yaml", cwd=tmp_path)
-    assert result.returncode == 78
-    assert "no database at fresh.db (`outboxd migrate` creates it" in result.stderr.decode()
+    result = cli("stats", "-c", "o.yaml", cwd=tmp_path)
+    assert result.code == 78
+    assert "no database at fresh.db (`outboxd migrate` creates it" in result.err
     assert not (tmp_path / "fresh.db").exists()  # a command that reads creates nothing
     (tmp_path / "fresh.db").touch()  # an empty file: a database with no schema yet
-    result = outboxd("stats", "-c", "o.yaml", cwd=tmp_path)
-    assert result.returncode == 78
-    assert "schema is at version 0" in result.stderr.decode()
-    assert "run `outboxd migrate`" in result.stderr.decode()
-    first = outboxd("migrate", "-c", "o.yaml", cwd=tmp_path)
-    assert first.returncode == 0 and "upgraded from version 0" in first.stdout.decode()
-    again = outboxd("migrate", "-c", "o.yaml", cwd=tmp_path)
-    assert again.returncode == 0 and "up to date" in again.stdout.decode()
+    result = cli("stats", "-c", "o.yaml", cwd=tmp_path)
+    assert result.code == 78
+    assert "schema is at version 0" in result.err
+    assert "run `outboxd migrate`" in result.err
+    first = cli("migrate", "-c", "o.yaml", cwd=tmp_path)
+    assert first.code == 0 and "upgraded from version 0" in first.out
+    again = cli("migrate", "-c", "o.yaml", cwd=tmp_path)
+    assert again.code == 0 and "up to date" in again.out
 
 
-def test_enqueue_from_file_and_stdin_and_duplicates(workdir: Path):
+def test_enqueue_from_file_and_stdin_and_duplicates(cli: Cli, workdir: Path):
     (workdir / "msg.hl7").write_bytes(hl7("C1"))
     first = json.loads(
-        run_ok(workdir, "enqueue", "--channel", "hie", "--key", "k1", "msg.hl7", "--json")
+        run_ok(cli, "enqueue", "--channel", "hie", "--key", "k1", "msg.hl7", "--json")
     )
     assert first == {"id": first["id"], "created": True, "status": "pending"}
-    again = run_ok(workdir, "enqueue", "--channel", "hie", "--key", "k1", "-", stdin=hl7("C9"))
+    again = run_ok(cli, "enqueue", "--channel", "hie", "--key", "k1", "-", stdin=hl7("C9"))
     assert again.strip() == f"{first['id']} exists (status pending); not enqueued again"
     second = run_ok(
-        workdir, "enqueue", "--channel", "hie", "--key", "k2", "--after", "k1", stdin=hl7("C2")
+        cli, "enqueue", "--channel", "hie", "--key", "k2", "--after", "k1", stdin=hl7("C2")
     )
     assert second.strip().endswith(" new")
-    stats = json.loads(run_ok(workdir, "stats", "--json"))
+    stats = json.loads(run_ok(cli, "stats", "--json"))
     hie = next(c for c in stats["channels"] if c["channel"] == "hie")
     assert hie["counts"]["pending"] == 2
     webhook = next(c for c in stats["channels"] if c["channel"] == "webhook")
     assert webhook["counts"]["pending"] == 0
 
 
-def test_every_sample_message_is_accepted(workdir: Path):
+def test_every_sample_message_is_accepted(cli: Cli, workdir: Path):
     samples = hl7_samples()
     for i, sample in enumerate(samples):
-        out = run_ok(workdir, "enqueue", "--channel", "hie", "--key", f"s{i}", str(sample))
+        out = run_ok(cli, "enqueue", "--channel", "hie", "--key", f"s{i}", str(sample))
         assert out.strip().endswith(" new")
-    stats = json.loads(run_ok(workdir, "stats", "--json"))
+    stats = json.loads(run_ok(cli, "stats", "--json"))
     hie = next(c for c in stats["channels"] if c["channel"] == "hie")
     assert hie["counts"]["pending"] == len(samples)
 
@@ -193,58 +197,59 @@ def test_every_sample_message_is_accepted(workdir: Path):
         (["--channel", "hie", "--key", "k" * 300], HL7, 65, "key is longer than 255"),
     ],
 )
-def test_enqueue_errors(workdir: Path, args, stdin, code, message):
-    result = outboxd("enqueue", *args, "-c", "outboxd.yaml", cwd=workdir, stdin=stdin)
-    assert result.returncode == code
-    err = result.stderr.decode()
+def test_enqueue_errors(cli: Cli, workdir: Path, args, stdin, code, message):
+    result = cli("enqueue", *args, "-c", "outboxd.yaml", cwd=workdir, stdin=stdin)
+    assert result.code == code
+    err = result.err
     assert message in err and "Traceback" not in err
     assert len(err.strip().splitlines()) == 1
 
 
-def test_retry_and_cancel(workdir: Path):
+def test_retry_and_cancel(cli: Cli, workdir: Path):
     for key in ("a", "b", "c"):
-        run_ok(workdir, "enqueue", "--channel", "hie", "--key", key, stdin=hl7(key))
-    out = run_ok(workdir, "cancel", "--channel", "hie")
+        run_ok(cli, "enqueue", "--channel", "hie", "--key", key, stdin=hl7(key))
+    out = run_ok(cli, "cancel", "--channel", "hie")
     assert out.startswith("cancelled 3 message(s)")
-    out = run_ok(workdir, "retry", "--id", "1,2", "--id", "3")
+    out = run_ok(cli, "retry", "--id", "1,2", "--id", "3")
     assert out.startswith("retried 3 message(s)")
-    out = run_ok(workdir, "cancel", "--channel", "hie", "--status", "pending", "--since", "1h")
+    out = run_ok(cli, "cancel", "--channel", "hie", "--status", "pending", "--since", "1h")
     assert out.startswith("cancelled 3 message(s)")
-    missing = outboxd("retry", "--id", "1,99", "-c", "outboxd.yaml", cwd=workdir)
-    assert missing.returncode == 65
-    assert "retried 1 message(s)" in missing.stdout.decode()
-    assert "not found: 99" in missing.stderr.decode()
-    none = outboxd("retry", "-c", "outboxd.yaml", cwd=workdir)
-    assert none.returncode == 64 and "select messages with --id" in none.stderr.decode()
-    bad_time = outboxd("retry", "--since", "yesterday", "-c", "outboxd.yaml", cwd=workdir)
-    assert bad_time.returncode == 64 and "invalid time 'yesterday'" in bad_time.stderr.decode()
+    missing = cli("retry", "--id", "1,99", "-c", "outboxd.yaml", cwd=workdir)
+    assert missing.code == 65
+    assert "retried 1 message(s)" in missing.out
+    assert "not found: 99" in missing.err
+    none = cli("retry", "-c", "outboxd.yaml", cwd=workdir)
+    assert none.code == 64 and "select messages with --id" in none.err
+    bad_time = cli("retry", "--since", "yesterday", "-c", "outboxd.yaml", cwd=workdir)
+    assert bad_time.code == 64 and "invalid time 'yesterday'" in bad_time.err
 
 
-def test_stats_table(workdir: Path):
-    run_ok(workdir, "enqueue", "--channel", "hie", "--key", "a", stdin=HL7)
-    lines = run_ok(workdir, "stats").splitlines()
+def test_stats_table(cli: Cli, workdir: Path):
+    run_ok(cli, "enqueue", "--channel", "hie", "--key", "a", stdin=HL7)
+    lines = run_ok(cli, "stats").splitlines()
     assert lines[0].split()[:4] == ["channel", "pending", "sending", "sent"]
     assert lines[1].split()[:2] == ["hie", "1"]
     assert lines[2].split()[:2] == ["webhook", "0"]
 
 
-def test_run_names_only_the_roles_there_are(workdir: Path):
-    result = outboxd("run", "nosuch", "-c", "outboxd.yaml", cwd=workdir)
-    assert result.returncode == 2
+def test_run_names_only_the_roles_there_are(cli: Cli, workdir: Path):
+    result = cli("run", "nosuch", "-c", "outboxd.yaml", cwd=workdir)
+    assert result.code == 2
     choices = "(choose from 'dispatcher', 'poller', 'scheduler', 'control')"
-    assert f"invalid choice: 'nosuch' {choices}" in result.stderr.decode()
+    assert f"invalid choice: 'nosuch' {choices}" in result.err
 
 
-def test_unreachable_database_is_one_line(tmp_path: Path):
+def test_unreachable_database_is_one_line(cli: Cli, tmp_path: Path):
     (tmp_path / "o.yaml").write_text(
         "database: postgresql://postgres@127.0.0.1:1/x?connect_timeout=1\n"
     )
-    result = outboxd("stats", "-c", "o.yaml", cwd=tmp_path)
-    assert result.returncode == 69
-    err = result.stderr.decode()
+    result = cli("stats", "-c", "o.yaml", cwd=tmp_path)
+    assert result.code == 69
+    err = result.err
     assert err.startswith("outboxd: ") and "Traceback" not in err
 
 
+@pytest.mark.slow  # the installed console script, as a real process
 def test_console_script_matches_module(workdir: Path):
     script = shutil.which("outboxd", path=str(Path(sys.executable).parent))
     if script is None:
@@ -253,10 +258,12 @@ def test_console_script_matches_module(workdir: Path):
         [script, "check-config", "-c", "outboxd.yaml"], cwd=workdir, capture_output=True, timeout=60
     )
     assert result.returncode == 0
-    assert result.stdout == run_ok(workdir, "check-config").encode()
+    module = process("check-config", "-c", "outboxd.yaml", cwd=workdir)
+    assert module.returncode == 0
+    assert result.stdout == module.stdout
 
 
-def test_visit_shows_task_progress(workdir: Path, db_url: str):
+def test_visit_shows_task_progress(cli: Cli, workdir: Path, db_url: str):
     from daemon.config.database import DatabaseSettings
     from daemon.store.db import open_database
     from daemon.store.sync import Store
@@ -281,22 +288,21 @@ def test_visit_shows_task_progress(workdir: Path, db_url: str):
         [],
     )
     store.close()
-    lines = run_ok(workdir, "visit", "KB-1").splitlines()
+    lines = run_ok(cli, "visit", "KB-1").splitlines()
     assert lines[0].startswith("kodebooking KB-1 (source khanza)")
     assert lines[1].split()[:2] == ["add", "sent"]
     assert "task 3" in lines[2] and "waktu 08:05:00" in lines[2]  # Asia/Jakarta
     assert "held" in lines[3] and "earlier than task 3" in lines[3]
-    data = json.loads(run_ok(workdir, "visit", "KB-1", "--json"))
+    data = json.loads(run_ok(cli, "visit", "KB-1", "--json"))
     assert data["task_progress"]["3"]["waktu"] == 1795395900000
-    missing = outboxd("visit", "KB-404", "-c", "outboxd.yaml", cwd=workdir)
-    assert (
-        missing.returncode == 65 and "no visit with kodebooking 'KB-404'" in missing.stderr.decode()
-    )
+    missing = cli("visit", "KB-404", "-c", "outboxd.yaml", cwd=workdir)
+    assert missing.code == 65 and "no visit with kodebooking 'KB-404'" in missing.err
 
 
 HEAVY = ("pydantic", "yaml", "peewee", "aiohttp", "psycopg", "apscheduler")
 
 
+@pytest.mark.slow  # what a fresh interpreter imports: a real process
 @pytest.mark.parametrize(
     ("args", "code"),
     [
@@ -325,6 +331,7 @@ def test_the_command_line_is_read_before_anything_heavy_is_loaded(tmp_path: Path
     assert imported.isdisjoint(HEAVY), sorted(imported & set(HEAVY))
 
 
+@pytest.mark.slow  # the whole process's CPU: a real process
 def test_a_batch_of_2000_hl7_messages_takes_under_3_s_of_cpu(workdir: Path):
     """``outboxd enqueue --batch``: 2,000 HL7 messages in one call, the whole
     process (start, settings, checks, four transactions) within 3 s of CPU."""
@@ -336,8 +343,9 @@ def test_a_batch_of_2000_hl7_messages_takes_under_3_s_of_cpu(workdir: Path):
     ]
     (workdir / "batch.jsonl").write_text("\n".join(lines) + "\n")
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    out = run_ok(workdir, "enqueue", "--batch", "batch.jsonl")
+    result = process("enqueue", "--batch", "batch.jsonl", "-c", "outboxd.yaml", cwd=workdir)
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    assert out.strip() == "2000 new, 0 duplicate(s), 0 refused"
+    assert result.returncode == 0, result.stderr.decode()
+    assert result.stdout.decode().strip() == "2000 new, 0 duplicate(s), 0 refused"
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     assert cpu < 3.0, f"{cpu:.2f} s of CPU"

@@ -7,19 +7,15 @@ by number and reason (exit 65, the rest stored)."""
 from __future__ import annotations
 
 import asyncio
-import io
 import json
-import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from daemon.cli import main
 from daemon.config.database import DatabaseSettings
 from daemon.config.loader import load_config
 from daemon.domain.errors import Refused
@@ -35,15 +31,9 @@ from daemon.store.migrations import migrate
 from daemon.store.models import MODELS, Message, StatusEvent
 from daemon.store.sync import Store
 from tests.integration.test_cli import CONFIG, hl7
+from tests.support.cli import Cli, Result
 
 C = ("-c", "outboxd.yaml")
-
-
-@dataclass
-class Result:
-    code: int
-    out: str
-    err: str
 
 
 @pytest.fixture
@@ -57,19 +47,9 @@ def workdir(tmp_path: Path, db_url: str, monkeypatch: pytest.MonkeyPatch) -> Pat
 
 
 @pytest.fixture
-def cli(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch):
-    def run(*args: str, stdin: bytes = b"") -> Result:
-        monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(stdin)))
-        capsys.readouterr()
-        try:
-            code = main([*args, *C])
-        except SystemExit as exc:  # argparse refused the command line
-            code = exc.code if isinstance(exc.code, int) else 2
-        captured = capsys.readouterr()
-        assert "Traceback" not in captured.err and "internal error" not in captured.err
-        return Result(code, captured.out, captured.err)
-
-    return run
+def cli(cli: Cli) -> Callable[..., Result]:
+    """The shared in-process ``outboxd``, on this directory's ``outboxd.yaml``."""
+    return lambda *args, **more: cli(*args, *C, **more)
 
 
 @contextmanager

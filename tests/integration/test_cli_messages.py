@@ -1,23 +1,20 @@
 """``outboxd messages list | show``, ``resend`` and ``--dry-run``, and the
 selections the operator commands refuse, run in this process through
-``daemon.cli.main`` on a real database (tests/integration/test_cli.py runs the
-command as a real process)."""
+``daemon.cli.main`` (the ``cli`` fixture) on a real database."""
 
 from __future__ import annotations
 
-import io
 import json
-import sys
 from pathlib import Path
 
 import pytest
 
-from daemon.cli import main
 from daemon.cli.common import actor
 from daemon.domain.messages import Delivered, Failed
 from daemon.store.models import AuditEntry, Message
 from daemon.store.sync import Store
 from tests.integration.test_cli import CONFIG, hl7
+from tests.support.cli import Cli
 
 
 @pytest.fixture
@@ -30,19 +27,12 @@ def workdir(tmp_path: Path, db_url: str, monkeypatch: pytest.MonkeyPatch) -> Pat
 
 
 @pytest.fixture
-def outboxd(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch):
+def outboxd(cli: Cli):
     """``outboxd ARGS -c outboxd.yaml`` in this process: (exit code, stdout, stderr)."""
 
     def run(*args: str, stdin: bytes = b"") -> tuple[int, str, str]:
-        monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(stdin)))
-        capsys.readouterr()
-        try:
-            code = main([*args, "-c", "outboxd.yaml"])
-        except SystemExit as exc:
-            code = exc.code if isinstance(exc.code, int) else 2
-        out, err = capsys.readouterr()
-        assert "Traceback" not in err and "internal error" not in err
-        return code, out, err
+        result = cli(*args, "-c", "outboxd.yaml", stdin=stdin)
+        return result.code, result.out, result.err
 
     return run
 

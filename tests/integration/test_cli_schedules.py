@@ -14,15 +14,13 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
-from daemon.cli import main
 from daemon.config.database import DatabaseSettings
 from daemon.config.loader import load_config
 from daemon.config.schedules import definition
@@ -31,6 +29,7 @@ from daemon.store.migrations import migrate
 from daemon.store.models import MODELS, AuditEntry, JobRun
 from daemon.store.sync import Store
 from tests.integration.test_cli import ROOT
+from tests.support.cli import Cli, Result
 
 # A file schedule at 02:30 in Europe/Berlin: on 2026-03-29 that wall time does not
 # exist (the clocks go from 02:00 to 03:00), on 2026-10-25 it happens twice.
@@ -61,16 +60,6 @@ SHOW_FIELDS = {
 }  # fmt: skip
 
 
-@dataclass
-class Result:
-    code: int
-    out: str
-    err: str
-
-    def json(self) -> object:
-        return json.loads(self.out)
-
-
 @pytest.fixture
 def workdir(tmp_path: Path, db_url: str, monkeypatch: pytest.MonkeyPatch) -> Path:
     (tmp_path / "outboxd.yaml").write_text(CONFIG.format(url=db_url))
@@ -96,18 +85,9 @@ def sqlite_workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 @pytest.fixture
-def cli(capsys: pytest.CaptureFixture[str]):
-    def run(*args: str) -> Result:
-        capsys.readouterr()
-        try:
-            code = main([*args, *C])
-        except SystemExit as exc:  # argparse refused the command line
-            code = exc.code if isinstance(exc.code, int) else 2
-        captured = capsys.readouterr()
-        assert "Traceback" not in captured.err and "internal error" not in captured.err
-        return Result(code, captured.out, captured.err)
-
-    return run
+def cli(cli: Cli) -> Callable[..., Result]:
+    """The shared in-process ``outboxd``, on this directory's ``outboxd.yaml``."""
+    return lambda *args, **more: cli(*args, *C, **more)
 
 
 def ok(result: Result) -> str:
@@ -877,6 +857,7 @@ def test_a_database_not_migrated_exits_78_and_is_not_created(tmp_path, monkeypat
     assert ok(cli("schedules", "preview", *BERLIN, "--count", "1"))  # needs no database
 
 
+@pytest.mark.slow  # four processes
 def test_as_real_processes(workdir, db_url):
     """The same commands as a user's shell runs them."""
     env = {k: v for k, v in os.environ.items() if k != "OUTBOXD_CONFIG"}

@@ -1,8 +1,9 @@
 """The ``outboxd`` command against hostile and careless input: every run ends in an
 exit code of the README's table and at most a few lines on stderr, never a
 traceback or an internal error (70), and nothing is created where nothing should
-be. A table of the cases found by hand, run as real processes, and a fuzz of
-argument lists run in this process."""
+be. A table of the cases found by hand and a fuzz of argument lists, run in this
+process (the ``cli`` fixture); ``outboxd run`` as a real process, which is what it
+starts."""
 
 from __future__ import annotations
 
@@ -15,18 +16,16 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from daemon.cli import main
 from daemon.config.database import DatabaseSettings
 from daemon.store.db import open_database
 from daemon.store.migrations import migrate
 from tests.integration.test_cli import CONFIG, HL7, ROOT
 
-pytestmark = pytest.mark.slow  # a process per command
-
 EXIT_CODES = {0, 2, 64, 65, 66, 69, 78}  # the README's table, but 70
 
 
-def outboxd(workdir: Path, *args: str | bytes) -> subprocess.CompletedProcess[bytes]:
+def process(workdir: Path, *args: str | bytes) -> subprocess.CompletedProcess[bytes]:
+    """``python -m daemon ARGS`` as a real process (``outboxd run`` starts a worker)."""
     env = {k: v for k, v in os.environ.items() if k != "OUTBOXD_CONFIG"}
     return subprocess.run(
         [sys.executable, "-m", "daemon", *args],
@@ -83,22 +82,30 @@ def enq(*args: str | bytes, payload: str = "event.json") -> tuple[str | bytes, .
         (enq("--key", "\x1b[2J"), 65, "cannot be shown"),
         (enq("--key", " "), 65, "begins or ends with a space"),
         (enq("--key", "k", "--after", ""), 65, "after_key must be"),
-        (("run", "dispatcher", *C, "--process-num", "99999"), 64, "--process-num"),
-        (("run", "dispatcher", *C, "--process-num", "-1"), 64, "--process-num"),
     ],
 )  # fmt: skip
-def test_a_bad_argument_is_one_line_and_its_exit_code(workdir, args, code, says):
-    result = outboxd(workdir, *args)
+def test_a_bad_argument_is_one_line_and_its_exit_code(workdir, cli, args, code, says):
+    result = cli(*args, cwd=workdir)
+    assert result.code == code, result.err
+    assert says in result.err
+    assert len(result.err.strip().splitlines()) == 1
+
+
+@pytest.mark.slow  # ``outboxd run`` as supervisord starts it: a process and its worker
+@pytest.mark.parametrize("num", ["99999", "-1"])
+def test_run_refuses_a_process_number_in_one_line(workdir, num):
+    result = process(workdir, "run", "dispatcher", *C, "--process-num", num)
     err = result.stderr.decode("utf-8", "replace")
-    assert result.returncode == code, err
-    assert says in err
+    assert result.returncode == 64, err
+    assert "--process-num" in err
     assert "Traceback" not in err and len(err.strip().splitlines()) == 1
 
 
+@pytest.mark.slow  # ``outboxd run``: a real process
 def test_a_process_number_whose_port_is_not_one_is_refused(workdir):
     text = (workdir / "outboxd.yaml").read_text() + "roles:\n  dispatcher: {base_port: 65535}\n"
     (workdir / "outboxd.yaml").write_text(text)
-    result = outboxd(workdir, "run", "dispatcher", *C, "--process-num", "1")
+    result = process(workdir, "run", "dispatcher", *C, "--process-num", "1")
     assert result.returncode == 64
     assert "65535 + 1 is not a port" in result.stderr.decode()
 
@@ -167,30 +174,33 @@ COMMANDS = [
     ids=["corrupt", "truncated", "not-sqlite", "directory", "under-a-file", "missing", "proc"],
 )
 @pytest.mark.parametrize("command", COMMANDS, ids=[c[0] for c in COMMANDS])
-def test_a_database_file_outboxd_cannot_use_is_named_with_exit_78(workdir, make, says, command):
+def test_a_database_file_outboxd_cannot_use_is_named_with_exit_78(
+    workdir, cli, make, says, command
+):
     path = make(workdir)
     point_at(workdir, path)
     before = sorted(p.name for p in workdir.rglob("*"))
-    result = outboxd(workdir, *command, *C)
-    err = result.stderr.decode()
-    assert result.returncode == 78, err
+    result = cli(*command, *C, cwd=workdir)
+    err = result.err
+    assert result.code == 78, err
     assert says in err and len(err.strip().splitlines()) == 1, err
     assert sorted(p.name for p in workdir.rglob("*")) == before  # nothing created, nothing moved
 
 
 @pytest.mark.parametrize("make", [corrupt, not_sqlite, directory, under_a_file])
-def test_migrate_refuses_what_is_not_a_database_and_creates_what_is_missing(workdir, make):
+def test_migrate_refuses_what_is_not_a_database_and_creates_what_is_missing(workdir, cli, make):
     point_at(workdir, make(workdir))
-    result = outboxd(workdir, "migrate", *C)
-    assert result.returncode == 78, result.stderr.decode()
+    result = cli("migrate", *C, cwd=workdir)
+    assert result.code == 78, result.err
     point_at(workdir, "new/dir/outbox.db")
-    assert outboxd(workdir, "migrate", *C).returncode == 0
+    assert cli("migrate", *C, cwd=workdir).code == 0
     assert (workdir / "new" / "dir" / "outbox.db").is_file()
 
 
+@pytest.mark.slow  # ``outboxd run``: a real process
 def test_a_dispatcher_on_a_damaged_database_says_so_in_one_line(workdir):
     point_at(workdir, corrupt(workdir))
-    result = outboxd(workdir, "run", "dispatcher", *C)
+    result = process(workdir, "run", "dispatcher", *C)
     err = result.stderr.decode()
     assert result.returncode == 78, err
     assert "Traceback" not in err and "is damaged or not a database" in err
@@ -289,19 +299,13 @@ def argv(draw: st.DrawFn) -> list[str]:
     return tokens
 
 
+@pytest.mark.slow  # 300 commands
 @settings(
     max_examples=300,
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 @given(args=argv())
-def test_any_argument_list_ends_in_an_exit_code_of_the_table(workdir, args, capsys, monkeypatch):
-    monkeypatch.chdir(workdir)
-    monkeypatch.delenv("OUTBOXD_DEBUG", raising=False)
-    try:
-        code = main(args)
-    except SystemExit as exc:  # argparse: the command line is wrong
-        code = exc.code if isinstance(exc.code, int) else 2
-    captured = capsys.readouterr()
-    assert code in EXIT_CODES, (args, code, captured.err)
-    assert "Traceback" not in captured.err and "internal error" not in captured.err, args
+def test_any_argument_list_ends_in_an_exit_code_of_the_table(workdir, args, cli):
+    result = cli(*args, cwd=workdir)  # a traceback or an internal error fails there
+    assert result.code in EXIT_CODES, (args, result.code, result.err)

@@ -10,6 +10,7 @@ import pytest
 
 from daemon.channels.http.rules import signature
 from daemon.sim.http import Faults, HttpSink
+from tests.support.processes import PROCESS_WAIT
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -70,6 +71,7 @@ async def test_stop_does_not_wait_for_a_delayed_answer_the_client_gave_up_on():
     assert loop.time() - started < 2
 
 
+@pytest.mark.timeout(3 * PROCESS_WAIT)  # a process: slow to start on a loaded machine
 async def test_runs_as_a_process_and_exits_0_on_sigterm():
     process = await asyncio.create_subprocess_exec(
         sys.executable,
@@ -98,13 +100,14 @@ async def test_runs_as_a_process_and_exits_0_on_sigterm():
         ]
 
         process.send_signal(signal.SIGTERM)
-        assert await asyncio.wait_for(process.wait(), 10) == 0
+        assert await asyncio.wait_for(process.wait(), PROCESS_WAIT) == 0
     finally:
         if process.returncode is None:
             process.kill()
             await process.wait()
 
 
+@pytest.mark.timeout(3 * PROCESS_WAIT)  # a process: slow to start on a loaded machine
 async def test_process_exits_0_on_sigint():
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "daemon.sim.http", "--port", "0", stderr=asyncio.subprocess.PIPE
@@ -113,7 +116,7 @@ async def test_process_exits_0_on_sigint():
         assert process.stderr is not None
         assert b"listening" in await asyncio.wait_for(process.stderr.readline(), 10)
         process.send_signal(signal.SIGINT)
-        assert await asyncio.wait_for(process.wait(), 10) == 0
+        assert await asyncio.wait_for(process.wait(), PROCESS_WAIT) == 0
     finally:
         if process.returncode is None:
             process.kill()

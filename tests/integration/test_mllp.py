@@ -26,6 +26,7 @@ from daemon.hl7 import build_ack, control_id, frame, normalize, read_ack, valida
 from daemon.sim.mllp import MllpSimulator, Rule
 from tests.services import unavailable
 from tests.support.data import hl7_samples
+from tests.support.processes import PROCESS_WAIT
 from tests.support.waiting import eventually
 
 pytestmark = [pytest.mark.timeout(30), pytest.mark.both_loops]
@@ -580,6 +581,7 @@ def test_rule_checks_its_arguments() -> None:
         Rule(code="OK")
 
 
+@pytest.mark.timeout(3 * PROCESS_WAIT)  # a process: slow to start on a loaded machine
 async def test_simulator_runs_as_a_process(make_channel: Callable[..., MllpChannel]) -> None:
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "daemon.sim.mllp", "--port", "0", "--reject", "PID\\|1\\|\\|666",
@@ -599,7 +601,7 @@ async def test_simulator_runs_as_a_process(make_channel: Callable[..., MllpChann
         assert (await sender.send(envelope(message("P-2", "666")))).verdict is Verdict.REJECTED
         await sender.close()
         process.send_signal(signal.SIGTERM)
-        assert await asyncio.wait_for(process.wait(), 10) == 0
+        assert await asyncio.wait_for(process.wait(), PROCESS_WAIT) == 0
         rest = (await process.stderr.read()).decode()
         assert "stopped after 2 message(s) on 1 connection(s)" in rest
     finally:
@@ -608,13 +610,14 @@ async def test_simulator_runs_as_a_process(make_channel: Callable[..., MllpChann
             await process.wait()
 
 
+@pytest.mark.timeout(3 * PROCESS_WAIT)  # a process: slow to start on a loaded machine
 async def test_simulator_process_fails_on_a_busy_port(sim: MllpSimulator) -> None:
     done = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "daemon.sim.mllp", "--port", str(sim.port),
         cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
         stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
-    _, err = await asyncio.wait_for(done.communicate(), 10)
+    _, err = await asyncio.wait_for(done.communicate(), PROCESS_WAIT)
     assert done.returncode == 1
     assert b"cannot listen on 127.0.0.1" in err
 

@@ -58,6 +58,7 @@ def test_a_new_database_its_wal_and_shm_and_its_directories_are_private(tmp_path
     assert mode(tmp_path / "var") == mode(tmp_path / "var" / "data") == 0o700
 
 
+@pytest.mark.slow  # outboxd migrate and every role as processes
 def test_outboxd_migrate_and_the_roles_run_with_umask_077(tmp_path: Path):
     db = tmp_path / "outbox.db"
     health = free_port()
@@ -130,6 +131,7 @@ def _shipped_header() -> str:
     return text[: text.index("\n[group:outboxd]") + 1]
 
 
+@pytest.mark.slow  # supervisord and its programs
 async def test_make_runs_supervisord_and_its_programs_logs_are_private():
     """``make run``'s ops/run.sh with the shipped supervisord.conf's header (its
     programs replaced by two that print), started from a shell whose umask is 022."""

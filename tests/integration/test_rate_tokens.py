@@ -8,6 +8,7 @@ import asyncio
 import random
 import threading
 import time
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -82,9 +83,10 @@ def test_a_batch_take_is_one_transaction(store: Store, monkeypatch: pytest.Monke
         return write(work)
 
     monkeypatch.setattr(store.unit, "write", counted)
-    assert store.take_tokens("batch", 8, Bucket(rate=10.0, capacity=10.0)) == (8, 0.0)
+    now = datetime.now(UTC)  # both takes at one instant: nothing refills between them
+    assert store.take_tokens("batch", 8, Bucket(rate=10.0, capacity=10.0), now=now) == (8, 0.0)
     assert writes == ["write"]
-    granted, wait = store.take_tokens("batch", 8, Bucket(rate=10.0, capacity=10.0))
+    granted, wait = store.take_tokens("batch", 8, Bucket(rate=10.0, capacity=10.0), now=now)
     assert granted == 2 and wait == 0.0  # what was left; the rest is asked for again
     assert writes == ["write", "write"]
 

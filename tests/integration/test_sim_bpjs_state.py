@@ -22,6 +22,7 @@ from daemon.bpjs import signing
 from daemon.sim.bpjs import BpjsSimulator
 from daemon.sim.journal import JournalError
 from tests.integration.test_bpjs_channel import CONS_ID, SECRET, USER_KEY, add_body
+from tests.support.processes import PROCESS_WAIT
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -152,6 +153,7 @@ async def start_process(state: Path) -> tuple[asyncio.subprocess.Process, str]:
     raise AssertionError(seen)
 
 
+@pytest.mark.timeout(3 * PROCESS_WAIT)  # a process: slow to start on a loaded machine
 async def test_the_process_keeps_its_bookings_through_a_sigkill(tmp_path):
     state = tmp_path / "sim-bpjs.journal"
     process, base = await start_process(state)
@@ -159,7 +161,7 @@ async def test_the_process_keeps_its_bookings_through_a_sigkill(tmp_path):
         assert await call(base, "/antrean/add", booking("KB-1")) == (200, "Ok")
         assert await call(base, "/antrean/updatewaktu", task("KB-1", 3, at(9))) == (200, "Ok")
         process.kill()
-        assert await asyncio.wait_for(process.wait(), 10) == -signal.SIGKILL
+        assert await asyncio.wait_for(process.wait(), PROCESS_WAIT) == -signal.SIGKILL
 
         process, base = await start_process(state)
         assert [(b["kodebooking"], b["tasks"]) for b in await listed(base)] == [
@@ -168,7 +170,7 @@ async def test_the_process_keeps_its_bookings_through_a_sigkill(tmp_path):
         assert await call(base, "/antrean/updatewaktu", task("KB-1", 4, at(9, 5))) == (200, "Ok")
         assert (await call(base, "/antrean/add", booking("KB-1")))[0] == 208
         process.send_signal(signal.SIGTERM)
-        assert await asyncio.wait_for(process.wait(), 10) == 0
+        assert await asyncio.wait_for(process.wait(), PROCESS_WAIT) == 0
     finally:
         if process.returncode is None:
             process.kill()
@@ -184,6 +186,7 @@ async def a_journal(state: Path) -> bytes:
     return state.read_bytes()
 
 
+@pytest.mark.timeout(3 * PROCESS_WAIT)  # a process: slow to start on a loaded machine
 @pytest.mark.parametrize(
     ("content", "where"),
     [
@@ -216,7 +219,7 @@ async def test_a_file_that_is_not_a_journal_stops_the_start_and_is_left_alone(
         stderr=asyncio.subprocess.PIPE,
         env=os.environ | {"OUTBOXD_SIM_BPJS_SECRET": SECRET, "OUTBOXD_SIM_BPJS_USER_KEY": USER_KEY},
     )  # fmt: skip
-    _, err = await asyncio.wait_for(process.communicate(), 10)
+    _, err = await asyncio.wait_for(process.communicate(), PROCESS_WAIT)
     assert process.returncode == 78
     assert err.decode().startswith(f"sim-bpjs: {state}{where}")
     assert err.count(b"\n") == 1, err

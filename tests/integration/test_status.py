@@ -1,6 +1,8 @@
 """``outboxd status`` against a real supervisord (the venv's) running real outboxd
 pollers and small stand-ins, each in a temporary directory of its own; and
-``daemon.suite.supervisor``' start, stop and restart."""
+``daemon.suite.supervisor``' start, stop and restart. The command runs in this
+process (the ``cli`` fixture) but where it waits for supervisord to come up, which
+is a real process beside it, as ``make run`` has it."""
 
 from __future__ import annotations
 
@@ -23,6 +25,7 @@ from daemon.config.database import DatabaseSettings
 from daemon.store.db import open_database
 from daemon.store.migrations import migrate
 from daemon.suite.supervisor import Supervisor, SupervisorError, supervisor_address
+from tests.support.cli import Cli, Result
 from tests.support.ports import free_port, free_port_pair
 from tests.support.processes import ROOT, gone
 
@@ -78,10 +81,11 @@ stdout_logfile=%(here)s/sleeper.log
 redirect_stderr=true
 """
 
+# startsecs well above the time it takes to exit, however loaded the machine: an exit
+# within startsecs with no retries left is FATAL; one after it would be EXITED
 CRASHER = """
 [program:crasher]
 command={python} -c "import sys; print('crasher: no luck today', flush=True); sys.exit(3)"
-; exits within startsecs however slow the machine is: supervisord gives up (FATAL)
 startsecs=30
 startretries=0
 autorestart=false
@@ -129,7 +133,8 @@ class Suite:
     """A supervisord of its own in a short temporary directory (AF_UNIX paths are
     short), with the programs given."""
 
-    def __init__(self, *programs: str) -> None:
+    def __init__(self, *programs: str, cli: Cli | None = None) -> None:
+        self.cli = cli  # what runs ``outboxd status`` (tests of other faces need none)
         self.root = Path(tempfile.mkdtemp(prefix="outboxd-st-"))
         self.poller_port = free_port_pair()
         self.scheduler_port = free_port()
@@ -171,16 +176,10 @@ class Suite:
                 stderr=subprocess.STDOUT,
             )
 
-    def status(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    def status(self, *args: str) -> Result:
         """``outboxd status -c outboxd.yaml ARGS`` run in the suite's directory."""
-        return subprocess.run(
-            [PYTHON, "-m", "daemon", "status", "-c", str(self.yaml), *args],
-            cwd=self.root,
-            env=self.env,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-        )
+        assert self.cli is not None, "Suite(..., cli=cli) runs outboxd status"
+        return self.cli("status", "-c", str(self.yaml), *args, cwd=self.root)
 
     def supervisor(self) -> Supervisor:
         return Supervisor(supervisor_address(str(self.conf)))
@@ -197,8 +196,8 @@ class Suite:
 
 
 @contextlib.contextmanager
-def running(*programs: str) -> Iterator[Suite]:
-    suite = Suite(*programs)
+def running(*programs: str, cli: Cli | None = None) -> Iterator[Suite]:
+    suite = Suite(*programs, cli=cli)
     try:
         suite.start()
         yield suite
@@ -219,8 +218,8 @@ def table(out: str) -> dict[str, list[str]]:
 # --- ready ----------------------------------------------------------------------------
 
 
-def test_every_program_ready_is_0_and_wait_covers_supervisord_starting() -> None:
-    suite = Suite(POLLERS, SLEEPER)
+def test_every_program_ready_is_0_and_wait_covers_supervisord_starting(cli: Cli) -> None:
+    suite = Suite(POLLERS, SLEEPER, cli=cli)
     try:
         # asked before supervisord runs: --wait keeps asking (what `make run` does)
         waiting = subprocess.Popen(
@@ -262,8 +261,8 @@ def test_every_program_ready_is_0_and_wait_covers_supervisord_starting() -> None
 # --- not ready ------------------------------------------------------------------------
 
 
-def test_a_stopped_program_is_named_and_start_stop_restart_work() -> None:
-    with running(POLLERS, SLEEPER) as suite:
+def test_a_stopped_program_is_named_and_start_stop_restart_work(cli: Cli) -> None:
+    with running(POLLERS, SLEEPER, cli=cli) as suite:
         assert suite.status("--wait", "40").returncode == 0
         client = suite.supervisor()
         client.stop("sleeper")
@@ -284,8 +283,8 @@ def test_a_stopped_program_is_named_and_start_stop_restart_work() -> None:
         assert suite.status("--wait", "20").returncode == 0
 
 
-def test_a_fatal_program_is_named_with_its_log_and_wait_ends_at_once() -> None:
-    with running(SLEEPER, CRASHER) as suite:
+def test_a_fatal_program_is_named_with_its_log_and_wait_ends_at_once(cli: Cli) -> None:
+    with running(SLEEPER, CRASHER, cli=cli) as suite:
         began = time.monotonic()
         result = suite.status("--wait", "60", "--tail", "5")
         assert time.monotonic() - began < 30  # FATAL is final: no waiting the minute out
@@ -299,10 +298,10 @@ def test_a_fatal_program_is_named_with_its_log_and_wait_ends_at_once() -> None:
         assert body["ready"] is False and body["not_ready"] == ["crasher"]
 
 
-def test_a_health_port_in_use_names_the_program_that_cannot_bind() -> None:
+def test_a_health_port_in_use_names_the_program_that_cannot_bind(cli: Cli) -> None:
     # a long startsecs: however loaded the machine, the poller finds its port in
     # use within it, so supervisord says FATAL and the wait ends there
-    suite = Suite(POLLERS.replace("startsecs=3", "startsecs=15"))
+    suite = Suite(POLLERS.replace("startsecs=3", "startsecs=15"), cli=cli)
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", suite.poller_port + 1))
         busy.listen()
@@ -322,8 +321,8 @@ def test_a_health_port_in_use_names_the_program_that_cannot_bind() -> None:
     ) in result.stdout
 
 
-def test_a_running_program_whose_healthz_lists_problems_is_not_ready() -> None:
-    with running(STAND_IN) as suite:
+def test_a_running_program_whose_healthz_lists_problems_is_not_ready(cli: Cli) -> None:
+    with running(STAND_IN, cli=cli) as suite:
         result = suite.status("--wait", "3")
         assert result.returncode == 1, result.stdout
         row = table(result.stdout)["scheduler-0"]
@@ -335,10 +334,10 @@ def test_a_running_program_whose_healthz_lists_problems_is_not_ready() -> None:
         assert program["problems"] == ["database: OperationalError: disk I/O error"]
 
 
-def test_a_healthz_that_does_not_answer_is_named() -> None:
+def test_a_healthz_that_does_not_answer_is_named(cli: Cli) -> None:
     # a program named like scheduler-0 that listens nowhere
     silent = STAND_IN.replace("%(here)s/stand_in.py {port}", '-c "import time; time.sleep(99)"')
-    with running(silent) as suite:
+    with running(silent, cli=cli) as suite:
         result = suite.status("--wait", "3")  # RUNNING by then; never healthy
         assert result.returncode == 1
         url = f"http://127.0.0.1:{suite.scheduler_port}/healthz"
@@ -348,8 +347,8 @@ def test_a_healthz_that_does_not_answer_is_named() -> None:
 # --- supervisord not there ----------------------------------------------------------------
 
 
-def test_no_supervisord_is_69_with_one_line(tmp_path: Path) -> None:
-    suite = Suite(SLEEPER)  # written, never started
+def test_no_supervisord_is_69_with_one_line(cli: Cli, tmp_path: Path) -> None:
+    suite = Suite(SLEEPER, cli=cli)  # written, never started
     try:
         result = suite.status()
         assert result.returncode == 69
@@ -370,12 +369,9 @@ def test_no_supervisord_is_69_with_one_line(tmp_path: Path) -> None:
             "refuses connections\n"
         )
         # --wait gives up after its time, with the same line
-        env = suite.env | {"OUTBOXD_SUPERVISOR": f"unix://{tmp_path}/none.sock"}
+        env = {"OUTBOXD_SUPERVISOR": f"unix://{tmp_path}/none.sock"}
         began = time.monotonic()
-        waited = subprocess.run(
-            [PYTHON, "-m", "daemon", "status", "-c", str(suite.yaml), "--wait", "1"],
-            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=30,
-        )  # fmt: skip
+        waited = cli("status", "-c", str(suite.yaml), "--wait", "1", cwd=tmp_path, env=env)
         assert waited.returncode == 69
         assert 1 <= time.monotonic() - began < 20
         assert waited.stderr.count("\n") == 1
@@ -393,13 +389,9 @@ def test_no_supervisord_is_69_with_one_line(tmp_path: Path) -> None:
         (["--tail", "5000"], "--tail: 5000 is not 0 to 1000 lines"),
     ],
 )
-def test_bad_options_are_64(tmp_path: Path, args: list[str], message: str) -> None:
+def test_bad_options_are_64(cli: Cli, tmp_path: Path, args: list[str], message: str) -> None:
     (tmp_path / "o.yaml").write_text("database: sqlite:///o.db\n")
-    result = subprocess.run(
-        [PYTHON, "-m", "daemon", "status", "-c", "o.yaml", *args],
-        cwd=tmp_path, capture_output=True, text=True, timeout=30,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-    )  # fmt: skip
+    result = cli("status", "-c", "o.yaml", *args, cwd=tmp_path)
     assert result.returncode == 64
     assert result.stderr.startswith(f"outboxd: {message}")
     assert result.stderr.count("\n") == 1
@@ -443,8 +435,8 @@ class RunScript:
             self.proc.wait()
 
 
-def test_run_script_says_ready_and_term_stops_the_suite() -> None:
-    suite = Suite(POLLERS, SLEEPER)
+def test_run_script_says_ready_and_term_stops_the_suite(cli: Cli) -> None:
+    suite = Suite(POLLERS, SLEEPER, cli=cli)
     run = RunScript(suite)
     try:
         text = run.wait_for("Ctrl-C stops it")
@@ -467,8 +459,8 @@ def test_run_script_says_ready_and_term_stops_the_suite() -> None:
         suite.stop()
 
 
-def test_run_script_names_what_failed_with_its_log() -> None:
-    suite = Suite(SLEEPER, CRASHER)
+def test_run_script_names_what_failed_with_its_log(cli: Cli) -> None:
+    suite = Suite(SLEEPER, CRASHER, cli=cli)
     run = RunScript(suite)
     try:
         text = run.wait_for("Ctrl-C stops it")
@@ -485,7 +477,9 @@ def test_run_script_names_what_failed_with_its_log() -> None:
 # --- where supervisord is ---------------------------------------------------------------
 
 
-def test_the_supervisor_address_from_option_environment_and_defaults(tmp_path: Path) -> None:
+def test_the_supervisor_address_from_option_environment_and_defaults(
+    cli: Cli, tmp_path: Path
+) -> None:
     conf = tmp_path / "supervisord.conf"
     assert supervisor_address(None, {}, tmp_path).url == f"unix://{tmp_path}/var/supervisor.sock"
     conf.write_text("[unix_http_server]\nfile=%(here)s/run/%(ENV_WHO)s.sock\n")

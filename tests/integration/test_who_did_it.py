@@ -15,7 +15,6 @@ from pathlib import Path
 
 import pytest
 
-from daemon.cli import main
 from daemon.config.database import DatabaseSettings
 from daemon.config.loader import load_config
 from daemon.config.schedules import definition
@@ -25,6 +24,7 @@ from daemon.store.db import open_database
 from daemon.store.sync import Store
 from tests.integration.api_harness import Api, serve_api
 from tests.integration.test_cli import CONFIG
+from tests.support.cli import Cli
 
 CRON = """
 schedules:
@@ -50,15 +50,12 @@ def workdir(tmp_path: Path, db_url: str, monkeypatch: pytest.MonkeyPatch) -> Pat
 
 
 @pytest.fixture
-def outboxd(capsys: pytest.CaptureFixture[str]):
+def outboxd(cli: Cli):
+    """``outboxd ARGS -c outboxd.yaml`` in this process: (exit code, stdout, stderr)."""
+
     def run(*args: str) -> tuple[int, str, str]:
-        capsys.readouterr()
-        try:
-            code = main([*args, "-c", "outboxd.yaml"])
-        except SystemExit as exc:
-            code = exc.code if isinstance(exc.code, int) else 2
-        out, err = capsys.readouterr()
-        return code, out, err
+        result = cli(*args, "-c", "outboxd.yaml")
+        return result.code, result.out, result.err
 
     return run
 
@@ -214,7 +211,7 @@ async def test_me_names_the_token_and_its_role(api: Api, db_url: str):
         (["audit", "--help"], "--before"),
     ],
 )
-def test_the_cli_help_offers_reason_and_audit(capsys, argv, offers):
-    with pytest.raises(SystemExit):
-        main(argv)
-    assert offers in capsys.readouterr().out
+def test_the_cli_help_offers_reason_and_audit(cli, argv, offers):
+    result = cli(*argv)
+    assert result.code == 0
+    assert offers in result.out

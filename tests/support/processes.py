@@ -15,6 +15,9 @@ import aiohttp
 
 ROOT = Path(__file__).resolve().parents[2]
 START_TIMEOUT = 60.0  # seconds a role gets to come up: its imports are slow on a loaded machine
+# seconds a short-lived process (a simulator refusing a busy port, one stopped by a
+# signal) gets to end: its imports alone can take seconds while other tests load the cores
+PROCESS_WAIT = 60.0
 
 
 def gone(pid: int) -> bool:

@@ -52,8 +52,10 @@ def test_lookup_finds_each_configured_token(name: str):
 
 
 @pytest.mark.parametrize(
-    "token", ["", "obx_unknown", TOKENS["ana"] + "x", TOKENS["ana"][:-1], hash_token("x")]
-)
+    "token",
+    ["", "obx_unknown", TOKENS["ana"] + "x", TOKENS["ana"][:-1], hash_token("x")],
+    ids=["empty", "unknown", "a-token-and-more", "a-token-less-one", "a-hash"],  # the same in
+)  # every pytest-xdist worker, which each make their own tokens
 def test_lookup_refuses_what_is_not_a_token(token: str):
     assert lookup(token, ENTRIES) is None
     assert lookup(token, []) is None

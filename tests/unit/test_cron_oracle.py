@@ -495,6 +495,7 @@ def _diff(got: list[datetime], expected: list[datetime]) -> str:
     return f"{len(got)} fires ≠ {len(expected)}"
 
 
+@pytest.mark.slow  # half a minute of CPU
 @pytest.mark.timeout(max(300, COUNT // 20))  # a larger run takes longer
 def test_random_expressions_against_croniter_and_a_brute_force_walk():
     rng = random.Random(SEED)
