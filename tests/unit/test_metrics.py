@@ -16,6 +16,7 @@ def exposition() -> str:
     m.send_seconds.labels("hie").observe(0.01)
     m.in_flight.labels("hie").set(1)
     m.claimed.labels("hie").inc(3)
+    m.claim_seconds.labels("hie").observe(0.002)
     m.leases_lost.labels("hie").inc()
     m.leases_expired.inc()
     m.breaker_state.labels("hie").set(2)
