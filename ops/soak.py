@@ -332,6 +332,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     started = time.monotonic()
     try:
         report.log(f"soak in {root}: starting the suite")
+        Hospital(suite.khanza, ZoneInfo(TIMEZONE)).close()  # the file the poller reads
         suite.start()
         report.log(f"soak: offering {offer.total:,} messages over {offer.seconds:,.0f} s")
         asyncio.run(drive(run))
