@@ -17,6 +17,9 @@ schema of its own (``outboxd_soak``, dropped at the end). The traffic:
   ended for 3 simulated days instead of its default 30 days, so that a month of
   purges happens within the run and the database can level off.
 
+On a PostgreSQL server with autovacuum off (a test server may be), the soak vacuums
+its schema every minute in autovacuum's stead, and says so.
+
 Every ``--every`` seconds it samples (from /proc) each supervisord child's resident
 memory and open descriptors and its children's (a dispatcher's store worker), the
 database's size (SQLite file + WAL; the schema's relations on PostgreSQL) and rows, and
@@ -39,6 +42,7 @@ import contextlib
 import csv
 import math
 import os
+import re
 import shlex
 import shutil
 import sys
@@ -59,6 +63,7 @@ from soakrun import load
 from soakrun.hospital import Hospital
 from soakrun.samples import Sample, Sampler, read_metrics, scrape
 from soakrun.suite import SIMULATORS, TIMEZONE, Plan, Suite
+from soakrun.vacuum import EVERY, Vacuum, autovacuum_on
 from soakrun.verdicts import table, verdicts
 
 from daemon.domain.fields import redact_url
@@ -89,6 +94,7 @@ class Run:
     delivered: float = 0.0
     left: dict[str, int] = field(default_factory=dict)  # status -> rows at the end
     exits: dict[str, int] = field(default_factory=dict)
+    vacuum: Vacuum | None = None  # autovacuum's stand-in, where the server runs without it
 
 
 def hospital_loop(run: Run, stop: threading.Event, zone: ZoneInfo) -> None:
@@ -132,6 +138,8 @@ async def drive(run: Run) -> None:
         target=hospital_loop, args=(run, stop_hospital, ZoneInfo(TIMEZONE)), daemon=True
     )
     hospital.start()
+    if run.vacuum is not None:
+        run.vacuum.start()
     offering = asyncio.create_task(load.run(run.offer, suite.control_url, stop_load))
     try:
         await sample(run, sampler)  # the first scrape: the rates are from here on
@@ -166,6 +174,8 @@ async def drive(run: Run) -> None:
         with contextlib.suppress(Exception):
             await offering
         await asyncio.to_thread(hospital.join, 10)
+        if run.vacuum is not None:
+            await asyncio.to_thread(run.vacuum.stop)
 
 
 def sum_metric(text: str, name: str) -> float:
@@ -236,6 +246,13 @@ def print_report(run: Run, args: argparse.Namespace, facts: dict[str, str], took
         f"the 2nd third against the last), {len(run.drain_samples)} while draining",
         "run time": f"{took:,.0f} s",
     }
+    if run.vacuum is not None:
+        setup["vacuum"] = (
+            "autovacuum is off on this server: the soak ran VACUUM (ANALYZE) on its schema's "
+            f"tables every {EVERY:.0f} s in its stead ({run.vacuum.runs} times, "
+            f"{run.vacuum.seconds:,.0f} s in all)"
+            + (f"; FAILED: {run.vacuum.error}" if run.vacuum.error else "")
+        )
     lines = report.heading(f"outboxd soak ({run.backend.name})", facts, setup)
     offered_s = (offer.finished or time.monotonic()) - offer.started
     bpjs = f"{run.polled:,.0f}"
@@ -293,6 +310,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("--backend", choices=("sqlite", "postgres"), default="sqlite")
     parser.add_argument("--pg", default=DEFAULT_PG, help=f"PostgreSQL URL (default {DEFAULT_PG})")
+    parser.add_argument(
+        "--pg-schema", default=PG_SCHEMA, help=f"the soak's own schema (default {PG_SCHEMA})"
+    )
     parser.add_argument("--messages", type=int, default=1_000_000, help="through the API")
     parser.add_argument("--visits", type=int, default=50_000, help="Khanza visits -> BPJS")
     parser.add_argument("--rate", type=float, default=600.0, help="API messages a second")
@@ -303,6 +323,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     for name in ("messages", "rate", "every"):
         if getattr(args, name) <= 0:
             parser.error(f"--{name} must be above 0")
+    if not re.fullmatch(r"[a-z_][a-z0-9_]{0,62}", args.pg_schema):
+        parser.error(f"--pg-schema {args.pg_schema!r}: lower-case letters, digits and _")
     if args.visits < 0:
         parser.error("--visits must not be negative")
     args.argv = list(sys.argv[1:] if argv is None else argv)
@@ -319,7 +341,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.backend == "sqlite":
             backend = SqliteBackend(root / "var" / "outboxd.db")
         else:
-            backend = PostgresBackend(args.pg, PG_SCHEMA)
+            backend = PostgresBackend(args.pg, args.pg_schema)
         backend.reset()
     except Exception as exc:
         print(f"soak: the {args.backend} database is not usable: {exc}", file=sys.stderr)
@@ -329,6 +351,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     day = max(MIN_DAY, offer.seconds / DAYS)
     suite = Suite(root, backend.url, Plan(day=day, keep=KEEP_DAYS * day))
     run = Run(backend, suite, offer, args.visits, args.every, day)
+    if isinstance(backend, PostgresBackend) and not autovacuum_on(backend):
+        run.vacuum = Vacuum(backend)
     started = time.monotonic()
     try:
         report.log(f"soak in {root}: starting the suite")
