@@ -235,6 +235,25 @@ async def test_purge_merges_the_text_index_so_deleted_payloads_leave_it(astore, 
     assert [m.key for m in page.items] == ["live"]  # the search still finds what is left
 
 
+async def test_the_index_merge_stops_after_one_rewrite_while_new_segments_keep_coming():
+    """On a busy system every merge step finds new segments: the purge stops once it
+    has written about one copy of the index instead of chasing them for ever."""
+
+    class Busy:
+        steps = 0
+
+        async def text_index_rows(self) -> int:
+            return 1000
+
+        async def compact_text_index(self, pages: int) -> int:
+            self.steps += 1
+            return 300  # always something left
+
+    busy = Busy()
+    assert await purge._compact(busy) == 5  # 5 x 300 >= 1.25 x 1000
+    assert busy.steps == 5
+
+
 async def test_purge_keeps_a_delivered_message_a_waiting_one_names_first(astore):
     old = datetime.now(UTC) - timedelta(days=40)
     [add] = await sent(astore, None, ["KB:add"], old)

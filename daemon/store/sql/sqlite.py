@@ -384,6 +384,9 @@ class SqliteDialect(Dialect):
         holding it anywhere, in any case."""
         return '"' + text.replace('"', '""') + '"'
 
+    def text_index_rows(self) -> int:
+        return int(self.one(f"SELECT count(*) FROM {MESSAGE_TEXT}_data")[0])
+
     def compact_text_index(self, pages: int) -> int:
         """FTS5 keeps a deleted payload's entries (and the marker that deletes them)
         until the segments holding them are merged, and its automatic merges may not
