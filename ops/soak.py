@@ -45,6 +45,7 @@ import os
 import re
 import shlex
 import shutil
+import signal
 import sys
 import tempfile
 import threading
@@ -94,6 +95,7 @@ class Run:
     delivered: float = 0.0
     left: dict[str, int] = field(default_factory=dict)  # status -> rows at the end
     exits: dict[str, int] = field(default_factory=dict)
+    interrupted: bool = False  # Ctrl-C or SIGTERM ended the load early
     vacuum: Vacuum | None = None  # autovacuum's stand-in, where the server runs without it
 
 
@@ -141,16 +143,30 @@ async def drive(run: Run) -> None:
     if run.vacuum is not None:
         run.vacuum.start()
     offering = asyncio.create_task(load.run(run.offer, suite.control_url, stop_load))
+    # Ctrl-C or SIGTERM: the load stops, the backlog drains, and the report covers the
+    # samples taken so far
+    interrupted = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, interrupted.set)
+    waiting = asyncio.create_task(interrupted.wait())
     try:
         await sample(run, sampler)  # the first scrape: the rates are from here on
         next_at = time.monotonic() + run.every
-        while not offering.done():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(asyncio.shield(offering), max(0, next_at - time.monotonic()))
+        while not offering.done() and not interrupted.is_set():
+            await asyncio.wait(
+                {offering, waiting},
+                timeout=max(0, next_at - time.monotonic()),
+                return_when=asyncio.FIRST_COMPLETED,
+            )
             next_at += run.every
             taken = await sample(run, sampler)
             run.samples.append(taken)
             report.log(progress(run, taken))
+        if interrupted.is_set():
+            run.interrupted = True
+            report.log("interrupted: the load stops; waiting for the backlog to drain")
+            stop_load.set()
         await offering
         stop_hospital.set()
         report.log("the load is offered; waiting for the backlog to drain")
@@ -169,6 +185,9 @@ async def drive(run: Run) -> None:
         run.delivered = read_metrics(texts, "").delivered
         run.left = await asyncio.to_thread(statuses, run.backend)
     finally:
+        waiting.cancel()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(signum)
         stop_load.set()
         stop_hospital.set()
         with contextlib.suppress(Exception):
@@ -293,7 +312,14 @@ def print_report(run: Run, args: argparse.Namespace, facts: dict[str, str], took
     summary = f"{len(judged) - len(failed)} of {len(judged)} judged figures flat" + (
         f"; FAILED: {', '.join(r.figure for r in failed)}" if failed else ""
     )
-    healthy = not restarts and not run.hospital_error and all(v == 0 for v in run.exits.values())
+    if run.interrupted:
+        lines.append(f"  interrupted    the load stopped at {offer.accepted:,} of {offer.total:,}")
+    healthy = (
+        not run.interrupted
+        and not restarts
+        and not run.hospital_error
+        and all(v == 0 for v in run.exits.values())
+    )
     lines.append(f"verdict: {'PASS' if not problems and healthy else 'FAIL'} ({summary})")
     if not healthy:
         lines.append("  (a process restarted, exited other than 0, or the hospital failed)")
