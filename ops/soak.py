@@ -231,13 +231,13 @@ def write_csv(path: Path, samples: Sequence[Sample]) -> None:
     with path.open("w", newline="") as out:
         writer = csv.writer(out)
         writer.writerow(
-            ["t", "db_bytes", "messages", "visits", "delivered", "delivery_rate",
+            ["t", "db_bytes", "wal_bytes", "messages", "visits", "delivered", "delivery_rate",
              "claim_p99_ms", "claims", "pending", "oldest_pending_s", "offered"]
             + [f"rss_kb {n}" for n in names] + [f"fds {n}" for n in names]
         )  # fmt: skip
         for s in samples:
             writer.writerow(
-                [f"{s.at:.1f}", s.db_bytes, s.messages, s.visits, f"{s.delivered:.0f}",
+                [f"{s.at:.1f}", s.db_bytes, s.wal_bytes, s.messages, s.visits, f"{s.delivered:.0f}",
                  "" if s.delivery_rate is None else f"{s.delivery_rate:.1f}",
                  "" if s.claim_p99_ms is None else f"{s.claim_p99_ms:.2f}",
                  s.claims, f"{s.pending:.0f}", f"{s.oldest_pending_s:.1f}", s.offered]

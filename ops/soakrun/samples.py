@@ -35,6 +35,7 @@ class Sample:
     at: float  # seconds since the load started
     processes: dict[str, ProcessSample]  # name -> its figures
     db_bytes: int
+    wal_bytes: int  # of which SQLite's WAL file (0 on PostgreSQL)
     messages: int  # rows in outboxd_message
     visits: int  # rows in outboxd_visit
     delivered: float  # deliveries counted by the dispatchers so far (all of them)
@@ -94,15 +95,15 @@ def processes(tree: dict[str, int]) -> dict[str, ProcessSample]:
 # --- the database --------------------------------------------------------------------------
 
 
-def database_size(backend: Backend) -> int:
+def database_size(backend: Backend) -> tuple[int, int]:
     """Bytes: the SQLite file with its WAL and shared memory, or every relation of the
-    PostgreSQL schema with its indexes and TOAST."""
+    PostgreSQL schema with its indexes and TOAST; and of those, the WAL's."""
     if isinstance(backend, SqliteBackend):
-        total = 0
+        sizes = {}
         for suffix in ("", "-wal", "-shm"):
             path = backend.path.with_name(backend.path.name + suffix)
-            total += path.stat().st_size if path.exists() else 0
-        return total
+            sizes[suffix] = path.stat().st_size if path.exists() else 0
+        return sum(sizes.values()), sizes["-wal"]
     assert isinstance(backend, PostgresBackend)
     conn = backend.connect_raw()
     try:
@@ -112,7 +113,7 @@ def database_size(backend: Backend) -> int:
             " WHERE n.nspname = %s AND c.relkind IN ('r', 'p', 'm')",
             (backend.schema,),
         ).fetchone()
-        return int(row[0])
+        return int(row[0]), 0
     finally:
         conn.close()
 
@@ -229,10 +230,12 @@ class Sampler:
                 p99 = None if value != value else value * 1000  # NaN: no claims
         self.last, self.last_at = scraped, at
         messages, visits = row_counts(self.backend)
+        db_bytes, wal_bytes = database_size(self.backend)
         return Sample(
             at=at,
             processes=processes(tree),
-            db_bytes=database_size(self.backend),
+            db_bytes=db_bytes,
+            wal_bytes=wal_bytes,
             messages=messages,
             visits=visits,
             delivered=scraped.delivered,

@@ -163,6 +163,7 @@ def verdicts(samples: Sequence[Sample], judged: Callable[[str], bool]) -> list[V
         out.append(judge(f"fds {name}", "", fds, FDS if own else SHOWN))
     out += [
         judge("database size", "MiB", [s.db_bytes / 2**20 for s in samples], DATABASE),
+        judge("of which the WAL", "MiB", [s.wal_bytes / 2**20 for s in samples], SHOWN),
         judge("message rows", "", [s.messages for s in samples], ROWS),
         judge("visit rows (kept: no purge)", "", [s.visits for s in samples], SHOWN),
         over_thirds(
