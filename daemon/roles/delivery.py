@@ -111,6 +111,7 @@ class ChannelLoop:
         m.in_flight.labels(n).set_function(lambda: self.sending)
         self.m_send_seconds = m.send_seconds.labels(n)
         self.m_claimed = m.claimed.labels(n)
+        self.m_claim_seconds = m.claim_seconds.labels(n)
         self.m_lost = m.leases_lost.labels(n)
         self.m_breaker = m.breaker_state.labels(n)
         self.m_waits = m.rate_limit_waits.labels(n)
@@ -210,6 +211,7 @@ class ChannelLoop:
                 continue
             ended = time.monotonic()
             self.prefetch.claimed(ended, self.started, ended - began)
+            self.m_claim_seconds.observe(ended - began)
             if claimed:
                 poll = BUSY_POLL
                 self.m_claimed.inc(len(claimed))

@@ -80,6 +80,14 @@ class DispatcherMetrics:
         self.claimed = Counter(
             "outboxd_claimed_messages", "Messages leased by this process.", ["channel"], registry=r
         )
+        self.claim_seconds = Histogram(
+            "outboxd_claim_duration_seconds",
+            "Time one claim of due messages took, from asking the store to holding the "
+            "batch (an empty claim too).",
+            ["channel"],
+            buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+            registry=r,
+        )
         self.leases_lost = Counter(
             "outboxd_leases_lost",
             "Outcomes not recorded because the lease had expired.",

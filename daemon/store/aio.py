@@ -158,6 +158,8 @@ class AsyncStore:
     purge_messages = _Operation(Store.purge_messages)
     purge_runs = _Operation(Store.purge_runs)
     purge_notifications = _Operation(Store.purge_notifications)
+    compact_text_index = _Operation(Store.compact_text_index)
+    text_index_rows = _Operation(Store.text_index_rows)
     purge_receipts = _Operation(Store.purge_receipts)
     export_page = _Operation(Store.export_page)
     due_status_checks = _Operation(Store.due_status_checks)

@@ -91,6 +91,7 @@ class _SqliteDatabase(pw.SqliteDatabase):
 
 
 SQLITE_MAGIC = b"SQLite format 3\x00"
+WAL_SIZE_LIMIT = 64 * 1024 * 1024  # bytes the WAL file is cut back to after a checkpoint
 
 
 def check_sqlite_file(path: Path, create: bool) -> None:
@@ -138,6 +139,10 @@ def _sqlite(raw_path: str, settings: Address, create: bool) -> pw.SqliteDatabase
             "synchronous": "normal",
             "foreign_keys": 1,
             "busy_timeout": int(settings.busy_timeout * 1000),
+            # the WAL file back to this size once a checkpoint has emptied it: a burst
+            # of writes (a purge, an index merge) grows it, and it would keep its
+            # largest size for good
+            "journal_size_limit": WAL_SIZE_LIMIT,
         },
         timeout=settings.busy_timeout,
         lock_type="IMMEDIATE",  # take the write lock at BEGIN: no upgrade deadlocks

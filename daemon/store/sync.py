@@ -179,6 +179,8 @@ class Store:
     # the jobs' work
     purge_messages = _Op("upkeep", Upkeep.purge_messages)
     purge_notifications = _Op("upkeep", Upkeep.purge_notifications)
+    compact_text_index = _Op("upkeep", Upkeep.compact_text_index)
+    text_index_rows = _Op("upkeep", Upkeep.text_index_rows)
     purge_receipts = _Op("upkeep", Upkeep.purge_receipts)
     export_page = _Op("upkeep", Upkeep.export_page)
     due_status_checks = _Op("tracking", Tracking.due_status_checks)

@@ -55,6 +55,15 @@ class Upkeep:
 
         return self.unit.write(work)
 
+    def text_index_rows(self) -> int:
+        """How big the payload text index is, in its storage's rows (0 on PostgreSQL)."""
+        return self.unit.read(self.unit.sql.text_index_rows)
+
+    def compact_text_index(self, pages: int = 500) -> int:
+        """One step of merging the payload text index (its own transaction): the
+        rows it wrote, 0 once nothing is left to merge (always 0 on PostgreSQL)."""
+        return self.unit.write(lambda: self.unit.sql.compact_text_index(pages))
+
     def purge_notifications(self, before: datetime, limit: int = 1000) -> int:
         Notification = self.m.Notification
 

@@ -76,10 +76,26 @@ class VisitProgress:
                 self.sql.save_progress(visit, now_, stamp)
 
     def locked_visits(self, source: str, keys: Iterable[str], now: datetime) -> dict[str, Visit]:
-        """The source's visits with these keys, created where missing, locked."""
+        """The source's visits with these keys, created where missing, locked.
+
+        Locked in id order, as a dispatcher recording answers locks them
+        (``locked_progress``): on PostgreSQL two transactions locking the same rows
+        in different orders deadlock (the order a plan reads rows in is no order)."""
         Visit = self.m.Visit
         wanted = sorted(set(keys))
         found: dict[str, models.Visit] = {}
+        ids: list[int] = []
+        for chunk in chunked(wanted):
+            ids += [
+                row.id
+                for row in Visit.select(Visit.id).where(
+                    (Visit.source == source) & Visit.kodebooking.in_(list(chunk))
+                )
+            ]
+
+        def lock(chunk: Sequence[int]) -> None:
+            query = Visit.select().where(Visit.id.in_(list(chunk))).order_by(Visit.id)
+            found.update({row.kodebooking: row for row in self.sql.for_update(query)})
 
         def read(chunk: Sequence[str]) -> None:
             query = Visit.select().where(
@@ -87,8 +103,8 @@ class VisitProgress:
             )
             found.update({row.kodebooking: row for row in self.sql.for_update(query)})
 
-        for chunk in chunked(wanted):
-            read(chunk)
+        for id_chunk in chunked(sorted(ids)):
+            lock(id_chunk)
         missing = [k for k in wanted if k not in found]
         for chunk in chunked(missing):
             Visit.insert_many(

@@ -78,6 +78,9 @@ async def test_delivers_everything_then_exits_zero_on_sigterm(tmp_path, db_url, 
                 "outboxd_deliveries_total", channel="hook", result="delivered"
             )
             assert delivered == 40
+            # every claim is timed, the empty ones too: at least the one that took the 40
+            claims = await proc.metric("outboxd_claim_duration_seconds_count", channel="hook")
+            assert claims >= 1
             [worker] = proc.children()  # the store's worker process
             assert "daemon.store.worker" in Path(f"/proc/{worker}/cmdline").read_text()
             # idle, then new work is picked up again

@@ -193,6 +193,67 @@ async def test_purge_deletes_old_delivered_messages_only_in_batches(astore):
     )
 
 
+async def delivered(store: AsyncStore, payloads: list[bytes], at: datetime) -> None:
+    messages = [NewMessage("filings", f"k{i}", p, "json") for i, p in enumerate(payloads)]
+    await store.enqueue_many(messages, now=at)
+    while claimed := await store.claim(["filings"], "w", 100, 60, now=at):
+        await store.record("w", [Delivered(m.id, "ok") for m in claimed], now=at)
+
+
+def text_index_bytes() -> int:
+    """What SQLite's FTS5 payload index holds, in bytes."""
+    cursor = Message._meta.database.execute_sql(
+        "SELECT coalesce(sum(length(block)), 0) FROM outboxd_message_text_data"
+    )
+    return int(cursor.fetchone()[0])
+
+
+async def test_purge_merges_the_text_index_so_deleted_payloads_leave_it(astore, db_url):
+    """SQLite's FTS5 keeps a deleted payload's entries until its segments merge: the
+    purge merges them, so the index shrinks with the table (a steady purge otherwise
+    grows the file while the rows do not: docs/soak.md). PostgreSQL's GIN index is
+    vacuum's: nothing to merge."""
+    old = datetime.now(UTC) - timedelta(days=40)
+    payloads = [
+        f'{{"note": "assessment {i:05d} of patient MRN{i:06d}"}}'.encode() for i in range(400)
+    ]
+    await delivered(astore, payloads, old)
+    await astore.enqueue(NewMessage("filings", "live", b'{"note": "still waiting"}', "json"))
+    sqlite = db_url.startswith("sqlite")
+    options = purge.PurgeOptions(compact_search_index=False)
+    result = await purge.run(context(astore, datetime.now(UTC)), options)
+    assert result["messages"] == 400 and result["text_index_steps"] == 0
+    if sqlite:
+        kept = text_index_bytes()  # the deleted payloads' entries and their markers
+        await delivered(astore, payloads, old)
+        result = await purge.run(context(astore, datetime.now(UTC)), purge.PurgeOptions())
+        assert result["messages"] == 400 and result["text_index_steps"] >= 1
+        assert text_index_bytes() < kept / 4
+    else:
+        assert await astore.compact_text_index(500) == 0
+    page = await astore.list_messages(MessageFilter(text="still waiting"))
+    assert [m.key for m in page.items] == ["live"]  # the search still finds what is left
+
+
+async def test_the_index_merge_stops_after_one_rewrite_while_new_segments_keep_coming():
+    """On a busy system every merge step finds new segments: the purge stops once it
+    has written about one copy of the index instead of chasing them for ever."""
+
+    class Busy:
+        steps = 0
+
+        async def text_index_rows(self) -> int:
+            return 1000
+
+        async def compact_text_index(self, pages: int) -> int:
+            self.steps += 1
+            return 300  # always something left
+
+    busy = Busy()
+    assert await purge._compact(busy) == 5  # 5 x 300 >= 1.25 x 1000
+    assert busy.steps == 5
+
+
 async def test_purge_keeps_a_delivered_message_a_waiting_one_names_first(astore):
     old = datetime.now(UTC) - timedelta(days=40)
     [add] = await sent(astore, None, ["KB:add"], old)

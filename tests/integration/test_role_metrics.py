@@ -30,6 +30,7 @@ FAMILIES = {
         "outboxd_send_duration_seconds",
         "outboxd_in_flight_messages",
         "outboxd_claimed_messages",
+        "outboxd_claim_duration_seconds",
         "outboxd_leases_lost",
         "outboxd_leases_expired",
         "outboxd_circuit_breaker_state",

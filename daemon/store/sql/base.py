@@ -262,6 +262,17 @@ class Dialect(ABC):
                 [v for row in chunk for v in row],
             )
 
+    def text_index_rows(self) -> int:
+        """The rows of the payload text index's storage (SQLite: FTS5's blocks, a
+        page each at most); 0 where (auto)vacuum keeps the index (PostgreSQL)."""
+        return 0
+
+    def compact_text_index(self, pages: int) -> int:
+        """Merge about ``pages`` pages of the payload text index, dropping what
+        deleted messages left in it; answers the rows the merge wrote (0: nothing
+        left to merge). PostgreSQL's GIN index is kept by (auto)vacuum: 0."""
+        return 0
+
     @abstractmethod
     def text_match(self, message: type[pw.Model], text: str) -> pw.ColumnBase:
         """Messages whose payload holds ``text`` (any case), as a WHERE clause on

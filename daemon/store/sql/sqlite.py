@@ -384,6 +384,23 @@ class SqliteDialect(Dialect):
         holding it anywhere, in any case."""
         return '"' + text.replace('"', '""') + '"'
 
+    def text_index_rows(self) -> int:
+        return int(self.one(f"SELECT count(*) FROM {MESSAGE_TEXT}_data")[0])
+
+    def compact_text_index(self, pages: int) -> int:
+        """FTS5 keeps a deleted payload's entries (and the marker that deletes them)
+        until the segments holding them are merged, and its automatic merges may not
+        reach the oldest, largest segment for a long time: under a steady purge the
+        index grows while the table does not. A merge with a negative page count
+        merges whatever segments there are, about that many pages at a time."""
+        connection = self.db.connection()
+        before = connection.total_changes
+        self.run(
+            f"INSERT INTO {MESSAGE_TEXT} ({MESSAGE_TEXT}, rank) VALUES ('merge', ?)",
+            (-max(1, pages),),
+        )
+        return int(connection.total_changes - before)
+
     def text_match(self, message: type[pw.Model], text: str) -> pw.ColumnBase:
         index, rowid, chosen = self._text_index(text)
         matches = index.select(rowid).where(chosen)

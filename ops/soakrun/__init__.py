@@ -1,0 +1,1 @@
+"""The soak (``ops/soak.py``): its hospital, suite, load, samples and verdicts."""
