@@ -33,6 +33,13 @@ class CircuitBreaker:
             return True
         return False
 
+    def cool(self, now: float) -> None:
+        """Past the cool-down with nothing to send: half-open, so the next send is
+        the probe. Without it a breaker whose channel has no more traffic would stay
+        open (and its process unready) however long ago its partner came back."""
+        if self.state is BreakerState.OPEN and now - self.opened_at >= self.cooldown:
+            self.state = BreakerState.HALF_OPEN
+
     def retry_in(self, now: float) -> float:
         """Seconds until a send may be allowed again (0 when it may now)."""
         if self.state is BreakerState.OPEN:

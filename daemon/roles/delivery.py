@@ -210,6 +210,10 @@ class ChannelLoop:
             if claimed is None:  # the database failed it (and _claim waited): no sample
                 continue
             ended = time.monotonic()
+            if not claimed and self.breaker.state is BreakerState.OPEN:
+                before = self.breaker.state
+                self.breaker.cool(ended)  # nothing to probe with: the next send will
+                self._breaker_moved(before)
             self.prefetch.claimed(ended, self.started, ended - began)
             self.m_claim_seconds.observe(ended - began)
             if claimed:
@@ -324,6 +328,9 @@ class ChannelLoop:
             self.breaker.failure(time.monotonic())
         else:
             self.breaker.success()
+        self._breaker_moved(before)
+
+    def _breaker_moved(self, before: BreakerState) -> None:
         after = self.breaker.state
         if after is not before:
             self.m_breaker.set(int(after))

@@ -32,7 +32,7 @@ channels:
     concurrency: {concurrency}
     lease: 10s
     retry: {{max_attempts: 3, backoff: 0.2s, max_backoff: 0.5s}}
-    breaker: {{failures: 3, cooldown: 60s}}
+    breaker: {{failures: 3, cooldown: {cooldown}}}
 roles:
   dispatcher: {{base_port: {health_port}, drain_timeout: {drain}}}
 control: {{port: {control_port}}}
@@ -40,7 +40,9 @@ control: {{port: {control_port}}}
 
 
 def write_config(path: Path, **values: object) -> Path:
-    defaults: dict[str, object] = {"concurrency": 4, "drain": "10s", "control_port": free_port()}
+    defaults: dict[str, object] = {
+        "concurrency": 4, "drain": "10s", "control_port": free_port(), "cooldown": "60s",
+    }  # fmt: skip
     path.write_text(CONFIG.format(**{**defaults, **values}))
     return path
 
@@ -242,6 +244,43 @@ async def test_unreachable_peer_opens_the_breaker_and_health_says_so(tmp_path, d
             lambda: sum(r.attempts for r in Message.select()) == attempts,
             "no attempt while the breaker is open", QUIET, dump=proc.output,
         )  # fmt: skip
+    finally:
+        assert await proc.stop() == 0
+
+
+async def test_an_open_breaker_with_nothing_left_to_send_is_half_open_after_its_cooldown(
+    tmp_path, db_url, store
+):
+    """A channel whose partner went away and whose messages then ended (cancelled
+    here, or failed by their probes) has nothing to probe with: past the cool-down the breaker is
+    half-open and the process ready, not open and unready for good."""
+    health = free_port()
+    config = write_config(
+        tmp_path / "o.yaml", db_url=db_url, sink_port=free_port(), health_port=health,
+        cooldown="1s",
+    )  # fmt: skip
+    enqueue(store, 5)
+    proc = DaemonProcess(tmp_path, config)
+    try:
+        await proc.start(health)
+
+        async def breaker(state: int) -> bool:
+            return await proc.metric("outboxd_circuit_breaker_state", channel="hook") == state
+
+        await eventually(lambda: breaker(2), "the breaker open", timeout=20, dump=proc.output)
+
+        def nothing_to_send() -> bool:  # a probe may hold one: cancel what comes back
+            Message.update(status="cancelled").where(Message.status == "pending").execute()
+            return statuses(store).keys() <= {"cancelled", "failed"}
+
+        await eventually(nothing_to_send, "nothing left to send", dump=proc.output)
+
+        async def ready() -> bool:
+            status, _ = await proc.health()
+            return status == 200
+
+        await eventually(ready, "the process ready again", timeout=30, dump=proc.output)
+        assert await breaker(1)  # half-open: the next message is the probe
     finally:
         assert await proc.stop() == 0
 

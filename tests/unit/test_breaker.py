@@ -36,3 +36,19 @@ def test_failed_probe_opens_again_for_a_full_cooldown():
     assert b.state is BreakerState.OPEN
     assert not b.allow(23)
     assert b.allow(24)
+
+
+def test_cool_makes_an_open_breaker_half_open_only_past_its_cooldown():
+    b = CircuitBreaker(failures=1, cooldown=10)
+    b.failure(0)
+    b.cool(9.9)
+    assert b.state is BreakerState.OPEN
+    b.cool(10)
+    assert b.state is BreakerState.HALF_OPEN
+    assert b.allow(10.5)  # the next send is the probe
+    assert not b.allow(10.6)
+    b.failure(11)
+    assert b.state is BreakerState.OPEN and b.retry_in(11) == 10
+    closed = CircuitBreaker(failures=3, cooldown=10)
+    closed.cool(100)
+    assert closed.state is BreakerState.CLOSED
