@@ -312,11 +312,13 @@ class ControlRole(Child):
 
     async def answers(self) -> bool:
         try:
-            status, _ = await asyncio.to_thread(http_get, self.health_port, "/healthz")
+            status, body = await asyncio.to_thread(http_get, self.health_port, "/healthz")
         except OSError:
             return False
+        # 503 for a problem it serves through (a breaker), not while it starts (the
+        # API answers 503 until the database answers and the schema is read)
         return (
-            status in (200, 503)
+            (status == 200 or (status == 503 and '"starting"' not in body))
             and listens(self.pid, self.health_port)
             and listens(self.pid, self.port)
         )
