@@ -66,6 +66,8 @@ async def _failed_messages(api: Api, n: int) -> list[int]:
 
 
 async def test_filter_open_a_timeline_retry_the_selected_and_see_the_audit(api: Api, browser):
+    from playwright.async_api import expect
+
     ids = await _failed_messages(api, 3)
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     page = await browser.new_page(viewport={"width": 1280, "height": 900})
@@ -85,7 +87,7 @@ async def test_filter_open_a_timeline_retry_the_selected_and_see_the_audit(api: 
     await page.locator("#filters select[name=status]").select_option("failed")
     await page.get_by_role("button", name="Filter").click()
     rows = page.locator("#message-table tbody tr")
-    await page.wait_for_function("document.querySelectorAll('#message-table tbody tr').length == 3")
+    await expect(rows).to_have_count(3)
     shown = [int(await r.get_attribute("data-id") or 0) for r in await rows.all()]
     assert sorted(shown) == ids
 
@@ -104,7 +106,7 @@ async def test_filter_open_a_timeline_retry_the_selected_and_see_the_audit(api: 
     await page.screenshot(path=str(ARTIFACTS / "admin-retry-dry-run.png"), full_page=True)
     await page.get_by_role("button", name="Do it").click()
     await page.get_by_text("retry: 2 message(s) changed.").wait_for()
-    await page.wait_for_function("document.querySelectorAll('#message-table tbody tr').length == 1")
+    await expect(rows).to_have_count(1)
 
     await page.get_by_role("link", name="Audit").click()
     entry = page.locator("#audit-table tbody tr").first
@@ -119,6 +121,8 @@ async def test_filter_open_a_timeline_retry_the_selected_and_see_the_audit(api: 
 
 
 async def test_cancel_a_run_from_its_ledger_and_read_the_notifications(api: Api, browser):
+    from playwright.async_api import expect
+
     store = api.control.store
     row = await store.schedule("nightly")
     assert row is not None
@@ -146,10 +150,7 @@ async def test_cancel_a_run_from_its_ledger_and_read_the_notifications(api: Api,
     await page.get_by_role("button", name="Cancel the run").click()
     await page.get_by_text(f"run {queued} of nightly cancelled (it had not started).").wait_for()
     ledger_row = page.locator(f'#ledger tr[data-run-id="{queued}"]')
-    await page.wait_for_function(
-        f"document.querySelector('#ledger tr[data-run-id=\"{queued}\"]')"
-        ".innerText.includes('cancelled by api:operator-token: wrong day')"
-    )
+    await expect(ledger_row).to_contain_text("cancelled by api:operator-token: wrong day")
     assert await ledger_row.get_by_role("button").count() == 0  # nothing more to cancel
     [run] = [r for r in await store.runs("nightly") if r.id == queued]
     assert run.status == "cancelled"

@@ -151,6 +151,8 @@ fetch("/api/v1/messages").then(async (r) => {
 
 
 async def test_the_admin_page_still_acts_says_who_and_keeps_the_reason(browser, db_file: str):
+    from playwright.async_api import expect
+
     async with serve_api(db_file, tokens=False) as api:
         message = await _failed(api)
         page = await browser.new_page()
@@ -175,5 +177,4 @@ async def test_the_admin_page_still_acts_says_who_and_keeps_the_reason(browser, 
         await page.get_by_label("Token").fill(TOKENS["operator"])
         await page.get_by_role("button", name="Sign in").click()
         who = page.locator("#who")
-        await page.wait_for_function("document.querySelector('#who').textContent.length > 0")
-        assert await who.inner_text() == "signed in as operator-token (operator)"
+        await expect(who).to_have_text("signed in as operator-token (operator)")
