@@ -3,11 +3,33 @@ configured zone, labelled with it (``2026-11-23 10:42:13 WIB``)."""
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime, tzinfo
 
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+class Clock:
+    """The time a role's loops read: the system's. A test hands a loop another
+    (``tests/support/clock.py``) to move time on without waiting for it."""
+
+    def now(self) -> datetime:
+        """Wall time, aware UTC: what is stored and compared with stored times."""
+        return datetime.now(UTC)
+
+    def monotonic(self) -> float:
+        """Seconds that only go forward: intervals (a breaker's cool-down, a wait)."""
+        return time.monotonic()
+
+    def for_store(self) -> datetime | None:
+        """The instant a store call is to use; None: the store reads the clock itself,
+        once it holds the write lock (so waiting for the lock shortens no lease)."""
+        return None
+
+
+SYSTEM_CLOCK = Clock()
 
 
 def as_utc(value: datetime) -> datetime:
