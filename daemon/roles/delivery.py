@@ -27,12 +27,21 @@ import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 
 from daemon.channels.base import Channel, CountsTokens, Envelope, Outcome, Sender
 from daemon.channels.kind import ChannelSettings
 from daemon.channels.registry import kind_of
+from daemon.domain.clock import SYSTEM_CLOCK, Clock
 from daemon.domain.errors import StoreError, StoreUnavailable
-from daemon.domain.messages import AttemptResult, ClaimedMessage, Delivered, Failed, Released
+from daemon.domain.messages import (
+    AttemptResult,
+    ClaimedMessage,
+    Delivered,
+    Failed,
+    RecordResult,
+    Released,
+)
 from daemon.resilience.backoff import Backoff, RetryPolicy
 from daemon.resilience.breaker import BreakerState, CircuitBreaker
 from daemon.resilience.ratelimit import Bucket
@@ -72,8 +81,10 @@ class ChannelLoop:
         metrics: DispatcherMetrics,
         owner: str,
         notified: bool = False,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self.name = name
+        self.clock = clock
         self.settings = settings
         self.channel = channel
         self.store = store
@@ -89,6 +100,8 @@ class ChannelLoop:
         self.queue: asyncio.Queue[ClaimedMessage | None] = asyncio.Queue()
         self.held: dict[int, ClaimedMessage] = {}  # claimed and not yet recorded
         self.pending_outcomes: list[AttemptResult] = []
+        # outcomes whose write was under way when the drain stopped the recorder
+        self.unfinished: tuple[list[AttemptResult], asyncio.Future[RecordResult]] | None = None
         self.wake = asyncio.Event()  # something may be due: claim now
         self.space = asyncio.Event()  # room for more claims
         self.prefetch = Prefetch(settings.batch_size)
@@ -192,7 +205,7 @@ class ChannelLoop:
     async def _feed(self) -> None:
         poll = BUSY_POLL
         while not self.stopping.is_set():
-            now = time.monotonic()
+            now = self.clock.monotonic()
             if self.breaker.state is BreakerState.OPEN and self.breaker.retry_in(now) > 0:
                 if now - self._reported_at > BREAKER_REFRESH:
                     self._report_breaker()  # still open: keep the report fresh
@@ -212,7 +225,9 @@ class ChannelLoop:
             ended = time.monotonic()
             if not claimed and self.breaker.state is BreakerState.OPEN:
                 before = self.breaker.state
-                self.breaker.cool(ended)  # nothing to probe with: the next send will
+                self.breaker.cool(
+                    self.clock.monotonic()
+                )  # nothing to probe with: the next send will
                 self._breaker_moved(before)
             self.prefetch.claimed(ended, self.started, ended - began)
             self.m_claim_seconds.observe(ended - began)
@@ -241,12 +256,19 @@ class ChannelLoop:
                 room,
                 self.settings.lease,
                 ordered=(self.name,) if self.settings.ordered else (),
+                **self._when(),
             )
         except StoreUnavailable as exc:
             self.metrics.loop_errors.labels("claim").inc()
             log.warning("claim failed; retrying", extra={"channel": self.name, "error": str(exc)})
             await self._sleep(STORE_RETRY)
             return None
+
+    def _when(self) -> dict[str, datetime]:
+        """The instant for a store call: none (the store reads the clock) unless the
+        loop was handed a clock of its own."""
+        at = self.clock.for_store()
+        return {} if at is None else {"now": at}
 
     async def _wait_for_wake(self, timeout: float) -> None:
         self.wake.clear()
@@ -288,7 +310,7 @@ class ChannelLoop:
             await sender.close()
 
     async def _deliver(self, sender: Sender, message: ClaimedMessage) -> None:
-        if not self.breaker.allow(time.monotonic()):
+        if not self.breaker.allow(self.clock.monotonic()):
             self._add_outcome(Released(message.id))
             return
         if self.bucket is not None and not await self._take_token():
@@ -319,13 +341,13 @@ class ChannelLoop:
         self._judge(outcome)
         if outcome.awaits_predecessor:
             outcome = await self._resend_predecessors(message, outcome)
-        self._add_outcome(settle(message, outcome, self.policy, self.progress_rule))
+        self._add_outcome(settle(message, outcome, self.policy, self.progress_rule, self.clock.now))
 
     def _judge(self, outcome: Outcome) -> None:
         before = self.breaker.state
         if outcome.transport_error:
             self.last_error = outcome.detail
-            self.breaker.failure(time.monotonic())
+            self.breaker.failure(self.clock.monotonic())
         else:
             self.breaker.success()
         self._breaker_moved(before)
@@ -343,7 +365,7 @@ class ChannelLoop:
     def _report_breaker(self) -> None:
         """Tell the store the breaker's state (for alerts on breakers open too long),
         without holding up the send that changed it."""
-        self._reported_at = time.monotonic()
+        self._reported_at = self.clock.monotonic()
         state = self.breaker.state.name.lower().replace("_", "-")
         task = asyncio.create_task(self._send_breaker(state, self.last_error))
         self._reports.add(task)
@@ -379,7 +401,7 @@ class ChannelLoop:
                     return
                 try:
                     granted, wait = await self.store.take_tokens(
-                        self.name, len(waiting), self.bucket
+                        self.name, len(waiting), self.bucket, **self._when()
                     )
                 except StoreUnavailable:
                     self.metrics.loop_errors.labels("rate_limit").inc()
@@ -424,7 +446,9 @@ class ChannelLoop:
             return outcome
         reason = f"the peer had no record of them: {outcome.detail}"
         try:
-            resent = await self.store.resend_predecessors(self.owner, message.id, reason)
+            resent = await self.store.resend_predecessors(
+                self.owner, message.id, reason, **self._when()
+            )
         except StoreUnavailable:
             self.metrics.loop_errors.labels("resend").inc()
             return outcome
@@ -470,8 +494,21 @@ class ChannelLoop:
         batch, self.pending_outcomes = self.pending_outcomes, []
         if not batch:
             return True
+        write = asyncio.ensure_future(self.store.record(self.owner, batch, **self._when()))
         try:
-            result = await self.store.record(self.owner, batch)
+            await asyncio.shield(write)
+        except asyncio.CancelledError:
+            # the drain stopped the recorder while the store wrote: the write goes on,
+            # and the drain waits for it (``_flush_final``) before it returns
+            self.unfinished = (batch, write)
+            raise
+        except StoreUnavailable:
+            pass
+        return self._written(batch, write)
+
+    def _written(self, batch: list[AttemptResult], write: asyncio.Future[RecordResult]) -> bool:
+        try:
+            result = write.result()
         except StoreUnavailable as exc:
             self.metrics.loop_errors.labels("record").inc()
             log.warning(
@@ -510,8 +547,14 @@ class ChannelLoop:
                 self.m_results[result].inc(count)
 
     async def _flush_final(self) -> None:
-        """Write the last outcomes; a database that is down gets a few tries,
-        then the leases expire and the messages are sent again (at least once)."""
+        """Write the last outcomes (after the one being written when the recorder
+        stopped, if any); a database that is down gets a few tries, then the leases
+        expire and the messages are sent again (at least once)."""
+        if self.unfinished is not None:
+            batch, write = self.unfinished
+            self.unfinished = None
+            await asyncio.gather(write, return_exceptions=True)
+            self._written(batch, write)
         for _ in range(5):
             if await self._flush():
                 return
@@ -531,7 +574,9 @@ class ChannelLoop:
             if not ids:
                 continue
             try:
-                renewed = await self.store.renew_leases(self.owner, ids, self.settings.lease)
+                renewed = await self.store.renew_leases(
+                    self.owner, ids, self.settings.lease, **self._when()
+                )
             except StoreUnavailable:
                 self.metrics.loop_errors.labels("renew").inc()
                 continue
