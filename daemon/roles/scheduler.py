@@ -34,7 +34,6 @@ import contextlib
 import dataclasses
 import logging
 import random
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -53,6 +52,7 @@ from daemon.config.schedules import (
     zone_of,
 )
 from daemon.config.settings import SchedulerRoleSettings, ScheduleSettings, Settings
+from daemon.domain.clock import SYSTEM_CLOCK, Clock
 from daemon.domain.errors import StoreError, StoreUnavailable
 from daemon.domain.schedules import Claim, Retry, RunEnd, RunRow, ScheduleRow
 from daemon.domain.statuses import (
@@ -85,10 +85,6 @@ CATCH_UP_GRACE = 2.0  # seconds: fires this recent at a sync are the timer's, no
 ON_TIME = CATCH_UP_GRACE  # seconds: a fire claimed this late by a scheduler up at it is on time
 
 
-def utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
 @dataclass
 class Known:
     """A live schedule as this scheduler reads it."""
@@ -110,8 +106,13 @@ class Known:
 
 
 class Scheduler(RoleBase):
-    def __init__(self, context: Context) -> None:
+    """The role. Its children read the time through ``clock``: the fire times they
+    compare, the instants they write, the retries they set (APScheduler's timer
+    wakes them in the system's time)."""
+
+    def __init__(self, context: Context, clock: Clock = SYSTEM_CLOCK) -> None:
         self.ctx = context
+        self.clock = clock  # the time its schedules, runs and alerts read
         self.metrics = SchedulerMetrics(context.metrics.registry)
         self.known: dict[str, Known] = {}  # by schedule name
         self.broken: dict[str, str] = {}  # schedules whose stored definition does not read
@@ -166,7 +167,8 @@ class Scheduler(RoleBase):
         answers = []
         for target in targets:
             notifier = self.notifier(target)
-            payload = {"rule": rule, "about": about, "event": event, "at": utcnow().isoformat()}
+            at = self.clock.now().isoformat()
+            payload = {"rule": rule, "about": about, "event": event, "at": at}
             try:
                 if notifier is None:
                     raise NotifyFailed(f"no notify target {target!r}")
@@ -181,8 +183,9 @@ class Scheduler(RoleBase):
             log.log(level, "notification", extra={"target": target, "rule": rule, "ok": ok})
             with contextlib.suppress(StoreError):
                 await self.ctx.store.record_notification(
-                    rule, about, event, target, ok, answer, title=subject, text=text
-                )
+                    rule, about, event, target, ok, answer, now=self.clock.for_store(),
+                    title=subject, text=text,
+                )  # fmt: skip
             answers.append(f"{target}: {answer}" if ok else f"failed {target}: {answer}")
         return answers
 
@@ -198,6 +201,7 @@ class Scheduler(RoleBase):
     async def judge_alerts(self, now: datetime | None = None) -> int:
         """Judge every rule once and notify what changed; answers how many
         notifications went out."""
+        now = now if now is not None else self.clock.for_store()
         rules: list[AlertSettings] = list(self.ctx.settings.alerts)
         sent = 0
         by_window: dict[float, list[AlertSettings]] = {}
@@ -287,7 +291,9 @@ class ScheduleBook:
     async def _write_file_schedules(self) -> None:
         while True:
             try:
-                changes = await self.store.sync_file_schedules(dict(self.file))
+                changes = await self.store.sync_file_schedules(
+                    dict(self.file), now=self.role.clock.for_store()
+                )
                 break
             except StoreUnavailable as exc:
                 log.warning("schedules not written: the database", extra={"error": str(exc)})
@@ -338,7 +344,7 @@ class ScheduleBook:
                 # clock, would get no run and no row). The instant is a little in the
                 # past: a fire of the last moments is the timer's, claimed as any late
                 # fire, not caught up (another scheduler may be claiming it right now)
-                moment = (now or utcnow()) - timedelta(seconds=CATCH_UP_GRACE)
+                moment = (now or self.role.clock.now()) - timedelta(seconds=CATCH_UP_GRACE)
                 await self._catch_up(entry, moment)
                 self._arm(entry, max(moment, row.updated_at))  # never a fire before its change
 
@@ -358,7 +364,7 @@ class ScheduleBook:
         self.timer.add_job(
             self._on_fire,
             DateTrigger(run_date=fire.at),
-            args=[entry.row.name, entry.row.revision, fire, up or fire.at > utcnow()],
+            args=[entry.row.name, entry.row.revision, fire, up or fire.at > self.role.clock.now()],
             id=entry.row.name,
             replace_existing=True,
         )
@@ -415,13 +421,15 @@ class ScheduleBook:
         todo: list[int] = []
         for i, item in enumerate(batch):
             entry, fire = item.entry, item.fire
-            late = (utcnow() - fire.at).total_seconds()
+            late = (self.role.clock.now() - fire.at).total_seconds()
             if item.trigger != "cron" or late <= self._allowed(entry, item.on_time):
                 todo.append(i)
             elif item.on_time or late > ON_TIME:  # woke too late to run it
                 with contextlib.suppress(StoreUnavailable):
                     await self.store.record_fires(
-                        entry.row.id, [(fire.at, MISSED, "claimed too late")]
+                        entry.row.id,
+                        [(fire.at, MISSED, "claimed too late")],
+                        now=role.clock.for_store(),
                     )
                 role.metrics.fires.labels(entry.row.name, MISSED).inc()
             else:
@@ -435,7 +443,7 @@ class ScheduleBook:
             ]  # fmt: skip
             try:
                 runs = await self.store.claim_fires(
-                    claims, role.ctx.owner, role.role_settings.run_lease
+                    claims, role.ctx.owner, role.role_settings.run_lease, now=role.clock.for_store()
                 )
                 break
             except StoreUnavailable as exc:
@@ -444,7 +452,7 @@ class ScheduleBook:
                 todo = [i for i in todo if self._still_due(batch[i])]
         else:
             return results
-        now = utcnow()
+        now = role.clock.now()
         for i, run in zip(todo, runs, strict=True):
             entry = batch[i].entry
             name = entry.row.name
@@ -503,14 +511,15 @@ class ScheduleBook:
     async def _record_missed(self, entry: Known, fire: Fire) -> None:
         with contextlib.suppress(StoreUnavailable):
             note = "no scheduler ran"
-            if await self.store.record_fires(entry.row.id, [(fire.at, MISSED, note)]):
+            fires = [(fire.at, MISSED, note)]
+            if await self.store.record_fires(entry.row.id, fires, now=self.role.clock.for_store()):
                 self.role.metrics.fires.labels(entry.row.name, MISSED).inc()
 
     def _still_due(self, item: Claiming) -> bool:
         """A fire the database did not take: worth claiming again as long as it may
         be claimed at all; past that, it is lost, and said so."""
         entry, fire = item.entry, item.fire
-        late = (utcnow() - fire.at).total_seconds()
+        late = (self.role.clock.now() - fire.at).total_seconds()
         on_time = item.on_time and item.trigger == "cron"
         if late <= self._allowed(entry, on_time):
             return True
@@ -527,11 +536,14 @@ class ScheduleBook:
             keeper.launch(run, entry.spec)
             return
         # claimed as the process stops: handed back, for a scheduler to run it again
-        due = retry_at(entry.spec, run.attempt, utcnow())
-        retry = Retry(utcnow(), "the scheduler stopped before it started") if due else None
+        now = self.role.clock.now()
+        due = retry_at(entry.spec, run.attempt, now)
+        retry = Retry(now, "the scheduler stopped before it started") if due else None
         end = RunEnd(run.id, "interrupted", "the scheduler stopped before it started", None, retry)
         with contextlib.suppress(StoreUnavailable):
-            await self.store.finish_runs([end], self.role.ctx.owner)
+            await self.store.finish_runs(
+                [end], self.role.ctx.owner, now=self.role.clock.for_store()
+            )
 
     # --- catching up ----------------------------------------------------------------------
 
@@ -558,12 +570,13 @@ class ScheduleBook:
         missed = [f for f in due if f.at < window]
         within = [f for f in due if f.at >= window]
         name = entry.row.name
+        stamp = self.role.clock.for_store()
         if missed:
             notes = [(f.at, MISSED, "no scheduler ran") for f in missed]
             if more:
                 last_note = f"no scheduler ran; and {more} later fires not listed one by one"
                 notes[-1] = (missed[-1].at, MISSED, last_note)
-            recorded = await self.store.record_fires(entry.row.id, notes)
+            recorded = await self.store.record_fires(entry.row.id, notes, now=stamp)
             self.role.metrics.fires.labels(name, MISSED).inc(recorded)
             if recorded:
                 log.warning("fires missed", extra={"schedule": name, "count": recorded + more})
@@ -574,7 +587,7 @@ class ScheduleBook:
                     (f.at, COALESCED, f"caught up in the run of {latest.at.isoformat()}")
                     for f in earlier
                 ]
-                recorded = await self.store.record_fires(entry.row.id, notes)
+                recorded = await self.store.record_fires(entry.row.id, notes, now=stamp)
                 self.role.metrics.fires.labels(name, COALESCED).inc(recorded)
             await self.fire(entry, latest, "catch_up")
 
@@ -653,7 +666,7 @@ class RunKeeper:
         role = self.role
         kind = JOB_KINDS[spec.job]
         settings = role.ctx.settings
-        started = time.monotonic()
+        started = role.clock.monotonic()
         status, error, output = "failed", None, None
         context = JobContext(
             run.schedule, run.id, run.fire_time, run.attempt, zone_of(spec, settings),
@@ -680,16 +693,16 @@ class RunKeeper:
             log.exception("job raised", extra={"schedule": run.schedule, "job": spec.job})
             error = f"{type(exc).__name__}: {exc}"
         finally:
-            elapsed = time.monotonic() - started
+            elapsed = role.clock.monotonic() - started
         if output is None and context.progress:  # what it had done when it stopped
             output = dict(context.progress)
         role.metrics.duration.labels(spec.job).observe(elapsed)
         role.metrics.runs.labels(run.schedule, status).inc()
         if status == SUCCEEDED:
-            role.metrics.last_success.labels(run.schedule).set(time.time())
+            role.metrics.last_success.labels(run.schedule).set(role.clock.now().timestamp())
         retry = None
         if status not in (SUCCEEDED, CANCELLED_RUN):
-            due = retry_at(spec, run.attempt, utcnow())
+            due = retry_at(spec, run.attempt, role.clock.now())
             retry = (
                 Retry(due, f"retry {run.attempt + 1} of {spec.retry.max_attempts}") if due else None
             )
@@ -728,7 +741,7 @@ class RunKeeper:
             for _ in range(10):
                 try:
                     written = await self.store.finish_runs(
-                        [e for e, _ in batch], self.role.ctx.owner
+                        [e for e, _ in batch], self.role.ctx.owner, now=self.role.clock.for_store()
                     )
                     break
                 except StoreUnavailable:
@@ -757,7 +770,11 @@ class RunKeeper:
             if not ids:
                 continue
             try:
-                renewed = set(await self.store.renew_runs(self.role.ctx.owner, ids, self.lease))
+                renewed = set(
+                    await self.store.renew_runs(
+                        self.role.ctx.owner, ids, self.lease, now=self.role.clock.for_store()
+                    )
+                )
             except StoreUnavailable:
                 continue
             for run_id in set(ids) - renewed:
@@ -799,8 +816,9 @@ class RunKeeper:
             }
             try:
                 started = await self.store.start_queued(
-                    self.role.ctx.owner, self.lease, allow, list(known), max_concurrent=bounds
-                )
+                    self.role.ctx.owner, self.lease, allow, list(known),
+                    now=self.role.clock.for_store(), max_concurrent=bounds,
+                )  # fmt: skip
             except StoreUnavailable:
                 continue
             for run in started:
@@ -813,20 +831,23 @@ class RunKeeper:
         while True:
             await asyncio.sleep(max(1.0, self.lease / 3))
             try:
-                expired = await self.store.expired_runs()
+                expired = await self.store.expired_runs(now=self.role.clock.for_store())
             except StoreUnavailable:
                 continue
             for run in expired:
                 if run.id in self.running:
                     continue  # ours, renewing late: not abandoned
                 entry = self.role.known.get(run.schedule)
-                due = retry_at(entry.spec, run.attempt, utcnow()) if entry else None
+                due = retry_at(entry.spec, run.attempt, self.role.clock.now()) if entry else None
                 retry = (
                     Retry(due, f"retry {run.attempt + 1} after an interruption") if due else None
                 )
                 note = f"its scheduler ({run.lease_owner}) stopped renewing its lease"
                 with contextlib.suppress(StoreUnavailable):
-                    if await self.store.interrupt_run(run.id, run.lease_expires_at, note, retry):
+                    stamp = self.role.clock.for_store()
+                    if await self.store.interrupt_run(
+                        run.id, run.lease_expires_at, note, retry, now=stamp
+                    ):
                         log.warning(
                             "run interrupted",
                             extra={
