@@ -52,8 +52,8 @@ class ChannelSettings(Model):
     batch_size: Annotated[Integer, Field(ge=1, le=10000)] = 100
     lease: PositiveDuration = 60.0
     ordered: Flag = False  # one message in flight per ordering key, oldest first
-    retry: RetrySettings = RetrySettings()
-    breaker: BreakerSettings = BreakerSettings()
+    retry: RetrySettings = Field(default_factory=RetrySettings.model_construct)
+    breaker: BreakerSettings = Field(default_factory=BreakerSettings.model_construct)
 
 
 class InvalidPayload(ValueError):

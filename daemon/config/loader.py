@@ -21,7 +21,7 @@ from daemon.config.document import MAX_DEPTH as MAX_DEPTH  # re-exported: nestin
 from daemon.config.document import Document, parse_yaml, read_document
 from daemon.config.errors import ConfigError, ConfigIssue
 from daemon.config.interpolation import InterpolationError, interpolate, names_variable
-from daemon.config.settings import SCHEDULE_MODELS, HolidaySettings, Settings
+from daemon.config.settings import DEFAULT_BASE_PORTS, SCHEDULE_MODELS, HolidaySettings, Settings
 from daemon.config.timing import timing_for
 from daemon.domain.fields import FromEnvironment
 from daemon.jobs.registry import JOB_KINDS
@@ -373,16 +373,15 @@ def cross_check(data: Mapping[str, Any]) -> list[ConfigIssue]:
     issues += _check_alerts(data)
     issues += _check_control(data)
     issues += _check_webhooks(data)
-    defaults = Settings.model_fields["roles"].default
     ports: dict[int, str] = {}
     control_port = _port(_section(data, "control").get("port", 8080))
     if control_port is not None:
         ports[control_port] = "control.port"
     roles = _section(data, "roles")
-    for role in type(defaults).model_fields:
+    for role, default in DEFAULT_BASE_PORTS.items():
         given = roles.get(role)
         raw = given.get("base_port") if isinstance(given, dict) else None
-        port = _port(raw if raw is not None else getattr(defaults, role).base_port)
+        port = _port(raw if raw is not None else default)
         if port is None:
             continue  # not a port: the field's own check says so
         path = f"roles.{role}.base_port"

@@ -129,7 +129,7 @@ class ScheduleSettings(Model):
     catch_up: Duration = 3600.0
     jitter: Duration = 0.0  # a start delayed by up to this much (the fire time is kept)
     timeout: PositiveDuration = 3600.0  # a run taking longer fails
-    retry: ScheduleRetrySettings = ScheduleRetrySettings()
+    retry: ScheduleRetrySettings = Field(default_factory=ScheduleRetrySettings.model_construct)
     enabled: Flag = True
     job: str
     options: JobOptions
@@ -316,11 +316,21 @@ class SchedulerRoleSettings(RoleSettings):
     alert_interval: PositiveDuration = 15.0  # how often the alert rules are judged
 
 
+# Each role's first health port when the file names none. The defaults below are
+# made when a file is read (``default_factory``), not when this module is imported:
+# a model made at import would build its validator then, for nothing.
+DEFAULT_BASE_PORTS = {"poller": 9100, "dispatcher": 9110, "scheduler": 9130, "control": 9140}
+
+
+def _role_default(model: type[RoleSettings], role: str) -> Any:
+    return Field(default_factory=lambda: model.model_construct(base_port=DEFAULT_BASE_PORTS[role]))
+
+
 class RolesSettings(Model):
-    poller: RoleSettings = RoleSettings(base_port=9100)
-    dispatcher: DispatcherRoleSettings = DispatcherRoleSettings(base_port=9110)
-    scheduler: SchedulerRoleSettings = SchedulerRoleSettings(base_port=9130)
-    control: RoleSettings = RoleSettings(base_port=9140)
+    poller: RoleSettings = _role_default(RoleSettings, "poller")
+    dispatcher: DispatcherRoleSettings = _role_default(DispatcherRoleSettings, "dispatcher")
+    scheduler: SchedulerRoleSettings = _role_default(SchedulerRoleSettings, "scheduler")
+    control: RoleSettings = _role_default(RoleSettings, "control")
 
 
 class LoggingSettings(Model):
@@ -349,7 +359,7 @@ class Settings(Model):
     holidays: HolidaySettings | None = None  # the calendar of schedules' skip: [holidays]
     notify: dict[Name, AnyNotifySettings] = Field(default_factory=dict)
     alerts: list[AlertSettings] = Field(default_factory=list)
-    control: ControlSettings = ControlSettings()
+    control: ControlSettings = Field(default_factory=ControlSettings.model_construct)
     webhooks: dict[Name, WebhookSettings] = Field(default_factory=dict)
-    roles: RolesSettings = RolesSettings()
-    logging: LoggingSettings = LoggingSettings()
+    roles: RolesSettings = Field(default_factory=RolesSettings.model_construct)
+    logging: LoggingSettings = Field(default_factory=LoggingSettings.model_construct)

@@ -21,8 +21,6 @@ from tests.support.scheduler import Harness, command, scheduler, settings_for
 from tests.support.waiting import eventually, stays
 
 pytestmark = pytest.mark.timeout(60)
-SQLITE = pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
-POSTGRES = pytest.mark.parametrize("db_url", ["postgres"], indirect=True)
 
 T0 = datetime(2026, 12, 1, 8, 0, tzinfo=UTC)  # a multiple of every period below
 OK = command("pass")
@@ -60,7 +58,6 @@ def quick_polls(monkeypatch: pytest.MonkeyPatch) -> None:
 # --- schedules ------------------------------------------------------------------------------
 
 
-@SQLITE
 @pytest.mark.parametrize(
     ("catch_up", "missed", "coalesced"),
     [("300s", range(60, 301, 60), range(360, 541, 60)), ("0s", range(60, 601, 60), range(0))],
@@ -101,7 +98,6 @@ async def test_a_scheduler_back_after_downtime_catches_up_the_fires_of_its_windo
         assert len(await back.ledger("tick")) == len(runs)
 
 
-@SQLITE
 async def test_a_schedule_changed_in_the_store_is_rearmed_and_one_removed_disarmed(db_url: str):
     clock = FakeClock(T0)
     async with scheduler(settings_for(db_url, {}), clock) as h:
@@ -143,7 +139,6 @@ async def test_a_schedule_changed_in_the_store_is_rearmed_and_one_removed_disarm
         assert await h.ledger("op") == []
 
 
-@SQLITE
 async def test_a_timer_fire_later_than_its_catch_up_is_recorded_missed(db_url: str):
     clock = FakeClock(T0)
     settings = settings_for(db_url, {"tick": {**OK, "every": "60s", "catch_up": "30s"}})
@@ -161,7 +156,6 @@ async def test_a_timer_fire_later_than_its_catch_up_is_recorded_missed(db_url: s
 # --- two schedulers -------------------------------------------------------------------------
 
 
-@POSTGRES
 async def test_a_fire_two_schedulers_claim_at_once_runs_once(db_url: str):
     """Two scheduler roles on one PostgreSQL schema, each its own connection, claim
     each of ten fires at the same moment: each fire is run by one of them."""
@@ -191,7 +185,6 @@ async def test_a_fire_two_schedulers_claim_at_once_runs_once(db_url: str):
         assert owners == {None}  # every lease given back at the run's end
 
 
-@POSTGRES
 async def test_two_schedulers_back_at_once_catch_up_once(db_url: str):
     clock = FakeClock(T0)
     settings = settings_for(db_url, {"tick": {**OK, "every": "60s", "catch_up": "300s"}})
@@ -212,7 +205,6 @@ async def test_two_schedulers_back_at_once_catch_up_once(db_url: str):
 # --- runs -----------------------------------------------------------------------------------
 
 
-@SQLITE
 async def test_a_run_that_succeeds_is_recorded_at_the_clocks_time(db_url: str):
     clock = FakeClock(T0)
     async with scheduler(settings_for(db_url, {"tick": {**OK, "every": "60s"}}), clock) as h:
@@ -231,7 +223,6 @@ async def test_a_run_that_succeeds_is_recorded_at_the_clocks_time(db_url: str):
         assert h.sample("outboxd_schedule_lateness_seconds_sum", schedule="tick") == 0
 
 
-@SQLITE
 async def test_a_failing_run_is_retried_when_its_policy_says_by_the_clock(
     db_url: str, quick_polls: None
 ):
@@ -273,7 +264,6 @@ async def test_a_failing_run_is_retried_when_its_policy_says_by_the_clock(
         assert runs[2].finished_at == fired + timedelta(seconds=180)
 
 
-@SQLITE
 async def test_max_concurrent_bounds_the_runs_started_and_the_fires_claimed(
     db_url: str, tmp_path: Path, quick_polls: None
 ):
@@ -309,7 +299,6 @@ async def test_max_concurrent_bounds_the_runs_started_and_the_fires_claimed(
         ]  # fmt: skip
 
 
-@SQLITE
 async def test_the_drain_interrupts_a_run_past_its_deadline_and_hands_back_a_late_claim(
     db_url: str, tmp_path: Path
 ):
@@ -363,7 +352,6 @@ class Recorder:
         return "kept"
 
 
-@SQLITE
 async def test_alerts_are_judged_at_the_clocks_time(db_url: str):
     """``no_success`` over 10 min: quiet at 10 min, firing at 10 min 1 s (once in
     its window), resolved by a run succeeding."""

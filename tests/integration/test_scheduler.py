@@ -4,7 +4,11 @@ seconds: a minute's worth of claims proves no more than a score of them); a run 
 scheduler is killed is interrupted and retried; a scheduler down for longer
 than the catch-up window comes back with one catch-up run and the rest missed;
 a job that fails past its retries is notified by mail and signed webhook, and
-resolved when it clears; SIGTERM lets a run finish."""
+resolved when it clears; SIGTERM lets a run finish.
+
+The loops' rules on each backend, with an injected clock and no process, are in
+``test_schedule_loops.py``; a test here whose rule is proven there on both backends
+runs as processes on SQLite only (``ONE_BACKEND``)."""
 
 from __future__ import annotations
 
@@ -31,6 +35,8 @@ from tests.support.waiting import eventually, stays
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
 
+# the process form of a rule test_schedule_loops.py proves on both backends
+ONE_BACKEND = pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 ALERT_INTERVAL = 0.5  # roles.scheduler.alert_interval below
 JUDGED = 3 * ALERT_INTERVAL  # seconds in which the alerts are judged twice at least
 
@@ -202,6 +208,7 @@ CATCH_UP = """  often:
 """
 
 
+@ONE_BACKEND
 async def test_a_scheduler_back_after_its_catch_up_window_runs_once_and_records_the_rest(
     suite, store
 ):
@@ -255,6 +262,7 @@ ALERTS = """  - {when: run_failed, schedule: flaky, notify: [mail, hook], window
 """
 
 
+@ONE_BACKEND
 async def test_a_job_failing_past_its_retries_is_notified_once_and_resolved(suite, store, cli):
     from aiosmtpd.controller import Controller
     from standardwebhooks.webhooks import Webhook
@@ -371,6 +379,7 @@ NO_CATCH_UP = """  beat:
 """
 
 
+@ONE_BACKEND
 async def test_catch_up_0_runs_every_fire_on_time_and_catches_none_up(suite, store):
     """``catch_up: 0``: two schedulers run every fire that falls due while they are up
     (a claim is a few ms late, and a scheduler starting beside a running one leaves
