@@ -589,13 +589,11 @@ async def test_stop_while_busy_drains_exits_zero_and_loses_nothing(suite: Suite)
             return counts.get("sent", 0) > 0 and len(await suite.held_by(pid)) > 2
 
         await eventually(busy, f"{name} busy with a backlog", 20, suite.logs)
-        started = time.monotonic()
         out = await suite.ctl("stop", f"outboxd:{name}", timeout=STOPWAITSECS + 15)
-        took = time.monotonic() - started
         assert f"outboxd:{name}: stopped" in out, out
-        assert took < STOPWAITSECS, f"stop took {took:.1f}s\n{suite.logs()}"
         assert (await suite.status())[f"outboxd:{name}"][0] == "STOPPED"
         # supervisord says how it ended: "exit status 0", not "terminated by SIGKILL"
+        # (what a stop not done within its STOPWAITSECS ends in)
         log = suite.log()
         assert f"stopped: {name} (exit status 0)" in log, log
         # the dispatcher drained with the configured deadline and exited 0 on its own

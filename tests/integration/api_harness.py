@@ -45,6 +45,7 @@ class Api:
     base: str
     session: aiohttp.ClientSession
     control: Control
+    runner: web.AppRunner  # what serves it: its server makes each connection's handler
 
     async def call(
         self, method: str, path: str, role: str | None = "admin", **kwargs: Any
@@ -99,7 +100,7 @@ async def serve_api(
         {name: definition(spec) for name, spec in settings.schedules.items()}
     )
     async with aiohttp.ClientSession() as session:
-        yield Api(f"http://127.0.0.1:{port}", session, control)
+        yield Api(f"http://127.0.0.1:{port}", session, control, runner)
     await runner.cleanup()
     await store.aclose()
 

@@ -454,12 +454,10 @@ async def test_a_body_that_is_not_json_is_retried_and_kept(sim, channel):
 
 
 async def test_a_timeout_is_a_transport_error(sim, make_channel):
-    sim.faults.delay = 5
+    sim.faults.delay = 3600  # no answer within the test: only the timeout ends the send
     channel = make_channel(timeout=0.3)
-    started = time.monotonic()
     outcome = await channel.sender().send(add())
 
-    assert time.monotonic() - started < 2
     assert outcome.verdict is Verdict.RETRY
     assert outcome.transport_error is True
     assert outcome.detail == "no response within 0.3s"

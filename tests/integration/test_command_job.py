@@ -155,8 +155,11 @@ async def test_a_program_ignoring_sigterm_is_killed_after_its_grace():
     with pytest.raises(asyncio.CancelledError):
         await task
     took = asyncio.get_running_loop().time() - started
-    assert all(gone(pid) for pid in pids)
-    assert 0.4 <= took < 5.0, took  # the grace, then SIGKILL
+    assert all(gone(pid) for pid in pids)  # killed: TERM alone would never end them
+    # the grace was waited for, and it was the one given (0.5 s), not the default
+    # (5 s): only the time can tell the two apart, and a loaded machine stays far
+    # below the bound
+    assert 0.4 <= took < 5.0, took
 
 
 async def test_what_it_leaves_running_is_stopped_when_it_exits():

@@ -136,7 +136,10 @@ async def test_a_bad_file_on_sighup_is_refused_and_delivery_and_health_go_on(tmp
                 )
             stop.set()
             await watcher
-            assert slowest < 2.0  # no reload froze the loop (a bomb took ~25 s once)
+            # no reload froze the loop (a bomb held it ~25 s once). Nothing but the time
+            # of an answer can show it: the bound is far above the slowest answer on a
+            # loaded machine (under 0.1 s with both cores busy), far below that freeze
+            assert slowest < 2.0, slowest
             # the outcome is written after the sink has answered: wait for the last one
             await eventually(
                 lambda: Message.select().where(Message.status == "sent").count() == len(BAD),
@@ -151,7 +154,8 @@ async def test_a_bad_file_on_sighup_is_refused_and_delivery_and_health_go_on(tmp
 
 async def test_a_drain_with_nothing_in_flight_ends_at_once(tmp_path):
     """Behind a rate of one an hour, the second message waits for a token; SIGTERM
-    releases it at once instead of waiting out the 60 s drain deadline."""
+    releases it at once instead of waiting out the drain deadline (an hour: waited
+    out, it would outlast the stop's wait)."""
     db = tmp_path / "o.db"
     migrate(open_database(DatabaseSettings(url=f"sqlite:///{db}")))
     store = Store(open_database(DatabaseSettings(url=f"sqlite:///{db}")))
@@ -160,7 +164,7 @@ async def test_a_drain_with_nothing_in_flight_ends_at_once(tmp_path):
     async with HttpSink() as sink:
         config = tmp_path / "o.yaml"
         text = write(config, db=db, sink=sink.port, health=health, control=free_port())
-        config.write_text(text.replace("lease: 10s", "rate: 1/1h").replace("5s}", "60s}"))
+        config.write_text(text.replace("lease: 10s", "rate: 1/1h").replace("5s}", "1h}"))
         store.enqueue_many([NewMessage("hook", f"m{i}", b"{}", "json") for i in range(3)])
         proc = DaemonProcess(tmp_path, config)
         try:
@@ -172,7 +176,7 @@ async def test_a_drain_with_nothing_in_flight_ends_at_once(tmp_path):
 
             await eventually(waiting_for_a_token, "the next message waiting for its token")
             assert len(sink.requests) == 1
-            assert await proc.stop(timeout=20) == 0  # not 60 s
+            assert await proc.stop() == 0
             statuses = sorted(m.status for m in Message.select(Message.status))
             assert statuses == ["pending", "pending", "sent"]  # released, not lost
         finally:

@@ -59,16 +59,14 @@ async def test_keep_bounds_the_record():
 
 
 async def test_stop_does_not_wait_for_a_delayed_answer_the_client_gave_up_on():
-    sink = HttpSink(Faults(delay=30))
+    # an answer an hour away: a stop that waited for it would run into the test's timeout
+    sink = HttpSink(Faults(delay=3600))
     await sink.start()
     timeout = aiohttp.ClientTimeout(total=0.2)
     async with aiohttp.ClientSession(timeout=timeout) as session:
         with pytest.raises(TimeoutError):
             await session.post(sink.url(), data=b"{}")
-    loop = asyncio.get_running_loop()
-    started = loop.time()
     await sink.stop()
-    assert loop.time() - started < 2
 
 
 @pytest.mark.timeout(3 * PROCESS_WAIT)  # a process: slow to start on a loaded machine

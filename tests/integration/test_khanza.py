@@ -10,7 +10,6 @@ import json
 import os
 import socket
 import threading
-import time
 from collections.abc import Iterator
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -257,13 +256,14 @@ def closed_port() -> int:
 
 
 def test_a_server_that_is_down(closed_port):
-    source = KhanzaSource("rs", settings(f"mysql://u:pw@127.0.0.1:{closed_port}/sik"), JAKARTA)
-    started = time.monotonic()
+    # refused at once: a connect that waited for its timeout (an hour) would run
+    # into the test's timeout
+    dsn = f"mysql://u:pw@127.0.0.1:{closed_port}/sik"
+    source = KhanzaSource("rs", settings(dsn, connect_timeout="1h"), JAKARTA)
     with pytest.raises(SourceError) as info:
         source.read(DAY, DAY)
-    assert time.monotonic() - started < 5
     assert str(info.value).startswith(f"cannot connect to u@127.0.0.1:{closed_port}/sik:")
-    assert "2003" in str(info.value)
+    assert "2003" in str(info.value) and "Connection refused" in str(info.value)
 
 
 @MARIADB_ONLY
@@ -277,12 +277,12 @@ def test_a_refused_login_never_shows_the_password(khanza):
 
 @MARIADB_ONLY
 def test_a_slow_server_is_given_up_on_after_the_read_timeout(khanza):
-    slow = {"3": "SELECT SLEEP(5), NULL FROM DUAL WHERE %(no_rawat)s IS NOT NULL"}
+    # a query of an hour: only the read timeout, the client's or the server's, can
+    # end it within the test's timeout
+    slow = {"3": "SELECT SLEEP(3600), NULL FROM DUAL WHERE %(no_rawat)s IS NOT NULL"}
     source = KhanzaSource("rs", settings(khanza.url, queries=slow, read_timeout="0.5s"), JAKARTA)
-    started = time.monotonic()
     with pytest.raises(SourceError) as info:
         source.read(DAY, DAY)
-    assert time.monotonic() - started < 3
     assert "queries.3 failed" in str(info.value)
     assert "1969" in str(info.value) or "2013" in str(info.value)  # server- or client-side
 
@@ -308,10 +308,9 @@ def test_a_slow_sqlite_query_is_interrupted_after_the_read_timeout(khanza):
     source = KhanzaSource(
         "rs", settings(khanza.url, queries={"3": endless}, read_timeout="0.5s"), JAKARTA
     )
-    started = time.monotonic()
+    # the query never ends: only the interruption can end the read
     with pytest.raises(SourceError) as info:
         source.read(DAY, DAY)
-    assert time.monotonic() - started < 3
     assert "queries.3 failed" in str(info.value) and "read_timeout (0.5s)" in str(info.value)
     assert read(khanza)["B1"].times[3] == local("08:00")  # the next read is fine
 

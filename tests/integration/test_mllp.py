@@ -4,6 +4,7 @@ real sockets on 127.0.0.1."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import re
 import signal
@@ -192,8 +193,9 @@ async def test_no_ack_times_out_and_the_same_bytes_are_resent(
     sender = make_channel(sim.port, response_timeout=0.3).sender()
     payload = message("ONCE-ONLY")
     started = time.monotonic()
+    # the simulator never answers it: only the response timeout ends the send
     assert_retry(await sender.send(envelope(payload)), r"no ACK from .* within 0.3s")
-    assert 0.25 < time.monotonic() - started < 1.5
+    assert time.monotonic() - started > 0.25  # the timeout was waited for
     outcome = await sender.send(envelope(payload, attempt=2))
     assert outcome.verdict is Verdict.DELIVERED
     assert [r.payload for r in sim.received] == [payload, payload]
@@ -311,17 +313,22 @@ async def test_peer_restart_while_connected(
 async def test_connect_timeout(make_channel: Callable[..., MllpChannel], tls: TlsFiles) -> None:
     """A peer that accepts TCP but never answers the TLS handshake."""
 
+    hung_up = asyncio.Event()
+
     async def say_nothing(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await reader.read()
+        with contextlib.suppress(ConnectionError):
+            await reader.read()  # the ClientHello, then nothing until the client hangs up
+        hung_up.set()
+        writer.close()
 
     silent = await asyncio.start_server(say_nothing, "127.0.0.1", 0)
     port = silent.sockets[0].getsockname()[1]
     try:
         settings = {"connect_timeout": 0.3, "tls": {"ca_file": str(tls.ca)}}
-        started = time.monotonic()
+        # the handshake is never answered: only the connect timeout ends the send
         outcome = await make_channel(port, **settings).sender().send(envelope(message()))
         assert_retry(outcome, r"cannot connect to .*no answer within 0.3s")
-        assert time.monotonic() - started < 1.5
+        await hung_up.wait()  # the connection given up on was closed
     finally:
         silent.close()
         await silent.wait_closed()

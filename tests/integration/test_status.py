@@ -368,12 +368,13 @@ def test_no_supervisord_is_69_with_one_line(cli: Cli, tmp_path: Path) -> None:
             f"outboxd: supervisord is not running: unix://{suite.root}/supervisor.sock "
             "refuses connections\n"
         )
-        # --wait gives up after its time, with the same line
+        # --wait gives up after its time, with the same line (a wait that never gave
+        # up would run into the test's timeout)
         env = {"OUTBOXD_SUPERVISOR": f"unix://{tmp_path}/none.sock"}
         began = time.monotonic()
         waited = cli("status", "-c", str(suite.yaml), "--wait", "1", cwd=tmp_path, env=env)
         assert waited.returncode == 69
-        assert 1 <= time.monotonic() - began < 20
+        assert time.monotonic() - began >= 1  # it did wait its second
         assert waited.stderr.count("\n") == 1
         assert f"no socket at {tmp_path}/none.sock" in waited.stderr
     finally:
