@@ -404,6 +404,14 @@ def test_bad_options_are_64(cli: Cli, tmp_path: Path, args: list[str], message: 
 LAST_LINE = "a 10-minute tour of the demo"  # what ops/run.sh prints before it waits
 
 
+def _as_from_a_terminal() -> None:
+    """SIGINT as a shell in a terminal has it. A test session started in the
+    background of a shell (nohup, some CI runners) ignores SIGINT, its children
+    inherit that, and a shell cannot trap a signal ignored when it started: the
+    script would not hear the Ctrl-C the test sends."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 class RunScript:
     """``sh ops/run.sh BIN outboxd.yaml WAIT`` in a suite's directory, its output in a file."""
 
@@ -413,7 +421,7 @@ class RunScript:
             self.proc = subprocess.Popen(
                 ["sh", str(ROOT / "ops" / "run.sh"), str(BIN), "outboxd.yaml", "40"],
                 cwd=suite.root, env=suite.env, stdin=subprocess.DEVNULL, stdout=out,
-                stderr=subprocess.STDOUT,
+                stderr=subprocess.STDOUT, preexec_fn=_as_from_a_terminal,
             )  # fmt: skip
 
     def text(self) -> str:
@@ -435,7 +443,7 @@ class RunScript:
         try:
             return self.proc.wait(timeout)
         except subprocess.TimeoutExpired:
-            log = self.out.parent / "var" / "log" / "supervisord.log"
+            log = self.out.parent / "supervisord.log"
             tail = log.read_text(errors="replace")[-3000:] if log.exists() else "(no log)"
             return f"still running after {timeout:g}s; supervisord.log ends:\n{tail}"
 
