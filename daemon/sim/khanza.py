@@ -167,6 +167,20 @@ def _seed(conn: sqlite3.Connection) -> None:
             _add_patient(conn, f"{number:06d}", name)
 
 
+def visit_steps(dice: random.Random, new_patient: bool) -> list[str]:
+    """The steps one visit goes through after its booking: a new patient checks in
+    and is registered, a known one arrives; the folder, the examination, three in
+    four a prescription written and dispensed; one in ten cancelled on the way."""
+    steps = [CHECK_IN, REGISTER] if new_patient else [ARRIVE]
+    steps += [FOLDER_SENT, FOLDER_RECEIVED, EXAMINED]
+    if dice.random() < 0.75:
+        steps += [PRESCRIBED, DISPENSED]
+    if dice.random() < 0.1:
+        steps.insert(dice.randint(0, len(steps) - 1), CANCELLED)
+        steps = steps[: steps.index(CANCELLED) + 1]
+    return steps
+
+
 def _add_patient(conn: sqlite3.Connection, norm: str, name: str) -> None:
     conn.execute(
         "INSERT INTO pasien (no_rkm_medis, nm_pasien, no_ktp, jk, tgl_lahir, no_tlp, kd_pj,"
@@ -279,16 +293,9 @@ class Hospital:
         if new_patient:
             norm = f"{self._patients() + 1:06d}"
             _add_patient(self.conn, norm, self.dice.choice(PATIENTS))
-            steps = [CHECK_IN, REGISTER]
         else:
             norm = f"{self.dice.randint(1, len(PATIENTS)):06d}"
-            steps = [ARRIVE]
-        steps += [FOLDER_SENT, FOLDER_RECEIVED, EXAMINED]
-        if self.dice.random() < 0.75:
-            steps += [PRESCRIBED, DISPENSED]
-        if self.dice.random() < 0.1:
-            steps.insert(self.dice.randint(0, len(steps) - 1), CANCELLED)
-            steps = steps[: steps.index(CANCELLED) + 1]
+        steps = visit_steps(self.dice, new_patient)
         estimate = wall + timedelta(minutes=15 + 5 * taken)
         estimate_ms = int(estimate.replace(tzinfo=self.zone).timestamp() * 1000)
         kartu, nik, nohp = self.conn.execute(

@@ -143,16 +143,9 @@ class Hospital:
             self.patients += 1
             norm = f"{self.patients:06d}"
             khanza._add_patient(self.conn, norm, self.dice.choice(PATIENTS))
-            steps = [CHECK_IN, REGISTER]
         else:
             norm = f"{self.dice.randint(1, RETURNING):06d}"
-            steps = [ARRIVE]
-        steps += [FOLDER_SENT, FOLDER_RECEIVED, EXAMINED]
-        if self.dice.random() < 0.75:
-            steps += [PRESCRIBED, DISPENSED]
-        if self.dice.random() < 0.1:
-            steps.insert(self.dice.randint(0, len(steps) - 1), CANCELLED)
-            steps = steps[: steps.index(CANCELLED) + 1]
+        steps = khanza.visit_steps(self.dice, new_patient)
         estimate = wall + timedelta(minutes=15)
         estimate_ms = int(estimate.replace(tzinfo=self.zone).timestamp() * 1000)
         kartu, nik, nohp = self.conn.execute(
