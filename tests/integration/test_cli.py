@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import resource
 import shutil
 import subprocess
 import sys
@@ -331,10 +330,11 @@ def test_the_command_line_is_read_before_anything_heavy_is_loaded(tmp_path: Path
     assert imported.isdisjoint(HEAVY), sorted(imported & set(HEAVY))
 
 
-@pytest.mark.slow  # the whole process's CPU: a real process
-def test_a_batch_of_2000_hl7_messages_takes_under_3_s_of_cpu(workdir: Path):
-    """``outboxd enqueue --batch``: 2,000 HL7 messages in one call, the whole
-    process (start, settings, checks, four transactions) within 3 s of CPU."""
+@pytest.mark.slow  # a real process, twice
+def test_a_batch_of_2000_hl7_messages_is_stored_whole_and_once(workdir: Path):
+    """``outboxd enqueue --batch``: 2,000 HL7 messages in one call, stored in
+    transactions of 500; the same file again finds every one a duplicate. (Its CPU
+    is a figure of ``ops/bench/startup.py``, not asserted here.)"""
     samples = hl7_samples()
     texts = [p.read_bytes().decode("utf-8") for p in samples]
     lines = [
@@ -342,10 +342,9 @@ def test_a_batch_of_2000_hl7_messages_takes_under_3_s_of_cpu(workdir: Path):
         for i in range(2000)
     ]
     (workdir / "batch.jsonl").write_text("\n".join(lines) + "\n")
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     result = process("enqueue", "--batch", "batch.jsonl", "-c", "outboxd.yaml", cwd=workdir)
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     assert result.returncode == 0, result.stderr.decode()
     assert result.stdout.decode().strip() == "2000 new, 0 duplicate(s), 0 refused"
-    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    assert cpu < 3.0, f"{cpu:.2f} s of CPU"
+    again = process("enqueue", "--batch", "batch.jsonl", "-c", "outboxd.yaml", cwd=workdir)
+    assert again.returncode == 0, again.stderr.decode()
+    assert again.stdout.decode().strip() == "0 new, 2000 duplicate(s), 0 refused"
