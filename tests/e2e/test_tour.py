@@ -36,6 +36,7 @@ LOOKS = re.compile(
     r"|\.venv/bin/python -m daemon\.sim\.mail (list|show)|grep)( |$)"
 )
 LOOK_AGAIN_FOR = 120.0  # seconds: a visit's steps take a minute of the hospital's day
+LOOK_EVERY = 1.0  # seconds between two looks: each runs the block's commands again
 
 
 @dataclass
@@ -155,7 +156,7 @@ async def test_the_tour_shows_what_it_says(suite: Suite):
         look = Look(suite, commands, step.expected, dict(known), capture, ports)
         if step.looks_only:
             found = await eventually(look.shows, f"what {commands} shows", LOOK_AGAIN_FOR,
-                                     look.said)  # fmt: skip
+                                     look.said, interval=LOOK_EVERY)  # fmt: skip
         else:
             found = await look.shows()
             assert found, look.said()
