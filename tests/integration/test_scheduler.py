@@ -355,6 +355,7 @@ async def test_sigterm_lets_a_run_under_way_finish(suite, store):
         assert "waiting for runs under way" in proc.output()
 
 
+@ONE_BACKEND
 async def test_sigterm_past_the_deadline_marks_the_run_interrupted_and_queues_its_retry(
     suite, store
 ):
@@ -525,6 +526,7 @@ def most_at_once(runs: list[JobRun]) -> int:
     return most
 
 
+@ONE_BACKEND
 async def test_max_concurrent_bounds_the_runs_at_once_across_two_schedulers(suite, store):
     # a run counts while its lease holds: a lease far longer than a run, so a loaded
     # machine's late renewal cannot make a running run look dead
