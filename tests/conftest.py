@@ -19,10 +19,9 @@ from tests.support.cli import Cli
 # The tests start well over a thousand Python processes (outboxd's roles and
 # commands, the simulators) and pytest rewrites every test module in each of its
 # workers. Where the environment says not to write bytecode (PYTHONDONTWRITEBYTECODE),
-# each of them compiled everything again: about 0.3 s of CPU an outboxd process and
-# 6 s a worker, a third of the suite's CPU. Here bytecode is cached, in the
-# ``__pycache__`` folders git ignores, for this process, its workers and every
-# process a test starts.
+# each of them compiled everything again: about 0.3 s of CPU an outboxd process, 4 s
+# a worker. Here bytecode is cached, in the ``__pycache__`` folders git ignores, for
+# this process, its workers and every process a test starts.
 os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
 sys.dont_write_bytecode = False
 
