@@ -417,10 +417,29 @@ async def healthz(port: int) -> tuple[int, dict]:
 # --- the tests ----------------------------------------------------------------------
 
 
-async def test_suite_runs_and_demo_traffic_flows(suite: Suite):
-    # Variant: the demo hospital books a patient on every tick, one tick a second.
+@pytest.mark.timeout(900)  # three acts, each with its own deadlines
+async def test_the_suite_runs_drains_when_stopped_and_survives_a_sigkill(suite: Suite):
+    """One suite, started as `make run` starts it, through three acts in turn (each
+    start of the demo suite is ten processes' imports): it runs and the demo's
+    traffic flows; a stop while busy drains and loses nothing; a SIGKILL under load
+    loses nothing and the message in flight is repeated with its control id."""
+    # Variants, each for the act that says so:
+    # - the demo hospital books a patient on every tick, one tick a second (act 1);
     suite.edit_program("sim-khanza", "--every 1s --arrivals 1")
+    # - the MLLP simulator answers after 0.3 s, so the dispatchers are busy (4 sends
+    #   in flight at most, ~13/s) with a backlog when they are stopped (act 2);
+    suite.edit_program("sim-mllp", "--delay 0.3")
+    # - the hie channel's lease is the default 60 s in the real config: a killed
+    #   dispatcher's messages would wait that long to be taken again. 3 s keeps the
+    #   act short, and the lease logic is the same (act 3).
+    suite.edit_yaml("    concurrency: 2\n", "    concurrency: 2\n    lease: 3s\n")
     await suite.start()
+    await runs_and_demo_traffic_flows(suite)
+    await stop_while_busy_drains_exits_zero_and_loses_nothing(suite)
+    await sigkill_under_load_loses_nothing_and_repeats_the_same_control_id(suite)
+
+
+async def runs_and_demo_traffic_flows(suite: Suite) -> None:
     table = await suite.status()
     assert set(table) == PROGRAMS, table
     assert {name: state for name, (state, _) in table.items()} == dict.fromkeys(PROGRAMS, "RUNNING")
@@ -568,11 +587,7 @@ async def test_suite_runs_and_demo_traffic_flows(suite: Suite):
     assert all("partner_status" in str(details) for details in notes), notes
 
 
-async def test_stop_while_busy_drains_exits_zero_and_loses_nothing(suite: Suite):
-    # Variant: the MLLP simulator answers after 0.3 s, so the dispatchers are busy
-    # (4 sends in flight at most, ~13/s) with a backlog when they are stopped.
-    suite.edit_program("sim-mllp", "--delay 0.3")
-    await suite.start()
+async def stop_while_busy_drains_exits_zero_and_loses_nothing(suite: Suite) -> None:
     await suite.ctl("stop", "demo:demo-traffic")
     suite.enqueue(
         [NewMessage("hie", f"e2e-{i}", hl7(f"E2E{i:06d}", f"E2E-{i}"), "hl7") for i in range(200)]
@@ -624,13 +639,7 @@ async def test_stop_while_busy_drains_exits_zero_and_loses_nothing(suite: Suite)
     assert await suite.wait_all_sent(60) == {"sent": total}
 
 
-async def test_sigkill_under_load_loses_nothing_and_repeats_the_same_control_id(suite: Suite):
-    # Variant: the hie channel's lease is the default 60 s in the real config; a
-    # killed dispatcher's messages wait that long to be taken again. 3 s keeps the
-    # test short, and the lease logic is the same.
-    suite.edit_yaml("    concurrency: 2\n", "    concurrency: 2\n    lease: 3s\n")
-    await suite.start()
-    await suite.ctl("stop", "demo:demo-traffic")
+async def sigkill_under_load_loses_nothing_and_repeats_the_same_control_id(suite: Suite) -> None:
     await suite.wait_all_sent(30)  # the demo's own messages, before the peer changes
     # The peer is the test's own simulator on the port the config names, so what it
     # received (MSH-10 included) can be inspected: the sim-mllp process does not report it.
@@ -640,9 +649,9 @@ async def test_sigkill_under_load_loses_nothing_and_repeats_the_same_control_id(
     await sim.start("127.0.0.1", suite.mllp_port)
     try:
         count = 150
-        control = {f"E2E-{i}": f"E2E{i:06d}" for i in range(count)}  # PID-3 → MSH-10
+        control = {f"KILL-{i}": f"KILL{i:06d}" for i in range(count)}  # PID-3 → MSH-10
         suite.enqueue(
-            [NewMessage("hie", f"e2e-{i}", hl7(control[f"E2E-{i}"], f"E2E-{i}"), "hl7")
+            [NewMessage("hie", f"kill-{i}", hl7(control[f"KILL-{i}"], f"KILL-{i}"), "hl7")
              for i in range(count)]
         )  # fmt: skip
         total = sum((await suite.counts(*TRAFFIC)).values())
@@ -661,9 +670,9 @@ async def test_sigkill_under_load_loses_nothing_and_repeats_the_same_control_id(
                 continue
             held = await suite.held_by(pid)
             for message_id, key in held.items():
-                if not key.startswith("e2e-"):
+                if not key.startswith("kill-"):
                     continue  # the demo's other channels (BPJS) are held too
-                at = fresh.get(f"E2E{int(key.removeprefix('e2e-')):06d}")
+                at = fresh.get(f"KILL{int(key.removeprefix('kill-')):06d}")
                 if at is not None and time.monotonic() - at < delay * 0.6:
                     os.kill(pid, signal.SIGKILL)
                     victim = message_id
@@ -691,7 +700,7 @@ async def test_sigkill_under_load_loses_nothing_and_repeats_the_same_control_id(
     for received in sim.received:
         seen[pid3(received.payload)].append(received.payload)
     rows = await suite.aquery(
-        "SELECT id, payload FROM outboxd_message WHERE channel = 'hie' AND key LIKE 'e2e-%'"
+        "SELECT id, payload FROM outboxd_message WHERE channel = 'hie' AND key LIKE 'kill-%'"
     )
     stored = {pid3(bytes(p)): (i, bytes(p)) for i, p in rows}
     assert set(seen) == set(stored) == set(control)
