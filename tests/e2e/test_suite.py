@@ -679,7 +679,8 @@ async def sigkill_under_load_loses_nothing_and_repeats_the_same_control_id(suite
                     break
         # the dead process's leases, and where the event log stood when they were read
         ((mark,),) = await suite.aquery("SELECT COALESCE(MAX(id), 0) FROM outboxd_status_event")
-        orphaned = await suite.held_by(pid)
+        # (the test's own: the demo's other channels keep their 60 s lease, past this act)
+        orphaned = {i for i, key in (await suite.held_by(pid)).items() if key.startswith("kill-")}
         assert victim in orphaned
 
         # supervisord restarts it: an unexpected exit under autorestart=true

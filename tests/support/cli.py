@@ -15,6 +15,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +23,7 @@ from pathlib import Path
 import pytest
 
 from daemon.cli import main
+from tests.support.zygote import spawn
 
 # what a test's environment must not pass to the command unless it says so
 CLEARED = ("OUTBOXD_CONFIG", "OUTBOXD_DEBUG", "OUTBOXD_SUPERVISOR")
@@ -104,14 +106,20 @@ ROOT = Path(__file__).resolve().parents[2]
 def outboxd(
     *args: str, cwd: Path, stdin: bytes | None = None, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[bytes]:
-    """``outboxd ARGS`` in ``cwd`` (``$OUTBOXD_CONFIG`` unset unless ``env`` sets it)."""
+    """``outboxd ARGS`` in ``cwd`` (``$OUTBOXD_CONFIG`` unset unless ``env`` sets it),
+    as a process of its own forked from the zygote (``tests.support.zygote``)."""
     environ = {k: v for k, v in os.environ.items() if k != "OUTBOXD_CONFIG"}
     environ.update(env or {})
-    return subprocess.run(
-        [sys.executable, "-m", "daemon", *args],
-        cwd=cwd,
-        input=stdin,
-        capture_output=True,
-        env={**environ, "PYTHONPATH": str(ROOT)},
-        timeout=120,
-    )
+    with tempfile.TemporaryDirectory(prefix="outboxd-cli-") as tmp:
+        given = Path(tmp) / "stdin"
+        if stdin is not None:
+            given.write_bytes(stdin)
+        out, err = Path(tmp) / "stdout", Path(tmp) / "stderr"
+        process = spawn(
+            list(args), cwd, {**environ, "PYTHONPATH": str(ROOT)}, out, err,
+            given if stdin is not None else None,
+        )  # fmt: skip
+        code = process.wait_blocking(120)
+        return subprocess.CompletedProcess(
+            [sys.executable, "-m", "daemon", *args], code, out.read_bytes(), err.read_bytes()
+        )

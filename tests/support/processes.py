@@ -13,6 +13,8 @@ from typing import Any
 
 import aiohttp
 
+from tests.support.zygote import ForkedProcess, spawn
+
 ROOT = Path(__file__).resolve().parents[2]
 START_TIMEOUT = 60.0  # seconds a role gets to come up: its imports are slow on a loaded machine
 # seconds a short-lived process (a simulator refusing a busy port, one stopped by a
@@ -31,15 +33,25 @@ def gone(pid: int) -> bool:
 
 class DaemonProcess:
     """One role process; ``await start()`` returns once its /healthz says it runs
-    (200, or 503 for a problem of its loops, but not "starting")."""
+    (200, or 503 for a problem of its loops, but not "starting"). It is forked from
+    the test process's zygote (``tests.support.zygote``: outboxd imported once), or
+    with ``forked=False`` exec'd as ``python -m daemon``."""
 
-    def __init__(self, workdir: Path, config: Path, role: str = "dispatcher", num: int = 0):
+    def __init__(
+        self,
+        workdir: Path,
+        config: Path,
+        role: str = "dispatcher",
+        num: int = 0,
+        forked: bool = True,
+    ):
         self.workdir = workdir
+        self.forked = forked
         self.config = config
         self.role = role
         self.num = num
         self.log = workdir / f"{role}-{num}.log"
-        self.proc: asyncio.subprocess.Process | None = None
+        self.proc: asyncio.subprocess.Process | ForkedProcess | None = None
         self.health_port: int | None = None
 
     async def start(
@@ -47,23 +59,17 @@ class DaemonProcess:
     ) -> None:
         """Spawn it and (unless not ``wait``) wait until /healthz says it runs."""
         self.health_port = health_port
-        self._logfile = self.log.open("ab")
-        self.proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "daemon",
-            "run",
-            self.role,
-            "-c",
-            str(self.config),
-            "--process-num",
-            str(self.num),
-            cwd=self.workdir,
-            stdout=self._logfile,
-            stderr=self._logfile,
-            env={**os.environ, "PYTHONPATH": str(ROOT)},
-            start_new_session=True,  # a process group of its own, as under supervisord
-        )
+        argv = ["run", self.role, "-c", str(self.config), "--process-num", str(self.num)]
+        env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        if self.forked:
+            self.proc = spawn(argv, self.workdir, env, self.log)
+        else:
+            self._logfile = self.log.open("ab")
+            self.proc = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "daemon", *argv,
+                cwd=self.workdir, stdout=self._logfile, stderr=self._logfile, env=env,
+                start_new_session=True,  # a process group of its own, as under supervisord
+            )  # fmt: skip
         if not wait:
             return
         deadline = time.monotonic() + timeout
