@@ -16,10 +16,11 @@ import ctypes
 import os
 import re
 import signal
-import socket
 import subprocess
 from collections.abc import Iterable
 from pathlib import Path
+
+from ops.bench.lib.ports import free_ports as free_port
 
 REPO = Path(__file__).resolve().parents[2]
 READY_TIMEOUT = 180.0  # seconds for every program to be ready on a loaded machine
@@ -37,28 +38,6 @@ def _die_with_parent() -> None:  # pragma: no cover - runs in the child
     """SIGTERM supervisord if the process that started it dies: no host left behind."""
     if _LIBC is not None:
         _LIBC.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
-
-
-def free_port(count: int = 1) -> int:
-    """The first of ``count`` consecutive free loopback ports."""
-    while True:
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            first: int = sock.getsockname()[1]
-        if first + count > 65535:
-            continue
-        held: list[socket.socket] = []
-        try:
-            for port in range(first, first + count):
-                sock = socket.socket()
-                held.append(sock)
-                sock.bind(("127.0.0.1", port))
-            return first
-        except OSError:
-            continue
-        finally:
-            for sock in held:
-                sock.close()
 
 
 def production_conf(numprocs: dict[str, int] | None = None) -> str:

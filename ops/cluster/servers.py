@@ -15,7 +15,6 @@ import os
 import pwd
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
@@ -24,18 +23,13 @@ from pathlib import Path
 import psycopg
 import pymysql
 
+from ops.bench.lib.ports import free_ports as free_port
+
 START_TIMEOUT = 60.0  # seconds a server has to answer after it is started
 
 
 class ServerUnavailable(RuntimeError):
     """A server this machine cannot run (a binary or a user missing), with what to install."""
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def _as_user(user: str) -> list[str]:

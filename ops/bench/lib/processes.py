@@ -10,7 +10,6 @@ import atexit
 import http.client
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -21,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
+from lib.ports import free_ports as free_ports  # re-exported: the scripts' ports
 from lib.report import first_line, log
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -48,31 +48,10 @@ async def retry_startup(what: str, make: Callable[[], Awaitable[T]]) -> T:
         return await make()
 
 
-# --- ports -------------------------------------------------------------------------------
-
-
-def free_ports(count: int = 1) -> int:
-    """The first of ``count`` consecutive free loopback ports (bound to port 0 to find one)."""
-    for _ in range(200):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            first = s.getsockname()[1]
-        if first + count > 65535:
-            continue
-        try:
-            for port in range(first + 1, first + count):
-                with socket.socket() as s:
-                    s.bind(("127.0.0.1", port))
-        except OSError:
-            continue
-        return first
-    raise RuntimeError(f"no {count} consecutive free ports found")
-
-
 def listens(pid: int, port: int) -> bool:
     """Whether process ``pid`` holds the listening TCP socket on ``port`` (from /proc;
-    True where /proc cannot tell). Free ports are found by binding to port 0, so on a
-    shared machine another program may take one before our process does."""
+    True where /proc cannot tell). A port found free may still be taken by another
+    program on a shared machine before our process binds it."""
     inodes = set()
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
         try:
