@@ -2,10 +2,12 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import sys
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
+import peewee as pw
 import pytest
 
 from daemon.config.database import DatabaseSettings
@@ -63,9 +65,15 @@ def pytest_asyncio_loop_factories(
 
 
 @pytest.fixture(scope="session")
-def pg_url() -> Iterator[str]:
+def pg_schema() -> str:
+    """The PostgreSQL schema of this test session's own (``pg_url``)."""
+    return f"outboxd_test_{os.getpid()}"
+
+
+@pytest.fixture(scope="session")
+def pg_url(pg_schema: str) -> Iterator[str]:
     """A PostgreSQL URL whose search_path is a schema of this test session's own."""
-    schema = f"outboxd_test_{os.getpid()}"
+    schema = pg_schema
     with pg_admin_connect() as conn:
         conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
         conn.execute(f"CREATE SCHEMA {schema}")
@@ -78,25 +86,56 @@ def pg_url() -> Iterator[str]:
         conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
 
 
-def _truncate_pg(url: str) -> None:
-    db = open_database(DatabaseSettings(url=url))
-    tables = ", ".join(m._meta.table_name for m in MODELS)
-    db.execute_sql(f"TRUNCATE {tables} RESTART IDENTITY CASCADE")
+# The store's tables, each after the tables whose rows name its rows (a foreign key),
+# the tallies last: the messages' delete trigger writes them.
+EMPTIED = [m._meta.table_name for m in reversed(pw.sort_models(MODELS))]
+EMPTIED.sort(key=lambda table: table.endswith("tally"))
+
+
+@pytest.fixture(scope="session")
+def pg_emptier(pg_url: str, pg_schema: str) -> Iterator[Callable[[], None]]:
+    """Empties the session's schema, its sequences back at 1, as ``TRUNCATE ...
+    RESTART IDENTITY`` would: with ``DELETE`` on one connection, a few milliseconds,
+    where a ``TRUNCATE`` of every table (new files for each, a new connection each
+    time) took about 70 ms of the server's CPU, before each of several hundred
+    tests."""
+    conn = pg_admin_connect()
+    conn.execute(f"SET search_path TO {pg_schema}")
+    delete = "".join(f"DELETE FROM {table};" for table in EMPTIED)
+    restart = (
+        "SELECT setval(s.oid, 1, false) FROM pg_class s JOIN pg_namespace n"
+        " ON n.oid = s.relnamespace WHERE s.relkind = 'S' AND n.nspname = %s"
+    )
+
+    def empty() -> None:
+        with conn.transaction():
+            conn.execute(delete)
+            conn.execute(restart, (pg_schema,))
+
+    yield empty
+    conn.close()
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A migrated, empty SQLite database, closed (its WAL checkpointed into the file),
+    that each test's database is a copy of."""
+    path = tmp_path_factory.mktemp("template") / "outbox.db"
+    db = open_database(DatabaseSettings(url=f"sqlite:///{path}"))
+    migrate(db)
     db.close()
+    assert not path.with_name("outbox.db-wal").exists(), "the WAL is in the file"
+    return path
 
 
 @pytest.fixture(params=BACKENDS)
 def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """A migrated, empty store URL on each backend."""
     if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path}/outbox.db"
-        db = open_database(DatabaseSettings(url=url))
-        migrate(db)
-        db.close()
-        return url
-    url = request.getfixturevalue("pg_url")
-    _truncate_pg(url)
-    return url
+        shutil.copy(request.getfixturevalue("sqlite_template"), tmp_path / "outbox.db")  # 0600 too
+        return f"sqlite:///{tmp_path}/outbox.db"
+    request.getfixturevalue("pg_emptier")()
+    return str(request.getfixturevalue("pg_url"))
 
 
 @pytest.fixture(params=BACKENDS)
