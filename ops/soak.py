@@ -169,14 +169,19 @@ async def drive(run: Run) -> None:
             stop_load.set()
         await offering
         stop_hospital.set()
+        await asyncio.to_thread(hospital.join, 10)
         report.log("the load is offered; waiting for the backlog to drain")
         began = time.monotonic()
+        # drained: nothing pending once the poller has polled twice since the hospital
+        # stopped (a poll begun after it stopped has stored its last rows' messages)
+        polls_at_stop = await asyncio.to_thread(poll_runs, ports.poller)
         while time.monotonic() - began < DRAIN_TIMEOUT:
             await asyncio.sleep(run.every)
             taken = await sample(run, sampler)
             run.drain_samples.append(taken)
             report.log(progress(run, taken))
-            if taken.pending == 0:
+            polled_since = await asyncio.to_thread(poll_runs, ports.poller) - polls_at_stop
+            if taken.pending == 0 and polled_since >= 2:
                 run.drained_in = time.monotonic() - began
                 break
         poller = await asyncio.to_thread(scrape, ports.poller)
@@ -195,6 +200,11 @@ async def drive(run: Run) -> None:
         await asyncio.to_thread(hospital.join, 10)
         if run.vacuum is not None:
             await asyncio.to_thread(run.vacuum.stop)
+
+
+def poll_runs(port: int) -> float:
+    """How many polls the poller has run, by its /metrics."""
+    return sum_metric(scrape(port), "outboxd_poll_runs_total")
 
 
 def sum_metric(text: str, name: str) -> float:

@@ -24,7 +24,7 @@ def test_a_tiny_soak_prints_every_figure_with_its_verdict(tmp_path):
     done = subprocess.run(
         [
             sys.executable, str(REPO / "ops" / "soak.py"),
-            "--messages", "800", "--visits", "20", "--rate", "100", "--every", "1",
+            "--messages", "1500", "--visits", "30", "--rate", "100", "--every", "1",
             "--keep", str(tmp_path / "suite"), "--csv", str(csv),
         ],
         capture_output=True, text=True, timeout=540, check=False,
@@ -43,7 +43,7 @@ def test_a_tiny_soak_prints_every_figure_with_its_verdict(tmp_path):
     assert verdict, out
     assert (verdict.group(1) == "PASS") == (done.returncode == 0)
     # everything offered was delivered, and every program stopped cleanly on SIGTERM
-    assert "offered        800 accepted by the API" in out
+    assert "offered        1,500 accepted by the API" in out
     assert re.search(r"^  left in db     sent [\d,]+$", out, re.M), out
     exits = re.search(r"^  exits          (.*)$", out, re.M)
     assert exits
