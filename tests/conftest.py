@@ -73,17 +73,16 @@ def pg_schema() -> str:
 @pytest.fixture(scope="session")
 def pg_url(pg_schema: str) -> Iterator[str]:
     """A PostgreSQL URL whose search_path is a schema of this test session's own."""
-    schema = pg_schema
     with pg_admin_connect() as conn:
-        conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
-        conn.execute(f"CREATE SCHEMA {schema}")
-    url = pg_schema_url(schema)
+        conn.execute(f"DROP SCHEMA IF EXISTS {pg_schema} CASCADE")
+        conn.execute(f"CREATE SCHEMA {pg_schema}")
+    url = pg_schema_url(pg_schema)
     db = open_database(DatabaseSettings(url=url))
     migrate(db)
     db.close()
     yield url
     with pg_admin_connect() as conn:
-        conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+        conn.execute(f"DROP SCHEMA IF EXISTS {pg_schema} CASCADE")
 
 
 # The store's tables, each after the tables whose rows name its rows (a foreign key),

@@ -21,35 +21,15 @@ import contextlib
 import fcntl
 import os
 import random
-import socket
 import tempfile
 from pathlib import Path
 
+from ops.bench.lib.ports import below_ephemeral, bindable
+
 LOCKS = Path(tempfile.gettempdir()) / "outboxd-test-ports"
-
-
-def _range() -> tuple[int, int]:
-    """From 20000 (above the demo's ports) to below the ephemeral range (32768 on
-    Linux by default, 49152 elsewhere)."""
-    try:
-        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
-    except (OSError, ValueError, IndexError):
-        low = 32768
-    return (20000, low - 1) if low > 21000 else (20000, 32767)
-
-
-RANGE = _range()
+RANGE = below_ephemeral()  # from 20000 to below the ephemeral range
 _HANDED_OUT: set[int] = set()
 _HELD: dict[int, int] = {}  # port -> the descriptor of its lock file, held until exit
-
-
-def _bindable(port: int) -> bool:
-    with socket.socket() as s:
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
 
 
 def _lock(port: int) -> bool:
@@ -71,7 +51,7 @@ def _lock(port: int) -> bool:
 def _take(ports: list[int]) -> bool:
     if any(p in _HANDED_OUT or p > RANGE[1] for p in ports):
         return False
-    if not all(_bindable(p) for p in ports):
+    if not all(bindable(p) for p in ports):
         return False
     locked = [p for p in ports if _lock(p)]
     if len(locked) < len(ports):

@@ -63,12 +63,12 @@ def _send(message: dict[str, Any]) -> None:
     os.write(1, (json.dumps(message) + "\n").encode())
 
 
-def _child(request: dict[str, Any], keep_closed: list[int]) -> None:  # pragma: no cover
+def _child(request: dict[str, Any], inherited: list[int]) -> None:  # pragma: no cover
     """In the forked child: become the process the request describes, run the
     command, exit as the interpreter would."""
     code = 1
     try:
-        for fd in keep_closed:
+        for fd in inherited:  # the zygote's own descriptors
             with contextlib.suppress(OSError):
                 os.close(fd)
         signal.set_wakeup_fd(-1)

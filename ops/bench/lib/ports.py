@@ -1,7 +1,8 @@
 """Loopback ports for the servers a harness starts in other processes (a benchmark's
 peers and roles, a soak's suite, a cluster host's programs and database servers),
-which bind them seconds later. Imported as ``lib.ports`` by the scripts here and as
-``ops.bench.lib.ports`` by ``ops/cluster``; it imports nothing of either.
+which bind them seconds later. Imported as ``lib.ports`` by the scripts here, as
+``ops.bench.lib.ports`` by ``ops/cluster`` and ``tests/support/ports.py`` (which
+locks its ports against other test sessions too); it imports nothing of either.
 
 Not from the kernel's ephemeral range (``ip_local_port_range``): every outgoing
 connection on the machine takes its port from there, so a port found free there
@@ -19,7 +20,7 @@ from pathlib import Path
 _HANDED_OUT: set[int] = set()
 
 
-def _range() -> tuple[int, int]:
+def below_ephemeral() -> tuple[int, int]:
     """From 20000 (above the demo's own ports) to below the ephemeral range."""
     try:
         low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
@@ -28,7 +29,8 @@ def _range() -> tuple[int, int]:
     return (20000, low - 1) if low > 21000 else (20000, 32767)
 
 
-def _bindable(port: int) -> bool:
+def bindable(port: int) -> bool:
+    """Whether ``port`` can be bound on 127.0.0.1 now."""
     with socket.socket() as sock:
         try:
             sock.bind(("127.0.0.1", port))
@@ -39,11 +41,11 @@ def _bindable(port: int) -> bool:
 
 def free_ports(count: int = 1) -> int:
     """The first of ``count`` consecutive free loopback ports."""
-    low, high = _range()
+    low, high = below_ephemeral()
     for _ in range(10_000):
         first = random.randint(low, high - count + 1)
         ports = range(first, first + count)
-        if not _HANDED_OUT.intersection(ports) and all(_bindable(p) for p in ports):
+        if not _HANDED_OUT.intersection(ports) and all(bindable(p) for p in ports):
             _HANDED_OUT.update(ports)
             return first
     raise RuntimeError(f"no {count} consecutive free ports from {low} to {high}")
