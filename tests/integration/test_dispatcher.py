@@ -67,7 +67,9 @@ async def test_delivers_everything_then_exits_zero_on_sigterm(tmp_path, db_url, 
             tmp_path / "o.yaml", db_url=db_url, sink_port=sink.port, health_port=health
         )
         enqueue(store, 40)
-        proc = DaemonProcess(tmp_path, config)
+        # exec'd, as supervisord starts it: its store worker exec'd too (a forked
+        # dispatcher forks its worker)
+        proc = DaemonProcess(tmp_path, config, forked=False)
         try:
             await proc.start(health)
             await eventually(lambda: statuses(store) == {"sent": 40}, what="40 sent")

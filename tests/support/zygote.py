@@ -7,10 +7,13 @@ once; each start is then a fork of it: a process of its own (its own pid, sessio
 and process group, working directory, environment and umask, standard output and
 error into the given log) that runs ``daemon.cli.main(argv)`` as ``python -m
 daemon`` does, exit handlers included, and whose end (its exit code, or -N for
-signal N) comes back to the test. What exec and the imports themselves do (the
-console script, what a role loads, how fast it comes up) is tested where real
-processes are started: under supervisord (``tests/e2e``), ``test_startup.py``,
-``test_layers.py``.
+signal N) comes back to the test. A dispatcher's store worker, exec'd by a
+dispatcher that was exec'd, is forked from the dispatcher here (``_forked_worker``):
+still a process of its own on a socket pair. What exec and the imports themselves
+do (the console script, what a role loads, how fast it comes up, the worker's own
+start) is tested where real processes are started: under supervisord
+(``tests/e2e``), ``test_startup.py``, ``test_layers.py``, ``test_async_store.py``
+and one dispatcher of ``test_dispatcher.py``.
 
 The zygote speaks JSON lines: a request ``{"argv", "cwd", "env", "umask", "stdin",
 "stdout", "stderr"}`` (the three as paths; no stdin is ``/dev/null``)
@@ -32,6 +35,7 @@ import json
 import os
 import selectors
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -48,6 +52,7 @@ PRELOAD = (
     "daemon.runtime.frame",
     "daemon.store.spawn",
     "daemon.store.sync",
+    "daemon.store.worker",
     "daemon.roles.dispatcher",
     "daemon.roles.poller",
     "daemon.roles.scheduler",
@@ -92,6 +97,9 @@ def _child(request: dict[str, Any], inherited: list[int]) -> None:  # pragma: no
             2, "w", buffering=1, encoding="utf-8", errors="backslashreplace", closefd=False
         )
         sys.argv = [str(ROOT / "daemon" / "__main__.py"), *request["argv"]]
+        import daemon.store.spawn
+
+        daemon.store.spawn.start_worker = _forked_worker  # type: ignore[assignment]
         from daemon.cli import main
 
         try:
@@ -115,10 +123,67 @@ def _child(request: dict[str, Any], inherited: list[int]) -> None:  # pragma: no
         os._exit(code & 0xFF if code >= 0 else 1)
 
 
+class _ForkedPopen(subprocess.Popen[bytes]):
+    """A ``Popen`` for a child this process forked: waited for, polled and
+    signalled as one it had exec'd."""
+
+    def __init__(self, pid: int) -> None:  # no super().__init__(): nothing to start
+        self.args = ["store worker"]
+        self.pid = pid
+        self.returncode = None
+        self.stdin = self.stdout = self.stderr = None
+        self._waitpid_lock = threading.Lock()
+        self._child_created = True
+        self._sigint_wait_secs = 0.25
+        self._communication_started = False
+        self._input = None
+        self._closed_child_pipe_fds = True
+
+
+def _forked_worker(backend: str | None = None) -> Any:  # pragma: no cover
+    """``daemon.store.spawn.start_worker`` in a child of the zygote: the store
+    worker forked from the role, which has the store imported already, instead of
+    exec'd (``python -P -m daemon.store.worker``) to import it again. As exec'd, it
+    runs in a session of its own with nothing of its parent's open but its end of
+    the socket pair and the standard output and error, and ignores SIGTERM and
+    SIGINT; what exec and its imports do is tested in ``test_async_store.py``."""
+    from daemon.store import worker
+    from daemon.store.spawn import Spawned
+
+    ours, theirs = socket.socketpair()
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            os.setsid()
+            keep = theirs.fileno()
+            for name in os.listdir("/proc/self/fd"):
+                if int(name) > 2 and int(name) != keep:
+                    with contextlib.suppress(OSError):
+                        os.close(int(name))
+            devnull = os.open(os.devnull, os.O_RDONLY)
+            os.dup2(devnull, 0)
+            os.close(devnull)
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+            try:
+                code = worker.serve(theirs, backend)
+            except (EOFError, ConnectionError) as exc:
+                worker.log.error("store worker lost its parent: %s", exc)
+        finally:
+            os._exit(code)
+    theirs.close()
+    return Spawned(_ForkedPopen(pid), ours)
+
+
 def serve() -> None:  # pragma: no cover - runs in the zygote's own process
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # a Ctrl-C ends the tests; their end, this
     for name in PRELOAD:
         importlib.import_module(name)
+    # the settings' validator, built at the first file read, is built here once
+    from daemon.config.loader import parse_config
+
+    parse_config("database: sqlite:////nonexistent/outboxd.db\n")
     wake_r, wake_w = os.pipe()
     os.set_blocking(wake_r, False)
     os.set_blocking(wake_w, False)

@@ -10,6 +10,9 @@ import signal
 import time
 from pathlib import Path
 
+from tests.support.ports import free_port
+from tests.support.processes import DaemonProcess
+from tests.support.waiting import eventually
 from tests.support.zygote import spawn
 
 
@@ -49,3 +52,33 @@ def test_a_signal_ends_it_as_minus_the_signal_in_a_session_of_its_own(tmp_path: 
     child.send_signal(signal.SIGTERM)
     assert child.wait_blocking(30) == -signal.SIGTERM
     child.send_signal(signal.SIGTERM)  # ended: no signal goes to what may reuse its pid
+
+
+async def test_a_dispatchers_store_worker_is_forked_into_its_own_session_and_ends_with_it(
+    tmp_path: Path,
+):
+    config = tmp_path / "o.yaml"
+    health = free_port()
+    config.write_text(
+        f"database: sqlite:///{tmp_path}/o.db\nroles: {{dispatcher: {{base_port: {health}}}}}\n"
+    )
+    assert run(tmp_path, "migrate", "-c", str(config))[0] == 0
+    dispatcher = DaemonProcess(tmp_path, config)
+    await dispatcher.start(health)
+    [worker] = dispatcher.children()
+    assert dispatcher.proc is not None
+    assert os.getsid(worker) == worker != dispatcher.proc.pid  # a session of its own
+    assert "-m\0tests.support.zygote" in Path(f"/proc/{worker}/cmdline").read_text()  # forked
+    status, body = await dispatcher.health()  # and it serves: the dispatcher is healthy
+    assert status == 200 and body["status"] == "ok", body
+    dispatcher.proc.kill()
+    assert await dispatcher.proc.wait() == -signal.SIGKILL
+
+    def gone() -> bool:
+        try:
+            state = Path(f"/proc/{worker}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except FileNotFoundError:
+            return True
+        return state == "Z"  # ended, not yet reaped by init
+
+    await eventually(gone, "the worker ends when its dispatcher is killed", timeout=30)
