@@ -36,7 +36,10 @@ DB_FIXTURES = ("db_url", "empty_url")  # parametrised by backend
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Mark ``postgres`` what the backends' marks do not reach: tests asking for
     ``pg_url`` themselves, and those parametrising a database fixture with
-    ``"postgres"`` (``indirect=True``)."""
+    ``"postgres"`` (``indirect=True``). Then put the ``slow`` tests first: the
+    workers (``--dist load``) are dealt them in turn at the start, so that no
+    long test starts last and no worker runs several of the longest back to back
+    while the others wait."""
     for item in items:
         callspec = getattr(item, "callspec", None)
         params = callspec.params if callspec is not None else {}
@@ -44,6 +47,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             params.get(name) == "postgres" for name in DB_FIXTURES
         ):
             item.add_marker(pytest.mark.postgres)
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)  # stable
 
 
 def pytest_asyncio_loop_factories(
