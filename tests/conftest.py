@@ -36,10 +36,10 @@ DB_FIXTURES = ("db_url", "empty_url")  # parametrised by backend
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Mark ``postgres`` what the backends' marks do not reach: tests asking for
     ``pg_url`` themselves, and those parametrising a database fixture with
-    ``"postgres"`` (``indirect=True``). Then put the ``slow`` tests first: the
-    workers (``--dist load``) are dealt them in turn at the start, so that no
-    long test starts last and no worker runs several of the longest back to back
-    while the others wait."""
+    ``"postgres"`` (``indirect=True``). Then put the ``slow`` tests first: each
+    worker is given the next test as it ends one (``--dist load --maxschedchunk
+    1``), so the longest start first, side by side, and the short ones fill in
+    behind them: none starts last to run alone."""
     for item in items:
         callspec = getattr(item, "callspec", None)
         params = callspec.params if callspec is not None else {}
