@@ -20,7 +20,9 @@ from daemon.domain.clock import utcnow
 from daemon.domain.limits import text_problem
 from daemon.domain.units import parse_duration
 from daemon.operator.base import Operator
+from daemon.store.address import backend_of
 from daemon.store.aio import open_async_store
+from daemon.store.drivers import only_for
 
 T = TypeVar("T")
 
@@ -67,6 +69,7 @@ def operate(
     ``reason``: what ``--reason`` said, for the audit."""
 
     async def run() -> T:
+        only_for(backend_of(settings.database.url.get_secret_value()))  # this process's one store
         store = open_async_store(settings.database, in_process=False)
         try:
             op = Operator(store, settings, who or actor()).giving(reason, "--reason")

@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING
 from daemon.cli.errors import EX_USAGE, CliError
 from daemon.cli.parser import ROLES
 from daemon.config.document import database_url, read_document
+from daemon.store.address import backend_of
+from daemon.store.drivers import only_for
 
 if TYPE_CHECKING:
     from daemon.store.spawn import Spawned
@@ -30,12 +32,13 @@ WORKER_ROLES = ("dispatcher",)
 
 def cmd_run(args: argparse.Namespace) -> int:
     document = read_document(args.config, os.environ)  # a file that cannot be read: exit 78
+    backend = backend_of(database_url(document, os.environ))
+    only_for(backend)  # the drivers a store on another backend would use stay unloaded
     spawned = None
     if args.role in WORKER_ROLES:
-        from daemon.store.address import backend_of
         from daemon.store.spawn import start_worker
 
-        spawned = start_worker(backend_of(database_url(document, os.environ)))
+        spawned = start_worker(backend)
     try:
         from daemon.config.loader import settings_of  # after the worker's start: see above
 

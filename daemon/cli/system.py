@@ -7,8 +7,8 @@ import os
 
 from daemon.cli.common import settings_of
 from daemon.operator.summaries import config_summary
-from daemon.store.db import open_database
-from daemon.store.migrations import LATEST, current_version, migrate
+from daemon.store.address import backend_of
+from daemon.store.drivers import only_for
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
@@ -20,6 +20,10 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 
 def cmd_migrate(args: argparse.Namespace) -> int:
     settings = settings_of(args)
+    only_for(backend_of(settings.database.url.get_secret_value()))  # before the store is imported
+    from daemon.store.db import open_database
+    from daemon.store.migrations import LATEST, current_version, migrate
+
     db = open_database(settings.database)
     try:
         before = current_version(db)

@@ -1,4 +1,5 @@
-"""The database drivers a store worker leaves unloaded.
+"""The database drivers a store worker, and a process serving one database, leave
+unloaded.
 
 peewee imports, at its own import, every driver it finds installed: psycopg and
 psycopg2 (PostgreSQL), PyMySQL or MySQLdb (MySQL). outboxd's store runs on SQLite
@@ -8,6 +9,11 @@ backend does not use unimportable before peewee is imported (``sys.modules[name]
 = None``: the import system's own mark of a module that cannot be imported), so a
 worker for SQLite starts without psycopg (~75 ms of its start) and none loads
 PyMySQL (~20 ms). A worker told nothing hides nothing.
+
+An ``outboxd`` command or a role on a thread store serves one database as well, but
+may read MariaDB beside it (a Khanza source, with PyMySQL): ``only_for`` hides the
+PostgreSQL drivers alone, from a process whose store is on SQLite (~95 ms of each
+command's start), before the store is first imported.
 """
 
 from __future__ import annotations
@@ -27,4 +33,23 @@ def hide_unused(backend: str | None) -> None:
     if "peewee" in sys.modules:
         raise RuntimeError("peewee is imported already: its drivers are loaded")
     for name in _UNUSED.get(backend or "", ()):
+        sys.modules.setdefault(name, None)  # type: ignore[arg-type]
+
+
+# what a process serving one database of the backend, and maybe reading MariaDB
+# (PyMySQL), does not load
+_NOT_FOR_ONE_STORE: dict[str, tuple[str, ...]] = {
+    "sqlite": ("psycopg", "psycopg2", "psycopg2cffi"),
+    "postgresql": ("psycopg2", "psycopg2cffi"),
+}
+
+
+def only_for(backend: str | None) -> None:
+    """In a process whose one store is on ``backend`` (an ``outboxd`` command, a
+    role), leave the PostgreSQL drivers that store does not use unloaded. Nothing
+    once peewee is imported (a process holding stores of both backends, as the
+    tests and the benchmarks do, imports it first) or for a backend not known here."""
+    if "peewee" in sys.modules:
+        return
+    for name in _NOT_FOR_ONE_STORE.get(backend or "", ()):
         sys.modules.setdefault(name, None)  # type: ignore[arg-type]

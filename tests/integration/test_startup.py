@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import subprocess
 import sys
 
 import pytest
@@ -61,3 +62,42 @@ async def test_a_dispatcher_delivers_having_loaded_no_framework_and_no_driver(
     # on PostgreSQL the doorbell's LISTEN connection is the dispatcher's own: psycopg
     unwanted = NOT_IN_THE_DISPATCHER - ({"psycopg"} if db_url.startswith("postgres") else set())
     assert not loaded & unwanted, sorted(loaded & unwanted)
+
+
+def traced(tmp_path, *argv: str) -> tuple[int, set[str], str]:
+    """``python -X importtime -m daemon ARGV``: its exit code, the modules it
+    imported (a package left unloaded, ``sys.modules[name] = None``, is traced by
+    its name alone: none of its modules), its standard error."""
+    result = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "daemon", *argv],
+        cwd=tmp_path, capture_output=True, timeout=120,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )  # fmt: skip
+    err = result.stderr.decode(errors="replace")
+    modules = {
+        line.rsplit("|", 1)[1].strip()
+        for line in err.splitlines()
+        if line.startswith("import time:") and "self [us]" not in line
+    }
+    return result.returncode, modules, err
+
+
+def loads(modules: set[str], package: str) -> bool:
+    return any(m.startswith(f"{package}.") for m in modules)
+
+
+def test_a_command_on_sqlite_loads_the_store_without_the_postgresql_driver(tmp_path):
+    config = tmp_path / "o.yaml"
+    config.write_text(f"database: sqlite:///{tmp_path}/o.db\n")
+    for argv in (["migrate"], ["messages", "list"], ["stats"]):
+        code, loaded, err = traced(tmp_path, *argv, "-c", str(config))
+        assert code == 0, err[-2000:]
+        assert "peewee" in loaded and not loads(loaded, "psycopg"), argv
+
+
+def test_a_command_on_postgresql_loads_its_driver(tmp_path, pg_url):
+    config = tmp_path / "o.yaml"
+    config.write_text(f"database: {pg_url}\n")
+    code, loaded, err = traced(tmp_path, "migrate", "-c", str(config))
+    assert code == 0, err[-2000:]
+    assert "peewee" in loaded and loads(loaded, "psycopg")
