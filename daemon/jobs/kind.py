@@ -6,14 +6,16 @@ import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Generic, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 from zoneinfo import ZoneInfo
 
 from daemon.domain.fields import Model
-from daemon.domain.tracking import CheckResult, DueCheck
-from daemon.domain.views import ChannelStats, Exported
 from daemon.jobs.template import RunFacts, render
 from daemon.sources.base import SourceSettings
+
+if TYPE_CHECKING:  # what the store's answers look like: annotations alone
+    from daemon.domain.tracking import CheckResult, DueCheck
+    from daemon.domain.views import ChannelStats, Exported
 
 
 class JobOptions(Model):
