@@ -36,10 +36,7 @@ DB_FIXTURES = ("db_url", "empty_url")  # parametrised by backend
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Mark ``postgres`` what the backends' marks do not reach: tests asking for
     ``pg_url`` themselves, and those parametrising a database fixture with
-    ``"postgres"`` (``indirect=True``). Then put the ``slow`` tests first: each
-    worker is given the next test as it ends one (``--dist load --maxschedchunk
-    1``), so the longest start first, side by side, and the short ones fill in
-    behind them: none starts last to run alone."""
+    ``"postgres"`` (``indirect=True``)."""
     for item in items:
         callspec = getattr(item, "callspec", None)
         params = callspec.params if callspec is not None else {}
@@ -47,7 +44,6 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             params.get(name) == "postgres" for name in DB_FIXTURES
         ):
             item.add_marker(pytest.mark.postgres)
-    items.sort(key=lambda item: item.get_closest_marker("slow") is None)  # stable
 
 
 def pytest_asyncio_loop_factories(
