@@ -57,6 +57,12 @@ def actor() -> str:
     return f"cli:{account()}"
 
 
+def drivers_for(settings: Settings) -> None:
+    """Before the store is imported: this process serves the file's database alone,
+    so the drivers of the other backend stay unloaded (``store.drivers.only_for``)."""
+    only_for(backend_of(settings.database.url.get_secret_value()))
+
+
 def operate(
     settings: Settings,
     step: Callable[[Operator], Awaitable[T]],
@@ -69,7 +75,7 @@ def operate(
     ``reason``: what ``--reason`` said, for the audit."""
 
     async def run() -> T:
-        only_for(backend_of(settings.database.url.get_secret_value()))  # this process's one store
+        drivers_for(settings)
         store = open_async_store(settings.database, in_process=False)
         try:
             op = Operator(store, settings, who or actor()).giving(reason, "--reason")

@@ -5,10 +5,8 @@ from __future__ import annotations
 import argparse
 import os
 
-from daemon.cli.common import settings_of
+from daemon.cli.common import drivers_for, settings_of
 from daemon.operator.summaries import config_summary
-from daemon.store.address import backend_of
-from daemon.store.drivers import only_for
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
@@ -20,7 +18,7 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 
 def cmd_migrate(args: argparse.Namespace) -> int:
     settings = settings_of(args)
-    only_for(backend_of(settings.database.url.get_secret_value()))  # before the store is imported
+    drivers_for(settings)
     from daemon.store.db import open_database
     from daemon.store.migrations import LATEST, current_version, migrate
 

@@ -21,10 +21,18 @@ from __future__ import annotations
 import sys
 
 BACKENDS = ("sqlite", "postgresql")
-_UNUSED: dict[str, tuple[str, ...]] = {
-    "sqlite": ("psycopg", "psycopg2", "psycopg2cffi", "pymysql", "MySQLdb"),
-    "postgresql": ("psycopg2", "psycopg2cffi", "pymysql", "MySQLdb"),
+# the PostgreSQL drivers a store on the backend does not use; a store worker leaves
+# the MySQL ones unloaded too, a process that may read MariaDB (PyMySQL) does not
+_POSTGRES_UNUSED: dict[str, tuple[str, ...]] = {
+    "sqlite": ("psycopg", "psycopg2", "psycopg2cffi"),
+    "postgresql": ("psycopg2", "psycopg2cffi"),
 }
+_MYSQL = ("pymysql", "MySQLdb")
+
+
+def _leave_unloaded(names: tuple[str, ...]) -> None:
+    for name in names:
+        sys.modules.setdefault(name, None)  # type: ignore[arg-type]
 
 
 def hide_unused(backend: str | None) -> None:
@@ -32,16 +40,8 @@ def hide_unused(backend: str | None) -> None:
     (before peewee is imported); nothing for no backend or one not known here."""
     if "peewee" in sys.modules:
         raise RuntimeError("peewee is imported already: its drivers are loaded")
-    for name in _UNUSED.get(backend or "", ()):
-        sys.modules.setdefault(name, None)  # type: ignore[arg-type]
-
-
-# what a process serving one database of the backend, and maybe reading MariaDB
-# (PyMySQL), does not load
-_NOT_FOR_ONE_STORE: dict[str, tuple[str, ...]] = {
-    "sqlite": ("psycopg", "psycopg2", "psycopg2cffi"),
-    "postgresql": ("psycopg2", "psycopg2cffi"),
-}
+    if backend in _POSTGRES_UNUSED:
+        _leave_unloaded(_POSTGRES_UNUSED[backend] + _MYSQL)
 
 
 def only_for(backend: str | None) -> None:
@@ -49,7 +49,5 @@ def only_for(backend: str | None) -> None:
     role), leave the PostgreSQL drivers that store does not use unloaded. Nothing
     once peewee is imported (a process holding stores of both backends, as the
     tests and the benchmarks do, imports it first) or for a backend not known here."""
-    if "peewee" in sys.modules:
-        return
-    for name in _NOT_FOR_ONE_STORE.get(backend or "", ()):
-        sys.modules.setdefault(name, None)  # type: ignore[arg-type]
+    if "peewee" not in sys.modules:
+        _leave_unloaded(_POSTGRES_UNUSED.get(backend or "", ()))

@@ -104,6 +104,11 @@ def main(argv: list[str]) -> int:
     hide_unused(backend)
     import daemon.store.sync  # noqa: F401 - the store and its driver, now: before the settings come
 
+    return run(sock, backend)
+
+
+def run(sock: socket.socket, backend: str | None) -> int:
+    """Serve the parent on ``sock`` until it closes its end; the exit code."""
     try:
         return serve(sock, backend)
     except (EOFError, ConnectionError) as exc:

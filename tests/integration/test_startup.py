@@ -25,13 +25,19 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
 NOT_IN_THE_DISPATCHER = {"aiohttp", "peewee", "psycopg", "pymysql", "apscheduler", "supervisor"}
 
 
-def imported(log: str) -> set[str]:
-    """The top-level packages a ``-X importtime`` log names."""
+def modules(log: str) -> set[str]:
+    """The modules a ``-X importtime`` log names (a package left unloaded,
+    ``sys.modules[name] = None``, is named alone: none of its modules)."""
     return {
-        line.rsplit("|", 1)[1].strip().split(".")[0]
+        line.rsplit("|", 1)[1].strip()
         for line in log.splitlines()
         if line.startswith("import time:") and "self [us]" not in line
     }
+
+
+def imported(log: str) -> set[str]:
+    """The top-level packages a ``-X importtime`` log names."""
+    return {name.split(".")[0] for name in modules(log)}
 
 
 async def test_a_dispatcher_delivers_having_loaded_no_framework_and_no_driver(
@@ -66,20 +72,14 @@ async def test_a_dispatcher_delivers_having_loaded_no_framework_and_no_driver(
 
 def traced(tmp_path, *argv: str) -> tuple[int, set[str], str]:
     """``python -X importtime -m daemon ARGV``: its exit code, the modules it
-    imported (a package left unloaded, ``sys.modules[name] = None``, is traced by
-    its name alone: none of its modules), its standard error."""
+    imported (``modules``), its standard error."""
     result = subprocess.run(
         [sys.executable, "-X", "importtime", "-m", "daemon", *argv],
         cwd=tmp_path, capture_output=True, timeout=120,
         env={**os.environ, "PYTHONPATH": str(ROOT)},
     )  # fmt: skip
     err = result.stderr.decode(errors="replace")
-    modules = {
-        line.rsplit("|", 1)[1].strip()
-        for line in err.splitlines()
-        if line.startswith("import time:") and "self [us]" not in line
-    }
-    return result.returncode, modules, err
+    return result.returncode, modules(err), err
 
 
 def loads(modules: set[str], package: str) -> bool:

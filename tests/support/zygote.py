@@ -166,10 +166,7 @@ def _forked_worker(backend: str | None = None) -> Any:  # pragma: no cover
             os.close(devnull)
             signal.signal(signal.SIGTERM, signal.SIG_IGN)
             signal.signal(signal.SIGINT, signal.SIG_IGN)
-            try:
-                code = worker.serve(theirs, backend)
-            except (EOFError, ConnectionError) as exc:
-                worker.log.error("store worker lost its parent: %s", exc)
+            code = worker.run(theirs, backend)
         finally:
             os._exit(code)
     theirs.close()
