@@ -11,6 +11,7 @@ import peewee as pw
 import pytest
 
 from daemon.config.database import DatabaseSettings
+from daemon.config.settings import every_kind
 from daemon.store.db import open_database
 from daemon.store.migrations import migrate
 from daemon.store.models import MODELS
@@ -26,6 +27,13 @@ from tests.support.cli import Cli
 # this process, its workers and every process a test starts.
 os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
 sys.dont_write_bytecode = False
+
+# pydantic's plugins are not looked for, here as in outboxd's processes
+# (``daemon.cli.main``); and the settings' model of every kind is built once per
+# test process: a file is then validated by it, not by a model of its own kinds
+# built for each file (outboxd's own processes, exec'd by the tests, do that).
+os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
+every_kind().model_rebuild()
 
 # the store's backends; the PostgreSQL one marked ``postgres`` (``-m "not postgres"``
 # runs without a server)

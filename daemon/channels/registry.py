@@ -3,27 +3,49 @@ kind's declaration (``kind.py``); a kind not in it cannot be configured or built
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import TYPE_CHECKING, Annotated, Any, Union
+from collections.abc import Sequence
+from typing import Any
 
-from pydantic import Field
-
-from daemon.channels import bpjs_antrean, fhir, http, mllp
 from daemon.channels.base import Channel
 from daemon.channels.kind import ChannelKind, ChannelSettings, InvalidPayload
+from daemon.domain.kinds import Kinds, tagged_union
 
-CHANNEL_KINDS: Mapping[str, ChannelKind[Any]] = {
-    kind.name: kind for kind in (mllp.KIND, http.KIND, bpjs_antrean.KIND, fhir.KIND)
-}
 
-# The settings of any registered kind, told apart by ``kind``.
-if TYPE_CHECKING:  # a type checker sees the base; pydantic, the union of the kinds
-    AnyChannelSettings = ChannelSettings
-else:
-    AnyChannelSettings = Annotated[
-        Union[tuple(kind.settings for kind in CHANNEL_KINDS.values())],  # noqa: UP007
-        Field(discriminator="kind"),
-    ]
+def _mllp() -> ChannelKind[Any]:
+    from daemon.channels import mllp
+
+    return mllp.KIND
+
+
+def _http() -> ChannelKind[Any]:
+    from daemon.channels import http
+
+    return http.KIND
+
+
+def _bpjs_antrean() -> ChannelKind[Any]:
+    from daemon.channels import bpjs_antrean
+
+    return bpjs_antrean.KIND
+
+
+def _fhir() -> ChannelKind[Any]:
+    from daemon.channels import fhir
+
+    return fhir.KIND
+
+
+# a kind's module is imported at the first lookup of its name
+CHANNEL_KINDS: Kinds[ChannelKind[Any]] = Kinds(
+    "channel kind", {"mllp": _mllp, "http": _http, "bpjs_antrean": _bpjs_antrean, "fhir": _fhir}
+)
+
+
+def channel_settings(names: Sequence[str]) -> Any:
+    """The type a channel's settings are validated as: the settings of the kinds
+    named (registered ones, in the registry's order), told apart by ``kind``."""
+    kinds = CHANNEL_KINDS.named(names)
+    return tagged_union([CHANNEL_KINDS[n].settings for n in kinds], "kind", ChannelSettings)
 
 
 def kind_of(settings: ChannelSettings) -> ChannelKind[Any]:
@@ -74,10 +96,10 @@ def message_kind(settings: ChannelSettings, given: str | None) -> str:
 
 __all__ = [
     "CHANNEL_KINDS",
-    "AnyChannelSettings",
     "ChannelSettings",
     "InvalidPayload",
     "build_channel",
+    "channel_settings",
     "kind_of",
     "message_kind",
     "prepare_payload",

@@ -21,7 +21,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from daemon.cli.errors import EX_DATAERR, EX_SOFTWARE, EX_UNAVAILABLE, EX_USAGE, CliError
-from daemon.cli.parser import build_parser
+from daemon.cli.parser import build_parser, run_parser
 from daemon.config.errors import EX_CONFIG, ConfigError
 from daemon.domain.errors import (
     DatabaseFileError,
@@ -62,7 +62,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     for stream in (sys.stdout, sys.stderr):  # an argument that is not UTF-8 still prints
         if isinstance(stream, io.TextIOWrapper):
             stream.reconfigure(errors="backslashreplace")
-    args = build_parser().parse_args(argv)
+    # pydantic looks for plugins in every installed distribution's entry points at
+    # its first validation (20 ms and more); outboxd uses none, unless this is set
+    os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
+    given = sys.argv[1:] if argv is None else list(argv)
+    # a role's start (`outboxd run ROLE`) builds the parser of that command alone
+    parser = run_parser() if given[:1] == ["run"] else build_parser()
+    args = parser.parse_args(given[1:] if given[:1] == ["run"] else given)
     if not hasattr(args, "config"):
         args.config = None
     umask = private_umask()  # nothing it writes readable by others (a role runs in here too)

@@ -41,7 +41,8 @@ def subcommands(
     return add
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _common() -> argparse.ArgumentParser:
+    """The options every command takes."""
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
         "-c",
@@ -50,6 +51,11 @@ def build_parser() -> argparse.ArgumentParser:
         default=argparse.SUPPRESS,
         help="the YAML file (default: $OUTBOXD_CONFIG)",
     )
+    return common
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = _common()
     parser = argparse.ArgumentParser(
         prog="outboxd", description="Reliable outbox delivery.", parents=[common]
     )
@@ -63,6 +69,24 @@ def build_parser() -> argparse.ArgumentParser:
     _tokens(add, common)
     _audit(add)
     return parser
+
+
+RUN_HELP = f"run a role until SIGTERM ({', '.join(ROLES)})"
+
+
+def run_parser() -> argparse.ArgumentParser:
+    """The parser of ``outboxd run`` alone, the same as ``build_parser``'s (its
+    usage, help and errors read ``outboxd run``): a role's start, which supervisord
+    makes at every restart, builds no other command's parser."""
+    parser = argparse.ArgumentParser(prog="outboxd run", parents=[_common()], description=RUN_HELP)
+    parser.set_defaults(command="run", target="daemon.cli.run:cmd_run")
+    _run_arguments(parser)
+    return parser
+
+
+def _run_arguments(run: argparse.ArgumentParser) -> None:
+    run.add_argument("role", choices=list(ROLES))
+    run.add_argument("--process-num", type=int, default=0)
 
 
 def _system(add: Add) -> None:
@@ -80,9 +104,7 @@ def _system(add: Add) -> None:
     )
     backup.add_argument("file", metavar="FILE", help="where to write the copy (made 0600)")
     backup.add_argument("--force", action="store_true", help="replace FILE if it exists")
-    run = add("run", "daemon.cli.run:cmd_run", f"run a role until SIGTERM ({', '.join(ROLES)})")
-    run.add_argument("role", choices=list(ROLES))
-    run.add_argument("--process-num", type=int, default=0)
+    _run_arguments(add("run", "daemon.cli.run:cmd_run", RUN_HELP))
 
 
 def _status(add: Add) -> None:

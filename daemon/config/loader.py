@@ -7,7 +7,6 @@ Every problem is reported with its dotted path in the file
 
 from __future__ import annotations
 
-import difflib
 import ipaddress
 import os
 import types
@@ -21,11 +20,16 @@ from daemon.config.document import MAX_DEPTH as MAX_DEPTH  # re-exported: nestin
 from daemon.config.document import Document, parse_yaml, read_document
 from daemon.config.errors import ConfigError, ConfigIssue
 from daemon.config.interpolation import InterpolationError, interpolate, names_variable
-from daemon.config.settings import DEFAULT_BASE_PORTS, SCHEDULE_MODELS, HolidaySettings, Settings
-from daemon.config.timing import timing_for
+from daemon.config.settings import (
+    DEFAULT_BASE_PORTS,
+    HolidaySettings,
+    Settings,
+    every_kind,
+    model_for,
+    schedule_model,
+)
 from daemon.domain.fields import FromEnvironment
 from daemon.jobs.registry import JOB_KINDS
-from daemon.scheduling.fires import JUST_BEFORE, next_fires
 from daemon.sources.registry import SOURCE_KINDS
 
 
@@ -52,7 +56,7 @@ def settings_of(document: Document, environ: Mapping[str, str] | None = None) ->
     failed = {issue.path for issue in issues}
     settings = None
     try:
-        settings = Settings.model_validate(data)
+        settings = _validate(data)
     except ValidationError as exc:
         issues += [i for i in _issues_from_pydantic(exc.errors(), data) if i.path not in failed]
     issues += cross_check(data)
@@ -61,6 +65,19 @@ def settings_of(document: Document, environ: Mapping[str, str] | None = None) ->
     if issues or settings is None:
         raise ConfigError(source, issues)
     return settings
+
+
+def _validate(data: Any) -> Settings:
+    """The settings of the interpolated file, validated by the model of the kinds it
+    names; where that fails, by the model of every kind, whose verdict is the same
+    (a kind's settings are picked by their tag) and whose errors name every kind."""
+    model = model_for(data) if isinstance(data, Mapping) else every_kind()
+    try:
+        return model.model_validate(data)
+    except ValidationError:
+        if model is every_kind():
+            raise
+    return every_kind().model_validate(data)
 
 
 # --- interpolation ------------------------------------------------------------
@@ -222,6 +239,8 @@ def _issue_from_pydantic(error: Any, data: Any, parts: list[Any], strip: int = 0
     if kind == "extra_forbidden":
         allowed = _allowed_keys(parts[:-1], data)
         message = "unknown key"
+        import difflib  # a file with an unknown key only
+
         close = difflib.get_close_matches(str(parts[-1]), allowed, n=1)
         if close:
             message += f" (did you mean {close[0]!r}?)"
@@ -302,7 +321,7 @@ def _allowed_keys(parts: list[Any], data: Any) -> list[str]:
 
 
 def _models_at(parts: list[Any], data: Any) -> list[Any]:
-    candidates: list[Any] = [Settings]
+    candidates: list[Any] = [every_kind()]
     node = data
     for part in parts:
         candidates = _tagged(candidates, node)
@@ -432,9 +451,12 @@ def _window_problems(schedule: Mapping[str, Any], document: Mapping[str, Any]) -
     job = schedule.get("job")
     if schedule.get("start_at") is None or schedule.get("end_at") is None:
         return []
-    model = SCHEDULE_MODELS.get(job) if isinstance(job, str) else None
-    if model is None:
+    if not isinstance(job, str) or job not in JOB_KINDS:
         return []
+    from daemon.config.timing import timing_for
+    from daemon.scheduling.fires import JUST_BEFORE, next_fires
+
+    model = schedule_model(job)
     zone = document.get("timezone")
     calendar = document.get("holidays")
     try:

@@ -7,11 +7,12 @@ runs of a fire that failed."""
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from functools import cache
 from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
 
-from daemon.config.settings import AnyScheduleSettings, ScheduleSettings
+from daemon.config.settings import ScheduleSettings, schedule_settings
 from daemon.config.timing import calendar, timing_for, timing_of, zone_of
 
 __all__ = [
@@ -19,7 +20,13 @@ __all__ = [
     "timing_of", "zone_of",
 ]  # fmt: skip
 
-_SCHEDULE: TypeAdapter[Any] = TypeAdapter(AnyScheduleSettings)
+
+@cache
+def _schedule() -> TypeAdapter[Any]:
+    """A schedule of any job kind (every job kind's module is loaded)."""
+    from daemon.jobs.registry import JOB_KINDS
+
+    return TypeAdapter(schedule_settings(tuple(JOB_KINDS)))
 
 
 class DefinitionError(ValueError):
@@ -36,7 +43,7 @@ def read_definition(data: Any, name: str = "schedule") -> ScheduleSettings:
     """A definition checked as the YAML file's schedules are; ``DefinitionError``
     naming each problem with its path, in the words of ``check-config``."""
     try:
-        return _SCHEDULE.validate_python(data)
+        return _schedule().validate_python(data)
     except ValidationError as exc:
         from daemon.config.loader import problems_at
 

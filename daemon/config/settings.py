@@ -9,8 +9,11 @@ repr or a log line.
 from __future__ import annotations
 
 import socket
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
+from functools import cache
+from types import GenericAlias
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
@@ -24,7 +27,7 @@ from pydantic import (
     model_validator,
 )
 
-from daemon.channels.registry import AnyChannelSettings
+from daemon.channels.registry import CHANNEL_KINDS, ChannelSettings, channel_settings
 from daemon.config.database import DatabaseSettings
 from daemon.domain.auth import Role
 from daemon.domain.fields import (
@@ -45,13 +48,14 @@ from daemon.domain.fields import (
     TimeZoneName,
     default_node,
 )
-from daemon.jobs.kind import JobKind, JobOptions
+from daemon.domain.kinds import tagged_union
+from daemon.jobs.kind import JobOptions
 from daemon.jobs.registry import JOB_KINDS
-from daemon.notify.registry import AnyNotifySettings
+from daemon.notify.kind import NotifySettings
+from daemon.notify.registry import NOTIFY_KINDS, notify_settings
 from daemon.notify.rules import AlertSettings
-from daemon.scheduling.cron import parse_crontab
-from daemon.scheduling.fires import EPOCH, Timing, next_fires
-from daemon.sources.registry import AnySourceSettings
+from daemon.sources.base import SourceSettings
+from daemon.sources.registry import SOURCE_KINDS, source_settings
 from daemon.webhooks.signing import secret_key
 
 __all__ = [
@@ -69,6 +73,8 @@ MAX_RUNS = 1_000_000_000  # a schedule's max_runs, at most
 
 
 def _check_cron(expression: str) -> str:
+    from daemon.scheduling.cron import parse_crontab  # a file with schedules only
+
     parse_crontab(expression)
     return expression
 
@@ -166,6 +172,9 @@ class ScheduleSettings(Model):
         if self.if_skipped == "next_business_day" and not self.skip:
             raise ValueError("if_skipped says what to do with skipped days: give skip")
         if self.cron is not None and "weekends" in self.skip and self.if_skipped == "drop":
+            from daemon.scheduling.cron import parse_crontab
+            from daemon.scheduling.fires import EPOCH, Timing, next_fires
+
             weekdays = Timing(UTC, parse_crontab(self.cron), skip_weekends=True)
             if not next_fires(weekdays, EPOCH):
                 raise ValueError(
@@ -175,12 +184,16 @@ class ScheduleSettings(Model):
         return self
 
 
-def _schedule_model(kind: JobKind[Any]) -> type[ScheduleSettings]:
-    job: Any = Literal[kind.name]  # a literal made at run time, one per kind
+@cache
+def schedule_model(job: str) -> type[ScheduleSettings]:
+    """The settings of a schedule of one job kind (``KeyError`` for no such kind):
+    its ``job`` that kind's name, its ``options`` that kind's options."""
+    kind = JOB_KINDS[job]
+    tag: Any = Literal[kind.name]  # a literal made at run time, one per kind
     return create_model(
         f"{kind.name.title().replace('_', '')}ScheduleSettings",
         __base__=ScheduleSettings,
-        job=(job, ...),
+        job=(tag, ...),
         options=(kind.options, Field(default_factory=kind.options))
         if _has_defaults(kind.options)
         else (kind.options, ...),
@@ -192,14 +205,11 @@ def _has_defaults(model: type[BaseModel]) -> bool:
     return all(not field.is_required() for field in model.model_fields.values())
 
 
-SCHEDULE_MODELS = {name: _schedule_model(kind) for name, kind in JOB_KINDS.items()}
-if TYPE_CHECKING:  # a type checker sees the base; pydantic, the union of the kinds
-    AnyScheduleSettings = ScheduleSettings
-else:
-    AnyScheduleSettings = Annotated[
-        Union[tuple(SCHEDULE_MODELS.values())],  # noqa: UP007
-        Field(discriminator="job"),
-    ]
+def schedule_settings(names: Sequence[str]) -> Any:
+    """The type a schedule is validated as: the schedules of the job kinds named
+    (registered ones, in the registry's order), told apart by ``job``."""
+    kinds = JOB_KINDS.named(names)
+    return tagged_union([schedule_model(n) for n in kinds], "job", ScheduleSettings)
 
 
 def _sha256_hex(value: object) -> object:
@@ -347,19 +357,119 @@ def _this_host() -> str:
 
 
 class Settings(Model):
+    """The whole file. A file is validated by ``settings_model``'s subclass of this
+    class for the kinds it names (``channels``, ``sources``, ``schedules`` and
+    ``notify`` hold the settings of those kinds), never by this class itself."""
+
     database: Annotated[DatabaseSettings, BeforeValidator(_database_shorthand)]
     # this host's name in the suite: in every lease owner (node:pid:role.n), /healthz,
     # /metrics (outboxd_process_info) and JSON logs; by default the host name up to
     # its first dot. Give each machine sharing one database a name of its own.
     node: NodeName = Field(default_factory=_this_host)
     timezone: TimeZoneName = "UTC"
-    channels: dict[Name, AnyChannelSettings] = Field(default_factory=dict)
-    sources: dict[Name, AnySourceSettings] = Field(default_factory=dict)
-    schedules: dict[Name, AnyScheduleSettings] = Field(default_factory=dict)
+    channels: dict[Name, ChannelSettings] = Field(default_factory=dict)
+    sources: dict[Name, SourceSettings] = Field(default_factory=dict)
+    schedules: dict[Name, ScheduleSettings] = Field(default_factory=dict)
     holidays: HolidaySettings | None = None  # the calendar of schedules' skip: [holidays]
-    notify: dict[Name, AnyNotifySettings] = Field(default_factory=dict)
+    notify: dict[Name, NotifySettings] = Field(default_factory=dict)
     alerts: list[AlertSettings] = Field(default_factory=list)
     control: ControlSettings = Field(default_factory=ControlSettings.model_construct)
     webhooks: dict[Name, WebhookSettings] = Field(default_factory=dict)
     roles: RolesSettings = Field(default_factory=RolesSettings.model_construct)
     logging: LoggingSettings = Field(default_factory=LoggingSettings.model_construct)
+
+    def __eq__(self, other: object) -> bool:
+        """Equal values are equal settings, whichever kinds each one's model knew."""
+        if not isinstance(other, Settings):
+            return NotImplemented
+        return self.__dict__ == other.__dict__
+
+    __hash__ = None  # type: ignore[assignment]  # mutable inside: dicts and lists
+
+
+_MODELS: dict[tuple[tuple[str, ...], ...], type[Settings]] = {}
+
+
+def _named(value: Any) -> Any:
+    """A section of named entries of the type ``value`` (``dict[Name, value]``),
+    empty unless given."""
+    return GenericAlias(dict, (Name, value)), Field(default_factory=dict)
+
+
+def settings_model(
+    channels: Sequence[str], sources: Sequence[str], jobs: Sequence[str], notify: Sequence[str]
+) -> type[Settings]:
+    """The settings of a file whose channels, sources, schedules and notify targets
+    are of the kinds named (registered ones): only those kinds are imported, and
+    pydantic builds the validator of no other. A file with a kind not named fails
+    its validation. Made once per set of kinds."""
+    key = (
+        CHANNEL_KINDS.named(channels), SOURCE_KINDS.named(sources), JOB_KINDS.named(jobs),
+        NOTIFY_KINDS.named(notify),
+    )  # fmt: skip
+    model = _MODELS.get(key)
+    if model is None:
+        model = _MODELS[key] = create_model(
+            "Settings",
+            __base__=Settings,
+            __module__=__name__,
+            channels=_named(channel_settings(key[0])),
+            sources=_named(source_settings(key[1])),
+            schedules=_named(schedule_settings(key[2])),
+            notify=_named(notify_settings(key[3])),
+        )
+    return model
+
+
+def _every_key() -> tuple[tuple[str, ...], ...]:
+    return tuple(CHANNEL_KINDS), tuple(SOURCE_KINDS), tuple(JOB_KINDS), tuple(NOTIFY_KINDS)
+
+
+def every_kind() -> type[Settings]:
+    """The settings that know every registered kind: the model whose errors name
+    them all (``unknown kind 'x'; expected one of …``)."""
+    return settings_model(*_every_key())
+
+
+def _tags(section: object, tag: str) -> list[str] | None:
+    """The tags the entries of a section give (none for a section not given), or
+    None where the section is not a mapping or an entry gives no tag that is a
+    string."""
+    if section is None:
+        return []
+    if not isinstance(section, Mapping):
+        return None
+    tags = [entry.get(tag) if isinstance(entry, Mapping) else None for entry in section.values()]
+    return (
+        [t for t in tags if isinstance(t, str)] if all(isinstance(t, str) for t in tags) else None
+    )
+
+
+def kinds_named(data: Mapping[str, Any]) -> list[list[str]] | None:
+    """The kinds a file's channels, sources, schedules (their jobs) and notify
+    targets name, in that order; None where one names a kind outboxd does not
+    have, or none at all."""
+    sections = (
+        ("channels", "kind", CHANNEL_KINDS), ("sources", "kind", SOURCE_KINDS),
+        ("schedules", "job", JOB_KINDS), ("notify", "kind", NOTIFY_KINDS),
+    )  # fmt: skip
+    found = []
+    for key, tag, kinds in sections:
+        tags = _tags(data.get(key), tag)
+        if tags is None or not all(t in kinds for t in tags):
+            return None
+        found.append(tags)
+    return found
+
+
+def model_for(data: Mapping[str, Any]) -> type[Settings]:
+    """The settings model to validate a file with: the one for the kinds it names,
+    so that a dispatcher of MLLP channels loads no BPJS, job or notify code. The
+    model of every kind where the file names a kind outboxd does not have or an
+    entry names none (its errors then say what is known), or where this process
+    has built that model already (it validates any file as fast)."""
+    built = _MODELS.get(_every_key())
+    if built is not None and built.__pydantic_complete__:
+        return built
+    named = kinds_named(data)
+    return every_kind() if named is None else settings_model(*named)

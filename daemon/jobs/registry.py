@@ -2,13 +2,53 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
-from daemon.jobs import command, export, http, purge, report, status_check
+from daemon.domain.kinds import Kinds
 from daemon.jobs.kind import JobKind
 
-JOB_KINDS: Mapping[str, JobKind[Any]] = {
-    kind.name: kind
-    for kind in (purge.KIND, export.KIND, status_check.KIND, report.KIND, http.KIND, command.KIND)
-}
+
+def _purge() -> JobKind[Any]:
+    from daemon.jobs import purge
+
+    return purge.KIND
+
+
+def _export() -> JobKind[Any]:
+    from daemon.jobs import export
+
+    return export.KIND
+
+
+def _status_check() -> JobKind[Any]:
+    from daemon.jobs import status_check
+
+    return status_check.KIND
+
+
+def _report() -> JobKind[Any]:
+    from daemon.jobs import report
+
+    return report.KIND
+
+
+def _http() -> JobKind[Any]:
+    from daemon.jobs import http
+
+    return http.KIND
+
+
+def _command() -> JobKind[Any]:
+    from daemon.jobs import command
+
+    return command.KIND
+
+
+# a kind's module is imported at the first lookup of its name
+JOB_KINDS: Kinds[JobKind[Any]] = Kinds(
+    "job kind",
+    {
+        "purge": _purge, "export": _export, "status_check": _status_check,
+        "report": _report, "http": _http, "command": _command,
+    },
+)  # fmt: skip

@@ -2,23 +2,34 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import TYPE_CHECKING, Annotated, Any, Union
+from collections.abc import Sequence
+from typing import Any
 
-from pydantic import Field
-
-from daemon.notify import smtp, webhook
+from daemon.domain.kinds import Kinds, tagged_union
 from daemon.notify.kind import Notifier, NotifyKind, NotifySettings
 
-NOTIFY_KINDS: Mapping[str, NotifyKind[Any]] = {k.name: k for k in (smtp.KIND, webhook.KIND)}
 
-if TYPE_CHECKING:  # a type checker sees the base; pydantic, the union of the kinds
-    AnyNotifySettings = NotifySettings
-else:
-    AnyNotifySettings = Annotated[
-        Union[tuple(kind.settings for kind in NOTIFY_KINDS.values())],  # noqa: UP007
-        Field(discriminator="kind"),
-    ]
+def _smtp() -> NotifyKind[Any]:
+    from daemon.notify import smtp
+
+    return smtp.KIND
+
+
+def _webhook() -> NotifyKind[Any]:
+    from daemon.notify import webhook
+
+    return webhook.KIND
+
+
+# a kind's module is imported at the first lookup of its name
+NOTIFY_KINDS: Kinds[NotifyKind[Any]] = Kinds("notify kind", {"smtp": _smtp, "webhook": _webhook})
+
+
+def notify_settings(names: Sequence[str]) -> Any:
+    """The type a notify target's settings are validated as: the settings of the
+    kinds named (registered ones, in the registry's order), told apart by ``kind``."""
+    kinds = NOTIFY_KINDS.named(names)
+    return tagged_union([NOTIFY_KINDS[n].settings for n in kinds], "kind", NotifySettings)
 
 
 def build_notifier(settings: NotifySettings) -> Notifier:

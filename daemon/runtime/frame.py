@@ -53,7 +53,6 @@ from typing import Any, Literal, Protocol
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from daemon.config.diff import changes, config_changes, restart_only
 from daemon.config.errors import ConfigError
 from daemon.config.loader import load_config
 from daemon.config.settings import RoleSettings, Settings
@@ -308,6 +307,8 @@ class Children:
         for name in removed:
             log.info("%s removed", name)
         for name, spec in changed.items():
+            from daemon.config.diff import changes  # at a reload
+
             what = ", ".join(changes(self.running[name][0].config, spec.config)) or "rebuilt"
             log.info("%s changed: %s", name, what)
         timeout = getattr(settings.roles, self.role_name).drain_timeout
@@ -565,6 +566,8 @@ class Frame:
         await children.reload(settings)
 
     def _log_changes(self, settings: Settings) -> None:
+        from daemon.config.diff import config_changes, restart_only  # at a reload
+
         """Each value the file changed, by its YAML path (``reload: channels.hie.rate:
         20/s → 5/s``); one this role reads at start only, as a warning saying so."""
         found = config_changes(self.settings, settings)

@@ -3,24 +3,28 @@ declaration (``base.SourceKind``); a kind not in it cannot be configured."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import TYPE_CHECKING, Annotated, Any, Union
+from collections.abc import Sequence
+from typing import Any
 
-from pydantic import Field
-
-from daemon.sources import khanza
+from daemon.domain.kinds import Kinds, tagged_union
 from daemon.sources.base import SourceKind, SourceSettings
 
-SOURCE_KINDS: Mapping[str, SourceKind[Any]] = {kind.name: kind for kind in (khanza.KIND,)}
 
-# The settings of any registered kind, told apart by ``kind``.
-if TYPE_CHECKING:  # a type checker sees the base; pydantic, the union of the kinds
-    AnySourceSettings = SourceSettings
-else:
-    AnySourceSettings = Annotated[
-        Union[tuple(kind.settings for kind in SOURCE_KINDS.values())],  # noqa: UP007
-        Field(discriminator="kind"),
-    ]
+def _khanza() -> SourceKind[Any]:
+    from daemon.sources import khanza
+
+    return khanza.KIND
+
+
+# a kind's module is imported at the first lookup of its name
+SOURCE_KINDS: Kinds[SourceKind[Any]] = Kinds("source kind", {"khanza": _khanza})
+
+
+def source_settings(names: Sequence[str]) -> Any:
+    """The type a source's settings are validated as: the settings of the kinds
+    named (registered ones, in the registry's order), told apart by ``kind``."""
+    kinds = SOURCE_KINDS.named(names)
+    return tagged_union([SOURCE_KINDS[n].settings for n in kinds], "kind", SourceSettings)
 
 
 def source_kind(settings: SourceSettings) -> SourceKind[Any]:

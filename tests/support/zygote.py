@@ -177,10 +177,11 @@ def serve() -> None:  # pragma: no cover - runs in the zygote's own process
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # a Ctrl-C ends the tests; their end, this
     for name in PRELOAD:
         importlib.import_module(name)
-    # the settings' validator, built at the first file read, is built here once
-    from daemon.config.loader import parse_config
+    # the settings' validator of every kind (every kind's module with it), built here
+    # once: a child validates its file with it (``config.settings.model_for``)
+    from daemon.config.settings import every_kind
 
-    parse_config("database: sqlite:////nonexistent/outboxd.db\n")
+    every_kind().model_rebuild()
     wake_r, wake_w = os.pipe()
     os.set_blocking(wake_r, False)
     os.set_blocking(wake_w, False)

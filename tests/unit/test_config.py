@@ -104,224 +104,224 @@ def test_settings_are_frozen():
         settings.timezone = "Asia/Jakarta"  # type: ignore[misc]
 
 
-@pytest.mark.parametrize(
-    ("text", "expected"),
-    [
-        (
-            """
+# files with one mistake each, and the line the error about it starts with
+ERRORS_BY_PATH = [
+    (
+        """
             database: sqlite:///x.db
             channels:
               malaffi: {kind: mllp, host: h, port: 1, rte: 1/s}
             """,
-            "channels.malaffi.rte: unknown key (did you mean 'rate'?)",
-        ),
-        (
-            """
+        "channels.malaffi.rte: unknown key (did you mean 'rate'?)",
+    ),
+    (
+        """
             database: sqlite:///x.db
             channels:
               malaffi: {kind: mllp, host: h, port: 1, retry: {max_attempt: 3}}
             """,
-            "channels.malaffi.retry.max_attempt: unknown key (did you mean 'max_attempts'?)",
-        ),
-        (
-            """
+        "channels.malaffi.retry.max_attempt: unknown key (did you mean 'max_attempts'?)",
+    ),
+    (
+        """
             database: sqlite:///x.db
             databse: x
             """,
-            "databse: unknown key (did you mean 'database'?)",
-        ),
-        (
-            """
+        "databse: unknown key (did you mean 'database'?)",
+    ),
+    (
+        """
             database: sqlite:///x.db
             channels:
               malaffi: {kind: mllp, host: h, port: many}
             """,
-            "channels.malaffi.port: expected a whole number, got 'many'",
-        ),
-        (
-            """
+        "channels.malaffi.port: expected a whole number, got 'many'",
+    ),
+    (
+        """
             database: sqlite:///x.db
             channels:
               malaffi: {kind: mllp, host: h, port: 70000}
             """,
-            "channels.malaffi.port: Input should be less than or equal to 65535",
-        ),
-        (
-            """
+        "channels.malaffi.port: Input should be less than or equal to 65535",
+    ),
+    (
+        """
             database: sqlite:///x.db
             channels:
               malaffi: {kind: mllp, port: 1}
             """,
-            "channels.malaffi.host: required key is missing",
-        ),
-        (
-            """
+        "channels.malaffi.host: required key is missing",
+    ),
+    (
+        """
             database: sqlite:///x.db
             channels:
               malaffi: {kind: carrier-pigeon}
             """,
-            "channels.malaffi.kind: unknown kind 'carrier-pigeon'",
-        ),
-        (
-            """
+        "channels.malaffi.kind: unknown kind 'carrier-pigeon'",
+    ),
+    (
+        """
             database: sqlite:///x.db
             channels:
               malaffi: {host: h}
             """,
-            "channels.malaffi.kind: required key is missing",
-        ),
-        (
-            """
+        "channels.malaffi.kind: required key is missing",
+    ),
+    (
+        """
             database: sqlite:///x.db
             channels:
               malaffi: {kind: mllp, host: h, port: 1, rate: fast}
             """,
-            "channels.malaffi.rate: invalid rate 'fast'",
-        ),
-        (
-            """
+        "channels.malaffi.rate: invalid rate 'fast'",
+    ),
+    (
+        """
             database: sqlite:///x.db
             channels:
               malaffi: {kind: mllp, host: h, port: 1, retry: {backoff: 1h, max_backoff: 1m}}
             """,
-            "channels.malaffi.retry: max_backoff must not be smaller than backoff",
-        ),
-        (
-            """
+        "channels.malaffi.retry: max_backoff must not be smaller than backoff",
+    ),
+    (
+        """
             database: sqlite:///x.db
             channels:
               malaffi: {kind: mllp, host: h, port: 1, lease: soon}
             """,
-            "channels.malaffi.lease: invalid duration 'soon'",
-        ),
-        (
-            """
+        "channels.malaffi.lease: invalid duration 'soon'",
+    ),
+    (
+        """
             database: sqlite:///x.db
             channels:
               hook: {kind: http, url: ftp://x}
             """,
-            "channels.hook.url: expected an http:// or https:// URL",
-        ),
-        (
-            """
+        "channels.hook.url: expected an http:// or https:// URL",
+    ),
+    (
+        """
             database: sqlite:///x.db
             channels:
               "bad name": {kind: http, url: http://x}
             """,
-            "channels.bad name: invalid name 'bad name'",
-        ),
-        (
-            """
+        "channels.bad name: invalid name 'bad name'",
+    ),
+    (
+        """
             database: mysql://root@127.0.0.1/x
             """,
-            "database.url: unsupported database scheme 'mysql'",
-        ),
-        (
-            """
+        "database.url: unsupported database scheme 'mysql'",
+    ),
+    (
+        """
             database: sqlite:///x.db
             timezone: Asia/Jakartaa
             """,
-            "timezone: unknown time zone 'Asia/Jakartaa'",
-        ),
-        (
-            """
+        "timezone: unknown time zone 'Asia/Jakartaa'",
+    ),
+    (
+        """
             database: sqlite:///x.db
             schedules:
               nightly: {cron: "0 2 * *", job: purge}
             """,
-            "schedules.nightly.cron: invalid cron expression '0 2 * *': expected 5 fields",
-        ),
-        (  # an expression no date matches: 31 April, June, September, November
-            """
+        "schedules.nightly.cron: invalid cron expression '0 2 * *': expected 5 fields",
+    ),
+    (  # an expression no date matches: 31 April, June, September, November
+        """
             database: sqlite:///x.db
             schedules:
               month-end: {cron: "0 0 31 4,6,9,11 *", job: purge}
             """,
-            "schedules.month-end.cron: invalid cron expression '0 0 31 4,6,9,11 *': it never fires",
-        ),
-        (
-            """
+        "schedules.month-end.cron: invalid cron expression '0 0 31 4,6,9,11 *': it never fires",
+    ),
+    (
+        """
             database: sqlite:///x.db
             schedules:
               weekend: {cron: "0 8 * * sat,sun", skip: [weekends], job: purge}
             """,
-            "schedules.weekend: cron '0 8 * * sat,sun' runs on weekends only and skip: [weekends]",
-        ),
-        (
-            """
+        "schedules.weekend: cron '0 8 * * sat,sun' runs on weekends only and skip: [weekends]",
+    ),
+    (
+        """
             database: sqlite:///x.db
             schedules:
               nightly: {cron: "0 2 * * *", job: defrag}
             """,
-            "schedules.nightly.job: unknown job 'defrag'; expected one of 'purge', 'export'",
-        ),
-        (  # the options of a job that needs some, not given
-            """
+        "schedules.nightly.job: unknown job 'defrag'; expected one of 'purge', 'export'",
+    ),
+    (  # the options of a job that needs some, not given
+        """
             database: sqlite:///x.db
             schedules:
               ping: {every: 1m, job: http}
             """,
-            "schedules.ping.options: required key is missing (with url)",
-        ),
-        (  # a rule of the schedule itself: the schedule's path, not the job's name
-            """
+        "schedules.ping.options: required key is missing (with url)",
+    ),
+    (  # a rule of the schedule itself: the schedule's path, not the job's name
+        """
             database: sqlite:///x.db
             schedules:
               p: {job: purge}
             """,
-            "schedules.p: give cron or every, one of them",
-        ),
-        (  # no job: the kinds there are
-            """
+        "schedules.p: give cron or every, one of them",
+    ),
+    (  # no job: the kinds there are
+        """
             database: sqlite:///x.db
             schedules:
               p: {every: 1h}
             """,
-            "schedules.p.job: required key is missing (one of 'purge', 'export', 'status_check'",
-        ),
-        (  # no kind: the kinds there are
-            """
+        "schedules.p.job: required key is missing (one of 'purge', 'export', 'status_check'",
+    ),
+    (  # no kind: the kinds there are
+        """
             database: sqlite:///x.db
             channels:
               c: {host: x, port: 1}
             """,
-            "channels.c.kind: required key is missing"
-            " (one of 'mllp', 'http', 'bpjs_antrean', 'fhir')",
-        ),
-        (  # a value that is none of a union's members: one problem, saying what it may be
-            """
+        "channels.c.kind: required key is missing (one of 'mllp', 'http', 'bpjs_antrean', 'fhir')",
+    ),
+    (  # a value that is none of a union's members: one problem, saying what it may be
+        """
             database: sqlite:///x.db
             schedules:
               p: {every: 1h, job: http, options: {url: "http://x/", body: 5}}
             """,
-            "schedules.p.options.body: expected a string or a mapping or a list, got int",
-        ),
-        (
-            """
+        "schedules.p.options.body: expected a string or a mapping or a list, got int",
+    ),
+    (
+        """
             database: sqlite:///x.db
             channels:
               c: {kind: http, url: "http://x"}
             sources:
               k: {kind: khanza, dsn: "mysql://x", channel: bpjs}
             """,
-            "sources.k.channel: no channel named 'bpjs' (channels: c)",
-        ),
-        (
-            """
+        "sources.k.channel: no channel named 'bpjs' (channels: c)",
+    ),
+    (
+        """
             database: sqlite:///x.db
             roles:
               dispatcher: {base_port: 8080}
             """,
-            "roles.dispatcher.base_port: port 8080 is already used by control.port",
-        ),
-        (
-            """
+        "roles.dispatcher.base_port: port 8080 is already used by control.port",
+    ),
+    (
+        """
             channels: {}
             """,
-            "database: required key is missing",
-        ),
-    ],
-)
+        "database: required key is missing",
+    ),
+]
+
+
+@pytest.mark.parametrize(("text", "expected"), ERRORS_BY_PATH)
 def test_error_names_its_path(text, expected):
     assert any(e.startswith(expected) for e in errors(text)), errors(text)
 
