@@ -41,10 +41,20 @@ BACKENDS = ("sqlite", pytest.param("postgres", marks=pytest.mark.postgres))
 DB_FIXTURES = ("db_url", "empty_url")  # parametrised by backend
 
 
+# The seconds each end-to-end module took in a run of `make test` (an ordering hint
+# only; a module not named counts 10).
+E2E_SECONDS = {
+    "test_chaos.py": 84, "test_suite.py": 78, "test_tour.py": 65, "test_scale_out.py": 29,
+    "test_soak.py": 27, "test_admin_page.py": 18, "test_prometheus_alerts.py": 12,
+    "test_cross_site.py": 11,
+}  # fmt: skip
+WORKERS = 5  # -n in pyproject.toml's addopts
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Mark ``postgres`` what the backends' marks do not reach: tests asking for
     ``pg_url`` themselves, and those parametrising a database fixture with
-    ``"postgres"`` (``indirect=True``)."""
+    ``"postgres"`` (``indirect=True``). Then order the end-to-end tests in two lanes."""
     for item in items:
         callspec = getattr(item, "callspec", None)
         params = callspec.params if callspec is not None else {}
@@ -52,6 +62,34 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             params.get(name) == "postgres" for name in DB_FIXTURES
         ):
             item.add_marker(pytest.mark.postgres)
+    items[:] = in_two_lanes(items)
+
+
+def in_two_lanes(items: list[pytest.Item]) -> list[pytest.Item]:
+    """The end-to-end tests, which mostly wait on their suites, in two lanes of about
+    equal length: one at the head of the collection, the other at the head of the
+    second worker's share of it (xdist's work stealing hands each worker a run of
+    the collection in order, and a thief takes the end of a worker's run). In
+    collection order they all fell to the first worker: one after the other, five
+    minutes, the last of them alone on an idle machine."""
+    modules: dict[str, list[pytest.Item]] = {}
+    rest = []
+    for item in items:
+        path = Path(str(item.path))
+        if path.parent.name == "e2e":
+            modules.setdefault(path.name, []).append(item)
+        else:
+            rest.append(item)
+    if not modules or not rest:
+        return items
+    lanes: tuple[list[pytest.Item], list[pytest.Item]] = ([], [])
+    lengths = [0, 0]
+    for name in sorted(modules, key=lambda n: (-E2E_SECONDS.get(n, 10), n)):
+        shorter = lengths.index(min(lengths))
+        lanes[shorter].extend(modules[name])
+        lengths[shorter] += E2E_SECONDS.get(name, 10)
+    first = max(0, len(items) // WORKERS - len(lanes[0]))  # the rest before lane two
+    return [*lanes[0], *rest[:first], *lanes[1], *rest[first:]]
 
 
 def pytest_asyncio_loop_factories(
