@@ -41,14 +41,15 @@ BACKENDS = ("sqlite", pytest.param("postgres", marks=pytest.mark.postgres))
 DB_FIXTURES = ("db_url", "empty_url")  # parametrised by backend
 
 
-# The seconds each end-to-end module took in a run of `make test` (an ordering hint
-# only; a module not named counts 10).
-E2E_SECONDS = {
-    "test_chaos.py": 84, "test_suite.py": 78, "test_tour.py": 65, "test_scale_out.py": 29,
-    "test_soak.py": 27, "test_admin_page.py": 18, "test_prometheus_alerts.py": 12,
-    "test_cross_site.py": 11,
+# The seconds the modules whose tests mostly wait (on the suites, roles and schedules
+# they start) took in a run of `make test`: an ordering hint only (`in_lanes`).
+WAITING_SECONDS = {
+    "e2e/test_chaos.py": 84, "e2e/test_suite.py": 78, "e2e/test_tour.py": 65,
+    "e2e/test_scale_out.py": 29, "e2e/test_soak.py": 27, "e2e/test_admin_page.py": 18,
+    "e2e/test_prometheus_alerts.py": 12, "e2e/test_cross_site.py": 11,
+    "e2e/test_monitoring_docs.py": 1, "integration/test_scheduler.py": 154,
+    "integration/test_api_schemathesis.py": 57,  # long too, and busy: not to be left last
 }  # fmt: skip
-WORKERS = 5  # -n in pyproject.toml's addopts
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -62,34 +63,43 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             params.get(name) == "postgres" for name in DB_FIXTURES
         ):
             item.add_marker(pytest.mark.postgres)
-    items[:] = in_two_lanes(items)
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    items[:] = in_lanes(items, min(3, workers - 1), workers)
 
 
-def in_two_lanes(items: list[pytest.Item]) -> list[pytest.Item]:
-    """The end-to-end tests, which mostly wait on their suites, in two lanes of about
-    equal length: one at the head of the collection, the other at the head of the
-    second worker's share of it (xdist's work stealing hands each worker a run of
-    the collection in order, and a thief takes the end of a worker's run). In
-    collection order they all fell to the first worker: one after the other, five
-    minutes, the last of them alone on an idle machine."""
-    modules: dict[str, list[pytest.Item]] = {}
+def in_lanes(items: list[pytest.Item], lanes: int, workers: int) -> list[pytest.Item]:
+    """The tests that mostly wait (``WAITING_SECONDS``) in ``lanes`` lanes of about
+    equal length, each at the head of one worker's run: xdist's work stealing hands
+    each of the ``workers`` a run of the collection in order, and a thief takes the
+    end of a worker's run. In collection order the end-to-end tests all fell to the
+    first worker, one after the other (five minutes, the last of them alone on an
+    idle machine), and the scheduler's to whichever worker had the end. The rest
+    keep their order."""
+    waiting: dict[str, list[pytest.Item]] = {}
     rest = []
     for item in items:
         path = Path(str(item.path))
-        if path.parent.name == "e2e":
-            modules.setdefault(path.name, []).append(item)
+        key = f"{path.parent.name}/{path.name}"
+        if key in WAITING_SECONDS:
+            waiting.setdefault(key, []).append(item)
         else:
             rest.append(item)
-    if not modules or not rest:
+    if lanes < 1 or not waiting or not rest:
         return items
-    lanes: tuple[list[pytest.Item], list[pytest.Item]] = ([], [])
-    lengths = [0, 0]
-    for name in sorted(modules, key=lambda n: (-E2E_SECONDS.get(n, 10), n)):
-        shorter = lengths.index(min(lengths))
-        lanes[shorter].extend(modules[name])
-        lengths[shorter] += E2E_SECONDS.get(name, 10)
-    first = max(0, len(items) // WORKERS - len(lanes[0]))  # the rest before lane two
-    return [*lanes[0], *rest[:first], *lanes[1], *rest[first:]]
+    queues: list[list[pytest.Item]] = [[] for _ in range(lanes)]
+    lengths = [0] * lanes
+    for key in sorted(waiting, key=lambda k: (-WAITING_SECONDS[k], k)):
+        shortest = lengths.index(min(lengths))
+        queues[shortest].extend(waiting[key])
+        lengths[shortest] += WAITING_SECONDS[key]
+    out: list[pytest.Item] = []
+    for lane, queue in enumerate(queues):
+        out.extend(queue)
+        # the rest up to where the next worker's run begins
+        take = max(0, len(items) * (lane + 1) // workers - len(out)) if lane + 1 < lanes else 0
+        out.extend(rest[:take])
+        del rest[:take]
+    return [*out, *rest]
 
 
 def pytest_asyncio_loop_factories(

@@ -1,6 +1,6 @@
-"""The order the suite's tests are handed out in: the end-to-end tests in two lanes
-of about equal length, one at the head of the first worker's run, one at the head
-of the second's; every other test in collection order."""
+"""The order the suite's tests are handed out in: the tests that mostly wait in
+lanes of about equal length, each at the head of one worker's run; every other
+test in collection order."""
 
 from __future__ import annotations
 
@@ -9,42 +9,48 @@ from typing import Any, cast
 
 import pytest
 
-from tests.conftest import E2E_SECONDS, WORKERS, in_two_lanes
+from tests.conftest import WAITING_SECONDS, in_lanes
 
 
 class Item:
-    def __init__(self, path: str, name: str) -> None:
+    def __init__(self, path: str) -> None:
         self.path = Path(path)
-        self.name = name
 
     def __repr__(self) -> str:
-        return f"{self.path.name}::{self.name}"
+        return f"{self.path.parent.name}/{self.path.name}"
 
 
-def items(*specs: str) -> list[Any]:
-    return [Item(*spec.split("::")) for spec in specs]
+def ordered(collected: list[Any], lanes: int, workers: int) -> list[Any]:
+    return cast(list[Any], in_lanes(cast(list[pytest.Item], collected), lanes, workers))
 
 
-def test_the_end_to_end_tests_run_in_two_lanes_at_the_heads_of_two_runs() -> None:
-    e2e = [f"tests/e2e/{name}::t" for name in E2E_SECONDS] + ["tests/e2e/test_new.py::t"]
-    rest = [f"tests/unit/test_{n:03}.py::t" for n in range(200)]
-    collected = items(*rest[:50], *e2e, *rest[50:])
-    ordered = cast(list[Any], in_two_lanes(cast(list[pytest.Item], collected)))
-    assert sorted(map(repr, ordered)) == sorted(map(repr, collected))  # none lost or doubled
-    second = len(collected) // WORKERS
-    first_lane = [i for i in ordered[:second] if i.path.parent.name == "e2e"]
-    second_lane = [i for i in ordered[second:] if i.path.parent.name == "e2e"]
-    assert ordered[: len(first_lane)] == first_lane  # at the head of the first run
-    assert ordered[second : second + len(second_lane)] == second_lane  # and of the second
-    seconds = [
-        sum(E2E_SECONDS.get(i.path.name, 10) for i in lane) for lane in (first_lane, second_lane)
-    ]
-    assert abs(seconds[0] - seconds[1]) <= max(E2E_SECONDS.values()) // 4, seconds
-    assert first_lane[0].path.name == max(E2E_SECONDS, key=E2E_SECONDS.__getitem__)
-    others = [repr(i) for i in ordered if i.path.parent.name != "e2e"]
-    assert others == [repr(i) for i in items(*rest)]  # in collection order
+def waits(item: Any) -> bool:
+    return repr(item) in WAITING_SECONDS
 
 
-def test_a_run_without_end_to_end_tests_keeps_its_order() -> None:
-    collected = items("tests/unit/test_a.py::x", "tests/unit/test_b.py::y")
-    assert in_two_lanes(cast(list[pytest.Item], collected)) == collected
+@pytest.mark.parametrize(("lanes", "workers"), [(3, 5), (3, 4), (1, 2)])
+def test_the_waiting_tests_run_in_lanes_at_the_heads_of_the_workers_runs(
+    lanes: int, workers: int
+) -> None:
+    rest = [Item(f"tests/unit/test_{n:03}.py") for n in range(300)]
+    waiting = [Item(f"tests/{key}") for key in WAITING_SECONDS for _ in range(2)]
+    collected = [*rest[:40], *waiting, *rest[40:]]
+    out = ordered(collected, lanes, workers)
+    assert sorted(map(repr, out)) == sorted(map(repr, collected))  # none lost or doubled
+    assert [i for i in out if not waits(i)] == rest  # the rest in collection order
+    starts = [len(collected) * k // workers for k in range(lanes)]
+    ends = [*starts[1:], len(out)]
+    found = []
+    for start, end in zip(starts, ends, strict=True):
+        lane = [i for i in out[start:end] if waits(i)]
+        assert out[start : start + len(lane)] == lane  # at the head of a worker's run
+        found.append(sum(WAITING_SECONDS[repr(i)] for i in lane) / 2)
+    assert sum(found) == sum(WAITING_SECONDS.values())  # every waiting test in a lane
+    assert max(found) - min(found) <= max(WAITING_SECONDS.values()), found  # about equal
+
+
+def test_without_lanes_or_waiting_tests_the_order_is_kept() -> None:
+    collected = [Item("tests/unit/test_a.py"), Item("tests/unit/test_b.py")]
+    assert ordered(collected, 3, 5) == collected
+    with_waiting = [*collected, Item("tests/e2e/test_chaos.py")]
+    assert ordered(with_waiting, 0, 1) == with_waiting
