@@ -58,6 +58,17 @@ def check_text(args: argparse.Namespace) -> None:
                     raise CliError(f"{option}: not valid UTF-8 text", EX_DATAERR) from None
 
 
+def _parse(given: list[str]) -> argparse.Namespace:
+    """The command line parsed; a role's start (``outboxd run ROLE``) by the parser of
+    that command alone, and by the whole parser where it leaves arguments over (so
+    that they are refused in its words)."""
+    if given[:1] == ["run"]:
+        args, extra = run_parser().parse_known_args(given[1:])
+        if not extra:
+            return args
+    return build_parser().parse_args(given)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     for stream in (sys.stdout, sys.stderr):  # an argument that is not UTF-8 still prints
         if isinstance(stream, io.TextIOWrapper):
@@ -66,9 +77,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # its first validation (20 ms and more); outboxd uses none, unless this is set
     os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
     given = sys.argv[1:] if argv is None else list(argv)
-    # a role's start (`outboxd run ROLE`) builds the parser of that command alone
-    parser = run_parser() if given[:1] == ["run"] else build_parser()
-    args = parser.parse_args(given[1:] if given[:1] == ["run"] else given)
+    args = _parse(given)
     if not hasattr(args, "config"):
         args.config = None
     umask = private_umask()  # nothing it writes readable by others (a role runs in here too)

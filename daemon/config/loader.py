@@ -25,10 +25,12 @@ from daemon.config.settings import (
     HolidaySettings,
     Settings,
     every_kind,
+    knows_every_kind,
     model_for,
     schedule_model,
 )
 from daemon.domain.fields import FromEnvironment
+from daemon.domain.kinds import KindUnavailable
 from daemon.jobs.registry import JOB_KINDS
 from daemon.sources.registry import SOURCE_KINDS
 
@@ -56,10 +58,14 @@ def settings_of(document: Document, environ: Mapping[str, str] | None = None) ->
     failed = {issue.path for issue in issues}
     settings = None
     try:
-        settings = _validate(data)
-    except ValidationError as exc:
-        issues += [i for i in _issues_from_pydantic(exc.errors(), data) if i.path not in failed]
-    issues += cross_check(data)
+        try:
+            settings = _validate(data)
+        except ValidationError as exc:
+            issues += [i for i in _issues_from_pydantic(exc.errors(), data) if i.path not in failed]
+        issues += cross_check(data)
+    except KindUnavailable as exc:  # a kind the file names, or the model of every kind
+        issues.append(ConfigIssue("", f"{exc} (reinstall outboxd)"))
+        settings = None
     if settings is not None:
         issues += secrets_written_out(settings, raw)
     if issues or settings is None:
@@ -70,14 +76,21 @@ def settings_of(document: Document, environ: Mapping[str, str] | None = None) ->
 def _validate(data: Any) -> Settings:
     """The settings of the interpolated file, validated by the model of the kinds it
     names; where that fails, by the model of every kind, whose verdict is the same
-    (a kind's settings are picked by their tag) and whose errors name every kind."""
+    (a kind's settings are picked by their tag) and whose errors name every kind.
+    Where a kind cannot be loaded (a broken install), the errors of the file's own
+    kinds' model are told instead, or ``KindUnavailable``."""
     model = model_for(data) if isinstance(data, Mapping) else every_kind()
     try:
         return model.model_validate(data)
-    except ValidationError:
-        if model is every_kind():
+    except ValidationError as exc:
+        if knows_every_kind(model):
             raise
-    return every_kind().model_validate(data)
+        narrowed = exc
+    try:
+        full = every_kind()
+    except KindUnavailable:
+        raise narrowed from None
+    return full.model_validate(data)
 
 
 # --- interpolation ------------------------------------------------------------
@@ -320,8 +333,17 @@ def _allowed_keys(parts: list[Any], data: Any) -> list[str]:
     return list(models[0].model_fields) if models else []
 
 
+def _root_model(data: Any) -> type[Settings]:
+    """The model an error's path is walked in: every kind's, or where a kind cannot
+    be loaded, the one of the kinds the file names."""
+    try:
+        return every_kind()
+    except KindUnavailable:
+        return model_for(data) if isinstance(data, Mapping) else Settings
+
+
 def _models_at(parts: list[Any], data: Any) -> list[Any]:
-    candidates: list[Any] = [every_kind()]
+    candidates: list[Any] = [_root_model(data)]
     node = data
     for part in parts:
         candidates = _tagged(candidates, node)

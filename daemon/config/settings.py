@@ -9,11 +9,11 @@ repr or a log line.
 from __future__ import annotations
 
 import socket
+import threading
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
-from functools import cache
 from types import GenericAlias
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal, Self, cast
 
 from pydantic import (
     AfterValidator,
@@ -184,10 +184,18 @@ class ScheduleSettings(Model):
         return self
 
 
-@cache
 def schedule_model(job: str) -> type[ScheduleSettings]:
     """The settings of a schedule of one job kind (``KeyError`` for no such kind):
-    its ``job`` that kind's name, its ``options`` that kind's options."""
+    its ``job`` that kind's name, its ``options`` that kind's options. Made once."""
+    model = _SCHEDULES.get(job)
+    if model is None:
+        with _MAKING:
+            model = _SCHEDULES.get(job) or _schedule_model(job)
+            _SCHEDULES[job] = model
+    return model
+
+
+def _schedule_model(job: str) -> type[ScheduleSettings]:
     kind = JOB_KINDS[job]
     tag: Any = Literal[kind.name]  # a literal made at run time, one per kind
     return create_model(
@@ -198,6 +206,10 @@ def schedule_model(job: str) -> type[ScheduleSettings]:
         if _has_defaults(kind.options)
         else (kind.options, ...),
     )
+
+
+_SCHEDULES: dict[str, type[ScheduleSettings]] = {}
+_MAKING = threading.RLock()  # one model per set of kinds or job, whichever thread asks first
 
 
 def _has_defaults(model: type[BaseModel]) -> bool:
@@ -378,13 +390,40 @@ class Settings(Model):
     roles: RolesSettings = Field(default_factory=RolesSettings.model_construct)
     logging: LoggingSettings = Field(default_factory=LoggingSettings.model_construct)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _of_kinds(cls, data: Any) -> Any:
+        if cls is Settings:  # it knows no kind: every channel would be refused
+            raise TypeError("Settings validates through the model of a file's kinds: use "
+                            "Settings.model_validate or daemon.config.loader")  # fmt: skip
+        return data
+
+    @classmethod
+    def model_validate(cls, obj: Any, *args: Any, **kwargs: Any) -> Self:
+        """The settings ``obj`` gives, by the model of the kinds it names where this
+        is ``Settings`` itself (``model_for``)."""
+        if cls is Settings and isinstance(obj, Mapping):
+            return cast(Self, model_for(obj).model_validate(obj, *args, **kwargs))
+        return super().model_validate(obj, *args, **kwargs)
+
     def __eq__(self, other: object) -> bool:
         """Equal values are equal settings, whichever kinds each one's model knew."""
         if not isinstance(other, Settings):
             return NotImplemented
         return self.__dict__ == other.__dict__
 
-    __hash__ = None  # type: ignore[assignment]  # mutable inside: dicts and lists
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickled as the kinds its model knows and its values: the model is made
+        again where it is unpickled."""
+        return _unpickle, (type(self).__kinds__, dict(self.__dict__), set(self.model_fields_set))
+
+    __kinds__: ClassVar[tuple[tuple[str, ...], ...]] = ((), (), (), ())
+
+
+def _unpickle(
+    kinds: tuple[tuple[str, ...], ...], values: dict[str, Any], given: set[str]
+) -> Settings:
+    return settings_model(*kinds).model_construct(_fields_set=given, **values)
 
 
 _MODELS: dict[tuple[tuple[str, ...], ...], type[Settings]] = {}
@@ -409,20 +448,30 @@ def settings_model(
     )  # fmt: skip
     model = _MODELS.get(key)
     if model is None:
-        model = _MODELS[key] = create_model(
-            "Settings",
-            __base__=Settings,
-            __module__=__name__,
-            channels=_named(channel_settings(key[0])),
-            sources=_named(source_settings(key[1])),
-            schedules=_named(schedule_settings(key[2])),
-            notify=_named(notify_settings(key[3])),
-        )
+        with _MAKING:
+            model = _MODELS.get(key)
+            if model is None:
+                model = create_model(
+                    "Settings",
+                    __base__=Settings,
+                    __module__=__name__,
+                    channels=_named(channel_settings(key[0])),
+                    sources=_named(source_settings(key[1])),
+                    schedules=_named(schedule_settings(key[2])),
+                    notify=_named(notify_settings(key[3])),
+                )
+                model.__kinds__ = key
+                _MODELS[key] = model
     return model
 
 
 def _every_key() -> tuple[tuple[str, ...], ...]:
     return tuple(CHANNEL_KINDS), tuple(SOURCE_KINDS), tuple(JOB_KINDS), tuple(NOTIFY_KINDS)
+
+
+def knows_every_kind(model: type[Settings]) -> bool:
+    """Whether ``model`` is the model of every registered kind."""
+    return model.__kinds__ == _every_key()
 
 
 def every_kind() -> type[Settings]:

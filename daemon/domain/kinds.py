@@ -19,6 +19,16 @@ class Named(Protocol):
 K = TypeVar("K", bound=Named)
 
 
+class KindUnavailable(RuntimeError):
+    """A registered kind whose module failed to load (a broken install), or whose
+    loader gave another kind: what it is and its name, with the cause."""
+
+    def __init__(self, what: str, name: str, why: str) -> None:
+        super().__init__(f"the {what} {name!r} cannot be loaded: {why}")
+        self.what = what
+        self.name = name
+
+
 class Kinds(Mapping[str, K], Generic[K]):
     """A mapping from a kind's name to its declaration, whose loaders (one small
     function per kind, importing its module) run at the first lookup of their
@@ -33,9 +43,13 @@ class Kinds(Mapping[str, K], Generic[K]):
     def __getitem__(self, name: str) -> K:
         kind = self._loaded.get(name)
         if kind is None:
-            kind = self._loaders[name]()  # KeyError: no kind of that name
+            load = self._loaders[name]  # KeyError: no kind of that name
+            try:
+                kind = load()
+            except Exception as exc:  # not a KeyError: ``get`` would call it "no such kind"
+                raise KindUnavailable(self._what, name, f"{type(exc).__name__}: {exc}") from exc
             if kind.name != name:
-                raise LookupError(f"the {self._what} loaded for {name!r} is {kind.name!r}")
+                raise KindUnavailable(self._what, name, f"its module declares {kind.name!r}")
             self._loaded[name] = kind
         return kind
 

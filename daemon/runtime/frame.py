@@ -566,10 +566,10 @@ class Frame:
         await children.reload(settings)
 
     def _log_changes(self, settings: Settings) -> None:
-        from daemon.config.diff import config_changes, restart_only  # at a reload
-
         """Each value the file changed, by its YAML path (``reload: channels.hie.rate:
         20/s → 5/s``); one this role reads at start only, as a warning saying so."""
+        from daemon.config.diff import config_changes, restart_only  # at a reload
+
         found = config_changes(self.settings, settings)
         for change in found:
             if restart_only(change.path, self.role_name):

@@ -6,6 +6,7 @@ of the model of every kind."""
 from __future__ import annotations
 
 import json
+import pickle
 import subprocess
 import sys
 import textwrap
@@ -13,12 +14,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pydantic import ValidationError
 
 from daemon.channels.registry import CHANNEL_KINDS
 from daemon.config.errors import ConfigError
 from daemon.config.loader import parse_config
-from daemon.config.settings import every_kind, kinds_named, settings_model
-from daemon.domain.kinds import Kinds
+from daemon.config.settings import Settings, every_kind, kinds_named, settings_model
+from daemon.domain.kinds import Kinds, KindUnavailable
 from daemon.jobs.registry import JOB_KINDS
 from daemon.notify.registry import NOTIFY_KINDS
 from daemon.sources.registry import SOURCE_KINDS
@@ -32,6 +34,16 @@ KIND_MODULES = {
     *(f"daemon.sources.{name}" for name in SOURCE_KINDS),
 }
 HOOK_SECRET = "whsec_ZGVtby1ub3RpZnktc2VjcmV0LWtleQ=="
+FHIR = """
+database: sqlite:///x.db
+channels:
+  ss: {kind: fhir, base_url: "https://fhir.example.org/r4"}
+"""
+MLLP_TYPO = """
+database: sqlite:///x.db
+channels:
+  hie: {kind: mllp, host: 127.0.0.1, port: 2575, rte: 1}
+"""
 MLLP_ONLY = """
 database: sqlite:///x.db
 channels:
@@ -215,24 +227,107 @@ def test_kinds_load_at_their_first_lookup_and_say_a_loader_that_lies() -> None:
 
         return load
 
+    def broken() -> Kind:
+        raise KeyError("OUTBOXD_UNSET")  # as a module reading os.environ at import would
+
     kinds = Kinds(
-        "test kind", {"a": loader("a", "a"), "b": loader("b", "b"), "c": loader("c", "x")}
+        "test kind",
+        {"a": loader("a", "a"), "b": loader("b", "b"), "c": loader("c", "x"), "d": broken},
     )
     assert ("a" in kinds, "z" in kinds, list(kinds), len(kinds)) == (
-        True,
-        False,
-        ["a", "b", "c"],
-        3,
-    )
+        True, False, ["a", "b", "c", "d"], 4
+    )  # fmt: skip
     assert kinds.named(["c", "z", "a", "a"]) == ("a", "c")
     assert calls == []  # membership, order and names load nothing
     assert kinds["b"].name == "b" and kinds["b"] is kinds["b"]
     assert calls == ["b"]  # once
     assert kinds.get("z") is None
-    with pytest.raises(LookupError, match="the test kind loaded for 'c' is 'x'"):
+    with pytest.raises(
+        KindUnavailable, match="the test kind 'c' cannot be loaded: its module declares 'x'"
+    ):
         kinds["c"]
+    with pytest.raises(KindUnavailable, match="the test kind 'd' cannot be loaded: KeyError"):
+        kinds.get("d")  # not taken for "no such kind"
 
 
 @pytest.mark.parametrize("registry", [CHANNEL_KINDS, SOURCE_KINDS, JOB_KINDS, NOTIFY_KINDS])
 def test_every_registered_kind_loads_under_its_own_name(registry: Kinds[Any]) -> None:
     assert [kind.name for kind in registry.values()] == list(registry)
+
+
+def test_a_kind_that_cannot_be_loaded_is_a_configuration_error_naming_it() -> None:
+    """A broken install (here: the FHIR kind's module fails to import): a file naming
+    that kind is refused saying so; a file of other kinds with a mistake is told its
+    mistake; a good file of other kinds is read."""
+    code = (
+        "from daemon.channels import registry\n"
+        "from daemon.config.errors import ConfigError\n"
+        "from daemon.config.loader import parse_config\n"
+        "def broken():\n"
+        "    raise ImportError('no module named fhir')\n"
+        "registry.CHANNEL_KINDS._loaders['fhir'] = broken\n"
+        "out = []\n"
+        f"for text in {[FHIR, MLLP_TYPO, MLLP_ONLY]!r}:\n"
+        "    try:\n"
+        "        out.append(sorted(parse_config(text, environ={}).channels))\n"
+        "    except ConfigError as exc:\n"
+        "        out.append([str(i) for i in exc.issues])"
+    )
+    assert fresh(code) == [
+        [
+            "the channel kind 'fhir' cannot be loaded: ImportError: no module named fhir "
+            "(reinstall outboxd)"
+        ],
+        ["channels.hie.rte: unknown key (did you mean 'rate'?)"],
+        ["hie", "lab"],
+    ]
+
+
+def test_settings_pickle_as_the_kinds_their_model_knows_and_their_values() -> None:
+    settings = settings_model(["mllp"], [], [], []).model_validate(_interpolated(MLLP_ONLY, {}))
+    again = pickle.loads(pickle.dumps(settings))
+    assert again == settings and type(again) is type(settings)
+    assert again.model_fields_set == settings.model_fields_set
+
+
+def test_settings_itself_validates_by_the_model_of_the_kinds_a_file_names() -> None:
+    data = _interpolated(MLLP_ONLY, {})
+    assert Settings.model_validate(data) == parse_config(MLLP_ONLY, environ={})
+    with pytest.raises(TypeError, match="through the model of a file's kinds"):
+        Settings(**data)
+
+
+def _named_kinds(text: str) -> Any:
+    """The file's data and the kinds it names, or None (a kind outboxd lacks, or
+    none: such a file is validated by the model of every kind alone)."""
+    try:
+        data = _interpolated(textwrap.dedent(text), {})
+    except Exception:  # a variable unset, or YAML that is not a mapping
+        return None
+    named = kinds_named(data) if isinstance(data, dict) else None
+    return None if named is None else (data, named)
+
+
+NARROWED = [(text, expected) for text, expected in ERRORS_BY_PATH if _named_kinds(text)]
+
+
+@pytest.mark.parametrize(("text", "expected"), NARROWED)
+def test_the_model_of_a_files_kinds_refuses_what_every_kind_refuses(
+    text: str, expected: str
+) -> None:
+    """The same verdict from both models for each file of test_config's mistakes (the
+    errors a file is told come from the model of every kind; this is the narrower
+    model's own verdict)."""
+    data, named = _named_kinds(text)
+    verdicts = []
+    for model in (settings_model(*named), every_kind()):
+        try:
+            model.model_validate(data)
+            verdicts.append("accepted")
+        except ValidationError:
+            verdicts.append("refused")
+    assert verdicts[0] == verdicts[1], expected
+
+
+def test_most_mistakes_are_checked_by_the_narrower_model_too() -> None:
+    assert len(NARROWED) >= len(ERRORS_BY_PATH) * 3 // 4

@@ -54,3 +54,9 @@ def test_without_lanes_or_waiting_tests_the_order_is_kept() -> None:
     assert ordered(collected, 3, 5) == collected
     with_waiting = [*collected, Item("tests/e2e/test_chaos.py")]
     assert ordered(with_waiting, 0, 1) == with_waiting
+
+
+def test_every_module_named_as_waiting_is_there() -> None:
+    """A module renamed or removed would silently leave the lanes."""
+    tests = Path(__file__).resolve().parents[1]
+    assert [key for key in WAITING_SECONDS if not (tests / key).is_file()] == []
