@@ -21,7 +21,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from daemon.cli.errors import EX_DATAERR, EX_SOFTWARE, EX_UNAVAILABLE, EX_USAGE, CliError
-from daemon.cli.parser import build_parser, run_parser
+from daemon.cli.roles import run_parser
 from daemon.config.errors import EX_CONFIG, ConfigError
 from daemon.domain.errors import (
     DatabaseFileError,
@@ -66,6 +66,8 @@ def _parse(given: list[str]) -> argparse.Namespace:
         args, extra = run_parser().parse_known_args(given[1:])
         if not extra:
             return args
+    from daemon.cli.parser import build_parser  # every command's: not for a role's start
+
     return build_parser().parse_args(given)
 
 

@@ -9,19 +9,12 @@ import argparse
 from collections.abc import Callable
 
 from daemon import __version__
+from daemon.cli.roles import RUN_HELP, common_options, run_arguments
 from daemon.domain.auth import ROLES as TOKEN_ROLES
 from daemon.domain.limits import MAX_BATCH, MAX_PAGE, REASON_MAX
 from daemon.domain.search import SEARCH_FIELDS, TEXT_RULE
 from daemon.domain.statuses import NOTIFICATION_EVENTS, RUN_STATUSES, STATUSES
 from daemon.domain.tracking import VISIT_TROUBLES
-
-# ``outboxd run NAME``: the roles a process can run, and where each is defined.
-ROLES = {
-    "dispatcher": "daemon.roles.dispatcher:Dispatcher",
-    "poller": "daemon.roles.poller:Poller",
-    "scheduler": "daemon.roles.scheduler:Scheduler",
-    "control": "daemon.api.role:Control",
-}
 
 Add = Callable[[str, str, str], argparse.ArgumentParser]
 
@@ -41,21 +34,8 @@ def subcommands(
     return add
 
 
-def _common() -> argparse.ArgumentParser:
-    """The options every command takes."""
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument(
-        "-c",
-        "--config",
-        metavar="FILE",
-        default=argparse.SUPPRESS,
-        help="the YAML file (default: $OUTBOXD_CONFIG)",
-    )
-    return common
-
-
 def build_parser() -> argparse.ArgumentParser:
-    common = _common()
+    common = common_options()
     parser = argparse.ArgumentParser(
         prog="outboxd", description="Reliable outbox delivery.", parents=[common]
     )
@@ -69,24 +49,6 @@ def build_parser() -> argparse.ArgumentParser:
     _tokens(add, common)
     _audit(add)
     return parser
-
-
-RUN_HELP = f"run a role until SIGTERM ({', '.join(ROLES)})"
-
-
-def run_parser() -> argparse.ArgumentParser:
-    """The parser of ``outboxd run`` alone, the same as ``build_parser``'s (its
-    usage, help and errors read ``outboxd run``): a role's start, which supervisord
-    makes at every restart, builds no other command's parser."""
-    parser = argparse.ArgumentParser(prog="outboxd run", parents=[_common()], description=RUN_HELP)
-    parser.set_defaults(command="run", target="daemon.cli.run:cmd_run")
-    _run_arguments(parser)
-    return parser
-
-
-def _run_arguments(run: argparse.ArgumentParser) -> None:
-    run.add_argument("role", choices=list(ROLES))
-    run.add_argument("--process-num", type=int, default=0)
 
 
 def _system(add: Add) -> None:
@@ -104,7 +66,7 @@ def _system(add: Add) -> None:
     )
     backup.add_argument("file", metavar="FILE", help="where to write the copy (made 0600)")
     backup.add_argument("--force", action="store_true", help="replace FILE if it exists")
-    _run_arguments(add("run", "daemon.cli.run:cmd_run", RUN_HELP))
+    run_arguments(add("run", "daemon.cli.run:cmd_run", RUN_HELP))
 
 
 def _status(add: Add) -> None:

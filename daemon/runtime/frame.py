@@ -58,6 +58,7 @@ from daemon.config.loader import load_config
 from daemon.config.settings import RoleSettings, Settings
 from daemon.domain.errors import StartupError, StoreUnavailable
 from daemon.resilience.backoff import Backoff
+from daemon.runtime import collector
 from daemon.runtime.metrics import Metrics
 from daemon.runtime.plainhttp import Key, Request, Response, Routes, Server
 from daemon.store.aio import AsyncStore, open_async_store
@@ -429,6 +430,7 @@ class Frame:
             server = await self._serve_health(role, sockets, host, port)
             try:
                 placeholder = await self._hold(self.listeners)
+                collector.resume()  # the role is built: what the start made lives on
                 try:
                     if not await self._wait_for_database(store):
                         return 0

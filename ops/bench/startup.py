@@ -13,7 +13,13 @@ largest beside it:
   reaches a local MLLP peer (a peer of this script's, answering AA at once), and
   the CPU milliseconds (user + sys, from /proc) the dispatcher and its store worker
   had spent by that moment: on a loaded machine the wall time is mostly waiting for
-  a core, and the CPU time is what a start costs.
+  a core, and the CPU time is what a start costs;
+- with ``--only instructions`` (valgrind needed; not in the default set, a run takes
+  half a minute): the same start under valgrind's callgrind, and the instructions
+  the dispatcher executed from its exec to the moment its first message reached the
+  peer (the peer holds its answer back until callgrind has written the count). A
+  count hardly moves with the machine's load: the figure to compare two versions
+  by on a shared machine, where milliseconds move by a sixth from hour to hour.
 
 The commands run with their bytecode cached, as an installed package does:
 ``PYTHONDONTWRITEBYTECODE`` is dropped from their environment, so the warm-up run
@@ -108,6 +114,7 @@ class Peer:
         self.watched: int | None = None  # the dispatcher's pid
         self.cpu: tuple[float | None, float | None] = (None, None)  # it, its children
         self.arrived = threading.Event()
+        self.hold: threading.Event | None = None  # set: answer the first frame once it is
         self.thread = threading.Thread(target=self._serve, daemon=True)
         self.thread.start()
 
@@ -138,6 +145,8 @@ class Peer:
                             kids = [cpu_ms(c) for c in children(self.watched)]
                             self.cpu = (cpu_ms(self.watched), sum(k or 0.0 for k in kids))
                         self.arrived.set()
+                        if self.hold is not None:  # the sender's count taken first
+                            self.hold.wait(START_TIMEOUT)
                     message = frame.lstrip(SB).decode("utf-8", "replace")
                     control = message.split("\r", 1)[0].split("|")[9]
                     ack = (
@@ -217,9 +226,9 @@ def cpu_of(argv: Sequence[str], stdin: Path | None = None) -> float:
     )
 
 
-def first_delivery(outboxd: str, setup: Setup, peer: Peer) -> dict[str, float]:
-    """Milliseconds from a dispatcher's exec to its first message at the peer (wall),
-    and the CPU milliseconds the dispatcher and its store worker had spent by then."""
+def one_waiting(outboxd: str, setup: Setup, peer: Peer) -> None:
+    """A fresh database with one message waiting for the peer, and the peer told
+    that nothing has arrived yet."""
     setup.fresh_database(outboxd)
     run_quietly(
         [outboxd, "enqueue", "-c", str(setup.config), "--channel", "hie", "--key", "m1",
@@ -227,6 +236,12 @@ def first_delivery(outboxd: str, setup: Setup, peer: Peer) -> dict[str, float]:
     )  # fmt: skip
     peer.first, peer.watched, peer.cpu = None, None, (None, None)
     peer.arrived.clear()
+
+
+def first_delivery(outboxd: str, setup: Setup, peer: Peer) -> dict[str, float]:
+    """Milliseconds from a dispatcher's exec to its first message at the peer (wall),
+    and the CPU milliseconds the dispatcher and its store worker had spent by then."""
+    one_waiting(outboxd, setup, peer)
     log_file = open(setup.dir / "dispatcher.log", "wb")  # noqa: SIM115 - closed below
     started = time.monotonic()
     process = subprocess.Popen(
@@ -260,6 +275,55 @@ def first_delivery(outboxd: str, setup: Setup, peer: Peer) -> dict[str, float]:
         log_file.close()
 
 
+def first_delivery_instructions(outboxd: str, setup: Setup, peer: Peer) -> dict[str, float]:
+    """Millions of instructions a dispatcher executes from its exec to its first
+    message at the peer, counted by callgrind (its store worker not included)."""
+    one_waiting(outboxd, setup, peer)
+    peer.hold = threading.Event()
+    counts = setup.dir / "callgrind.out"
+    log_file = open(setup.dir / "dispatcher.log", "wb")  # noqa: SIM115 - closed below
+    process = subprocess.Popen(
+        ["valgrind", "--tool=callgrind", f"--callgrind-out-file={counts}",
+         outboxd, "run", "dispatcher", "-c", str(setup.config)],
+        stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True, cwd=WORKDIR,
+        env=ENV,
+    )  # fmt: skip
+    try:
+        if not peer.arrived.wait(VALGRIND_TIMEOUT):
+            tail = (setup.dir / "dispatcher.log").read_text(errors="replace")[-2000:]
+            raise SystemExit(f"no message delivered within {VALGRIND_TIMEOUT:g}s:\n{tail}")
+        subprocess.run(
+            ["callgrind_control", "--dump", str(process.pid)],
+            check=True, capture_output=True, timeout=VALGRIND_TIMEOUT,
+        )  # fmt: skip
+        return {FIRST_INSTRUCTIONS: dumped_total(setup.dir) / 1e6}
+    finally:
+        peer.hold.set()
+        peer.hold = None
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(VALGRIND_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+        log_file.close()
+        for dump in setup.dir.glob("callgrind.out*"):
+            dump.unlink()
+
+
+def dumped_total(directory: Path) -> int:
+    """The instruction total of the first dump callgrind wrote in ``directory`` (its
+    ``callgrind.out.1``; the one written at exit, if it is there already, comes
+    later)."""
+    dumps = sorted(directory.glob("callgrind.out.*"), key=lambda p: p.stat().st_mtime)
+    if not dumps:
+        raise SystemExit(f"callgrind wrote no dump in {directory}")
+    for line in dumps[0].read_text(errors="replace").splitlines():
+        if line.startswith(("summary:", "totals:")):
+            return int(line.split()[1])
+    raise SystemExit(f"no total in {dumps[0]}")
+
+
 def has_batch(outboxd: str) -> bool:
     text = subprocess.run([outboxd, "enqueue", "--help"], capture_output=True, text=True).stdout
     return "--batch" in text
@@ -269,6 +333,10 @@ FIRST = "dispatcher exec → first delivery"
 FIRST_CPU = "  CPU of the dispatcher by then"
 FIRST_CPU_WORKER = "  CPU of its store worker by then"
 FIRST_CPU_BOTH = "  CPU of both by then"
+FIRST_INSTRUCTIONS = "dispatcher exec → first delivery, instructions (callgrind)"
+VALGRIND_TIMEOUT = 600.0  # seconds: under callgrind a start is some 50 times slower
+FIGURES = ("help", "enqueue", "batch", "first", "instructions")
+DEFAULT_FIGURES = {"help", "enqueue", "batch", "first"}
 
 
 @dataclass
@@ -296,11 +364,15 @@ def measure(
         ("enqueue", "outboxd enqueue (1 message)", "s CPU", enqueue_one),
         ("batch", f"outboxd enqueue --batch ({BATCH:,} HL7)", "s CPU", enqueue_batch),
         ("first", FIRST, "ms", lambda o: first_delivery(o, setup, peer)),
-    ]
+        ("instructions", FIRST_INSTRUCTIONS, "M instructions",
+         lambda o: first_delivery_instructions(o, setup, peer)),
+    ]  # fmt: skip
     figures = []
     for key, name, unit, how in plan:
-        if only and key not in only:
+        if key not in (only or DEFAULT_FIGURES):
             continue
+        if key == "instructions" and not shutil.which("valgrind"):
+            raise SystemExit("--only instructions needs valgrind (Debian's package valgrind)")
         usable = [c for c in commands if key != "batch" or has_batch(c)]
         if not usable:
             continue
@@ -311,10 +383,7 @@ def measure(
             for command in usable:
                 for figure, value in how(command).items():
                     runs.setdefault(figure, {}).setdefault(command, []).append(value)
-        figures += [
-            Figure(figure, "ms" if unit == "ms" else unit, by_command)
-            for figure, by_command in runs.items()
-        ]
+        figures += [Figure(figure, unit, by_command) for figure, by_command in runs.items()]
     return figures
 
 
@@ -334,7 +403,7 @@ def table(figures: Sequence[Figure], commands: Sequence[str]) -> str:
             if not runs:
                 cells.append(f"command {i + 1}: (no such command)")
                 continue
-            fmt = "{:.0f}" if figure.unit == "ms" else "{:.3f}"
+            fmt = {"ms": "{:.0f}", "M instructions": "{:,.1f}"}.get(figure.unit, "{:.3f}")
             cells.append(
                 f"command {i + 1}: {fmt.format(median(runs))} {figure.unit} "
                 f"({fmt.format(min(runs))} to {fmt.format(max(runs))})"
@@ -350,7 +419,7 @@ def table(figures: Sequence[Figure], commands: Sequence[str]) -> str:
 
 def _only(text: str) -> set[str]:
     chosen = set(text.split(","))
-    unknown = chosen - {"help", "enqueue", "batch", "first"}
+    unknown = chosen - set(FIGURES)
     if unknown:
         raise argparse.ArgumentTypeError(f"no such figure: {', '.join(sorted(unknown))}")
     return chosen
@@ -364,7 +433,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--only",
         type=_only,
-        help="comma-separated: help, enqueue, batch, first (default: all)",
+        help="comma-separated: help, enqueue, batch, first, instructions (default: all "
+        "but instructions)",
     )
     parser.add_argument("--json", action="store_true", help="print the runs as JSON")
     return parser

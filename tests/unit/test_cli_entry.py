@@ -10,7 +10,8 @@ import os
 import pytest
 
 from daemon.cli import main
-from daemon.cli.parser import build_parser, run_parser
+from daemon.cli.parser import build_parser
+from daemon.cli.roles import run_parser
 
 
 def run_subparser() -> argparse.ArgumentParser:

@@ -1,0 +1,37 @@
+"""Python's cyclic garbage collector during a role's start.
+
+A start makes tens of thousands of objects (modules, classes, validators, the
+settings), nearly all living as long as the process: the collections a
+dispatcher's start ran freed 850 of 39,000, for a few percent of its instructions.
+Collecting them once the role runs would pause its first deliveries instead. So
+``outboxd run`` turns the collector off before it reads the file (``pause``), and
+the frame, once the role is built, moves every object made so far to the permanent
+generation, which no collection scans, and turns it on again (``resume``). A start
+that fails before (a bad file, a port in use) turns it on again as it was, nothing
+frozen. Standard library only."""
+
+from __future__ import annotations
+
+import gc
+
+_paused = False
+
+
+def pause() -> None:
+    """Turn the collector off until ``resume``."""
+    global _paused
+    if gc.isenabled():
+        gc.disable()
+        _paused = True
+
+
+def resume(freeze: bool = True) -> None:
+    """Turn the collector on again where ``pause`` turned it off, having frozen what
+    exists (``freeze``); otherwise (resumed already, a role run by a test, the
+    collector turned off by someone else) nothing."""
+    global _paused
+    if _paused:
+        _paused = False
+        if freeze:
+            gc.freeze()
+        gc.enable()
