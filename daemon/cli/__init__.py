@@ -21,7 +21,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from daemon.cli.errors import EX_DATAERR, EX_SOFTWARE, EX_UNAVAILABLE, EX_USAGE, CliError
-from daemon.cli.roles import run_parser
+from daemon.cli.roles import ROLE_START, run_parser
 from daemon.config.errors import EX_CONFIG, ConfigError
 from daemon.domain.errors import (
     DatabaseFileError,
@@ -32,6 +32,7 @@ from daemon.domain.errors import (
     StoreUnavailable,
 )
 from daemon.domain.files import private_umask
+from daemon.runtime import collector
 
 Command = Callable[[argparse.Namespace], int]
 
@@ -83,6 +84,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not hasattr(args, "config"):
         args.config = None
     umask = private_umask()  # nothing it writes readable by others (a role runs in here too)
+    if args.target == ROLE_START:  # off until the frame has built the role
+        collector.pause()
     try:
         check_text(args)
         return command_of(args.target)(args)
@@ -120,3 +123,4 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EX_SOFTWARE
     finally:
         os.umask(umask)  # as it was, for a caller in the same process
+        collector.resume(freeze=False)  # a start that failed: the collector as it was

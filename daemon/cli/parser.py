@@ -9,7 +9,7 @@ import argparse
 from collections.abc import Callable
 
 from daemon import __version__
-from daemon.cli.roles import RUN_HELP, common_options, run_arguments
+from daemon.cli.roles import ROLE_START, RUN_HELP, common_options, run_arguments
 from daemon.domain.auth import ROLES as TOKEN_ROLES
 from daemon.domain.limits import MAX_BATCH, MAX_PAGE, REASON_MAX
 from daemon.domain.search import SEARCH_FIELDS, TEXT_RULE
@@ -66,7 +66,7 @@ def _system(add: Add) -> None:
     )
     backup.add_argument("file", metavar="FILE", help="where to write the copy (made 0600)")
     backup.add_argument("--force", action="store_true", help="replace FILE if it exists")
-    run_arguments(add("run", "daemon.cli.run:cmd_run", RUN_HELP))
+    run_arguments(add("run", ROLE_START, RUN_HELP))
 
 
 def _status(add: Add) -> None:

@@ -15,6 +15,7 @@ ROLES = {
 }
 
 RUN_HELP = f"run a role until SIGTERM ({', '.join(ROLES)})"
+ROLE_START = "daemon.cli.run:cmd_run"  # what runs ``outboxd run``
 
 
 def common_options() -> argparse.ArgumentParser:
@@ -36,7 +37,7 @@ def run_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="outboxd run", parents=[common_options()], description=RUN_HELP
     )
-    parser.set_defaults(command="run", target="daemon.cli.run:cmd_run")
+    parser.set_defaults(command="run", target=ROLE_START)
     run_arguments(parser)
     return parser
 

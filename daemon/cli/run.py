@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING
 from daemon.cli.errors import EX_USAGE, CliError
 from daemon.cli.roles import ROLES
 from daemon.config.document import database_url, read_document
-from daemon.runtime import collector
 from daemon.store.address import backend_of
 from daemon.store.drivers import only_for
 
@@ -32,14 +31,6 @@ WORKER_ROLES = ("dispatcher",)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    collector.pause()  # until the frame has built the role (daemon.runtime.collector)
-    try:
-        return _start(args)
-    finally:
-        collector.resume(freeze=False)  # a start that failed: the collector as it was
-
-
-def _start(args: argparse.Namespace) -> int:
     document = read_document(args.config, os.environ)  # a file that cannot be read: exit 78
     backend = backend_of(database_url(document, os.environ))
     only_for(backend)  # the drivers a store on another backend would use stay unloaded

@@ -145,8 +145,9 @@ class Peer:
                             kids = [cpu_ms(c) for c in children(self.watched)]
                             self.cpu = (cpu_ms(self.watched), sum(k or 0.0 for k in kids))
                         self.arrived.set()
-                        if self.hold is not None:  # the sender's count taken first
-                            self.hold.wait(START_TIMEOUT)
+                        hold = self.hold
+                        if hold is not None:  # the sender's count taken first
+                            hold.wait(VALGRIND_TIMEOUT)
                     message = frame.lstrip(SB).decode("utf-8", "replace")
                     control = message.split("\r", 1)[0].split("|")[9]
                     ack = (
@@ -312,16 +313,16 @@ def first_delivery_instructions(outboxd: str, setup: Setup, peer: Peer) -> dict[
 
 
 def dumped_total(directory: Path) -> int:
-    """The instruction total of the first dump callgrind wrote in ``directory`` (its
-    ``callgrind.out.1``; the one written at exit, if it is there already, comes
-    later)."""
-    dumps = sorted(directory.glob("callgrind.out.*"), key=lambda p: p.stat().st_mtime)
-    if not dumps:
+    """The instruction total of the dump ``callgrind_control --dump`` made: with
+    ``--callgrind-out-file=F``, callgrind writes it to ``F.1`` (and the one at exit
+    to ``F``)."""
+    dump = directory / "callgrind.out.1"
+    if not dump.exists():
         raise SystemExit(f"callgrind wrote no dump in {directory}")
-    for line in dumps[0].read_text(errors="replace").splitlines():
+    for line in dump.read_text(errors="replace").splitlines():
         if line.startswith(("summary:", "totals:")):
             return int(line.split()[1])
-    raise SystemExit(f"no total in {dumps[0]}")
+    raise SystemExit(f"no total in {dump}")
 
 
 def has_batch(outboxd: str) -> bool:

@@ -70,3 +70,21 @@ def test_a_start_that_fails_leaves_the_collector_on_and_nothing_frozen(tmp_path)
         """
     )
     assert out.splitlines()[-1] == "78 True 0"
+
+
+def test_a_child_forked_while_the_start_is_paused_collects_again():
+    """A store worker forked from a dispatcher's start (the test suite's zygote forks
+    it instead of exec'ing it) does not wait for its parent's frame."""
+    out = run(
+        """
+        import gc, os
+        from daemon.runtime import collector
+        collector.pause()
+        pid = os.fork()
+        if pid == 0:
+            os._exit(0 if gc.isenabled() and gc.get_freeze_count() == 0 else 1)
+        _, status = os.waitpid(pid, 0)
+        print(os.waitstatus_to_exitcode(status), gc.isenabled())
+        """
+    )
+    assert out == "0 False"  # the child collects; the parent waits for its frame
