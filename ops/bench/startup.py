@@ -239,6 +239,17 @@ def one_waiting(outboxd: str, setup: Setup, peer: Peer) -> None:
     peer.arrived.clear()
 
 
+def stop(process: subprocess.Popen[bytes], timeout: float) -> None:
+    """SIGTERM to a dispatcher; SIGKILL to its session if it is not gone in
+    ``timeout`` seconds."""
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+
+
 def first_delivery(outboxd: str, setup: Setup, peer: Peer) -> dict[str, float]:
     """Milliseconds from a dispatcher's exec to its first message at the peer (wall),
     and the CPU milliseconds the dispatcher and its store worker had spent by then."""
@@ -267,12 +278,7 @@ def first_delivery(outboxd: str, setup: Setup, peer: Peer) -> dict[str, float]:
             out[FIRST_CPU_BOTH] = parent + (worker or 0.0)
         return out
     finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(30)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+        stop(process, 30)
         log_file.close()
 
 
@@ -301,12 +307,7 @@ def first_delivery_instructions(outboxd: str, setup: Setup, peer: Peer) -> dict[
     finally:
         peer.hold.set()
         peer.hold = None
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(VALGRIND_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+        stop(process, VALGRIND_TIMEOUT)
         log_file.close()
         for dump in setup.dir.glob("callgrind.out*"):
             dump.unlink()
