@@ -53,8 +53,8 @@ from daemon.store.aio import AsyncStore
 log = logging.getLogger("outboxd.delivery")
 
 BUSY_POLL = 0.005  # seconds between claims right after activity
-IDLE_POLL = 0.05  # the longest wait between claims when nothing is due (no NOTIFY)
-NOTIFIED_IDLE_POLL = 1.0  # the same when PostgreSQL NOTIFY wakes the loop
+IDLE_POLL = 0.05  # the longest wait between claims when nothing is due (no wake-ups)
+NOTIFIED_IDLE_POLL = 1.0  # the same when the store wakes the loop (NOTIFY, the doorbell)
 STORE_RETRY = 1.0  # first wait after the database failed a unit of work
 RECORD_GATHER = 0.005  # seconds to gather outcomes when only a few are waiting
 BREAKER_REFRESH = 30.0  # seconds between reports of a breaker that stays open

@@ -37,6 +37,18 @@ def is_postgres_url(url: str) -> bool:
     return urlsplit(url).scheme in POSTGRES_SCHEMES
 
 
+def sqlite_path(url: str) -> str | None:
+    """The file a ``sqlite:`` URL names (``sqlite:///var/x.db`` relative to the
+    working directory, ``sqlite:////var/x.db`` absolute); None for another scheme,
+    or for no file (``:memory:``)."""
+    parts = urlsplit(url)
+    if parts.scheme != "sqlite":
+        return None
+    raw = parts.path
+    path = unquote(raw[1:] if raw.startswith("/") else raw)
+    return path if path and path != ":memory:" else None
+
+
 def backend_of(url: str | None) -> str | None:
     """``sqlite`` or ``postgresql``: the store backend of a database URL; None for
     no URL or one of neither (the settings models refuse it)."""

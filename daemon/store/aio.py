@@ -15,7 +15,9 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Concatenate, Generic, ParamSpec, Protocol, TypeVar, overload
 
 from daemon.config.database import DatabaseSettings
-from daemon.store.address import is_postgres_url, listen_conninfo
+from daemon.store.address import is_postgres_url, listen_conninfo, sqlite_path
+from daemon.store.doorbell import folder_of
+from daemon.store.doorbell import listen as listen_doorbell
 
 if TYPE_CHECKING:
     from daemon.store.spawn import Spawned
@@ -70,8 +72,10 @@ class AsyncStore:
     ) -> None:
         self._runner = runner
         self._store = store  # the store of this process, when its work runs on a thread
-        self.postgres = is_postgres_url(database.url.get_secret_value())
+        url = database.url.get_secret_value()
+        self.postgres = is_postgres_url(url)
         self._conninfo = listen_conninfo(database)
+        self._doorbell = _doorbell_folder(url)
 
     @property
     def runs_in_process(self) -> bool:
@@ -81,19 +85,21 @@ class AsyncStore:
 
     @property
     def notifies(self) -> bool:
-        """Does the database wake listeners when messages fall due (PostgreSQL
-        NOTIFY)? Else the delivery loops poll."""
-        return self._conninfo is not None
+        """Does the store wake listeners when messages fall due (PostgreSQL's
+        NOTIFY, SQLite's doorbell)? Else the delivery loops poll often."""
+        return self._conninfo is not None or self._doorbell is not None
 
     async def listen(self, ring: Callable[[str], None]) -> None:
         """Call ``ring(channel)`` whenever messages of that channel were committed
-        due now, reconnecting forever (on a connection of its own); returns at
-        once where the database has no such signal."""
-        if self._conninfo is None:
-            return
-        from daemon.store.listen import listen
+        due now, listening again forever when the listener fails (on a connection
+        of its own, or the doorbell's socket); returns at once where the store has
+        no such signal."""
+        if self._conninfo is not None:
+            from daemon.store.listen import listen
 
-        await listen(self._conninfo, ring)
+            await listen(self._conninfo, ring)
+        elif self._doorbell is not None:
+            await listen_doorbell(self._doorbell, ring)
 
     async def _call(self, name: str, *args: Any, **kwargs: Any) -> Any:
         return await self._runner.call(name, args, kwargs)
@@ -201,3 +207,10 @@ def open_async_store(
 
     runner = StoreProcess(database, log_level, log_format, process, spawned=spawned, node=node)
     return AsyncStore(runner, database)
+
+
+def _doorbell_folder(url: str) -> str | None:
+    """The doorbell folder of a SQLite database; None for PostgreSQL, or where the
+    folder's path is too long for a socket's."""
+    path = sqlite_path(url)
+    return None if path is None else folder_of(path)

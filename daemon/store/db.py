@@ -10,13 +10,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
-from urllib.parse import unquote, urlsplit
+from urllib.parse import urlsplit
 
 import peewee as pw
 
 from daemon.domain.errors import DatabaseFileError, StoreError, StoreUnavailable
 from daemon.domain.files import create_private
-from daemon.store.address import POSTGRES_SCHEMES, Address, postgres_params
+from daemon.store.address import POSTGRES_SCHEMES, Address, postgres_params, sqlite_path
 
 if TYPE_CHECKING:
     from daemon.config.database import DatabaseSettings
@@ -63,7 +63,7 @@ def open_database(settings: DatabaseSettings | Address, create: bool = True) -> 
     address = Address.of(settings)
     parts = urlsplit(address.url)
     if parts.scheme == "sqlite":
-        return _sqlite(parts.path, address, create)
+        return _sqlite(address, create)
     if parts.scheme in POSTGRES_SCHEMES:
         return _postgres(address)
     raise StoreError(f"unsupported database scheme {parts.scheme!r}")
@@ -123,10 +123,9 @@ def check_sqlite_file(path: Path, create: bool) -> None:
         raise DatabaseFileError(f"{path} is not an SQLite database")
 
 
-def _sqlite(raw_path: str, settings: Address, create: bool) -> pw.SqliteDatabase:
-    # sqlite:///var/x.db is relative to the working directory; sqlite:////abs/x.db absolute.
-    path = unquote(raw_path[1:] if raw_path.startswith("/") else raw_path)
-    if not path or path == ":memory:":
+def _sqlite(settings: Address, create: bool) -> pw.SqliteDatabase:
+    path = sqlite_path(settings.url)
+    if path is None:
         raise StoreError(
             "an in-memory SQLite database cannot be shared between the store thread and "
             "other processes; give a file path such as sqlite:///var/outboxd.db"

@@ -1,9 +1,8 @@
 """Wake-ups for idle dispatchers: PostgreSQL LISTEN/NOTIFY.
 
 The store sends ``NOTIFY outboxd, '<channel>'`` when it commits messages that
-are due now; a listener wakes that channel's loop at once. On SQLite there is
-no such signal and the loops poll (briefly after activity, at most every
-``IDLE_POLL`` seconds when idle). Roles reach this through the store
+are due now; a listener wakes that channel's loop at once. SQLite's equivalent
+is ``daemon.store.doorbell``. Roles reach this through the store
 (``AsyncStore.notifies``, ``AsyncStore.listen``), never with SQL or connection
 parameters of their own.
 """

@@ -757,7 +757,7 @@ async def latency_run(
 
 
 async def bench_latency(backend: Backend, workdir: Path, sizes: Sizes) -> list[Figure]:
-    how = "LISTEN/NOTIFY" if isinstance(backend, PostgresBackend) else "polling"
+    how = "LISTEN/NOTIFY" if isinstance(backend, PostgresBackend) else "doorbell"
     log(f"{backend.name}: idle latency ({how}), {sizes.latency_samples} samples")
     result = await retry_startup(
         "latency",

@@ -13,6 +13,7 @@ import sys
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -347,14 +348,10 @@ async def test_a_worker_started_ahead_for_its_backend_serves_and_one_for_another
 # --- wake-ups ------------------------------------------------------------------------------
 
 
-async def test_the_store_wakes_its_listener_where_the_database_can(astore: AsyncStore):
-    """PostgreSQL: ``listen`` rings for a channel whose messages were committed due
-    now, on a connection the store opens itself. SQLite: no such signal, and
-    ``listen`` returns at once (the loops poll)."""
-    if not astore.postgres:
-        assert not astore.notifies
-        await asyncio.wait_for(astore.listen(lambda channel: None), 1.0)
-        return
+async def test_the_store_wakes_its_listener(astore: AsyncStore):
+    """``listen`` rings for a channel whose messages were committed due now: on
+    PostgreSQL on a connection the store opens itself (LISTEN), on SQLite with the
+    doorbell's socket (the work done on a thread or in a worker process alike)."""
     assert astore.notifies
     channel = f"wake-{os.getpid()}-{time.monotonic_ns()}"  # NOTIFY reaches the database
     rung: asyncio.Queue[str] = asyncio.Queue()
@@ -376,3 +373,19 @@ async def test_the_store_wakes_its_listener_where_the_database_can(astore: Async
         listener.cancel()
         with pytest.raises(asyncio.CancelledError):
             await listener
+
+
+async def test_a_store_with_no_file_has_no_doorbell_and_its_listener_returns():
+    """An in-memory SQLite database (refused by the store: nothing shares it) has
+    no folder to ring in: the loops would poll, and ``listen`` returns at once."""
+    store = AsyncStore(_NeverCalled(), DatabaseSettings(url="sqlite:///:memory:"))
+    assert not store.notifies
+    await asyncio.wait_for(store.listen(lambda channel: None), 1.0)
+
+
+class _NeverCalled:
+    async def call(self, name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        raise AssertionError(f"{name} called")
+
+    async def aclose(self) -> None:
+        pass
