@@ -25,7 +25,7 @@ import collections
 import contextlib
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -80,7 +80,7 @@ class ChannelLoop:
         store: AsyncStore,
         metrics: DispatcherMetrics,
         owner: str,
-        notified: bool = False,
+        notified: Callable[[], bool] = lambda: False,
         clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self.name = name
@@ -90,7 +90,7 @@ class ChannelLoop:
         self.store = store
         self.metrics = metrics
         self.owner = owner
-        self.idle_poll = NOTIFIED_IDLE_POLL if notified else IDLE_POLL
+        self.notified = notified  # is the store's wake-up listener there now?
         self.policy = RetryPolicy.from_settings(settings.retry)
         self.progress_rule = kind_of(settings).progress  # the tracked items' progress, if any
         self.bucket = Bucket.for_rate(settings.rate, settings.burst) if settings.rate else None
@@ -219,6 +219,7 @@ class ChannelLoop:
                 await self.space.wait()
                 continue
             began = time.monotonic()
+            self.wake.clear()  # a wake-up from now on may be for what this claim misses
             claimed = await self._claim(min(room, self.settings.batch_size))
             if claimed is None:  # the database failed it (and _claim waited): no sample
                 continue
@@ -238,8 +239,9 @@ class ChannelLoop:
                     self.held[message.id] = message
                     self.queue.put_nowait(message)
                 continue
-            await self._wait_for_wake(poll)
-            poll = min(poll * 2, self.idle_poll)
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self.wake.wait(), poll)
+            poll = min(poll * 2, NOTIFIED_IDLE_POLL if self.notified() else IDLE_POLL)
 
     def _room(self) -> int:
         """How many more to claim: up to ``capacity`` waiting to be sent or being
@@ -270,15 +272,12 @@ class ChannelLoop:
         at = self.clock.for_store()
         return {} if at is None else {"now": at}
 
-    async def _wait_for_wake(self, timeout: float) -> None:
-        self.wake.clear()
-        with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(self.wake.wait(), timeout)
-
     async def _sleep(self, seconds: float) -> None:
         """Sleep, but wake early when draining starts."""
         if not self.stopping.is_set():
-            await self._wait_for_wake(seconds)
+            self.wake.clear()
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self.wake.wait(), seconds)
 
     # --- workers ------------------------------------------------------------------
 

@@ -30,6 +30,7 @@ class Dispatcher(RoleBase):
         self.ctx = context
         self.metrics = DispatcherMetrics(context.metrics.registry)
         self.loops: dict[str, ChannelLoop] = {}  # by channel, for the doorbell
+        self.listening = False  # is the doorbell there now? The loops poll seldom while it is
 
     def children(self, settings: Settings) -> list[ChildSpec]:
         self.loops = {n: loop for n, loop in self.loops.items() if n in settings.channels}
@@ -47,7 +48,7 @@ class Dispatcher(RoleBase):
         )
         specs.append(tallies_child(self.ctx.store))
         if self.ctx.store.notifies:
-            listen = functools.partial(self.ctx.store.listen, self._ring)
+            listen = functools.partial(self.ctx.store.listen, self._ring, self._listening)
             specs.append(ChildSpec("doorbell", None, lambda: TaskChild("doorbell", listen)))
         return specs
 
@@ -59,10 +60,13 @@ class Dispatcher(RoleBase):
             self.ctx.store,
             self.metrics,
             self.ctx.owner,
-            notified=self.ctx.store.notifies,
+            notified=lambda: self.listening,
         )
         self.loops[name] = loop
         return loop
+
+    def _listening(self, now: bool) -> None:
+        self.listening = now
 
     def _ring(self, channel: str) -> None:
         loop = self.loops.get(channel)

@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING, Any, Concatenate, Generic, ParamSpec, Protocol
 
 from daemon.config.database import DatabaseSettings
 from daemon.store.address import is_postgres_url, listen_conninfo, sqlite_path
-from daemon.store.doorbell import folder_of
 from daemon.store.doorbell import listen as listen_doorbell
+from daemon.store.doorbell import listener_folder
 
 if TYPE_CHECKING:
     from daemon.store.spawn import Spawned
@@ -89,17 +89,20 @@ class AsyncStore:
         NOTIFY, SQLite's doorbell)? Else the delivery loops poll often."""
         return self._conninfo is not None or self._doorbell is not None
 
-    async def listen(self, ring: Callable[[str], None]) -> None:
+    async def listen(
+        self, ring: Callable[[str], None], listening: Callable[[bool], None] = lambda _: None
+    ) -> None:
         """Call ``ring(channel)`` whenever messages of that channel were committed
         due now, listening again forever when the listener fails (on a connection
-        of its own, or the doorbell's socket); returns at once where the store has
-        no such signal."""
+        of its own, or the doorbell's socket), and ``listening(True)`` once it
+        listens, ``listening(False)`` once it no longer does; returns at once where
+        the store has no such signal."""
         if self._conninfo is not None:
             from daemon.store.listen import listen
 
-            await listen(self._conninfo, ring)
+            await listen(self._conninfo, ring, listening)
         elif self._doorbell is not None:
-            await listen_doorbell(self._doorbell, ring)
+            await listen_doorbell(self._doorbell, ring, listening)
 
     async def _call(self, name: str, *args: Any, **kwargs: Any) -> Any:
         return await self._runner.call(name, args, kwargs)
@@ -210,7 +213,7 @@ def open_async_store(
 
 
 def _doorbell_folder(url: str) -> str | None:
-    """The doorbell folder of a SQLite database; None for PostgreSQL, or where the
-    folder's path is too long for a socket's."""
+    """The doorbell folder a dispatcher of this SQLite database listens in; None
+    for PostgreSQL, or where it may not (``daemon.store.doorbell.listener_folder``)."""
     path = sqlite_path(url)
-    return None if path is None else folder_of(path)
+    return None if path is None else listener_folder(path)

@@ -10,12 +10,18 @@ datagram that is lost costs only time: the loops still poll once a second.
 - A socket whose listener is gone (a killed process) refuses the datagram: the
   ringing store removes its file.
 - A listener whose queue is full is awake already: the datagram is dropped.
-- A socket's path is short (``MAX_ADDRESS``): where the folder's is too long,
-  the socket is reached through the folder's descriptor (``/proc/self/fd/N/NAME``);
-  without ``/proc``, such a folder has no doorbell and its dispatchers poll as
+- A socket is bound and rung through the folder's descriptor
+  (``/proc/self/fd/N/NAME``), once the folder open is found fit: a path that names
+  another folder by then is not followed, and a folder's path may be longer than a
+  socket's address may be (``MAX_ADDRESS``). Without ``/proc``, by its path, where
+  that is short enough; a longer one has no doorbell, and its dispatchers poll as
   often as they would without one.
-- Only the account that owns the folder can ring: a command run as another user
-  wakes nothing, and its messages wait for the next poll.
+- Only the folder's owner (and root) can ring: a command run as another user
+  wakes nothing, and its messages wait for the next poll. A dispatcher run as
+  another account than the database file's owner does not listen (it would make
+  a folder that the owner's dispatchers must refuse): its loops poll often.
+- While a dispatcher's listener is not listening (a folder refused, a socket that
+  failed), its loops poll every 5 to 50 ms, as they would with no doorbell.
 - A folder that is not a directory of the database file's owner, or that others may
   write in, is neither listened in nor rung: a socket planted there would hear the
   channels' names, or stand in for a dispatcher's.
@@ -28,6 +34,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import secrets
@@ -53,9 +60,21 @@ def folder_of(database_path: str) -> str | None:
     finds the same folder however it names the file); None where a socket in it
     cannot be reached."""
     folder = os.path.realpath(database_path) + FOLDER_SUFFIX
-    if _fits(folder, "x" * NAME_LENGTH) or os.path.isdir(PROC_FDS):
+    if _has_proc() or _fits(folder, "x" * NAME_LENGTH):
         return folder
     return None
+
+
+def listener_folder(database_path: str) -> str | None:
+    """The doorbell folder a dispatcher listens in: ``folder_of``, where this process
+    runs as the database file's owner (a dispatcher run as another account, root
+    say, would make a folder that the owner's dispatchers must refuse); None where
+    it may not, and its loops poll often."""
+    try:
+        owner = os.stat(database_path).st_uid
+    except OSError:
+        return None
+    return folder_of(database_path) if owner == os.geteuid() else None
 
 
 def _fits(folder: str, name: str) -> bool:
@@ -80,11 +99,17 @@ def _open(folder: str) -> int:
 
 
 def _address(folder: str, folder_fd: int, name: str) -> str:
-    """The path a socket ``name`` in ``folder`` is bound or sent to: its own, or
-    where that is too long, through ``folder_fd``, the folder open."""
-    if _fits(folder, name):
-        return os.path.join(folder, name)
-    return f"{PROC_FDS}/{folder_fd}/{name}"
+    """The path a socket ``name`` in ``folder`` is bound or sent to: through
+    ``folder_fd``, the folder open and found fit (not whatever its path names by
+    then, and short whatever the folder's path); without ``/proc``, its own."""
+    if _has_proc():
+        return f"{PROC_FDS}/{folder_fd}/{name}"
+    return os.path.join(folder, name)
+
+
+@functools.cache
+def _has_proc() -> bool:
+    return os.path.isdir(PROC_FDS)
 
 
 class Bell:
@@ -92,7 +117,8 @@ class Bell:
 
     def __init__(self, folder: str) -> None:
         self.folder = folder
-        self._sock: socket.socket | None = None
+        self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self._sock.setblocking(False)
 
     def ring(self, channels: Iterable[str]) -> None:
         """Send ``channels`` to every listener in the folder; never raises."""
@@ -115,23 +141,15 @@ class Bell:
 
     def _send(self, datagram: bytes, fd: int, name: str) -> None:
         try:
-            self._socket().sendto(datagram, _address(self.folder, fd, name))
+            self._sock.sendto(datagram, _address(self.folder, fd, name))
         except ConnectionRefusedError:  # its listener is gone: nobody will read it again
             with contextlib.suppress(OSError):
                 os.unlink(name, dir_fd=fd)
         except OSError:  # its queue is full (it is awake), or it went away meanwhile
             pass
 
-    def _socket(self) -> socket.socket:
-        if self._sock is None:
-            self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-            self._sock.setblocking(False)
-        return self._sock
-
     def close(self) -> None:
-        if self._sock is not None:
-            self._sock.close()
-            self._sock = None
+        self._sock.close()
 
 
 def _bind(folder: str) -> tuple[socket.socket, str]:
@@ -152,24 +170,23 @@ def _bind(folder: str) -> tuple[socket.socket, str]:
     return sock, os.path.join(folder, name)
 
 
-async def listen(folder: str, ring: Callable[[str], None]) -> None:
+async def listen(
+    folder: str, ring: Callable[[str], None], listening: Callable[[bool], None] = lambda _: None
+) -> None:
     """Call ``ring(channel)`` for every channel a store rings for, forever: binds
-    again when the socket cannot be made or its file was removed."""
+    again when the socket cannot be made, fails, or its file was removed;
+    ``listening`` says when it listens and when it no longer does."""
     loop = asyncio.get_running_loop()
     backoff = Backoff(0.5)
     while True:
         try:
             sock, path = _bind(folder)
         except OSError as exc:
-            delay = backoff.next()
-            log.warning(
-                "doorbell unavailable; polling until it is back",
-                extra={"folder": folder, "error": exc.strerror or str(exc), "retry_in": delay},
-            )
-            await asyncio.sleep(delay)
+            await _unavailable(backoff, folder, exc)
             continue
-        backoff.reset()
         log.info("listening for the doorbell", extra={"socket": path})
+        listening(True)
+        failed: OSError | None = None
         try:
             while os.path.exists(path):
                 try:
@@ -177,12 +194,28 @@ async def listen(folder: str, ring: Callable[[str], None]) -> None:
                         loop.sock_recv(sock, MAX_DATAGRAM), CHECK_EVERY
                     )
                 except TimeoutError:
+                    backoff.reset()  # listened a while without a fault
                     continue
+                backoff.reset()
                 for channel in datagram.decode("utf-8", "replace").split("\n"):
                     if channel:
                         ring(channel)
             log.warning("doorbell socket removed; listening again", extra={"socket": path})
+        except OSError as exc:
+            failed = exc
         finally:
+            listening(False)
             sock.close()
             with contextlib.suppress(OSError):
                 os.unlink(path)
+        if failed is not None:
+            await _unavailable(backoff, folder, failed)
+
+
+async def _unavailable(backoff: Backoff, folder: str, exc: OSError) -> None:
+    delay = backoff.next()
+    log.warning(
+        "doorbell unavailable; polling until it is back",
+        extra={"folder": folder, "error": exc.strerror or str(exc), "retry_in": delay},
+    )
+    await asyncio.sleep(delay)

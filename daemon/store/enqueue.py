@@ -82,7 +82,9 @@ class Enqueuer:
             self.sql.insert_fields(fields)
         self._link_batch_prerequisites(batch, created, ids)
         self.unit.notify(
-            m.channel for m in batch if (m.channel, m.key) in created and not m.not_before
+            m.channel
+            for m in batch
+            if (m.channel, m.key) in created and (m.not_before is None or m.not_before <= now)
         )
         existing = self._rows_by_key(
             {(m.channel, m.key) for m in batch if (m.channel, m.key) not in created}

@@ -22,8 +22,13 @@ from daemon.store.address import NOTIFY_CHANNEL  # not the SQL module: no peewee
 log = logging.getLogger("outboxd.doorbell")
 
 
-async def listen(conninfo: dict[str, Any], ring: Callable[[str], None]) -> None:
-    """Call ``ring(channel)`` for every notification, reconnecting forever."""
+async def listen(
+    conninfo: dict[str, Any],
+    ring: Callable[[str], None],
+    listening: Callable[[bool], None] = lambda _: None,
+) -> None:
+    """Call ``ring(channel)`` for every notification, reconnecting forever;
+    ``listening`` says when it listens and when it no longer does."""
     backoff = Backoff(0.5)
     while True:
         try:
@@ -31,8 +36,12 @@ async def listen(conninfo: dict[str, Any], ring: Callable[[str], None]) -> None:
                 await conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
                 log.info("listening for notifications")
                 backoff.reset()
-                async for note in conn.notifies():
-                    ring(note.payload)
+                listening(True)
+                try:
+                    async for note in conn.notifies():
+                        ring(note.payload)
+                finally:
+                    listening(False)
         except (psycopg.Error, OSError) as exc:
             delay = backoff.next()
             log.warning(

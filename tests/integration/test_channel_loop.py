@@ -19,6 +19,7 @@ from daemon.config.loader import parse_config
 from daemon.domain.messages import NewMessage
 from daemon.resilience.backoff import backoff_ceiling
 from daemon.resilience.breaker import BreakerState
+from daemon.roles import delivery
 from daemon.roles.delivery import ChannelLoop
 from daemon.runtime.metrics import DispatcherMetrics, Metrics
 from daemon.store.aio import AsyncStore, open_async_store
@@ -269,3 +270,45 @@ async def test_a_message_the_channel_could_not_send_waits_uncounted(run_loop, cl
     _moved(loop, clock, 45)
     [row] = await eventually(lambda: [r for r in rows() if r.status == "sent"], "sent")
     assert row.attempts == 1
+
+
+class RingDuringTheFirstClaim(CountedClaims):
+    """The async store, where a message is committed (and its wake-up rung) while
+    the loop's first claim is on its way back, empty: the claim ran just before."""
+
+    loop: ChannelLoop | None = None
+
+    async def claim(self, *args: Any, **kwargs: Any) -> Any:
+        claimed = await super().claim(*args, **kwargs)
+        if self.claims == 1:
+            assert claimed == []
+            await self._store.enqueue(NewMessage("hie", "late", b"MSH|late"))
+            assert self.loop is not None
+            self.loop.wake.set()  # what the doorbell's ring does
+        return claimed
+
+
+async def test_a_wake_up_rung_while_a_claim_is_under_way_is_not_lost(
+    db_url: str, monkeypatch: pytest.MonkeyPatch
+):
+    # the loop's waits made far longer than the test: only the wake-up can send it
+    monkeypatch.setattr(delivery, "BUSY_POLL", 3600.0)
+    astore = open_async_store(DatabaseSettings(url=db_url), in_process=False)
+    racing = RingDuringTheFirstClaim(astore)
+    channel = ScriptedChannel(lambda _: Outcome.delivered("AA"))
+    loop = ChannelLoop(
+        "hie",
+        _settings(""),
+        channel,  # type: ignore[arg-type]
+        racing,  # type: ignore[arg-type]
+        DispatcherMetrics(Metrics().registry),
+        "loop-test",
+        notified=lambda: True,
+    )
+    racing.loop = loop
+    loop.start()
+    try:
+        await eventually(lambda: channel.keys() == ["late"], "the late message sent", timeout=10)
+    finally:
+        await loop.drain(5)
+        await astore.aclose()

@@ -21,7 +21,7 @@ from daemon.domain.messages import NewMessage
 from daemon.sim.http import HttpSink
 from daemon.store import doorbell
 from daemon.store.db import open_database
-from daemon.store.doorbell import SOCKET_SUFFIX, Bell, folder_of, listen
+from daemon.store.doorbell import SOCKET_SUFFIX, Bell, folder_of, listen, listener_folder
 from daemon.store.sync import Store
 from tests.integration.test_dispatcher import write_config
 from tests.support.ports import free_port
@@ -122,6 +122,41 @@ async def test_only_a_committed_write_of_messages_due_now_rings(sqlite_store: St
         assert got == {"hie", "bpjs"}  # one datagram, both channels
         await asyncio.to_thread(sqlite_store.enqueue, new("k2"))  # a duplicate: nothing new
         await nothing_more(heard)
+        earlier = datetime.now(UTC) - timedelta(minutes=1)  # due already: rung
+        await asyncio.to_thread(sqlite_store.enqueue, new("k4", "late", not_before=earlier))
+        assert await asyncio.wait_for(heard.get(), HEARD) == "late"
+
+
+async def test_a_nested_write_rings_once_the_outer_one_has_committed(
+    sqlite_store: Store, sqlite_db: Path
+):
+    folder = folder_of(str(sqlite_db))
+    assert folder is not None
+    unit = sqlite_store.unit
+    async with listening(folder) as heard:
+        inner_done = asyncio.Event()
+        loop = asyncio.get_running_loop()
+
+        def outer() -> None:
+            unit.write(lambda: unit.notify(["inner"]))
+            loop.call_soon_threadsafe(inner_done.set)
+            # the inner write is done, the transaction is not: nothing rung yet
+            asyncio.run_coroutine_threadsafe(nothing_more(heard), loop).result()
+            unit.notify(["outer"])
+
+        await asyncio.to_thread(unit.write, outer)
+        assert inner_done.is_set()
+        got = {await asyncio.wait_for(heard.get(), HEARD) for _ in range(2)}
+        assert got == {"inner", "outer"}
+        await nothing_more(heard)
+
+        def outer_fails() -> None:
+            unit.write(lambda: unit.notify(["inner"]))
+            raise RuntimeError("the outer work failed")
+
+        with pytest.raises(RuntimeError):
+            await asyncio.to_thread(unit.write, outer_fails)
+        await nothing_more(heard)  # all of it rolled back: nothing rung
 
 
 async def test_every_listener_is_rung_and_a_dead_ones_socket_removed(sqlite_db: Path):
@@ -208,6 +243,71 @@ async def test_a_folder_others_may_write_in_is_neither_listened_in_nor_rung(
         planted.close()
 
 
+async def test_a_folder_that_is_a_symbolic_link_is_neither_listened_in_nor_rung(
+    sqlite_db: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+):
+    folder = folder_of(str(sqlite_db))
+    assert folder is not None
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir(mode=0o700)
+    os.symlink(elsewhere, folder)
+    task = asyncio.create_task(listen(folder, lambda channel: None))
+    try:
+        await eventually(
+            lambda: any(r.getMessage().startswith("doorbell unavailable") for r in caplog.records),
+            what="the listener's refusal",
+        )
+        assert list(elsewhere.iterdir()) == []  # nothing bound where the link points
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+async def test_a_listener_that_is_never_read_does_not_hold_the_writer_up(sqlite_db: Path):
+    folder = folder_of(str(sqlite_db))
+    assert folder is not None
+    # a dispatcher too busy to read: its queue fills, and the rings go on without it
+    # (a blocking send would hang here), its socket kept (it is not a dead one's)
+    sock, path = doorbell._bind(folder)
+    try:
+        bell = Bell(folder)
+        for n in range(5000):
+            bell.ring([f"c{n}"])
+        bell.close()
+        assert os.path.exists(path)
+        assert sock.recv(100) == b"c0"  # the first, kept; the later ones dropped
+    finally:
+        sock.close()
+
+
+async def test_the_listener_says_when_it_listens(sqlite_db: Path):
+    folder = folder_of(str(sqlite_db))
+    assert folder is not None
+    states: list[bool] = []
+    task = asyncio.create_task(listen(folder, lambda channel: None, states.append))
+    await eventually(lambda: states == [True], what="listening")
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    assert states == [True, False]
+
+
+def test_a_process_of_another_account_than_the_databases_owner_does_not_listen(tmp_path: Path):
+    if os.geteuid() == 0:
+        path = tmp_path / "theirs.db"
+        path.write_bytes(b"")
+        os.chown(path, 65534, 65534)  # nobody's
+        theirs = str(path)
+    else:
+        theirs = "/etc/passwd"  # root's
+    assert folder_of(theirs) is not None  # its writers may still ring (root can)
+    assert listener_folder(theirs) is None
+    mine = tmp_path / "mine.db"
+    mine.write_bytes(b"")
+    assert listener_folder(str(mine)) == folder_of(str(mine))
+
+
 async def test_a_bell_with_no_folder_and_no_listener_is_silent(tmp_path: Path):
     bell = Bell(str(tmp_path / "none-doorbell"))
     bell.ring(["hie"])  # no folder: nothing to ring, no error
@@ -217,12 +317,16 @@ async def test_a_bell_with_no_folder_and_no_listener_is_silent(tmp_path: Path):
     bell.close()
 
 
-@pytest.mark.slow
-async def test_an_idle_dispatcher_on_sqlite_claims_seldom_and_wakes_for_new_work(
-    tmp_path: Path, sqlite_db: Path, sqlite_store: Store
-):
-    folder = folder_of(str(sqlite_db))
-    assert folder is not None
+CLAIMS = "outboxd_claim_duration_seconds_count"
+IDLE = 3.0  # seconds of idling counted
+
+
+@contextlib.asynccontextmanager
+async def dispatcher(
+    tmp_path: Path, sqlite_db: Path
+) -> AsyncIterator[tuple[DaemonProcess, HttpSink]]:
+    """A dispatcher process on ``sqlite_db``, one channel ``hook`` to an HTTP sink;
+    stopped (exit 0) after the block."""
     async with HttpSink() as sink:
         health = free_port()
         url = f"sqlite:///{sqlite_db}"
@@ -232,21 +336,55 @@ async def test_an_idle_dispatcher_on_sqlite_claims_seldom_and_wakes_for_new_work
         proc = DaemonProcess(tmp_path, config)
         try:
             await proc.start(health)
-            await eventually(lambda: sockets(folder), what="the dispatcher's doorbell")
-            await asyncio.sleep(2.0)  # past the quick polls that follow its start
-            claims = "outboxd_claim_duration_seconds_count"
-            before = await proc.metric(claims, channel="hook")
-            await asyncio.sleep(3.0)
-            idle = await proc.metric(claims, channel="hook") - before
-            # once a second at most (polling every 50 ms would be about 60); a busy
-            # machine makes fewer, never more
-            assert idle <= 5, f"{idle:g} claims in 3 s of idling"
-            await asyncio.to_thread(
-                sqlite_store.enqueue, NewMessage("hook", "k1", b'{"n": 1}', "json")
-            )
-            await eventually(lambda: len(sink.requests) == 1, what="the message delivered")
-            assert "listening for the doorbell" in proc.output()
+            yield proc, sink
             assert await proc.stop() == 0
         finally:
             proc.kill()
+
+
+async def idle_claims(proc: DaemonProcess) -> float:
+    """The claims ``proc`` makes on ``hook`` in ``IDLE`` seconds of idling."""
+    await asyncio.sleep(2.0)  # past the quick polls that follow its start
+    before = await proc.metric(CLAIMS, channel="hook")
+    await asyncio.sleep(IDLE)
+    return await proc.metric(CLAIMS, channel="hook") - before
+
+
+@pytest.mark.slow
+async def test_an_idle_dispatcher_on_sqlite_claims_seldom_and_wakes_for_new_work(
+    tmp_path: Path, sqlite_db: Path, sqlite_store: Store
+):
+    folder = folder_of(str(sqlite_db))
+    assert folder is not None
+    async with dispatcher(tmp_path, sqlite_db) as (proc, sink):
+        await eventually(lambda: sockets(folder), what="the dispatcher's doorbell")
+        idle = await idle_claims(proc)
+        # once a second at most (polling every 50 ms would be about 60); a busy
+        # machine makes fewer, never more
+        assert idle <= 5, f"{idle:g} claims in {IDLE:g} s of idling"
+        message = NewMessage("hook", "k1", b'{"n": 1}', "json")
+        await asyncio.to_thread(sqlite_store.enqueue, message)
+        await eventually(lambda: len(sink.requests) == 1, what="the message delivered")
+        assert "listening for the doorbell" in proc.output()
+    assert sockets(folder) == []
+
+
+@pytest.mark.slow
+async def test_a_dispatcher_whose_doorbell_is_refused_says_why_and_polls_often(
+    tmp_path: Path, sqlite_db: Path, sqlite_store: Store
+):
+    folder = folder_of(str(sqlite_db))
+    assert folder is not None
+    os.mkdir(folder)
+    os.chmod(folder, 0o777)  # not fit: the dispatcher must not listen there
+    async with dispatcher(tmp_path, sqlite_db) as (proc, sink):
+        await eventually(
+            lambda: "writable by others" in proc.output(), what="the refusal in the log"
+        )
+        idle = await idle_claims(proc)
+        # every 50 ms at most (about 60), not once a second (at most 4)
+        assert idle >= 8, f"{idle:g} claims in {IDLE:g} s of idling"
+        message = NewMessage("hook", "k1", b'{"n": 1}', "json")
+        await asyncio.to_thread(sqlite_store.enqueue, message)
+        await eventually(lambda: len(sink.requests) == 1, what="the message delivered")
     assert sockets(folder) == []

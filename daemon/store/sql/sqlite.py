@@ -342,7 +342,8 @@ class SqliteDialect(Dialect):
         return self.run(self.DROP_OLD_MINUTES, {"old": old}) + self.run(self.DROP_ZERO_TALLIES)
 
     def notify(self, channels: Iterable[str]) -> None:
-        """No such signal: the delivery loops poll."""
+        """No such statement: the unit of work rings the doorbell once the
+        transaction has committed (``daemon.store.doorbell``)."""
 
     # --- the rest --------------------------------------------------------------------
 
