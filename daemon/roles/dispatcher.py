@@ -67,6 +67,7 @@ class Dispatcher(RoleBase):
 
     def _listening(self, now: bool) -> None:
         self.listening = now
+        self.metrics.wakeups_listening.set(1 if now else 0)
 
     def _ring(self, channel: str) -> None:
         loop = self.loops.get(channel)

@@ -124,6 +124,13 @@ class DispatcherMetrics:
             registry=r,
         )
         self.token_fetches = _token_fetches(r)
+        self.wakeups_listening = Gauge(
+            "outboxd_wakeups_listening",
+            "1 while the process listens for the store's wake-ups (PostgreSQL's "
+            "LISTEN, SQLite's doorbell) and its idle loops claim once a second; 0 while "
+            "they poll every 5 to 50 ms instead.",
+            registry=r,
+        )
 
 
 class PollerMetrics:

@@ -366,6 +366,7 @@ async def test_an_idle_dispatcher_on_sqlite_claims_seldom_and_wakes_for_new_work
         await asyncio.to_thread(sqlite_store.enqueue, message)
         await eventually(lambda: len(sink.requests) == 1, what="the message delivered")
         assert "listening for the doorbell" in proc.output()
+        assert await proc.metric("outboxd_wakeups_listening") == 1
     assert sockets(folder) == []
 
 
@@ -384,6 +385,7 @@ async def test_a_dispatcher_whose_doorbell_is_refused_says_why_and_polls_often(
         idle = await idle_claims(proc)
         # every 50 ms at most (about 60), not once a second (at most 4)
         assert idle >= 8, f"{idle:g} claims in {IDLE:g} s of idling"
+        assert await proc.metric("outboxd_wakeups_listening") == 0
         message = NewMessage("hook", "k1", b'{"n": 1}', "json")
         await asyncio.to_thread(sqlite_store.enqueue, message)
         await eventually(lambda: len(sink.requests) == 1, what="the message delivered")
