@@ -73,6 +73,7 @@ class Dispatcher(RoleBase):
         loop = self.loops.get(channel)
         if loop is not None:
             loop.wake.set()
+            self.metrics.wakeups.labels(channel).inc()
 
     async def _expire_loop(self, interval: float) -> None:
         while True:

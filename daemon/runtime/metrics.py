@@ -124,6 +124,13 @@ class DispatcherMetrics:
             registry=r,
         )
         self.token_fetches = _token_fetches(r)
+        self.wakeups = Counter(
+            "outboxd_wakeups",
+            "Wake-ups heard from the store for the channel: messages committed due now "
+            "(PostgreSQL's NOTIFY, SQLite's doorbell).",
+            ["channel"],
+            registry=r,
+        )
         self.wakeups_listening = Gauge(
             "outboxd_wakeups_listening",
             "1 while the process listens for the store's wake-ups (PostgreSQL's "

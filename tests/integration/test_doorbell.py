@@ -367,6 +367,8 @@ async def test_an_idle_dispatcher_on_sqlite_claims_seldom_and_wakes_for_new_work
         await eventually(lambda: len(sink.requests) == 1, what="the message delivered")
         assert "listening for the doorbell" in proc.output()
         assert await proc.metric("outboxd_wakeups_listening") == 1
+        # woken by the enqueue's ring (its poll alone would have delivered it too)
+        assert await proc.metric("outboxd_wakeups_total", channel="hook") >= 1
     assert sockets(folder) == []
 
 

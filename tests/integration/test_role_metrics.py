@@ -38,6 +38,7 @@ FAMILIES = {
         "outboxd_rate_limit_wait_seconds",
         "outboxd_loop_errors",
         "outboxd_oauth_token_fetches",
+        "outboxd_wakeups",
         "outboxd_wakeups_listening",
     },
     "poller": {
