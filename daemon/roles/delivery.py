@@ -239,8 +239,7 @@ class ChannelLoop:
                     self.held[message.id] = message
                     self.queue.put_nowait(message)
                 continue
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self.wake.wait(), poll)
+            await self._wait_for_wake(poll)
             poll = min(poll * 2, NOTIFIED_IDLE_POLL if self.notified() else IDLE_POLL)
 
     def _room(self) -> int:
@@ -272,12 +271,16 @@ class ChannelLoop:
         at = self.clock.for_store()
         return {} if at is None else {"now": at}
 
+    async def _wait_for_wake(self, timeout: float) -> None:
+        """Until ``wake`` is set (at once if it is already), or ``timeout``."""
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(self.wake.wait(), timeout)
+
     async def _sleep(self, seconds: float) -> None:
         """Sleep, but wake early when draining starts."""
         if not self.stopping.is_set():
             self.wake.clear()
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self.wake.wait(), seconds)
+            await self._wait_for_wake(seconds)
 
     # --- workers ------------------------------------------------------------------
 

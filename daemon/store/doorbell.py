@@ -188,12 +188,14 @@ async def listen(
         listening(True)
         failed: OSError | None = None
         try:
-            while os.path.exists(path):
+            while True:
                 try:
                     datagram = await asyncio.wait_for(
                         loop.sock_recv(sock, MAX_DATAGRAM), CHECK_EVERY
                     )
-                except TimeoutError:
+                except TimeoutError:  # a quiet while: is the socket still to be found?
+                    if not os.path.exists(path):
+                        break
                     backoff.reset()  # listened a while without a fault
                     continue
                 backoff.reset()

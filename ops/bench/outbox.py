@@ -3,6 +3,8 @@
 Measures, per backend:
 
 1. enqueue rate: ``Store.enqueue_many`` in batches, and single ``Store.enqueue`` calls;
+   on SQLite single calls again with a dispatcher's doorbell listener (its own process)
+   to ring after each commit;
 2. claim + deliver rate: ``claim(limit=B)`` then ``record([Delivered ...])`` until the
    backlog is drained, for several batch sizes B, next to a raw baseline: the same loop
    in plain SQL (sqlite3 / psycopg, no peewee, no status events, no checks) on the same
@@ -22,10 +24,12 @@ checked: one that returns more messages than its limit marks its figure INVALID.
 from __future__ import annotations
 
 import argparse
+import os
+import subprocess
 import sys
 import time
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from pathlib import Path
@@ -37,7 +41,9 @@ from lib.report import join, log, median, percentile, verdict
 
 from daemon.config.database import DatabaseSettings
 from daemon.domain.messages import AttemptResult, Delivered, NewMessage, Released
+from daemon.store.address import sqlite_path
 from daemon.store.db import open_database
+from daemon.store.doorbell import SOCKET_SUFFIX, folder_of
 from daemon.store.sync import Store
 
 OWNER = "bench-worker"
@@ -49,6 +55,12 @@ PROBE_COUNT = 1_000
 PROBE_LIMIT = 10
 PG_SCHEMA = "outboxd_bench"
 RAW_NOTE = "plain SQL, same table, no events"
+# a dispatcher's doorbell listener alone: daemon.store.doorbell.listen, rings ignored
+LISTENER = (
+    "import asyncio, sys\n"
+    "from daemon.store.doorbell import listen\n"
+    "asyncio.run(listen(sys.argv[1], lambda channel: None))\n"
+)
 
 
 # --- sizes and results -----------------------------------------------------------------
@@ -272,10 +284,34 @@ def drain_rate(backend: Backend, kind: str, batch: int, count: int, check: Claim
     return count / elapsed
 
 
-def enqueue_rate(backend: Backend, count: int, batch: int) -> float:
-    """Messages/s through ``enqueue_many`` in calls of ``batch`` (1: ``enqueue``)."""
+@contextmanager
+def listening(backend: Backend) -> Iterator[None]:
+    """A doorbell listener on the SQLite database of ``backend``, in a process of its
+    own, bound by the time the block runs."""
+    path = sqlite_path(backend.url)
+    folder = folder_of(path) if path is not None else None
+    if folder is None:
+        raise RuntimeError(f"no doorbell for {backend.url}")
+    process = subprocess.Popen([sys.executable, "-c", LISTENER, folder])
+    try:
+        deadline = time.monotonic() + 30
+        while not (
+            os.path.isdir(folder) and any(n.endswith(SOCKET_SUFFIX) for n in os.listdir(folder))
+        ):
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("the doorbell listener did not start")
+            time.sleep(0.05)
+        yield
+    finally:
+        process.terminate()
+        process.wait()
+
+
+def enqueue_rate(backend: Backend, count: int, batch: int, rung: bool = False) -> float:
+    """Messages/s through ``enqueue_many`` in calls of ``batch`` (1: ``enqueue``);
+    with ``rung``, a doorbell listener there to ring."""
     messages = [NewMessage(CHANNEL, f"e{i}", PAYLOAD) for i in range(count)]
-    with fresh(backend) as (store, _raw):
+    with fresh(backend) as (store, _raw), listening(backend) if rung else nullcontext():
         started = time.perf_counter()
         if batch == 1:
             for message in messages:
@@ -328,10 +364,14 @@ def bench_probe(backend: Backend) -> list[Figure]:
 
 def bench_enqueue(backend: Backend, sizes: Sizes, repeat: int) -> list[Figure]:
     figures = []
-    for batch, count in ((sizes.enqueue_batch, sizes.enqueue_many), (1, sizes.enqueue_single)):
+    kinds = [(sizes.enqueue_batch, sizes.enqueue_many, False), (1, sizes.enqueue_single, False)]
+    if backend.name == "sqlite":
+        kinds.append((1, sizes.enqueue_single, True))
+    for batch, count, rung in kinds:
         label = f"enqueue_many ({batch}/call)" if batch > 1 else "enqueue (1/call)"
+        label += ", a listener rung" if rung else ""
         log(f"{backend.name}: {label}, {count:,} messages x {repeat}")
-        runs = [enqueue_rate(backend, count, batch) for _ in range(repeat)]
+        runs = [enqueue_rate(backend, count, batch, rung) for _ in range(repeat)]
         figures.append(rate_figure(backend, label, runs, f"{count:,} msgs"))
     return figures
 
